@@ -1,0 +1,177 @@
+"""Baselines that expose the pitfall, with the models' interface.
+
+``fit(train, valid)`` learns from the training (and validation) selections of a split and
+``predict(test)`` returns a :class:`xarray.DataArray` of scores with dims
+``(cell_type, locus)`` over the test selection. Each baseline holds the whole cube, because
+what it exploits is exactly what a memorising model can learn: the labels that the training
+cell types carry at the test loci. All reductions are lazy (Dask), chunk by chunk.
+
+- :class:`AverageActivity`: the mean label of each test locus over the training cell types.
+- :class:`MostSimilar`: the labels of the training cell type whose inputs correlate best
+  with the target's over the training loci.
+- :class:`RandomScores`: a constant score; its average precision is the prevalence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+
+def _at_test(cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dataset):
+    """``cube[var]`` for ``cell_types`` at the test selection's loci (lazy)."""
+    return cube[var].sel(cell_type=list(cell_types)).sel(locus=test["locus"].values)
+
+
+def _broadcast(scores: xr.DataArray, test: xr.Dataset, name: str) -> xr.DataArray:
+    """One score per locus, repeated for each test cell type: dims ``(cell_type, locus)``."""
+    out = scores.expand_dims(cell_type=test["cell_type"].values).transpose("cell_type", "locus")
+    return out.rename(name).assign_coords(locus=test["locus"].values)
+
+
+class AverageActivity:
+    """Mean label of each test locus over the training cell types.
+
+    Parameters
+    ----------
+    cube
+        The whole cube (``open_cube``), with its integer ``locus`` coordinate.
+    use_valid
+        Also average over the validation cell types (default): their labels are seen by the
+        model during training too (early stopping), and the paper's baseline averages every
+        non-target cell type.
+    cell_types
+        Average over these cell types whatever the split; e.g. every other cell type of the
+        cube for a cross-chromosome split, whose training holds the target alone.
+    """
+
+    name = "average activity"
+
+    def __init__(
+        self,
+        cube: xr.Dataset,
+        *,
+        use_valid: bool = True,
+        cell_types: Sequence[str] | None = None,
+    ) -> None:
+        self.cube = cube
+        self.use_valid = use_valid
+        self.cell_types = None if cell_types is None else [str(c) for c in cell_types]
+
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> AverageActivity:
+        """Record the cell types whose labels are averaged."""
+        if self.cell_types is not None:
+            self.cell_types_ = list(self.cell_types)
+            return self
+        cts = [str(c) for c in train["cell_type"].values]
+        if self.use_valid and valid is not None:
+            cts += [str(c) for c in valid["cell_type"].values if str(c) not in cts]
+        self.cell_types_ = cts
+        return self
+
+    def predict(self, test: xr.Dataset) -> xr.DataArray:
+        """Scores in [0, 1], dims ``(cell_type, locus)``; NaN where no training label exists."""
+        others = [c for c in self.cell_types_ if c not in set(map(str, test["cell_type"].values))]
+        if not others:
+            raise ValueError(
+                "no training cell type other than the test ones to average over (a "
+                "cross-chromosome split?); pass cell_types= to AverageActivity"
+            )
+        mean = _at_test(self.cube, "label", others, test).mean("cell_type", skipna=True)
+        return _broadcast(mean, test, "average_activity")
+
+
+class MostSimilar:
+    """Labels of the training cell type whose inputs correlate best with the target's.
+
+    Parameters
+    ----------
+    cube
+        The whole cube.
+    on
+        The input compared: ``"signal"`` (all marks, flattened; the default when the cube has
+        signal), ``"value"`` or ``"label"``. With ``"label"`` or ``"value"`` the target's own
+        targets over the *training* loci are used; in a cross-cell-type split those are the
+        test loci, so only use them where the training chromosomes exclude the test ones.
+
+    Attributes
+    ----------
+    chosen_ : dict
+        Per test cell type: ``(chosen cell type, Pearson correlation)``.
+    """
+
+    name = "most similar cell type"
+
+    def __init__(self, cube: xr.Dataset, *, on: str | None = None) -> None:
+        if on is None:
+            if "signal" not in cube:
+                raise ValueError(
+                    "the cube has no signal; choose what to compare with on='value' or "
+                    "on='label' (the target's own targets over the training loci)"
+                )
+            on = "signal"
+        if on not in cube:
+            raise ValueError(f"the cube has no {on!r} variable to compare cell types on")
+        self.cube = cube
+        self.on = on
+
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> MostSimilar:
+        """Record the candidate cell types and the training loci."""
+        self.candidates_ = [str(c) for c in train["cell_type"].values]
+        self.train_loci_ = train["locus"].values
+        return self
+
+    def similarity(self, target: str) -> dict[str, float]:
+        """Pearson correlation of each candidate's input with the target's, over training loci."""
+        x = self.cube[self.on].sel(locus=self.train_loci_)
+        cts = [c for c in self.candidates_ if c != target]
+        values = x.sel(cell_type=[target, *cts]).values.reshape(len(cts) + 1, -1)
+        if self.on == "value":
+            values = np.log1p(np.clip(values, 0, None))
+        ok = np.isfinite(values).all(axis=0)
+        r = np.corrcoef(values[:, ok])[0, 1:]
+        return dict(zip(cts, r.tolist(), strict=True))
+
+    def predict(self, test: xr.Dataset) -> xr.DataArray:
+        """The chosen cell type's labels, dims ``(cell_type, locus)``."""
+        self.chosen_ = {}
+        parts = []
+        for target in map(str, test["cell_type"].values):
+            sims = self.similarity(target)
+            best = max(sims, key=lambda c: -np.inf if np.isnan(sims[c]) else sims[c])
+            self.chosen_[target] = (best, sims[best])
+            one = test.sel(cell_type=[target])
+            parts.append(
+                _broadcast(
+                    _at_test(self.cube, "label", [best], one).squeeze("cell_type", drop=True),
+                    one,
+                    "most_similar",
+                )
+            )
+        return xr.concat(parts, dim="cell_type")
+
+
+class RandomScores:
+    """A constant score: every threshold calls all loci, so its AP is the prevalence."""
+
+    name = "random"
+
+    def __init__(self, cube: xr.Dataset | None = None) -> None:
+        self.cube = cube
+
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> RandomScores:
+        """Nothing to learn."""
+        return self
+
+    def predict(self, test: xr.Dataset) -> xr.DataArray:
+        """Constant 0.5 scores, dims ``(cell_type, locus)``."""
+        return xr.full_like(test["label"], 0.5).rename("random")
+
+
+BASELINES = {
+    "average_activity": AverageActivity,
+    "most_similar": MostSimilar,
+    "random": RandomScores,
+}

@@ -1,0 +1,174 @@
+"""The ``pitfall`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pitfall import synth
+
+    t0 = time.perf_counter()
+    overrides = {}
+    if args.cell_types is not None:
+        overrides["n_cell_types"] = args.cell_types
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    comp = synth.synthesize(args.dir, args.preset, **overrides)
+    print(
+        f"synthesized the {args.preset!r} compendium in {time.perf_counter() - t0:.1f} s: "
+        f"{comp.params.n_genes:,} genes, {len(comp.cell_types)} cell types, "
+        f"{len(comp.marks)} marks in {args.dir}"
+    )
+    print(f"  manifests: {comp.manifest} (expression), {comp.manifest_tad} (TAD boundaries)")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pitfall import featurize
+
+    summary = featurize.build(
+        args.manifest,
+        args.store,
+        cell_types=args.cell_type,
+        workers=args.workers,
+        scheduler=args.scheduler,
+    )
+    print(summary)
+    return 0
+
+
+def cmd_append(args: argparse.Namespace) -> int:
+    from pitfall import featurize
+
+    summary = featurize.append(
+        args.store,
+        args.manifest,
+        args.cell_type,
+        workers=args.workers,
+        scheduler=args.scheduler,
+    )
+    print(summary)
+    return 0
+
+
+def cmd_cube_log(args: argparse.Namespace) -> int:
+    from pitfall import cube
+
+    for c in cube.cube_log(args.path):
+        when = c.written_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{c.snapshot}  {when}  {c.message}")
+    return 0
+
+
+def cmd_cube_info(args: argparse.Namespace) -> int:
+    from pitfall import cube
+
+    info = cube.cube_info(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    cts = info["cell_types"]
+    print(f"cube {info['path']} (snapshot {info['snapshot']}, assembly {info['assembly']})")
+    shown = ", ".join(cts[:12]) + (f", ... ({len(cts)} in all)" if len(cts) > 12 else "")
+    print(f"  cell types: {len(cts)}: {shown}")
+    per_chrom = info["loci_per_chrom"]
+    print(f"  loci: {info['n_loci']:,} on {len(per_chrom)} chromosomes")
+    print(f"  marks: {', '.join(info['marks']) or 'none'}")
+    for name, var in info["variables"].items():
+        dims = " x ".join(f"{d}={s:,}" for d, s in zip(var["dims"], var["shape"], strict=True))
+        chunks = " x ".join(map(str, var["chunks"]))
+        print(f"  {name:<9} {var['dtype']:<8} {dims}  chunks {chunks}")
+    print(f"  size on disk: {_human(info['bytes_on_disk'])}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pitfall import demo
+
+    demo.run(Path(args.out), quick=args.quick, workers=args.workers)
+    return 0
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default 2)")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pitfall`` command."""
+    ap = argparse.ArgumentParser(
+        prog="pitfall",
+        description="Machine learning across cell types, and the pitfall of memorised loci.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="synthesize a compendium, build its cubes, run the job")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="write a synthetic compendium in real formats")
+    p.add_argument("dir", help="output folder")
+    p.add_argument("--preset", default="demo", help="tiny | demo | paper (default demo)")
+    p.add_argument("--cell-types", type=int, default=None, help="number of cell types")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("build", help="build a cube from a manifest")
+    p.add_argument("manifest")
+    p.add_argument("--store", required=True, help="folder of the new cube")
+    p.add_argument("--cell-type", action="append", default=None, help="only these (repeatable)")
+    _cluster_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("append", help="add cell types from a manifest to a cube")
+    p.add_argument("store")
+    p.add_argument("manifest")
+    p.add_argument("--cell-type", action="append", required=True, help="repeatable")
+    _cluster_args(p)
+    p.set_defaults(func=cmd_append)
+
+    p = sub.add_parser("cube", help="inspect a cube")
+    cube_sub = p.add_subparsers(dest="cube_command", required=True)
+    q = cube_sub.add_parser("log", help="history of commits")
+    q.add_argument("path")
+    q.set_defaults(func=cmd_cube_log)
+    q = cube_sub.add_parser("info", help="cell types, loci, marks, chunking, size on disk")
+    q.add_argument("path")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_cube_info)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``pitfall`` command; errors in the user's input print one line, not a trace."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError) as err:
+        if os.environ.get("PITFALL_DEBUG"):
+            raise
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"pitfall {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

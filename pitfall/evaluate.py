@@ -1,0 +1,741 @@
+"""Evaluation: average precision (in memory and chunked), partitions, tests, baselines.
+
+Floor 1: imports nothing from the project (numpy, scipy, pandas, xarray, dask only).
+
+Every function accepts numpy arrays and :class:`xarray.DataArray` objects; the main case
+is a DataArray over the ``locus`` dim (one cell type's labels or predictions), or over
+``(cell_type, locus)``. Labels are binary: 1 (active / boundary / bound), 0 (not),
+NaN (unknown). **Loci whose label is NaN are dropped** before any metric is computed,
+so a prediction at an unlabelled locus never counts.
+
+Average precision follows scikit-learn's ``average_precision_score`` exactly::
+
+    AP = sum_k (R_k - R_{k-1}) * P_k
+
+over the *distinct* score thresholds in decreasing order, where ``P_k`` and ``R_k`` are
+the precision and recall when every item scoring at least the k-th threshold is called
+positive. Tied scores form one threshold (no interpolation, no random tie breaking):
+this matters for baselines such as the mean of a few binary labels, which take only a
+handful of values.
+
+The chunked path (:func:`score_counts`, :func:`merge_score_counts`,
+:func:`average_precision_from_counts`, :func:`average_precision_dask`) computes the
+same number from per-distinct-score counts, so its memory is bounded by the number of
+distinct scores rather than the number of items. The grouped functions
+(:func:`ap_by_group`, :func:`partitioned_evaluation`, :func:`mann_whitney_by_group`,
+:func:`baseline_strength`) load their inputs into memory: one cell type's 14.4 million
+loci is about 100 MB per float64 array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+__all__ = [
+    "ScoreCounts",
+    "ap_by_group",
+    "average_precision",
+    "average_precision_dask",
+    "average_precision_from_counts",
+    "baseline_strength",
+    "mann_whitney_by_group",
+    "merge_score_counts",
+    "partition_by_activity",
+    "partitioned_evaluation",
+    "random_ap",
+    "residual_target",
+    "score_counts",
+    "score_from_residual",
+]
+
+ArrayLike = Any  # numpy array, xarray.DataArray, dask array or anything np.asarray takes
+ScoreCounts = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(unique_scores, positives, totals)``: ascending distinct scores (k,), and per score
+the number of positive items (k,) int64 and of labelled items (k,) int64."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _align_pair(a: ArrayLike, b: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """Line up two DataArrays by dim name and coordinates; leave other inputs alone.
+
+    Raises
+    ------
+    ValueError
+        When both are DataArrays whose coordinates along a shared dim differ (an exact
+        join), which would otherwise silently pair labels with the wrong loci.
+    """
+    if isinstance(a, xr.DataArray) and isinstance(b, xr.DataArray):
+        if set(a.dims) == set(b.dims):
+            b = b.transpose(*a.dims)
+        try:
+            a, b = xr.align(a, b, join="exact")
+        except ValueError as err:
+            raise ValueError(f"coordinates of the two arrays do not match: {err}") from err
+    return a, b
+
+
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    """Materialise ``x`` as a numpy array (computes dask-backed inputs)."""
+    if isinstance(x, xr.DataArray):
+        return np.asarray(x.values)
+    if isinstance(x, da.Array):
+        return np.asarray(x.compute())
+    return np.asarray(x)
+
+
+def _check_same_shape(y_true: np.ndarray, y_score: np.ndarray) -> None:
+    if y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true and y_score must have the same shape, got {y_true.shape} and {y_score.shape}"
+        )
+
+
+def _clean_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten, drop NaN labels and validate.
+
+    Returns
+    -------
+    positive : numpy.ndarray, shape (m,), bool
+        Whether each labelled item is positive.
+    score : numpy.ndarray, shape (m,)
+        Its score.
+    """
+    _check_same_shape(y_true, y_score)
+    y = y_true.ravel()
+    s = y_score.ravel()
+    if y.dtype.kind == "f":
+        known = ~np.isnan(y)
+        if not known.all():
+            y = y[known]
+            s = s[known]
+    if y.size and not np.isin(y, (0, 1)).all():
+        bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
+        raise ValueError(f"labels must be 0, 1 or NaN, found {bad.tolist()}")
+    if s.dtype.kind not in "biuf":
+        raise ValueError(f"scores must be numeric, got dtype {s.dtype}")
+    if s.dtype.kind == "f" and np.isnan(s).any():
+        raise ValueError("scores must not be NaN where the label is known")
+    return y == 1, s
+
+
+# ------------------------------------------------------------------ average precision
+
+
+def average_precision(y_true: ArrayLike, y_score: ArrayLike) -> float:
+    """Average precision with scikit-learn's ``average_precision_score`` semantics.
+
+    Step-wise sum ``sum_k (R_k - R_{k-1}) P_k`` over distinct score thresholds (ties
+    grouped as one threshold). Sort based, O(n log n), exact integer counts and float64
+    accumulation; agrees with scikit-learn to ~1e-12.
+
+    Parameters
+    ----------
+    y_true : array-like or xarray.DataArray, any shape
+        Binary labels (0, 1, NaN). Items with a NaN label are dropped.
+    y_score : array-like or xarray.DataArray, same shape as ``y_true``
+        Scores, higher means more likely positive. Must not be NaN where the label is
+        known. Two DataArrays are matched by dim name and must have identical coordinates.
+        Multi-dimensional inputs are pooled (flattened), e.g. all (cell_type, locus)
+        pairs together. Dask-backed DataArrays or dask arrays are routed to
+        :func:`average_precision_dask` so they are never fully loaded.
+
+    Returns
+    -------
+    float
+        Average precision in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ, when no labelled item is positive, when a label is not
+        0/1/NaN, or when a score is NaN at a labelled item.
+    """
+    y_true, y_score = _align_pair(y_true, y_score)
+    if _is_lazy(y_true) or _is_lazy(y_score):
+        return average_precision_dask(y_true, y_score)
+    pos, s = _clean_binary(_to_numpy(y_true), _to_numpy(y_score))
+    n_pos = int(np.count_nonzero(pos))
+    if n_pos == 0:
+        raise ValueError("average precision is undefined: y_true has no positive label")
+    # Any sort will do (no stable order needed): tied scores are grouped below.
+    order = np.argsort(s)[::-1]
+    s_sorted = s[order]
+    tps = np.cumsum(pos[order], dtype=np.int64)
+    # Last index of each run of equal scores: one threshold per distinct score.
+    last = np.flatnonzero(np.diff(s_sorted) != 0)
+    last = np.append(last, s_sorted.size - 1)
+    tp = tps[last]
+    called = last + 1
+    return _ap_from_cumulative(tp, called, n_pos)
+
+
+def _ap_from_cumulative(tp: np.ndarray, called: np.ndarray, n_pos: int) -> float:
+    """AP from cumulative true positives and items called, per threshold, high to low.
+
+    Parameters
+    ----------
+    tp, called : numpy.ndarray, shape (k,), int64
+        Positives and items with a score >= the k-th highest distinct score.
+    n_pos : int
+        Total number of positives (``tp[-1]``).
+    """
+    d_tp = np.diff(tp, prepend=0)
+    precision = tp / called
+    # Divide once at the end: recall steps are d_tp / n_pos with exact integer d_tp.
+    return float(max(0.0, np.sum(d_tp * precision) / n_pos))
+
+
+def random_ap(y_true: ArrayLike) -> float:
+    """Expected average precision of a random predictor: the prevalence of positives.
+
+    Parameters
+    ----------
+    y_true : array-like or xarray.DataArray, any shape
+        Binary labels (0, 1, NaN); NaN labels are dropped.
+
+    Returns
+    -------
+    float
+        Fraction of labelled items that are positive.
+
+    Raises
+    ------
+    ValueError
+        When no item is labelled.
+    """
+    y = _to_numpy(y_true).ravel().astype(np.float64)
+    y = y[~np.isnan(y)]
+    if y.size == 0:
+        raise ValueError("random AP is undefined: y_true has no labelled item")
+    return float(np.count_nonzero(y == 1) / y.size)
+
+
+# ------------------------------------------------------------------ chunked / counts
+
+
+def score_counts(y_true: ArrayLike, y_score: ArrayLike) -> ScoreCounts:
+    """Per distinct score, the number of positive and of labelled items (one chunk).
+
+    Parameters
+    ----------
+    y_true : array-like, any shape
+        Binary labels (0, 1, NaN); NaN labels are dropped.
+    y_score : array-like, same shape as ``y_true``
+        Scores.
+
+    Returns
+    -------
+    unique_scores : numpy.ndarray, shape (k,)
+        Ascending distinct scores among labelled items (dtype of ``y_score``).
+    positives : numpy.ndarray, shape (k,), int64
+        Positive items per score.
+    totals : numpy.ndarray, shape (k,), int64
+        Labelled items per score.
+    """
+    pos, s = _clean_binary(_to_numpy(y_true), _to_numpy(y_score))
+    uniq, inverse = np.unique(s, return_inverse=True)
+    totals = np.bincount(inverse, minlength=uniq.size).astype(np.int64, copy=False)
+    positives = np.bincount(inverse[pos], minlength=uniq.size).astype(np.int64, copy=False)
+    return uniq, positives, totals
+
+
+def merge_score_counts(*counts: ScoreCounts) -> ScoreCounts:
+    """Merge the :func:`score_counts` of several chunks into one.
+
+    Parameters
+    ----------
+    *counts : tuple of (unique_scores (k_i,), positives (k_i,), totals (k_i,))
+        Per-chunk counts.
+
+    Returns
+    -------
+    ScoreCounts
+        Counts over the union of the chunks: ascending distinct scores (k,), positives
+        (k,) and totals (k,), int64.
+    """
+    if not counts:
+        return np.empty(0, dtype=np.float64), np.empty(0, np.int64), np.empty(0, np.int64)
+    if len(counts) == 1:
+        return counts[0]
+    scores = np.concatenate([c[0] for c in counts])
+    uniq, inverse = np.unique(scores, return_inverse=True)
+    # float64 weights are exact for integer counts below 2**53, and bincount is far
+    # faster than np.add.at.
+    positives = np.bincount(
+        inverse, weights=np.concatenate([c[1] for c in counts]), minlength=uniq.size
+    ).astype(np.int64)
+    totals = np.bincount(
+        inverse, weights=np.concatenate([c[2] for c in counts]), minlength=uniq.size
+    ).astype(np.int64)
+    return uniq, positives, totals
+
+
+def average_precision_from_counts(
+    scores: ArrayLike, positives: ArrayLike, totals: ArrayLike
+) -> float:
+    """Average precision from per-distinct-score counts (exact, ties grouped).
+
+    Parameters
+    ----------
+    scores : array-like, shape (k,)
+        Distinct scores, in any order (they are sorted here); must be unique.
+    positives : array-like, shape (k,), int
+        Positive items at each score.
+    totals : array-like, shape (k,), int
+        Labelled items at each score (``>= positives``).
+
+    Returns
+    -------
+    float
+        The same value as :func:`average_precision` on the items these counts describe.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ, the scores repeat, or there is no positive.
+    """
+    scores = np.asarray(scores)
+    positives = np.asarray(positives, dtype=np.int64)
+    totals = np.asarray(totals, dtype=np.int64)
+    if not (scores.shape == positives.shape == totals.shape) or scores.ndim != 1:
+        raise ValueError(
+            "scores, positives and totals must be 1-D of the same length, got "
+            f"{scores.shape}, {positives.shape}, {totals.shape}"
+        )
+    order = np.argsort(scores, kind="stable")[::-1]
+    s = scores[order]
+    if s.size > 1 and np.any(s[:-1] == s[1:]):
+        raise ValueError("scores must be distinct; merge the counts first")
+    tp = np.cumsum(positives[order])
+    n_pos = int(tp[-1]) if tp.size else 0
+    if n_pos == 0:
+        raise ValueError("average precision is undefined: the counts hold no positive label")
+    called = np.cumsum(totals[order])
+    # Scores with no labelled item add nothing but would divide 0/0: drop them.
+    keep = totals[order] > 0
+    return _ap_from_cumulative(tp[keep], called[keep], n_pos)
+
+
+def _is_lazy(x: ArrayLike) -> bool:
+    return isinstance(x, da.Array) or (isinstance(x, xr.DataArray) and isinstance(x.data, da.Array))
+
+
+def _tree_merge(parts: list[Any], fan_in: int) -> Any:
+    """Merge delayed counts in a tree so no task holds more than ``fan_in`` inputs."""
+    merge = dask.delayed(merge_score_counts, pure=True)
+    while len(parts) > 1:
+        parts = [merge(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+def average_precision_dask(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    chunks: int | tuple[int, ...] | str | None = None,
+    fan_in: int = 8,
+    return_counts: bool = False,
+) -> float | tuple[float, ScoreCounts]:
+    """Exact average precision of arrays too large for memory, reduced chunk by chunk.
+
+    Each pair of aligned blocks becomes :func:`score_counts` (one task); the counts are
+    merged in a tree (:func:`merge_score_counts`) and the AP is computed from the total
+    (:func:`average_precision_from_counts`). Uses the active dask scheduler (threads by
+    default, or a ``distributed`` client). Peak memory is a few blocks plus the counts,
+    whose size is the number of distinct scores: 7 values for the mean of 6 binary
+    labels, but up to the number of items for continuous scores.
+
+    Parameters
+    ----------
+    y_true : dask.array.Array, xarray.DataArray or numpy array, any shape
+        Binary labels (0, 1, NaN); NaN labels are dropped.
+    y_score : same kinds, same shape as ``y_true``
+        Scores. Two DataArrays are matched by dim name and exact coordinates; the
+        scores are rechunked to the labels' chunks when they differ.
+    chunks : int, tuple, "auto" or None
+        Chunking for inputs that are not dask-backed yet (None: one chunk).
+    fan_in : int
+        Number of count tables merged per task.
+    return_counts : bool
+        Also return the merged :data:`ScoreCounts`.
+
+    Returns
+    -------
+    float or (float, ScoreCounts)
+        Average precision, the same as :func:`average_precision` (to ~1e-12).
+
+    Raises
+    ------
+    ValueError
+        As :func:`average_precision`.
+    """
+    if fan_in < 2:
+        raise ValueError(f"fan_in must be at least 2, got {fan_in}")
+    y_true, y_score = _align_pair(y_true, y_score)
+    yt = _as_dask(y_true, chunks)
+    ys = _as_dask(y_score, chunks)
+    if yt.shape != ys.shape:
+        raise ValueError(
+            f"y_true and y_score must have the same shape, got {yt.shape} and {ys.shape}"
+        )
+    if ys.chunks != yt.chunks:
+        ys = ys.rechunk(yt.chunks)
+    count = dask.delayed(score_counts, pure=True)
+    parts = [
+        count(bt, bs)
+        for bt, bs in zip(yt.to_delayed().ravel(), ys.to_delayed().ravel(), strict=True)
+    ]
+    (total,) = dask.compute(_tree_merge(parts, fan_in))
+    ap = average_precision_from_counts(*total)
+    return (ap, total) if return_counts else ap
+
+
+def _as_dask(x: ArrayLike, chunks: int | tuple[int, ...] | str | None) -> da.Array:
+    if isinstance(x, xr.DataArray):
+        x = x.data
+    if isinstance(x, da.Array):
+        return x
+    x = np.asarray(x)
+    return da.from_array(x, chunks=x.shape if chunks is None else chunks)
+
+
+# ------------------------------------------------------------------- partitions
+
+
+def partition_by_activity(labels_train: ArrayLike, *, dim: str = "cell_type") -> ArrayLike:
+    """Number of training + validation cell types in which each locus is active.
+
+    Parameters
+    ----------
+    labels_train : numpy array (cell_type, locus) or xarray.DataArray with dim ``dim``
+        Binary labels of the training and validation cell types only (never the test
+        cell type). NaN counts as not active.
+    dim : str
+        The cell-type dim of a DataArray (numpy input: axis 0).
+
+    Returns
+    -------
+    numpy.ndarray (locus,) int64, or xarray.DataArray over the remaining dims
+        Counts in 0..n_cell_types. A dask-backed DataArray gives a lazy result.
+    """
+    if isinstance(labels_train, xr.DataArray):
+        return (labels_train == 1).sum(dim).astype(np.int64)
+    arr = _to_numpy(labels_train)
+    if arr.ndim != 2:
+        raise ValueError(f"labels_train must be 2-D (cell_type, locus), got shape {arr.shape}")
+    # NaN == 1 is False, so unknown labels count as not active without a mask.
+    return np.count_nonzero(arr == 1, axis=0).astype(np.int64)
+
+
+def _group_slices(groups: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """Indices of each group, groups ascending (one sort instead of one mask per group)."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=uniq.size))[:-1]
+    return [(g.item(), idx) for g, idx in zip(uniq, np.split(order, bounds), strict=True)]
+
+
+def _flat_groups(groups: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    g = _to_numpy(groups)
+    if g.shape != shape:
+        raise ValueError(f"groups must have the shape of the labels {shape}, got {g.shape}")
+    return g.ravel()
+
+
+def ap_by_group(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike) -> pd.Series:
+    """Average precision within each group of items.
+
+    Parameters
+    ----------
+    y_true : array-like or xarray.DataArray, shape (n,) (or any, flattened)
+        Binary labels (0, 1, NaN); NaN labels are dropped.
+    y_score : same shape
+        Scores.
+    groups : same shape
+        Group of each item, e.g. :func:`partition_by_activity` of the loci.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by group (ascending), named ``"ap"``. A group with no positive label
+        (or no labelled item) gets NaN: its AP is undefined.
+    """
+    y_true, y_score = _align_pair(y_true, y_score)
+    y_true, groups = _align_pair(y_true, groups)
+    yt, ys = _to_numpy(y_true), _to_numpy(y_score)
+    _check_same_shape(yt, ys)
+    g = _flat_groups(groups, yt.shape)
+    yt, ys = yt.ravel(), ys.ravel()
+    out = {}
+    for key, idx in _group_slices(g):
+        out[key] = _ap_or_nan(yt[idx], ys[idx])
+    return pd.Series(out, name="ap", dtype=np.float64).rename_axis("group")
+
+
+def _ap_or_nan(y: np.ndarray, s: np.ndarray) -> float:
+    y = y.astype(np.float64, copy=False)
+    if not np.any(y == 1):
+        return float("nan")
+    return average_precision(y, s)
+
+
+def partitioned_evaluation(
+    y_true: ArrayLike,
+    scores: Mapping[str, ArrayLike],
+    n_active: ArrayLike,
+    *,
+    include_all: bool = True,
+) -> pd.DataFrame:
+    """AP of several predictors within each partition of the loci (the paper's Fig. 4).
+
+    Parameters
+    ----------
+    y_true : array-like or xarray.DataArray, shape (locus,)
+        Test labels of the target cell type (0, 1, NaN); NaN loci are dropped.
+    scores : mapping of predictor name -> array of shape (locus,)
+        Predictions of each model or baseline.
+    n_active : array of shape (locus,), int
+        Group of each locus, normally :func:`partition_by_activity` of the training +
+        validation labels.
+    include_all : bool
+        Also add group ``"all"`` (every locus) as the last rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (group, predictor), groups ascending, predictors in mapping order,
+        columns ``group``, ``predictor``, ``n_loci`` (labelled loci in the group),
+        ``n_positive``, ``prevalence`` (the random predictor's expected AP) and ``ap``.
+        Groups with no positive locus get ``ap`` NaN (and ``prevalence`` 0), since
+        average precision is undefined there.
+    """
+    aligned = {name: _align_pair(y_true, s)[1] for name, s in scores.items()}
+    y_true, n_active = _align_pair(y_true, n_active)
+    yt = _to_numpy(y_true).ravel().astype(np.float64)
+    g = _flat_groups(n_active, _to_numpy(y_true).shape)
+    arrays = {}
+    for name, s in aligned.items():
+        arr = _to_numpy(s)
+        if arr.size != yt.size:
+            raise ValueError(
+                f"scores[{name!r}] has {arr.size} items, the labels {yt.size}: shapes differ"
+            )
+        arrays[name] = arr.ravel()
+    slices = _group_slices(g)
+    if include_all:
+        slices.append(("all", np.arange(yt.size)))
+    rows = []
+    for key, idx in slices:
+        y = yt[idx]
+        n_loci = int(np.count_nonzero(~np.isnan(y)))
+        n_pos = int(np.count_nonzero(y == 1))
+        for name, s in arrays.items():
+            rows.append(
+                {
+                    "group": key,
+                    "predictor": name,
+                    "n_loci": n_loci,
+                    "n_positive": n_pos,
+                    "prevalence": n_pos / n_loci if n_loci else float("nan"),
+                    "ap": _ap_or_nan(y, s[idx]),
+                }
+            )
+    columns = ["group", "predictor", "n_loci", "n_positive", "prevalence", "ap"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------------------- Mann-Whitney U
+
+
+def mann_whitney_by_group(
+    scores_a: ArrayLike,
+    scores_b: ArrayLike,
+    groups: ArrayLike,
+    alternative: Literal["greater", "less", "two-sided"] = "greater",
+    *,
+    labels: ArrayLike | None = None,
+    on: Literal["all", "positive", "negative"] = "all",
+    method: str = "auto",
+) -> pd.DataFrame:
+    """One-sided Mann-Whitney U test of model A's vs model B's predictions, per group.
+
+    Within each group of loci (normally the number of training + validation cell types
+    in which the locus is active, as in the paper's Fig. S3), this compares the
+    *distribution of model A's scores over the loci of the group* with the
+    *distribution of model B's scores over the same loci*, as two independent samples:
+    ``scipy.stats.mannwhitneyu(a[group], b[group], alternative=alternative)``. With the
+    default ``alternative="greater"`` a small p-value means A's predictions tend to be
+    higher than B's in that group (e.g. a model with epigenomic inputs scoring the
+    group's loci higher than a sequence-only model). The loci are the same for both
+    samples, but the test, like the paper's, treats them as unpaired.
+
+    Parameters
+    ----------
+    scores_a, scores_b : array-like or xarray.DataArray, shape (locus,)
+        Predictions of models A and B at the same loci.
+    groups : array-like, shape (locus,)
+        Group of each locus.
+    alternative : {"greater", "less", "two-sided"}
+        Passed to :func:`scipy.stats.mannwhitneyu`; "greater": A stochastically larger.
+    labels : array-like, shape (locus,), optional
+        Binary labels (0, 1, NaN) used by ``on``.
+    on : {"all", "positive", "negative"}
+        Which loci of each group enter the test: all of them, or only those labelled 1
+        (resp. 0). Anything but "all" needs ``labels``; NaN-labelled loci are then
+        left out.
+    method : str
+        Passed to :func:`scipy.stats.mannwhitneyu` ("auto", "asymptotic", "exact").
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group (ascending): ``group``, ``n`` (loci tested per sample), ``U``
+        (scipy's statistic, for sample A) and ``p_value``. Loci where either score is
+        NaN are dropped; a group left with no locus gets U and p_value NaN.
+    """
+    if on not in ("all", "positive", "negative"):
+        raise ValueError(f'on must be "all", "positive" or "negative", got {on!r}')
+    if on != "all" and labels is None:
+        raise ValueError(f"on={on!r} needs labels")
+    scores_a, scores_b = _align_pair(scores_a, scores_b)
+    scores_a, groups = _align_pair(scores_a, groups)
+    a = _to_numpy(scores_a).astype(np.float64).ravel()
+    b = _to_numpy(scores_b).astype(np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(
+            f"scores_a and scores_b must have the same shape, got {a.shape}, {b.shape}"
+        )
+    g = _flat_groups(groups, _to_numpy(scores_a).shape)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if on != "all":
+        scores_a, labels = _align_pair(scores_a, labels)
+        y = _to_numpy(labels).astype(np.float64).ravel()
+        if y.shape != a.shape:
+            raise ValueError(f"labels must have the shape of the scores {a.shape}, got {y.shape}")
+        keep &= y == (1.0 if on == "positive" else 0.0)
+    rows = []
+    for key, idx in _group_slices(g):
+        idx = idx[keep[idx]]
+        if idx.size == 0:
+            u, p = float("nan"), float("nan")
+        else:
+            res = stats.mannwhitneyu(a[idx], b[idx], alternative=alternative, method=method)
+            u, p = float(res.statistic), float(res.pvalue)
+        rows.append({"group": key, "n": int(idx.size), "U": u, "p_value": p})
+    return pd.DataFrame(rows, columns=["group", "n", "U", "p_value"])
+
+
+# ----------------------------------------------------------------- residual target
+
+
+def residual_target(labels: ArrayLike, average_activity: ArrayLike) -> ArrayLike:
+    """The paper's residual target: label minus the locus's average activity.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray (cell_type, locus) or (locus,), or numpy array
+        Binary labels (NaN stays NaN).
+    average_activity : xarray.DataArray (locus,) or numpy array (locus,)
+        Mean label of each locus over the training cell types.
+
+    Returns
+    -------
+    same kind as ``labels``
+        ``labels - average_activity``, in [-1, 1]. DataArrays broadcast by dim name
+        (over ``cell_type``) and align exactly on ``locus``; numpy arrays broadcast on
+        the trailing axis.
+    """
+    return _combine(labels, average_activity, np.subtract)
+
+
+def score_from_residual(residual: ArrayLike, average_activity: ArrayLike) -> ArrayLike:
+    """Inverse of :func:`residual_target`: residual prediction plus average activity.
+
+    Parameters
+    ----------
+    residual : xarray.DataArray or numpy array, (..., locus)
+        Predicted residuals.
+    average_activity : xarray.DataArray or numpy array, (locus,)
+        The same average activity the residual target was built from.
+
+    Returns
+    -------
+    same kind as ``residual``
+        Scores on the label scale, ``residual + average_activity``.
+    """
+    return _combine(residual, average_activity, np.add)
+
+
+def _combine(x: ArrayLike, avg: ArrayLike, op: Any) -> ArrayLike:
+    if isinstance(x, xr.DataArray) or isinstance(avg, xr.DataArray):
+        with xr.set_options(arithmetic_join="exact"):
+            try:
+                return op(x, avg)
+            except ValueError as err:
+                raise ValueError(f"labels and average activity do not align: {err}") from err
+    return op(np.asarray(x), np.asarray(avg))
+
+
+# ----------------------------------------------------------------- baselines
+
+
+def baseline_strength(
+    labels: xr.DataArray,
+    target: Hashable,
+    similarity: pd.Series | Mapping[Hashable, float],
+    *,
+    dim: str = "cell_type",
+) -> pd.DataFrame:
+    """AP of each other cell type's labels used alone to predict the target's labels.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray (cell_type, locus)
+        Binary labels (0, 1, NaN) of every cell type, the target included.
+    target : hashable
+        The target cell type (a value of the ``dim`` coordinate).
+    similarity : pandas.Series or mapping, cell type -> float
+        Similarity of each cell type to the target (e.g. correlation of inputs).
+        Cell types missing from it get NaN.
+    dim : str
+        The cell-type dim.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-target cell type, in the order of ``labels``: ``cell_type``,
+        ``similarity`` and ``ap``. Loci where the target's or the predictor's label is
+        NaN are left out of that predictor's AP; a predictor with no shared positive
+        gets NaN.
+    """
+    if not isinstance(labels, xr.DataArray):
+        raise TypeError("labels must be an xarray.DataArray with a cell-type dim")
+    sim = dict(similarity.items()) if isinstance(similarity, pd.Series) else dict(similarity)
+    cell_types = list(labels[dim].values)
+    if target not in cell_types:
+        raise ValueError(f"target {target!r} is not a {dim} of the labels")
+    y = labels.sel({dim: target}).values.astype(np.float64).ravel()
+    rows = []
+    for ct in cell_types:
+        if ct == target:
+            continue
+        s = labels.sel({dim: ct}).values.astype(np.float64).ravel()
+        known = ~np.isnan(s)
+        rows.append(
+            {
+                "cell_type": ct,
+                "similarity": float(sim.get(ct, np.nan)),
+                "ap": _ap_or_nan(y[known], s[known]),
+            }
+        )
+    return pd.DataFrame(rows, columns=["cell_type", "similarity", "ap"])

@@ -1,0 +1,1 @@
+"""Readers of one file's piece as numpy: bigWig, FASTA, annotation, labels."""

@@ -1,0 +1,107 @@
+"""Locus sequences from a FASTA file (pyfaidx), as strand-aware uint8 codes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+from pitfall.kernels import encode_dna, reverse_complement
+
+N_CODE = 4
+
+
+class FastaError(ValueError):
+    """A FASTA file that cannot be read; the message names the file and what to do."""
+
+
+def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
+    """Open (and index, if needed) a FASTA file, plain or bgzip-compressed.
+
+    Raises
+    ------
+    FastaError
+        For a file that is missing, not FASTA, or truncated/corrupt (the index does not
+        match the file); the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such FASTA file (check the manifest's [sequence])")
+    try:
+        return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False)
+    except (pyfaidx.FastaIndexingError, pyfaidx.FetchError, ValueError, OSError) as err:
+        raise FastaError(
+            f"{path}: cannot be read as FASTA ({err}); check that it is complete and, if it "
+            f"was re-downloaded, delete the stale index {path}.fai"
+        ) from err
+
+
+def chrom_sizes(path: str | os.PathLike) -> dict[str, int]:
+    """Chromosome lengths of a FASTA file, from its index."""
+    fa = open_fasta(path)
+    return {name: len(rec) for name, rec in fa.records.items()}
+
+
+def window_codes(
+    path: str | os.PathLike,
+    chrom: str,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    strands: np.ndarray,
+) -> np.ndarray:
+    """Sequence codes of equal-length windows on one chromosome.
+
+    Parameters
+    ----------
+    path
+        FASTA file.
+    chrom
+        Chromosome of every window.
+    starts, ends
+        Shape ``(n,)``, 0-based half-open; every window has the same length ``L``. Parts of a
+        window past either chromosome end are N (code 4).
+    strands
+        Shape ``(n,)``; ``"-"`` windows are reverse-complemented, so position 0 is always the
+        5'-most base on the locus's strand.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, L)`` uint8: A=0 C=1 G=2 T=3 N=4.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    lengths = np.unique(ends - starts)
+    if lengths.size > 1:
+        raise FastaError(f"{path}: windows on {chrom} have different lengths {lengths[:5]}")
+    if starts.size == 0:
+        return np.zeros((0, 0), dtype=np.uint8)
+    length = int(lengths[0])
+    fa = open_fasta(path)
+    if chrom not in fa:
+        raise FastaError(
+            f"{path}: has no chromosome {chrom!r} (it has {list(fa.keys())[:5]}...); "
+            "the FASTA must cover every chromosome of the loci"
+        )
+    lo = max(0, int(starts.min()))
+    try:
+        text = fa[chrom][lo : int(ends.max())]
+    except (pyfaidx.FetchError, ValueError, OSError) as err:
+        raise FastaError(
+            f"{path}: reading {chrom} failed ({err}); the file may be truncated"
+        ) from err
+    codes = encode_dna(text)
+    # Pad with N on both sides so windows past either chromosome end read N there.
+    padded = np.concatenate(
+        [np.full(length, N_CODE, np.uint8), codes, np.full(length, N_CODE, np.uint8)]
+    )
+    offsets = starts - lo + length
+    idx = offsets[:, None] + np.arange(length)[None, :]
+    idx = np.clip(idx, 0, padded.size - 1)
+    out = padded[idx]
+    minus = np.asarray(strands) == "-"
+    if minus.any():
+        out[minus] = reverse_complement(out[minus])
+    return out

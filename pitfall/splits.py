@@ -1,0 +1,355 @@
+"""Splits: which cell types and chromosomes train, validate and test, as xarray selections.
+
+A :class:`Split` is plain data. The paper's presets (Schreiber et al. 2020, target H1 = E003):
+
+=================== ============================== ========================== ==============
+setting             train                          valid                      test
+=================== ============================== ========================== ==============
+cross-chromosome    target, chr3-22 (TAD: chr3)    target, chr2               target, chr1
+cross-cell-type     others but valid, chr2-22      E113 E004 E037 E106        target, chr2-22
+                    (TAD: chr2-3)                  (TAD: GM12878), same chroms (TAD: chr2-3)
+hybrid              as cross-cell-type             as cross-cell-type         target, chr1
+=================== ============================== ========================== ==============
+
+*Leakage* is the fraction of test loci whose label the training data holds under another
+cell type: 100% for cross-cell-type, 0% for hybrid and cross-chromosome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pitfall.cube import chrom_order
+
+Role = Literal["train", "valid", "test"]
+ROLES: tuple[Role, ...] = ("train", "valid", "test")
+SETTINGS = ("cross-chromosome", "cross-cell-type", "hybrid")
+EXPRESSION_VALID = ("E113", "E004", "E037", "E106")
+TAD_VALID = ("GM12878",)
+
+
+class SplitError(ValueError):
+    """A split that cannot be applied to a cube, or that breaks its own setting's rules."""
+
+
+def chrom_names(n: Iterable[int | str]) -> tuple[str, ...]:
+    """``[1, 2, "X"]`` -> ``("chr1", "chr2", "chrX")``."""
+    return tuple(f"chr{c}" for c in n)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Cell types and chromosomes per role.
+
+    Attributes
+    ----------
+    train_cell_types, valid_cell_types, test_cell_types
+        Cell-type ids per role.
+    train_chroms, valid_chroms, test_chroms
+        Chromosome names per role.
+    setting
+        ``"cross-chromosome"``, ``"cross-cell-type"``, ``"hybrid"`` or ``"custom"``; a hybrid
+        split that shares a cell type or a chromosome between train and test is refused.
+    """
+
+    train_cell_types: tuple[str, ...]
+    train_chroms: tuple[str, ...]
+    valid_cell_types: tuple[str, ...]
+    valid_chroms: tuple[str, ...]
+    test_cell_types: tuple[str, ...]
+    test_chroms: tuple[str, ...]
+    setting: str = "custom"
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for f in ("train_cell_types", "train_chroms", "valid_cell_types", "valid_chroms",
+                  "test_cell_types", "test_chroms"):  # fmt: skip
+            value = getattr(self, f)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, f, tuple(str(v) for v in value))
+        if not self.train_cell_types or not self.test_cell_types:
+            raise SplitError("a split needs training and test cell types")
+        if not self.train_chroms or not self.test_chroms:
+            raise SplitError("a split needs training and test chromosomes")
+        shared_ct = sorted(set(self.train_cell_types) & set(self.test_cell_types))
+        shared_chrom = sorted(set(self.train_chroms) & set(self.test_chroms))
+        if self.setting == "hybrid" and (shared_ct or shared_chrom):
+            raise SplitError(
+                "a hybrid split tests on unseen cell types AND unseen chromosomes, but this one "
+                f"shares cell types {shared_ct} and chromosomes {shared_chrom} between train "
+                "and test"
+            )
+        if self.setting == "cross-cell-type" and shared_ct:
+            raise SplitError(f"a cross-cell-type split shares cell types {shared_ct}")
+        if self.setting == "cross-chromosome" and shared_chrom:
+            raise SplitError(f"a cross-chromosome split shares chromosomes {shared_chrom}")
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.setting}:{','.join(self.test_cell_types)}")
+
+    # ----------------------------------------------------------------------------------------
+    def cell_types(self, role: Role) -> tuple[str, ...]:
+        """Cell types of one role."""
+        return getattr(self, f"{role}_cell_types")
+
+    def chroms(self, role: Role) -> tuple[str, ...]:
+        """Chromosomes of one role."""
+        return getattr(self, f"{role}_chroms")
+
+    def loci(self, ds: xr.Dataset, role: Role) -> np.ndarray:
+        """Integer positions along ``locus`` of the role's chromosomes, shape ``(n,)``."""
+        return locus_positions(ds, self.chroms(role))
+
+    def select(self, ds: xr.Dataset, role: Role) -> xr.Dataset:
+        """The role's part of the cube: its cell types x the loci on its chromosomes (lazy)."""
+        self.check(ds)
+        cts = list(self.cell_types(role))
+        sel = ds.sel(cell_type=cts) if cts else ds.isel(cell_type=slice(0, 0))
+        return sel.isel(locus=self.loci(ds, role))
+
+    def train(self, ds: xr.Dataset) -> xr.Dataset:
+        """Training selection."""
+        return self.select(ds, "train")
+
+    def valid(self, ds: xr.Dataset) -> xr.Dataset:
+        """Validation selection."""
+        return self.select(ds, "valid")
+
+    def test(self, ds: xr.Dataset) -> xr.Dataset:
+        """Test selection."""
+        return self.select(ds, "test")
+
+    def check(self, ds: xr.Dataset) -> None:
+        """Raise :class:`SplitError` naming cell types or chromosomes absent from the cube."""
+        present = {str(c) for c in ds["cell_type"].values}
+        wanted = {c for r in ROLES for c in self.cell_types(r)}
+        missing = sorted(wanted - present)
+        if missing:
+            raise SplitError(
+                f"split {self.name!r} names cell types {missing} that are not in the cube "
+                f"(it has {len(present)}: {', '.join(sorted(present)[:10])}...)"
+            )
+        chroms = set(_chrom_index(ds))
+        missing = sorted({c for r in ROLES for c in self.chroms(r)} - chroms)
+        if missing:
+            raise SplitError(f"split {self.name!r} names chromosomes {missing} not in the cube")
+
+    def leakage(self, ds: xr.Dataset) -> float:
+        """Fraction of test loci whose label training holds under another cell type.
+
+        A test locus leaks when it lies on a training chromosome and some training cell type
+        other than the test cell type has a (non-NaN) label there.
+        """
+        test_idx = self.loci(ds, "test")
+        if test_idx.size == 0:
+            return float("nan")
+        in_train = np.isin(test_idx, self.loci(ds, "train"))
+        others = [c for c in self.train_cell_types if c not in self.test_cell_types]
+        if not others or not in_train.any():
+            return 0.0
+        seen = (
+            ds["label"]
+            .sel(cell_type=others)
+            .isel(locus=test_idx[in_train])
+            .notnull()
+            .any("cell_type")
+        )
+        return float(np.asarray(seen).sum() / test_idx.size)
+
+    def describe(self, ds: xr.Dataset) -> pd.DataFrame:
+        """One row per role: cell types, chromosomes, loci, labelled positives; and leakage."""
+        rows = []
+        for role in ROLES:
+            idx = self.loci(ds, role)
+            cts = list(self.cell_types(role))
+            lab = ds["label"].sel(cell_type=cts).isel(locus=idx) if cts else None
+            n_pos = int(np.asarray((lab == 1).sum())) if lab is not None else 0
+            n_lab = int(np.asarray(lab.notnull().sum())) if lab is not None else 0
+            rows.append(
+                {
+                    "role": role,
+                    "n_cell_types": len(cts),
+                    "cell_types": ",".join(cts),
+                    "chroms": _compact(self.chroms(role)),
+                    "n_loci": idx.size,
+                    "n_labels": n_lab,
+                    "prevalence": n_pos / n_lab if n_lab else float("nan"),
+                }
+            )
+        out = pd.DataFrame(rows).set_index("role")
+        out.attrs["leakage"] = self.leakage(ds)
+        out.attrs["setting"] = self.setting
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists of strings), e.g. for a results table or JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Split:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+_CHROM_INDEX: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+
+
+def _chrom_index(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Positions of each chromosome's loci.
+
+    Reading ``chrom`` of a 14-million-locus cube takes seconds, so the index is kept per
+    cube snapshot (a snapshot never changes).
+    """
+    key = (str(ds.attrs.get("snapshot", "")), ds.sizes["locus"])
+    if key[0] and key in _CHROM_INDEX:
+        return _CHROM_INDEX[key]
+    chrom = pd.Series(np.asarray(ds["chrom"].values).astype(object))
+    index = {str(c): np.asarray(v, dtype=np.int64) for c, v in chrom.groupby(chrom).indices.items()}
+    if key[0]:
+        _CHROM_INDEX[key] = index
+    return index
+
+
+def locus_positions(ds: xr.Dataset, chroms: Sequence[str]) -> np.ndarray:
+    """Sorted integer positions along ``locus`` of the loci on ``chroms``."""
+    index = _chrom_index(ds)
+    parts = [index[c] for c in chroms if c in index]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(parts))
+
+
+def _compact(chroms: Sequence[str]) -> str:
+    return ",".join(chroms) if len(chroms) <= 4 else f"{chroms[0]}..{chroms[-1]} ({len(chroms)})"
+
+
+def _cube_chroms(ds: xr.Dataset) -> list[str]:
+    return chrom_order(_chrom_index(ds))
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+
+
+def preset(
+    ds: xr.Dataset,
+    setting: str,
+    target: str = "E003",
+    *,
+    task: Literal["expression", "tad"] = "expression",
+    valid_cell_types: Sequence[str] | None = None,
+    test_chroms: Sequence[str] = ("chr1",),
+    valid_chroms: Sequence[str] = ("chr2",),
+    train_chroms: Sequence[str] | None = None,
+) -> Split:
+    """The paper's split for ``setting`` on this cube, for any target and validation cell types.
+
+    Parameters
+    ----------
+    ds
+        The cube (only its cell types and chromosomes are read).
+    setting
+        ``"cross-chromosome"``, ``"cross-cell-type"`` or ``"hybrid"``.
+    target
+        The test cell type (the paper: H1, ``E003``; for TADs ``hESC``).
+    task
+        ``"expression"`` trains on every chromosome that is not test or validation
+        (chr3-22); ``"tad"`` trains on chr3 only, as the paper did.
+    valid_cell_types
+        Default: E113 E004 E037 E106 (expression) or GM12878 (TAD).
+    test_chroms, valid_chroms, train_chroms
+        Chromosome roles; ``train_chroms`` overrides the task's rule.
+    """
+    if setting not in SETTINGS:
+        raise SplitError(f"setting {setting!r} is not one of {SETTINGS}")
+    all_chroms = _cube_chroms(ds)
+    held = set(test_chroms) | set(valid_chroms)
+    if train_chroms is None:
+        if task == "tad":
+            train_chroms = [c for c in all_chroms if c not in held][:1]
+        else:
+            train_chroms = [c for c in all_chroms if c not in held]
+    train_chroms = tuple(train_chroms)
+    if valid_cell_types is None:
+        valid_cell_types = TAD_VALID if task == "tad" else EXPRESSION_VALID
+    valid_cell_types = tuple(c for c in valid_cell_types if c != target)
+    cell_types = [str(c) for c in ds["cell_type"].values]
+    if target not in cell_types:
+        raise SplitError(f"target cell type {target!r} is not in the cube ({cell_types[:10]}...)")
+    others = tuple(c for c in cell_types if c != target and c not in valid_cell_types)
+    non_test = tuple(c for c in all_chroms if c not in set(test_chroms))
+    if setting == "cross-chromosome":
+        split = Split(
+            train_cell_types=(target,),
+            train_chroms=train_chroms,
+            valid_cell_types=(target,),
+            valid_chroms=tuple(valid_chroms),
+            test_cell_types=(target,),
+            test_chroms=tuple(test_chroms),
+            setting=setting,
+        )
+    else:
+        # Cross-cell-type models see every non-test chromosome of the other cell types
+        # except, for TADs, the paper's small chr2-3 window: train and valid chromosomes.
+        ctt_chroms = (
+            tuple(dict.fromkeys((*valid_chroms, *train_chroms))) if task == "tad" else non_test
+        )
+        split = Split(
+            train_cell_types=others,
+            train_chroms=ctt_chroms,
+            valid_cell_types=valid_cell_types,
+            valid_chroms=ctt_chroms,
+            test_cell_types=(target,),
+            test_chroms=ctt_chroms if setting == "cross-cell-type" else tuple(test_chroms),
+            setting=setting,
+        )
+    split.check(ds)
+    return split
+
+
+def hybrid_grid(
+    ds: xr.Dataset,
+    *,
+    held_out: Sequence[str] | None = None,
+    chroms: Sequence[str] | None = None,
+    n_valid: int = 1,
+    seed: int = 0,
+) -> list[Split]:
+    """Every chromosome fold x every held-out cell type, as hybrid splits.
+
+    Each split tests one cell type on one chromosome, trains the other cell types (less
+    ``n_valid`` validation cell types, drawn with ``seed``) on the other chromosomes, and
+    validates on the validation cell types over the same training chromosomes.
+    """
+    cell_types = [str(c) for c in ds["cell_type"].values]
+    held_out = list(held_out or cell_types)
+    chroms = list(chroms or _cube_chroms(ds))
+    rng = np.random.default_rng(seed)
+    splits = []
+    for target in held_out:
+        others = [c for c in cell_types if c != target]
+        if len(others) <= n_valid:
+            raise SplitError(f"hybrid grid needs more than {n_valid + 1} cell types")
+        valid = tuple(rng.choice(others, n_valid, replace=False)) if n_valid else ()
+        train = tuple(c for c in others if c not in valid)
+        for chrom in chroms:
+            rest = tuple(c for c in chroms if c != chrom)
+            splits.append(
+                Split(
+                    train_cell_types=train,
+                    train_chroms=rest,
+                    valid_cell_types=valid,
+                    valid_chroms=rest,
+                    test_cell_types=(target,),
+                    test_chroms=(chrom,),
+                    setting="hybrid",
+                    name=f"hybrid:{target}:{chrom}",
+                )
+            )
+    return splits

@@ -1,0 +1,114 @@
+"""Baselines against hand-computed values on a tiny cube."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pitfall import baselines, cube, evaluate, splits
+
+# 4 cell types x 6 loci (chr1: 0-2, chr2: 3-5); T is the target.
+LABELS = {
+    "T": [1, 0, 1, 1, 0, 0],
+    "A": [1, 0, 0, 1, 0, np.nan],
+    "B": [1, 1, 0, 1, 0, 0],
+    "C": [0, 0, 1, 0, 1, 1],
+}
+# Signal: A's follows T's exactly (up to scale), B's weakly, C's is anticorrelated.
+SIGNAL = {
+    "T": [3.0, 0.0, 2.0, 3.0, 1.0, 0.0],
+    "A": [6.0, 0.0, 4.0, 6.0, 2.0, 0.0],
+    "B": [1.0, 1.0, 0.0, 2.0, 2.0, 1.0],
+    "C": [-3.0, 0.0, -2.0, -3.0, -1.0, 0.0],
+}
+
+
+@pytest.fixture
+def ds(tmp_path: Path):
+    loci = cube.make_loci(["chr1"] * 3 + ["chr2"] * 3, np.arange(6) * 100, np.arange(6) * 100 + 50)
+    slabs = [
+        cube.make_slab(
+            ct,
+            loci,
+            label=np.array(LABELS[ct], dtype=float),
+            signal=np.array(SIGNAL[ct])[:, None],
+            marks=["H3K4me3"],
+            assembly="x",
+        )
+        for ct in LABELS
+    ]
+    cube.create_cube(tmp_path / "c", slabs)
+    return cube.open_cube(tmp_path / "c")
+
+
+def _split(setting="hybrid"):
+    return splits.Split(
+        ("A", "B"), ("chr2",), ("C",), ("chr2",), ("T",), ("chr1",), setting=setting
+    )
+
+
+def test_average_activity__hand_computed(ds) -> None:
+    s = _split()
+    model = baselines.AverageActivity(ds).fit(s.train(ds), s.valid(ds))
+    pred = model.predict(s.test(ds))
+    assert pred.dims == ("cell_type", "locus")
+    assert list(pred["cell_type"].values) == ["T"]
+    # chr1 loci 0-2, mean over A, B, C
+    np.testing.assert_allclose(pred.values[0], [2 / 3, 1 / 3, 1 / 3])
+    without_valid = baselines.AverageActivity(ds, use_valid=False).fit(s.train(ds), s.valid(ds))
+    np.testing.assert_allclose(without_valid.predict(s.test(ds)).values[0], [1.0, 0.5, 0.0])
+
+
+def test_average_activity__skips_nan_labels(ds) -> None:
+    s = splits.Split(("A", "B"), ("chr1",), (), (), ("T",), ("chr2",), setting="hybrid")
+    pred = baselines.AverageActivity(ds).fit(s.train(ds)).predict(s.test(ds))
+    # locus 5: A is NaN, B is 0
+    np.testing.assert_allclose(pred.values[0], [1.0, 0.0, 0.0])
+
+
+def test_average_activity__is_lazy(ds) -> None:
+    s = _split()
+    pred = baselines.AverageActivity(ds).fit(s.train(ds), s.valid(ds)).predict(s.test(ds))
+    assert pred.chunks is not None
+
+
+def test_average_activity__cross_chromosome_needs_other_cell_types(ds) -> None:
+    s = splits.Split(("T",), ("chr2",), (), (), ("T",), ("chr1",), setting="cross-chromosome")
+    with pytest.raises(ValueError, match="cell_types="):
+        baselines.AverageActivity(ds).fit(s.train(ds)).predict(s.test(ds))
+    pred = baselines.AverageActivity(ds, cell_types=["A", "B"]).fit(s.train(ds)).predict(s.test(ds))
+    np.testing.assert_allclose(pred.values[0], [1.0, 0.5, 0.0])
+
+
+def test_most_similar__picks_the_best_correlated_input(ds) -> None:
+    s = _split()
+    # candidates A, B over training loci chr2 (3-5): T=[3,1,0], A=[6,2,0] r=1, B=[2,2,1] r~0.76
+    model = baselines.MostSimilar(ds).fit(s.train(ds), s.valid(ds))
+    pred = model.predict(s.test(ds))
+    best, r = model.chosen_["T"]
+    assert best == "A"
+    assert r == pytest.approx(1.0)
+    np.testing.assert_array_equal(pred.values[0], LABELS["A"][:3])
+    t, b = np.array([3.0, 1.0, 0.0]), np.array([2.0, 2.0, 1.0])
+    assert model.similarity("T")["B"] == pytest.approx(np.corrcoef(t, b)[0, 1])
+
+
+def test_most_similar__on_labels_and_refusals(ds) -> None:
+    s = _split()
+    model = baselines.MostSimilar(ds, on="label").fit(s.train(ds))
+    model.predict(s.test(ds))
+    # over chr2: T=[1,0,0]; A=[1,0,nan] drops locus 5; B=[1,0,0] equals T
+    assert model.chosen_["T"][0] in {"A", "B"}
+    with pytest.raises(ValueError, match="no 'value'"):
+        baselines.MostSimilar(ds, on="value")
+
+
+def test_random_scores__ap_is_prevalence(ds) -> None:
+    s = _split()
+    test = s.test(ds)
+    pred = baselines.RandomScores().fit(s.train(ds)).predict(test)
+    y = test["label"].values.ravel()
+    assert evaluate.average_precision(y, pred.values.ravel()) == pytest.approx(y.mean())
+    assert evaluate.random_ap(y) == pytest.approx(2 / 3)
