@@ -17,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
+
+from pitfall import evaluate
+from pitfall.splits import Split, take_loci
 
 
 def _at_test(cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dataset):
     """``cube[var]`` for ``cell_types`` at the test selection's loci (lazy)."""
-    return cube[var].sel(cell_type=list(cell_types)).sel(locus=test["locus"].values)
+    sel = cube[[var]].sel(cell_type=list(cell_types))
+    return take_loci(sel, test["locus"].values)[var]
 
 
 def _broadcast(scores: xr.DataArray, test: xr.Dataset, name: str) -> xr.DataArray:
@@ -124,15 +129,18 @@ class MostSimilar:
         return self
 
     def similarity(self, target: str) -> dict[str, float]:
-        """Pearson correlation of each candidate's input with the target's, over training loci."""
-        x = self.cube[self.on].sel(locus=self.train_loci_)
-        cts = [c for c in self.candidates_ if c != target]
-        values = x.sel(cell_type=[target, *cts]).values.reshape(len(cts) + 1, -1)
+        """Pearson correlation of each candidate's input with the target's over training loci.
+
+        Computed lazily chunk by chunk (``xarray.corr``), each pair over the loci (and marks)
+        where both are defined; ``value`` is compared as ``log1p``.
+        """
+        x = take_loci(self.cube[[self.on]], self.train_loci_)[self.on]
         if self.on == "value":
-            values = np.log1p(np.clip(values, 0, None))
-        ok = np.isfinite(values).all(axis=0)
-        r = np.corrcoef(values[:, ok])[0, 1:]
-        return dict(zip(cts, r.tolist(), strict=True))
+            x = np.log1p(x.clip(min=0))
+        dims = [d for d in x.dims if d != "cell_type"]
+        cts = [c for c in self.candidates_ if c != target]
+        r = xr.corr(x.sel(cell_type=target), x.sel(cell_type=cts), dim=dims).compute()
+        return {str(c): float(v) for c, v in zip(r["cell_type"].values, r.values, strict=True)}
 
     def predict(self, test: xr.Dataset) -> xr.DataArray:
         """The chosen cell type's labels, dims ``(cell_type, locus)``."""
@@ -175,3 +183,78 @@ BASELINES = {
     "most_similar": MostSimilar,
     "random": RandomScores,
 }
+
+
+def score_predictions(test: xr.Dataset, scores: xr.DataArray) -> dict[str, float]:
+    """Average precision of ``scores`` on the test selection: per test cell type and pooled.
+
+    Loci whose label is NaN are left out (:func:`pitfall.evaluate.average_precision`); so
+    are loci a baseline cannot score (NaN score: no training cell type has a label there),
+    and their number is returned under ``"n_unscored"``. Lazy inputs are reduced chunk by
+    chunk.
+    """
+    label = test["label"].transpose("cell_type", "locus")
+    scores = scores.transpose("cell_type", "locus")
+    unscored = scores.isnull() & label.notnull()
+    label = label.where(~unscored)
+    scores = scores.fillna(0.0)
+    out: dict[str, float] = {}
+    for ct in map(str, label["cell_type"].values):
+        out[ct] = evaluate.average_precision(label.sel(cell_type=ct), scores.sel(cell_type=ct))
+    if label.sizes["cell_type"] > 1:
+        out["pooled"] = evaluate.average_precision(label, scores)
+    out["n_unscored"] = int(unscored.sum())
+    return out
+
+
+def baseline_table(
+    cube: xr.Dataset,
+    split: Split,
+    *,
+    single_cell_types: Sequence[str] = (),
+    similar_on: str | None = None,
+) -> pd.DataFrame:
+    """AP of every baseline on a split's test selection, one row per (predictor, cell type).
+
+    Parameters
+    ----------
+    cube
+        The whole cube.
+    split
+        Which cell types and loci train, validate and test.
+    single_cell_types
+        Cell types whose labels alone are also scored as predictors (e.g. ``"E047"``).
+    similar_on
+        Input compared by :class:`MostSimilar` (default: signal when present, else skipped).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``predictor, cell_type, ap, prevalence, detail``.
+    """
+    train, valid, test = split.train(cube), split.valid(cube), split.test(cube)
+    rows = []
+
+    def add(name: str, scores: xr.DataArray, detail: dict[str, str] | None = None) -> None:
+        for ct, ap in score_predictions(test, scores).items():
+            if ct == "n_unscored":
+                continue
+            rows.append({"predictor": name, "cell_type": ct, "ap": ap,
+                         "detail": (detail or {}).get(ct, "")})  # fmt: skip
+
+    add(AverageActivity.name, AverageActivity(cube).fit(train, valid).predict(test))
+    if similar_on is not None or "signal" in cube:
+        model = MostSimilar(cube, on=similar_on).fit(train, valid)
+        scores = model.predict(test)
+        add(
+            MostSimilar.name,
+            scores,
+            {t: f"{c} (r = {r:.3f})" for t, (c, r) in model.chosen_.items()},
+        )
+    for single in single_cell_types:
+        add(f"{single} alone", AverageActivity(cube, cell_types=[single]).fit(train).predict(test))
+    labels = test["label"]
+    for ct in map(str, labels["cell_type"].values):
+        rows.append({"predictor": RandomScores.name, "cell_type": ct,
+                     "ap": evaluate.random_ap(labels.sel(cell_type=ct)), "detail": "prevalence"})  # fmt: skip
+    return pd.DataFrame(rows)

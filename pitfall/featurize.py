@@ -115,27 +115,33 @@ def _chrom_check(path: Path, file_chroms: Sequence[str], loci_chroms: Sequence[s
     labels.check_chrom_names(list(file_chroms), list(loci_chroms), path)
 
 
+def _missing_chrom_note(path: str | os.PathLike, chrom: str) -> str:
+    # One wording for the check and the task, so the summary lists each case once.
+    return f"{path} has no {chrom}: its mark is NaN on {chrom}"
+
+
 def check_inputs(m: Manifest, loci: pd.DataFrame, cell_types: list[str]) -> list[str]:
-    """Open every input once (headers only); raise on the first unusable one.
+    """Open every input once (headers, indexes, label files); raise on the first unusable one.
 
     Returns warnings for the build summary (e.g. a bigWig lacking a chromosome of the loci).
     """
     notes: list[str] = []
     for f in m.input_files(cell_types if m.cell_types else []):
+        if f.is_dir():
+            # BuildError, not IsADirectoryError: the CLI reports ValueErrors in one line.
+            raise BuildError(f"{f}: is a directory, not a file (named in {m.path})")
         if not f.is_file():
             raise FileNotFoundError(f"{f}: no such file (named in {m.path})")
         if not os.access(f, os.R_OK):
             raise PermissionError(f"{f}: not readable (named in {m.path})")
     loci_chroms = list(pd.unique(loci["chrom"]))
-    if m.fasta is not None:
-        _chrom_check(m.fasta, list(fasta.chrom_sizes(m.fasta)), loci_chroms)
-        lengths = np.unique(loci["end"] - loci["start"])
-        if m.sequence_length is None and lengths.size > 1:
-            raise BuildError(
-                f"{m.path}: loci have {lengths.size} different lengths ({lengths[:3]}...), so "
-                "their sequences cannot share one array; set [sequence] length = N to take N bp "
-                "centred on each locus"
-            )
+    # Chromosome lengths other files state, to catch a FASTA cut short or from another
+    # assembly (its sequence would silently read as N past the cut).
+    reference: dict[str, tuple[int, Path]] = {}
+    if m.loci_kind == "bins":
+        reference = {
+            c: (n, m.loci_path) for c, n in annotation.read_chrom_sizes(m.loci_path).items()
+        }
     if m.target_kind == "expression":
         table = labels.read_expression_table(m.table)
         absent = [c for c in cell_types if c not in table.columns]
@@ -145,15 +151,50 @@ def check_inputs(m: Manifest, loci: pd.DataFrame, cell_types: list[str]) -> list
                 f"expression table (it has {', '.join(map(str, table.columns[:8]))}, ...)"
             )
     for ct in cell_types if m.cell_types else []:
-        for mark, path in m.cell_types[ct].signal.items():
+        spec = m.cell_types[ct]
+        for path in spec.signal.values():
             sizes = bigwig.chrom_sizes(path)
             _chrom_check(path, list(sizes), loci_chroms)
-            lacking = [c for c in loci_chroms if c not in sizes]
-            if lacking:
-                notes.append(
-                    f"{path} ({ct} {mark}) has no data for {', '.join(lacking)}: the mark is "
-                    "NaN there"
+            notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
+            for c, n in sizes.items():
+                reference.setdefault(c, (n, path))
+        if m.target_kind in ("domains", "peaks"):
+            # Read now (they are small) so an empty or malformed call set stops the build
+            # before any work, not from inside a task.
+            reader = labels.read_domains if m.target_kind == "domains" else labels.read_peaks
+            regions = reader(spec.target)
+            _chrom_check(spec.target, list(pd.unique(regions["chrom"])), loci_chroms)
+    if m.fasta is not None:
+        fasta_sizes = fasta.chrom_sizes(m.fasta)
+        _chrom_check(m.fasta, list(fasta_sizes), loci_chroms)
+        lacking = [c for c in loci_chroms if c not in fasta_sizes]
+        if lacking:
+            raise BuildError(
+                f"{m.fasta}: has no sequence for {', '.join(lacking)} (chromosomes of the loci "
+                f"of {m.path}); the FASTA must cover every chromosome of the loci"
+            )
+        for c in loci_chroms:
+            if c in reference and reference[c][0] != fasta_sizes[c]:
+                n, other = reference[c]
+                raise BuildError(
+                    f"{m.fasta}: {c} has {fasta_sizes[c]:,} bases but {other} says {n:,}; the "
+                    "FASTA is truncated or from another assembly"
                 )
+        past = loci["start"].to_numpy() >= loci["chrom"].map(fasta_sizes).to_numpy()
+        if past.any():
+            row = loci.iloc[int(np.flatnonzero(past)[0])]
+            raise BuildError(
+                f"{m.fasta}: {int(past.sum())} loci start past the end of their chromosome "
+                f"(e.g. {row['name']} at {row['chrom']}:{row['start']}, length "
+                f"{fasta_sizes[row['chrom']]:,}); the FASTA is truncated or from another assembly"
+            )
+        lengths = np.unique(loci["end"] - loci["start"])
+        if m.sequence_length is None and lengths.size > 1:
+            raise BuildError(
+                f"{m.path}: loci have {lengths.size} different lengths ({lengths[:3]}...), so "
+                "their sequences cannot share one array; set [sequence] length = N to take N bp "
+                "centred on each locus"
+            )
     return notes
 
 
@@ -205,7 +246,7 @@ def signal_task(
         try:
             out[:, j] = bigwig.window_means(path, chrom, starts, ends)
         except bigwig.MissingChromosome:
-            notes.append(f"{path} has no {chrom}: its mark is NaN on {chrom}")
+            notes.append(_missing_chrom_note(path, chrom))
     return out, notes
 
 
@@ -371,7 +412,14 @@ def _featurize(
             done_cts.append(ct)
 
         bar = tqdm(total=len(futures), desc="featurize", unit="task", disable=not progress)
-        ready: list[str] = [ct for ct in cell_types if pending[ct] == 0]
+        # Commit in the requested order, not the order tasks happen to finish: with several
+        # workers the cube's cell-type axis (and its history) would otherwise vary by run.
+        queue = list(cell_types)
+
+        def commit_ready(seq_done: bool) -> None:
+            while queue and seq_done and pending[queue[0]] == 0:
+                finish(queue.pop(0))
+
         for f in as_completed(list(futures)):
             kind, ct, c = futures.pop(f)
             result = f.result()
@@ -387,13 +435,8 @@ def _featurize(
             bar.update(1)
             if kind != "sequence":
                 pending[ct] -= 1
-                if pending[ct] == 0:
-                    ready.append(ct)
-            seq_done = not (create and m.fasta is not None) or len(seq_parts) == len(chroms)
-            while ready and seq_done:
-                finish(ready.pop(0))
-        while ready:
-            finish(ready.pop(0))
+            commit_ready(not (create and m.fasta is not None) or len(seq_parts) == len(chroms))
+        commit_ready(True)
         bar.close()
     finally:
         client.close()
@@ -443,10 +486,16 @@ def build(
     partial = store.with_name(store.name + ".building")
     if partial.exists():
         shutil.rmtree(partial)  # left by a killed build: never a cube anyone has seen
-    snapshots, task_notes, seq_len = _featurize(
-        m, loci, cts, store=partial, create=True, workers=workers, scheduler=scheduler,
-        processes=processes, progress=progress,
-    )  # fmt: skip
+    try:
+        snapshots, task_notes, seq_len = _featurize(
+            m, loci, cts, store=partial, create=True, workers=workers, scheduler=scheduler,
+            processes=processes, progress=progress,
+        )  # fmt: skip
+    except Exception:
+        # A failed build leaves nothing behind (a killed one leaves <store>.building, which
+        # the next build removes).
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if store.exists():
         store.rmdir()
     partial.rename(store)

@@ -254,3 +254,52 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     if not m.cell_types and m.marks:
         raise _fail(path, "[signal] marks are set but no [cell_types.<id>] names the files")
     return m
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    raise TypeError(f"cannot write {type(value).__name__} to a manifest")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dumps_manifest(data: dict[str, Any]) -> str:
+    """TOML text of a manifest given as nested dicts (the shape :func:`load_manifest` reads).
+
+    Top-level scalars first, then one table per section, and ``cell_types`` as one
+    ``[cell_types.ID]`` table per cell type (its ``signal`` an inline table).
+    """
+    lines = [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)
+    ]
+    for section, table in data.items():
+        if not isinstance(table, dict) or section == "cell_types":
+            continue
+        lines += ["", f"[{section}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    for ct, spec in data.get("cell_types", {}).items():
+        lines += ["", f"[cell_types.{_toml_key(ct)}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+def dump_manifest(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a manifest (see :func:`dumps_manifest`) and check that it loads; return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_manifest(data))
+    load_manifest(path)
+    return path

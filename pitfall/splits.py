@@ -111,7 +111,7 @@ class Split:
         self.check(ds)
         cts = list(self.cell_types(role))
         sel = ds.sel(cell_type=cts) if cts else ds.isel(cell_type=slice(0, 0))
-        return sel.isel(locus=self.loci(ds, role))
+        return take_loci(sel, self.loci(ds, role))
 
     def train(self, ds: xr.Dataset) -> xr.Dataset:
         """Training selection."""
@@ -214,6 +214,20 @@ def _chrom_index(ds: xr.Dataset) -> dict[str, np.ndarray]:
     if key[0]:
         _CHROM_INDEX[key] = index
     return index
+
+
+def take_loci(ds: xr.Dataset, positions: np.ndarray) -> xr.Dataset:
+    """``ds.isel(locus=positions)``, as a slice when the positions are one contiguous run.
+
+    Loci are sorted by chromosome, so most chromosome sets are one run; a slice keeps the
+    Dask graph at one task per chunk, where an integer array of millions of positions would
+    build an index per chunk.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.size and positions[-1] - positions[0] + 1 == positions.size:
+        if np.all(np.diff(positions) == 1):
+            return ds.isel(locus=slice(int(positions[0]), int(positions[-1]) + 1))
+    return ds.isel(locus=positions)
 
 
 def locus_positions(ds: xr.Dataset, chroms: Sequence[str]) -> np.ndarray:

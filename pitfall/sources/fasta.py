@@ -30,12 +30,31 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FASTA file (check the manifest's [sequence])")
     try:
-        return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False)
+        fa = pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False)
     except (pyfaidx.FastaIndexingError, pyfaidx.FetchError, ValueError, OSError) as err:
         raise FastaError(
             f"{path}: cannot be read as FASTA ({err}); check that it is complete and, if it "
             f"was re-downloaded, delete the stale index {path}.fai"
         ) from err
+    _check_complete(fa, path)
+    return fa
+
+
+def _check_complete(fa: pyfaidx.Fasta, path: Path) -> None:
+    # pyfaidx trusts an index newer than the file: a download truncated after its .fai was
+    # written would read short (or as N) without complaint. Each record's ``bend`` is the
+    # byte offset where it ends; the file must reach the last one (the final newline may
+    # be missing). bgzip offsets are virtual, so only plain files can be checked this way.
+    if getattr(fa.faidx, "_bgzf", False) or not fa.faidx.index:
+        return
+    needed = max(rec.bend for rec in fa.faidx.index.values()) - 1
+    size = path.stat().st_size
+    if size < needed:
+        fa.close()
+        raise FastaError(
+            f"{path}: truncated: the file has {size:,} bytes but its index {path}.fai "
+            f"describes {needed:,}; download the FASTA again and delete the stale index"
+        )
 
 
 def chrom_sizes(path: str | os.PathLike) -> dict[str, int]:
@@ -92,6 +111,13 @@ def window_codes(
         raise FastaError(
             f"{path}: reading {chrom} failed ({err}); the file may be truncated"
         ) from err
+    expected = min(int(ends.max()), len(fa[chrom])) - lo
+    if len(text) < expected:
+        # A file cut short under an index that still describes the whole chromosome.
+        raise FastaError(
+            f"{path}: {chrom}[{lo}:{lo + expected}] read only {len(text)} of {expected} bases; "
+            "the file is truncated (download it again and delete its .fai index)"
+        )
     codes = encode_dna(text)
     # Pad with N on both sides so windows past either chromosome end read N there.
     padded = np.concatenate(
