@@ -50,9 +50,10 @@ def main() -> None:
             ds, hybrid, single_cell_types=["E047"], similar_on="value"
         ),
     }
+    leakage = {name: s.leakage(ds) for name, s in zip(tables, (whole, hybrid), strict=True)}
     results = {}
     for name, table in tables.items():
-        print(f"\n{name} (target {args.target}, leakage {whole.leakage(ds) if 'cross' in name else hybrid.leakage(ds):.0%})")
+        print(f"\n{name} (target {args.target}, leakage {leakage[name]:.0%})")
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         results[name] = table.to_dict(orient="records")
     path = args.out / "results" / "real_roadmap.json"

@@ -38,9 +38,7 @@ def main() -> None:
     results = {}
     for setting in ("cross-cell-type", "hybrid"):
         split = splits.preset(ds, setting, args.target, task="tad")
-        table = baselines.baseline_table(
-            ds, split, single_cell_types=["IMR90"], similar_on="label"
-        )
+        table = baselines.baseline_table(ds, split, single_cell_types=["IMR90"], similar_on="label")
         print(f"\n{setting} (target {args.target}; train {', '.join(split.train_cell_types)} on "
               f"{', '.join(split.train_chroms)}; test {', '.join(split.test_chroms)}; "
               f"leakage {split.leakage(ds):.0%})")  # fmt: skip

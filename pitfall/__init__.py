@@ -8,6 +8,7 @@ and evaluates models against the baselines that expose the memorisation.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pitfall.audit import audit
 from pitfall.cube import open_cube
 
 try:
@@ -15,4 +16,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "open_cube"]
+__all__ = ["__version__", "audit", "open_cube"]

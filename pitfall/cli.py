@@ -98,6 +98,31 @@ def cmd_cube_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from pitfall import sweep
+
+    spec_path = Path(args.spec).resolve()
+    raw = tomllib.loads(spec_path.read_text())
+    if args.store:
+        raw["cube"] = str(Path(args.store).resolve())
+    spec = sweep.sweep_from_dict(raw, root=spec_path.parent, path=spec_path)
+    table = sweep.run_sweep(
+        spec.experiments,
+        args.results,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        retry_failed=args.retry_failed,
+    )
+    ok = table[table["status"] == "ok"]
+    print(f"{len(ok)} models done, {len(table) - len(ok)} failed; table in {args.results}")
+    if len(ok):
+        cols = ["setting", "inputs", "label", "n_params", "ap", "ap_average_activity"]
+        print(ok[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0 if len(ok) == len(table) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pitfall import demo
 
@@ -144,6 +169,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-type", action="append", required=True, help="repeatable")
     _cluster_args(p)
     p.set_defaults(func=cmd_append)
+
+    p = sub.add_parser("sweep", help="train and score many models; one results row each")
+    p.add_argument("spec", help="sweep spec (TOML)")
+    p.add_argument("--store", default=None, help="the cube (overrides the spec's 'cube')")
+    p.add_argument("--results", required=True, help="folder of results.parquet")
+    p.add_argument("--retry-failed", action="store_true", help="run failed experiments again")
+    p.add_argument("--workers", type=int, default=None, help="local workers; 0 = in-process")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.set_defaults(func=cmd_sweep)
+
+    from pitfall.audit import add_audit_parser
+    from pitfall.fetch import add_fetch_parser
+
+    add_audit_parser(sub)
+    add_fetch_parser(sub)
 
     p = sub.add_parser("cube", help="inspect a cube")
     cube_sub = p.add_subparsers(dest="cube_command", required=True)

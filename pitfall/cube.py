@@ -571,6 +571,7 @@ def open_cube(
     # ``locus`` counts positions in the cube, so any selection (a split's test loci, say)
     # can be matched back to the whole cube with ``ds.sel(locus=part.locus)``.
     ds = ds.assign_coords(locus=np.arange(ds.sizes["locus"]))
+    ds = ds.assign_coords({c: ds[c].load() for c in CELL_TYPE_COORDS})  # tiny; read once
     ds.attrs["snapshot"] = session.snapshot_id
     return ds
 

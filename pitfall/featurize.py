@@ -250,6 +250,12 @@ def signal_task(
     return out, notes
 
 
+def _signal_task_shared(
+    paths: dict[str, str], chrom: str, windows: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, list[str]]:
+    return signal_task(paths, chrom, *windows)
+
+
 def target_task(kind: str, path: str, bins: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Labels of one cell type from its domain or peak file over ``bins``: float32, warnings.
 
@@ -295,7 +301,7 @@ def _client(workers: int | None, scheduler: str | None, processes: bool):
         n_workers=n,
         threads_per_worker=1,
         processes=processes,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: never clash with another cluster
         silence_logs=logging.CRITICAL,
     )
     return Client(cluster), cluster
@@ -339,27 +345,33 @@ def _featurize(
                     pure=False,
                 )
                 futures[f] = ("sequence", "", c)
+        # Each chromosome's windows go to the cluster once and every cell type's tasks
+        # share them, instead of a copy inside every task (megabytes each for 200 bp bins).
+        shared: dict[str, Any] = {}
+        for c in chroms:
+            r = rows[c]
+            if m.marks:
+                starts = loci["start"].to_numpy()[r]
+                ends = loci["end"].to_numpy()[r]
+                shared[f"windows:{c}"] = client.scatter((starts, ends))
+            if m.target_kind in ("domains", "peaks"):
+                bins = loci.loc[r, ["chrom", "start", "end"]].reset_index(drop=True)
+                shared[f"bins:{c}"] = client.scatter(bins)
         for ct in cell_types:
             spec = m.cell_types.get(ct)
             if m.marks:
                 paths = {mk: str(spec.signal[mk]) for mk in m.marks}
                 for c in chroms:
-                    r = rows[c]
                     f = client.submit(
-                        signal_task,
-                        paths,
-                        c,
-                        loci["start"].to_numpy()[r],
-                        loci["end"].to_numpy()[r],
-                        pure=False,
+                        _signal_task_shared, paths, c, shared[f"windows:{c}"], pure=False
                     )
                     futures[f] = ("signal", ct, c)
             if m.target_kind in ("domains", "peaks"):
                 for c in chroms:
-                    bins = loci.loc[rows[c], ["chrom", "start", "end"]].reset_index(drop=True)
                     f = client.submit(
-                        target_task, m.target_kind, str(spec.target), bins, pure=False
-                    )
+                        target_task, m.target_kind, str(spec.target), shared[f"bins:{c}"],
+                        pure=False,
+                    )  # fmt: skip
                     futures[f] = ("target", ct, c)
 
         table = labels.read_expression_table(m.table) if m.target_kind == "expression" else None

@@ -103,6 +103,24 @@ def test_window_means__matches_naive(track: Path, backend: str, chrom: str) -> N
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("max_gap", [0, 5, 10**9])
+def test_window_means__read_in_separate_spans_matches_naive(
+    track: Path, backend: str, max_gap: int
+) -> None:
+    # Short windows far apart: with a small max_gap each is read as its own span, and runs
+    # cut at span edges must still add up to the naive means.
+    rng = np.random.default_rng(1)
+    win_starts = np.sort(rng.integers(-20, 1_020, 60))
+    win_ends = win_starts + rng.integers(1, 40, 60)
+    expected = kernels.naive_window_arcsinh_means(*RUNS["chr1"], win_starts, win_ends, 1_000)
+    actual = bigwig.window_means(
+        track, "chr1", win_starts, win_ends, backend=backend, max_gap=max_gap
+    )
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_window_means__hand_checked(track: Path, backend: str) -> None:
     # chr2 [90, 110): 10 bases of arcsinh(4), 10 bases uncovered -> arcsinh(4) / 2.
     means = bigwig.window_means(track, "chr2", [90], [110], backend=backend)

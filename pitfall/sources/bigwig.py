@@ -240,10 +240,11 @@ def window_means(
     win_starts: np.ndarray,
     win_ends: np.ndarray,
     backend: Backend = "pyBigWig",
+    max_gap: int = 20_000,
 ) -> np.ndarray:
     """Mean of arcsinh(signal) over windows of one chromosome of a bigWig.
 
-    Reads the runs once, over the span covered by the windows only, then calls
+    Reads the runs once, over the spans covered by the windows only, then calls
     :func:`pitfall.kernels.window_arcsinh_means` with the bigWig's chromosome size: windows
     are clipped to the chromosome, the divisor is the clipped length, and bases without data
     (or with NaN values) count as 0.
@@ -258,6 +259,8 @@ def window_means(
         int64, shape (W,): half-open windows, any order, may overlap or pass the ends.
     backend : {"pyBigWig", "pybigtools"}
         Reader used when a path is given.
+    max_gap : int
+        Windows closer than this many bases are read as one span.
 
     Returns
     -------
@@ -276,11 +279,37 @@ def window_means(
         if chrom not in sizes:
             raise MissingChromosome(label, chrom)
         size = sizes[chrom]
-        if win_starts.size:
-            starts, ends, values = _read_runs_open(
-                handle, label, chrom, int(win_starts.min()), int(win_ends.max())
-            )
-        else:
-            starts = ends = np.empty(0, dtype=np.int64)
-            values = np.empty(0, dtype=np.float32)
+        parts = [
+            _read_runs_open(handle, label, chrom, lo, hi)
+            for lo, hi in _spans(win_starts, win_ends, size, max_gap)
+        ]
+    if parts:
+        starts, ends, values = (np.concatenate(p) for p in zip(*parts, strict=True))
+    else:
+        starts = ends = np.empty(0, dtype=np.int64)
+        values = np.empty(0, dtype=np.float32)
     return kernels.window_arcsinh_means(starts, ends, values, win_starts, win_ends, size)
+
+
+def _spans(
+    win_starts: np.ndarray, win_ends: np.ndarray, size: int, max_gap: int
+) -> list[tuple[int, int]]:
+    """Disjoint, sorted spans covering every window (clipped to the chromosome).
+
+    Windows closer than ``max_gap`` share a span: reading a gap of no interest costs less
+    than one more call into the reader, but reading a whole chromosome for a few thousand
+    TSS windows costs several times more than reading only around them.
+    """
+    lo = np.clip(win_starts, 0, size)
+    hi = np.clip(win_ends, 0, size)
+    keep = hi > lo
+    if not keep.any():
+        return []
+    order = np.argsort(lo[keep], kind="stable")
+    lo, hi = lo[keep][order], hi[keep][order]
+    reach = np.maximum.accumulate(hi)
+    # A new span starts where a window begins more than max_gap past everything before it.
+    new = np.flatnonzero(lo[1:] > reach[:-1] + max_gap) + 1
+    first = np.concatenate([[0], new])
+    last = np.concatenate([new - 1, [lo.size - 1]])
+    return [(int(lo[a]), int(reach[b])) for a, b in zip(first, last, strict=True)]

@@ -1,0 +1,270 @@
+"""Figures and a self-contained HTML report from a results table.
+
+The results table has one row per trained model (see :mod:`pitfall.sweep`): ``task``,
+``setting``, ``inputs``, ``family``, ``label``, ``n_params``, ``ap`` and the APs of the
+baselines on the same test loci (``ap_average_activity``, ``ap_most_similar``,
+``ap_random``). Matplotlib is imported lazily (the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SETTINGS = ("cross-chromosome", "cross-cell-type", "hybrid")
+INPUT_COLORS = {
+    "sequence": "#1b9e77",
+    "signal": "#d95f02",
+    "both": "#7570b3",
+    "random": "#e7298a",
+    "permuted": "#66a61e",
+}
+INPUT_NAMES = {
+    "sequence": "sequence",
+    "signal": "epigenomic",
+    "both": "sequence + epigenomic",
+    "random": "locus-constant random (control)",
+    "permuted": "permuted sequence (control)",
+}
+BASELINE_STYLES = {
+    "ap_average_activity": ("average activity", "black", "-"),
+    "ap_most_similar": ("most similar cell type", "0.45", "--"),
+    "ap_random": ("random (prevalence)", "0.65", ":"),
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def ap_vs_params(
+    results: pd.DataFrame,
+    *,
+    task: str | None = None,
+    settings: Sequence[str] = SETTINGS,
+    title: str | None = None,
+):
+    """Figure 1 d-f / g-i: AP against trainable parameters, one panel per setting.
+
+    Points are models coloured by input type (log-scale x); horizontal lines are the
+    baselines' APs on the same test loci (the median over the panel's rows).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    rows = results[results["status"] == "ok"] if "status" in results else results
+    if task is not None:
+        rows = rows[rows["task"] == task]
+    settings = [s for s in settings if s in set(rows["setting"])]
+    fig, axes = plt.subplots(
+        1, max(len(settings), 1), figsize=(4.2 * max(len(settings), 1), 3.8), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    for ax, setting in zip(axes, settings, strict=False):
+        part = rows[rows["setting"] == setting]
+        for inputs, group in part.groupby("inputs", sort=False):
+            ax.scatter(
+                group["n_params"],
+                group["ap"],
+                s=22,
+                alpha=0.85,
+                color=INPUT_COLORS.get(inputs, "0.3"),
+                label=INPUT_NAMES.get(inputs, inputs),
+                edgecolor="white",
+                linewidth=0.4,
+            )
+        for col, (name, color, style) in BASELINE_STYLES.items():
+            if col in part and part[col].notna().any():
+                ax.axhline(part[col].median(), color=color, ls=style, lw=1.2, label=name)
+        ax.set_xscale("log")
+        ax.set_title(setting)
+        ax.set_xlabel("trainable parameters")
+        ax.grid(alpha=0.25, which="both", lw=0.5)
+    axes[0].set_ylabel("average precision (test)")
+    handles, labels_ = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels_:
+                handles.append(h)
+                labels_.append(lab)
+    fig.legend(handles, labels_, loc="lower center", ncol=min(len(labels_), 4), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12 if len(labels_) <= 4 else 0.18, 1, 1))
+    return fig
+
+
+def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, title: str = ""):
+    """Figure S3: AP per activity group as boxes per predictor, and -log10 p of the tests.
+
+    Parameters
+    ----------
+    table
+        Rows ``group, predictor, ap`` (one per model x group; several models per predictor
+        make the boxes).
+    tests
+        Optional rows ``group, comparison, p_value`` (one-sided Mann-Whitney U).
+    """
+    plt = _plt()
+    n_panels = 2 if tests is not None and len(tests) else 1
+    fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 3.8))
+    axes = np.atleast_1d(axes)
+    groups = sorted(g for g in table["group"].unique() if g != "all")
+    predictors = list(dict.fromkeys(table["predictor"]))
+    width = 0.8 / max(len(predictors), 1)
+    ax = axes[0]
+    for i, pred in enumerate(predictors):
+        data = [
+            table[(table.group == g) & (table.predictor == pred)]["ap"].dropna() for g in groups
+        ]
+        pos = np.arange(len(groups)) + (i - (len(predictors) - 1) / 2) * width
+        box = ax.boxplot(
+            data, positions=pos, widths=width * 0.9, patch_artist=True, manage_ticks=False
+        )
+        color = INPUT_COLORS.get(pred, plt.cm.tab10(i))
+        for patch in box["boxes"]:
+            patch.set_facecolor(color)
+            patch.set_alpha(0.7)
+        ax.plot([], [], color=color, lw=6, alpha=0.7, label=INPUT_NAMES.get(pred, pred))
+    ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    ax.set_xlabel("training + validation cell types in which the locus is active")
+    ax.set_ylabel("average precision")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title or "AP within groups of loci of equal activity")
+    if n_panels == 2:
+        ax = axes[1]
+        for comparison, part in tests.groupby("comparison", sort=False):
+            part = part[part.group != "all"].sort_values("group")
+            ax.plot(
+                part["group"].astype(float),
+                -np.log10(part["p_value"].clip(lower=1e-300)),
+                marker="o",
+                label=comparison,
+            )
+        ax.axhline(-np.log10(0.05), color="0.5", ls=":", label="p = 0.05")
+        ax.set_xlabel("training + validation cell types in which the locus is active")
+        ax.set_ylabel("-log10 p (one-sided Mann-Whitney U)")
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scatter(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    labels: Sequence[str] | None = None,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    hline: Mapping[str, float] | None = None,
+):
+    """A labelled scatter (e.g. baseline strength against cell-type similarity)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    ax.scatter(x, y, color="#1b9e77", s=28)
+    for i, lab in enumerate(labels or []):
+        ax.annotate(lab, (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    for name, value in (hline or {}).items():
+        ax.axhline(value, color="black", ls="--", lw=1, label=name)
+    if hline:
+        ax.legend(frameon=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.25, lw=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG (150 dpi) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    _plt().close(fig)
+    return path
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def html_report(
+    path: str | os.PathLike,
+    *,
+    title: str,
+    sections: Sequence[Mapping[str, Any]],
+    footer: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one self-contained HTML file: text, embedded PNG figures and tables.
+
+    Parameters
+    ----------
+    path
+        The HTML file to write.
+    title
+        Page title.
+    sections
+        Each a mapping with ``heading``, optional ``text`` (paragraphs, plain text),
+        ``figures`` (PNG paths, embedded) and ``tables`` (DataFrames).
+    footer
+        Key-value facts shown at the end (cube snapshots, package versions, run time).
+    """
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+        "padding:0 1em;color:#222;line-height:1.45}img{max-width:100%;border:1px solid #eee}"
+        "table{border-collapse:collapse;font-size:0.85em;margin:0.6em 0}"
+        "td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
+        "th{background:#f4f4f4}.finding{background:#f6f9f4;border-left:4px solid #1b9e77;"
+        "padding:0.5em 1em;margin:0.8em 0}code{background:#f4f4f4;padding:0 3px}</style>",
+        f"</head><body><h1>{html.escape(title)}</h1>",
+    ]
+    for sec in sections:
+        parts.append(f"<h2>{html.escape(sec['heading'])}</h2>")
+        for para in sec.get("findings", []):
+            parts.append(f"<p class='finding'>{html.escape(para)}</p>")
+        for para in sec.get("text", []):
+            parts.append(f"<p>{html.escape(para)}</p>")
+        for fig in sec.get("figures", []):
+            parts.append(f"<p><img src='{_png_data_uri(Path(fig))}' alt='{Path(fig).stem}'></p>")
+        for table in sec.get("tables", []):
+            parts.append(table.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0))
+    if footer:
+        parts.append("<h2>Provenance</h2><table>")
+        for key, value in footer.items():
+            parts.append(
+                f"<tr><th>{html.escape(str(key))}</th>"
+                f"<td style='text-align:left'>{html.escape(str(value))}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+    return path
+
+
+def figure_bytes(fig) -> bytes:
+    """PNG bytes of a figure (closes it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150)
+    _plt().close(fig)
+    return buf.getvalue()

@@ -1,0 +1,391 @@
+"""Sweeps: many (cube, split setting, model spec, seed) experiments -> one results table.
+
+A sweep spec (TOML)::
+
+    cube = "out/demo/store/expression"   # relative to the spec's folder
+    task = "expression"                  # expression | tad: which paper split rules
+    target = "E003"
+    settings = ["cross-chromosome", "cross-cell-type", "hybrid"]
+    seeds = [0]
+    [training]                           # NeuralModel / GBMModel keywords
+    batches_per_epoch = 400
+    max_epochs = 100
+    patience = 5
+    [[models]]                           # a ModelSpec; a list of alternatives expands
+    family = "seq_conv"                  # into a grid (for layer sizes: a list of lists)
+    filters = [[8], [32, 32]]
+    units = [16, 128]                    # alternatives? no: a layer-size list is one value
+
+Layer-size fields (``units``, ``filters``, ``seq_units``) take one list (one value) or a list
+of lists (alternatives); other fields take a value or a list of alternatives.
+
+Every experiment becomes one row of a Parquet table, appended as soon as it finishes:
+setting, inputs, family, spec, parameter count, AP on test, AP of each baseline on the same
+test loci, epochs run, training time, seed, cube snapshot, package versions, status and
+error. A restarted sweep skips the experiments whose rows are there (``ok`` or ``failed``;
+``retry_failed`` runs the failed ones again). Experiments run in parallel on Dask: a local
+cluster of ``workers`` processes, or an existing cluster (``scheduler``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+import tomllib
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pitfall import baselines, cube, evaluate, splits
+from pitfall.models.spec import ModelSpec
+
+RESULTS_FILE = "results.parquet"
+_LAYER_FIELDS = ("units", "filters", "seq_units")
+_VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba", "keras",
+              "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost")  # fmt: skip
+COLUMNS = [
+    "id", "task", "setting", "target", "inputs", "family", "label", "spec", "n_params",
+    "ap", "ap_average_activity", "ap_most_similar", "ap_random", "epochs", "train_seconds",
+    "seed", "snapshot", "versions", "status", "error", "finished_at",
+]  # fmt: skip
+
+
+class SweepError(ValueError):
+    """A sweep spec that cannot be run; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One model to train and score: a cube, a split setting, a spec and a seed."""
+
+    cube: str
+    task: str
+    setting: str
+    target: str
+    spec: ModelSpec
+    training: tuple[tuple[str, Any], ...] = ()
+    valid_cell_types: tuple[str, ...] | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable id: the same experiment always gets the same id (restart skips it)."""
+        key = json.dumps(
+            [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
+             list(self.training), self.valid_cell_types],
+            sort_keys=True, default=str,
+        )  # fmt: skip
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    @property
+    def input_kind(self) -> str:
+        """What the figures colour by: sequence, signal, both, random or permuted."""
+        return "permuted" if self.spec.permuted else self.spec.inputs
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep spec."""
+
+    path: Path | None
+    experiments: list[Experiment] = field(default_factory=list)
+
+
+def _alternatives(name: str, value: Any) -> list[Any]:
+    if name in _LAYER_FIELDS:
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            return value
+        return [value]
+    return value if isinstance(value, list) else [value]
+
+
+def expand_models(table: dict[str, Any], seeds: Iterable[int]) -> list[ModelSpec]:
+    """The grid of :class:`ModelSpec` a ``[[models]]`` table describes, for every seed."""
+    names = list(table)
+    grids = [_alternatives(n, table[n]) for n in names]
+    specs = []
+    for combo in itertools.product(*grids):
+        for seed in seeds:
+            specs.append(
+                ModelSpec.from_dict({**dict(zip(names, combo, strict=True)), "seed": seed})
+            )
+    return specs
+
+
+def load_sweep(path: str | os.PathLike) -> SweepSpec:
+    """Read a sweep spec (TOML) into experiments."""
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such sweep spec") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"{path}: not valid TOML ({err})") from err
+    return sweep_from_dict(raw, root=path.parent, path=path)
+
+
+def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None) -> SweepSpec:
+    """Experiments of a sweep given as a dict (the TOML's shape)."""
+    where = f"{path}: " if path else ""
+    for key in ("cube", "models"):
+        if key not in raw:
+            raise SweepError(f"{where}missing required key {key!r}")
+    store = str((root / raw["cube"]).resolve())
+    task = raw.get("task", "expression")
+    settings = raw.get("settings", list(splits.SETTINGS))
+    unknown = [s for s in settings if s not in splits.SETTINGS]
+    if unknown:
+        raise SweepError(f"{where}settings {unknown} are not among {splits.SETTINGS}")
+    seeds = raw.get("seeds", [0])
+    training = tuple(sorted(raw.get("training", {}).items()))
+    valid = raw.get("valid_cell_types")
+    experiments = []
+    for i, table in enumerate(raw["models"]):
+        try:
+            specs = expand_models(table, seeds)
+        except (ValueError, TypeError) as err:
+            raise SweepError(f"{where}[[models]] number {i + 1}: {err}") from err
+        for setting in settings:
+            for spec in specs:
+                experiments.append(
+                    Experiment(
+                        cube=store,
+                        task=task,
+                        setting=setting,
+                        target=raw.get("target", "E003"),
+                        spec=spec,
+                        training=training,
+                        valid_cell_types=tuple(valid) if valid else None,
+                    )
+                )
+    return SweepSpec(path=path, experiments=experiments)
+
+
+# --------------------------------------------------------------------------------------------
+# One experiment (runs on a worker)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result."""
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+@lru_cache(maxsize=8)
+def _open(path: str) -> Any:
+    return cube.open_cube(path)
+
+
+def make_split(ds: Any, exp: Experiment) -> splits.Split:
+    """The paper's split of the experiment's setting on its cube."""
+    kw = {"valid_cell_types": exp.valid_cell_types} if exp.valid_cell_types else {}
+    return splits.preset(ds, exp.setting, exp.target, task=exp.task, **kw)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _baseline_aps(path: str, split_json: str) -> dict[str, float]:
+    """APs of the baselines on a split's test loci (once per split and process)."""
+    ds = _open(path)
+    split = splits.Split.from_dict(json.loads(split_json))
+    train, valid, test = split.train(ds), split.valid(ds), split.test(ds)
+    others = [str(c) for c in ds["cell_type"].values if str(c) not in split.test_cell_types]
+    # The average over every other cell type, in all settings: in cross-chromosome training
+    # holds the target alone, and the paper draws the same baseline line in each panel.
+    avg = baselines.AverageActivity(ds, cell_types=others).fit(train, valid).predict(test)
+    out = {
+        "ap_average_activity": baselines.score_predictions(test, avg)[split.test_cell_types[0]],
+        "ap_random": evaluate.random_ap(test["label"]),
+    }
+    if "signal" in ds and split.setting != "cross-chromosome":
+        sim = baselines.MostSimilar(ds).fit(train, valid).predict(test)
+        out["ap_most_similar"] = baselines.score_predictions(test, sim)[split.test_cell_types[0]]
+    else:
+        out["ap_most_similar"] = float("nan")
+    return out
+
+
+def _training_for(exp: Experiment) -> dict[str, Any]:
+    """The spec's ``[training]`` keywords that this model's family takes.
+
+    One ``[training]`` table serves networks and trees: each model takes the keywords its
+    constructor knows (``batches_per_epoch`` for networks, ``sample_size`` for XGBoost).
+    """
+    import inspect
+
+    if exp.spec.family == "xgboost":
+        from pitfall.models.gbm import GBMModel as cls
+    else:
+        from pitfall.models.nn import NeuralModel as cls
+    known = set(inspect.signature(cls.__init__).parameters)
+    return {k: v for k, v in exp.training if k in known}
+
+
+def run_experiment(exp: Experiment) -> dict[str, Any]:
+    """Train and score one experiment; a failure becomes a row with its error."""
+    row: dict[str, Any] = {
+        "id": exp.id,
+        "task": exp.task,
+        "setting": exp.setting,
+        "target": exp.target,
+        "inputs": exp.input_kind,
+        "family": exp.spec.family,
+        "label": exp.spec.label,
+        "spec": json.dumps(exp.spec.to_dict(), sort_keys=True),
+        "seed": exp.spec.seed,
+        "versions": json.dumps(package_versions(), sort_keys=True),
+    }
+    t0 = time.perf_counter()
+    try:
+        from pitfall.models import make_model
+
+        ds = _open(exp.cube)
+        row["snapshot"] = ds.attrs.get("snapshot", "")
+        split = make_split(ds, exp)
+        train, valid, test = split.train(ds), split.valid(ds), split.test(ds)
+        model = make_model(exp.spec, ds, **_training_for(exp)).fit(train, valid)
+        scores = model.predict(test)
+        row["ap"] = baselines.score_predictions(test, scores)[exp.target]
+        row["n_params"] = int(
+            getattr(model, "n_params_", None) or getattr(model, "complexity_", 0) or 0
+        )
+        row["epochs"] = int(getattr(model, "epochs_run_", 0) or 0)
+        row["train_seconds"] = float(getattr(model, "train_seconds_", time.perf_counter() - t0))
+        row.update(_baseline_aps(exp.cube, json.dumps(split.to_dict(), sort_keys=True)))
+        row["status"] = "ok"
+        row["error"] = ""
+    except Exception as err:  # a failed model is a result too: keep it, with its error
+        row["status"] = "failed"
+        row["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+    row.setdefault("train_seconds", time.perf_counter() - t0)
+    row["finished_at"] = pd.Timestamp.now(tz="UTC").isoformat()
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """The results table of a sweep (empty with the right columns when there is none)."""
+    path = Path(results_dir) / RESULTS_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_parquet(path)
+
+
+def _write(results: pd.DataFrame, results_dir: Path) -> None:
+    # Write then rename: a sweep killed mid-write never leaves a truncated table.
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tmp = results_dir / (RESULTS_FILE + ".tmp")
+    results.to_parquet(tmp, index=False)
+    tmp.replace(results_dir / RESULTS_FILE)
+
+
+def _row_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows))
+    for col in COLUMNS:
+        if col not in frame:
+            frame[col] = pd.NA
+    return frame[COLUMNS]
+
+
+def run_sweep(
+    experiments: Sequence[Experiment],
+    results_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run experiments (skipping those already in the table) and return the whole table.
+
+    Parameters
+    ----------
+    experiments
+        From :func:`load_sweep` or built in Python.
+    results_dir
+        Folder of ``results.parquet``; rows are appended as experiments finish.
+    workers
+        Local Dask worker processes (one thread each); ``0`` runs in this process, one at a
+        time (no Dask), which is what a debugger wants.
+    scheduler
+        Address of an existing Dask scheduler.
+    retry_failed
+        Run again the experiments whose rows say ``failed``.
+    """
+    results_dir = Path(results_dir)
+    done = read_results(results_dir)
+    skip = set(done.loc[done["status"] == "ok", "id"]) if len(done) else set()
+    if not retry_failed and len(done):
+        skip |= set(done.loc[done["status"] == "failed", "id"])
+    todo = [e for e in dict.fromkeys(experiments) if e.id not in skip]
+    if len(done) and retry_failed:
+        done = done[done["status"] == "ok"]
+    rows: list[dict[str, Any]] = []
+    n_failed = 0
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="sweep", unit="model", disable=not progress)
+    if len(experiments) - len(todo):
+        bar.write(f"sweep: {len(experiments) - len(todo)} experiments already in {results_dir}")
+
+    def record(row: dict[str, Any]) -> None:
+        nonlocal n_failed, done
+        rows.append(row)
+        n_failed += row["status"] == "failed"
+        done = pd.concat([d for d in (done, _row_frame([row])) if len(d)], ignore_index=True)
+        _write(done, results_dir)
+        bar.update(1)
+        bar.set_postfix(failed=n_failed, last=f"{row['label']} {row['setting']}"[:40])
+
+    if workers == 0 and scheduler is None:
+        for exp in todo:
+            bar.set_postfix(running=exp.spec.label)
+            record(run_experiment(exp))
+    elif todo:
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            # One thread per worker, and TensorFlow's pools sized to match, so n workers
+            # use n cores instead of fighting over them.
+            env = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+                   "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+            cluster = LocalCluster(
+                n_workers=workers or min(2, os.cpu_count() or 1),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.CRITICAL,
+                env=env,
+            )
+            client = Client(cluster)
+        try:
+            futures = [client.submit(run_experiment, e, pure=False) for e in todo]
+            for fut in as_completed(futures):
+                record(fut.result())
+                fut.release()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    bar.close()
+    return done

@@ -1,0 +1,644 @@
+"""Featurization: files -> cube, checked against naive numpy readings of the same files.
+
+The oracles here read the files with their own libraries (gzip + str.split for the GTF,
+pyBigWig ``values`` per base, pyfaidx, pandas) and never call ``pitfall.sources``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+import pyfaidx
+import pytest
+
+from pitfall import cube, featurize, synth
+from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
+
+INPROC = {"workers": 1, "processes": False, "progress": False}
+CODES = {"A": 0, "C": 1, "G": 2, "T": 3}
+COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory) -> synth.SynthCompendium:
+    return synth.synthesize(tmp_path_factory.mktemp("compendium"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def built(comp, tmp_path_factory) -> dict[str, Path]:
+    """The expression and TAD cubes of the tiny compendium, built in-process."""
+    root = tmp_path_factory.mktemp("cubes")
+    out = {}
+    for key, manifest in (("expr", comp.manifest), ("tad", comp.manifest_tad)):
+        with pytest.warns(UserWarning) if key == "tad" else _nothing():
+            featurize.build(manifest, root / key, **INPROC)
+        out[key] = root / key
+    return out
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _raw_manifest(path: Path) -> dict:
+    """A manifest as nested dicts with every path made absolute (so copies can move)."""
+    raw = tomllib.loads(path.read_text())
+    root = path.parent
+
+    def absolute(p: str) -> str:
+        return str((root / p).resolve())
+
+    loci = raw["loci"]
+    for kind in ("tss", "bins", "bed"):
+        if kind in loci:
+            loci[kind] = absolute(loci[kind])
+    if "sequence" in raw:
+        raw["sequence"]["fasta"] = absolute(raw["sequence"]["fasta"])
+    if "table" in raw["target"]:
+        raw["target"]["table"] = absolute(raw["target"]["table"])
+    for spec in raw.get("cell_types", {}).values():
+        spec["signal"] = {k: absolute(v) for k, v in spec.get("signal", {}).items()}
+        if "target" in spec:
+            spec["target"] = absolute(spec["target"])
+    return raw
+
+
+def _write(raw: dict, path: Path) -> Path:
+    path.write_text(dumps_manifest(raw))
+    return path
+
+
+def _load(store: Path):
+    return cube.open_cube(store).load()
+
+
+def _assert_same_cube(a, b, cell_types=None) -> None:
+    """Every variable and locus coordinate equal (NaN == NaN), over ``cell_types``."""
+    cts = list(cell_types if cell_types is not None else a["cell_type"].values)
+    a, b = a.sel(cell_type=cts), b.sel(cell_type=cts)
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    for name in ("chrom", "start", "end", "strand", "name", "cell_type_name", "cell_type_group"):
+        assert list(a[name].values) == list(b[name].values), name
+
+
+def _committed(store: Path) -> list[list[str]]:
+    """Cell types of each commit that wrote some, oldest first."""
+    return [c.cell_types for c in reversed(cube.cube_log(store)) if c.cell_types]
+
+
+def _chrom_sizes(path: Path) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1]) for line in path.read_text().splitlines()}
+
+
+def _naive_genes(gtf: Path) -> pd.DataFrame:
+    rows = []
+    with gzip.open(gtf, "rt") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            f = line.rstrip("\n").split("\t")
+            if f[2] != "gene":
+                continue
+            gid = re.search(r'gene_id "([^"]+)"', f[8]).group(1)
+            rows.append((f[0], int(f[3]) - 1, int(f[4]), f[6], gid))
+    return pd.DataFrame(rows, columns=["chrom", "start0", "end", "strand", "gene_id"])
+
+
+def _naive_mean(bw, chrom: str, start: int, end: int, size: int) -> float:
+    s, e = max(start, 0), min(end, size)
+    v = np.asarray(bw.values(chrom, s, e, numpy=True), dtype=np.float64)
+    return float(np.arcsinh(np.nan_to_num(v, nan=0.0)).mean())
+
+
+def _naive_codes(fa: pyfaidx.Fasta, chrom: str, start: int, end: int, strand: str) -> np.ndarray:
+    size = len(fa[chrom])
+    text = str(fa[chrom][max(start, 0) : min(end, size)]).upper()
+    text = "N" * max(0, -start) + text + "N" * max(0, end - size)
+    codes = np.array([CODES.get(ch, 4) for ch in text], dtype=np.uint8)
+    return COMPLEMENT[codes[::-1]] if strand == "-" else codes
+
+
+def _check_signal(ds, comp, chrom_of, start_of, end_of, sizes) -> None:
+    for ct in ds["cell_type"].values:
+        for mark in ds["mark"].values:
+            bw = pyBigWig.open(str(comp.bigwigs[str(ct)][str(mark)]))
+            want = np.array(
+                [
+                    _naive_mean(bw, c, s, e, sizes[c])
+                    for c, s, e in zip(chrom_of, start_of, end_of, strict=True)
+                ]
+            )
+            bw.close()
+            got = ds["signal"].sel(cell_type=ct, mark=mark).values
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{ct} {mark}")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Values against naive oracles
+
+
+def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
+    ds = _load(built["expr"])
+    sizes = _chrom_sizes(comp.chrom_sizes)
+    genes = _naive_genes(comp.gtf).set_index("gene_id")
+    plus = genes["strand"] == "+"
+    genes["w0"] = np.where(plus, genes["start0"] - 2000, genes["end"])
+    genes["w1"] = np.where(plus, genes["start0"], genes["end"] + 2000)
+    names = [str(n) for n in ds["name"].values]
+    assert sorted(names) == sorted(genes.index)
+    g = genes.loc[names]
+    np.testing.assert_array_equal(ds["start"].values, g["w0"])
+    np.testing.assert_array_equal(ds["end"].values, g["w1"])
+    assert list(ds["strand"].values) == list(g["strand"])
+    # synth's edge genes: one window runs past a chromosome's start, one past its end.
+    length = g["chrom"].map(sizes)
+    assert (g["w0"] < 0).sum() >= 1 and (g["w1"] > length).sum() >= 1
+    assert list(ds["cell_type"].values) == list(comp.cell_types)
+
+    _check_signal(ds, comp, g["chrom"], g["w0"], g["w1"], sizes)
+
+    rpkm = pd.read_csv(comp.rpkm, sep="\t", index_col=False).set_index("gene_id")
+    for ct in comp.cell_types:
+        want = rpkm.loc[[re.sub(r"\.\d+$", "", n) for n in names], ct].to_numpy()
+        np.testing.assert_array_equal(ds["label"].sel(cell_type=ct).values, want > 0.5)
+        np.testing.assert_allclose(ds["value"].sel(cell_type=ct).values, want, rtol=1e-6)
+
+    fa = pyfaidx.Fasta(str(comp.fasta), as_raw=True)
+    want = np.stack(
+        [
+            _naive_codes(fa, c, s, e, st)
+            for c, s, e, st in zip(g["chrom"], g["w0"], g["w1"], g["strand"], strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(ds["sequence"].values, want)
+
+
+def test_build__tad_cube_matches_naive_reading(comp, built) -> None:
+    ds = _load(built["tad"])
+    sizes = _chrom_sizes(comp.chrom_sizes)
+    bins = [
+        (c, s, min(s + 40_000, n)) for c, n in sizes.items() for s in range(0, n, 40_000)
+    ]  # chrom.sizes lists chr1..chr3 in order
+    chrom_of, start_of, end_of = (np.array(x) for x in zip(*bins, strict=True))
+    assert list(ds["chrom"].values) == list(chrom_of)
+    np.testing.assert_array_equal(ds["start"].values, start_of)
+    np.testing.assert_array_equal(ds["end"].values, end_of)
+
+    _check_signal(ds, comp, chrom_of, start_of, end_of, sizes)
+
+    for ct in comp.cell_types:
+        want = np.zeros(len(bins))
+        domains = pd.read_csv(comp.domains[ct], sep="\t", header=None)
+        for c in sizes:
+            on = chrom_of == c
+            d = domains[domains[0] == c]
+            if d.empty:  # a chromosome without domains is unknown, not "no boundary"
+                want[on] = np.nan
+                continue
+            first = np.flatnonzero(on)[0]
+            want[first + d[1].to_numpy() // 40_000] = 1
+            want[first + (d[2].to_numpy() - 1) // 40_000] = 1
+        np.testing.assert_array_equal(ds["label"].sel(cell_type=ct).values, want, err_msg=ct)
+    assert np.isnan(ds["label"].values).any()  # the tiny compendium has such a chromosome
+
+    fa = pyfaidx.Fasta(str(comp.fasta), as_raw=True)
+    centre = (start_of + end_of) // 2
+    want = np.stack(
+        [
+            _naive_codes(fa, c, m - 2000, m + 2000, ".")
+            for c, m in zip(chrom_of, centre, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(ds["sequence"].values, want)
+
+
+def test_build__process_cluster_equals_in_process(comp, built, tmp_path) -> None:
+    # The default LocalCluster (2 worker processes) must write exactly what one thread does.
+    with pytest.warns(UserWarning, match="no domains on chr3"):
+        summary = featurize.build(comp.manifest_tad, tmp_path / "tad", workers=2, progress=False)
+    assert summary.cell_types == list(comp.cell_types)
+    _assert_same_cube(_load(tmp_path / "tad"), _load(built["tad"]))
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Append
+
+
+def test_append__equals_full_build(comp, built, tmp_path) -> None:
+    first = ["E003", "E037"]
+    rest = [c for c in comp.cell_types if c not in first]
+    store = tmp_path / "cube"
+    featurize.build(comp.manifest, store, cell_types=first, **INPROC)
+    summary = featurize.append(store, comp.manifest, rest, **INPROC)
+    assert summary.cell_types == rest and len(summary.snapshots) == len(rest)
+    ds = _load(store)
+    assert list(ds["cell_type"].values) == first + rest
+    _assert_same_cube(ds, _load(built["expr"]), comp.cell_types)
+    # One commit per cell type, in the requested order (after the repository's own first).
+    assert _committed(store) == [[c] for c in first + rest]
+
+
+def test_append__cell_type_already_present_is_refused(comp, built) -> None:
+    before = cube.cube_log(built["expr"])
+    with pytest.raises(cube.CubeError, match=r"\['E003'\] are already in the cube"):
+        featurize.append(built["expr"], comp.manifest, ["E003"], **INPROC)
+    assert cube.cube_log(built["expr"]) == before
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Bad inputs
+
+
+def _variant(comp, tmp_path: Path, tad: bool = False) -> tuple[dict, Path]:
+    raw = _raw_manifest(comp.manifest_tad if tad else comp.manifest)
+    return raw, tmp_path / "manifest.toml"
+
+
+def _assert_failed_build(manifest: Path, store: Path, exc, *patterns: str) -> None:
+    with pytest.raises(exc) as info:
+        featurize.build(manifest, store, **INPROC)
+    for p in patterns:
+        assert re.search(p, str(info.value)), (p, str(info.value))
+    assert not store.exists()
+    assert not store.with_name(store.name + ".building").exists()
+
+
+def test_build__missing_file_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    gone = tmp_path / "gone.bw"
+    raw["cell_types"]["E106"]["signal"]["H3K27me3"] = str(gone)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", FileNotFoundError, re.escape(str(gone)), "no such file"
+    )
+
+
+def test_build__directory_instead_of_file_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    folder = tmp_path / "a_folder.bw"
+    folder.mkdir()
+    raw["cell_types"]["E003"]["signal"]["H3K4me3"] = str(folder)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(folder)), "directory"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_build__unreadable_file_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    locked = tmp_path / "locked.bw"
+    shutil.copy(comp.bigwigs["E003"]["H3K4me3"], locked)
+    locked.chmod(0)
+    raw["cell_types"]["E003"]["signal"]["H3K4me3"] = str(locked)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", PermissionError, re.escape(str(locked)), "readable"
+    )
+
+
+def _rewrite_bigwig(src: Path, dst: Path, rename=lambda c: c, keep=lambda c: True) -> None:
+    """Copy a bigWig run by run, renaming or dropping chromosomes."""
+    with pyBigWig.open(str(src)) as bw_in:
+        chroms = {c: n for c, n in bw_in.chroms().items() if keep(c)}
+        out = pyBigWig.open(str(dst), "w")
+        out.addHeader([(rename(c), n) for c, n in chroms.items()])
+        for c in chroms:
+            runs = bw_in.intervals(c) or ()
+            if runs:
+                s, e, v = (list(x) for x in zip(*runs, strict=True))
+                out.addEntries([rename(c)] * len(s), s, ends=e, values=v)
+        out.close()
+
+
+def test_build__chromosome_spelling_mismatch_names_both(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    bad = tmp_path / "ensembl_names.bw"
+    _rewrite_bigwig(comp.bigwigs["E004"]["H3K9me3"], bad, rename=lambda c: c[3:])
+    raw["cell_types"]["E004"]["signal"]["H3K9me3"] = str(bad)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(bad)), "'1'", "'chr1'"
+    )
+
+
+def test_build__bigwig_lacking_a_chromosome_is_nan_there_with_warning(
+    comp, built, tmp_path
+) -> None:
+    raw, path = _variant(comp, tmp_path)
+    partial = tmp_path / "no_chr2.bw"
+    _rewrite_bigwig(comp.bigwigs["E037"]["H3K4me1"], partial, keep=lambda c: c != "chr2")
+    raw["cell_types"]["E037"]["signal"]["H3K4me1"] = str(partial)
+    with pytest.warns(UserWarning, match=re.escape(str(partial)) + ".*chr2"):
+        summary = featurize.build(_write(raw, path), tmp_path / "s", **INPROC)
+    assert len([w for w in summary.warnings if str(partial) in w]) == 1  # said once
+    ds, full = _load(tmp_path / "s"), _load(built["expr"])
+    on_chr2 = ds["chrom"].values == "chr2"
+    sig = ds["signal"].sel(cell_type="E037", mark="H3K4me1").values
+    assert np.isnan(sig[on_chr2]).all() and not np.isnan(sig[~on_chr2]).any()
+    full["signal"].loc[{"cell_type": "E037", "mark": "H3K4me1"}] = np.where(
+        on_chr2, np.nan, full["signal"].sel(cell_type="E037", mark="H3K4me1").values
+    )
+    _assert_same_cube(ds, full)
+
+
+def test_build__duplicate_gene_ids_in_gtf(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    lines = gzip.open(comp.gtf, "rt").read().splitlines(keepends=True)
+    gene = next(line for line in lines if "\tgene\t" in line)
+    gtf = tmp_path / "dups.gtf"
+    gtf.write_text("".join(lines) + gene)
+    raw["loci"]["tss"] = str(gtf)
+    gid = re.search(r'gene_id "([^"]+)"', gene).group(1)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(gtf)), "duplicate", gid
+    )
+
+
+def test_build__non_numeric_expression_value_names_line_and_gene(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    lines = gzip.open(comp.rpkm, "rt").read().splitlines(keepends=True)
+    fields = lines[5].split("\t")
+    fields[2] = "n/a?"
+    lines[5] = "\t".join(fields)
+    table = tmp_path / "rpkm.tsv"
+    table.write_text("".join(lines))
+    raw["target"]["table"] = str(table)
+    _assert_failed_build(
+        _write(raw, path),
+        tmp_path / "s",
+        ValueError,
+        re.escape(str(table)),
+        "line 6",
+        fields[0],
+        "non-numeric",
+    )
+
+
+def test_build__cell_type_absent_from_expression_table(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    rpkm = pd.read_csv(comp.rpkm, sep="\t", index_col=False).drop(columns="E113")
+    table = tmp_path / "rpkm.tsv"
+    rpkm.to_csv(table, sep="\t", index=False)
+    raw["target"]["table"] = str(table)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(table)), "E113", "not columns"
+    )
+
+
+def _peaks_manifest(comp, tmp_path: Path, peaks: dict[str, Path]) -> Path:
+    raw = {
+        "assembly": "synth1",
+        "loci": {"bins": str(comp.chrom_sizes), "bin_size": 200_000},
+        "target": {"kind": "peaks"},
+        "cell_types": {ct: {"name": ct, "target": str(p)} for ct, p in peaks.items()},
+    }
+    return _write(raw, tmp_path / "peaks.toml")
+
+
+def test_build__peaks(comp, tmp_path) -> None:
+    # narrowPeak summits (column 10) place the label; a chromosome without peaks is NaN.
+    good = tmp_path / "good.narrowPeak"
+    good.write_text(
+        "chr1\t199000\t199600\t.\t0\t.\t1\t1\t1\t500\n"  # summit 199500: bin 0
+        "chr1\t199900\t200500\t.\t0\t.\t1\t1\t1\t200\n"  # summit 200100: bin 1
+        "chr2\t10\t20\t.\t0\t.\t1\t1\t1\t-1\n"  # no summit: midpoint 15, bin 0 of chr2
+    )
+    with pytest.warns(UserWarning, match="no peaks on chr3"):
+        featurize.build(_peaks_manifest(comp, tmp_path, {"X": good}), tmp_path / "s", **INPROC)
+    ds = _load(tmp_path / "s")
+    label = pd.Series(ds["label"].sel(cell_type="X").values)
+    chrom = pd.Series(ds["chrom"].values)
+    assert label[chrom == "chr1"].tolist() == [1, 1, 0, 0, 0]
+    assert label[chrom == "chr2"].tolist() == [1, 0, 0, 0, 0]
+    assert label[chrom == "chr3"].isna().all()
+
+
+def test_build__empty_peak_file_is_named(comp, tmp_path) -> None:
+    empty = tmp_path / "empty.narrowPeak"
+    empty.write_text("")
+    manifest = _peaks_manifest(comp, tmp_path, {"X": empty})
+    _assert_failed_build(manifest, tmp_path / "s", ValueError, re.escape(str(empty)), "no peaks")
+
+
+def test_build__truncated_bigwig_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    cut = tmp_path / "cut.bw"
+    data = comp.bigwigs["E113"]["H3K36me3"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    raw["cell_types"]["E113"]["signal"]["H3K36me3"] = str(cut)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(cut)), "not a readable bigWig"
+    )
+
+
+def test_build__corrupt_bigwig_data_fails_in_task_with_its_own_message(comp, tmp_path) -> None:
+    # Header and index intact, data blocks garbled: only the task reading them can tell. Its
+    # error must reach the caller as the original ValueError naming the file.
+    raw, path = _variant(comp, tmp_path)
+    bad = tmp_path / "garbled.bw"
+    data = bytearray(comp.bigwigs["E116"]["H3K4me3"].read_bytes())
+    n = len(data)
+    data[n // 3 : n // 3 + 2000] = np.random.default_rng(0).bytes(2000)
+    bad.write_bytes(bytes(data))
+    raw["cell_types"]["E116"]["signal"]["H3K4me3"] = str(bad)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(bad)), "not a readable bigWig"
+    )
+
+
+def test_build__truncated_fasta_with_stale_index(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    fa = tmp_path / "genome.fa"
+    data = comp.fasta.read_bytes()
+    fa.write_bytes(data[: int(len(data) * 0.9)])
+    shutil.copy(comp.fasta.with_suffix(".fa.fai"), tmp_path / "genome.fa.fai")  # newer: trusted
+    raw["sequence"]["fasta"] = str(fa)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "truncated"
+    )
+
+
+def test_build__truncated_fasta_without_index(comp, tmp_path) -> None:
+    # Indexed afresh, the cut file looks like a valid FASTA with a short chr3: the bigWigs'
+    # chromosome sizes give it away.
+    raw, path = _variant(comp, tmp_path)
+    fa = tmp_path / "genome.fa"
+    data = comp.fasta.read_bytes()
+    fa.write_bytes(data[: int(len(data) * 0.9)])
+    raw["sequence"]["fasta"] = str(fa)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "chr3", "truncated"
+    )
+
+
+def test_build__corrupt_fasta_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    fa = tmp_path / "genome.fa"
+    lines = comp.fasta.read_text().splitlines(keepends=True)
+    lines[100] = lines[100][:25] + "\n"  # one short line inside chr1
+    fa.write_text("".join(lines))
+    raw["sequence"]["fasta"] = str(fa)
+    _assert_failed_build(
+        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "cannot be read as FASTA"
+    )
+
+
+def test_build__rerun_after_failure_leaves_no_leftovers(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    good = raw["cell_types"]["E003"]["signal"]["H3K4me3"]
+    raw["cell_types"]["E003"]["signal"]["H3K4me3"] = str(tmp_path / "gone.bw")
+    store = tmp_path / "s"
+    _assert_failed_build(_write(raw, path), store, FileNotFoundError, "gone.bw")
+    raw["cell_types"]["E003"]["signal"]["H3K4me3"] = good
+    featurize.build(_write(raw, path), store, **INPROC)
+    assert store.is_dir() and not store.with_name("s.building").exists()
+
+
+def test_append__failure_leaves_cube_unchanged(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    store = tmp_path / "s"
+    featurize.build(comp.manifest, store, cell_types=["E003", "E004"], **INPROC)
+    before_log, before = cube.cube_log(store), _load(store)
+    cut = tmp_path / "cut.bw"
+    data = comp.bigwigs["E113"]["H3K36me3"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    raw["cell_types"]["E113"]["signal"]["H3K36me3"] = str(cut)
+    with pytest.raises(ValueError, match=re.escape(str(cut))):
+        featurize.append(store, _write(raw, path), ["E037", "E113"], **INPROC)
+    assert cube.cube_log(store) == before_log
+    _assert_same_cube(_load(store), before)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Manifest errors
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda raw: raw.update(colour="blue"), "colour"),
+        (lambda raw: raw.pop("target"), "'target'"),
+        (lambda raw: raw["loci"].update(bins="chrom.sizes"), r"bins.*tss|tss.*bins"),
+        (lambda raw: raw["cell_types"]["E004"]["signal"].pop("H3K27me3"), "H3K27me3"),
+    ],
+    ids=["unknown_key", "missing_target", "two_loci_kinds", "cell_type_lacks_mark"],
+)
+def test_manifest__error_names_file_and_key(comp, tmp_path, edit, key) -> None:
+    raw, path = _variant(comp, tmp_path)
+    edit(raw)
+    _write(raw, path)
+    with pytest.raises(ManifestError, match=re.escape(str(path.resolve())) + ".*" + key):
+        load_manifest(path)
+
+
+# --------------------------------------------------------------------------------------------
+# 5-6. Command line, and writers killed mid-way
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pitfall.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,  # its own process group: SIGKILL reaches the Dask workers too
+        **kw,
+    )
+
+
+def _kill_when_paused(proc: subprocess.Popen, pause_file: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not pause_file.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited before the pause point: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("the writer never reached its pause point")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _pause_env(tmp_path: Path, at: str) -> tuple[dict, Path]:
+    pause = tmp_path / f"paused-{at}"
+    return {
+        "PITFALL_PAUSE_AT": at,
+        "PITFALL_PAUSE_FILE": str(pause),
+        "PITFALL_RESUME_FILE": str(tmp_path / "never"),
+    }, pause
+
+
+def test_cli__killed_build_leaves_no_cube_and_rerun_succeeds(comp, built, tmp_path) -> None:
+    store = tmp_path / "s"
+    # "after_commit" of the first append: the create commit and one append are in
+    # <store>.building, four cell types are still to come.
+    env, pause = _pause_env(tmp_path, "after_commit")
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", env=env)
+    _kill_when_paused(proc, pause)
+    building = tmp_path / "s.building"
+    assert _committed(building) == [["E003"], ["E004"]]
+    assert not store.exists()
+
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"wrote 6 cell types to {store}" in out and "loci: 400 on 3 chromosomes" in out
+    assert not building.exists()
+    _assert_same_cube(_load(store), _load(built["expr"]))
+
+
+@pytest.mark.parametrize(("at", "n_new"), [("during_write", 0), ("after_commit", 1)])
+def test_cli__killed_append_keeps_only_whole_cell_types(comp, built, tmp_path, at, n_new) -> None:
+    store = tmp_path / "s"
+    featurize.build(comp.manifest, store, cell_types=["E003", "E004"], **INPROC)
+    env, pause = _pause_env(tmp_path, at)
+    args = ["append", str(store), str(comp.manifest), "--workers", "1"]
+    proc = _cli(*args, "--cell-type", "E037", "--cell-type", "E106", env=env)
+    _kill_when_paused(proc, pause)
+    ds = _load(store)
+    expected = ["E003", "E004", "E037", "E106"][: 2 + n_new]
+    assert list(ds["cell_type"].values) == expected
+    _assert_same_cube(ds, _load(built["expr"]), expected)
+    assert _committed(store) == [[c] for c in expected]
+
+
+def test_cli__append_prints_summary(comp, built, tmp_path) -> None:
+    store = tmp_path / "s"
+    featurize.build(comp.manifest, store, cell_types=["E003"], **INPROC)
+    proc = _cli("append", str(store), str(comp.manifest), "--cell-type", "E116", "--workers", "1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"wrote 1 cell types to {store}" in out and "cell types: E116" in out
+    _assert_same_cube(_load(store), _load(built["expr"]), ["E003", "E116"])
+
+
+def test_cli__bad_manifest_exits_2_with_one_line(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    raw["colour"] = "blue"
+    _write(raw, path)
+    proc = _cli("build", str(path), "--store", str(tmp_path / "s"), "--workers", "1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(path.resolve()) in lines[0] and "colour" in lines[0]
+    assert not (tmp_path / "s").exists()
