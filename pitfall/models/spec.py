@@ -1,0 +1,329 @@
+"""Model specifications: the paper's model families as plain, validated data.
+
+A :class:`ModelSpec` names a family, its layer sizes, its inputs and a seed; it builds nothing,
+so a sweep can enumerate, filter, store and compare specs (e.g. by :meth:`ModelSpec.n_params`)
+before paying for a single model. Families (Schreiber et al. 2020):
+
+============ ======================================================================
+family       architecture
+============ ======================================================================
+``dense``     epigenomic (or random-control) vector -> 1-5 dense layers of 2^0..2^12
+``seq_dense`` one-hot sequence, flattened -> 1-3 dense layers of 2^0..2^10
+``seq_conv``  one-hot sequence -> 1-3 x [conv (1-256 filters, kernel 8, stride 1), max
+              pool (4, stride 4)] -> flatten -> one dense layer of 1-1024
+``combined``  a sequence branch (``seq_units`` dense layers, after ``filters`` convs when
+              given) and an epigenomic branch (``units``), their last hidden layers
+              concatenated -> one dense layer of ``joint_units``
+``xgboost``   gradient-boosted trees, ``n_trees`` trees of depth <= ``max_depth``
+============ ======================================================================
+
+Every hidden layer uses ReLU and the output is one sigmoid unit (``tanh`` for the residual
+target, whose range is [-1, 1]); neither choice changes the parameter count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+FAMILIES = ("dense", "seq_dense", "seq_conv", "combined", "xgboost")
+INPUTS = ("signal", "sequence", "both", "random")
+TARGETS = ("label", "residual")
+KERNEL_SIZE = 8
+POOL_SIZE = 4
+DEFAULT_N_RANDOM = 100
+
+# Inputs each neural family can take; xgboost takes any of them (flattened).
+_FAMILY_INPUTS = {
+    "dense": ("signal", "random"),
+    "seq_dense": ("sequence",),
+    "seq_conv": ("sequence",),
+    "combined": ("both",),
+    "xgboost": INPUTS,
+}
+# The paper's ranges: (min layers, max layers, max units) of dense stacks.
+_DENSE_RANGE = {"dense": (1, 5, 2**12), "seq_dense": (1, 3, 2**10)}
+_MAX_FILTERS = 256
+_MAX_CONV_DENSE = 1024
+
+
+class SpecError(ValueError):
+    """A model specification outside the paper's families or ranges."""
+
+
+def _tuple(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        return (int(value),)
+    return tuple(int(v) for v in value)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the paper's families, as plain data.
+
+    Attributes
+    ----------
+    family
+        One of :data:`FAMILIES`.
+    inputs
+        ``"signal"`` (epigenomic marks), ``"sequence"`` (one-hot), ``"both"``, or ``"random"``
+        (the control: Gaussian vectors constant per locus across cell types).
+    units
+        Hidden dense layers: of the ``dense`` / ``seq_dense`` stack, the one dense layer after
+        the convolutions of ``seq_conv``, or the epigenomic branch of ``combined``.
+    filters
+        Convolution filters per conv layer (``seq_conv``; optional for ``combined``, whose
+        sequence branch is then convolutional).
+    seq_units
+        ``combined`` only: the sequence branch's dense layers (1-3 without ``filters``,
+        exactly 1 with them).
+    joint_units
+        ``combined`` only: the hidden layer after the concatenation.
+    n_trees, max_depth
+        ``xgboost`` only.
+    permuted
+        Permute each locus's sequence (the control that keeps the locus identifiable but
+        destroys motif grammar); needs sequence inputs.
+    n_random
+        Width of the random control vector.
+    target
+        ``"label"`` (binary cross-entropy) or ``"residual"`` (label minus the locus's average
+        activity over the training cell types, mean squared error; predictions are turned
+        back into scores).
+    seed
+        Seeds weights, batch sampling and the controls.
+    """
+
+    family: str
+    inputs: str = ""
+    units: tuple[int, ...] = ()
+    filters: tuple[int, ...] = ()
+    seq_units: tuple[int, ...] = ()
+    joint_units: int = 0
+    n_trees: int = 0
+    max_depth: int = 0
+    permuted: bool = False
+    n_random: int = DEFAULT_N_RANDOM
+    target: str = "label"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("units", "filters", "seq_units"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+        if self.family not in FAMILIES:
+            raise SpecError(f"family {self.family!r} is not one of {FAMILIES}")
+        if not self.inputs:
+            # The one natural input of each family, so ModelSpec("seq_conv", ...) just works.
+            object.__setattr__(self, "inputs", _FAMILY_INPUTS[self.family][0])
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`SpecError` naming the first field outside the family's ranges."""
+        f = self.family
+        if self.inputs not in INPUTS:
+            raise SpecError(f"inputs {self.inputs!r} is not one of {INPUTS}")
+        if self.inputs not in _FAMILY_INPUTS[f]:
+            raise SpecError(f"family {f!r} takes inputs {_FAMILY_INPUTS[f]}, not {self.inputs!r}")
+        if self.target not in TARGETS:
+            raise SpecError(f"target {self.target!r} is not one of {TARGETS}")
+        if self.permuted and self.inputs not in ("sequence", "both"):
+            raise SpecError("permuted=True needs sequence inputs ('sequence' or 'both')")
+        if self.n_random < 1:
+            raise SpecError(f"n_random must be >= 1, got {self.n_random}")
+        neural = {
+            "units": self.units,
+            "filters": self.filters,
+            "seq_units": self.seq_units,
+            "joint_units": self.joint_units,
+        }
+        if f == "xgboost":
+            if self.n_trees < 1:
+                raise SpecError(f"xgboost needs n_trees >= 1, got {self.n_trees}")
+            if not 1 <= self.max_depth <= 20:
+                raise SpecError(f"xgboost needs max_depth in 1..20, got {self.max_depth}")
+            used = [k for k, v in neural.items() if v]
+            if used:
+                raise SpecError(f"xgboost takes no layer sizes, got {used}")
+            return
+        if self.n_trees or self.max_depth:
+            raise SpecError(f"n_trees and max_depth are for xgboost, not {f!r}")
+        if f in _DENSE_RANGE:
+            lo, hi, max_units = _DENSE_RANGE[f]
+            self._check_stack("units", self.units, lo, hi, max_units)
+            self._check_unused(f, filters=self.filters, seq_units=self.seq_units,
+                               joint_units=self.joint_units)  # fmt: skip
+        elif f == "seq_conv":
+            self._check_stack("filters", self.filters, 1, 3, _MAX_FILTERS)
+            self._check_stack("units", self.units, 1, 1, _MAX_CONV_DENSE)
+            self._check_unused(f, seq_units=self.seq_units, joint_units=self.joint_units)
+        else:  # combined
+            self._check_stack("units", self.units, 1, 5, 2**12)
+            if self.filters:
+                self._check_stack("filters", self.filters, 1, 3, _MAX_FILTERS)
+                self._check_stack("seq_units", self.seq_units, 1, 1, _MAX_CONV_DENSE)
+            else:
+                self._check_stack("seq_units", self.seq_units, 1, 3, 2**10)
+            if not 1 <= self.joint_units <= 2**12:
+                raise SpecError(f"combined needs joint_units in 1..4096, got {self.joint_units}")
+
+    @staticmethod
+    def _check_stack(name: str, sizes: tuple[int, ...], lo: int, hi: int, max_size: int) -> None:
+        if not lo <= len(sizes) <= hi:
+            n = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            raise SpecError(f"{name} needs {n} layer(s), got {len(sizes)}: {sizes}")
+        bad = [s for s in sizes if not 1 <= s <= max_size]
+        if bad:
+            raise SpecError(f"{name} sizes must be in 1..{max_size}, got {bad}")
+
+    @staticmethod
+    def _check_unused(family: str, **values: Any) -> None:
+        used = [k for k, v in values.items() if v]
+        if used:
+            raise SpecError(f"family {family!r} does not use {used}")
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def is_neural(self) -> bool:
+        """True for the Keras families."""
+        return self.family != "xgboost"
+
+    @property
+    def uses_sequence(self) -> bool:
+        """True when the inputs include the one-hot sequence."""
+        return self.inputs in ("sequence", "both")
+
+    @property
+    def uses_signal(self) -> bool:
+        """True when the inputs include the epigenomic signal."""
+        return self.inputs in ("signal", "both")
+
+    @property
+    def label(self) -> str:
+        """A short description, e.g. ``"conv 2x64 / dense 128"``."""
+        f = self.family
+        if f == "xgboost":
+            text = f"xgb {self.n_trees} trees depth {self.max_depth}"
+        elif f == "dense":
+            text = f"dense {_stack(self.units)}"
+        elif f == "seq_dense":
+            text = f"seq dense {_stack(self.units)}"
+        elif f == "seq_conv":
+            text = f"conv {_stack(self.filters)} / dense {_stack(self.units)}"
+        else:
+            seq = (
+                f"conv {_stack(self.filters)} / dense {_stack(self.seq_units)}"
+                if self.filters
+                else f"dense {_stack(self.seq_units)}"
+            )
+            text = f"seq[{seq}] + epi[dense {_stack(self.units)}] / dense {self.joint_units}"
+        tags = []
+        if f == "xgboost" or self.inputs == "random":
+            tags.append(self.inputs)
+        if self.permuted:
+            tags.append("permuted")
+        if self.target == "residual":
+            tags.append("residual")
+        return text + (f" ({', '.join(tags)})" if tags else "")
+
+    # ------------------------------------------------------------------------------------
+    def n_params(self, n_marks: int = 0, seq_len: int = 0, n_random: int | None = None) -> int:
+        """Number of trainable parameters, computed without building the model.
+
+        Parameters
+        ----------
+        n_marks
+            Width of the epigenomic signal vector (marks).
+        seq_len
+            Sequence length in bp (the one-hot input is ``(seq_len, 4)``).
+        n_random
+            Width of the random control vector; default the spec's ``n_random``.
+
+        Returns
+        -------
+        int
+            Weights plus biases for the Keras families; for ``xgboost`` the largest possible
+            leaf count, ``n_trees * 2**max_depth`` (a fitted model reports its actual count).
+        """
+        if self.family == "xgboost":
+            return self.n_trees * 2**self.max_depth
+        n_random = self.n_random if n_random is None else n_random
+        f = self.family
+        if f == "dense":
+            width = n_marks if self.inputs == "signal" else n_random
+            _need(width, "n_marks" if self.inputs == "signal" else "n_random")
+            total, last = _dense_params(width, self.units)
+        elif f == "seq_dense":
+            _need(seq_len, "seq_len")
+            total, last = _dense_params(4 * seq_len, self.units)
+        elif f == "seq_conv":
+            total, last = _conv_params(seq_len, self.filters, self.units)
+        else:
+            _need(n_marks, "n_marks")
+            if self.filters:
+                seq_total, seq_last = _conv_params(seq_len, self.filters, self.seq_units)
+            else:
+                _need(seq_len, "seq_len")
+                seq_total, seq_last = _dense_params(4 * seq_len, self.seq_units)
+            epi_total, epi_last = _dense_params(n_marks, self.units)
+            total = seq_total + epi_total + (seq_last + epi_last + 1) * self.joint_units
+            last = self.joint_units
+        return total + last + 1  # the output unit
+
+    # ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists for the layer sizes), e.g. for a results table or JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"unknown ModelSpec fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def conv_output_length(seq_len: int, n_conv: int) -> int:
+    """Length after ``n_conv`` x [conv (kernel 8, 'valid'), max pool (4, stride 4)]."""
+    length = seq_len
+    for _ in range(n_conv):
+        length = (length - KERNEL_SIZE + 1) // POOL_SIZE
+    return length
+
+
+def _need(value: int, name: str) -> None:
+    if value < 1:
+        raise SpecError(f"n_params needs {name} >= 1 for this spec, got {value}")
+
+
+def _dense_params(width: int, units: tuple[int, ...]) -> tuple[int, int]:
+    total = 0
+    for u in units:
+        total += (width + 1) * u
+        width = u
+    return total, width
+
+
+def _conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...]) -> tuple[int, int]:
+    length = conv_output_length(seq_len, len(filters))
+    if length < 1:
+        raise SpecError(
+            f"a {seq_len} bp sequence is too short for {len(filters)} conv + pool layers "
+            "(each divides the length by about 4)"
+        )
+    total, channels = 0, 4
+    for f in filters:
+        total += (KERNEL_SIZE * channels + 1) * f
+        channels = f
+    dense, last = _dense_params(length * channels, units)
+    return total + dense, last
+
+
+def _stack(sizes: tuple[int, ...]) -> str:
+    if len(set(sizes)) == 1 and len(sizes) > 1:
+        return f"{len(sizes)}x{sizes[0]}"
+    return "-".join(map(str, sizes))

@@ -1,0 +1,353 @@
+"""Models: specs, streamed balanced batches, controls, Keras and XGBoost training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+from pitfall import evaluate, kernels, open_cube, splits  # noqa: E402
+from pitfall.models import ModelSpec, SpecError, make_model  # noqa: E402
+from pitfall.models import batches as bt  # noqa: E402
+from pitfall.models import inputs as inp  # noqa: E402
+
+LOCUS_CHUNK = 64  # several chunks in the tiny cube, so grouping by chunk is exercised
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory: pytest.TempPathFactory):
+    from pitfall import featurize, synth
+
+    root = tmp_path_factory.mktemp("models")
+    comp = synth.synthesize(root / "synth", "tiny")
+    text = comp.manifest.read_text()
+    comp.manifest.write_text(f"locus_chunk = {LOCUS_CHUNK}\n" + text)
+    featurize.build(comp.manifest, root / "cube", workers=1, processes=False, progress=False)
+    return open_cube(root / "cube")
+
+
+@pytest.fixture(scope="module")
+def xchrom(cube) -> splits.Split:
+    return splits.preset(cube, "cross-chromosome", "E003")
+
+
+@pytest.fixture(scope="module")
+def cross_ct(cube) -> splits.Split:
+    # Three training cell types (the preset keeps only one in the 6-cell-type tiny cube).
+    return splits.Split(
+        ("E004", "E037", "E116"), ("chr2", "chr3"), ("E113",), ("chr2", "chr3"),
+        ("E003",), ("chr1",), setting="hybrid",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ specs
+
+SPECS = [
+    ModelSpec("dense", units=(1,)),
+    ModelSpec("dense", units=(8, 4)),
+    ModelSpec("dense", units=(4, 4, 4)),
+    ModelSpec("dense", units=(2, 3, 4, 5)),
+    ModelSpec("dense", units=(16, 8, 4, 2, 1)),
+    ModelSpec("dense", inputs="random", units=(7,), n_random=12),
+    ModelSpec("seq_dense", units=(3,)),
+    ModelSpec("seq_dense", units=(5, 2, 3)),
+    ModelSpec("seq_conv", filters=(3,), units=(4,)),
+    ModelSpec("seq_conv", filters=(4, 2), units=(5,)),
+    ModelSpec("seq_conv", filters=(2, 3, 4), units=(6,)),
+    ModelSpec("combined", units=(3,), seq_units=(4, 2), joint_units=5),
+    ModelSpec("combined", units=(3, 2), filters=(2, 3), seq_units=(4,), joint_units=2),
+    ModelSpec("seq_conv", filters=(2,), units=(3,), target="residual"),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.label for s in SPECS])
+def test_n_params__equals_keras_count_params(spec: ModelSpec) -> None:
+    from pitfall.models.nn import build_model
+
+    n_marks, seq_len = 5, 300
+    model = build_model(spec, n_marks=n_marks, seq_len=seq_len)
+    assert spec.n_params(n_marks, seq_len) == model.count_params()
+
+
+def test_n_params__xgboost_is_trees_times_max_leaves() -> None:
+    assert ModelSpec("xgboost", n_trees=10, max_depth=3).n_params() == 80
+
+
+def test_n_params__sequence_too_short_for_convs() -> None:
+    with pytest.raises(SpecError, match="too short"):
+        ModelSpec("seq_conv", filters=(2, 2, 2), units=(2,)).n_params(5, 50)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"family": "lstm"}, "family"),
+        ({"family": "dense", "units": ()}, "1-5 layer"),
+        ({"family": "dense", "units": (4,) * 6}, "1-5 layer"),
+        ({"family": "dense", "units": (5000,)}, r"1\.\.4096"),
+        ({"family": "seq_dense", "units": (2048,)}, r"1\.\.1024"),
+        ({"family": "seq_dense", "units": (2,) * 4}, "1-3 layer"),
+        ({"family": "seq_conv", "filters": (300,), "units": (4,)}, r"1\.\.256"),
+        ({"family": "seq_conv", "filters": (2, 2, 2, 2), "units": (4,)}, "filters"),
+        ({"family": "seq_conv", "filters": (2,), "units": (4, 4)}, "1 layer"),
+        ({"family": "dense", "inputs": "sequence", "units": (4,)}, "takes inputs"),
+        ({"family": "combined", "units": (2,), "seq_units": (2,)}, "joint_units"),
+        ({"family": "xgboost", "n_trees": 0, "max_depth": 3}, "n_trees"),
+        ({"family": "xgboost", "n_trees": 5, "max_depth": 3, "units": (2,)}, "layer sizes"),
+        ({"family": "dense", "units": (4,), "permuted": True}, "permuted"),
+        ({"family": "dense", "units": (4,), "target": "rpkm"}, "target"),
+    ],
+)
+def test_spec__rejects_out_of_range(kwargs: dict, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        ModelSpec(**kwargs)
+
+
+def test_spec__dict_round_trip() -> None:
+    for spec in [*SPECS, ModelSpec("xgboost", inputs="both", n_trees=3, max_depth=2, seed=4)]:
+        d = spec.to_dict()
+        assert isinstance(d["units"], list)
+        assert ModelSpec.from_dict(d) == spec
+    with pytest.raises(SpecError, match="unknown"):
+        ModelSpec.from_dict({"family": "dense", "units": [2], "layers": 3})
+
+
+def test_spec__label() -> None:
+    assert ModelSpec("seq_conv", filters=(64, 64), units=(128,)).label == "conv 2x64 / dense 128"
+    assert ModelSpec("dense", units=(8, 4)).label == "dense 8-4"
+    assert "random" in ModelSpec("dense", inputs="random", units=(8,)).label
+
+
+def test_import__does_not_load_tensorflow_or_xgboost() -> None:
+    code = (
+        "import sys, pitfall.models, pitfall.models.nn, pitfall.models.gbm;"
+        "assert not {'tensorflow', 'keras', 'xgboost'} & set(sys.modules), sys.modules.keys()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------ batches
+
+
+def _stream(cube, split, reader, *, inputs="both", seed=0, prefetch=False, permuted=False):
+    cts, loci = bt.selection_index(cube, split.train(cube))
+    enc = inp.InputEncoder(inputs, permuted=permuted, seed=seed)
+    return bt.BalancedBatches(
+        reader, cts, loci, enc, batch_size=32, batches_per_epoch=20, seed=seed, prefetch=prefetch
+    )
+
+
+def test_balanced_batches__half_positive_labelled_and_in_role(cube, cross_ct) -> None:
+    stream = _stream(cube, cross_ct, bt.ChunkReader(cube))
+    epoch = stream.epoch(0)
+    y = epoch.data["y"]
+    assert y.size == 32 * 20
+    assert all(y[epoch.rows(b)].sum() == 16 for b in range(20))
+    labels = cube["label"].values
+    np.testing.assert_array_equal(labels[epoch.data["cell_type"], epoch.data["locus"]], y)
+    role_cts = bt.cell_type_index(cube, cross_ct.train_cell_types)
+    assert set(epoch.data["cell_type"]) <= set(role_cts)
+    assert set(epoch.data["locus"]) <= set(cross_ct.loci(cube, "train"))
+    assert len(set(epoch.data["cell_type"])) == 3  # every role cell type is drawn from
+
+
+def test_balanced_batches__never_draw_unlabelled_pairs(cube, cross_ct) -> None:
+    cts, loci = bt.selection_index(cube, cross_ct.train(cube))
+    reader = bt.MemoryReader(cube)
+    reader.arrays["label"] = reader.arrays["label"].copy()
+    hidden = loci[::2]
+    reader.arrays["label"][:, hidden] = np.nan
+    sampler = bt.BalancedSampler(reader, cts, loci)
+    drawn = sampler.draw(500, 500, np.random.default_rng(0))
+    assert not set(drawn["locus"]) & set(hidden)
+    assert sampler.counts[0] + sampler.counts[1] == cts.size * (loci.size - hidden.size)
+
+
+def test_balanced_batches__deterministic_per_seed(cube, cross_ct) -> None:
+    reader = bt.ChunkReader(cube)
+    a = _stream(cube, cross_ct, reader, seed=1).epoch(3).data
+    b = _stream(cube, cross_ct, reader, seed=1).epoch(3).data
+    c = _stream(cube, cross_ct, reader, seed=2).epoch(3).data
+    for key in ("cell_type", "locus", "y", "signal", "codes"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["locus"], c["locus"])
+
+
+def test_balanced_batches__streamed_equals_in_memory_and_the_cube(cube, cross_ct) -> None:
+    streamed = _stream(cube, cross_ct, bt.ChunkReader(cube, cache_bytes=0), prefetch=True)
+    memory = _stream(cube, cross_ct, bt.MemoryReader(cube))
+    epochs = list(streamed.epochs(2))
+    for i, ep in enumerate(epochs):
+        ref = memory.epoch(i).data
+        for key in ("cell_type", "locus", "y", "signal", "codes"):
+            np.testing.assert_array_equal(ep.data[key], ref[key])
+    data = epochs[1].data
+    ct, loc = data["cell_type"], data["locus"]
+    np.testing.assert_array_equal(data["signal"], np.nan_to_num(cube["signal"].values[ct, loc]))
+    np.testing.assert_array_equal(data["codes"], cube["sequence"].values[loc])
+    xs, y = next(streamed.batches(epochs[1]))
+    np.testing.assert_array_equal(xs[0], kernels.naive_one_hot(cube["sequence"].values[loc[:32]]))
+    np.testing.assert_array_equal(xs[1], data["signal"][:32])
+
+
+def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube) -> None:
+    assert bt._zarr_array(cube["signal"]) is not None
+    sub = cube.isel(locus=slice(10, 200))
+    assert bt._zarr_array(sub["signal"]) is None
+    reader = bt.ChunkReader(sub, cache_bytes=0)
+    np.testing.assert_array_equal(reader.read("label", 1, 2), sub["label"].values[2, 64:128])
+
+
+# ------------------------------------------------------------------------------------ controls
+
+
+def test_permuted_sequence__keeps_composition_per_locus_and_is_locus_constant(cube) -> None:
+    loci = np.array([0, 5, 5, 9, 0])
+    codes = cube["sequence"].values[loci]
+    perm = inp.permute_codes(codes, loci, seed=3)
+    for row, orig in zip(perm, codes, strict=True):
+        np.testing.assert_array_equal(np.bincount(row, minlength=5), np.bincount(orig, minlength=5))
+        assert not np.array_equal(row, orig)
+    np.testing.assert_array_equal(perm[1], perm[2])  # same locus, e.g. two cell types
+    np.testing.assert_array_equal(perm[0], perm[4])
+    assert not np.array_equal(inp.permute_codes(codes, loci, seed=4), perm)
+
+
+def test_permuted_sequence__streamed_rows_match(cube, cross_ct) -> None:
+    stream = _stream(cube, cross_ct, bt.ChunkReader(cube), inputs="sequence", permuted=True)
+    data = stream.epoch(0).data
+    loc = data["locus"]
+    np.testing.assert_array_equal(
+        data["codes"], inp.permute_codes(cube["sequence"].values[loc], loc, seed=0)
+    )
+
+
+def test_random_inputs__constant_per_locus_distinct_across_loci_deterministic() -> None:
+    loci = np.array([3, 7, 3, 100_000_000])
+    x = inp.random_inputs(loci, seed=5, n_random=11)
+    assert x.shape == (4, 11) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], x[2])
+    assert not np.allclose(x[0], x[1])
+    np.testing.assert_array_equal(x, inp.random_inputs(loci, seed=5, n_random=11))
+    assert not np.allclose(x, inp.random_inputs(loci, seed=6, n_random=11))
+    big = inp.random_inputs(np.arange(2000), seed=0, n_random=50)
+    assert abs(big.mean()) < 0.02 and abs(big.std() - 1) < 0.02
+
+
+def test_assemble__rows_in_cell_type_then_locus_order(cube, cross_ct) -> None:
+    valid = cross_ct.valid(cube)
+    xs, y, labels = inp.assemble(cube, valid, "both")
+    n = valid.sizes["cell_type"] * valid.sizes["locus"]
+    assert xs[0].shape == (n, cube.sizes["position"], 4)
+    assert xs[1].shape == (n, cube.sizes["mark"])
+    np.testing.assert_array_equal(y, labels.values.ravel())
+    xr_, _, _ = inp.assemble(cube, valid, "random", seed=2, n_random=7)
+    np.testing.assert_array_equal(xr_[0], inp.random_inputs(valid["locus"].values, 2, 7))
+
+
+# ------------------------------------------------------------------------------------ training
+
+FAST = {"batches_per_epoch": 25, "valid_size": 800}
+
+
+def test_neural_model__signal_model_learns_cross_chromosome(cube, xchrom) -> None:
+    spec = ModelSpec("dense", units=(16, 16), seed=0)
+    model = make_model(spec, cube, max_epochs=6, patience=6, **FAST).fit(
+        xchrom.train(cube), xchrom.valid(cube)
+    )
+    test = xchrom.test(cube)
+    pred = model.predict(test)
+    assert pred.dims == ("cell_type", "locus")
+    assert list(pred["cell_type"].values) == ["E003"]
+    np.testing.assert_array_equal(pred["locus"].values, test["locus"].values)
+    assert np.isfinite(pred.values).all()
+    ap = evaluate.average_precision(test["label"], pred)
+    prevalence = float(test["label"].mean())
+    assert ap > prevalence + 0.15, (ap, prevalence)
+    assert model.n_params_ == spec.n_params(cube.sizes["mark"])
+    assert model.epochs_run_ == len(model.history_) == 6
+    assert {"loss", "val_loss", "seconds"} <= set(model.history_[0])
+
+
+def test_neural_model__early_stopping_stops(cube, xchrom) -> None:
+    # Random inputs of unseen loci carry nothing: the validation loss soon stops improving.
+    spec = ModelSpec("dense", inputs="random", units=(32,), n_random=16)
+    model = make_model(spec, cube, max_epochs=40, patience=2, batches_per_epoch=10)
+    model.fit(xchrom.train(cube), xchrom.valid(cube))
+    assert model.stopped_early_
+    assert model.epochs_run_ < 40
+    assert model.epochs_run_ == model.best_epoch_ + 1 + 2
+
+
+def test_neural_model__sequence_model_predicts_every_cell_type(cube, cross_ct) -> None:
+    spec = ModelSpec("combined", units=(4,), filters=(2,), seq_units=(4,), joint_units=4)
+    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=3, valid_size=64)
+    model.fit(cross_ct.train(cube), cross_ct.valid(cube))
+    valid = cross_ct.valid(cube).isel(locus=slice(0, 40))
+    pred = model.predict(valid)
+    assert pred.shape == (1, 40) and np.isfinite(pred.values).all()
+    seq_only = make_model(ModelSpec("seq_conv", filters=(2,), units=(2,), permuted=True), cube,
+                          max_epochs=1, batches_per_epoch=2)  # fmt: skip
+    seq_only.fit(cross_ct.train(cube))
+    pred = seq_only.predict(cross_ct.train(cube).isel(locus=slice(0, 70)))
+    assert pred.shape == (3, 70)
+    # Sequence-only inputs do not depend on the cell type: neither do the predictions.
+    np.testing.assert_array_equal(pred.values[0], pred.values[2])
+
+
+def test_gbm__learns_and_counts_actual_leaves(cube, xchrom) -> None:
+    spec = ModelSpec("xgboost", inputs="signal", n_trees=15, max_depth=3)
+    model = make_model(spec, cube, sample_size=2000, n_jobs=1)
+    model.fit(xchrom.train(cube), xchrom.valid(cube))
+    test = xchrom.test(cube)
+    pred = model.predict(test)
+    assert pred.dims == ("cell_type", "locus") and pred.shape == (1, test.sizes["locus"])
+    ap = evaluate.average_precision(test["label"], pred)
+    assert ap > float(test["label"].mean()) + 0.15
+    leaves = int((model.booster_.trees_to_dataframe()["Feature"] == "Leaf").sum())
+    assert model.complexity_ == leaves == model.n_params_
+    assert model.n_trees_ == 15 and leaves <= spec.n_params()
+    assert np.isfinite(model.valid_loss_)
+
+
+def test_gbm__sequence_inputs_are_flattened_one_hot(cube, cross_ct) -> None:
+    spec = ModelSpec("xgboost", inputs="both", n_trees=2, max_depth=2)
+    model = make_model(spec, cube, sample_size=200, n_jobs=1).fit(cross_ct.train(cube))
+    assert model.booster_.num_features() == cube.sizes["position"] * 4 + cube.sizes["mark"]
+
+
+def test_residual_target__predictions_back_on_score_scale(cube, cross_ct) -> None:
+    spec = ModelSpec("dense", units=(8,), target="residual")
+    model = make_model(spec, cube, max_epochs=2, batches_per_epoch=10, valid_size=200)
+    model.fit(cross_ct.train(cube), cross_ct.valid(cube))
+    test = cross_ct.test(cube)
+    pred = model.predict(test)
+    avg = inp.average_activity(cube, cross_ct.train_cell_types)[test["locus"].values]
+    xs, _, _ = inp.assemble(cube, test, "signal")
+    raw = model.model_.predict_on_batch(xs[0]).ravel()
+    np.testing.assert_allclose(pred.values[0], raw + avg, atol=1e-5)
+    assert np.nanmin(pred.values) >= -1 and np.nanmax(pred.values) <= 2
+    gbm = make_model(ModelSpec("xgboost", inputs="signal", n_trees=3, max_depth=2,
+                               target="residual"), cube, sample_size=300, n_jobs=1)  # fmt: skip
+    gpred = gbm.fit(cross_ct.train(cube)).predict(test)
+    assert np.isfinite(gpred.values).all()
+
+
+def test_residual_target__refuses_the_test_cell_types_own_labels(cube, xchrom) -> None:
+    spec = ModelSpec("dense", units=(2,), target="residual")
+    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2).fit(xchrom.train(cube))
+    with pytest.raises(ValueError, match="average_cell_types"):
+        model.predict(xchrom.test(cube))
+
+
+def test_make_model__accepts_a_dict(cube) -> None:
+    from pitfall.models.gbm import GBMModel, default_device
+
+    model = make_model({"family": "xgboost", "n_trees": 2, "max_depth": 2}, cube)
+    assert isinstance(model, GBMModel)
+    assert default_device() in ("cpu", "cuda")
