@@ -19,17 +19,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _real import build_cube
 
-from pitfall import baselines, cube, featurize, realdata, splits
-
-
-def build_cube(data: Path, out: Path, workers: int | None) -> Path:
-    """Build (once) the CTCF cube under ``out``."""
-    store = out / "store" / "ctcf"
-    if not store.exists():
-        manifest = realdata.ctcf_manifest(data, out / "manifests" / "ctcf")
-        print(featurize.build(manifest, store, workers=workers))
-    return store
+from pitfall import baselines, cube, realdata, splits
 
 
 def main() -> None:
@@ -39,7 +31,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube(args.data, args.out, args.workers))
+    ds = cube.open_cube(build_cube("ctcf", args.data, args.out, args.workers))
     t_build = time.perf_counter() - t0
     lines = [str(c) for c in ds.cell_type.values]
     chroms = realdata.AUTOSOMES

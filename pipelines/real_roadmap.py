@@ -15,16 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from pitfall import baselines, cube, featurize, realdata, splits
+from _real import build_cube
 
-
-def build_cube(data: Path, out: Path) -> Path:
-    """Build (once) the Roadmap expression cube under ``out``."""
-    store = out / "store" / "roadmap"
-    if not store.exists():
-        manifest = realdata.roadmap_manifest(data, out / "manifests" / "roadmap")
-        print(featurize.build(manifest, store, workers=1, processes=False))
-    return store
+from pitfall import baselines, cube, realdata, splits
 
 
 def main() -> None:
@@ -34,7 +27,7 @@ def main() -> None:
     ap.add_argument("--target", default="E003")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube(args.data, args.out))
+    ds = cube.open_cube(build_cube("roadmap", args.data, args.out))
     chroms = realdata.AUTOSOMES
     others = [str(c) for c in ds.cell_type.values if str(c) != args.target]
     valid = [c for c in splits.EXPRESSION_VALID if c != args.target]

@@ -15,16 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from pitfall import baselines, cube, featurize, realdata, splits
+from _real import build_cube
 
-
-def build_cube(data: Path, out: Path) -> Path:
-    """Build (once) the TAD-boundary cube under ``out``."""
-    store = out / "store" / "tads"
-    if not store.exists():
-        manifest = realdata.tad_manifest(data, out / "manifests" / "tads")
-        print(featurize.build(manifest, store, workers=1, processes=False))
-    return store
+from pitfall import baselines, cube, splits
 
 
 def main() -> None:
@@ -34,7 +27,7 @@ def main() -> None:
     ap.add_argument("--target", default="hESC")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube(args.data, args.out))
+    ds = cube.open_cube(build_cube("tads", args.data, args.out))
     results = {}
     for setting in ("cross-cell-type", "hybrid"):
         split = splits.preset(ds, setting, args.target, task="tad")

@@ -12,14 +12,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from pitfall import synth
 
@@ -94,7 +86,7 @@ def cmd_cube_info(args: argparse.Namespace) -> int:
         dims = " x ".join(f"{d}={s:,}" for d, s in zip(var["dims"], var["shape"], strict=True))
         chunks = " x ".join(map(str, var["chunks"]))
         print(f"  {name:<9} {var['dtype']:<8} {dims}  chunks {chunks}")
-    print(f"  size on disk: {_human(info['bytes_on_disk'])}")
+    print(f"  size on disk: {cube.human_bytes(info['bytes_on_disk'])}")
     return 0
 
 

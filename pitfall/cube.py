@@ -600,6 +600,15 @@ def cube_log(path: str | os.PathLike) -> list[Commit]:
     ]
 
 
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 def cube_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summarise a cube: cell types, loci, marks, variables, chunking and size on disk."""
     ds = open_cube(path)

@@ -80,6 +80,8 @@ from pathlib import Path
 
 import requests
 
+from pitfall.cube import human_bytes
+
 #: The five core histone marks of the Roadmap consolidated epigenomes.
 CORE_MARKS = ("H3K4me3", "H3K4me1", "H3K27me3", "H3K36me3", "H3K9me3")
 
@@ -740,10 +742,6 @@ def _chroms(annotation: Path, fasta_path: Path | None) -> list[str]:
     return [c for c in AUTOSOMES if c in present]
 
 
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def manifest_text(
     epigenomes: Sequence[str],
     marks: Sequence[str],
@@ -755,48 +753,35 @@ def manifest_text(
     names: dict[str, tuple[str, str]],
 ) -> str:
     """The expression-task manifest (paths relative to DEST)."""
-    q = _toml_str
-    lines = [
-        "# Written by `pitfall fetch roadmap`: the expression task of Schreiber et al. (2020),",
-        "# 2 kbp upstream of each TSS, autosomes, label = RPKM > 0.5.",
-        "# chroms: the autosomes present in the fetched annotation (and genome).",
-        'assembly = "hg19"',
-        f"chroms = [{', '.join(q(c) for c in chroms)}]",
-        "",
-        "[loci]",
-        f"tss = {q(annotation_path)}",
-        f"upstream = {UPSTREAM}",
-        f"downstream = {DOWNSTREAM}",
-        "",
-    ]
+    from pitfall.manifest import dumps_manifest
+
+    data: dict = {
+        "assembly": "hg19",
+        "chroms": list(chroms),
+        "loci": {"tss": annotation_path, "upstream": UPSTREAM, "downstream": DOWNSTREAM},
+    }
     if fasta_path:
-        lines += ["[sequence]", f"fasta = {q(fasta_path)}", ""]
-    lines += [
-        "[signal]",
-        f"marks = [{', '.join(q(m) for m in marks)}]",
-        "",
-        "[target]",
-        'kind = "expression"',
-        f"table = {q(rpkm_path)}",
-        f"threshold = {THRESHOLD}",
-        "",
-    ]
-    for e in epigenomes:
-        name, group = names.get(e, (e, ""))
-        signal = ", ".join(f"{m} = {q(f'bigwig/{e}-{m}.pval.signal.bigwig')}" for m in marks)
-        lines += [f"[cell_types.{e}]", f"name = {q(name)}", f"group = {q(group)}"]
-        lines += [f"signal = {{ {signal} }}", ""]
-    return "\n".join(lines)
+        data["sequence"] = {"fasta": fasta_path}
+    data["signal"] = {"marks": list(marks)}
+    data["target"] = {"kind": "expression", "table": rpkm_path, "threshold": THRESHOLD}
+    data["cell_types"] = {
+        e: {
+            "name": names.get(e, (e, ""))[0],
+            "group": names.get(e, (e, ""))[1],
+            "signal": {m: f"bigwig/{e}-{m}.pval.signal.bigwig" for m in marks},
+        }
+        for e in epigenomes
+    }
+    header = (
+        "# Written by `pitfall fetch roadmap`: the expression task of Schreiber et al. (2020),\n"
+        "# 2 kbp upstream of each TSS, autosomes, label = RPKM > 0.5.\n"
+        "# chroms: the autosomes present in the fetched annotation (and genome).\n"
+    )
+    return header + dumps_manifest(data)
 
 
 def _human(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    return "?" if n is None else human_bytes(n)
 
 
 def _dry_run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,7 +40,8 @@ BASELINE_STYLES = {
 }
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +66,7 @@ def ap_vs_params(
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
+    plt = pyplot()
     rows = results[results["status"] == "ok"] if "status" in results else results
     if task is not None:
         rows = rows[rows["task"] == task]
@@ -120,7 +120,7 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     tests
         Optional rows ``group, comparison, p_value`` (one-sided Mann-Whitney U).
     """
-    plt = _plt()
+    plt = pyplot()
     n_panels = 2 if tests is not None and len(tests) else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 3.8))
     axes = np.atleast_1d(axes)
@@ -175,7 +175,7 @@ def scatter(
     hline: Mapping[str, float] | None = None,
 ):
     """A labelled scatter (e.g. baseline strength against cell-type similarity)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4))
     ax.scatter(x, y, color="#1b9e77", s=28)
     for i, lab in enumerate(labels or []):
@@ -192,12 +192,54 @@ def scatter(
     return fig
 
 
+def pca_scatter(pcs: pd.DataFrame, title: str):
+    """Figure S1: loci on their first two principal components, coloured by activity.
+
+    ``pcs`` has columns ``PC1``, ``PC2``, ``label`` and ``attrs["explained"]``.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for lab, color, name in ((0, "#bbbbbb", "inactive"), (1, "#d95f02", "active")):
+        sel = pcs["label"] == lab
+        ax.scatter(pcs.loc[sel, "PC1"], pcs.loc[sel, "PC2"], s=4, color=color, label=name)
+    ev = pcs.attrs.get("explained", [float("nan")] * 2)
+    ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({ev[1]:.0%})")
+    ax.set_title(title)
+    ax.legend(frameon=False, markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+def toy_curves(table: pd.DataFrame, title: str = "Figure S2: two overlapping Gaussians"):
+    """Figure S2: AP against network size in both settings, with the baselines as lines.
+
+    ``table`` is :func:`pitfall.toy.size_sweep`'s output.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    nets = table[table["size"] > 0].groupby(["setting", "n_params"], as_index=False)["ap"].mean()
+    for setting, color in (("cross-cell-type", "#1b9e77"), ("hybrid", "#d95f02")):
+        part = nets[nets["setting"] == setting]
+        ax.plot(part["n_params"], part["ap"], marker="o", color=color, label=setting)
+    base = table[table["size"] == 0].groupby("setting")["ap"].mean()
+    ax.axhline(base["average activity"], color="black", lw=1, label="average activity")
+    ax.axhline(base["random"], color="0.6", ls=":", lw=1, label="random (prevalence)")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("average precision")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, path: str | os.PathLike) -> Path:
     """Write a figure as PNG (150 dpi) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -260,11 +302,3 @@ def html_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
     return path
-
-
-def figure_bytes(fig) -> bytes:
-    """PNG bytes of a figure (closes it)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    _plt().close(fig)
-    return buf.getvalue()

@@ -234,8 +234,12 @@ def _training_for(exp: Experiment) -> dict[str, Any]:
     return {k: v for k, v in exp.training if k in known}
 
 
-def run_experiment(exp: Experiment) -> dict[str, Any]:
-    """Train and score one experiment; a failure becomes a row with its error."""
+def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[str, Any]:
+    """Train and score one experiment; a failure becomes a row with its error.
+
+    With ``predictions_dir``, the test scores are also saved there as ``<id>.nc`` (a
+    DataArray over the test cell types and loci, for partitioned evaluations).
+    """
     row: dict[str, Any] = {
         "id": exp.id,
         "task": exp.task,
@@ -259,6 +263,11 @@ def run_experiment(exp: Experiment) -> dict[str, Any]:
         model = make_model(exp.spec, ds, **_training_for(exp)).fit(train, valid)
         scores = model.predict(test)
         row["ap"] = baselines.score_predictions(test, scores)[exp.target]
+        if predictions_dir is not None:
+            Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+            tmp = Path(predictions_dir) / f"{exp.id}.nc.tmp"
+            scores.rename("score").astype("float32").to_netcdf(tmp)
+            tmp.replace(Path(predictions_dir) / f"{exp.id}.nc")
         row["n_params"] = int(
             getattr(model, "n_params_", None) or getattr(model, "complexity_", 0) or 0
         )
@@ -277,6 +286,15 @@ def run_experiment(exp: Experiment) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # The driver
+
+
+def read_predictions(results_dir: str | os.PathLike, experiment_id: str) -> Any:
+    """The saved test scores of one experiment (``run_sweep(save_predictions=True)``)."""
+    import xarray as xr
+
+    path = Path(results_dir) / "predictions" / f"{experiment_id}.nc"
+    with xr.open_dataarray(path) as da:
+        return da.load()
 
 
 def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -310,6 +328,7 @@ def run_sweep(
     workers: int | None = None,
     scheduler: str | None = None,
     retry_failed: bool = False,
+    save_predictions: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run experiments (skipping those already in the table) and return the whole table.
@@ -327,8 +346,11 @@ def run_sweep(
         Address of an existing Dask scheduler.
     retry_failed
         Run again the experiments whose rows say ``failed``.
+    save_predictions
+        Keep each model's test scores in ``results_dir/predictions/<id>.nc``.
     """
     results_dir = Path(results_dir)
+    pred_dir = str(results_dir / "predictions") if save_predictions else None
     done = read_results(results_dir)
     skip = set(done.loc[done["status"] == "ok", "id"]) if len(done) else set()
     if not retry_failed and len(done):
@@ -345,6 +367,8 @@ def run_sweep(
     if len(experiments) - len(todo):
         bar.write(f"sweep: {len(experiments) - len(todo)} experiments already in {results_dir}")
 
+    n_slots = 1 if workers == 0 and scheduler is None else (workers or 2)
+
     def record(row: dict[str, Any]) -> None:
         nonlocal n_failed, done
         rows.append(row)
@@ -352,12 +376,15 @@ def run_sweep(
         done = pd.concat([d for d in (done, _row_frame([row])) if len(d)], ignore_index=True)
         _write(done, results_dir)
         bar.update(1)
-        bar.set_postfix(failed=n_failed, last=f"{row['label']} {row['setting']}"[:40])
+        running = min(n_slots, len(todo) - len(rows))
+        bar.set_postfix(
+            running=running, failed=n_failed, last=f"{row['label']} {row['setting']}"[:36]
+        )
 
     if workers == 0 and scheduler is None:
         for exp in todo:
             bar.set_postfix(running=exp.spec.label)
-            record(run_experiment(exp))
+            record(run_experiment(exp, pred_dir))
     elif todo:
         from dask.distributed import Client, LocalCluster, as_completed
 
@@ -379,7 +406,7 @@ def run_sweep(
             )
             client = Client(cluster)
         try:
-            futures = [client.submit(run_experiment, e, pure=False) for e in todo]
+            futures = [client.submit(run_experiment, e, pred_dir, pure=False) for e in todo]
             for fut in as_completed(futures):
                 record(fut.result())
                 fut.release()

@@ -16,6 +16,7 @@ type), which identifies the locus as a sequence does but says nothing about it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,6 +75,7 @@ def size_sweep(
         Columns ``size, n_params, setting, seed, ap``, plus rows ``size = 0`` for the
         average-activity baseline (cross-cell-type) and the prevalence (random).
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     rows = []
@@ -88,7 +90,10 @@ def size_sweep(
             model = MLPClassifier(
                 hidden_layer_sizes=(size,), max_iter=max_iter, random_state=seed, tol=1e-5
             )
-            model.fit(x_train, y_train)
+            with warnings.catch_warnings():
+                # max_iter bounds the run time; a net stopped early is still a fair point
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(x_train, y_train)
             n_params = sum(w.size for w in model.coefs_) + sum(b.size for b in model.intercepts_)
             for setting, loci in (("cross-cell-type", train), ("hybrid", new)):
                 score = model.predict_proba(x[loci])[:, 1]

@@ -425,3 +425,90 @@ def test_baseline_strength__unknown_target_raises() -> None:
     labels = xr.DataArray([[1.0, 0.0]], dims=("cell_type", "locus"), coords={"cell_type": ["A"]})
     with pytest.raises(ValueError, match="not a cell_type"):
         ev.baseline_strength(labels, "Z", pd.Series({"A": 1.0}))
+
+
+# ----------------------------------------------------------- partitioned, chunked
+
+
+@st.composite
+def grouped_scores(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (with NaN), scores of a random kind (ties included) and groups 0..6."""
+    y, s = draw(labelled_scores(nan_labels=True))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    groups = rng.integers(0, draw(st.integers(1, 7)), y.size)
+    return y, s, groups
+
+
+@settings(max_examples=150, deadline=None)
+@given(grouped_scores(), st.integers(1, 64), st.integers(1, 64), st.integers(2, 5))
+def test_partitioned_ap_dask__matches_sklearn_and_ap_by_group(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], chunk: int, other: int, fan_in: int
+) -> None:
+    y, s, groups = data
+    # Scores and groups chunked differently from the labels: both are rechunked.
+    got = ev.partitioned_ap_dask(
+        da.from_array(y, chunks=chunk),
+        da.from_array(s, chunks=other),
+        da.from_array(groups, chunks=max(1, chunk // 2 + 1)),
+        fan_in=fan_in,
+        include_all=True,
+    )
+    expected = ev.ap_by_group(y, s, groups)
+    assert list(got.index) == [*expected.index, "all"]
+    np.testing.assert_allclose(got.drop("all"), expected, atol=TOL, equal_nan=True)
+    for g in expected.index:
+        m = (groups == g) & ~np.isnan(y)
+        if np.any(y[m] == 1):
+            assert got[g] == pytest.approx(average_precision_score(y[m], s[m]), abs=TOL)
+        else:
+            assert np.isnan(got[g])
+    assert got["all"] == pytest.approx(_sklearn_ap(y, s), abs=TOL)
+
+
+def test_partitioned_ap_dask__tied_mean_of_binary_labels_on_dataarrays() -> None:
+    # The benchmark's case: score = mean of six binary labels (7 tied values), groups =
+    # how many of the six are 1, so every group holds a single score (AP = prevalence).
+    rng = np.random.default_rng(7)
+    n = 5000
+    others = (rng.random((6, n)) < 0.3).astype(np.float32)
+    y = np.where(rng.random(n) < 0.5, others[0], rng.random(n) < 0.2).astype(np.float32)
+    y[rng.random(n) < 0.1] = np.nan
+    coords = {"locus": np.arange(n)}
+    y_da = xr.DataArray(y, dims="locus", coords=coords).chunk(333)
+    o_da = xr.DataArray(others, dims=("cell_type", "locus"), coords=coords).chunk(
+        {"cell_type": 1, "locus": 500}
+    )
+    score = o_da.mean("cell_type")
+    groups = ev.partition_by_activity(o_da)
+    got, counts = ev.partitioned_ap_dask(y_da, score, groups, return_counts=True)
+    n_active = (others == 1).sum(0)
+    known = ~np.isnan(y)
+    for g in range(7):
+        m = (n_active == g) & known
+        assert counts[g][2].sum() == m.sum()
+        assert got[g] == pytest.approx(average_precision_score(y[m], others.mean(0)[m]), abs=TOL)
+        assert got[g] == pytest.approx(np.mean(y[m] == 1), abs=TOL)
+
+
+def test_partitioned_ap_dask__group_without_labels_or_positives_is_nan() -> None:
+    y = np.array([1, 0, np.nan, np.nan, 0, 0])
+    s = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.3])
+    groups = np.array([0, 0, 1, 1, 2, 2])
+    got = ev.partitioned_ap_dask(y, s, groups, chunks=4)
+    assert list(got.index) == [0, 1, 2]
+    assert got[0] == pytest.approx(1.0)
+    assert np.isnan(got[1]) and np.isnan(got[2])
+    pd.testing.assert_series_equal(got, ev.ap_by_group(y, s, groups))
+
+
+def test_partitioned_ap_dask__errors() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        ev.partitioned_ap_dask(da.zeros(5), da.zeros(5), da.zeros(6, dtype=int))
+    with pytest.raises(ValueError, match="fan_in"):
+        ev.partitioned_ap_dask(da.zeros(5), da.zeros(5), da.zeros(5, dtype=int), fan_in=1)
+    with pytest.raises(ValueError, match="NaN"):
+        ev.partitioned_ap_dask(np.array([1.0, 0.0]), np.array([np.nan, 1.0]), np.array([0, 0]))
+    y = xr.DataArray([1.0, 0.0], dims="locus", coords={"locus": [0, 1]})
+    g = xr.DataArray([0, 0], dims="locus", coords={"locus": [0, 2]})
+    with pytest.raises(ValueError, match="do not match"):
+        ev.partitioned_ap_dask(y, y, g)

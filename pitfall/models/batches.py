@@ -496,3 +496,66 @@ def iter_selection(
             ct = np.full(stop - start, cts[0] if j is None else cts[j], dtype=np.int64)
             yield j, span, encoder.prepare(gather(reader, ct, loci[span], encoder.needs))
         start = stop
+
+
+def predict_selection(
+    model: Any, test: xr.Dataset, rows: Any, *, seq_len: int, block_bytes: int = 64 << 20
+) -> xr.DataArray:
+    """Scores of every (cell type, locus) pair of ``test``, streamed a chunk at a time.
+
+    The one prediction loop of the models (``NeuralModel``, ``GBMModel``): ``model`` brings
+    ``cube``, ``encoder``, ``spec``, ``name``, ``_reader()`` and, for the residual target,
+    ``avg_cell_types_`` and ``avg_``; ``rows(prepared)`` turns one block of prepared inputs
+    into scores, shape ``(n_rows,)``.
+
+    Parameters
+    ----------
+    seq_len
+        Bases of sequence input (0 without): bounds each block's one-hot to ``block_bytes``.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, dims ``(cell_type, locus)`` with the test selection's coordinates.
+        Probabilities, or for the residual target ``residual + average activity`` (NaN
+        where no average-activity cell type has a label).
+    """
+    from pitfall.models import inputs as inp
+
+    cts, loci = selection_index(model.cube, test)
+    order = np.argsort(loci, kind="stable")
+    avg = None
+    if model.spec.target == "residual":
+        test_cts = {str(c) for c in test["cell_type"].values}
+        others = [c for c in model.avg_cell_types_ if c not in test_cts]
+        if not others:
+            raise ValueError(
+                "the residual target's average activity would use the test cell types' own "
+                "labels (a cross-chromosome split?); pass average_cell_types= with other "
+                "cell types"
+            )
+        avg = (
+            model.avg_
+            if len(others) == len(model.avg_cell_types_)
+            else inp.average_activity(model.cube, others)
+        )
+    out = np.full((cts.size, loci.size), np.nan, dtype=np.float32)
+    # One-hot costs 16 bytes per base: bound each block's.
+    max_rows = max(64, min(8192, block_bytes // max(1, 16 * seq_len)))
+    for j, span, prep in iter_selection(
+        model._reader(), cts, loci[order], model.encoder, max_rows=max_rows
+    ):
+        p = rows(prep)
+        if avg is not None:
+            p = inp.scores_from_residual(p, prep["locus"], avg)
+        if j is None:
+            out[:, order[span]] = p
+        else:
+            out[j, order[span]] = p
+    return xr.DataArray(
+        out,
+        dims=("cell_type", "locus"),
+        coords={"cell_type": test["cell_type"].values, "locus": test["locus"].values},
+        name="score",
+        attrs={"model": model.name},
+    )

@@ -24,7 +24,7 @@ from pitfall.models.batches import (
     BalancedBatches,
     ChunkReader,
     MemoryReader,
-    iter_selection,
+    predict_selection,
     selection_index,
 )
 from pitfall.models.spec import ModelSpec
@@ -223,39 +223,11 @@ class GBMModel:
         xgb = _xgb()
         if not hasattr(self, "booster_"):
             raise RuntimeError("fit the model before predict")
-        cts, loci = selection_index(self.cube, test)
-        order = np.argsort(loci, kind="stable")
-        avg = None
-        if self.spec.target == "residual":
-            test_cts = {str(c) for c in test["cell_type"].values}
-            others = [c for c in self.avg_cell_types_ if c not in test_cts]
-            if not others:
-                raise ValueError(
-                    "the residual target's average activity would use the test cell types' own "
-                    "labels; pass average_cell_types= with other cell types"
-                )
-            avg = (
-                self.avg_
-                if len(others) == len(self.avg_cell_types_)
-                else inp.average_activity(self.cube, others)
-            )
-        out = np.full((cts.size, loci.size), np.nan, dtype=np.float32)
-        seq_len = self.cube.sizes.get("position", 0) if self.spec.uses_sequence else 0
-        max_rows = max(64, min(8192, (64 << 20) // max(1, 16 * seq_len)))
-        for j, span, prep in iter_selection(
-            self._reader(), cts, loci[order], self.encoder, max_rows=max_rows
-        ):
-            p = self.booster_.predict(xgb.DMatrix(self.encoder.flat(prep))).astype(np.float32)
-            if avg is not None:
-                p = inp.scores_from_residual(p, prep["locus"], avg)
-            if j is None:
-                out[:, order[span]] = p
-            else:
-                out[j, order[span]] = p
-        return xr.DataArray(
-            out,
-            dims=("cell_type", "locus"),
-            coords={"cell_type": test["cell_type"].values, "locus": test["locus"].values},
-            name="score",
-            attrs={"model": self.name},
+        return predict_selection(
+            self,
+            test,
+            lambda prep: self.booster_.predict(xgb.DMatrix(self.encoder.flat(prep))).astype(
+                np.float32
+            ),
+            seq_len=self.cube.sizes.get("position", 0) if self.spec.uses_sequence else 0,
         )

@@ -25,7 +25,7 @@ from pitfall.models.batches import (
     BalancedBatches,
     ChunkReader,
     MemoryReader,
-    iter_selection,
+    predict_selection,
     selection_index,
 )
 from pitfall.models.spec import KERNEL_SIZE, POOL_SIZE, ModelSpec
@@ -204,10 +204,16 @@ class NeuralModel:
     def _predict_rows(self, xs: list[np.ndarray]) -> np.ndarray:
         n = len(xs[0])
         step = 512
-        parts = [
-            np.asarray(self.model_.predict_on_batch(_one([x[i : i + step] for x in xs])))
-            for i in range(0, n, step)
-        ]
+        parts = []
+        for i in range(0, n, step):
+            block = [x[i : i + step] for x in xs]
+            rows = len(block[0])
+            if rows < step:
+                # One input shape for every call: a short last block would make TensorFlow
+                # trace the predict function again for each new size.
+                block = [np.concatenate([b, np.zeros((step - rows, *b.shape[1:]), b.dtype)])
+                         for b in block]  # fmt: skip
+            parts.append(np.asarray(self.model_.predict_on_batch(_one(block)))[:rows])
         return np.concatenate(parts).reshape(-1).astype(np.float32)
 
     def _loss(self, y: np.ndarray, p: np.ndarray) -> float:
@@ -312,42 +318,9 @@ class NeuralModel:
         """
         if not hasattr(self, "model_"):
             raise RuntimeError("fit the model before predict")
-        cts, loci = selection_index(self.cube, test)
-        order = np.argsort(loci, kind="stable")
-        sorted_loci = loci[order]
-        avg = None
-        if self.spec.target == "residual":
-            test_cts = {str(c) for c in test["cell_type"].values}
-            others = [c for c in self.avg_cell_types_ if c not in test_cts]
-            if not others:
-                raise ValueError(
-                    "the residual target's average activity would use the test cell types' own "
-                    "labels (a cross-chromosome split?); pass average_cell_types= with other "
-                    "cell types"
-                )
-            avg = (
-                self.avg_
-                if len(others) == len(self.avg_cell_types_)
-                else inp.average_activity(self.cube, others)
-            )
-        out = np.full((cts.size, loci.size), np.nan, dtype=np.float32)
-        # Bound each step's one-hot block (16 bytes per base) to about 64 MB.
-        max_rows = max(64, min(8192, (64 << 20) // max(1, 16 * self.seq_len)))
-        for j, span, prep in iter_selection(
-            self._reader(), cts, sorted_loci, self.encoder, max_rows=max_rows
-        ):
-            p = self._predict_rows(self.encoder.encode(prep))
-            if avg is not None:
-                p = inp.scores_from_residual(p, prep["locus"], avg)
-            cols = order[span]
-            if j is None:
-                out[:, cols] = p
-            else:
-                out[j, cols] = p
-        return xr.DataArray(
-            out,
-            dims=("cell_type", "locus"),
-            coords={"cell_type": test["cell_type"].values, "locus": test["locus"].values},
-            name="score",
-            attrs={"model": self.name},
+        return predict_selection(
+            self,
+            test,
+            lambda prep: self._predict_rows(self.encoder.encode(prep)),
+            seq_len=self.seq_len,
         )

@@ -1,0 +1,95 @@
+"""The main job: ``pitfall demo --quick`` and the paper's findings on the synthetic default.
+
+One quick demo (demo-size compendium: 3,000 genes x 18 cell types x 5 marks; a short
+training recipe) feeds every test here. The assertions are the paper's claims, with
+margins, checked on the results table the report was drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pitfall import demo, paper, sweep  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    demo.run(out, quick=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(quick: Path) -> pd.DataFrame:
+    table = sweep.read_results(quick / "results")
+    assert (table["status"] == "ok").all(), table.loc[table.status != "ok", "error"].tolist()
+    return table
+
+
+def _ap(results: pd.DataFrame, setting: str, label: str) -> float:
+    row = results[(results.task == "expression") & (results.setting == setting)
+                  & (results.label == label)]  # fmt: skip
+    assert len(row) == 1, (setting, label)
+    return float(row["ap"].iloc[0])
+
+
+def test_demo__writes_a_self_contained_report(quick: Path) -> None:
+    html = (quick / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 6
+    assert "<script" not in html and "src='http" not in html
+    for name in ("figure1_def_expression", "figure_s1_pca", "figure_s2_toy",
+                 "figure_s3_partitioned", "gbm_sweep", "strength_vs_similarity"):  # fmt: skip
+        assert (quick / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert "snapshot" in html and "tensorflow" in html
+
+
+def test_demo__large_sequence_model_memorises_across_cell_types(results: pd.DataFrame) -> None:
+    small = _ap(results, "cross-cell-type", "seq dense 1")
+    large = _ap(results, "cross-cell-type", "seq dense 512")
+    baseline = results.loc[results.setting == "cross-cell-type", "ap_average_activity"].iloc[0]
+    assert large > small + 0.1
+    assert baseline > large and baseline > small
+
+
+def test_demo__hybrid_removes_the_gain(results: pd.DataFrame) -> None:
+    small = _ap(results, "hybrid", "seq dense 1")
+    large = _ap(results, "hybrid", "seq dense 512")
+    ctt_gain = _ap(results, "cross-cell-type", "seq dense 512") - _ap(
+        results, "cross-cell-type", "seq dense 1"
+    )
+    assert large - small < 0.05
+    assert large - small < ctt_gain / 3
+
+
+def test_demo__findings_match_the_paper(quick: Path, results: pd.DataFrame) -> None:
+    f = json.loads((quick / "findings.json").read_text())["expression"]
+    assert f == json.loads(json.dumps(paper.findings(results, "expression"), default=float))
+    ctt, hyb = f["cross-cell-type"], f["hybrid"]
+    # cross-cell-type: AP rises with parameters for sequence-input models (and for the
+    # random control, which can only identify loci), and the baseline beats every model
+    assert ctt["sequence"]["rho"] > 0.5 and ctt["sequence"]["gain"] > 0.1
+    assert ctt["random"]["gain"] > 0.1
+    assert ctt["baseline_beats_all"]
+    # hybrid: the trend is gone
+    assert hyb["sequence"]["gain"] < 0.05 and hyb["random"]["gain"] < 0.05
+    assert hyb["baseline_beats_all"]
+    # epigenomic-only models: no memorisation to gain, so size helps them no more across
+    # cell types than on unseen chromosomes, and far less than it helps sequence models
+    assert ctt["signal"]["gain"] < ctt["sequence"]["gain"] / 2
+    assert abs(ctt["signal"]["gain"] - hyb["signal"]["gain"]) < 0.05
+
+
+def test_demo__rerun_trains_nothing_new(quick: Path, results: pd.DataFrame) -> None:
+    again = demo.run_sweeps(
+        {"expression": quick / "store" / "expression"}, quick, size="quick", workers=0
+    )
+    assert again["finished_at"].tolist() == results["finished_at"].tolist()
