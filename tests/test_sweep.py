@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pitfall import cube, evaluate, featurize, synth, sweep  # noqa: E402
+from pitfall import cube, evaluate, featurize, sweep, synth  # noqa: E402
 from pitfall.models.spec import ModelSpec  # noqa: E402
 
 TRAINING = {"batches_per_epoch": 5, "max_epochs": 2, "patience": 1, "valid_size": 64}
