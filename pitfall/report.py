@@ -125,16 +125,28 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 3.8))
     axes = np.atleast_1d(axes)
     groups = sorted(g for g in table["group"].unique() if g != "all")
-    predictors = list(dict.fromkeys(table["predictor"]))
+    # A predictor with one score per group (a baseline) is a reference mark, not a box.
+    per_group = table.groupby(["predictor", "group"])["ap"].count().groupby("predictor").max()
+    refs = [p for p in dict.fromkeys(table["predictor"]) if per_group[p] <= 1]
+    predictors = [p for p in dict.fromkeys(table["predictor"]) if p not in refs]
     width = 0.8 / max(len(predictors), 1)
     ax = axes[0]
+    for ref in refs:
+        part = table[(table.predictor == ref) & table.group.isin(groups)]
+        ax.scatter([groups.index(g) for g in part["group"]], part["ap"], marker="_", s=300,
+                   color="black", zorder=3, label=ref)  # fmt: skip
     for i, pred in enumerate(predictors):
         data = [
             table[(table.group == g) & (table.predictor == pred)]["ap"].dropna() for g in groups
         ]
         pos = np.arange(len(groups)) + (i - (len(predictors) - 1) / 2) * width
         box = ax.boxplot(
-            data, positions=pos, widths=width * 0.9, patch_artist=True, manage_ticks=False
+            data,
+            positions=pos,
+            widths=width * 0.9,
+            patch_artist=True,
+            manage_ticks=False,
+            showfliers=False,
         )
         color = INPUT_COLORS.get(pred, plt.cm.tab10(i))
         for patch in box["boxes"]:
@@ -157,6 +169,7 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
                 label=comparison,
             )
         ax.axhline(-np.log10(0.05), color="0.5", ls=":", label="p = 0.05")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("training + validation cell types in which the locus is active")
         ax.set_ylabel("-log10 p (one-sided Mann-Whitney U)")
         ax.legend(frameon=False, fontsize=8)
