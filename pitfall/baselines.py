@@ -32,8 +32,9 @@ def _at_test(cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dat
 
 def _broadcast(scores: xr.DataArray, test: xr.Dataset, name: str) -> xr.DataArray:
     """One score per locus, repeated for each test cell type: dims ``(cell_type, locus)``."""
+    # ``scores`` already carries the test loci's coordinate: no new index of millions.
     out = scores.expand_dims(cell_type=test["cell_type"].values).transpose("cell_type", "locus")
-    return out.rename(name).assign_coords(locus=test["locus"].values)
+    return out.rename(name)
 
 
 class AverageActivity:

@@ -111,7 +111,7 @@ class Split:
         self.check(ds)
         cts = list(self.cell_types(role))
         sel = ds.sel(cell_type=cts) if cts else ds.isel(cell_type=slice(0, 0))
-        return take_loci(sel, self.loci(ds, role))
+        return take_loci(sel, locus_indexer(ds, self.chroms(role)))
 
     def train(self, ds: xr.Dataset) -> xr.Dataset:
         """Training selection."""
@@ -197,46 +197,85 @@ class Split:
         return cls(**d)
 
 
-_CHROM_INDEX: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+_CHROM_RUNS: dict[tuple[str, int], dict[str, list[tuple[int, int]]]] = {}
 
 
-def _chrom_index(ds: xr.Dataset) -> dict[str, np.ndarray]:
-    """Positions of each chromosome's loci.
+def _chrom_index(ds: xr.Dataset) -> dict[str, list[tuple[int, int]]]:
+    """Each chromosome's loci as runs of positions ``[(start, stop), ...]``.
 
-    Reading ``chrom`` of a 14-million-locus cube takes seconds, so the index is kept per
-    cube snapshot (a snapshot never changes).
+    Read one stored chunk of ``chrom`` at a time, so a 14-million-locus cube never holds
+    all its chromosome names at once; loci are sorted by chromosome, so each chromosome is
+    one run (or a few). Kept per cube snapshot (a snapshot never changes).
     """
     key = (str(ds.attrs.get("snapshot", "")), ds.sizes["locus"])
-    if key[0] and key in _CHROM_INDEX:
-        return _CHROM_INDEX[key]
-    chrom = pd.Series(np.asarray(ds["chrom"].values).astype(object))
-    index = {str(c): np.asarray(v, dtype=np.int64) for c, v in chrom.groupby(chrom).indices.items()}
+    if key[0] and key in _CHROM_RUNS:
+        return _CHROM_RUNS[key]
+    data = ds["chrom"].data
+    blocks = (
+        [data.blocks[i] for i in range(data.numblocks[0])] if hasattr(data, "blocks") else [data]
+    )
+    runs: dict[str, list[tuple[int, int]]] = {}
+    offset = 0
+    for block in blocks:
+        values = np.asarray(block)
+        change = np.flatnonzero(values[1:] != values[:-1]) + 1
+        starts = np.concatenate([[0], change])
+        stops = np.concatenate([change, [values.size]])
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            chrom_runs = runs.setdefault(str(values[a]), [])
+            if chrom_runs and chrom_runs[-1][1] == offset + a:
+                chrom_runs[-1] = (chrom_runs[-1][0], offset + b)
+            else:
+                chrom_runs.append((offset + a, offset + b))
+        offset += values.size
     if key[0]:
-        _CHROM_INDEX[key] = index
-    return index
+        _CHROM_RUNS[key] = runs
+    return runs
 
 
-def take_loci(ds: xr.Dataset, positions: np.ndarray) -> xr.Dataset:
+def _runs(ds: xr.Dataset, chroms: Sequence[str]) -> list[tuple[int, int]]:
+    """The position runs of ``chroms``, sorted and with touching runs merged."""
+    index = _chrom_index(ds)
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(r for c in dict.fromkeys(chroms) for r in index.get(c, [])):
+        if merged and merged[-1][1] == a:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def take_loci(ds: xr.Dataset, positions: np.ndarray | slice) -> xr.Dataset:
     """``ds.isel(locus=positions)``, as a slice when the positions are one contiguous run.
 
     Loci are sorted by chromosome, so most chromosome sets are one run; a slice keeps the
     Dask graph at one task per chunk, where an integer array of millions of positions would
     build an index per chunk.
     """
+    if isinstance(positions, slice):
+        return ds.isel(locus=positions)
     positions = np.asarray(positions, dtype=np.int64)
     if positions.size and positions[-1] - positions[0] + 1 == positions.size:
-        if np.all(np.diff(positions) == 1):
+        # sorted and the right span: then contiguous (a bool array, not an int64 diff)
+        if np.all(positions[1:] > positions[:-1]):
             return ds.isel(locus=slice(int(positions[0]), int(positions[-1]) + 1))
     return ds.isel(locus=positions)
 
 
 def locus_positions(ds: xr.Dataset, chroms: Sequence[str]) -> np.ndarray:
     """Sorted integer positions along ``locus`` of the loci on ``chroms``."""
-    index = _chrom_index(ds)
-    parts = [index[c] for c in chroms if c in index]
-    if not parts:
+    runs = _runs(ds, chroms)
+    if not runs:
         return np.zeros(0, dtype=np.int64)
-    return np.sort(np.concatenate(parts))
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in runs])
+
+
+def locus_indexer(ds: xr.Dataset, chroms: Sequence[str]) -> slice | np.ndarray:
+    """What selects the loci on ``chroms``: a slice when they are one run, else positions."""
+    runs = _runs(ds, chroms)
+    if len(runs) == 1:
+        return slice(*runs[0])
+    return locus_positions(ds, chroms)
 
 
 def _compact(chroms: Sequence[str]) -> str:

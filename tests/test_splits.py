@@ -150,3 +150,18 @@ def test_hybrid_grid__every_fold_and_cell_type(ds) -> None:
     assert {(s.test_cell_types[0], s.test_chroms[0]) for s in grid} == {
         (c, ch) for c in ["E003", "E004"] for ch in ["chr1", "chr2", "chr3"]
     }
+
+
+def test_locus_positions__chromosomes_across_chunk_borders(ds) -> None:
+    # chrom read in blocks of 7 loci: runs of 3 loci per chromosome straddle the borders
+    chunked = ds.chunk(locus=7)
+    chunked.attrs = {}
+    chrom = np.asarray(ds["chrom"].values).astype(object)
+    for c in ("chr1", "chr2", "chr22"):
+        np.testing.assert_array_equal(
+            splits.locus_positions(chunked, [c]), np.flatnonzero(chrom == c)
+        )
+    both = splits.locus_positions(chunked, ["chr5", "chr3"])
+    np.testing.assert_array_equal(both, np.flatnonzero(np.isin(chrom, ["chr3", "chr5"])))
+    assert splits.locus_indexer(chunked, ["chr2", "chr3"]) == slice(3, 9)
+    assert isinstance(splits.locus_indexer(chunked, ["chr1", "chr3"]), np.ndarray)
