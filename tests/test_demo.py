@@ -76,7 +76,9 @@ def test_demo__findings_match_the_paper(quick: Path, results: pd.DataFrame) -> N
     ctt, hyb = f["cross-cell-type"], f["hybrid"]
     # cross-cell-type: AP rises with parameters for sequence-input models (and for the
     # random control, which can only identify loci), and the baseline beats every model
-    assert ctt["sequence"]["gain"] > 0.1 and ctt["sequence"]["ap_largest"] > ctt["sequence"]["ap_min"]
+    assert (
+        ctt["sequence"]["gain"] > 0.1 and ctt["sequence"]["ap_largest"] > ctt["sequence"]["ap_min"]
+    )
     assert ctt["random"]["gain"] > 0.1
     assert ctt["baseline_beats_all"]
     # hybrid: the trend is gone
