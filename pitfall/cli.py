@@ -118,7 +118,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pitfall import demo
 
-    demo.run(Path(args.out), quick=args.quick, workers=args.workers)
+    try:
+        demo.run(Path(args.out), quick=args.quick, workers=args.workers)
+    except demo.DemoError as err:
+        print(f"pitfall demo: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,6 +21,10 @@ import pandas as pd
 from pitfall import cube, featurize, paper, report, splits, sweep, synth, toy
 
 
+class DemoError(RuntimeError):
+    """The demo could not produce its results (every model failed)."""
+
+
 def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
@@ -173,11 +177,13 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
 def run(out: Path, *, quick: bool = False, workers: int | None = None) -> Path:
     """Run the demo into ``out``; return the report's path."""
     t0 = time.perf_counter()
-    out = Path(out)
+    out = Path(out).resolve()
     size = "quick" if quick else "demo"
     paths = build_cubes(out, workers)
     table = run_sweeps(paths, out, size=size, workers=workers)
     failed = table[table["status"] == "failed"]
+    if len(failed) == len(table):
+        raise DemoError(f"every model failed; the first error:\n{failed['error'].iloc[0]}")
     if len(failed):
         _say(f"{len(failed)} models failed; their errors are in the results table")
     sections = _figures(paths, table, out, size)
@@ -200,5 +206,7 @@ def run(out: Path, *, quick: bool = False, workers: int | None = None) -> Path:
         },
     )
     _say(f"done in {time.perf_counter() - t0:.0f} s")
-    _say(f"report: {path.resolve()}")
+    _say(f"report: {path}")
+    if len(failed):
+        raise DemoError(f"{len(failed)} of {len(table)} models failed; the report is at {path}")
     return path

@@ -9,6 +9,7 @@ and the tests that check them read the same numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,8 @@ def sweep_spec(
 ) -> dict[str, Any]:
     """A sweep spec (the TOML's dict) for one task's three settings."""
     spec: dict[str, Any] = {
-        "cube": cube_path,
+        # absolute: a sweep resolves relative paths against its own folder, not the cwd
+        "cube": str(Path(cube_path).resolve()),
         "task": task,
         "target": target,
         "settings": list(splits.SETTINGS),

@@ -23,9 +23,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    demo.run(out, quick=True)
-    return out
+    root = tmp_path_factory.mktemp("demo")
+    # a relative --out, as the README's command gives it
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        demo.run(Path("out") / "demo", quick=True)
+    finally:
+        os.chdir(cwd)
+    return root / "out" / "demo"
 
 
 @pytest.fixture(scope="module")
