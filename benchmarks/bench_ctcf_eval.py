@@ -22,16 +22,10 @@ both pay). Times are wall seconds of the evaluation inside the child (imports an
 opening excluded), median of ``--repeats`` children. Every AP (overall and per group, every
 line) must agree across the paths to 1e-9, or the script exits with status 1.
 
-``Split.check`` reads the cube's ``chrom`` coordinate through
-``pitfall.splits._chrom_index``, which turns 14.4 million strings into Python objects (about
-1.4 GB of extra peak memory, ~11 s). Until that is made chunk-wise, the chunked child builds
-the same index chunk by chunk and seeds the library's cache
-(``--library-chrom-index`` measures the library as it is).
-
 Usage::
 
     python benchmarks/bench_ctcf_eval.py [CUBE] [--repeats 3] [--workers 2]
-        [--targets A549,HepG2] [--library-chrom-index]
+        [--targets A549,HepG2]
 """
 
 from __future__ import annotations
@@ -60,25 +54,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def chunked_chrom_index(ds: Any) -> dict[str, Any]:
-    """Positions of each chromosome's loci, read one ``chrom`` chunk at a time.
-
-    Same result as ``pitfall.splits._chrom_index`` without materialising 14.4 million
-    Python strings: per chunk, one comparison per chromosome present.
-    """
-    import numpy as np
-
-    blocks = ds["chrom"].data.to_delayed().ravel()
-    parts: dict[str, list[np.ndarray]] = {}
-    offset = 0
-    for block in blocks:
-        values = np.asarray(block.compute())
-        for chrom in np.unique(values):
-            parts.setdefault(str(chrom), []).append(np.flatnonzero(values == chrom) + offset)
-        offset += values.size
-    return {c: np.concatenate(p) for c, p in parts.items()}
-
-
 def run_floor(cube_path: str) -> dict[str, Any]:
     """Import what the paths import and open the cube: the memory both pay anyway."""
     import sklearn.metrics  # noqa: F401
@@ -90,7 +65,7 @@ def run_floor(cube_path: str) -> dict[str, Any]:
     return {"seconds": 0.0, "results": {}}
 
 
-def run_chunked(cube_path: str, targets: list[str], workers: int, library_index: bool) -> dict:
+def run_chunked(cube_path: str, targets: list[str], workers: int) -> dict:
     """The library's lazy path; returns per target the AP and the per-group APs."""
     import dask
 
@@ -99,9 +74,6 @@ def run_chunked(cube_path: str, targets: list[str], workers: int, library_index:
 
     ds = open_cube(cube_path)
     t0 = time.perf_counter()
-    if not library_index:
-        key = (str(ds.attrs["snapshot"]), ds.sizes["locus"])
-        splits._CHROM_INDEX[key] = chunked_chrom_index(ds)
     chroms = splits._cube_chroms(ds)
     cell_types = [str(c) for c in ds["cell_type"].values]
     results: dict[str, Any] = {}
@@ -176,7 +148,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "floor":
         out = run_floor(args.cube)
     elif args.child == "chunked":
-        out = run_chunked(args.cube, targets, args.workers, args.library_chrom_index)
+        out = run_chunked(args.cube, targets, args.workers)
     else:
         out = run_in_memory(args.cube, targets)
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -201,8 +173,6 @@ def spawn(mode: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, args.cube, "--child", mode, "--workers", str(args.workers)]
     if args.targets:
         cmd += ["--targets", args.targets]
-    if args.library_chrom_index:
-        cmd.append("--library-chrom-index")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:
@@ -242,11 +212,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="dask threads (chunked path)")
     parser.add_argument("--targets", default="", help="comma-separated lines (default: all)")
     parser.add_argument(
-        "--library-chrom-index",
-        action="store_true",
-        help="let Split read the chrom coordinate as the library does (whole, as objects)",
-    )
-    parser.add_argument(
         "--child", choices=["floor", "chunked", "in-memory"], help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -278,8 +243,7 @@ def main() -> None:
 
     print(
         f"cube {args.cube}: lines {', '.join(chunked)}; dask threads {args.workers}; "
-        f"median of {args.repeats} run(s) per path; chrom index: "
-        f"{'library (whole coordinate)' if args.library_chrom_index else 'chunk-wise'}"
+        f"median of {args.repeats} run(s) per path"
     )
     print(f"\n{'line':<10}{'AP':>10}{'unscored':>10}  AP per group (bound in n of the others)")
     for target, r in chunked.items():

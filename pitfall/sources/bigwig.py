@@ -240,7 +240,7 @@ def window_means(
     win_starts: np.ndarray,
     win_ends: np.ndarray,
     backend: Backend = "pyBigWig",
-    max_gap: int = 20_000,
+    max_gap: int = 100_000,
 ) -> np.ndarray:
     """Mean of arcsinh(signal) over windows of one chromosome of a bigWig.
 
@@ -296,7 +296,8 @@ def _spans(
 ) -> list[tuple[int, int]]:
     """Disjoint, sorted spans covering every window (clipped to the chromosome).
 
-    Windows closer than ``max_gap`` share a span: reading a gap of no interest costs less
+    Windows closer than ``max_gap`` share a span (100 kb was fastest on TSS windows of an
+    hg19-sized track): reading a gap of no interest costs less
     than one more call into the reader, but reading a whole chromosome for a few thousand
     TSS windows costs several times more than reading only around them.
     """
