@@ -32,6 +32,8 @@ def main() -> None:
     for setting in ("cross-cell-type", "hybrid"):
         for inputs in ("random", "permuted"):
             t = paper.trend(ok, setting, [inputs])
+            if t["n"] < 2:
+                continue
             print(f"{setting:>16} {inputs:>9}: AP {t.get('ap_smallest', float('nan')):.3f} "
                   f"(smallest) -> {t.get('ap_largest', float('nan')):.3f} (largest)")  # fmt: skip
     print(f"figure: {path}")

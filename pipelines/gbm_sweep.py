@@ -18,7 +18,7 @@ def main() -> None:
     table = sweep.run_sweep(exps, args.out / "results_gbm", workers=args.workers)
     ok = table[table["status"] == "ok"]
     path = report.save(
-        report.ap_vs_params(ok, title="gradient-boosted trees (complexity = trees x leaves)"),
+        report.ap_vs_params(ok, title="gradient-boosted trees", xlabel="trees x leaves"),
         args.out / "figures" / "gbm_sweep.png",
     )
     cols = ["setting", "inputs", "label", "n_params", "ap", "ap_average_activity"]

@@ -104,7 +104,9 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
     gbm = table[(table["family"] == "xgboost") & (table["status"] == "ok")]
     if len(gbm):
         path = report.save(
-            report.ap_vs_params(gbm, title="Gradient-boosted trees (expression, E003)"),
+            report.ap_vs_params(
+                gbm, title="Gradient-boosted trees (expression, E003)", xlabel="trees x leaves"
+            ),
             figs / "gbm_sweep.png",
         )
         sections.append({"heading": "Gradient-boosted trees", "figures": [path],

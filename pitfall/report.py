@@ -56,6 +56,7 @@ def ap_vs_params(
     task: str | None = None,
     settings: Sequence[str] = SETTINGS,
     title: str | None = None,
+    xlabel: str = "trainable parameters",
 ):
     """Figure 1 d-f / g-i: AP against trainable parameters, one panel per setting.
 
@@ -93,7 +94,7 @@ def ap_vs_params(
                 ax.axhline(part[col].median(), color=color, ls=style, lw=1.2, label=name)
         ax.set_xscale("log")
         ax.set_title(setting)
-        ax.set_xlabel("trainable parameters")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.25, which="both", lw=0.5)
     axes[0].set_ylabel("average precision (test)")
     handles, labels_ = [], []
