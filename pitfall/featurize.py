@@ -10,6 +10,7 @@ types that completed before the failure, each whole.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -70,6 +71,22 @@ class BuildSummary:
 # Planning: loci and checks, all before any computation
 
 
+def _expression_table(m: Manifest) -> pd.DataFrame | None:
+    """The manifest's expression table, read once per build (planning, checks and labels)."""
+    if m.table is None:
+        return None
+    if not m.table.is_file():
+        return labels.read_expression_table(m.table)  # raises its message naming the file
+    stat = m.table.stat()
+    return _read_table(str(m.table), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_table(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    # Keyed on mtime and size too: a table rewritten between two builds is read anew.
+    return labels.read_expression_table(path)
+
+
 def plan_loci(m: Manifest) -> tuple[pd.DataFrame, dict[str, int] | None]:
     """The manifest's locus table (and, for expression, the gene-matching counts)."""
     if m.loci_kind == "tss":
@@ -82,7 +99,7 @@ def plan_loci(m: Manifest) -> tuple[pd.DataFrame, dict[str, int] | None]:
             )
         loci = annotation.tss_windows(genes, m.upstream, m.downstream, m.chroms)
         if m.target_kind == "expression":
-            table = labels.read_expression_table(m.table)
+            table = _expression_table(m)
             loci, summary = labels.match_genes(loci, table)
             return loci.reset_index(drop=True), summary
         return loci, None
@@ -101,7 +118,7 @@ def resolve_cell_types(m: Manifest, cell_types: Sequence[str] | None) -> list[st
     if m.cell_types:
         available = list(m.cell_types)
     else:
-        table = labels.read_expression_table(m.table)
+        table = _expression_table(m)
         available = [c for c in table.columns if c not in m.exclude]
     if cell_types is None:
         return available
@@ -143,7 +160,7 @@ def check_inputs(m: Manifest, loci: pd.DataFrame, cell_types: list[str]) -> list
             c: (n, m.loci_path) for c, n in annotation.read_chrom_sizes(m.loci_path).items()
         }
     if m.target_kind == "expression":
-        table = labels.read_expression_table(m.table)
+        table = _expression_table(m)
         absent = [c for c in cell_types if c not in table.columns]
         if absent:
             raise BuildError(
@@ -374,7 +391,7 @@ def _featurize(
                     )  # fmt: skip
                     futures[f] = ("target", ct, c)
 
-        table = labels.read_expression_table(m.table) if m.target_kind == "expression" else None
+        table = _expression_table(m) if m.target_kind == "expression" else None
         pending = defaultdict(int)
         for _kind, ct, _ in futures.values():
             pending[ct] += 1
