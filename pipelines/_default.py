@@ -12,8 +12,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     """Arguments every figure pipeline takes."""
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/pipelines"), help="output folder")
-    ap.add_argument("--cube", type=Path, default=None,
-                    help="a cube to use instead of the synthetic default (built under --out)")  # fmt: skip
+    ap.add_argument("--cube", default=None,
+                    help="a cube (folder or s3:// gs:// az:// URL) instead of the synthetic default")  # fmt: skip
     ap.add_argument("--target", default="E003", help="target cell type")
     ap.add_argument("--size", default="demo", choices=["quick", "demo", "paper"],
                     help="model grid and training recipe")  # fmt: skip
@@ -21,7 +21,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def cubes(args: argparse.Namespace) -> dict[str, Path]:
+def cubes(args: argparse.Namespace) -> dict[str, Path | str]:
     """The user's cube (as both tasks' cube) or the synthetic default's two cubes."""
     if args.cube is not None:
         return {"expression": args.cube, "tad": args.cube}

@@ -59,6 +59,21 @@ def cmd_append(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cube_export(args: argparse.Namespace) -> int:
+    from pitfall import cube
+
+    t0 = time.perf_counter()
+    out = cube.export_cube(
+        args.path, args.out, snapshot=args.snapshot, zarr_format=args.zarr_format
+    )
+    print(
+        f"exported {args.path}{f' at {args.snapshot}' if args.snapshot else ''} to {out} "
+        f"(Zarr v{args.zarr_format}) in {time.perf_counter() - t0:.1f} s; open it with "
+        f"xarray.open_zarr({str(out)!r})"
+    )
+    return 0
+
+
 def cmd_cube_log(args: argparse.Namespace) -> int:
     from pitfall import cube
 
@@ -98,7 +113,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec).resolve()
     raw = tomllib.loads(spec_path.read_text())
     if args.store:
-        raw["cube"] = str(Path(args.store).resolve())
+        raw["cube"] = args.store if "://" in args.store else str(Path(args.store).resolve())
     spec = sweep.sweep_from_dict(raw, root=spec_path.parent, path=spec_path)
     table = sweep.run_sweep(
         spec.experiments,
@@ -127,8 +142,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default 2)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.add_argument(
+        "--workers", type=int, default=None, help="local Dask worker processes (default 2)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="a running Dask cluster: scheduler address (tcp://host:8786) or scheduler file",
+    )
+
+
+def _storage_parent() -> argparse.ArgumentParser:
+    """Options of every verb that reads or writes a cube (a path or s3://, gs://, az:// URL)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("cube storage (credentials always come from the environment)")
+    g.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default $AWS_ENDPOINT_URL)",
+    )
+    g.add_argument(
+        "--anonymous", action="store_true", help="read a public bucket without credentials"
+    )
+    return p
+
+
+def _apply_storage(args: argparse.Namespace) -> None:
+    # Through the environment, so that every reader of the cube (and the local Dask workers,
+    # which inherit it) sees the same storage options.
+    if getattr(args, "endpoint_url", None):
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    if getattr(args, "anonymous", False):
+        os.environ["PITFALL_ANONYMOUS"] = "1"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -152,21 +197,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("build", help="build a cube from a manifest")
+    storage = _storage_parent()
+    p = sub.add_parser("build", help="build a cube from a manifest", parents=[storage])
     p.add_argument("manifest")
-    p.add_argument("--store", required=True, help="folder of the new cube")
+    p.add_argument("--store", required=True, help="the new cube: a folder or s3:// gs:// az:// URL")
     p.add_argument("--cell-type", action="append", default=None, help="only these (repeatable)")
     _cluster_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("append", help="add cell types from a manifest to a cube")
-    p.add_argument("store")
+    p = sub.add_parser("append", help="add cell types from a manifest to a cube", parents=[storage])
+    p.add_argument("store", help="the cube: a folder or s3:// gs:// az:// URL")
     p.add_argument("manifest")
     p.add_argument("--cell-type", action="append", required=True, help="repeatable")
     _cluster_args(p)
     p.set_defaults(func=cmd_append)
 
-    p = sub.add_parser("sweep", help="train and score many models; one results row each")
+    p = sub.add_parser(
+        "sweep", help="train and score many models; one results row each", parents=[storage]
+    )
     p.add_argument("spec", help="sweep spec (TOML)")
     p.add_argument("--store", default=None, help="the cube (overrides the spec's 'cube')")
     p.add_argument("--results", required=True, help="folder of results.parquet")
@@ -183,19 +231,32 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cube", help="inspect a cube")
     cube_sub = p.add_subparsers(dest="cube_command", required=True)
-    q = cube_sub.add_parser("log", help="history of commits")
-    q.add_argument("path")
+    q = cube_sub.add_parser("log", help="history of commits", parents=[storage])
+    q.add_argument("path", help="the cube: a folder or s3:// gs:// az:// URL")
     q.set_defaults(func=cmd_cube_log)
-    q = cube_sub.add_parser("info", help="cell types, loci, marks, chunking, size on disk")
-    q.add_argument("path")
+    q = cube_sub.add_parser(
+        "info", help="cell types, loci, marks, chunking, size on disk", parents=[storage]
+    )
+    q.add_argument("path", help="the cube: a folder or s3:// gs:// az:// URL")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_cube_info)
+    q = cube_sub.add_parser(
+        "export",
+        help="write the cube as a plain Zarr store (for tools without Icechunk)",
+        parents=[storage],
+    )
+    q.add_argument("path", help="the cube: a folder or s3:// gs:// az:// URL")
+    q.add_argument("out", help="new folder or s3:// gs:// az:// URL of the plain Zarr store")
+    q.add_argument("--snapshot", default=None, help="export this snapshot (default the tip)")
+    q.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
+    q.set_defaults(func=cmd_cube_export)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pitfall`` command; errors in the user's input print one line, not a trace."""
     args = parser().parse_args(argv)
+    _apply_storage(args)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError) as err:

@@ -40,6 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitfall.location import is_url
+
+#: A manifest's input: a local path (absolute) or a URL (``https://``, ``s3://``, ...).
+Source = Path | str
+
 TARGET_KINDS = ("expression", "domains", "peaks")
 LOCI_KINDS = ("tss", "bins", "bed")
 
@@ -55,8 +60,8 @@ class CellTypeSpec:
     id: str
     name: str
     group: str = ""
-    signal: dict[str, Path] = field(default_factory=dict)
-    target: Path | None = None
+    signal: dict[str, Source] = field(default_factory=dict)
+    target: Source | None = None
 
 
 @dataclass
@@ -66,16 +71,16 @@ class Manifest:
     path: Path
     assembly: str
     loci_kind: str
-    loci_path: Path
+    loci_path: Source
     target_kind: str
     chroms: list[str] | None = None
     upstream: int = 2000
     downstream: int = 0
     bin_size: int | None = None
-    fasta: Path | None = None
+    fasta: Source | None = None
     sequence_length: int | None = None
     marks: list[str] = field(default_factory=list)
-    table: Path | None = None
+    table: Source | None = None
     threshold: float = 0.5
     exclude: list[str] = field(default_factory=list)
     cell_types: dict[str, CellTypeSpec] = field(default_factory=dict)
@@ -104,7 +109,7 @@ class Manifest:
             "signal_transform": "mean over the window of arcsinh(value); no data counts as 0",
         }
 
-    def input_files(self, cell_types: list[str] | None = None) -> list[Path]:
+    def input_files(self, cell_types: list[str] | None = None) -> list[Source]:
         """Every file the build of these cell types reads."""
         files = [self.loci_path]
         files += [p for p in (self.fasta, self.table) if p is not None]
@@ -131,6 +136,8 @@ def _get(table: dict, key: str, kind: type | tuple[type, ...], path: Path, where
 def load_manifest(path: str | os.PathLike) -> Manifest:
     """Read and check a manifest; paths become absolute (relative to the manifest's folder).
 
+    Inputs may also be URLs (``https://``, ``s3://``, ``gs://``, ``az://``), kept as strings.
+
     Raises
     ------
     ManifestError
@@ -145,8 +152,9 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         raise _fail(path, f"not valid TOML ({err})") from err
     root = path.parent
 
-    def resolve(p: str) -> Path:
-        return (root / Path(p).expanduser()).resolve()
+    def resolve(p: str) -> Source:
+        # URLs stay as written: workers read them where they run.
+        return p if is_url(p) else (root / Path(p).expanduser()).resolve()
 
     known = {"assembly", "chroms", "locus_chunk", "loci", "sequence", "signal", "target",
              "cell_types"}  # fmt: skip

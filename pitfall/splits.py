@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pitfall.cube import chrom_order
+from pitfall.loci import chrom_order
 
 Role = Literal["train", "valid", "test"]
 ROLES: tuple[Role, ...] = ("train", "valid", "test")

@@ -47,6 +47,7 @@ from typing import Any
 import pandas as pd
 
 from pitfall import baselines, cube, evaluate, splits
+from pitfall.location import is_url
 from pitfall.models.spec import ModelSpec
 
 RESULTS_FILE = "results.parquet"
@@ -139,7 +140,7 @@ def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None
     for key in ("cube", "models"):
         if key not in raw:
             raise SweepError(f"{where}missing required key {key!r}")
-    store = str((root / raw["cube"]).resolve())
+    store = raw["cube"] if is_url(raw["cube"]) else str((root / raw["cube"]).resolve())
     task = raw.get("task", "expression")
     settings = raw.get("settings", list(splits.SETTINGS))
     unknown = [s for s in settings if s not in splits.SETTINGS]

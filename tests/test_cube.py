@@ -1,7 +1,12 @@
-"""The cube: create, append, open, validation, history, crash safety and concurrent writers."""
+"""The cube: create, append, open, validation, history, crash safety and concurrent writers.
+
+Every storage-dependent test runs twice: on a local folder and on an S3-compatible server
+(moto) that the fixtures start on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,10 +19,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pitfall import cube
+from pitfall import cube, location
 
 N_LOCI = 300
 MARKS = ["H3K4me3", "H3K27me3"]
+TESTS = Path(__file__).parent
 
 
 def _loci(n: int = N_LOCI):
@@ -49,11 +55,18 @@ def _slab(cell_type: str, seed: int, loci=None, marks=MARKS, **kw) -> xr.Dataset
     )
 
 
+@pytest.fixture(params=["local", "s3"])
+def where(request, tmp_path: Path) -> str:
+    """A fresh cube location: a local folder, or a prefix on the test S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "cube")
+    return request.getfixturevalue("s3").url()
+
+
 @pytest.fixture
-def cube_path(tmp_path: Path) -> Path:
-    path = tmp_path / "cube"
-    cube.create_cube(path, [_slab("E003", 3), _slab("E004", 4)], locus_chunk=64)
-    return path
+def cube_path(where: str) -> str:
+    cube.create_cube(where, [_slab("E003", 3), _slab("E004", 4)], locus_chunk=64)
+    return where
 
 
 def _assert_values(ds: xr.Dataset, cell_type: str, seed: int) -> None:
@@ -64,7 +77,15 @@ def _assert_values(ds: xr.Dataset, cell_type: str, seed: int) -> None:
     assert str(got["cell_type_name"].values) == f"name of {cell_type}"
 
 
-def test_create_cube__roundtrip_values_coords_and_chunks(cube_path: Path) -> None:
+def _stored(where: str, request) -> dict[str, bytes]:
+    """Every stored object of a cube (chunks, manifests, snapshots): name -> bytes."""
+    if not where.startswith("s3://"):
+        return {str(p): p.read_bytes() for p in Path(where).rglob("*") if p.is_file()}
+    s3 = request.getfixturevalue("s3")
+    return {k: s3.read(where, k) for k in s3.objects(where)}
+
+
+def test_create_cube__roundtrip_values_coords_and_chunks(cube_path: str) -> None:
     ds = cube.open_cube(cube_path)
     assert list(ds["cell_type"].values) == ["E003", "E004"]
     assert list(ds["mark"].values) == MARKS
@@ -74,6 +95,7 @@ def test_create_cube__roundtrip_values_coords_and_chunks(cube_path: Path) -> Non
     assert ds["label"].chunks[1][0] == 64
     loci = _loci()
     np.testing.assert_array_equal(ds["start"].values, loci["start"])
+    np.testing.assert_array_equal(ds["locus"].values, np.arange(N_LOCI))
     assert list(ds["name"].values) == list(loci["name"])
     assert list(ds["strand"].values) == list(loci["strand"])
     _assert_values(ds, "E003", 3)
@@ -82,7 +104,7 @@ def test_create_cube__roundtrip_values_coords_and_chunks(cube_path: Path) -> Non
     assert ds.attrs["cell_type_sources"]["E004"] == {"H3K4me3": "E004-H3K4me3.bw"}
 
 
-def test_append_cell_type__adds_one_commit_and_keeps_old_values(cube_path: Path) -> None:
+def test_append_cell_type__adds_one_commit_and_keeps_old_values(cube_path: str) -> None:
     before = cube.open_cube(cube_path).load()
     cube.append_cell_type(cube_path, _slab("E037", 37))
     ds = cube.open_cube(cube_path)
@@ -96,18 +118,20 @@ def test_append_cell_type__adds_one_commit_and_keeps_old_values(cube_path: Path)
     assert set(ds.attrs["cell_type_sources"]) == {"E003", "E004", "E037"}
 
 
-def test_append_cell_type__writes_only_new_chunks(cube_path: Path) -> None:
-    def chunk_files() -> set[Path]:
-        return {p for p in (cube_path / "chunks").rglob("*") if p.is_file()}
-
-    old = {p: p.read_bytes() for p in chunk_files()}
+def test_append_cell_type__old_objects_stay_byte_identical(cube_path: str, request) -> None:
+    old = _stored(cube_path, request)
     cube.append_cell_type(cube_path, _slab("E037", 37))
-    assert all(p.read_bytes() == b for p, b in old.items())
-    # label, value: ceil(300 / 64) = 5 chunks each; signal 5; cell-type coords 3
-    assert len(chunk_files()) - len(old) <= 5 * 3 + 3
+    new = _stored(cube_path, request)
+    # Icechunk never rewrites an object: every old one is still there, byte for byte; only
+    # the branch's pointer (refs/) moved to the new snapshot.
+    changed = sorted(k for k, v in old.items() if new.get(k) != v)
+    assert len(changed) == 1 and "refs/branch.main" in changed[0]
+    chunks = [k for k in set(new) - set(old) if "/chunks/" in k or k.startswith("chunks")]
+    # label, value, signal: ceil(300 / 64) = 5 chunks each; cell-type coordinates 3
+    assert 0 < len(chunks) <= 5 * 3 + 3
 
 
-def test_open_cube__earlier_snapshot_is_unchanged(cube_path: Path) -> None:
+def test_open_cube__earlier_snapshot_is_unchanged(cube_path: str) -> None:
     first = cube.cube_log(cube_path)[0].snapshot
     cube.append_cell_type(cube_path, _slab("E037", 37))
     old = cube.open_cube(cube_path, snapshot=first)
@@ -136,7 +160,7 @@ def test_open_cube__earlier_snapshot_is_unchanged(cube_path: Path) -> None:
         (lambda: _slab("E005", 5).assign(label=lambda d: d.label.T), "dims"),
     ],
 )
-def test_append_cell_type__refuses_mismatch(cube_path: Path, make_bad, message: str) -> None:
+def test_append_cell_type__refuses_mismatch(cube_path: str, make_bad, message: str) -> None:
     before = cube.cube_log(cube_path)
     with pytest.raises(cube.CubeError, match=message):
         cube.append_cell_type(cube_path, make_bad())
@@ -157,29 +181,60 @@ def test_make_slab__refuses_wrong_shapes() -> None:
         )
 
 
-def test_create_cube__refuses_duplicates_and_nonempty(tmp_path: Path) -> None:
+def test_create_cube__refuses_duplicates_existing_cube_and_foreign_files(
+    tmp_path: Path, s3
+) -> None:
     with pytest.raises(cube.CubeError, match="already in the cube"):
         cube.create_cube(tmp_path / "a", [_slab("E003", 3), _slab("E003", 4)])
+    assert not (tmp_path / "a").exists()
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x").write_text("x")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="holds files that are not a pitfall cube"):
         cube.create_cube(tmp_path / "b", _slab("E003", 3))
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["x"]
+    url = s3.url()
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/notes.txt", Body=b"mine")
+    with pytest.raises(FileExistsError, match="holds files that are not a pitfall cube"):
+        cube.create_cube(url, _slab("E003", 3))
+    assert list(s3.objects(url)) == [f"{prefix}/notes.txt"]
+    cube.create_cube(tmp_path / "c", _slab("E003", 3))
+    with pytest.raises(FileExistsError, match="already holds a cube"):
+        cube.create_cube(tmp_path / "c", _slab("E004", 4))
 
 
-def test_create_cube__stores_sequence(tmp_path: Path) -> None:
+def test_create_cube__stores_sequence(where: str) -> None:
     seq = np.random.default_rng(0).integers(0, 5, (N_LOCI, 20)).astype(np.uint8)
-    cube.create_cube(tmp_path / "c", _slab("E003", 3), sequence=seq)
-    ds = cube.open_cube(tmp_path / "c")
+    cube.create_cube(where, _slab("E003", 3), sequence=seq)
+    ds = cube.open_cube(where)
     np.testing.assert_array_equal(ds["sequence"].values, seq)
     assert ds["sequence"].dims == ("locus", "position")
 
 
-def test_open_cube__names_a_missing_cube(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a pitfall cube"):
-        cube.open_cube(tmp_path / "nothing")
+def test_open_cube__names_a_missing_cube(tmp_path: Path, s3) -> None:
+    for where in (tmp_path / "nothing", s3.url()):
+        with pytest.raises(FileNotFoundError, match="not a pitfall cube"):
+            cube.open_cube(where)
 
 
-def test_cube_info__summary(cube_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("ftp://host/cube", "unknown scheme 'ftp'"),
+        ("https://host/cube", "unknown scheme 'https'"),
+        ("s3://", "names no bucket"),
+    ],
+)
+def test_location__unknown_scheme_is_an_error_not_a_folder(
+    where: str, message: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(location.LocationError, match=message):
+        cube.create_cube(where, _slab("E003", 3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cube_info__summary(cube_path: str) -> None:
     info = cube.cube_info(cube_path)
     assert info["cell_types"] == ["E003", "E004"]
     assert info["n_loci"] == N_LOCI
@@ -187,6 +242,104 @@ def test_cube_info__summary(cube_path: Path) -> None:
     assert info["marks"] == MARKS
     assert info["variables"]["signal"]["chunks"] == [1, 64, 2]
     assert info["bytes_on_disk"] > 0
+
+
+def test_s3_cube__credentials_are_never_stored(cube_path: str, request) -> None:
+    if not cube_path.startswith("s3://"):
+        pytest.skip("an object-store test")
+    cube.append_cell_type(cube_path, _slab("E037", 37))
+    blob = b"".join(_stored(cube_path, request).values())
+    for key in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
+        assert os.environ[key].encode() not in blob
+
+
+# --------------------------------------------------------------------------------------------
+# Plain xarray: the store opens without pitfall, and an exported copy without Icechunk.
+
+PLAIN_OPEN = textwrap.dedent(
+    """
+    import json, sys
+    import icechunk, xarray as xr
+    where = sys.argv[1]
+    if where.startswith("s3://"):
+        import os
+        bucket, _, prefix = where[5:].partition("/")
+        storage = icechunk.s3_storage(bucket=bucket, prefix=prefix, from_env=True,
+            endpoint_url=os.environ["AWS_ENDPOINT_URL"], allow_http=True, force_path_style=True)
+    elif where.endswith(".zarr"):
+        storage = None
+    else:
+        storage = icechunk.local_filesystem_storage(where)
+    if storage is None:
+        ds = xr.open_zarr(where)
+    else:
+        ds = xr.open_zarr(icechunk.Repository.open(storage).readonly_session("main").store,
+                          consolidated=False)
+    assert "pitfall" not in sys.modules
+    # Strings behave as strings, and the locus index selects.
+    names = [str(x) for x in ds["name"].values]
+    chr1 = ds.sel(locus=(ds["chrom"] == "chr1").compute())
+    out = {
+        "vars": {k: [None if v != v else v for v in ds[k].values.ravel().tolist()]
+                 for k in ds.variables if ds[k].dtype.kind in "fiu"},
+        "strings": {k: [str(x) for x in ds[k].values.ravel()]
+                    for k in ds.variables if ds[k].dtype.kind in "OTU"},
+        "dims": {k: list(ds[k].dims) for k in ds.variables},
+        "indexes": sorted(ds.indexes),
+        "coords": sorted(ds.coords),
+        "n_chr1": int(chr1.sizes["locus"]),
+        "first_name": names[0],
+    }
+    print(json.dumps(out))
+    """
+)
+
+
+def _plain(where: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_OPEN, where], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _as_plain(ds: xr.Dataset) -> dict:
+    ds = ds.load()
+    return {
+        "vars": {k: [None if v != v else v for v in ds[k].values.ravel().tolist()]
+                 for k in ds.variables if ds[k].dtype.kind in "fiu"},
+        "strings": {k: [str(x) for x in ds[k].values.ravel()]
+                    for k in ds.variables if ds[k].dtype.kind in "OTU"},
+        "dims": {k: list(ds[k].dims) for k in ds.variables},
+        "indexes": sorted(ds.indexes),
+        "coords": sorted(ds.coords),
+    }  # fmt: skip
+
+
+def test_open_cube__equals_plain_xarray_without_pitfall(cube_path: str) -> None:
+    seen = _plain(cube_path)
+    ours = _as_plain(cube.open_cube(cube_path))
+    assert seen["n_chr1"] == 150 and seen["first_name"] == "G0"
+    for key in ("vars", "strings", "dims", "indexes", "coords"):
+        assert seen[key] == ours[key], key
+    assert "locus" in seen["indexes"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_export_cube__plain_zarr_opens_without_pitfall(
+    cube_path: str, tmp_path: Path, zarr_format: int
+) -> None:
+    first = cube.cube_log(cube_path)[0].snapshot
+    cube.append_cell_type(cube_path, _slab("E037", 37))
+    out = tmp_path / f"export-{zarr_format}.zarr"
+    cube.export_cube(cube_path, out, snapshot=first, zarr_format=zarr_format)
+    seen = _plain(str(out))
+    ours = _as_plain(cube.open_cube(cube_path, snapshot=first))
+    for key in ("vars", "strings", "dims", "indexes", "coords"):
+        assert seen[key] == ours[key], key
+    assert seen["strings"]["cell_type"] == ["E003", "E004"]  # the snapshot asked for
+    with pytest.raises(FileExistsError, match="not empty"):
+        cube.export_cube(cube_path, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,10 +356,8 @@ APPEND_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_append(path: Path, cell_type: str, seed: int, env: dict[str, str] | None = None):
-    script = APPEND_SCRIPT.format(
-        tests=str(Path(__file__).parent), path=str(path), cell_type=cell_type, seed=seed
-    )
+def _start_append(path: str, cell_type: str, seed: int, env: dict[str, str] | None = None):
+    script = APPEND_SCRIPT.format(tests=str(TESTS), path=path, cell_type=cell_type, seed=seed)
     return subprocess.Popen(
         [sys.executable, "-c", script],
         env={**os.environ, **(env or {})},
@@ -215,23 +366,24 @@ def _start_append(path: Path, cell_type: str, seed: int, env: dict[str, str] | N
     )
 
 
-@pytest.mark.parametrize("point", ["before_write", "during_write", "after_write", "after_commit"])
-def test_append_cell_type__sigkill_leaves_old_or_complete_cube(
-    cube_path: Path, tmp_path: Path, point: str
-) -> None:
-    before = cube.open_cube(cube_path).load()
-    marker = tmp_path / "paused"
-    proc = _start_append(
-        cube_path,
-        "E037",
-        37,
-        {"PITFALL_PAUSE_AT": point, "PITFALL_PAUSE_FILE": str(marker)},
-    )
+def _wait_paused(proc: subprocess.Popen, marker: Path) -> None:
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, "the append never reached its pause point"
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("point", ["before_write", "during_write", "after_write", "after_commit"])
+def test_append_cell_type__sigkill_leaves_old_or_complete_cube(
+    cube_path: str, tmp_path: Path, point: str
+) -> None:
+    before = cube.open_cube(cube_path).load()
+    marker = tmp_path / "paused"
+    proc = _start_append(
+        cube_path, "E037", 37, {"PITFALL_PAUSE_AT": point, "PITFALL_PAUSE_FILE": str(marker)}
+    )
+    _wait_paused(proc, marker)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -246,51 +398,149 @@ def test_append_cell_type__sigkill_leaves_old_or_complete_cube(
     xr.testing.assert_identical(
         ds.sel(cell_type=["E003", "E004"]).load().drop_attrs(), before.drop_attrs()
     )
-    # The killed writer's lock died with it: the next append goes through.
+    # Nothing of the killed writer lingers: the next append goes through.
     cube.append_cell_type(cube_path, _slab("E106", 106))
     assert list(cube.open_cube(cube_path)["cell_type"].values)[-1] == "E106"
 
 
-def test_append_cell_type__concurrent_writers_both_land(cube_path: Path, tmp_path: Path) -> None:
-    # The first writer pauses while holding the lock; the second must report that it waits,
-    # and only then is the first let go.
+def test_append_cell_type__writer_overtaken_by_another_retries_and_both_land(
+    cube_path: str, tmp_path: Path
+) -> None:
+    # The first writer has written its chunks and is about to commit when a second one
+    # starts, appends and commits: the first's commit then conflicts (its parent moved), and
+    # it must start again at the new tip instead of failing or overwriting.
     marker, resume = tmp_path / "paused", tmp_path / "resume"
-    first = _start_append(
-        cube_path,
-        "E037",
-        37,
-        {
-            "PITFALL_PAUSE_AT": "during_write",
-            "PITFALL_PAUSE_FILE": str(marker),
-            "PITFALL_RESUME_FILE": str(resume),
-        },
-    )
-    while not marker.exists():
-        assert first.poll() is None, first.stderr.read().decode()
-        time.sleep(0.02)
+    env = {
+        "PITFALL_PAUSE_AT": "after_write",
+        "PITFALL_PAUSE_FILE": str(marker),
+        "PITFALL_RESUME_FILE": str(resume),
+    }
+    first = _start_append(cube_path, "E037", 37, env)
+    _wait_paused(first, marker)
     second = _start_append(cube_path, "E106", 106)
-    line = second.stdout.readline()
-    assert b"waiting for another writer" in line
-    assert second.poll() is None
-    resume.write_text("go")
-    out2, err2 = second.communicate(timeout=120)
-    out1, err1 = first.communicate(timeout=120)
-    assert first.returncode == 0, err1.decode()
+    _, err2 = second.communicate(timeout=120)
     assert second.returncode == 0, err2.decode()
+    resume.write_text("go")
+    _, err1 = first.communicate(timeout=120)
+    assert first.returncode == 0, err1.decode()
     ds = cube.open_cube(cube_path)
-    assert list(ds["cell_type"].values) == ["E003", "E004", "E037", "E106"]
-    _assert_values(ds, "E037", 37)
-    _assert_values(ds, "E106", 106)
-    _assert_values(ds, "E003", 3)
+    assert list(ds["cell_type"].values) == ["E003", "E004", "E106", "E037"]
+    for ct, seed in (("E037", 37), ("E106", 106), ("E003", 3)):
+        _assert_values(ds, ct, seed)
+    assert [c.cell_types for c in cube.cube_log(cube_path)[:2]] == [["E037"], ["E106"]]
 
 
-def test_append_cell_type__many_simultaneous_writers(cube_path: Path) -> None:
-    procs = {ct: _start_append(cube_path, ct, i) for i, ct in enumerate(["E5", "E6", "E7", "E8"])}
+def test_append_cell_type__four_simultaneous_writers_all_land(cube_path: str) -> None:
+    cts = ["E5", "E6", "E7", "E8"]
+    procs = {ct: _start_append(cube_path, ct, i) for i, ct in enumerate(cts)}
     for ct, proc in procs.items():
-        _, err = proc.communicate(timeout=180)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"{ct}: {err.decode()}"
     ds = cube.open_cube(cube_path)
-    assert sorted(ds["cell_type"].values) == ["E003", "E004", "E5", "E6", "E7", "E8"]
-    for i, ct in enumerate(["E5", "E6", "E7", "E8"]):
+    assert sorted(ds["cell_type"].values) == ["E003", "E004", *cts]
+    for i, ct in enumerate(cts):
         _assert_values(ds, ct, i)
     assert len(cube.cube_log(cube_path)) == 1 + 1 + 4
+
+
+# --------------------------------------------------------------------------------------------
+# A stateful test: random sequences of create, append, killed writes and opens, against a
+# plain in-memory model of what the cube must hold.
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL inside one process: raised at a pause point, caught by the test."""
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """``kill_at(point)`` makes the next write die at ``point`` (None: no kill)."""
+    state = {"point": None}
+    original = cube._pause_point
+
+    def pause(name: str) -> None:
+        if name == state["point"]:
+            state["point"] = None
+            raise _Killed(name)
+        original(name)
+
+    monkeypatch.setattr(cube, "_pause_point", pause)
+    return state
+
+
+def _run_machine(where_factory, kill_at) -> None:
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+    points = st.sampled_from(["before_write", "during_write", "after_write", "after_commit"])
+    ids = st.integers(min_value=0, max_value=9).map(lambda i: f"C{i}")
+
+    class CubeMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.where = where_factory()
+            self.model: list[str] = []  # cell types, in cube order
+            self.commits = 0
+
+        def _write(self, fn, *args, point=None) -> bool:
+            """Run a write, killed at ``point``; True when it committed."""
+            kill_at["point"] = point
+            try:
+                fn(*args)
+            except _Killed as killed:
+                return str(killed) == "after_commit"
+            finally:
+                kill_at["point"] = None
+            return True
+
+        @precondition(lambda self: not self.model)
+        @rule(first=ids, point=st.none() | points)
+        def create(self, first: str, point: str | None) -> None:
+            slab = _slab(first, int(first[1:]))
+            if self._write(cube.create_cube, self.where, slab, point=point):
+                self.model, self.commits = [first], 1
+
+        @precondition(lambda self: bool(self.model))
+        @rule(ct=ids, point=st.none() | points)
+        def append(self, ct: str, point: str | None) -> None:
+            if ct in self.model:
+                with pytest.raises(cube.CubeError, match="already in the cube"):
+                    cube.append_cell_type(self.where, _slab(ct, 99))
+                return
+            if self._write(cube.append_cell_type, self.where, _slab(ct, int(ct[1:])), point=point):
+                self.model.append(ct)
+                self.commits += 1
+
+        @invariant()
+        def cube_is_the_model(self) -> None:
+            if not self.model:
+                with pytest.raises(FileNotFoundError):
+                    cube.open_cube(self.where)
+                return
+            ds = cube.open_cube(self.where)
+            assert list(ds["cell_type"].values) == self.model
+            for ct in self.model:
+                _assert_values(ds, ct, int(ct[1:]))
+            log = cube.cube_log(self.where)
+            assert [c.cell_types for c in log if c.cell_types][::-1][1:] == [
+                [c] for c in self.model[1:]
+            ]
+            assert len(log) == 1 + self.commits
+
+    CubeMachine.TestCase.settings = settings(
+        max_examples=8,
+        stateful_step_count=6,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    CubeMachine.TestCase().runTest()
+
+
+def test_cube_state_machine__local(tmp_path: Path, kill_at) -> None:
+    counter = iter(range(10_000))
+    _run_machine(lambda: str(tmp_path / f"cube{next(counter)}"), kill_at)
+
+
+def test_cube_state_machine__s3(s3, kill_at) -> None:
+    _run_machine(s3.url, kill_at)

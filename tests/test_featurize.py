@@ -99,7 +99,16 @@ def _assert_same_cube(a, b, cell_types=None) -> None:
     assert set(a.data_vars) == set(b.data_vars)
     for name in a.data_vars:
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
-    for name in ("chrom", "start", "end", "strand", "name", "cell_type_name", "cell_type_group"):
+    locus_coords = {c for c in ("strand", "name") if c in a.coords}
+    assert locus_coords == {c for c in ("strand", "name") if c in b.coords}
+    for name in (
+        "chrom",
+        "start",
+        "end",
+        *sorted(locus_coords),
+        "cell_type_name",
+        "cell_type_group",
+    ):
         assert list(a[name].values) == list(b[name].values), name
 
 
@@ -282,7 +291,6 @@ def _assert_failed_build(manifest: Path, store: Path, exc, *patterns: str) -> No
     for p in patterns:
         assert re.search(p, str(info.value)), (p, str(info.value))
     assert not store.exists()
-    assert not store.with_name(store.name + ".building").exists()
 
 
 def test_build__missing_file_is_named(comp, tmp_path) -> None:
@@ -510,7 +518,8 @@ def test_build__rerun_after_failure_leaves_no_leftovers(comp, tmp_path) -> None:
     _assert_failed_build(_write(raw, path), store, FileNotFoundError, "gone.bw")
     raw["cell_types"]["E003"]["signal"]["H3K4me3"] = good
     featurize.build(_write(raw, path), store, **INPROC)
-    assert store.is_dir() and not store.with_name("s.building").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone.bw", "manifest.toml", "s"][1:]
+    assert list(cube.open_cube(store)["cell_type"].values) == list(comp.cell_types)
 
 
 def test_append__failure_leaves_cube_unchanged(comp, tmp_path) -> None:
@@ -588,22 +597,22 @@ def _pause_env(tmp_path: Path, at: str) -> tuple[dict, Path]:
     }, pause
 
 
-def test_cli__killed_build_leaves_no_cube_and_rerun_succeeds(comp, built, tmp_path) -> None:
+def test_cli__killed_build_is_unfinished_and_rerun_finishes_it(comp, built, tmp_path) -> None:
     store = tmp_path / "s"
-    # "after_commit" of the first append: the create commit and one append are in
-    # <store>.building, four cell types are still to come.
+    # "after_commit" of the create commit: one cell type has landed, five are to come.
     env, pause = _pause_env(tmp_path, "after_commit")
     proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", env=env)
     _kill_when_paused(proc, pause)
-    building = tmp_path / "s.building"
-    assert _committed(building) == [["E003"], ["E004"]]
-    assert not store.exists()
+    assert _committed(store) == [["E003"]]
+    with pytest.raises(cube.CubeError, match="unfinished build .1 of 6 cell types"):
+        cube.open_cube(store)
 
     proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"wrote 6 cell types to {store}" in out and "loci: 400 on 3 chromosomes" in out
-    assert not building.exists()
+    # The rerun computed only the five missing cell types, each its own commit.
+    assert _committed(store) == [[c] for c in comp.cell_types]
     _assert_same_cube(_load(store), _load(built["expr"]))
 
 

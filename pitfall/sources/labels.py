@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pitfall.loci import LocusTable
 from pitfall.sources.annotation import _check_file, _open_text, chrom_order, strip_version
 
 log = logging.getLogger(__name__)
@@ -313,17 +314,28 @@ def _rename_chroms(chrom: pd.Series, chroms: Sequence[str] | None) -> pd.Series:
 # Placing points in bins
 
 
-def _bin_blocks(bins: pd.DataFrame) -> dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]]:
+def _bin_blocks(
+    bins: pd.DataFrame | LocusTable,
+) -> dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]]:
     """Per chromosome: bin row positions, their sorted starts and matching ends."""
-    chrom = bins["chrom"]
-    starts = bins["start"].to_numpy(np.int64)
-    ends = bins["end"].to_numpy(np.int64)
+    if isinstance(bins, LocusTable):
+        chrom = pd.Series(bins.chrom, copy=False)
+        starts, ends = bins.start, bins.end
+        runs = bins.chrom_runs()
+        edges = np.array([a for _, a, _ in runs], dtype=np.int64)
+        names = [c for c, _, _ in runs]
+    else:
+        chrom = bins["chrom"]
+        starts = bins["start"].to_numpy(np.int64)
+        ends = bins["end"].to_numpy(np.int64)
+        if len(chrom) == 0:
+            return {}
+        # Bins from genome_bins come in one contiguous, sorted block per chromosome: find the
+        # blocks with one vectorised comparison instead of a mask per chromosome (14.4M bins).
+        edges = np.flatnonzero((chrom != chrom.shift()).to_numpy())
+        names = chrom.iloc[edges].astype(str).tolist()
     if len(chrom) == 0:
         return {}
-    # Bins from genome_bins come in one contiguous, sorted block per chromosome: find the
-    # blocks with one vectorised comparison instead of a mask per chromosome (14.4M bins).
-    edges = np.flatnonzero((chrom != chrom.shift()).to_numpy())
-    names = chrom.iloc[edges].astype(str).tolist()
     blocks: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
     if len(set(names)) == len(names):
         bounds = [*edges.tolist(), len(chrom)]
@@ -358,7 +370,7 @@ def _place(points: np.ndarray, block: tuple[np.ndarray | slice, np.ndarray, np.n
 def _region_labels(
     chrom: pd.Series,
     points: list[np.ndarray],
-    bins: pd.DataFrame,
+    bins: pd.DataFrame | LocusTable,
     path: Any,
     what: str,
     missing: Literal["zero", "nan"],
@@ -481,7 +493,7 @@ def _sort_regions(regions: pd.DataFrame) -> pd.DataFrame:
 
 def domain_boundaries(
     domains: pd.DataFrame,
-    bins: pd.DataFrame,
+    bins: pd.DataFrame | LocusTable,
     *,
     missing: Literal["zero", "nan"] = "zero",
     return_summary: bool = False,
@@ -606,7 +618,7 @@ def read_peaks(path: str | os.PathLike, chroms: Sequence[str] | None = None) -> 
 
 def peak_labels(
     peaks: pd.DataFrame,
-    bins: pd.DataFrame,
+    bins: pd.DataFrame | LocusTable,
     *,
     missing: Literal["zero", "nan"] = "zero",
     return_summary: bool = False,

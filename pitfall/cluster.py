@@ -1,0 +1,106 @@
+"""Dask clients for pitfall's parallel work: a local cluster, a scheduler, or the caller's own.
+
+One place decides how a verb reaches workers, for every verb that has them (build, append,
+sweep):
+
+- ``client``: a :class:`distributed.Client` the caller made, e.g. from dask-jobqueue
+  (SLURM, PBS), Dask Gateway or dask-kubernetes; used as is and left open;
+- ``scheduler``: the address of a running scheduler (``tcp://host:8786``) or the path of a
+  scheduler file (``dask scheduler --scheduler-file``);
+- else a :class:`distributed.LocalCluster` of ``workers`` processes with one thread each
+  (``workers=0``: one worker thread in this process, which is what small jobs and
+  debuggers want).
+
+Floor 1: imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["dask_client", "n_threads"]
+
+
+def _is_scheduler_file(scheduler: str) -> bool:
+    return "://" not in scheduler and (scheduler.endswith(".json") or Path(scheduler).is_file())
+
+
+@contextlib.contextmanager
+def dask_client(
+    *,
+    workers: int | None = None,
+    scheduler: str | os.PathLike[str] | None = None,
+    client: Any = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """A connected :class:`distributed.Client`, closed on exit unless the caller gave it.
+
+    Parameters
+    ----------
+    workers
+        Local worker processes (one thread each); ``0`` runs one worker thread in this
+        process; default ``min(2, cores)``.
+    scheduler
+        Address (``tcp://...``) or scheduler-file path of a running cluster.
+    client
+        An existing client (takes precedence).
+    env
+        Environment variables of local worker processes.
+    """
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler:
+        scheduler = os.fspath(scheduler)
+        if _is_scheduler_file(scheduler):
+            if not Path(scheduler).is_file():
+                raise FileNotFoundError(f"{scheduler}: no such scheduler file")
+            made = Client(scheduler_file=scheduler)
+        else:
+            made = Client(scheduler)
+        try:
+            yield made
+        finally:
+            made.close()
+        return
+    in_process = workers == 0
+    cluster = LocalCluster(
+        n_workers=1 if in_process else (workers or min(2, os.cpu_count() or 1)),
+        threads_per_worker=1,
+        processes=not in_process,
+        dashboard_address=":0",  # any free port: never clash with another cluster
+        # Task errors reach the user re-raised by the driver, with their own message; the
+        # workers' tracebacks in the log would only repeat them.
+        silence_logs=logging.CRITICAL,
+        **({"env": dict(env)} if env and not in_process else {}),
+    )
+    made = Client(cluster)
+    try:
+        yield made
+    finally:
+        made.close()
+        cluster.close()
+
+
+def n_threads(client: Any) -> int:
+    """Total worker threads of a client's cluster (at least 1)."""
+    info = (
+        client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+    )
+    return max(1, sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values()))
+
+
+def _takes_n_workers(client: Any) -> bool:
+    import inspect
+
+    try:
+        return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    except (TypeError, ValueError):
+        return False

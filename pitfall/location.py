@@ -1,0 +1,276 @@
+"""Where a cube lives: a local folder or an object-store URL, as an Icechunk ``Storage``.
+
+A location is a path (``store/roadmap``, ``/data/cubes/ctcf``) or a URL:
+
+========================== ===================================================================
+``s3://bucket/prefix``     Amazon S3 or any S3-compatible store (MinIO, Ceph, R2, moto...)
+``gs://bucket/prefix``     Google Cloud Storage
+``az://container/prefix``  Azure Blob Storage (account from ``AZURE_STORAGE_ACCOUNT_NAME``)
+``file:///abs/path``       a local folder, spelled as a URL
+========================== ===================================================================
+
+Credentials always come from the environment (``AWS_ACCESS_KEY_ID`` / ``AWS_PROFILE`` / an
+instance role, ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_*``), never from the
+location, and are never written into the cube. S3-compatible servers are reached through
+the standard ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) variable, or the
+``endpoint_url`` option; the region comes from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
+(default ``us-east-1``). ``anonymous=True`` (or ``PITFALL_ANONYMOUS=1``) reads a public
+bucket without signing requests.
+
+Floor 1: imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import icechunk
+
+__all__ = ["Location", "LocationError", "parse_location", "storage"]
+
+OBJECT_SCHEMES = ("s3", "gs", "az")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class LocationError(ValueError):
+    """A cube location that names no storage pitfall can use; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed cube location.
+
+    Attributes
+    ----------
+    url
+        The location as the user wrote it (a local path is made absolute).
+    scheme
+        ``"file"`` for a local folder, else ``"s3"``, ``"gs"`` or ``"az"``.
+    bucket
+        Bucket (container for ``az``); empty for a local folder.
+    prefix
+        Key prefix inside the bucket (no leading or trailing ``/``), or the absolute folder.
+    """
+
+    url: str
+    scheme: str
+    bucket: str
+    prefix: str
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the cube is a folder on this machine's file system."""
+        return self.scheme == "file"
+
+    @property
+    def path(self) -> Path:
+        """The local folder (only for local locations)."""
+        if not self.is_local:
+            raise LocationError(f"{self.url} is not a local folder")
+        return Path(self.prefix)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def is_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is spelled as a URL (``scheme://...``), not as a path."""
+    return isinstance(text, str) and _URL.match(text) is not None
+
+
+def parse_location(location: str | os.PathLike[str] | Location) -> Location:
+    """Parse a cube location; an unknown URL scheme is an error, never a local folder.
+
+    Raises
+    ------
+    LocationError
+        For a scheme other than ``file``, ``s3``, ``gs`` and ``az``, or a URL without a bucket.
+    """
+    if isinstance(location, Location):
+        return location
+    text = os.fspath(location)
+    match = _URL.match(text)
+    if match is None:
+        path = Path(text).expanduser().resolve()
+        return Location(url=str(path), scheme="file", bucket="", prefix=str(path))
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme == "file":
+        path = Path(rest).expanduser().resolve()
+        return Location(url=str(path), scheme="file", bucket="", prefix=str(path))
+    if scheme not in OBJECT_SCHEMES:
+        raise LocationError(
+            f"cube location {text!r}: unknown scheme {scheme!r}; use a local path or a URL "
+            "s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+        )
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise LocationError(f"cube location {text!r} names no bucket ({scheme}://BUCKET/prefix)")
+    prefix = prefix.strip("/")
+    return Location(
+        url=f"{scheme}://{bucket}/{prefix}", scheme=scheme, bucket=bucket, prefix=prefix
+    )
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def s3_endpoint(endpoint_url: str | None = None) -> str | None:
+    """The S3 endpoint: the option, else ``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``."""
+    return (
+        endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def storage(
+    location: str | os.PathLike[str] | Location,
+    *,
+    anonymous: bool | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> icechunk.Storage:
+    """The Icechunk storage of a cube location, with credentials from the environment.
+
+    Parameters
+    ----------
+    location
+        Path or URL (see the module docstring).
+    anonymous
+        Do not sign requests (public buckets); default from ``PITFALL_ANONYMOUS``.
+    endpoint_url
+        S3-compatible endpoint, e.g. ``http://127.0.0.1:9000``; default from the environment.
+    region
+        S3 region; default ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / ``us-east-1``.
+    """
+    loc = parse_location(location)
+    if anonymous is None:
+        anonymous = _env_flag("PITFALL_ANONYMOUS")
+    if loc.is_local:
+        return icechunk.local_filesystem_storage(loc.prefix)
+    if loc.scheme == "s3":
+        endpoint = s3_endpoint(endpoint_url)
+        kw: dict[str, Any] = {
+            "bucket": loc.bucket,
+            "prefix": loc.prefix or None,
+            "region": region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
+            "endpoint_url": endpoint,
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            # Self-hosted S3 servers rarely resolve bucket subdomains.
+            "force_path_style": bool(endpoint),
+        }
+        if anonymous:
+            kw["anonymous"] = True
+        else:
+            kw["from_env"] = True
+        return icechunk.s3_storage(**kw)
+    if loc.scheme == "gs":
+        kw = {"bucket": loc.bucket, "prefix": loc.prefix or None}
+        return (
+            icechunk.gcs_storage(**kw, anonymous=True)
+            if anonymous
+            else icechunk.gcs_storage(**kw, from_env=True)
+        )
+    account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or os.environ.get(
+        "AZURE_STORAGE_ACCOUNT"
+    )
+    if not account:
+        raise LocationError(
+            f"{loc.url}: set AZURE_STORAGE_ACCOUNT_NAME to the storage account of the container"
+        )
+    return icechunk.azure_storage(
+        account=account, container=loc.bucket, prefix=loc.prefix, from_env=True
+    )
+
+
+def object_store(
+    location: str | Location,
+    *,
+    anonymous: bool | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> Any:
+    """An ``obstore`` store rooted at an object-store location (or any ``http(s)://`` base).
+
+    The same engine and the same environment variables as Icechunk's storage, for the
+    objects pitfall reads or writes beside a cube (inputs, exports).
+    """
+    from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
+
+    if anonymous is None:
+        anonymous = _env_flag("PITFALL_ANONYMOUS")
+    text = location.url if isinstance(location, Location) else str(location)
+    if text.startswith(("http://", "https://")):
+        return HTTPStore.from_url(text, client_options={"allow_http": text.startswith("http://")})
+    loc = parse_location(location)
+    prefix = loc.prefix or None
+    if loc.scheme == "s3":
+        endpoint = s3_endpoint(endpoint_url)
+        config: dict[str, Any] = {
+            "region": region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        }
+        if endpoint:
+            config["endpoint"] = endpoint
+        if anonymous:
+            config["skip_signature"] = True
+        return S3Store(
+            loc.bucket,
+            prefix=prefix,
+            config=config,
+            client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+        )
+    if loc.scheme == "gs":
+        return GCSStore(
+            loc.bucket, prefix=prefix, config={"skip_signature": True} if anonymous else None
+        )
+    if loc.scheme == "az":
+        return AzureStore(
+            loc.bucket, prefix=prefix, config={"skip_signature": True} if anonymous else None
+        )
+    raise LocationError(f"{loc} is a local folder, not an object store")
+
+
+def list_objects(location: str | Location, **options: Any) -> Iterator[str]:
+    """Keys under an object-store location (relative to its prefix)."""
+    import obstore
+
+    store = object_store(location, **options)
+    for batch in obstore.list(store):
+        for meta in batch:
+            yield meta["path"]
+
+
+@contextlib.contextmanager
+def commit_lock(location: str | os.PathLike[str] | Location) -> Iterator[None]:
+    """Serialise commits to a local cube; a no-op on object storage.
+
+    Icechunk's local file-system storage cannot update a branch conditionally, so two
+    processes committing at once could both succeed and one commit vanish from history.
+    Object stores update the branch with a conditional write instead: there Icechunk's own
+    optimistic concurrency (a ``ConflictError`` for the loser) is all a writer needs. The
+    lock is an OS file lock (``filelock``), released by the kernel when its holder dies.
+    """
+    loc = parse_location(location)
+    if not loc.is_local:
+        yield
+        return
+    import filelock
+
+    lock = filelock.FileLock(str(loc.path / "pitfall.lock"))
+    with lock:
+        yield
