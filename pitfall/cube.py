@@ -2,104 +2,72 @@
 
 Every write is one Icechunk commit, so a reader never sees half a cell type and a killed
 writer leaves the cube exactly as it was. A cube lives in a local folder or in object
-storage (``s3://``, ``gs://``, ``az://``: see :mod:`pitfall.location`). Schema:
-
-============ ========================== ======= ===========================================
-variable     dims                       dtype   meaning
-============ ========================== ======= ===========================================
-``signal``   (cell_type, locus, mark)   float32 mean of arcsinh(signal) over the locus window
-``label``    (cell_type, locus)         float32 binary target, NaN unknown
-``value``    (cell_type, locus)         float32 optional continuous target (e.g. RPKM)
-``sequence`` (locus, position)          uint8   A=0 C=1 G=2 T=3 N=4, strand-aware
-============ ========================== ======= ===========================================
-
-Coordinates: ``cell_type`` (with ``cell_type_name`` and ``cell_type_group``), ``mark``, and
-along ``locus``: the integer index ``locus`` (0 .. n-1, stored), ``chrom``, ``start``,
-``end`` and, where they carry information, ``strand`` and ``name`` (cubes of genome bins
-store neither: their names are ``chrom:start-end`` and their strand ``.``, see
-:func:`locus_names`). Strings are variable-length UTF-8 (numpy ``StringDType`` on read).
+storage (``s3://``, ``gs://``, ``az://``: see :mod:`pitfall.location`); its variables and
+coordinates are in :mod:`pitfall.schema` (cubes of genome bins store no ``strand`` and no
+``name``: see :func:`locus_names`).
 
 The store is plain Zarr written the way xarray writes it, so
-``xr.open_zarr(repo.readonly_session("main").store)`` without pitfall gives exactly what
+``xr.open_zarr(repo.readonly_session("main").store)`` without pitfall gives what
 :func:`open_cube` gives.
 
-Writers
--------
-A write is a *transaction*: :func:`begin_create` or :func:`begin_append` opens a session at
-the branch tip and prepares, in a forked session, the metadata of the commit (the new
-arrays, or the cell-type axis grown by one). That fork is what workers write into
-(:func:`write_region`, :func:`write_loci`); each returns its copy and
-:meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
-Icechunk's optimistic concurrency: a commit whose parent moved raises
-:class:`icechunk.ConflictError`, and the writer starts the cell type again at the new tip.
-Chunks are 1 along ``cell_type``, so an append writes only new chunks.
+This module holds the verbs on whole slabs (small cubes, tests, the synthetic compendium:
+:func:`create_cube`, :func:`append_cell_type`) and the readers (:func:`open_cube`,
+:func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
+:mod:`pitfall.transaction` directly, block by block, from workers.
+
+Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
+:mod:`pitfall.schema`, :mod:`pitfall.transaction`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from xarray.coding.strings import create_vlen_dtype
 
 from pitfall import loci as loci_mod
-from pitfall.location import Location, commit_lock, parse_location, storage
+from pitfall import repository
+from pitfall.location import parse_location
 from pitfall.loci import STR, LocusTable, chrom_order
+from pitfall.repository import open_repository
+from pitfall.schema import (
+    CELL_TYPE_COORDS,
+    DEFAULT_LOCUS_CHUNK,
+    LOCUS_COORDS,
+    PER_CELL_TYPE_VARS,
+    REQUIRED_LOCUS_COORDS,
+    SHARED_VARS,
+    VAR_DTYPES,
+    CellTypeInfo,
+    CubeError,
+    Schema,
+)
+from pitfall.transaction import begin_append, begin_create, write_loci, write_region
 
 __all__ = [
     "CubeError",
-    "Transaction",
     "append_cell_type",
-    "begin_append",
-    "begin_create",
     "chrom_order",
     "create_cube",
     "cube_info",
     "cube_log",
     "export_cube",
     "locus_names",
+    "locus_strands",
     "make_loci",
     "make_slab",
     "open_cube",
-    "open_repository",
-    "write_loci",
-    "write_region",
+    "validate",
 ]
-
-SCHEMA_VERSION = 2
-LOCUS_COORDS = ("chrom", "start", "end", "strand", "name")
-REQUIRED_LOCUS_COORDS = ("chrom", "start", "end")
-CELL_TYPE_COORDS = ("cell_type_name", "cell_type_group")
-PER_CELL_TYPE_VARS = {
-    "signal": ("cell_type", "locus", "mark"),
-    "label": ("cell_type", "locus"),
-    "value": ("cell_type", "locus"),
-}
-SHARED_VARS = {"sequence": ("locus", "position")}
-VAR_DTYPES = {"signal": np.float32, "label": np.float32, "value": np.float32, "sequence": np.uint8}
-DEFAULT_LOCUS_CHUNK = 4096
-_VSTR = create_vlen_dtype(str)
-
-# Icechunk's local storage warns on every open that concurrent commits are unsafe; local
-# commits are serialised by pitfall.location.commit_lock, so the warning is noise.
-icechunk.set_logs_filter("icechunk=error")
-
-
-class CubeError(ValueError):
-    """A slab or cube that does not fit the schema, or a write the cube must refuse."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,414 +336,8 @@ def _check_slab(cube: xr.Dataset, slab: xr.Dataset) -> None:
 # Repository plumbing
 
 
-def _has_foreign_files(loc: Location) -> bool:
-    if loc.is_local:
-        return loc.path.exists() and any(loc.path.iterdir())
-    from pitfall.location import list_objects
-
-    return next(iter(list_objects(loc)), None) is not None
-
-
-def open_repository(
-    location: str | os.PathLike[str] | Location, **storage_options: Any
-) -> icechunk.Repository:
-    """Open the Icechunk repository of an existing cube.
-
-    Raises
-    ------
-    FileNotFoundError
-        When no cube exists at ``location`` (the message says how to make one).
-    """
-    loc = parse_location(location)
-    if loc.is_local and not loc.path.is_dir():
-        raise FileNotFoundError(_no_cube(loc))
-    st = storage(loc, **storage_options)
-    try:
-        exists = icechunk.Repository.exists(st)
-    except icechunk.IcechunkError as err:
-        raise OSError(f"{loc}: cannot reach the store ({_first_line(err)})") from err
-    if not exists:
-        raise FileNotFoundError(_no_cube(loc))
-    return icechunk.Repository.open(st)
-
-
-def _no_cube(loc: Location) -> str:
-    return (
-        f"{loc} is not a pitfall cube (no Icechunk repository there); create one with "
-        "`pitfall build MANIFEST --store LOCATION` or `pitfall demo`"
-    )
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _is_empty_repository(repo: icechunk.Repository) -> bool:
-    """A repository with only Icechunk's initial commit (a build killed before its first)."""
-    return len(list(repo.ancestry(branch="main"))) <= 1
-
-
-def create_repository(
-    location: str | os.PathLike[str] | Location, **storage_options: Any
-) -> tuple[icechunk.Repository, bool]:
-    """A new, empty repository at ``location``, and whether this call created it.
-
-    An empty repository left by a build killed before its first commit is reused; anything
-    else already there (a cube, or files pitfall did not write) is refused.
-    """
-    loc = parse_location(location)
-    st = storage(loc, **storage_options)
-    if icechunk.Repository.exists(st):
-        repo = icechunk.Repository.open(st)
-        if _is_empty_repository(repo):
-            return repo, False
-        raise FileExistsError(
-            f"{loc} already holds a cube; add cell types with `pitfall append {loc} MANIFEST "
-            "--cell-type ID`, or choose a new --store"
-        )
-    if _has_foreign_files(loc):
-        raise FileExistsError(
-            f"{loc} exists and holds files that are not a pitfall cube; choose a new --store "
-            "(pitfall never writes over files it did not make)"
-        )
-    if loc.is_local:
-        loc.path.mkdir(parents=True, exist_ok=True)
-    try:
-        return icechunk.Repository.create(st), True
-    except icechunk.IcechunkError as err:
-        # Another build created it between our check and our create.
-        raise FileExistsError(
-            f"{loc}: another writer is creating a cube there ({_first_line(err)})"
-        ) from err
-
-
-def _pause_point(name: str) -> None:
-    """Let tests stop a writer at a named point (to kill it there); a no-op otherwise.
-
-    The writer announces the pause by writing ``PITFALL_PAUSE_FILE`` and waits until the
-    file ``PITFALL_RESUME_FILE`` exists (or 120 s pass).
-    """
-    if os.environ.get("PITFALL_PAUSE_AT") == name:
-        Path(os.environ["PITFALL_PAUSE_FILE"]).write_text(name)
-        resume = Path(os.environ.get("PITFALL_RESUME_FILE", "/nonexistent"))
-        deadline = time.monotonic() + 120
-        while not resume.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-
-def _json_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    # Zarr attributes must be JSON; a round trip turns numpy scalars and tuples into plain types.
-    return json.loads(json.dumps(dict(attrs), default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in cube attributes")
-
-
-@contextlib.contextmanager
-def _quiet_zarr() -> Iterator[None]:
-    # Writing vlen strings in Zarr v3 warns that the extension dtype may change; the cube
-    # pins zarr's version range, and readers are unaffected.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="zarr")
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-        yield
-
-
 # --------------------------------------------------------------------------------------------
 # Transactions: the writer side
-
-
-@dataclass(frozen=True)
-class Schema:
-    """Shape of a cube: what :func:`begin_create` makes.
-
-    Attributes
-    ----------
-    n_loci
-        Number of loci.
-    locus_chunk
-        Loci per chunk of every locus-dimensioned array.
-    marks
-        Signal marks (empty: no ``signal``).
-    value
-        Whether cell types carry a continuous ``value``.
-    sequence_length
-        Bases per locus of ``sequence`` (None: no sequence).
-    strand, name
-        Whether the loci store a strand and a name coordinate.
-    """
-
-    n_loci: int
-    locus_chunk: int = DEFAULT_LOCUS_CHUNK
-    marks: tuple[str, ...] = ()
-    value: bool = False
-    sequence_length: int | None = None
-    strand: bool = True
-    name: bool = True
-
-    def __post_init__(self) -> None:
-        if self.n_loci <= 0:
-            raise CubeError("a cube needs at least one locus; the locus set is empty")
-        if self.locus_chunk <= 0:
-            raise CubeError(f"locus_chunk must be positive, got {self.locus_chunk}")
-
-    @property
-    def chunk(self) -> int:
-        return min(self.locus_chunk, self.n_loci)
-
-    def chunk_blocks(self) -> list[tuple[int, int]]:
-        """``[i0, i1)`` of every locus chunk (the unit of a worker's write and of a digest)."""
-        return list(loci_mod.blocks(self.n_loci, self.chunk))
-
-
-@dataclass(frozen=True)
-class CellTypeInfo:
-    """A cell type's coordinates and provenance, written with its slab."""
-
-    id: str
-    name: str = ""
-    group: str = ""
-    sources: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Transaction:
-    """One commit in the making (see the module docstring).
-
-    Attributes
-    ----------
-    location
-        The cube.
-    session
-        The writable session at the tip the transaction started from.
-    fork
-        The forked session holding this commit's metadata changes: pickle it to workers.
-    index
-        Position of the first new cell type along ``cell_type``.
-    cell_types
-        Ids of the cell types this commit adds.
-    """
-
-    location: Location
-    session: icechunk.Session
-    fork: Any
-    index: int
-    cell_types: list[str]
-    action: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def commit(self, forks: Sequence[Any] = (), *, message: str | None = None) -> str:
-        """Merge the workers' forks (or this transaction's own) and commit; return the snapshot.
-
-        Raises
-        ------
-        icechunk.ConflictError
-            When another writer committed since this transaction began (start it again).
-        """
-        self.session.merge(*(forks or [self.fork]))
-        if self.attrs:
-            with _quiet_zarr():
-                group = zarr.open_group(self.session.store, mode="r+")
-                group.attrs.update(_json_attrs(self.attrs))
-        _pause_point("after_write")
-        with commit_lock(self.location):
-            snapshot = self.session.commit(
-                message or f"{self.action} {', '.join(self.cell_types)}",
-                metadata={"action": self.action, "cell_types": list(self.cell_types)},
-            )
-        _pause_point("after_commit")
-        return snapshot
-
-
-def _lazy(shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> da.Array:
-    # Never computed: xarray's to_zarr(compute=False) only needs shape, dtype and chunks.
-    return da.empty(shape, dtype=dtype, chunks=chunks)
-
-
-def _template(schema: Schema, cell_types: Sequence[CellTypeInfo], assembly: str) -> xr.Dataset:
-    n, c, k = schema.n_loci, schema.chunk, len(cell_types)
-    data_vars: dict[str, Any] = {
-        "label": (("cell_type", "locus"), _lazy((k, n), np.float32, (1, c)))
-    }
-    if schema.value:
-        data_vars["value"] = (("cell_type", "locus"), _lazy((k, n), np.float32, (1, c)))
-    coords: dict[str, Any] = {
-        "cell_type": ("cell_type", np.array([ct.id for ct in cell_types], dtype=object)),
-        "cell_type_name": (
-            "cell_type",
-            np.array([ct.name or ct.id for ct in cell_types], dtype=object),
-        ),
-        "cell_type_group": ("cell_type", np.array([ct.group for ct in cell_types], dtype=object)),
-        "chrom": ("locus", _lazy((n,), _VSTR, (c,))),
-        "start": ("locus", _lazy((n,), np.int64, (c,))),
-        "end": ("locus", _lazy((n,), np.int64, (c,))),
-    }
-    if schema.strand:
-        coords["strand"] = ("locus", _lazy((n,), _VSTR, (c,)))
-    if schema.name:
-        coords["name"] = ("locus", _lazy((n,), _VSTR, (c,)))
-    if schema.marks:
-        m = len(schema.marks)
-        data_vars["signal"] = (
-            ("cell_type", "locus", "mark"),
-            _lazy((k, n, m), np.float32, (1, c, m)),
-        )
-        coords["mark"] = ("mark", np.array(schema.marks, dtype=object))
-    if schema.sequence_length:
-        L = schema.sequence_length
-        data_vars["sequence"] = (("locus", "position"), _lazy((n, L), np.uint8, (c, L)))
-    return xr.Dataset(data_vars, coords=coords, attrs={"assembly": assembly})
-
-
-def begin_create(
-    location: str | os.PathLike[str] | Location,
-    schema: Schema,
-    cell_types: Sequence[CellTypeInfo],
-    *,
-    assembly: str,
-    attrs: Mapping[str, Any] | None = None,
-    repo: icechunk.Repository | None = None,
-    **storage_options: Any,
-) -> Transaction:
-    """Start the first commit of a new cube: every array made, none of their chunks written.
-
-    Workers then write the locus coordinates (:func:`write_loci`), the sequence and the
-    first cell types' variables (:func:`write_region`) into :attr:`Transaction.fork`.
-    """
-    loc = parse_location(location)
-    if repo is None:
-        repo, _ = create_repository(loc, **storage_options)
-    if not cell_types:
-        raise CubeError("a new cube needs at least one cell type")
-    session = repo.writable_session("main")
-    fork = session.fork()
-    ds = _template(schema, cell_types, assembly)
-    ds.attrs.update(
-        _json_attrs(
-            {
-                **(attrs or {}),
-                "assembly": assembly,
-                "pitfall_schema_version": SCHEMA_VERSION,
-                "locus_fingerprint_block": schema.chunk,
-                "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
-            }
-        )
-    )
-    encoding: dict[str, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
-    for name in ("cell_type", *CELL_TYPE_COORDS):
-        encoding[name] = {"chunks": (1,)}
-    with _quiet_zarr():
-        ds.to_zarr(fork.store, mode="w-", compute=False, consolidated=False, encoding=encoding)
-        group = zarr.open_group(fork.store, mode="r+")
-        # The locus index as a stored coordinate: plain xarray then builds the same index.
-        group.create_array(
-            "locus",
-            shape=(schema.n_loci,),
-            chunks=(schema.chunk,),
-            dtype="int64",
-            dimension_names=("locus",),
-            fill_value=0,
-        )
-    _pause_point("before_write")
-    return Transaction(loc, session, fork, 0, [ct.id for ct in cell_types], "create")
-
-
-def begin_append(
-    location: str | os.PathLike[str] | Location,
-    cell_type: CellTypeInfo,
-    *,
-    fingerprint: str | None = None,
-    repo: icechunk.Repository | None = None,
-    **storage_options: Any,
-) -> Transaction:
-    """Start a commit that adds one cell type at the end of the ``cell_type`` axis.
-
-    Refuses (:class:`CubeError`, nothing written) a cell type already in the cube, and loci
-    whose ``fingerprint`` differs from the cube's.
-    """
-    loc = parse_location(location)
-    repo = repo or open_repository(loc, **storage_options)
-    session = repo.writable_session("main")
-    _pause_point("before_write")
-    with _quiet_zarr():
-        group = zarr.open_group(session.store, mode="r")
-        present = [str(c) for c in group["cell_type"][:]]
-        attrs = dict(group.attrs)
-    if cell_type.id in present:
-        raise CubeError(
-            f"cell type {cell_type.id} is already in the cube at {loc}; a cell type is added "
-            "once (open the cube with pitfall.open_cube to see what it holds)"
-        )
-    if fingerprint is not None and fingerprint != attrs.get("locus_fingerprint"):
-        raise CubeError(
-            f"the loci to append differ from the cube's at {loc}; use the same loci source, "
-            "windows and chromosomes as the build"
-        )
-    n = len(present)
-    fork = session.fork()
-    with _quiet_zarr():
-        group = zarr.open_group(fork.store, mode="r+")
-        for name in [
-            "cell_type",
-            *CELL_TYPE_COORDS,
-            *(v for v in PER_CELL_TYPE_VARS if v in group),
-        ]:
-            arr = group[name]
-            arr.resize((n + 1, *arr.shape[1:]))
-        group["cell_type"][n] = cell_type.id
-        group["cell_type_name"][n] = cell_type.name or cell_type.id
-        group["cell_type_group"][n] = cell_type.group
-    sources = dict(attrs.get("cell_type_sources", {}))
-    sources[cell_type.id] = dict(cell_type.sources)
-    return Transaction(
-        loc, session, fork, n, [cell_type.id], "append", attrs={"cell_type_sources": sources}
-    )
-
-
-def write_region(
-    session: Any, name: str, data: np.ndarray, i0: int, index: int | None = None
-) -> Any:
-    """Write ``data`` into variable ``name`` from locus ``i0`` (at cell type ``index``).
-
-    Runs on a worker: ``session`` is a transaction's fork (or a copy of it) and comes back
-    changed. ``data`` has the variable's shape without the ``cell_type`` axis, covering whole
-    chunks along ``locus`` (the last may be partial), so no two writers share a chunk.
-    """
-    with _quiet_zarr():
-        arr = zarr.open_array(session.store, path=name, mode="r+")
-        i1 = i0 + data.shape[0]
-        if index is None:
-            arr[i0:i1] = data
-        else:
-            arr[index, i0:i1] = data
-    return session
-
-
-def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
-    """Write the locus coordinates of ``table`` from locus ``i0``; return its digest."""
-    i1 = i0 + len(table)
-    with _quiet_zarr():
-        group = zarr.open_group(session.store, mode="r+")
-        group["locus"][i0:i1] = np.arange(i0, i1, dtype=np.int64)
-        group["chrom"][i0:i1] = table.chrom
-        group["start"][i0:i1] = table.start
-        group["end"][i0:i1] = table.end
-        if schema.strand:
-            group["strand"][i0:i1] = (
-                table.strand if table.strand is not None else np.full(len(table), ".", STR)
-            )
-        if schema.name:
-            group["name"][i0:i1] = (
-                table.name if table.name is not None else loci_mod.bin_names(
-                    table.chrom, table.start, table.end
-                )
-            )  # fmt: skip
-    return loci_mod.block_digest(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -860,7 +422,7 @@ def create_cube(
         for slab in slabs
     ]
     loc = parse_location(location)
-    repo, created = create_repository(loc, **storage_options)
+    repo, created = repository.create_repository(loc, **storage_options)
     try:
         txn = begin_create(
             loc, schema, infos, assembly=first.attrs["assembly"], attrs=attrs, repo=repo
@@ -876,42 +438,9 @@ def create_cube(
         # Nothing was committed: the repository this call made goes with the failure. (Past
         # the commit nothing may remove it, whatever is raised.)
         if created:
-            remove_new_repository(loc, **storage_options)
+            repository.remove_new_repository(loc, **storage_options)
         raise
     return txn.commit(message=message or f"create with {', '.join(txn.cell_types)}")
-
-
-def remove_new_repository(location: str | os.PathLike[str] | Location, **options: Any) -> None:
-    """Delete a repository that this process created (a build that failed).
-
-    Only for a location that held nothing before the build (:func:`create_repository` made
-    sure), so nothing anyone else wrote is lost.
-    """
-    loc = parse_location(location)
-    if loc.is_local:
-        import shutil
-
-        shutil.rmtree(loc.path, ignore_errors=True)
-        return
-    import obstore
-
-    from pitfall.location import object_store
-
-    store = object_store(loc, **options)
-    for batch in obstore.list(store):
-        obstore.delete(store, [meta["path"] for meta in batch])
-
-
-def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any]:
-    """The cube's root attributes at the tip of ``branch`` (reads one small object)."""
-    with _quiet_zarr():
-        return dict(zarr.open_group(repo.readonly_session(branch).store, mode="r").attrs)
-
-
-def cell_types_of(repo: icechunk.Repository, branch: str = "main") -> list[str]:
-    """The cell types of the cube at the tip of ``branch``."""
-    group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
-    return [str(c) for c in group["cell_type"][:]] if "cell_type" in group else []
 
 
 def append_cell_type(
@@ -955,7 +484,7 @@ def append_cell_type(
         _check_slab(cube, slab)
         txn = begin_append(loc, info, repo=repo)
         _write_cell_types(txn.fork, slab, txn.index)
-        _pause_point("during_write")
+        repository.pause_point("during_write")
         try:
             return txn.commit(message=message)
         except icechunk.ConflictError:
@@ -1076,13 +605,8 @@ def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[
             }
             for name, var in ds.data_vars.items()
         },
-        "bytes_on_disk": _stored_bytes(repo),
+        "bytes_on_disk": repository.stored_bytes(repo),
     }
-
-
-def _stored_bytes(repo: icechunk.Repository) -> int:
-    stats = repo.chunk_storage_stats()
-    return int(stats.native_bytes + getattr(stats, "inlined_bytes", 0))
 
 
 def export_cube(
@@ -1109,13 +633,13 @@ def export_cube(
         var.encoding = {"chunks": chunks} if chunks else {}
     target = parse_location(out)
     if target.is_local:
-        if _has_foreign_files(target):
+        if repository.has_foreign_files(target):
             raise FileExistsError(f"{target} exists and is not empty; choose a new folder")
         store: Any = str(target.path)
     else:
         from pitfall.location import object_store
 
         store = zarr.storage.ObjectStore(object_store(target))
-    with _quiet_zarr():
+    with repository.quiet_zarr():
         ds.to_zarr(store, mode="w-", zarr_format=zarr_format, consolidated=True)
     return target.path if target.is_local else target.url

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pitfall import cube, location
+from pitfall import cube, location, repository
 
 N_LOCI = 300
 MARKS = ["H3K4me3", "H3K27me3"]
@@ -456,7 +456,7 @@ class _Killed(BaseException):
 def kill_at(monkeypatch):
     """``kill_at(point)`` makes the next write die at ``point`` (None: no kill)."""
     state = {"point": None}
-    original = cube._pause_point
+    original = repository.pause_point
 
     def pause(name: str) -> None:
         if name == state["point"]:
@@ -464,7 +464,7 @@ def kill_at(monkeypatch):
             raise _Killed(name)
         original(name)
 
-    monkeypatch.setattr(cube, "_pause_point", pause)
+    monkeypatch.setattr(repository, "pause_point", pause)
     return state
 
 

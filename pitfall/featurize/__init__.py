@@ -1,0 +1,289 @@
+"""Featurize real files into a cube: workers read inputs and write their own chunks.
+
+``build`` writes a new cube from a manifest; ``append`` adds cell types to an existing one.
+Both check every input before computing anything (:mod:`~pitfall.featurize.inputs`), then
+run a Dask task graph whose tasks each take one block of loci (whole chunks), read the
+inputs for it (local paths or URLs) and write the block straight into the cube's Icechunk
+session (:mod:`~pitfall.featurize.tasks`; :mod:`pitfall.transaction`: the forked session
+travels to the workers, their changes come back and are merged). The driver
+(:mod:`~pitfall.featurize.writer`) plans, merges and commits, one commit per cell type, in the
+requested order; it never holds a cell type's arrays, the sequence or a task's result, and
+the tasks in flight (and blocks computed ahead) are bounded, so memory depends on the block
+size, not on the number of loci.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pitfall import loci as loci_mod
+from pitfall import repository
+from pitfall.cluster import dask_client
+from pitfall.featurize.inputs import (
+    BuildError,
+    check_inputs,
+    plan_loci,
+    resolve_cell_types,
+)
+from pitfall.featurize.writer import Writer, cube_schema, jobs_for
+from pitfall.location import Location, parse_location
+from pitfall.manifest import Manifest, load_manifest
+from pitfall.schema import CubeError
+
+__all__ = ["BuildError", "BuildSummary", "append", "build"]
+
+
+@dataclass
+class BuildSummary:
+    """What a build or append wrote."""
+
+    store: str
+    cell_types: list[str]
+    n_loci: int
+    loci_per_chrom: dict[str, int]
+    marks: list[str]
+    sequence_length: int | None
+    snapshots: list[str]
+    seconds: float
+    gene_matching: dict[str, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+    retries: int = 0
+    resumed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"wrote {len(self.cell_types)} cell types to {self.store} in {self.seconds:.1f} s",
+            f"  cell types: {', '.join(self.cell_types)}",
+            f"  loci: {self.n_loci:,} on {len(self.loci_per_chrom)} chromosomes",
+            f"  marks: {', '.join(self.marks) or 'none'}",
+            f"  sequence: {f'{self.sequence_length} bp per locus' if self.sequence_length else 'none'}",
+        ]
+        if self.gene_matching:
+            g = self.gene_matching
+            lines.append(
+                "  genes: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in g.items())
+            )
+        if self.resumed:
+            lines.append(
+                f"  finished an unfinished build: {', '.join(self.resumed)} were already there"
+            )
+        if self.retries:
+            lines.append(f"  {self.retries} commit(s) redone after another writer committed first")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _featurize(
+    m: Manifest,
+    loci: loci_mod.LocusSet,
+    cell_types: list[str],
+    loc: Location,
+    *,
+    create: bool,
+    planned: list[str],
+    repo: Any,
+    workers: int | None,
+    scheduler: str | None,
+    client: Any,
+    progress: bool,
+) -> Writer:
+    jobs = jobs_for(m, loci, cell_types)
+    with dask_client(workers=workers, scheduler=scheduler, client=client) as c:
+        w = Writer(
+            c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,
+            planned=planned, repo=repo, progress=progress,
+        )  # fmt: skip
+        w.run()
+    return w
+
+
+def _workers(workers: int | None, processes: bool) -> int | None:
+    return 0 if not processes else workers
+
+
+def _same_featurization(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    # The manifest's own path may differ (a copy, a moved folder); what it says may not.
+    return {k: v for k, v in a.items() if k != "manifest"} == {
+        k: v for k, v in b.items() if k != "manifest"
+    }
+
+
+def _resume_plan(
+    loc: Location, m: Manifest, loci: loci_mod.LocusSet, cts: list[str], storage_options: Any
+) -> tuple[Any, list[str], list[str]] | None:
+    """For a cube left by an unfinished build of this manifest: (repo, planned, still to do)."""
+    repo = repository.open_repository(loc, **storage_options)
+    attrs = repository.root_attrs(repo)
+    build_state = attrs.get("build") or {}
+    if not build_state or build_state.get("complete", True):
+        return None
+    if not _same_featurization(attrs.get("featurization", {}), m.featurization()):
+        raise BuildError(
+            f"{loc} holds an unfinished build of another manifest; build to a new --store, "
+            "or finish that build with its own manifest"
+        )
+    block = int(attrs.get("locus_fingerprint_block") or 0)
+    if loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        raise BuildError(f"the loci of {m.path} changed since the unfinished build at {loc} began")
+    planned = list(build_state["cell_types"])
+    if set(cts) != set(planned):
+        raise BuildError(
+            f"{loc} holds an unfinished build of cell types {planned}; rerun it with the same "
+            "cell types to finish it"
+        )
+    present = set(repository.cell_types_of(repo))
+    return repo, planned, [ct for ct in planned if ct not in present]
+
+
+def build(
+    manifest: str | os.PathLike | Manifest,
+    store: str | os.PathLike,
+    *,
+    cell_types: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    processes: bool = True,
+    progress: bool = True,
+    **storage_options: Any,
+) -> BuildSummary:
+    """Build a new cube at ``store`` from a manifest, one commit per cell type.
+
+    A failed build leaves no cube; a killed one leaves whole cell types in a cube marked
+    unfinished (which :func:`~pitfall.cube.open_cube` refuses): running the same build again
+    finishes it, computing only the cell types still missing.
+
+    Parameters
+    ----------
+    manifest
+        Path of the manifest TOML (or a loaded :class:`~pitfall.manifest.Manifest`).
+    store
+        Location of the new cube: a folder or a URL (``s3://bucket/prefix``, ...); it must
+        not hold a cube already (use :func:`append`).
+    cell_types
+        Subset of the manifest's cell types; default all.
+    workers
+        Local Dask workers (processes, one thread each); default ``min(2, cores)``; 0 runs
+        in this process.
+    scheduler
+        Address or scheduler file of a running Dask cluster; overrides ``workers``.
+    client
+        An existing :class:`distributed.Client` (dask-jobqueue, Gateway, Kubernetes...).
+    processes
+        Local workers as processes (default) or one thread in this process.
+    storage_options
+        ``anonymous``, ``endpoint_url``, ``region`` of the cube's object store.
+    """
+    t0 = time.perf_counter()
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    loc = parse_location(store)
+    loci, gene_matching = plan_loci(m)
+    if len(loci) == 0:
+        raise BuildError(f"{m.path}: the locus set is empty (check [loci] and chroms)")
+    cts = resolve_cell_types(m, cell_types)
+    notes = check_inputs(m, loci, cts)
+    created, create, todo = False, True, cts
+    try:
+        repo, created = repository.create_repository(loc, **storage_options)
+    except FileExistsError:
+        resume = _resume_plan(loc, m, loci, cts, storage_options)
+        if resume is None:
+            raise
+        repo, cts, todo = resume
+        create = False
+    try:
+        w = _featurize(
+            m, loci, todo, loc, create=create, planned=cts, repo=repo,
+            workers=_workers(workers, processes), scheduler=scheduler, client=client,
+            progress=progress,
+        )  # fmt: skip
+    except Exception:
+        # A failed build leaves no cube: the repository it created goes. An interrupted or
+        # killed one leaves whole cell types in a cube marked unfinished, which the same
+        # build finishes when run again.
+        if created:
+            repository.remove_new_repository(loc, **storage_options)
+        raise
+    summary = _summary(w, m, loci, cts, t0, gene_matching, notes)
+    summary.resumed = [ct for ct in cts if ct not in todo]
+    return summary
+
+
+def append(
+    store: str | os.PathLike,
+    manifest: str | os.PathLike | Manifest,
+    cell_types: Sequence[str],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    processes: bool = True,
+    progress: bool = True,
+    **storage_options: Any,
+) -> BuildSummary:
+    """Add cell types from a manifest to the cube at ``store``, one commit per cell type.
+
+    The manifest must describe the cube's loci (same loci source, windows and chromosomes);
+    a cell type already in the cube is refused before anything is computed. Several
+    appenders (on several machines) may write to one cube at once: a commit that loses the
+    race is redone at the new tip.
+    """
+    t0 = time.perf_counter()
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    loc = parse_location(store)
+    repo = repository.open_repository(loc, **storage_options)
+    attrs = repository.root_attrs(repo)
+    present = sorted(set(cell_types) & set(repository.cell_types_of(repo)))
+    if present:
+        raise CubeError(f"cell types {present} are already in the cube at {loc}")
+    loci, gene_matching = plan_loci(m)
+    cts = resolve_cell_types(m, cell_types)
+    block = int(attrs.get("locus_fingerprint_block") or 0)
+    if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        raise CubeError(
+            f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
+            "same loci source, windows and chromosomes as the build"
+        )
+    notes = check_inputs(m, loci, cts)
+    w = _featurize(
+        m, loci, cts, loc, create=False, planned=[], repo=repo,
+        workers=_workers(workers, processes), scheduler=scheduler, client=client,
+        progress=progress,
+    )  # fmt: skip
+    return _summary(w, m, loci, cts, t0, gene_matching, notes)
+
+
+def _summary(
+    w: Writer,
+    m: Manifest,
+    loci: loci_mod.LocusSet,
+    cts: list[str],
+    t0: float,
+    gene_matching: dict[str, int] | None,
+    notes: list[str],
+) -> BuildSummary:
+    return BuildSummary(
+        store=str(w.loc),
+        cell_types=cts,
+        n_loci=len(loci),
+        loci_per_chrom=loci.chrom_counts(),
+        marks=m.marks,
+        sequence_length=w.schema.sequence_length,
+        snapshots=w.snapshots,
+        seconds=time.perf_counter() - t0,
+        gene_matching=gene_matching,
+        warnings=_dedupe(notes + w.notes),
+        retries=w.retries,
+    )
+
+
+def _dedupe(notes: list[str]) -> list[str]:
+    out = list(dict.fromkeys(notes))
+    for note in out:
+        warnings.warn(note, stacklevel=3)
+    return out

@@ -1,0 +1,259 @@
+"""Planning a build: the locus set, the cell types, and every input checked up front.
+
+Inputs are local paths or URLs (:mod:`pitfall.sources.remote`); the checks open each one
+once (headers, indexes, label files) and raise on the first unusable one, naming it, before
+any task runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pitfall import loci as loci_mod
+from pitfall.manifest import Manifest, Source
+from pitfall.sources import annotation, bigwig, fasta, labels, remote
+
+
+class BuildError(ValueError):
+    """Inputs that cannot be featurized; the message names the file or cell type."""
+
+
+def _local(source: Source) -> Path:
+    """A local path for a reader that needs one (remote files are cached per machine)."""
+    return (
+        remote.local_copy(source)
+        if isinstance(source, str) and remote.is_url(source)
+        else Path(source)
+    )
+
+
+def _read(reader: Callable[..., Any], source: Source, *args: Any, **kw: Any) -> Any:
+    """``reader(path)``, with a URL's local cache path replaced by the URL in errors."""
+    path = _local(source)
+    try:
+        return reader(path, *args, **kw)
+    except (ValueError, OSError) as err:
+        if str(path) != str(source) and str(path) in str(err):
+            raise type(err)(str(err).replace(str(path), str(source))) from err
+        raise
+
+
+def _signature(source: Source) -> tuple[Any, ...]:
+    """What identifies a version of an input: (mtime, size) locally, (ETag, size) remotely."""
+    if isinstance(source, str) and remote.is_url(source):
+        meta = remote.head(source)
+        return (meta["etag"], meta["size"])
+    stat = Path(source).stat()
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(kind: str, source: str, signature: tuple[Any, ...]) -> Any:
+    # Per process (each worker keeps its own): a peak or domain file is read once per
+    # worker, not once per block; keyed on the signature so an edited file is read anew.
+    readers = {
+        "table": labels.read_expression_table,
+        "domains": labels.read_domains,
+        "peaks": labels.read_peaks,
+    }
+    return _read(readers[kind], source)
+
+
+def read_input(kind: str, source: Source) -> Any:
+    """Read an expression table, domain list or peak file (cached per process and version)."""
+    return _cached(kind, str(source), _signature(source))
+
+
+def _exists(source: Source, m: Manifest) -> None:
+    if isinstance(source, str) and remote.is_url(source):
+        try:
+            remote.head(source)
+        except OSError as err:
+            raise type(err)(f"{err} (named in {m.path})") from err
+        return
+    f = Path(source)
+    if f.is_dir():
+        # BuildError, not IsADirectoryError: the CLI reports ValueErrors in one line.
+        raise BuildError(f"{f}: is a directory, not a file (named in {m.path})")
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no such file (named in {m.path})")
+    if not os.access(f, os.R_OK):
+        raise PermissionError(f"{f}: not readable (named in {m.path})")
+
+
+def _track_sizes(source: Source) -> dict[str, int]:
+    return _read(bigwig.chrom_sizes, source)
+
+
+def _fasta_sizes(source: Source) -> dict[str, int]:
+    return _read(fasta.chrom_sizes, source)
+
+
+def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
+    """The manifest's locus set (and, for expression, the gene-matching counts).
+
+    Genome bins are described by their chromosome sizes alone (:class:`~pitfall.loci.
+    GenomeBins`): no per-bin array exists until a worker builds its block.
+    """
+    if m.loci_kind == "tss":
+        genes = _read(annotation.read_genes, m.loci_path)
+        dup = genes["gene_id"][annotation.strip_version(genes["gene_id"]).duplicated().to_numpy()]
+        if len(dup):
+            raise BuildError(
+                f"{m.loci_path}: {len(dup)} duplicate gene ids (e.g. {dup.iloc[0]}); each gene "
+                "must appear once (ids are compared without their version suffix)"
+            )
+        frame = annotation.tss_windows(genes, m.upstream, m.downstream, m.chroms)
+        summary = None
+        if m.target_kind == "expression":
+            frame, summary = labels.match_genes(frame, read_input("table", m.table))
+        return loci_mod.LocusTable.from_frame(frame.reset_index(drop=True)), summary
+    if m.loci_kind == "bins":
+        sizes = _read(annotation.read_chrom_sizes, m.loci_path)
+        chroms = m.chroms or loci_mod.chrom_order(sizes)
+        missing = [c for c in chroms if c not in sizes]
+        if missing:
+            raise BuildError(f"{m.loci_path}: chromosomes {missing} (from the manifest) are absent")
+        return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms), None
+    frame = _read(annotation.read_bed_regions, m.loci_path, m.chroms)
+    return loci_mod.LocusTable.from_frame(frame), None
+
+
+def resolve_cell_types(m: Manifest, cell_types: Sequence[str] | None) -> list[str]:
+    """The manifest's cell types to featurize, checked against the manifest and the table."""
+    if m.cell_types:
+        available = list(m.cell_types)
+    else:
+        table = read_input("table", m.table)
+        available = [c for c in table.columns if c not in m.exclude]
+    if cell_types is None:
+        return available
+    unknown = [c for c in cell_types if c not in available]
+    if unknown:
+        raise BuildError(f"{m.path}: cell types {unknown} are not in the manifest ({available})")
+    return list(cell_types)
+
+
+def _missing_chrom_note(path: Source, chrom: str) -> str:
+    # One wording for the check and the task, so the summary lists each case once.
+    return f"{path} has no {chrom}: its mark is NaN on {chrom}"
+
+
+def _extents(loci: loci_mod.LocusSet) -> dict[str, tuple[int, int]]:
+    """Per chromosome of the loci: (smallest start, largest end)."""
+    if isinstance(loci, loci_mod.GenomeBins):
+        return {c: (0, n) for c, n in loci.sizes}
+    t = loci.block(0, len(loci))
+    frame = pd.DataFrame({"chrom": t.chrom.astype(object), "start": t.start, "end": t.end})
+    agg = frame.groupby("chrom", sort=False).agg(start=("start", "min"), end=("end", "max"))
+    return {str(c): (int(r.start), int(r.end)) for c, r in agg.iterrows()}
+
+
+def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> list[str]:
+    """Open every input once (headers, indexes, label files); raise on the first unusable one.
+
+    Returns warnings for the build summary (e.g. a bigWig lacking a chromosome of the loci).
+    """
+    notes: list[str] = []
+    for f in m.input_files(cell_types if m.cell_types else []):
+        _exists(f, m)
+    extents = _extents(loci)
+    loci_chroms = list(extents)
+    # Chromosome lengths other files state, to catch a FASTA cut short or from another
+    # assembly (its sequence would silently read as N past the cut).
+    reference: dict[str, tuple[int, Source]] = {}
+    if isinstance(loci, loci_mod.GenomeBins):
+        reference = {c: (n, m.loci_path) for c, n in loci.sizes}
+    if m.target_kind == "expression":
+        table = read_input("table", m.table)
+        absent = [c for c in cell_types if c not in table.columns]
+        if absent:
+            raise BuildError(
+                f"{m.table}: cell types {absent} (from {m.path}) are not columns of the "
+                f"expression table (it has {', '.join(map(str, table.columns[:8]))}, ...)"
+            )
+    for ct in cell_types if m.cell_types else []:
+        spec = m.cell_types[ct]
+        for path in spec.signal.values():
+            sizes = _track_sizes(path)
+            labels.check_chrom_names(list(sizes), loci_chroms, path)
+            notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
+            for c, n in sizes.items():
+                reference.setdefault(c, (n, path))
+        if m.target_kind in ("domains", "peaks"):
+            # Read now (they are small) so an empty or malformed call set stops the build
+            # before any work, not from inside a task.
+            regions = read_input(m.target_kind, spec.target)
+            labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, spec.target)
+    if m.fasta is not None:
+        fasta_sizes = _fasta_sizes(m.fasta)
+        labels.check_chrom_names(list(fasta_sizes), loci_chroms, m.fasta)
+        lacking = [c for c in loci_chroms if c not in fasta_sizes]
+        if lacking:
+            raise BuildError(
+                f"{m.fasta}: has no sequence for {', '.join(lacking)} (chromosomes of the loci "
+                f"of {m.path}); the FASTA must cover every chromosome of the loci"
+            )
+        for c in loci_chroms:
+            if c in reference and reference[c][0] != fasta_sizes[c]:
+                n, other = reference[c]
+                raise BuildError(
+                    f"{m.fasta}: {c} has {fasta_sizes[c]:,} bases but {other} says {n:,}; the "
+                    "FASTA is truncated or from another assembly"
+                )
+        past = [c for c, (lo, _) in extents.items() if lo >= fasta_sizes[c]]
+        if past:
+            c = past[0]
+            raise BuildError(
+                f"{m.fasta}: loci start past the end of {c} (at {extents[c][0]:,}, length "
+                f"{fasta_sizes[c]:,}); the FASTA is truncated or from another assembly"
+            )
+        if m.sequence_length is None:
+            lengths = _lengths(loci)
+            if lengths.size > 1:
+                raise BuildError(
+                    f"{m.path}: loci have {lengths.size} different lengths ({lengths[:3]}...), "
+                    "so their sequences cannot share one array; set [sequence] length = N to "
+                    "take N bp centred on each locus"
+                )
+    return notes
+
+
+def _lengths(loci: loci_mod.LocusSet) -> np.ndarray:
+    if isinstance(loci, loci_mod.GenomeBins):
+        return np.unique([min(loci.bin_size, n) for _, n in loci.sizes] + [loci.bin_size])
+    t = loci.block(0, len(loci))
+    return np.unique(t.end - t.start)
+
+
+def file_checksum(path: Source, algorithm: str = "sha256") -> dict[str, Any]:
+    """How to recognise an input later: sha256 of a local file, ETag and size of a URL."""
+    if isinstance(path, str) and remote.is_url(path):
+        meta = remote.head(path)
+        return {"path": path, "etag": meta["etag"], "size": meta["size"]}
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(path), algorithm: h.hexdigest()}
+
+
+def sequence_windows(
+    table: loci_mod.LocusTable, length: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence windows: the loci themselves, or ``length`` bp centred on each locus.
+
+    The centre is ``(start + end) // 2``; the window is ``[centre - length // 2, + length)``.
+    """
+    if length is None:
+        return table.start, table.end
+    lo = (table.start + table.end) // 2 - length // 2
+    return lo, lo + length

@@ -1,0 +1,149 @@
+"""What the workers run: compute one cell type's block of loci, and write it into the cube.
+
+Plain functions of small arguments (a job description, the locus set, a block range, the
+transaction's fork as bytes), so any Dask worker can run them; each writes into its own
+copy of the fork and returns it with its notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pitfall import loci as loci_mod
+from pitfall import transaction
+from pitfall.featurize.inputs import (
+    _local,
+    _missing_chrom_note,
+    file_checksum,
+    read_input,
+    sequence_windows,
+)
+from pitfall.manifest import Manifest, Source
+from pitfall.schema import Schema
+from pitfall.sources import bigwig, fasta, labels
+
+
+@dataclass(frozen=True)
+class CellTypeJob:
+    """Everything a worker needs to compute one cell type's blocks."""
+
+    id: str
+    kind: str  # expression | domains | peaks
+    marks: tuple[str, ...]
+    signal: tuple[Source, ...]
+    target: Source | None = None
+    values: np.ndarray | None = None  # expression: one value per locus of the cube
+    threshold: float = 0.5
+
+
+@dataclass
+class BlockData:
+    """One cell type's variables over one block of loci (kept on the worker that made it)."""
+
+    i0: int
+    label: np.ndarray
+    value: np.ndarray | None
+    signal: np.ndarray | None
+    notes: list[str]
+
+
+def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -> BlockData:
+    """Label, value and signal of one cell type over loci ``[i0, i1)``."""
+    table = loci.block(i0, i1)
+    notes: list[str] = []
+    value = None
+    if job.kind == "expression":
+        value = np.asarray(job.values[i0:i1], dtype=np.float32)
+        label = np.where(np.isnan(value), np.float32(np.nan), value > job.threshold)
+        label = label.astype(np.float32)
+    else:
+        regions = read_input(job.kind, job.target)
+        place = labels.domain_boundaries if job.kind == "domains" else labels.peak_labels
+        label, summary = place(regions, table, missing="nan", return_summary=True)
+        notes += [
+            f"{job.target} has no {job.kind} on {c}: its labels are NaN there"
+            for c in summary.get("chroms_without", [])
+        ]
+    signal = None
+    if job.marks:
+        signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
+        runs = table.chrom_runs()
+        for j, path in enumerate(job.signal):
+            local = _local(path)
+            for chrom, a, b in runs:
+                try:
+                    signal[a:b, j] = bigwig.window_means(
+                        local, chrom, table.start[a:b], table.end[a:b]
+                    )
+                except bigwig.MissingChromosome:
+                    notes.append(_missing_chrom_note(path, chrom))
+    return BlockData(i0, label, value, signal, notes)
+
+
+def _fresh(fork_bytes: bytes) -> Any:
+    # Each task writes into its own copy of the transaction's fork (also in-process, where
+    # Dask would otherwise hand every task the same object).
+    import pickle
+
+    return pickle.loads(fork_bytes)
+
+
+def write_block(fork_bytes: bytes, index: int, data: BlockData) -> tuple[Any, list[str]]:
+    """Write a computed block at cell type ``index``; return the changed fork and notes."""
+    fork = _fresh(fork_bytes)
+    transaction.write_region(fork, "label", data.label, data.i0, index)
+    if data.value is not None:
+        transaction.write_region(fork, "value", data.value, data.i0, index)
+    if data.signal is not None:
+        transaction.write_region(fork, "signal", data.signal, data.i0, index)
+    return fork, data.notes
+
+
+def compute_write_block(
+    fork_bytes: bytes, index: int, job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int
+) -> tuple[Any, list[str]]:
+    """:func:`compute_block` then :func:`write_block`, in one task."""
+    return write_block(fork_bytes, index, compute_block(job, loci, i0, i1))
+
+
+def write_loci_block(
+    fork_bytes: bytes, loci: loci_mod.LocusSet, i0: int, i1: int, schema: Schema
+) -> tuple[Any, dict[int, str]]:
+    """Write the coordinates of loci ``[i0, i1)``; return the fork and each chunk's digest."""
+    fork = _fresh(fork_bytes)
+    digests = {}
+    for a, b in loci_mod.blocks(i1 - i0, schema.chunk):
+        digests[i0 + a] = transaction.write_loci(fork, loci.block(i0 + a, i0 + b), i0 + a, schema)
+    return fork, digests
+
+
+def write_sequence_block(
+    fork_bytes: bytes, source: Source, loci: loci_mod.LocusSet, i0: int, i1: int, length: int | None
+) -> Any:
+    """Write the sequence codes of loci ``[i0, i1)`` (strand-aware)."""
+    fork = _fresh(fork_bytes)
+    table = loci.block(i0, i1)
+    lo, hi = sequence_windows(table, length)
+    path = _local(source)
+    parts = [
+        fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
+        for chrom, a, b in table.chrom_runs()
+    ]
+    transaction.write_region(fork, "sequence", np.concatenate(parts), i0)
+    return fork
+
+
+def checksums(m: Manifest, ct: str) -> dict[str, Any]:
+    """Checksums of the files one cell type is computed from (a task: files can be large)."""
+    spec = m.cell_types.get(ct)
+    files: dict[str, Source] = {}
+    if spec is not None:
+        files = {f"signal:{k}": v for k, v in spec.signal.items()}
+        if spec.target is not None:
+            files["target"] = spec.target
+    if m.table is not None:
+        files["table"] = m.table
+    return {key: file_checksum(p) for key, p in files.items()}

@@ -1,0 +1,185 @@
+"""Icechunk repository plumbing of a cube: open, create, remove, and test hooks.
+
+A repository is where a cube's snapshots live (:mod:`pitfall.location` says where). Creating
+one refuses any location that already holds something (a cube, or files pitfall did not
+write); an empty repository left by a build killed before its first commit is reused.
+
+Floor 1: imports only :mod:`pitfall.location`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import icechunk
+import numpy as np
+import zarr
+
+from pitfall.location import Location, parse_location, storage
+
+# Icechunk's local storage warns on every open that concurrent commits are unsafe; local
+# commits are serialised by pitfall.location.commit_lock, so the warning is noise.
+icechunk.set_logs_filter("icechunk=error")
+
+
+def has_foreign_files(loc: Location) -> bool:
+    if loc.is_local:
+        return loc.path.exists() and any(loc.path.iterdir())
+    from pitfall.location import list_objects
+
+    return next(iter(list_objects(loc)), None) is not None
+
+
+def open_repository(
+    location: str | os.PathLike[str] | Location, **storage_options: Any
+) -> icechunk.Repository:
+    """Open the Icechunk repository of an existing cube.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no cube exists at ``location`` (the message says how to make one).
+    """
+    loc = parse_location(location)
+    if loc.is_local and not loc.path.is_dir():
+        raise FileNotFoundError(_no_cube(loc))
+    st = storage(loc, **storage_options)
+    try:
+        exists = icechunk.Repository.exists(st)
+    except icechunk.IcechunkError as err:
+        raise OSError(f"{loc}: cannot reach the store ({_first_line(err)})") from err
+    if not exists:
+        raise FileNotFoundError(_no_cube(loc))
+    return icechunk.Repository.open(st)
+
+
+def _no_cube(loc: Location) -> str:
+    return (
+        f"{loc} is not a pitfall cube (no Icechunk repository there); create one with "
+        "`pitfall build MANIFEST --store LOCATION` or `pitfall demo`"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _is_empty_repository(repo: icechunk.Repository) -> bool:
+    """A repository with only Icechunk's initial commit (a build killed before its first)."""
+    return len(list(repo.ancestry(branch="main"))) <= 1
+
+
+def create_repository(
+    location: str | os.PathLike[str] | Location, **storage_options: Any
+) -> tuple[icechunk.Repository, bool]:
+    """A new, empty repository at ``location``, and whether this call created it.
+
+    An empty repository left by a build killed before its first commit is reused; anything
+    else already there (a cube, or files pitfall did not write) is refused.
+    """
+    loc = parse_location(location)
+    st = storage(loc, **storage_options)
+    if icechunk.Repository.exists(st):
+        repo = icechunk.Repository.open(st)
+        if _is_empty_repository(repo):
+            return repo, False
+        raise FileExistsError(
+            f"{loc} already holds a cube; add cell types with `pitfall append {loc} MANIFEST "
+            "--cell-type ID`, or choose a new --store"
+        )
+    if has_foreign_files(loc):
+        raise FileExistsError(
+            f"{loc} exists and holds files that are not a pitfall cube; choose a new --store "
+            "(pitfall never writes over files it did not make)"
+        )
+    if loc.is_local:
+        loc.path.mkdir(parents=True, exist_ok=True)
+    try:
+        return icechunk.Repository.create(st), True
+    except icechunk.IcechunkError as err:
+        # Another build created it between our check and our create.
+        raise FileExistsError(
+            f"{loc}: another writer is creating a cube there ({_first_line(err)})"
+        ) from err
+
+
+def remove_new_repository(location: str | os.PathLike[str] | Location, **options: Any) -> None:
+    """Delete a repository that this process created (a build that failed).
+
+    Only for a location that held nothing before the build (:func:`create_repository` made
+    sure), so nothing anyone else wrote is lost.
+    """
+    loc = parse_location(location)
+    if loc.is_local:
+        import shutil
+
+        shutil.rmtree(loc.path, ignore_errors=True)
+        return
+    import obstore
+
+    from pitfall.location import object_store
+
+    store = object_store(loc, **options)
+    for batch in obstore.list(store):
+        obstore.delete(store, [meta["path"] for meta in batch])
+
+
+def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any]:
+    """The cube's root attributes at the tip of ``branch`` (reads one small object)."""
+    with quiet_zarr():
+        return dict(zarr.open_group(repo.readonly_session(branch).store, mode="r").attrs)
+
+
+def cell_types_of(repo: icechunk.Repository, branch: str = "main") -> list[str]:
+    """The cell types of the cube at the tip of ``branch``."""
+    group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
+    return [str(c) for c in group["cell_type"][:]] if "cell_type" in group else []
+
+
+def pause_point(name: str) -> None:
+    """Let tests stop a writer at a named point (to kill it there); a no-op otherwise.
+
+    The writer announces the pause by writing ``PITFALL_PAUSE_FILE`` and waits until the
+    file ``PITFALL_RESUME_FILE`` exists (or 120 s pass).
+    """
+    if os.environ.get("PITFALL_PAUSE_AT") == name:
+        Path(os.environ["PITFALL_PAUSE_FILE"]).write_text(name)
+        resume = Path(os.environ.get("PITFALL_RESUME_FILE", "/nonexistent"))
+        deadline = time.monotonic() + 120
+        while not resume.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def json_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    # Zarr attributes must be JSON; a round trip turns numpy scalars and tuples into plain types.
+    return json.loads(json.dumps(dict(attrs), default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in cube attributes")
+
+
+@contextlib.contextmanager
+def quiet_zarr() -> Iterator[None]:
+    # Writing vlen strings in Zarr v3 warns that the extension dtype may change; the cube
+    # pins zarr's version range, and readers are unaffected.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="zarr")
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        yield
+
+
+def stored_bytes(repo: icechunk.Repository) -> int:
+    stats = repo.chunk_storage_stats()
+    return int(stats.native_bytes + getattr(stats, "inlined_bytes", 0))

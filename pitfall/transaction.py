@@ -1,0 +1,235 @@
+"""Writing a cube: one commit, prepared by the driver, written by workers, merged.
+
+A write is a *transaction*: :func:`begin_create` or :func:`begin_append` opens a session at
+the branch tip and prepares, in a forked session, the metadata of the commit (the new
+arrays, or the cell-type axis grown by one). That fork is what workers write into
+(:func:`write_region`, :func:`write_loci`), each into its own copy, which comes back;
+:meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
+Icechunk's optimistic concurrency: a commit whose parent moved raises
+:class:`icechunk.ConflictError`, and the writer starts the cell type again at the new tip.
+Chunks are 1 along ``cell_type``, so an append writes only new chunks.
+
+Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
+:mod:`pitfall.schema`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import icechunk
+import numpy as np
+import zarr
+
+from pitfall import loci as loci_mod
+from pitfall import repository
+from pitfall.location import Location, commit_lock, parse_location
+from pitfall.loci import STR, LocusTable
+from pitfall.schema import (
+    CELL_TYPE_COORDS,
+    PER_CELL_TYPE_VARS,
+    SCHEMA_VERSION,
+    CellTypeInfo,
+    CubeError,
+    Schema,
+    template,
+)
+
+
+@dataclass
+class Transaction:
+    """One commit in the making (see the module docstring).
+
+    Attributes
+    ----------
+    location
+        The cube.
+    session
+        The writable session at the tip the transaction started from.
+    fork
+        The forked session holding this commit's metadata changes: pickle it to workers.
+    index
+        Position of the first new cell type along ``cell_type``.
+    cell_types
+        Ids of the cell types this commit adds.
+    """
+
+    location: Location
+    session: icechunk.Session
+    fork: Any
+    index: int
+    cell_types: list[str]
+    action: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def commit(self, forks: Sequence[Any] = (), *, message: str | None = None) -> str:
+        """Merge the workers' forks (or this transaction's own) and commit; return the snapshot.
+
+        Raises
+        ------
+        icechunk.ConflictError
+            When another writer committed since this transaction began (start it again).
+        """
+        self.session.merge(*(forks or [self.fork]))
+        if self.attrs:
+            with repository.quiet_zarr():
+                group = zarr.open_group(self.session.store, mode="r+")
+                group.attrs.update(repository.json_attrs(self.attrs))
+        repository.pause_point("after_write")
+        with commit_lock(self.location):
+            snapshot = self.session.commit(
+                message or f"{self.action} {', '.join(self.cell_types)}",
+                metadata={"action": self.action, "cell_types": list(self.cell_types)},
+            )
+        repository.pause_point("after_commit")
+        return snapshot
+
+
+def begin_create(
+    location: str | os.PathLike[str] | Location,
+    schema: Schema,
+    cell_types: Sequence[CellTypeInfo],
+    *,
+    assembly: str,
+    attrs: Mapping[str, Any] | None = None,
+    repo: icechunk.Repository | None = None,
+    **storage_options: Any,
+) -> Transaction:
+    """Start the first commit of a new cube: every array made, none of their chunks written.
+
+    Workers then write the locus coordinates (:func:`write_loci`), the sequence and the
+    first cell types' variables (:func:`write_region`) into :attr:`Transaction.fork`.
+    """
+    loc = parse_location(location)
+    if repo is None:
+        repo, _ = repository.create_repository(loc, **storage_options)
+    if not cell_types:
+        raise CubeError("a new cube needs at least one cell type")
+    session = repo.writable_session("main")
+    fork = session.fork()
+    ds = template(schema, cell_types, assembly)
+    ds.attrs.update(
+        repository.json_attrs(
+            {
+                **(attrs or {}),
+                "assembly": assembly,
+                "pitfall_schema_version": SCHEMA_VERSION,
+                "locus_fingerprint_block": schema.chunk,
+                "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
+            }
+        )
+    )
+    encoding: dict[str, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
+    for name in ("cell_type", *CELL_TYPE_COORDS):
+        encoding[name] = {"chunks": (1,)}
+    with repository.quiet_zarr():
+        ds.to_zarr(fork.store, mode="w-", compute=False, consolidated=False, encoding=encoding)
+        group = zarr.open_group(fork.store, mode="r+")
+        # The locus index as a stored coordinate: plain xarray then builds the same index.
+        group.create_array(
+            "locus",
+            shape=(schema.n_loci,),
+            chunks=(schema.chunk,),
+            dtype="int64",
+            dimension_names=("locus",),
+            fill_value=0,
+        )
+    repository.pause_point("before_write")
+    return Transaction(loc, session, fork, 0, [ct.id for ct in cell_types], "create")
+
+
+def begin_append(
+    location: str | os.PathLike[str] | Location,
+    cell_type: CellTypeInfo,
+    *,
+    fingerprint: str | None = None,
+    repo: icechunk.Repository | None = None,
+    **storage_options: Any,
+) -> Transaction:
+    """Start a commit that adds one cell type at the end of the ``cell_type`` axis.
+
+    Refuses (:class:`CubeError`, nothing written) a cell type already in the cube, and loci
+    whose ``fingerprint`` differs from the cube's.
+    """
+    loc = parse_location(location)
+    repo = repo or repository.open_repository(loc, **storage_options)
+    session = repo.writable_session("main")
+    repository.pause_point("before_write")
+    with repository.quiet_zarr():
+        group = zarr.open_group(session.store, mode="r")
+        present = [str(c) for c in group["cell_type"][:]]
+        attrs = dict(group.attrs)
+    if cell_type.id in present:
+        raise CubeError(
+            f"cell type {cell_type.id} is already in the cube at {loc}; a cell type is added "
+            "once (open the cube with pitfall.open_cube to see what it holds)"
+        )
+    if fingerprint is not None and fingerprint != attrs.get("locus_fingerprint"):
+        raise CubeError(
+            f"the loci to append differ from the cube's at {loc}; use the same loci source, "
+            "windows and chromosomes as the build"
+        )
+    n = len(present)
+    fork = session.fork()
+    with repository.quiet_zarr():
+        group = zarr.open_group(fork.store, mode="r+")
+        for name in [
+            "cell_type",
+            *CELL_TYPE_COORDS,
+            *(v for v in PER_CELL_TYPE_VARS if v in group),
+        ]:
+            arr = group[name]
+            arr.resize((n + 1, *arr.shape[1:]))
+        group["cell_type"][n] = cell_type.id
+        group["cell_type_name"][n] = cell_type.name or cell_type.id
+        group["cell_type_group"][n] = cell_type.group
+    sources = dict(attrs.get("cell_type_sources", {}))
+    sources[cell_type.id] = dict(cell_type.sources)
+    return Transaction(
+        loc, session, fork, n, [cell_type.id], "append", attrs={"cell_type_sources": sources}
+    )
+
+
+def write_region(
+    session: Any, name: str, data: np.ndarray, i0: int, index: int | None = None
+) -> Any:
+    """Write ``data`` into variable ``name`` from locus ``i0`` (at cell type ``index``).
+
+    Runs on a worker: ``session`` is a transaction's fork (or a copy of it) and comes back
+    changed. ``data`` has the variable's shape without the ``cell_type`` axis, covering whole
+    chunks along ``locus`` (the last may be partial), so no two writers share a chunk.
+    """
+    with repository.quiet_zarr():
+        arr = zarr.open_array(session.store, path=name, mode="r+")
+        i1 = i0 + data.shape[0]
+        if index is None:
+            arr[i0:i1] = data
+        else:
+            arr[index, i0:i1] = data
+    return session
+
+
+def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
+    """Write the locus coordinates of ``table`` from locus ``i0``; return its digest."""
+    i1 = i0 + len(table)
+    with repository.quiet_zarr():
+        group = zarr.open_group(session.store, mode="r+")
+        group["locus"][i0:i1] = np.arange(i0, i1, dtype=np.int64)
+        group["chrom"][i0:i1] = table.chrom
+        group["start"][i0:i1] = table.start
+        group["end"][i0:i1] = table.end
+        if schema.strand:
+            group["strand"][i0:i1] = (
+                table.strand if table.strand is not None else np.full(len(table), ".", STR)
+            )
+        if schema.name:
+            group["name"][i0:i1] = (
+                table.name if table.name is not None else loci_mod.bin_names(
+                    table.chrom, table.start, table.end
+                )
+            )  # fmt: skip
+    return loci_mod.block_digest(table)
