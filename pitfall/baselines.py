@@ -191,20 +191,39 @@ def score_predictions(test: xr.Dataset, scores: xr.DataArray) -> dict[str, float
 
     Loci whose label is NaN are left out (:func:`pitfall.evaluate.average_precision`); so
     are loci a baseline cannot score (NaN score: no training cell type has a label there),
-    and their number is returned under ``"n_unscored"``. Lazy inputs are reduced chunk by
-    chunk.
+    and their number is returned under ``"n_unscored"``. Every value comes from one pass
+    over the chunks (:func:`pitfall.evaluate.average_precision_by_cell_type`).
+
+    Parameters
+    ----------
+    test : xarray.Dataset
+        The split's test selection, with ``label`` (cell_type, locus).
+    scores : xarray.DataArray (cell_type, locus)
+        Predictions on the same cell types and loci.
+
+    Returns
+    -------
+    dict
+        Test cell type -> AP; ``"pooled"`` -> AP over every (cell type, locus) pair (with
+        more than one test cell type); ``"n_unscored"`` -> int.
+
+    Raises
+    ------
+    ValueError
+        When a test cell type has no positive scored locus (its AP is undefined).
     """
     label = test["label"].transpose("cell_type", "locus")
-    scores = scores.transpose("cell_type", "locus")
-    unscored = scores.isnull() & label.notnull()
-    label = label.where(~unscored)
-    scores = scores.fillna(0.0)
-    out: dict[str, float] = {}
-    for ct in map(str, label["cell_type"].values):
-        out[ct] = evaluate.average_precision(label.sel(cell_type=ct), scores.sel(cell_type=ct))
-    if label.sizes["cell_type"] > 1:
-        out["pooled"] = evaluate.average_precision(label, scores)
-    out["n_unscored"] = int(unscored.sum())
+    table = evaluate.average_precision_by_cell_type(
+        label, scores.transpose("cell_type", "locus"), pooled=label.sizes["cell_type"] > 1
+    )
+    undefined = table.index[table["n_positive"] == 0].tolist()
+    if undefined:
+        raise ValueError(
+            f"average precision is undefined: no positive label for {undefined} (once NaN "
+            "labels and unscored loci are left out)"
+        )
+    out: dict[str, float] = {str(ct): float(ap) for ct, ap in table["ap"].items()}
+    out["n_unscored"] = int(table["n_unscored"].drop("pooled", errors="ignore").sum())
     return out
 
 

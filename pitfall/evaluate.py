@@ -22,7 +22,12 @@ The chunked path (:func:`score_counts`, :func:`merge_score_counts`,
 :func:`average_precision_from_counts`, :func:`average_precision_dask`) computes the
 same number from per-distinct-score counts, so its memory is bounded by the number of
 distinct scores rather than the number of items; :func:`partitioned_ap_dask` does the
-same per group of loci (the partitioned evaluation, chunk by chunk). The grouped functions
+same per group of loci (the partitioned evaluation, chunk by chunk). Two functions read
+each chunk once for several statistics: :func:`average_precision_by_cell_type` (AP per
+cell type, pooled AP and unscored loci of any predictor) and
+:func:`average_activity_evaluation` (for every line held out in turn, the average-activity
+baseline's AP, AP per activity group and unscored loci, from integer counts per chunk:
+:func:`leave_one_out_counts`). The grouped functions
 (:func:`ap_by_group`, :func:`partitioned_evaluation`, :func:`mann_whitney_by_group`,
 :func:`baseline_strength`) load their inputs into memory: one cell type's 14.4 million
 loci is about 100 MB per float64 array.
@@ -43,13 +48,17 @@ from scipy import stats
 __all__ = [
     "ScoreCounts",
     "GroupCounts",
+    "AverageActivityEvaluation",
     "ap_by_group",
+    "average_activity_evaluation",
     "average_precision",
+    "average_precision_by_cell_type",
     "average_precision_dask",
     "average_precision_from_counts",
     "baseline_strength",
     "mann_whitney_by_group",
     "group_score_counts",
+    "leave_one_out_counts",
     "merge_group_counts",
     "merge_score_counts",
     "partition_by_activity",
@@ -57,6 +66,7 @@ __all__ = [
     "partitioned_evaluation",
     "random_ap",
     "residual_target",
+    "row_score_counts",
     "score_counts",
     "score_from_residual",
 ]
@@ -337,9 +347,9 @@ def _is_lazy(x: ArrayLike) -> bool:
     return isinstance(x, da.Array) or (isinstance(x, xr.DataArray) and isinstance(x.data, da.Array))
 
 
-def _tree_merge(parts: list[Any], fan_in: int) -> Any:
-    """Merge delayed counts in a tree so no task holds more than ``fan_in`` inputs."""
-    merge = dask.delayed(merge_score_counts, pure=True)
+def _merge_tree(parts: list[Any], merge: Any, fan_in: int) -> Any:
+    """Merge delayed per-chunk results in a tree so no task holds more than ``fan_in``."""
+    merge = dask.delayed(merge, pure=True)
     while len(parts) > 1:
         parts = [merge(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
     return parts[0]
@@ -402,7 +412,7 @@ def average_precision_dask(
         count(bt, bs)
         for bt, bs in zip(yt.to_delayed().ravel(), ys.to_delayed().ravel(), strict=True)
     ]
-    (total,) = dask.compute(_tree_merge(parts, fan_in))
+    (total,) = dask.compute(_merge_tree(parts, merge_score_counts, fan_in))
     ap = average_precision_from_counts(*total)
     return (ap, total) if return_counts else ap
 
@@ -633,10 +643,7 @@ def partitioned_ap_dask(
             yt.to_delayed().ravel(), ys.to_delayed().ravel(), yg.to_delayed().ravel(), strict=True
         )
     ]
-    merge = dask.delayed(merge_group_counts, pure=True)
-    while len(parts) > 1:
-        parts = [merge(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
-    (total,) = dask.compute(parts[0])
+    (total,) = dask.compute(_merge_tree(parts, merge_group_counts, fan_in))
     keys = sorted(total)
     out = {key: _ap_from_counts_or_nan(total[key]) for key in keys}
     if include_all:
@@ -649,6 +656,499 @@ def _ap_from_counts_or_nan(counts: ScoreCounts) -> float:
     if not np.any(counts[1] > 0):
         return float("nan")
     return average_precision_from_counts(*counts)
+
+
+# ------------------------------------------------------------- one pass per chunk
+
+
+def _labels_2d(labels: ArrayLike, dim: str) -> tuple[ArrayLike, list[Hashable]]:
+    """``labels`` with the cell-type axis first, and the names along it.
+
+    A DataArray must have dims ``(dim, other)``; an array must be 2-D and its rows are
+    named 0..n-1.
+    """
+    if isinstance(labels, xr.DataArray):
+        if labels.ndim != 2 or dim not in labels.dims:
+            raise ValueError(f"labels must be 2-D with a {dim!r} dim, got dims {labels.dims}")
+        labels = labels.transpose(dim, ...)
+        names = list(labels[dim].values) if dim in labels.coords else list(range(len(labels)))
+        return labels, [n.item() if isinstance(n, np.generic) else n for n in names]
+    shape = labels.shape if isinstance(labels, da.Array) else np.shape(labels)
+    if len(shape) != 2:
+        raise ValueError(f"labels must be 2-D (cell_type, locus), got shape {shape}")
+    return labels, list(range(shape[0]))
+
+
+N_STATES = 3
+"""Label states counted by :func:`leave_one_out_counts`: 0 unlabelled (NaN), 1 negative
+(0), 2 positive (1)."""
+
+
+PATTERN_MAX_LINES = 10
+"""Up to this many lines, :func:`leave_one_out_counts` histograms whole label patterns
+(``3 ** n_lines`` codes, which fit in uint16); beyond, it counts target by target."""
+
+
+def leave_one_out_counts(
+    labels: ArrayLike,
+    targets: ArrayLike | None = None,
+    *,
+    method: Literal["auto", "patterns", "targets"] = "auto",
+) -> np.ndarray:
+    """Everything the average-activity evaluation needs, per held-out row (one chunk).
+
+    Holding out row ``t``, the average-activity baseline scores a locus ``p / k``: ``k``
+    other rows are labelled there and ``p`` of them are 1 (NaN if ``k = 0``: the locus
+    is unscored). The locus's group in the partitioned evaluation
+    (:func:`partition_by_activity` of the other rows) is ``p``. Score, group and
+    scoredness are therefore all functions of ``(p, k)``, so counting loci per (label of
+    row ``t``, p, k) gives every AP, every group's AP and the unscored loci exactly,
+    from integer histograms, with no sort and no float score.
+
+    Parameters
+    ----------
+    labels : array-like, shape (n_lines, n_loci)
+        Binary labels (0, 1, NaN) of every line in one chunk of loci.
+    targets : array-like of int, shape (n_targets,), optional
+        Rows held out in turn (default: every row).
+    method : {"auto", "patterns", "targets"}
+        ``"patterns"``: one histogram of each locus's whole label pattern (NaN/0/1 in
+        every row, ``3 ** n_lines`` codes), from which every target's counts follow;
+        one pass over the loci whatever the number of targets, for at most
+        :data:`PATTERN_MAX_LINES` lines. ``"targets"``: one histogram per target.
+        ``"auto"``: patterns when they fit. Both give the same counts.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_targets, 3, n_lines, n_lines), int64
+        ``counts[i, s, p, k]``: loci whose label in row ``targets[i]`` is NaN (``s=0``),
+        0 (``s=1``) or 1 (``s=2``), that are 1 in ``p`` of the other rows and labelled
+        in ``k`` of them (``p <= k <= n_lines - 1``; other entries are 0).
+
+    Raises
+    ------
+    ValueError
+        When ``labels`` is not 2-D or holds a value other than 0, 1 and NaN, or
+        ``method="patterns"`` with more than :data:`PATTERN_MAX_LINES` lines.
+    """
+    y = _to_numpy(labels)
+    if y.ndim != 2:
+        raise ValueError(f"labels must be 2-D (line, locus), got shape {y.shape}")
+    if method not in ("auto", "patterns", "targets"):
+        raise ValueError(f'method must be "auto", "patterns" or "targets", got {method!r}')
+    n = y.shape[0]
+    if method == "patterns" and n > PATTERN_MAX_LINES:
+        raise ValueError(f"method='patterns' takes at most {PATTERN_MAX_LINES} lines, got {n}")
+    rows = np.arange(n) if targets is None else np.asarray(targets, dtype=np.intp)
+    pos = y == 1
+    neg = y == 0
+    n_nan = np.count_nonzero(np.isnan(y)) if y.dtype.kind == "f" else 0
+    if n_nan + np.count_nonzero(pos) + np.count_nonzero(neg) != y.size:
+        known = ~np.isnan(y) if y.dtype.kind == "f" else np.ones(y.shape, dtype=bool)
+        bad = np.unique(y[known & ~pos & ~neg])[:5]
+        raise ValueError(f"labels must be 0, 1 or NaN, found {bad.tolist()}")
+    # State 0 (NaN), 1 (0) or 2 (1) of every item.
+    state = neg.view(np.uint8) + pos.view(np.uint8) * np.uint8(2)
+    if method == "targets" or (method == "auto" and n > PATTERN_MAX_LINES):
+        return _leave_one_out_by_target(state, rows)
+    # One base-3 code per locus for its whole pattern, so a single histogram (one pass
+    # over the loci) serves every target; 3 ** 10 fits in uint16, and uint8 * uint16
+    # scalar stays uint16 (NumPy 2 promotion), so nothing is widened to int64.
+    code = np.zeros(y.shape[1], dtype=np.uint16)
+    for i in range(n):
+        code += state[i] * np.uint16(3**i)
+    histogram = np.bincount(code, minlength=3**n)
+    return _leave_one_out_from_patterns(histogram, n, rows)
+
+
+def _leave_one_out_by_target(state: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`leave_one_out_counts` with one histogram of (state, p, k) codes per target.
+
+    Parameters
+    ----------
+    state : numpy.ndarray, shape (n_lines, n_loci), uint8
+        0 (NaN), 1 (label 0) or 2 (label 1).
+    rows : numpy.ndarray, shape (n_targets,), int
+        Rows held out.
+    """
+    n = state.shape[0]
+    size = N_STATES * n * n
+    known, pos = state > 0, state == 2
+    # (p, k) over all rows, coded p * n + k; held-out row t in state s moves the code by
+    # a constant per s (minus its own label, plus s * n * n), so one lookup does it.
+    base = pos.sum(axis=0, dtype=np.intp) * n + known.sum(axis=0, dtype=np.intp)
+    shift = np.array([0, n * n - 1, 2 * n * n - n - 1], dtype=np.intp)
+    out = np.empty((rows.size, N_STATES, n, n), dtype=np.int64)
+    for i, t in enumerate(rows):
+        out[i] = np.bincount(base + shift[state[t]], minlength=size).reshape(N_STATES, n, n)
+    return out
+
+
+def _leave_one_out_from_patterns(histogram: np.ndarray, n: int, rows: np.ndarray) -> np.ndarray:
+    """:func:`leave_one_out_counts` from the number of loci with each label pattern.
+
+    Parameters
+    ----------
+    histogram : numpy.ndarray, shape (3 ** n,), int
+        Loci per pattern ``sum_i state_i * 3 ** i`` (state 0 NaN, 1 label 0, 2 label 1).
+    n : int
+        Number of lines.
+    rows : numpy.ndarray, shape (n_targets,), int
+        Rows held out.
+    """
+    codes = np.arange(3**n)
+    state = (codes[None, :] // (3 ** np.arange(n))[:, None]) % 3  # (n, 3**n)
+    known, pos = state > 0, state == 2
+    n_pos, n_known = pos.sum(axis=0), known.sum(axis=0)
+    # float64 weights are exact for counts below 2**53.
+    weights = histogram.astype(np.float64)
+    size = N_STATES * n * n
+    out = np.empty((rows.size, N_STATES, n, n), dtype=np.int64)
+    for i, t in enumerate(rows):
+        code = state[t] * n * n + (n_pos - pos[t]) * n + (n_known - known[t])
+        counts = np.bincount(code, weights=weights, minlength=size)
+        out[i] = counts.astype(np.int64).reshape(N_STATES, n, n)
+    return out
+
+
+def _stack_rows_and_count(targets: np.ndarray, *row_blocks: np.ndarray) -> np.ndarray:
+    block = row_blocks[0] if len(row_blocks) == 1 else np.concatenate(row_blocks, axis=0)
+    return leave_one_out_counts(block, targets)
+
+
+def _sum_arrays(*arrays: np.ndarray) -> np.ndarray:
+    out = arrays[0].copy()
+    for a in arrays[1:]:
+        out += a
+    return out
+
+
+class AverageActivityEvaluation:
+    """The average-activity baseline of each held-out line, evaluated from its counts.
+
+    Built by :func:`average_activity_evaluation`; every statistic below is exact and
+    derived from :attr:`counts` without touching the labels again.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray, shape (n_targets, 3, n_lines, n_lines), int64
+        Summed :func:`leave_one_out_counts` over every chunk of loci.
+    targets : list, length n_targets
+        Name of each held-out line (a value of the cell-type coordinate, or a row index).
+
+    Attributes
+    ----------
+    counts, targets
+        As given.
+    """
+
+    def __init__(self, counts: np.ndarray, targets: list[Hashable]) -> None:
+        if counts.ndim != 4 or counts.shape[0] != len(targets) or counts.shape[1] != N_STATES:
+            raise ValueError(f"counts of shape {counts.shape} do not fit {len(targets)} targets")
+        self.counts = counts
+        self.targets = list(targets)
+        n = counts.shape[-1]
+        p, k = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        self._scored = (k >= 1) & (p <= k)
+        self._p, self._k = p, k
+
+    def __repr__(self) -> str:
+        return f"AverageActivityEvaluation(targets={self.targets}, n_lines={self.n_lines})"
+
+    @property
+    def n_lines(self) -> int:
+        """Number of lines in the labels (each target's score averages the other ones)."""
+        return int(self.counts.shape[-1])
+
+    def _row(self, target: Hashable) -> np.ndarray:
+        try:
+            return self.counts[self.targets.index(target)]
+        except ValueError:
+            raise KeyError(f"{target!r} is not one of the targets {self.targets}") from None
+
+    def score_counts(self, target: Hashable, group: int | None = None) -> ScoreCounts:
+        """The :data:`ScoreCounts` of a target's scored, labelled loci (optionally one group).
+
+        Parameters
+        ----------
+        target : hashable
+            A held-out line.
+        group : int, optional
+            Only loci bound in exactly this many other lines.
+
+        Returns
+        -------
+        ScoreCounts
+            Ascending distinct scores ``p / k`` (float64) (m,), positives (m,) and
+            labelled loci (m,), int64; scores with no labelled locus left out. Equal
+            fractions (1/2, 2/4, 3/6) are one score: float division is correctly rounded,
+            so they give the same float64, which ``np.unique`` merges.
+        """
+        row = self._row(target)
+        keep = self._scored if group is None else self._scored & (self._p == group)
+        positives = row[2][keep]
+        totals = row[1][keep] + positives
+        scores = self._p[keep] / self._k[keep]
+        uniq, inverse = np.unique(scores, return_inverse=True)
+        pos = np.bincount(inverse, weights=positives, minlength=uniq.size).astype(np.int64)
+        tot = np.bincount(inverse, weights=totals, minlength=uniq.size).astype(np.int64)
+        present = tot > 0
+        return uniq[present], pos[present], tot[present]
+
+    def group_counts(self, target: Hashable) -> GroupCounts:
+        """Group (0..n_lines-1: other lines bound) -> :data:`ScoreCounts`, as
+        :func:`partitioned_ap_dask` ``return_counts`` (groups with no scored, labelled
+        locus get empty arrays)."""
+        return {g: self.score_counts(target, g) for g in range(self.n_lines)}
+
+    @property
+    def ap(self) -> pd.Series:
+        """AP of the baseline per target over its scored, labelled loci (NaN: no positive)."""
+        values = [_ap_from_counts_or_nan(self.score_counts(t)) for t in self.targets]
+        return pd.Series(values, index=pd.Index(self.targets, name="cell_type"), name="ap")
+
+    @property
+    def ap_by_group(self) -> pd.DataFrame:
+        """AP per target (rows) and group (columns 0..n_lines-1: other lines bound).
+
+        NaN where a group has no positive scored locus, as :func:`ap_by_group`.
+        """
+        values = [
+            [_ap_from_counts_or_nan(self.score_counts(t, g)) for g in range(self.n_lines)]
+            for t in self.targets
+        ]
+        return pd.DataFrame(
+            values,
+            index=pd.Index(self.targets, name="cell_type"),
+            columns=pd.RangeIndex(self.n_lines, name="group"),
+        )
+
+    @property
+    def n_unscored(self) -> pd.Series:
+        """Labelled loci of each target that no other line labels (NaN score), int."""
+        values = self.counts[:, 1:, 0, 0].sum(axis=1)
+        return pd.Series(values, index=pd.Index(self.targets, name="cell_type"), name="n_unscored")
+
+    def table(self) -> pd.DataFrame:
+        """One row per (target, group), groups ascending then ``"all"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cell_type``, ``group``, ``n_loci`` (scored, labelled loci),
+            ``n_positive``, ``prevalence`` (the random predictor's AP; NaN with no
+            locus) and ``ap`` (NaN with no positive), as :func:`partitioned_evaluation`.
+        """
+        rows = []
+        for t in self.targets:
+            for g in [*range(self.n_lines), "all"]:
+                counts = self.score_counts(t, None if g == "all" else g)
+                n_loci, n_pos = int(counts[2].sum()), int(counts[1].sum())
+                rows.append(
+                    {
+                        "cell_type": t,
+                        "group": g,
+                        "n_loci": n_loci,
+                        "n_positive": n_pos,
+                        "prevalence": n_pos / n_loci if n_loci else float("nan"),
+                        "ap": _ap_from_counts_or_nan(counts),
+                    }
+                )
+        columns = ["cell_type", "group", "n_loci", "n_positive", "prevalence", "ap"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+def average_activity_evaluation(
+    labels: ArrayLike,
+    targets: list[Hashable] | None = None,
+    *,
+    dim: str = "cell_type",
+    chunks: int | tuple[int, ...] | str | None = None,
+    fan_in: int = 8,
+) -> AverageActivityEvaluation:
+    """Average-activity baseline of each line held out in turn, in one pass over the chunks.
+
+    For each target line, the baseline scores each locus by the mean label of the other
+    lines (NaN labels skipped, as :class:`pitfall.baselines.AverageActivity`); its AP on
+    the target's labels, its AP within each group of loci bound in 0..n-1 other lines
+    (the partitioned evaluation, groups as :func:`partition_by_activity`), and the
+    number of labelled loci no other line labels (unscored, left out of the APs as
+    :func:`pitfall.baselines.score_predictions` does) all come from the counts of
+    :func:`leave_one_out_counts`. One task per chunk of loci reads the labels of every
+    line there once and counts for every target; the fixed-size counts (targets x 3 x
+    n x n) are summed in a tree. Nothing is sorted and no score is materialised.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray (dim, locus), dask array or numpy array (line, locus)
+        Binary labels (0, 1, NaN) of every line: each target is scored by the others.
+        A dask-backed DataArray (the cube's ``label``) stays lazy; its chunks along
+        ``dim`` are stacked per chunk of loci.
+    targets : list, optional
+        Lines held out in turn: values of the ``dim`` coordinate (row indices for
+        arrays). Default: every line.
+    dim : str
+        The cell-type dim of a DataArray.
+    chunks : int, tuple, "auto" or None
+        Chunking for inputs that are not dask-backed yet (None: one chunk).
+    fan_in : int
+        Number of count arrays summed per task.
+
+    Returns
+    -------
+    AverageActivityEvaluation
+        ``.ap`` (per target), ``.ap_by_group`` (target x group), ``.n_unscored``,
+        ``.table()`` and the counts; equal to the separate
+        :func:`pitfall.baselines.score_predictions` and :func:`partitioned_ap_dask` to
+        ~1e-15.
+
+    Raises
+    ------
+    ValueError
+        When ``labels`` is not 2-D, holds a value other than 0, 1 and NaN, names a
+        target it does not hold, or ``fan_in < 2``.
+    """
+    if fan_in < 2:
+        raise ValueError(f"fan_in must be at least 2, got {fan_in}")
+    labels, names = _labels_2d(labels, dim)
+    targets = list(names) if targets is None else list(targets)
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ValueError(f"targets {missing} are not lines of the labels ({names})")
+    rows = np.array([names.index(t) for t in targets], dtype=np.intp)
+    x = _as_dask(labels, chunks)
+    blocks = x.to_delayed()  # (line blocks, locus blocks)
+    count = dask.delayed(_stack_rows_and_count, pure=True)
+    parts = [count(rows, *blocks[:, j]) for j in range(blocks.shape[1])]
+    (total,) = dask.compute(_merge_tree(parts, _sum_arrays, fan_in))
+    return AverageActivityEvaluation(total, targets)
+
+
+def row_score_counts(y_true: ArrayLike, y_score: ArrayLike) -> tuple[list[ScoreCounts], np.ndarray]:
+    """:func:`score_counts` of each row, NaN scores counted apart (one chunk).
+
+    Parameters
+    ----------
+    y_true : array-like, shape (n_rows, n)
+        Binary labels (0, 1, NaN); NaN labels are dropped.
+    y_score : array-like, shape (n_rows, n)
+        Scores; NaN where a predictor cannot score.
+
+    Returns
+    -------
+    counts : list of ScoreCounts, length n_rows
+        Per row, the counts of the items with a label and a score.
+    n_unscored : numpy.ndarray, shape (n_rows,), int64
+        Per row, the items with a label but a NaN score.
+    """
+    yt, ys = _to_numpy(y_true), _to_numpy(y_score)
+    _check_same_shape(yt, ys)
+    if yt.ndim != 2:
+        raise ValueError(f"y_true must be 2-D (row, item), got shape {yt.shape}")
+    counts, n_unscored = [], np.zeros(yt.shape[0], dtype=np.int64)
+    for i, (y, s) in enumerate(zip(yt, ys, strict=True)):
+        if s.dtype.kind == "f":
+            unscored = np.isnan(s)
+            if y.dtype.kind == "f":
+                unscored &= ~np.isnan(y)
+            n_unscored[i] = np.count_nonzero(unscored)
+            if n_unscored[i]:
+                y, s = y[~unscored], s[~unscored]
+        counts.append(score_counts(y, s))
+    return counts, n_unscored
+
+
+def _merge_row_counts(
+    *parts: tuple[list[ScoreCounts], np.ndarray],
+) -> tuple[list[ScoreCounts], np.ndarray]:
+    merged = [merge_score_counts(*row) for row in zip(*(p[0] for p in parts), strict=True)]
+    return merged, _sum_arrays(*(p[1] for p in parts))
+
+
+def average_precision_by_cell_type(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    dim: str = "cell_type",
+    pooled: bool = True,
+    chunks: int | tuple[int, ...] | str | None = None,
+    fan_in: int = 8,
+) -> pd.DataFrame:
+    """AP of each cell type's scores, pooled AP and unscored loci, in one pass.
+
+    Each pair of aligned blocks becomes :func:`row_score_counts` (one task, reading each
+    block once); the counts are merged in a tree along the loci. Every AP (per cell
+    type, and pooled over all (cell type, locus) pairs from the merged counts of all
+    cell types) and every count comes from that single reduction. Items with a NaN
+    label are dropped; items with a label but a NaN score (a predictor that cannot score
+    there) are dropped from the APs and counted as unscored.
+
+    Parameters
+    ----------
+    y_true : xarray.DataArray (dim, locus), dask or numpy array (cell_type, locus)
+        Binary labels (0, 1, NaN).
+    y_score : same kinds, same shape
+        Scores (NaN: unscored). Two DataArrays are matched by dim name and must have
+        identical coordinates; the scores are rechunked to the labels' chunks.
+    dim : str
+        The cell-type dim of a DataArray.
+    pooled : bool
+        Also add a last row ``"pooled"``: every cell type's items together.
+    chunks : int, tuple, "auto" or None
+        Chunking for inputs that are not dask-backed yet (None: one chunk).
+    fan_in : int
+        Number of count tables merged per task.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by cell type (then ``"pooled"``), columns ``ap`` (NaN with no positive),
+        ``n_loci`` (labelled, scored items), ``n_positive`` and ``n_unscored``.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ, a label is not 0/1/NaN, or ``fan_in < 2``.
+    """
+    if fan_in < 2:
+        raise ValueError(f"fan_in must be at least 2, got {fan_in}")
+    y_true, y_score = _align_pair(y_true, y_score)
+    y_true, names = _labels_2d(y_true, dim)
+    if isinstance(y_score, xr.DataArray) and isinstance(y_true, xr.DataArray):
+        y_score = y_score.transpose(*y_true.dims)
+    yt = _as_dask(y_true, chunks)
+    ys = _as_dask(y_score, chunks)
+    if yt.shape != ys.shape:
+        raise ValueError(
+            f"y_true and y_score must have the same shape, got {yt.shape} and {ys.shape}"
+        )
+    if ys.chunks != yt.chunks:
+        ys = ys.rechunk(yt.chunks)
+    count = dask.delayed(row_score_counts, pure=True)
+    bt, bs = yt.to_delayed(), ys.to_delayed()
+    per_row_block = [
+        _merge_tree(
+            [count(bt[i, j], bs[i, j]) for j in range(bt.shape[1])], _merge_row_counts, fan_in
+        )
+        for i in range(bt.shape[0])
+    ]
+    totals = dask.compute(*per_row_block)
+    counts = [c for block in totals for c in block[0]]
+    n_unscored = np.concatenate([block[1] for block in totals])
+    index = list(names)
+    if pooled:
+        counts.append(merge_score_counts(*counts))
+        n_unscored = np.append(n_unscored, n_unscored.sum())
+        index.append("pooled")
+    return pd.DataFrame(
+        {
+            "ap": [_ap_from_counts_or_nan(c) for c in counts],
+            "n_loci": [int(c[2].sum()) for c in counts],
+            "n_positive": [int(c[1].sum()) for c in counts],
+            "n_unscored": n_unscored,
+        },
+        index=pd.Index(index, name=dim),
+    )
 
 
 def partitioned_evaluation(

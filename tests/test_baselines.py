@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from pitfall import baselines, cube, evaluate, splits
 
@@ -112,3 +113,62 @@ def test_random_scores__ap_is_prevalence(ds) -> None:
     y = test["label"].values.ravel()
     assert evaluate.average_precision(y, pred.values.ravel()) == pytest.approx(y.mean())
     assert evaluate.random_ap(y) == pytest.approx(2 / 3)
+
+
+def _cross_cell_type(ds, target: str = "T") -> splits.Split:
+    others = tuple(c for c in LABELS if c != target)
+    chroms = ("chr1", "chr2")
+    return splits.Split(others, chroms, (), (), (target,), chroms, setting="cross-cell-type")
+
+
+def test_score_predictions__one_pass_matches_separate_functions(ds) -> None:
+    # Two test cell types (so a pooled AP) and scores NaN at three labelled loci.
+    chroms = ("chr1", "chr2")
+    split = splits.Split(("A", "B"), chroms, (), (), ("T", "C"), chroms, "cross-cell-type")
+    test = split.test(ds)
+    scores = baselines.AverageActivity(ds).fit(split.train(ds)).predict(test)
+    scores = scores.copy(data=scores.values.copy())
+    scores.values[0, [1, 4]] = np.nan  # T labelled 0 there: unscored
+    scores.values[1, 2] = np.nan  # C labelled 1 there: unscored
+    got = baselines.score_predictions(test, scores)
+    assert set(got) == {"T", "C", "pooled", "n_unscored"}
+    assert got["n_unscored"] == 3
+    label = test["label"].transpose("cell_type", "locus").values
+    s = scores.values
+    keep = ~np.isnan(s)
+    for i, ct in enumerate(["T", "C"]):
+        m = keep[i] & ~np.isnan(label[i])
+        expected = evaluate.average_precision(label[i][m], s[i][m])
+        assert got[ct] == pytest.approx(expected, abs=1e-12)
+        assert got[ct] == pytest.approx(average_precision_score(label[i][m], s[i][m]), abs=1e-12)
+    m = keep & ~np.isnan(label)
+    assert got["pooled"] == pytest.approx(average_precision_score(label[m], s[m]), abs=1e-12)
+
+
+def test_score_predictions__no_positive_raises(ds) -> None:
+    s = splits.Split(("A", "B"), ("chr1",), (), (), ("T",), ("chr2",), setting="hybrid")
+    test = s.test(ds)
+    scores = baselines.AverageActivity(ds).fit(s.train(ds)).predict(test)
+    # chr2's T labels are [1, 0, 0]; without locus 3 nothing positive is left.
+    scores = scores.where(scores["locus"] != 3)
+    with pytest.raises(ValueError, match="no positive"):
+        baselines.score_predictions(test, scores)
+
+
+@pytest.mark.parametrize("target", ["T", "A"])
+def test_average_activity_evaluation__matches_baseline_and_score_predictions(ds, target) -> None:
+    # The one pass over the cube against the baseline class, score_predictions and the
+    # partitioned evaluation it replaces in the CTCF benchmark.
+    split = _cross_cell_type(ds, target)
+    train, test = split.train(ds), split.test(ds)
+    scores = baselines.AverageActivity(ds).fit(train).predict(test)
+    scored = baselines.score_predictions(test, scores)
+    label = test["label"].sel(cell_type=target)
+    score = scores.sel(cell_type=target)
+    groups = evaluate.partition_by_activity(train["label"])
+    by_group = evaluate.ap_by_group(label.where(score.notnull()), score.fillna(0.0), groups)
+    one = evaluate.average_activity_evaluation(ds["label"], [target])
+    assert one.ap[target] == pytest.approx(scored[target], abs=1e-12)
+    assert one.n_unscored[target] == scored["n_unscored"]
+    for g, ap in by_group.items():
+        assert np.isclose(one.ap_by_group.loc[target, g], ap, atol=1e-12, equal_nan=True)

@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score
 
 from pitfall import evaluate as ev
 
-TOL = 1e-9
+TOL = 1e-12
 
 
 # ------------------------------------------------------------------ strategies
@@ -512,3 +512,289 @@ def test_partitioned_ap_dask__errors() -> None:
     g = xr.DataArray([0, 0], dims="locus", coords={"locus": [0, 2]})
     with pytest.raises(ValueError, match="do not match"):
         ev.partitioned_ap_dask(y, y, g)
+
+
+# ----------------------------------------------------------------- one pass
+
+
+@st.composite
+def line_labels(draw: st.DrawFn, max_lines: int = 7) -> np.ndarray:
+    """Labels (n_lines, n_loci) float32 of related lines: 0, 1 and NaN.
+
+    Lines share a common pattern (so the average of the others predicts something),
+    some loci are NaN in every line (unscored for any target) and whole lines may be
+    constant, all NaN or without positives.
+    """
+    n_lines = draw(st.integers(1, max_lines))
+    n_loci = draw(st.integers(0, 120))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    common = rng.random(n_loci) < draw(st.sampled_from([0.0, 0.1, 0.4, 1.0]))
+    flip = rng.random((n_lines, n_loci)) < draw(st.sampled_from([0.0, 0.1, 0.3]))
+    y = (common[None, :] ^ flip).astype(np.float32)
+    y[rng.random(y.shape) < draw(st.sampled_from([0.0, 0.1, 0.5]))] = np.nan
+    y[:, rng.random(n_loci) < 0.05] = np.nan
+    return y
+
+
+def _naive_leave_one_out(y: np.ndarray) -> np.ndarray:
+    """counts[t, s, p, k] by a loop over loci: the oracle of leave_one_out_counts."""
+    n, m = y.shape
+    out = np.zeros((n, 3, n, n), dtype=np.int64)
+    for t in range(n):
+        for j in range(m):
+            others = np.delete(y[:, j], t)
+            s = 0 if np.isnan(y[t, j]) else 1 + int(y[t, j] == 1)
+            out[t, s, int(np.sum(others == 1)), int(np.sum(~np.isnan(others)))] += 1
+    return out
+
+
+def _average_activity_oracle(y: np.ndarray, t: int) -> dict:
+    """Average of the other lines scored with scikit-learn, as the in-memory benchmark."""
+    others = np.delete(y, t, axis=0)
+    n_known = np.sum(~np.isnan(others), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(n_known > 0, np.nansum(others, axis=0) / n_known, np.nan)
+    group = np.sum(others == 1, axis=0)
+    label = y[t]
+    scored = ~np.isnan(label) & ~np.isnan(score)
+
+    def ap(m: np.ndarray) -> float:
+        if not np.any(label[m] == 1):
+            return float("nan")
+        return float(average_precision_score(label[m], score[m]))
+
+    return {
+        "ap": ap(scored),
+        "groups": [ap(scored & (group == g)) for g in range(y.shape[0])],
+        "n_unscored": int(np.sum(~np.isnan(label) & np.isnan(score))),
+        "n_loci": int(scored.sum()),
+    }
+
+
+@settings(max_examples=100, deadline=None)
+@given(line_labels(max_lines=6), st.sampled_from(["auto", "patterns", "targets"]))
+def test_leave_one_out_counts__matches_naive_loop(y: np.ndarray, method: str) -> None:
+    expected = _naive_leave_one_out(y)
+    np.testing.assert_array_equal(ev.leave_one_out_counts(y, method=method), expected)
+    rows = [y.shape[0] - 1, 0]
+    np.testing.assert_array_equal(ev.leave_one_out_counts(y, rows, method=method), expected[rows])
+
+
+def test_leave_one_out_counts__patterns_equal_targets_up_to_the_limit() -> None:
+    rng = np.random.default_rng(11)
+    n = ev.PATTERN_MAX_LINES
+    y = rng.choice(np.array([0.0, 1.0, np.nan]), size=(n, 3000), p=[0.5, 0.3, 0.2])
+    patterns = ev.leave_one_out_counts(y, method="patterns")
+    np.testing.assert_array_equal(patterns, ev.leave_one_out_counts(y, method="targets"))
+    np.testing.assert_array_equal(patterns[[2]], _naive_leave_one_out(y)[[2]])
+    # One more line than patterns take: "auto" counts target by target.
+    wide = np.vstack([y, y[:1]])
+    np.testing.assert_array_equal(
+        ev.leave_one_out_counts(wide, [0]), _naive_leave_one_out(wide)[[0]]
+    )
+
+
+def test_leave_one_out_counts__integer_labels_have_no_nan_state() -> None:
+    y = np.array([[1, 0, 1], [1, 1, 0]])
+    counts = ev.leave_one_out_counts(y)
+    assert counts[:, 0].sum() == 0
+    np.testing.assert_array_equal(counts, _naive_leave_one_out(y.astype(float)))
+
+
+def test_leave_one_out_counts__errors() -> None:
+    with pytest.raises(ValueError, match="0, 1 or NaN"):
+        ev.leave_one_out_counts(np.array([[0.0, 2.0], [1.0, np.nan]]))
+    with pytest.raises(ValueError, match="2-D"):
+        ev.leave_one_out_counts(np.zeros(4))
+    with pytest.raises(ValueError, match="method"):
+        ev.leave_one_out_counts(np.zeros((2, 4)), method="sort")
+    with pytest.raises(ValueError, match="at most"):
+        ev.leave_one_out_counts(np.zeros((ev.PATTERN_MAX_LINES + 1, 4)), method="patterns")
+
+
+@settings(max_examples=100, deadline=None)
+@given(line_labels(), st.integers(1, 50), st.integers(2, 4))
+def test_average_activity_evaluation__matches_sklearn(
+    y: np.ndarray, chunk: int, fan_in: int
+) -> None:
+    result = ev.average_activity_evaluation(y, chunks=(1, chunk), fan_in=fan_in)
+    n = y.shape[0]
+    assert result.targets == list(range(n))
+    by_group = result.ap_by_group
+    assert list(by_group.columns) == list(range(n))
+    for t in range(n):
+        expected = _average_activity_oracle(y, t)
+        np.testing.assert_allclose(result.ap[t], expected["ap"], atol=TOL, equal_nan=True)
+        np.testing.assert_allclose(by_group.loc[t], expected["groups"], atol=TOL, equal_nan=True)
+        assert result.n_unscored[t] == expected["n_unscored"]
+        assert result.score_counts(t)[2].sum() == expected["n_loci"]
+
+
+def test_average_activity_evaluation__constant_scores_give_prevalence() -> None:
+    # Every other line bound everywhere: the target's score is 1 at every locus, one
+    # threshold, so AP = prevalence; all loci fall in group n_lines - 1.
+    y = np.ones((4, 10), dtype=np.float32)
+    y[0] = [1, 0, 0, 1, 0, np.nan, 0, 0, 1, 0]
+    result = ev.average_activity_evaluation(y, [0])
+    assert result.ap[0] == pytest.approx(3 / 9, abs=1e-15)
+    assert result.ap[0] == pytest.approx(_sklearn_ap(y[0], np.ones(10)), abs=TOL)
+    assert result.ap_by_group.loc[0, 3] == pytest.approx(3 / 9, abs=1e-15)
+    assert result.ap_by_group.loc[0, [0, 1, 2]].isna().all()
+    np.testing.assert_array_equal(result.score_counts(0)[0], [1.0])
+
+
+def test_average_activity_evaluation__hand_example_table() -> None:
+    # Target row 0; others rows 1-2. Loci:
+    #   0: T=1, others (1, 1) -> score 1,   group 2
+    #   1: T=0, others (1, 0) -> score 1/2, group 1
+    #   2: T=1, others (0, NaN) -> score 0, group 0
+    #   3: T=1, others (NaN, NaN) -> unscored
+    #   4: T=NaN, others (1, 1) -> unlabelled, dropped
+    #   5: T=0, others (NaN, 1) -> score 1, group 1
+    y = np.array(
+        [
+            [1, 0, 1, 1, np.nan, 0],
+            [1, 1, 0, np.nan, 1, np.nan],
+            [1, 0, np.nan, np.nan, 1, 1],
+        ]
+    )
+    result = ev.average_activity_evaluation(y, [0])
+    # Thresholds 1 (2 loci, 1 pos), 1/2 (1 locus, 0 pos), 0 (1 locus, 1 pos):
+    # AP = 1/2 * 1/2 + 1/2 * 2/4 = 1/2.
+    assert result.ap[0] == pytest.approx(0.5, abs=1e-15)
+    assert result.n_unscored[0] == 1
+    table = result.table().set_index("group")
+    assert table.loc["all", ["n_loci", "n_positive"]].tolist() == [4, 2]
+    assert table.loc[1, ["n_loci", "n_positive"]].tolist() == [2, 0]
+    assert np.isnan(table.loc[1, "ap"])
+    assert table.loc[0, "ap"] == 1.0 and table.loc[2, "ap"] == 1.0
+    scores, positives, totals = result.score_counts(0)
+    np.testing.assert_array_equal(scores, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(positives, [1, 0, 1])
+    np.testing.assert_array_equal(totals, [1, 1, 2])
+
+
+def test_average_activity_evaluation__matches_the_separate_chunked_functions() -> None:
+    # The cube's layout (one line per chunk along cell_type) and the former pipeline:
+    # lazy mean of the others, unscored loci masked, average_precision_dask overall and
+    # partition_by_activity + partitioned_ap_dask per group.
+    rng = np.random.default_rng(12)
+    n, m = 7, 4000
+    common = rng.random(m) < 0.2
+    y = (common[None, :] ^ (rng.random((n, m)) < 0.15)).astype(np.float32)
+    y[rng.random(y.shape) < 0.1] = np.nan
+    # Loci 0-19 labelled in D alone, 20-39 in A alone: unscored when D (A) is held out.
+    y[:, :40] = np.nan
+    y[3, :20] = 1.0
+    y[0, 20:40] = 0.0
+    names = ["A", "B", "C", "D", "E", "F", "G"]
+    labels = xr.DataArray(
+        y, dims=("cell_type", "locus"), coords={"cell_type": names, "locus": np.arange(m)}
+    ).chunk({"cell_type": 1, "locus": 700})
+    result = ev.average_activity_evaluation(labels, ["D", "A"])
+    assert result.targets == ["D", "A"]
+    for target in ["D", "A"]:
+        others = labels.sel(cell_type=[c for c in names if c != target])
+        score = others.mean("cell_type", skipna=True)
+        label = labels.sel(cell_type=target)
+        label = label.where(score.notnull())
+        ap, counts = ev.average_precision_dask(label, score.fillna(0.0), return_counts=True)
+        assert result.ap[target] == pytest.approx(ap, abs=TOL)
+        got = result.score_counts(target)
+        np.testing.assert_allclose(got[0], counts[0], rtol=1e-6)  # float32 means
+        np.testing.assert_array_equal(got[1], counts[1])
+        np.testing.assert_array_equal(got[2], counts[2])
+        by_group, group_counts = ev.partitioned_ap_dask(
+            label, score.fillna(0.0), ev.partition_by_activity(others), return_counts=True
+        )
+        for g, value in by_group.items():
+            assert np.isclose(result.ap_by_group.loc[target, g], value, atol=TOL, equal_nan=True)
+            np.testing.assert_array_equal(result.group_counts(target)[g][2], group_counts[g][2])
+        unscored = int((labels.sel(cell_type=target).notnull() & score.isnull()).sum())
+        assert result.n_unscored[target] == unscored == 20
+
+
+def test_average_activity_evaluation__errors() -> None:
+    y = np.zeros((3, 5))
+    with pytest.raises(ValueError, match="not lines"):
+        ev.average_activity_evaluation(y, [5])
+    with pytest.raises(ValueError, match="fan_in"):
+        ev.average_activity_evaluation(y, fan_in=1)
+    with pytest.raises(ValueError, match="2-D"):
+        ev.average_activity_evaluation(xr.DataArray(np.zeros(5), dims="locus"))
+    with pytest.raises(KeyError, match="not one of the targets"):
+        ev.average_activity_evaluation(y, [0]).score_counts(1)
+
+
+@st.composite
+def rows_of_scores(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores (n_rows, n), NaN in both, at least one positive scored item per row."""
+    n_rows = draw(st.integers(1, 4))
+    rows = [draw(labelled_scores(nan_labels=True)) for _ in range(n_rows)]
+    n = min(y.size for y, _ in rows)
+    y = np.stack([r[0][:n] for r in rows])
+    s = np.stack([r[1][:n] for r in rows])
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    s[rng.random(s.shape) < draw(st.sampled_from([0.0, 0.2]))] = np.nan
+    return y, s
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows_of_scores(), st.integers(1, 64), st.integers(1, 3), st.integers(2, 4))
+def test_average_precision_by_cell_type__matches_sklearn(
+    data: tuple[np.ndarray, np.ndarray], chunk: int, row_chunk: int, fan_in: int
+) -> None:
+    y, s = data
+    got = ev.average_precision_by_cell_type(
+        da.from_array(y, chunks=(row_chunk, chunk)),
+        da.from_array(s, chunks=(1, max(1, chunk // 2))),
+        fan_in=fan_in,
+    )
+    assert list(got.index) == [*range(y.shape[0]), "pooled"]
+    scored = ~np.isnan(y) & ~np.isnan(s)
+    for i in range(y.shape[0]):
+        m = scored[i]
+        expected = _sklearn_ap(y[i][m], s[i][m]) if np.any(y[i][m] == 1) else np.nan
+        np.testing.assert_allclose(got.loc[i, "ap"], expected, atol=TOL, equal_nan=True)
+        assert got.loc[i, "n_unscored"] == np.sum(~np.isnan(y[i]) & np.isnan(s[i]))
+        assert got.loc[i, "n_loci"] == m.sum()
+        assert got.loc[i, "n_positive"] == np.sum(y[i][m] == 1)
+    pooled = _sklearn_ap(y[scored], s[scored]) if np.any(y[scored] == 1) else np.nan
+    np.testing.assert_allclose(got.loc["pooled", "ap"], pooled, atol=TOL, equal_nan=True)
+    assert got.loc["pooled", "n_unscored"] == got["n_unscored"].iloc[:-1].sum()
+
+
+def test_average_precision_by_cell_type__matches_the_separate_functions() -> None:
+    rng = np.random.default_rng(13)
+    y = (rng.random((3, 600)) < 0.3).astype(np.float32)
+    y[rng.random(y.shape) < 0.1] = np.nan
+    s = np.round(rng.random((3, 600)) * 5) / 5
+    s[:, :30] = np.nan
+    coords = {"cell_type": ["A", "B", "C"], "locus": np.arange(600)}
+    y_da = xr.DataArray(y, dims=("cell_type", "locus"), coords=coords).chunk({"locus": 128})
+    # Same loci, dims in the other order: matched by name.
+    s_da = xr.DataArray(s, dims=("cell_type", "locus"), coords=coords).T
+    got = ev.average_precision_by_cell_type(y_da, s_da)
+    label = y_da.where(s_da.notnull())
+    for ct in ["A", "B", "C"]:
+        sep = ev.average_precision(label.sel(cell_type=ct), s_da.fillna(0).sel(cell_type=ct))
+        assert got.loc[ct, "ap"] == pytest.approx(sep, abs=TOL)
+    pooled = ev.average_precision_dask(label, s_da.fillna(0).transpose(*label.dims))
+    assert got.loc["pooled", "ap"] == pytest.approx(pooled, abs=TOL)
+    assert got["n_unscored"].iloc[:-1].tolist() == [
+        int(np.sum(~np.isnan(y[i, :30]))) for i in range(3)
+    ]
+    no_pool = ev.average_precision_by_cell_type(y, s, pooled=False, chunks=(3, 100))
+    assert list(no_pool.index) == [0, 1, 2]
+    np.testing.assert_allclose(no_pool["ap"], got["ap"].iloc[:-1], atol=1e-15)
+
+
+def test_average_precision_by_cell_type__errors() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        ev.average_precision_by_cell_type(np.zeros((2, 5)), np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="2-D"):
+        ev.average_precision_by_cell_type(np.zeros(5), np.zeros(5))
+    with pytest.raises(ValueError, match="0, 1 or NaN"):
+        ev.average_precision_by_cell_type(np.full((1, 3), 2.0), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="fan_in"):
+        ev.average_precision_by_cell_type(np.zeros((1, 3)), np.zeros((1, 3)), fan_in=1)
