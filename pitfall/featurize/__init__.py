@@ -27,12 +27,13 @@ from pitfall.cluster import dask_client
 from pitfall.featurize.inputs import (
     BuildError,
     check_inputs,
+    load,
     plan_loci,
     resolve_cell_types,
 )
 from pitfall.featurize.writer import Writer, cube_schema, jobs_for
 from pitfall.location import Location, parse_location
-from pitfall.manifest import Manifest, load_manifest
+from pitfall.manifest import Manifest
 from pitfall.schema import CubeError
 
 __all__ = ["BuildError", "BuildSummary", "append", "build"]
@@ -180,7 +181,7 @@ def build(
         ``anonymous``, ``endpoint_url``, ``region`` of the cube's object store.
     """
     t0 = time.perf_counter()
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    m = load(manifest)
     loc = parse_location(store)
     loci, gene_matching = plan_loci(m)
     if len(loci) == 0:
@@ -234,7 +235,7 @@ def append(
     race is redone at the new tip.
     """
     t0 = time.perf_counter()
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    m = load(manifest)
     loc = parse_location(store)
     repo = repository.open_repository(loc, **storage_options)
     attrs = repository.root_attrs(repo)

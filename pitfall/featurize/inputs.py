@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pitfall import loci as loci_mod
-from pitfall.manifest import Manifest, Source
+from pitfall.manifest import Manifest, Source, load_manifest
 from pitfall.sources import annotation, bigwig, fasta, labels, remote
 
 
@@ -59,16 +59,14 @@ def _signature(source: Source) -> tuple[Any, ...]:
 def _cached(kind: str, source: str, signature: tuple[Any, ...]) -> Any:
     # Per process (each worker keeps its own): a peak or domain file is read once per
     # worker, not once per block; keyed on the signature so an edited file is read anew.
-    readers = {
-        "table": labels.read_expression_table,
-        "domains": labels.read_domains,
-        "peaks": labels.read_peaks,
-    }
-    return _read(readers[kind], source)
+    return _read(labels.LABEL_KINDS[kind].read, source)
 
 
 def read_input(kind: str, source: Source) -> Any:
-    """Read an expression table, domain list or peak file (cached per process and version)."""
+    """Read a label kind's table or file (cached per process and version of the file).
+
+    ``kind`` names a :data:`pitfall.sources.labels.LABEL_KINDS` entry.
+    """
     return _cached(kind, str(source), _signature(source))
 
 
@@ -97,6 +95,13 @@ def _fasta_sizes(source: Source) -> dict[str, int]:
     return _read(fasta.chrom_sizes, source)
 
 
+def load(manifest: str | os.PathLike | Manifest) -> Manifest:
+    """A manifest, read and checked whole: its structure, then its label kind's rules."""
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    labels.label_kind(m)
+    return m
+
+
 def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
     """The manifest's locus set (and, for expression, the gene-matching counts).
 
@@ -113,8 +118,8 @@ def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
             )
         frame = annotation.tss_windows(genes, m.upstream, m.downstream, m.chroms)
         summary = None
-        if m.target_kind == "expression":
-            frame, summary = labels.match_genes(frame, read_input("table", m.table))
+        if labels.label_kind(m).table:
+            frame, summary = labels.match_genes(frame, read_input(m.target_kind, m.table))
         return loci_mod.LocusTable.from_frame(frame.reset_index(drop=True)), summary
     if m.loci_kind == "bins":
         sizes = _read(annotation.read_chrom_sizes, m.loci_path)
@@ -132,7 +137,7 @@ def resolve_cell_types(m: Manifest, cell_types: Sequence[str] | None) -> list[st
     if m.cell_types:
         available = list(m.cell_types)
     else:
-        table = read_input("table", m.table)
+        table = read_input(m.target_kind, m.table)
         available = [c for c in table.columns if c not in m.exclude]
     if cell_types is None:
         return available
@@ -172,8 +177,9 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
     reference: dict[str, tuple[int, Source]] = {}
     if isinstance(loci, loci_mod.GenomeBins):
         reference = {c: (n, m.loci_path) for c, n in loci.sizes}
-    if m.target_kind == "expression":
-        table = read_input("table", m.table)
+    kind = labels.label_kind(m)
+    if kind.table:
+        table = read_input(m.target_kind, m.table)
         absent = [c for c in cell_types if c not in table.columns]
         if absent:
             raise BuildError(
@@ -188,7 +194,7 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
             notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
             for c, n in sizes.items():
                 reference.setdefault(c, (n, path))
-        if m.target_kind in ("domains", "peaks"):
+        if kind.per_cell_type_file:
             # Read now (they are small) so an empty or malformed call set stops the build
             # before any work, not from inside a task.
             regions = read_input(m.target_kind, spec.target)

@@ -31,11 +31,11 @@ class CellTypeJob:
     """Everything a worker needs to compute one cell type's blocks."""
 
     id: str
-    kind: str  # expression | domains | peaks
+    kind: str  # a pitfall.sources.labels.LABEL_KINDS name
     marks: tuple[str, ...]
     signal: tuple[Source, ...]
     target: Source | None = None
-    values: np.ndarray | None = None  # expression: one value per locus of the cube
+    values: np.ndarray | None = None  # table kinds: one value per locus of the cube
     threshold: float = 0.5
 
 
@@ -55,13 +55,13 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
     table = loci.block(i0, i1)
     notes: list[str] = []
     value = None
-    if job.kind == "expression":
+    if job.values is not None:
         value = np.asarray(job.values[i0:i1], dtype=np.float32)
         label = np.where(np.isnan(value), np.float32(np.nan), value > job.threshold)
         label = label.astype(np.float32)
     else:
         regions = read_input(job.kind, job.target)
-        place = labels.domain_boundaries if job.kind == "domains" else labels.peak_labels
+        place = labels.LABEL_KINDS[job.kind].place
         label, summary = place(regions, table, missing="nan", return_summary=True)
         notes += [
             f"{job.target} has no {job.kind} on {c}: its labels are NaN there"

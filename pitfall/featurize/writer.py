@@ -32,7 +32,7 @@ from pitfall.featurize.tasks import (
 from pitfall.location import Location
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
-from pitfall.sources import annotation
+from pitfall.sources import annotation, labels
 
 #: Upper bound on the loci of one task's block (rounded down to whole chunks): keeps a
 #: worker's memory (runs read from a bigWig, the block's arrays) independent of cube size.
@@ -293,7 +293,7 @@ def _pickle(obj: Any) -> bytes:
 
 
 def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> list[CellTypeJob]:
-    table = read_input("table", m.table) if m.target_kind == "expression" else None
+    table = read_input(m.target_kind, m.table) if labels.label_kind(m).table else None
     ids = None
     if table is not None:
         t = loci.block(0, len(loci))
@@ -329,7 +329,7 @@ def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:
         n_loci=len(loci),
         locus_chunk=m.locus_chunk,
         marks=tuple(m.marks),
-        value=m.target_kind == "expression",
+        value=labels.label_kind(m).table,
         sequence_length=seq_len,
         strand=not bins,
         name=not bins,

@@ -39,7 +39,8 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from pitfall.loci import LocusTable
+from pitfall.manifest import Manifest, ManifestError, closest
 from pitfall.sources.annotation import _check_file, _open_text, chrom_order, strip_version
 
 log = logging.getLogger(__name__)
@@ -656,3 +658,118 @@ def peak_labels(
         missing,
     )
     return (label, summary) if return_summary else label
+
+
+# --------------------------------------------------------------------------------------
+# The label kinds: what a manifest's ``[target] kind`` may name
+
+
+@dataclass(frozen=True)
+class LabelKind:
+    """One kind of label source: how a manifest names it and how its files become labels.
+
+    Attributes
+    ----------
+    name
+        The manifest's ``[target] kind``.
+    description
+        One line for messages and docs.
+    table
+        One table for every cell type (``[target] table``, genes x cell types), whose
+        values become ``value`` and ``label = value > threshold``.
+    per_cell_type_file
+        One file per cell type (``[cell_types.<id>] target``), read by ``read`` and
+        placed on the loci by ``place``.
+    loci
+        The ``[loci]`` kinds it works with (None: any).
+    read
+        Reader of the table or of one cell type's file (a path) -> a data frame.
+    place
+        ``place(regions, loci, missing="nan", return_summary=True) -> (label, summary)``:
+        label shape ``(n_loci,)`` float32 over a :class:`~pitfall.loci.LocusTable` block.
+    """
+
+    name: str
+    description: str
+    table: bool = False
+    per_cell_type_file: bool = False
+    loci: tuple[str, ...] | None = None
+    read: Callable[..., pd.DataFrame] | None = None
+    place: Callable[..., Any] | None = None
+
+    def check(self, m: Manifest) -> None:
+        """Raise :class:`~pitfall.manifest.ManifestError` where ``m`` does not fit this kind."""
+        where = f"{m.path}: [target] kind = {self.name!r}"
+        if self.table and m.table is None:
+            raise ManifestError(f"{where} needs table = 'genes x cell types table'")
+        if not self.table and m.table is not None:
+            raise ManifestError(f"{where} takes no table (each cell type names its file)")
+        if self.loci is not None and m.loci_kind not in self.loci:
+            raise ManifestError(f"{where} needs [loci] {' or '.join(self.loci)}")
+        if self.per_cell_type_file:
+            if not m.cell_types:
+                raise ManifestError(f"{m.path}: no [cell_types.<id>] tables; each names its target file")
+            lacking = [ct for ct, spec in m.cell_types.items() if spec.target is None]
+            if lacking:
+                raise ManifestError(
+                    f"{m.path}: [cell_types.{lacking[0]}] needs target = '<{self.name} file>'"
+                )
+        elif not self.table and not m.cell_types:
+            raise ManifestError(f"{m.path}: no [cell_types.<id>] tables")
+
+
+#: Every label kind a manifest may name, by name (:func:`register_label_kind` adds one).
+LABEL_KINDS: dict[str, LabelKind] = {}
+
+
+def register_label_kind(kind: LabelKind) -> LabelKind:
+    """Add a label kind (a new ``[target] kind`` for manifests); return it."""
+    if kind.name in LABEL_KINDS:
+        raise ValueError(f"label kind {kind.name!r} is already registered")
+    if kind.table == kind.per_cell_type_file:
+        raise ValueError(f"label kind {kind.name!r}: exactly one of table, per_cell_type_file")
+    if kind.per_cell_type_file and (kind.read is None or kind.place is None):
+        raise ValueError(f"label kind {kind.name!r} reads one file per cell type: give read and place")
+    LABEL_KINDS[kind.name] = kind
+    return kind
+
+
+def label_kind(m: Manifest) -> LabelKind:
+    """The label kind of a manifest, checked against it (its errors name file and key)."""
+    kind = LABEL_KINDS.get(m.target_kind)
+    if kind is None:
+        raise ManifestError(
+            f"{m.path}: [target] kind {m.target_kind!r} is not a label kind"
+            f"{closest(m.target_kind, LABEL_KINDS)}; known: {', '.join(LABEL_KINDS)}"
+        )
+    kind.check(m)
+    return kind
+
+
+register_label_kind(
+    LabelKind(
+        "expression",
+        "a genes x cell types table (e.g. RPKM); label = value > threshold",
+        table=True,
+        loci=("tss",),
+        read=read_expression_table,
+    )
+)
+register_label_kind(
+    LabelKind(
+        "domains",
+        "one domain (TAD) list per cell type; a bin is 1 where a domain starts or ends",
+        per_cell_type_file=True,
+        read=read_domains,
+        place=domain_boundaries,
+    )
+)
+register_label_kind(
+    LabelKind(
+        "peaks",
+        "one peak file per cell type; a bin is 1 where a summit falls",
+        per_cell_type_file=True,
+        read=read_peaks,
+        place=peak_labels,
+    )
+)
