@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from _default import cubes, parser
 
-from pitfall import paper, report, sweep
+from pitfall import baselines, paper, report, sweep
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     ok = table[table["status"] == "ok"]
     path = report.save(
         report.ap_vs_params(ok, settings=["cross-cell-type", "hybrid"],
-                            title="controls: inputs that only identify the locus"),
+                            title="controls: inputs that only identify the locus", baselines=baselines.figure_styles()),
         args.out / "figures" / "controls.png",
     )  # fmt: skip
     for setting in ("cross-cell-type", "hybrid"):

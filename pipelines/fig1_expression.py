@@ -13,7 +13,7 @@ import json
 
 from _default import cubes, parser
 
-from pitfall import paper, report, sweep
+from pitfall import baselines, paper, report, sweep
 
 
 def main(task: str = "expression", figure: str = "figure1_def_expression") -> None:
@@ -24,7 +24,9 @@ def main(task: str = "expression", figure: str = "figure1_def_expression") -> No
     table = sweep.run_sweep(exps, args.out / f"results_{task}", workers=args.workers)
     ok = table[table["status"] == "ok"]
     path = report.save(
-        report.ap_vs_params(ok, title=f"{task}, target {args.target}"),
+        report.ap_vs_params(
+            ok, title=f"{task}, target {args.target}", baselines=baselines.figure_styles()
+        ),
         args.out / "figures" / f"{figure}.png",
     )
     found = paper.findings(ok, task)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from _default import cubes, parser
 
 from pitfall import cube as cubes_mod
-from pitfall import paper, report, splits, sweep
+from pitfall import paper, report, sweep, tasks
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     table = sweep.run_sweep(exps, results_dir, workers=args.workers, save_predictions=True)
     ok = table[(table["status"] == "ok") & (table["family"] != "xgboost")]
     ds = cubes_mod.open_cube(path)
-    split = splits.preset(ds, "cross-cell-type", args.target)
+    split = tasks.get_task("expression").split(ds, "cross-cell-type", args.target)
     part, tests = paper.partitioned_table(ds, split, ok, str(results_dir))
     fig = report.partitioned_boxes(part, tests, title="cross-cell-type, loci by activity")
     out = report.save(fig, args.out / "figures" / "figure_s3_partitioned.png")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from _default import cubes, parser
 
-from pitfall import paper, report, sweep
+from pitfall import baselines, paper, report, sweep
 
 
 def main() -> None:
@@ -18,7 +18,12 @@ def main() -> None:
     table = sweep.run_sweep(exps, args.out / "results_gbm", workers=args.workers)
     ok = table[table["status"] == "ok"]
     path = report.save(
-        report.ap_vs_params(ok, title="gradient-boosted trees", xlabel="trees x leaves"),
+        report.ap_vs_params(
+            ok,
+            title="gradient-boosted trees",
+            xlabel="trees x leaves",
+            baselines=baselines.figure_styles(),
+        ),
         args.out / "figures" / "gbm_sweep.png",
     )
     cols = ["setting", "inputs", "label", "n_params", "ap", "ap_average_activity"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from _real import build_cube
 
-from pitfall import paper, report, sweep
+from pitfall import baselines, paper, report, sweep
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     print(ok[cols].sort_values(["setting", "n_params"]).to_string(index=False))
     path = report.save(
         report.ap_vs_params(ok, settings=["cross-cell-type", "hybrid"],
-                            title=f"locus-constant random inputs, real {args.task} labels"),
+                            title=f"locus-constant random inputs, real {args.task} labels", baselines=baselines.figure_styles()),
         args.out / "figures" / f"real_random_control_{args.task}.png",
     )  # fmt: skip
     print(f"figure: {path}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _real import build_cube
 
-from pitfall import baselines, cube, realdata, splits
+from pitfall import baselines, cube, realdata, splits, tasks
 
 
 def main() -> None:
@@ -30,13 +30,14 @@ def main() -> None:
     ds = cube.open_cube(build_cube("roadmap", args.data, args.out))
     chroms = realdata.AUTOSOMES
     others = [str(c) for c in ds.cell_type.values if str(c) != args.target]
-    valid = [c for c in splits.EXPRESSION_VALID if c != args.target]
+    expression = tasks.get_task("expression")
+    valid = [c for c in expression.valid_cell_types if c != args.target]
     # Cross-cell-type over every autosome: the data README's setting for its figures.
     whole = splits.Split(
         tuple(c for c in others if c not in valid), chroms, tuple(valid), chroms,
         (args.target,), chroms, setting="cross-cell-type",
     )  # fmt: skip
-    hybrid = splits.preset(ds, "hybrid", args.target)
+    hybrid = expression.split(ds, "hybrid", args.target)
     tables = {
         "cross-cell-type, chr1-22": baselines.baseline_table(ds, whole, single_cell_types=["E047"]),
         "hybrid, test chr1": baselines.baseline_table(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _real import build_cube
 
-from pitfall import baselines, cube, splits
+from pitfall import baselines, cube, tasks
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     ds = cube.open_cube(build_cube("tads", args.data, args.out))
     results = {}
     for setting in ("cross-cell-type", "hybrid"):
-        split = splits.preset(ds, setting, args.target, task="tad")
+        split = tasks.get_task("tad").split(ds, setting, args.target)
         table = baselines.baseline_table(ds, split, single_cell_types=["IMR90"], similar_on="label")
         print(f"\n{setting} (target {args.target}; train {', '.join(split.train_cell_types)} on "
               f"{', '.join(split.train_chroms)}; test {', '.join(split.test_chroms)}; "

@@ -14,13 +14,16 @@ cell types carry at the test loci. All reductions are lazy (Dask), chunk by chun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from pitfall import evaluate
+from pitfall.predictor import Predictor
 from pitfall.splits import Split, take_loci
 
 
@@ -179,11 +182,129 @@ class RandomScores:
         return xr.full_like(test["label"], 0.5).rename("random")
 
 
-BASELINES = {
-    "average_activity": AverageActivity,
-    "most_similar": MostSimilar,
-    "random": RandomScores,
-}
+# --------------------------------------------------------------------------------------------
+# The registry: what the sweep scores next to every model, and the report draws
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline of the registry.
+
+    Attributes
+    ----------
+    name
+        Key; results tables hold its AP in the column ``ap_<name>``.
+    label
+        Name in tables and figure legends.
+    make
+        ``make(cube, split, **options) -> Predictor | None``: the baseline for a split of
+        the cube, unfitted, or None where it does not apply (e.g. no signal to compare).
+    color, linestyle
+        How figures draw its AP (a horizontal line).
+    description
+        One line for docs and reports.
+    """
+
+    name: str
+    label: str
+    make: Callable[..., Predictor | None]
+    color: str = "0.3"
+    linestyle: str = "-"
+    description: str = ""
+
+    @property
+    def column(self) -> str:
+        return f"ap_{self.name}"
+
+
+#: Every baseline, by name (:func:`register_baseline` adds one).
+BASELINES: dict[str, Baseline] = {}
+
+
+def register_baseline(baseline: Baseline) -> Baseline:
+    """Add a baseline to :data:`BASELINES`; return it."""
+    if baseline.name in BASELINES:
+        raise ValueError(f"baseline {baseline.name!r} is already registered")
+    BASELINES[baseline.name] = baseline
+    return baseline
+
+
+def figure_styles(names: Sequence[str] | None = None) -> dict[str, tuple[str, str, str]]:
+    """``{column: (label, color, linestyle)}`` of baselines, for :mod:`pitfall.report`."""
+    chosen = [BASELINES[n] for n in (names or BASELINES)]
+    return {b.column: (b.label, b.color, b.linestyle) for b in chosen}
+
+
+def _others(cube: xr.Dataset, split: Split) -> list[str]:
+    return [str(c) for c in cube["cell_type"].values if str(c) not in split.test_cell_types]
+
+
+def _average_activity(cube: xr.Dataset, split: Split, **_: Any) -> AverageActivity:
+    # Every cell type but the test ones, in every setting: across chromosomes training holds
+    # the target alone, and the paper draws the same baseline line in each panel.
+    return AverageActivity(cube, cell_types=_others(cube, split))
+
+
+def _most_similar(
+    cube: xr.Dataset, split: Split, *, on: str | None = None, **_: Any
+) -> MostSimilar | None:
+    if split.setting == "cross-chromosome" or (on is None and "signal" not in cube):
+        return None
+    return MostSimilar(cube, on=on)
+
+
+register_baseline(
+    Baseline(
+        "average_activity",
+        "average activity",
+        _average_activity,
+        color="black",
+        linestyle="-",
+        description="the mean label of each test locus over the other cell types",
+    )
+)
+register_baseline(
+    Baseline(
+        "most_similar",
+        "most similar cell type",
+        _most_similar,
+        color="0.45",
+        linestyle="--",
+        description="the labels of the training cell type whose inputs correlate best",
+    )
+)
+register_baseline(
+    Baseline(
+        "random",
+        "random",
+        lambda cube, split, **_: RandomScores(cube),
+        color="0.65",
+        linestyle=":",
+        description="a constant score: its AP is the prevalence of the test labels",
+    )
+)
+
+
+def baseline_aps(
+    cube: xr.Dataset, split: Split, names: Sequence[str] | None = None, **options: Any
+) -> dict[str, float]:
+    """AP of each baseline on the split's test selection: ``{"ap_<name>": AP}``.
+
+    The AP is the test cell type's (pooled over test cell types when there are several);
+    NaN where a baseline does not apply to this cube or split.
+    """
+    train, valid, test = split.train(cube), split.valid(cube), split.test(cube)
+    key = split.test_cell_types[0] if len(split.test_cell_types) == 1 else "pooled"
+    out = {}
+    for name in names or BASELINES:
+        b = BASELINES[name]
+        model = b.make(cube, split, **options)
+        out[b.column] = (
+            float("nan")
+            if model is None
+            else score_predictions(test, model.fit(train, valid).predict(test))[key]
+        )
+    return out
 
 
 def score_predictions(test: xr.Dataset, scores: xr.DataArray) -> dict[str, float]:
@@ -262,19 +383,14 @@ def baseline_table(
             rows.append({"predictor": name, "cell_type": ct, "ap": ap,
                          "detail": (detail or {}).get(ct, "")})  # fmt: skip
 
-    add(AverageActivity.name, AverageActivity(cube).fit(train, valid).predict(test))
-    if similar_on is not None or "signal" in cube:
-        model = MostSimilar(cube, on=similar_on).fit(train, valid)
+    for b in BASELINES.values():
+        model = b.make(cube, split, on=similar_on)
+        if model is None:
+            continue
+        model.fit(train, valid)
         scores = model.predict(test)
-        add(
-            MostSimilar.name,
-            scores,
-            {t: f"{c} (r = {r:.3f})" for t, (c, r) in model.chosen_.items()},
-        )
+        chosen = getattr(model, "chosen_", {})
+        add(b.label, scores, {t: f"{c} (r = {r:.3f})" for t, (c, r) in chosen.items()})
     for single in single_cell_types:
         add(f"{single} alone", AverageActivity(cube, cell_types=[single]).fit(train).predict(test))
-    labels = test["label"]
-    for ct in map(str, labels["cell_type"].values):
-        rows.append({"predictor": RandomScores.name, "cell_type": ct,
-                     "ap": evaluate.random_ap(labels.sel(cell_type=ct)), "detail": "prevalence"})  # fmt: skip
     return pd.DataFrame(rows)

@@ -18,11 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall import cube, featurize, paper, report, splits, sweep, synth, toy
+from pitfall import baselines, cube, featurize, paper, report, sweep, synth, tasks, toy
 
 
 class DemoError(RuntimeError):
     """The demo could not produce its results (every model failed)."""
+
+
+STYLES = baselines.figure_styles()
 
 
 def _say(msg: str) -> None:
@@ -89,7 +92,9 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
             continue
         f = paper.findings(rows, task)
         all_findings[task] = f
-        path = report.save(report.ap_vs_params(rows, title=title), figs / fig_name)
+        path = report.save(
+            report.ap_vs_params(rows, title=title, baselines=STYLES), figs / fig_name
+        )
         sections.append(
             {
                 "heading": title,
@@ -105,7 +110,10 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
     if len(gbm):
         path = report.save(
             report.ap_vs_params(
-                gbm, title="Gradient-boosted trees (expression, E003)", xlabel="trees x leaves"
+                gbm,
+                title="Gradient-boosted trees (expression, E003)",
+                xlabel="trees x leaves",
+                baselines=STYLES,
             ),
             figs / "gbm_sweep.png",
         )
@@ -115,7 +123,7 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
 
     ds = cube.open_cube(paths["expression"])
     # Figure S3: partitioned evaluation in the cross-cell-type setting
-    split = splits.preset(ds, "cross-cell-type", "E003")
+    split = tasks.get_task("expression").split(ds, "cross-cell-type", "E003")
     rows = nets[(nets["task"] == "expression") & (nets["setting"] == "cross-cell-type")]
     part, tests = paper.partitioned_table(ds, split, rows, str(out / "results"))
     path = report.save(

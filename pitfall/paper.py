@@ -104,7 +104,7 @@ def sweep_spec(
     """A sweep spec (the TOML's dict) for one task's three settings."""
     spec: dict[str, Any] = {
         # absolute: a sweep resolves relative paths against its own folder, not the cwd
-        "cube": str(Path(cube_path).resolve()),
+        "cube": cube_path if "://" in str(cube_path) else str(Path(cube_path).resolve()),
         "task": task,
         "target": target,
         "settings": list(splits.SETTINGS),
@@ -112,8 +112,6 @@ def sweep_spec(
         "training": TRAINING[size],
         "models": gbm_grid(size) if gbm else model_grid(task, size),
     }
-    if task == "tad":
-        spec["valid_cell_types"] = ["E116"]  # GM12878 in the synthetic compendium
     return spec
 
 

@@ -33,11 +33,6 @@ INPUT_NAMES = {
     "random": "locus-constant random (control)",
     "permuted": "permuted sequence (control)",
 }
-BASELINE_STYLES = {
-    "ap_average_activity": ("average activity", "black", "-"),
-    "ap_most_similar": ("most similar cell type", "0.45", "--"),
-    "ap_random": ("random (prevalence)", "0.65", ":"),
-}
 
 
 def pyplot():
@@ -57,11 +52,18 @@ def ap_vs_params(
     settings: Sequence[str] = SETTINGS,
     title: str | None = None,
     xlabel: str = "trainable parameters",
+    baselines: Mapping[str, tuple[str, str, str]] | None = None,
 ):
     """Figure 1 d-f / g-i: AP against trainable parameters, one panel per setting.
 
     Points are models coloured by input type (log-scale x); horizontal lines are the
     baselines' APs on the same test loci (the median over the panel's rows).
+
+    Parameters
+    ----------
+    baselines
+        ``{column: (label, color, linestyle)}`` of the baseline columns to draw
+        (:func:`pitfall.baselines.figure_styles`); default every ``ap_*`` column, in grey.
 
     Returns
     -------
@@ -89,7 +91,13 @@ def ap_vs_params(
                 edgecolor="white",
                 linewidth=0.4,
             )
-        for col, (name, color, style) in BASELINE_STYLES.items():
+        if baselines is None:
+            baselines = {
+                c: (c.removeprefix("ap_").replace("_", " "), "0.4", "--")
+                for c in rows.columns
+                if c.startswith("ap_")
+            }
+        for col, (name, color, style) in baselines.items():
             if col in part and part[col].notna().any():
                 ax.axhline(part[col].median(), color=color, ls=style, lw=1.2, label=name)
         ax.set_xscale("log")

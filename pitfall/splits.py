@@ -30,8 +30,6 @@ from pitfall.loci import chrom_order
 Role = Literal["train", "valid", "test"]
 ROLES: tuple[Role, ...] = ("train", "valid", "test")
 SETTINGS = ("cross-chromosome", "cross-cell-type", "hybrid")
-EXPRESSION_VALID = ("E113", "E004", "E037", "E106")
-TAD_VALID = ("GM12878",)
 
 
 class SplitError(ValueError):
@@ -282,7 +280,8 @@ def _compact(chroms: Sequence[str]) -> str:
     return ",".join(chroms) if len(chroms) <= 4 else f"{chroms[0]}..{chroms[-1]} ({len(chroms)})"
 
 
-def _cube_chroms(ds: xr.Dataset) -> list[str]:
+def cube_chroms(ds: xr.Dataset) -> list[str]:
+    """The cube's chromosomes, in natural order."""
     return chrom_order(_chrom_index(ds))
 
 
@@ -293,15 +292,18 @@ def _cube_chroms(ds: xr.Dataset) -> list[str]:
 def preset(
     ds: xr.Dataset,
     setting: str,
-    target: str = "E003",
+    target: str,
     *,
-    task: Literal["expression", "tad"] = "expression",
-    valid_cell_types: Sequence[str] | None = None,
+    valid_cell_types: Sequence[str] = (),
     test_chroms: Sequence[str] = ("chr1",),
     valid_chroms: Sequence[str] = ("chr2",),
     train_chroms: Sequence[str] | None = None,
+    cross_cell_type_on_train_only: bool = False,
 ) -> Split:
     """The paper's split for ``setting`` on this cube, for any target and validation cell types.
+
+    The tasks (:mod:`pitfall.tasks`) call this with their own rules and defaults; use
+    ``pitfall.tasks.get_task("expression").split(ds, setting)`` for the paper's.
 
     Parameters
     ----------
@@ -310,27 +312,24 @@ def preset(
     setting
         ``"cross-chromosome"``, ``"cross-cell-type"`` or ``"hybrid"``.
     target
-        The test cell type (the paper: H1, ``E003``; for TADs ``hESC``).
-    task
-        ``"expression"`` trains on every chromosome that is not test or validation
-        (chr3-22); ``"tad"`` trains on chr3 only, as the paper did.
+        The test cell type (an id of the cube).
     valid_cell_types
-        Default: E113 E004 E037 E106 (expression) or GM12878 (TAD).
-    test_chroms, valid_chroms, train_chroms
-        Chromosome roles; ``train_chroms`` overrides the task's rule.
+        Validation cell types across cell types (ids; the target is dropped from them).
+    test_chroms, valid_chroms
+        Test and validation chromosomes.
+    train_chroms
+        Training chromosomes; default every chromosome that is neither test nor validation.
+    cross_cell_type_on_train_only
+        Across cell types, models see only the training and validation chromosomes (the
+        paper's TAD set-up) rather than every non-test chromosome.
     """
     if setting not in SETTINGS:
         raise SplitError(f"setting {setting!r} is not one of {SETTINGS}")
-    all_chroms = _cube_chroms(ds)
+    all_chroms = cube_chroms(ds)
     held = set(test_chroms) | set(valid_chroms)
     if train_chroms is None:
-        if task == "tad":
-            train_chroms = [c for c in all_chroms if c not in held][:1]
-        else:
-            train_chroms = [c for c in all_chroms if c not in held]
+        train_chroms = [c for c in all_chroms if c not in held]
     train_chroms = tuple(train_chroms)
-    if valid_cell_types is None:
-        valid_cell_types = TAD_VALID if task == "tad" else EXPRESSION_VALID
     valid_cell_types = tuple(c for c in valid_cell_types if c != target)
     cell_types = [str(c) for c in ds["cell_type"].values]
     if target not in cell_types:
@@ -348,10 +347,10 @@ def preset(
             setting=setting,
         )
     else:
-        # Cross-cell-type models see every non-test chromosome of the other cell types
-        # except, for TADs, the paper's small chr2-3 window: train and valid chromosomes.
         ctt_chroms = (
-            tuple(dict.fromkeys((*valid_chroms, *train_chroms))) if task == "tad" else non_test
+            tuple(dict.fromkeys((*valid_chroms, *train_chroms)))
+            if cross_cell_type_on_train_only
+            else non_test
         )
         split = Split(
             train_cell_types=others,
@@ -382,7 +381,7 @@ def hybrid_grid(
     """
     cell_types = [str(c) for c in ds["cell_type"].values]
     held_out = list(held_out or cell_types)
-    chroms = list(chroms or _cube_chroms(ds))
+    chroms = list(chroms or cube_chroms(ds))
     rng = np.random.default_rng(seed)
     splits = []
     for target in held_out:

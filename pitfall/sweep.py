@@ -46,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall import baselines, cube, evaluate, splits
+from pitfall import baselines, cube, splits, tasks
 from pitfall.location import is_url
 from pitfall.models.spec import ModelSpec
 
@@ -54,11 +54,16 @@ RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")
 _VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba", "keras",
               "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost")  # fmt: skip
-COLUMNS = [
-    "id", "task", "setting", "target", "inputs", "family", "label", "spec", "n_params",
-    "ap", "ap_average_activity", "ap_most_similar", "ap_random", "epochs", "train_seconds",
-    "seed", "snapshot", "versions", "status", "error", "finished_at",
-]  # fmt: skip
+_BEFORE_BASELINES = ["id", "task", "setting", "target", "inputs", "family", "label", "spec",
+                     "n_params", "ap"]  # fmt: skip
+_AFTER_BASELINES = ["epochs", "train_seconds", "seed", "snapshot", "versions", "status", "error",
+                    "finished_at"]  # fmt: skip
+
+
+def columns() -> list[str]:
+    """The results table's columns: one ``ap_<name>`` per registered baseline."""
+    return [*_BEFORE_BASELINES, *(b.column for b in baselines.BASELINES.values()),
+            *_AFTER_BASELINES]  # fmt: skip
 
 
 class SweepError(ValueError):
@@ -141,7 +146,7 @@ def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None
         if key not in raw:
             raise SweepError(f"{where}missing required key {key!r}")
     store = raw["cube"] if is_url(raw["cube"]) else str((root / raw["cube"]).resolve())
-    task = raw.get("task", "expression")
+    task = tasks.get_task(raw.get("task", "expression")).name
     settings = raw.get("settings", list(splits.SETTINGS))
     unknown = [s for s in settings if s not in splits.SETTINGS]
     if unknown:
@@ -194,29 +199,15 @@ def _open(path: str) -> Any:
 def make_split(ds: Any, exp: Experiment) -> splits.Split:
     """The paper's split of the experiment's setting on its cube."""
     kw = {"valid_cell_types": exp.valid_cell_types} if exp.valid_cell_types else {}
-    return splits.preset(ds, exp.setting, exp.target, task=exp.task, **kw)  # type: ignore[arg-type]
+    return tasks.get_task(exp.task).split(ds, exp.setting, exp.target, **kw)
 
 
 @lru_cache(maxsize=64)
-def _baseline_aps(path: str, split_json: str) -> dict[str, float]:
-    """APs of the baselines on a split's test loci (once per split and process)."""
+def _baseline_aps(path: str, split_json: str, task: str) -> dict[str, float]:
+    """APs of the task's baselines on a split's test loci (once per split and process)."""
     ds = _open(path)
     split = splits.Split.from_dict(json.loads(split_json))
-    train, valid, test = split.train(ds), split.valid(ds), split.test(ds)
-    others = [str(c) for c in ds["cell_type"].values if str(c) not in split.test_cell_types]
-    # The average over every other cell type, in all settings: in cross-chromosome training
-    # holds the target alone, and the paper draws the same baseline line in each panel.
-    avg = baselines.AverageActivity(ds, cell_types=others).fit(train, valid).predict(test)
-    out = {
-        "ap_average_activity": baselines.score_predictions(test, avg)[split.test_cell_types[0]],
-        "ap_random": evaluate.random_ap(test["label"]),
-    }
-    if "signal" in ds and split.setting != "cross-chromosome":
-        sim = baselines.MostSimilar(ds).fit(train, valid).predict(test)
-        out["ap_most_similar"] = baselines.score_predictions(test, sim)[split.test_cell_types[0]]
-    else:
-        out["ap_most_similar"] = float("nan")
-    return out
+    return baselines.baseline_aps(ds, split, tasks.get_task(task).baselines)
 
 
 def _training_for(exp: Experiment) -> dict[str, Any]:
@@ -274,7 +265,7 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
         )
         row["epochs"] = int(getattr(model, "epochs_run_", 0) or 0)
         row["train_seconds"] = float(getattr(model, "train_seconds_", time.perf_counter() - t0))
-        row.update(_baseline_aps(exp.cube, json.dumps(split.to_dict(), sort_keys=True)))
+        row.update(_baseline_aps(exp.cube, json.dumps(split.to_dict(), sort_keys=True), exp.task))
         row["status"] = "ok"
         row["error"] = ""
     except Exception as err:  # a failed model is a result too: keep it, with its error
@@ -302,7 +293,7 @@ def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     """The results table of a sweep (empty with the right columns when there is none)."""
     path = Path(results_dir) / RESULTS_FILE
     if not path.exists():
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=columns())
     return pd.read_parquet(path)
 
 
@@ -316,10 +307,11 @@ def _write(results: pd.DataFrame, results_dir: Path) -> None:
 
 def _row_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
-    for col in COLUMNS:
+    cols = columns()
+    for col in cols:
         if col not in frame:
             frame[col] = pd.NA
-    return frame[COLUMNS]
+    return frame[cols]
 
 
 def run_sweep(

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pitfall import baselines, cube, evaluate, featurize, realdata, splits
+from pitfall import baselines, cube, evaluate, featurize, realdata, splits, tasks
 from pitfall.sources import labels
 
 
@@ -94,7 +94,7 @@ def test_tad_cube__bins_and_boundaries_from_both_formats(tads, shared_data: Path
 
 
 def test_tad_cube__hybrid_split_has_no_leakage(tads) -> None:
-    split = splits.preset(tads, "hybrid", "hESC", task="tad")
+    split = tasks.get_task("tad").split(tads, "hybrid", "hESC")
     assert split.train_chroms == ("chr2", "chr3")
     assert split.valid_cell_types == ("GM12878",)
     assert split.leakage(tads) == 0.0

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pitfall import cube, splits
+from pitfall import cube, splits, tasks
+
+EXPRESSION = tasks.get_task("expression")
 
 CELL_TYPES = ["E003", "E004", "E037", "E106", "E113", "E005", "E006"]
 CHROMS = [f"chr{i}" for i in range(1, 23)]
@@ -32,20 +34,20 @@ def ds(tmp_path: Path):
 
 
 def test_preset__expression_settings_match_the_paper(ds) -> None:
-    cc = splits.preset(ds, "cross-chromosome", "E003")
+    cc = EXPRESSION.split(ds, "cross-chromosome", "E003")
     assert cc.train_cell_types == cc.valid_cell_types == cc.test_cell_types == ("E003",)
     assert cc.train_chroms == tuple(f"chr{i}" for i in range(3, 23))
     assert cc.valid_chroms == ("chr2",)
     assert cc.test_chroms == ("chr1",)
 
-    ct = splits.preset(ds, "cross-cell-type", "E003")
+    ct = EXPRESSION.split(ds, "cross-cell-type", "E003")
     assert ct.train_cell_types == ("E005", "E006")
     assert ct.valid_cell_types == ("E113", "E004", "E037", "E106")
     assert ct.test_cell_types == ("E003",)
     chr2_22 = tuple(f"chr{i}" for i in range(2, 23))
     assert ct.train_chroms == ct.valid_chroms == ct.test_chroms == chr2_22
 
-    hy = splits.preset(ds, "hybrid", "E003")
+    hy = EXPRESSION.split(ds, "hybrid", "E003")
     assert hy.train_cell_types == ct.train_cell_types
     assert hy.valid_cell_types == ct.valid_cell_types
     assert hy.train_chroms == chr2_22
@@ -55,26 +57,26 @@ def test_preset__expression_settings_match_the_paper(ds) -> None:
 def test_preset__tad_settings_match_the_paper(tmp_path: Path) -> None:
     cts = ["hESC", "GM12878", "IMR90", "K562", "HUVEC", "NHEK"]
     ds = _tiny_cube(tmp_path, cell_types=cts)
-    cc = splits.preset(ds, "cross-chromosome", "hESC", task="tad")
+    cc = tasks.get_task("tad").split(ds, "cross-chromosome", "hESC")
     assert (cc.train_chroms, cc.valid_chroms, cc.test_chroms) == (("chr3",), ("chr2",), ("chr1",))
-    ct = splits.preset(ds, "cross-cell-type", "hESC", task="tad")
+    ct = tasks.get_task("tad").split(ds, "cross-cell-type", "hESC")
     assert ct.train_cell_types == ("IMR90", "K562", "HUVEC", "NHEK")
     assert ct.valid_cell_types == ("GM12878",)
     assert ct.train_chroms == ct.valid_chroms == ct.test_chroms == ("chr2", "chr3")
-    hy = splits.preset(ds, "hybrid", "hESC", task="tad")
+    hy = tasks.get_task("tad").split(ds, "hybrid", "hESC")
     assert hy.train_chroms == ("chr2", "chr3")
     assert hy.test_chroms == ("chr1",)
 
 
 def test_preset__any_target_and_validation(ds) -> None:
-    s = splits.preset(ds, "hybrid", "E005", valid_cell_types=["E006"])
+    s = EXPRESSION.split(ds, "hybrid", "E005", valid_cell_types=["E006"])
     assert s.test_cell_types == ("E005",)
     assert s.valid_cell_types == ("E006",)
     assert set(s.train_cell_types) == {"E003", "E004", "E037", "E106", "E113"}
 
 
 def test_split__selections_are_the_roles_cells_and_chromosomes(ds) -> None:
-    s = splits.preset(ds, "hybrid", "E003")
+    s = EXPRESSION.split(ds, "hybrid", "E003")
     test = s.test(ds)
     assert list(test["cell_type"].values) == ["E003"]
     assert set(test["chrom"].values) == {"chr1"}
@@ -90,9 +92,9 @@ def test_split__selections_are_the_roles_cells_and_chromosomes(ds) -> None:
 
 
 def test_split__leakage_is_full_for_cross_cell_type_and_zero_for_hybrid(ds) -> None:
-    assert splits.preset(ds, "cross-cell-type", "E003").leakage(ds) == 1.0
-    assert splits.preset(ds, "hybrid", "E003").leakage(ds) == 0.0
-    assert splits.preset(ds, "cross-chromosome", "E003").leakage(ds) == 0.0
+    assert EXPRESSION.split(ds, "cross-cell-type", "E003").leakage(ds) == 1.0
+    assert EXPRESSION.split(ds, "hybrid", "E003").leakage(ds) == 0.0
+    assert EXPRESSION.split(ds, "cross-chromosome", "E003").leakage(ds) == 0.0
 
 
 def test_split__leakage_counts_only_labelled_loci(tmp_path: Path) -> None:
@@ -131,11 +133,11 @@ def test_split__names_missing_cell_types_and_chroms(ds) -> None:
     with pytest.raises(splits.SplitError, match="E999"):
         s.test(ds)
     with pytest.raises(splits.SplitError, match="not in the cube"):
-        splits.preset(ds, "hybrid", "E777")
+        EXPRESSION.split(ds, "hybrid", "E777")
 
 
 def test_split__roundtrips_as_data(ds) -> None:
-    s = splits.preset(ds, "hybrid", "E003")
+    s = EXPRESSION.split(ds, "hybrid", "E003")
     assert splits.Split.from_dict(s.to_dict()) == s
 
 

@@ -72,7 +72,7 @@ def test_run_sweep__rows_columns_restart_and_failures(tiny_cube: Path, tmp_path:
         spec.experiments, results, workers=0, progress=False, save_predictions=True
     )
     assert len(table) == 6
-    assert list(table.columns) == sweep.COLUMNS
+    assert list(table.columns) == sweep.columns()
     assert (table["status"] == "ok").all(), table["error"].tolist()
     assert table["n_params"].gt(0).all() and table["ap"].between(0, 1).all()
     assert table["snapshot"].eq(cube.open_cube(tiny_cube).attrs["snapshot"]).all()

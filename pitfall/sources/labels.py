@@ -708,7 +708,9 @@ class LabelKind:
             raise ManifestError(f"{where} needs [loci] {' or '.join(self.loci)}")
         if self.per_cell_type_file:
             if not m.cell_types:
-                raise ManifestError(f"{m.path}: no [cell_types.<id>] tables; each names its target file")
+                raise ManifestError(
+                    f"{m.path}: no [cell_types.<id>] tables; each names its target file"
+                )
             lacking = [ct for ct, spec in m.cell_types.items() if spec.target is None]
             if lacking:
                 raise ManifestError(
@@ -729,7 +731,9 @@ def register_label_kind(kind: LabelKind) -> LabelKind:
     if kind.table == kind.per_cell_type_file:
         raise ValueError(f"label kind {kind.name!r}: exactly one of table, per_cell_type_file")
     if kind.per_cell_type_file and (kind.read is None or kind.place is None):
-        raise ValueError(f"label kind {kind.name!r} reads one file per cell type: give read and place")
+        raise ValueError(
+            f"label kind {kind.name!r} reads one file per cell type: give read and place"
+        )
     LABEL_KINDS[kind.name] = kind
     return kind
 
