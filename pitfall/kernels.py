@@ -26,6 +26,8 @@ __all__ = [
     "naive_encode_dna",
     "one_hot",
     "naive_one_hot",
+    "one_hot_dna",
+    "naive_one_hot_dna",
     "reverse_complement",
     "naive_reverse_complement",
     "window_arcsinh_means",
@@ -165,6 +167,88 @@ def naive_one_hot(codes: np.ndarray, dtype: npt.DTypeLike = np.float32) -> np.nd
     """Slow twin of :func:`one_hot`: compare every code with 0..3, shape (..., L, 4)."""
     codes = np.asarray(codes)
     return (codes[..., None] == np.arange(4)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- one_hot_dna
+
+
+@numba.njit(cache=True)
+def _one_hot_dna_kernel(ascii_codes: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    # One table row per ASCII byte, copied whole: each output byte is written once, with no
+    # intermediate codes array and no compare per column.
+    for i in range(ascii_codes.size):
+        row = table[ascii_codes[i]]
+        out[i, 0] = row[0]
+        out[i, 1] = row[1]
+        out[i, 2] = row[2]
+        out[i, 3] = row[3]
+
+
+# (256, 4) one-hot row of each ASCII byte, per output dtype, built on first use.
+_ONE_HOT_TABLES: dict[np.dtype, np.ndarray] = {}
+
+
+def _one_hot_table(dtype: np.dtype) -> np.ndarray:
+    table = _ONE_HOT_TABLES.get(dtype)
+    if table is None:
+        table = np.eye(5, 4, dtype=dtype)[_ASCII_TO_CODE]
+        table.setflags(write=False)
+        _ONE_HOT_TABLES[dtype] = table
+    return table
+
+
+def one_hot_dna(
+    seq: str | bytes | np.ndarray,
+    dtype: npt.DTypeLike = np.float32,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """One-hot encode DNA text in one pass: letters straight to rows, no integer codes between.
+
+    Same result as ``one_hot(encode_dna(seq), dtype)``: A, C, G, T (either case) set columns
+    0-3, and every other character (N, IUPAC codes, gaps, non-ASCII) gives an all-zero row.
+
+    Parameters
+    ----------
+    seq : str, bytes or numpy.ndarray
+        The sequence; a uint8 array is read as ASCII bytes and may have any shape (..., L).
+    dtype : numpy dtype, optional
+        Output dtype, float32 by default (int8 is tangermeme's).
+    out : numpy.ndarray, optional
+        C-contiguous buffer of shape (..., L, 4) and dtype ``dtype`` to write into.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (L, 4) (or (..., L, 4) for an array), dtype ``dtype``; ``out`` itself when given.
+    """
+    if isinstance(seq, str):
+        # 'replace' keeps one byte per character, so a non-ASCII letter becomes '?' -> N.
+        seq = seq.encode("ascii", errors="replace")
+    if isinstance(seq, (bytes, bytearray, memoryview)):
+        ascii_codes = np.frombuffer(seq, dtype=np.uint8)
+    else:
+        ascii_codes = np.asarray(seq)
+        if ascii_codes.dtype != np.uint8:
+            raise TypeError(
+                f"one_hot_dna expects str, bytes or a uint8 array of ASCII, got {ascii_codes.dtype}"
+            )
+    dtype = np.dtype(dtype)
+    shape = (*ascii_codes.shape, 4)
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be C-contiguous {dtype} of shape {shape}, got {out.dtype} {out.shape}"
+        )
+    _one_hot_dna_kernel(ascii_codes.reshape(-1), _one_hot_table(dtype), out.reshape(-1, 4))
+    return out
+
+
+def naive_one_hot_dna(
+    seq: str | bytes | np.ndarray, dtype: npt.DTypeLike = np.float32
+) -> np.ndarray:
+    """Slow twin of :func:`one_hot_dna`: the two naive steps, encode then one-hot (1-D)."""
+    return naive_one_hot(naive_encode_dna(seq), dtype=dtype)
 
 
 # --------------------------------------------------------------------------- reverse_complement

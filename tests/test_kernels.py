@@ -134,6 +134,58 @@ def test_one_hot__float_codes_raise() -> None:
         kernels.one_hot(np.zeros(5, np.float32))
 
 
+# --------------------------------------------------------------------------- one_hot_dna
+
+ONE_HOT_DTYPES = st.sampled_from([np.float32, np.int8, np.float64, np.uint8])
+
+
+@no_deadline
+@given(dna_text, ONE_HOT_DTYPES)
+def test_one_hot_dna__str_matches_naive(seq: str, dtype: type) -> None:
+    result = kernels.one_hot_dna(seq, dtype=dtype)
+    assert result.shape == (len(seq.encode("ascii", errors="replace")), 4)
+    assert result.dtype == dtype
+    np.testing.assert_array_equal(result, kernels.naive_one_hot_dna(seq, dtype=dtype))
+
+
+@no_deadline
+@given(st.binary(max_size=300), ONE_HOT_DTYPES)
+def test_one_hot_dna__bytes_and_uint8_array_match_naive(raw: bytes, dtype: type) -> None:
+    expected = kernels.naive_one_hot_dna(raw, dtype=dtype)
+    np.testing.assert_array_equal(kernels.one_hot_dna(raw, dtype), expected)
+    np.testing.assert_array_equal(
+        kernels.one_hot_dna(np.frombuffer(raw, np.uint8), dtype), expected
+    )
+
+
+@no_deadline
+@given(hnp.arrays(np.uint8, st.tuples(st.integers(0, 6), st.integers(0, 50))))
+def test_one_hot_dna__2d_array_into_dirty_buffer(ascii_codes: np.ndarray) -> None:
+    out = np.full((*ascii_codes.shape, 4), 7, dtype=np.int8)
+    result = kernels.one_hot_dna(ascii_codes, np.int8, out=out)
+    assert result is out
+    expected = kernels.naive_one_hot(kernels.naive_encode_dna(ascii_codes.reshape(-1)), np.int8)
+    np.testing.assert_array_equal(out.reshape(-1, 4), expected)
+
+
+def test_one_hot_dna__hand_checked_rows() -> None:
+    result = kernels.one_hot_dna("ACGTNacgtn-é", np.int8)
+    expected = np.vstack([np.eye(4), np.zeros(4), np.eye(4), np.zeros((3, 4))]).astype(np.int8)
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_one_hot_dna__wrong_out_raises() -> None:
+    with pytest.raises(ValueError, match="out"):
+        kernels.one_hot_dna("ACGT", np.float32, out=np.empty((4, 4), np.int8))
+    with pytest.raises(ValueError, match="out"):
+        kernels.one_hot_dna("ACGT", np.float32, out=np.empty((5, 4), np.float32))
+
+
+def test_one_hot_dna__non_uint8_array_raises() -> None:
+    with pytest.raises(TypeError, match="uint8"):
+        kernels.one_hot_dna(np.array([65, 67], dtype=np.int64))
+
+
 # --------------------------------------------------------------------------- reverse_complement
 
 
