@@ -1,4 +1,4 @@
-"""Numba kernels: DNA encoding, one-hot, reverse complement, arcsinh window means.
+"""Numba kernels: DNA encoding, one-hot, reverse complement, arcsinh window means, bigWig blocks.
 
 Each public kernel sits next to its slow, obviously-correct twin ``naive_<name>``; the twins
 are the oracles of the tests and the baselines of the benchmarks, so they must stay simple.
@@ -32,6 +32,11 @@ __all__ = [
     "naive_reverse_complement",
     "window_arcsinh_means",
     "naive_window_arcsinh_means",
+    "add_window_arcsinh_sums",
+    "clip_windows",
+    "means_from_sums",
+    "decode_bigwig_blocks",
+    "naive_decode_bigwig_blocks",
 ]
 
 #: Letter of each code: ``BASES[code]``; every letter outside ACGT (any case) encodes to N.

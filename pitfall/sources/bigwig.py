@@ -120,7 +120,9 @@ def _libdeflate() -> Any:
     pybigtools inflates with libdeflate too, so with zlib the builtin reader would spend
     more time inflating alone than ``average_over_bed`` spends on everything.
     """
-    for name in ("libdeflate.so.0", ctypes.util.find_library("deflate")):
+    # The soname first: find_library runs ldconfig in a subprocess, slow for a first call.
+    for find in (lambda: "libdeflate.so.0", lambda: ctypes.util.find_library("deflate")):
+        name = find()
         if not name:
             continue
         try:
@@ -193,6 +195,10 @@ class BigWigReader:
     ------
     ValueError
         If the data is not a readable bigWig (bad magic, truncated, a bigBed).
+
+    Notes
+    -----
+    Not thread-safe (one file position, one node cache): open one reader per thread.
     """
 
     def __init__(self, source: Any, use_libdeflate: bool = True) -> None:
@@ -209,13 +215,18 @@ class BigWigReader:
         self._nodes: dict[int, tuple[bool, np.ndarray]] = {}
         try:
             self._read_header()
+        except (EOFError, struct.error, ValueError) as err:
+            self.close()
+            if isinstance(err, ValueError):
+                raise
+            raise _unreadable(self.name, err) from err
         except BaseException:
             self.close()
             raise
 
     # -- reading
 
-    def _read_at(self, offset: int, n: int, exact: bool = True) -> bytes:
+    def _read_at(self, offset: int, n: int) -> bytes:
         self._fh.seek(offset)
         parts = []
         left = n
@@ -227,7 +238,7 @@ class BigWigReader:
             parts.append(chunk)
             left -= len(chunk)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if exact and len(data) < n:
+        if len(data) < n:
             raise EOFError(f"wanted {n} bytes at offset {offset}, the file ends after {len(data)}")
         return data
 
