@@ -35,6 +35,9 @@ import pyBigWig
 from pitfall import featurize, kernels, synth
 from pitfall.sources import bigwig
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_kernels import builtin_stages, interleaved_medians  # noqa: E402
+
 HG19 = {"chr1": 249_250_621, "chr2": 243_199_373, "chr3": 198_022_430}
 N_WINDOWS = 17_951
 WINDOW = 2000
@@ -151,19 +154,6 @@ def bench_track(tmp: Path, repeats: int) -> None:
     stages(track, windows, repeats, anchor_s)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, the calls interleaved so load drift hits all alike."""
-    for fn in fns.values():
-        fn()  # warm-up: JIT, page cache
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def exactness(track: Path, windows: dict[str, np.ndarray]) -> None:
     """Max error against the naive per-base twin, on the first 400 windows of each chromosome.
 
@@ -188,9 +178,6 @@ def exactness(track: Path, windows: dict[str, np.ndarray]) -> None:
 
 def stages(track: Path, windows: dict[str, np.ndarray], repeats: int, anchor_s: float) -> None:
     """The builtin reader's time split into its stages, summed over the three chromosomes."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_kernels import builtin_stages
-
     totals: dict[str, float] = {}
     for chrom, starts in windows.items():
         for name, fn in builtin_stages(track, chrom, starts, starts + WINDOW).items():

@@ -45,6 +45,21 @@ def median_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int = REPEATS
+) -> dict[str, float]:
+    """Median seconds of each function, calls interleaved so load drift hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: JIT, page cache
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def report(title: str, timings: dict[str, float], ratios: bool = True) -> None:
     """Print timings; the first entry is ours and the others get the ratio ours/this."""
     ours_name = next(iter(timings))
@@ -330,17 +345,52 @@ def bench_window_means() -> None:
             return run
 
         report(
-            "window means (reading included; the two baselines give raw means, not arcsinh)",
+            "window means (reading included; the two baselines give raw means, not arcsinh; "
+            "interleaved)",
+            interleaved_medians(
+                {
+                    "pitfall window_means (builtin reader)": ours("builtin"),
+                    "pybigtools average_over_bed (mean0)": pybigtools_average_over_bed,
+                    "pitfall window_means (builtin, zlib)": ours("builtin", use_libdeflate=False),
+                    "pitfall window_means (pybigtools reader)": ours("pybigtools"),
+                    "pitfall window_means (pyBigWig reader)": ours("pyBigWig"),
+                }
+            ),
+        )
+        report(
+            "window means, reference (not interleaved: one slow call per window)",
             {
                 "pitfall window_means (builtin reader)": median_seconds(ours("builtin")),
-                "pybigtools average_over_bed (mean0)": median_seconds(pybigtools_average_over_bed),
-                "pitfall window_means (builtin, zlib)": median_seconds(
-                    ours("builtin", use_libdeflate=False)
-                ),
-                "pitfall window_means (pybigtools reader)": median_seconds(ours("pybigtools")),
-                "pitfall window_means (pyBigWig reader)": median_seconds(ours("pyBigWig")),
                 "pyBigWig stats(exact=True) per window": median_seconds(pybigwig_exact_stats),
             },
+        )
+        # Tiling bins: every base of the track in exactly one window.
+        bins = np.arange(0, CHROM_SIZE, WINDOW)
+        bins_bed = Path(tmp) / "bins.bed"
+        bins_bed.write_text("".join(f"{CHROM}\t{s}\t{s + WINDOW}\n" for s in bins))
+        naive_bins = kernels.naive_window_arcsinh_means(
+            starts, ends, values, bins, bins + WINDOW, CHROM_SIZE
+        )
+        ours_bins = bigwig.window_means(path, CHROM, bins, bins + WINDOW)
+        print(
+            f"\ntiling bins: {bins.size:,} bins of {WINDOW} bp; builtin vs naive: max abs error "
+            f"{np.abs(ours_bins - naive_bins).max():.3g}"
+        )
+
+        def bins_anchor() -> list:
+            with pybigtools.open(str(path)) as bw:
+                return list(bw.average_over_bed(str(bins_bed), stats="mean0"))
+
+        report(
+            "window means over tiling bins (interleaved)",
+            interleaved_medians(
+                {
+                    "pitfall window_means (builtin reader)": lambda: bigwig.window_means(
+                        path, CHROM, bins, bins + WINDOW
+                    ),
+                    "pybigtools average_over_bed (mean0)": bins_anchor,
+                }
+            ),
         )
         report(
             "where the builtin reader's time goes",
