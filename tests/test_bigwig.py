@@ -185,10 +185,13 @@ def test_read_runs__corrupt_data_block_raises(track: Path, tmp_path: Path, backe
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_open_bigwig__unusual_suffix_is_read(track: Path, tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("name", ["track.dat", "track.BW", "track"])
+def test_open_bigwig__unusual_suffix_is_read(
+    track: Path, tmp_path: Path, backend: str, name: str
+) -> None:
     # pybigtools refuses local paths not ending in .bw/.bigWig; the backend hands it a file
     # object instead.
-    renamed = tmp_path / "track.dat"
+    renamed = tmp_path / name
     renamed.write_bytes(track.read_bytes())
     np.testing.assert_array_equal(
         bigwig.read_runs(renamed, "chr2", backend=backend)[0], RUNS["chr2"][0]

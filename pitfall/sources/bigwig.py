@@ -448,8 +448,8 @@ def _open_pybigtools(source: Any, label: str) -> Any:
     import pybigtools  # optional dependency, only needed for this backend
 
     if isinstance(source, str) and not _is_url(source):
-        suffix = Path(source).suffix.lower()
-        if suffix not in (".bw", ".bigwig"):
+        # The same (case-sensitive) suffixes as pybigtools' own check.
+        if Path(source).suffix not in (".bw", ".bigWig", ".bigwig"):
             # pybigtools judges local paths by their suffix before reading them, but reads
             # any file object: hand it one, and close it with the reader.
             fh = open(source, "rb")  # noqa: SIM115 - owned by the reader below
