@@ -2,14 +2,21 @@
 
 Run: ``/work/venv/bin/python benchmarks/bench_kernels.py``
 
-1. One-hot: ``pitfall.kernels`` vs a tangermeme-style Numba loop vs a numpy lookup table,
-   end to end (text -> one-hot) and codes -> one-hot alone.
-2. Window means over a 50 Mbp bigWig: ``pitfall.sources.bigwig.window_means`` (reading
-   included) vs pyBigWig exact per-window stats vs pybigtools ``average_over_bed``.
+1. One-hot: ``pitfall.kernels.one_hot_dna`` (text straight to rows, one fused kernel) vs a
+   tangermeme-style Numba loop (the anchor) vs a numpy lookup table, for float32 and int8,
+   end to end (text -> one-hot); and codes -> one-hot alone.
+2. Window means over a 50 Mbp bigWig (dense: 18,000 windows cover most of it):
+   ``pitfall.sources.bigwig.window_means`` (reading included) with each backend vs pyBigWig
+   exact per-window stats vs pybigtools ``average_over_bed`` (the anchor), then where the
+   builtin reader's time goes.
+
+The machine load (``os.getloadavg``) is printed first: on a shared machine, compare ratios
+measured in one run, not seconds across runs.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -36,6 +43,21 @@ def median_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int = REPEATS
+) -> dict[str, float]:
+    """Median seconds of each function, calls interleaved so load drift hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: JIT, page cache
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def report(title: str, timings: dict[str, float], ratios: bool = True) -> None:
@@ -89,7 +111,11 @@ def numpy_one_hot_from_text(sequence: str) -> np.ndarray:
 
 
 def ours_one_hot_from_text(sequence: str) -> np.ndarray:
-    return kernels.one_hot(kernels.encode_dna(sequence))
+    return kernels.one_hot_dna(sequence)
+
+
+def two_step_one_hot_from_text(sequence: str, dtype: type = np.float32) -> np.ndarray:
+    return kernels.one_hot(kernels.encode_dna(sequence), dtype)
 
 
 def bench_one_hot() -> None:
@@ -101,20 +127,25 @@ def bench_one_hot() -> None:
     long_codes = rng.choice(5, size=10_000_000, p=p).astype(np.uint8)
     long_text = letters[long_codes].tobytes().decode()
 
-    # The three must agree before their speed means anything.
+    # They must agree before their speed means anything.
     for text in (batch_text[0], long_text[:100_000]):
         ours = ours_one_hot_from_text(text)
         assert np.array_equal(ours, tangermeme_one_hot(text))
         assert np.array_equal(ours, numpy_one_hot_from_text(text))
+        assert np.array_equal(ours, two_step_one_hot_from_text(text))
+        assert np.array_equal(kernels.one_hot_dna(text, np.int8), tangermeme_one_hot(text, np.int8))
 
     report(
         "one-hot, text -> float32 (L, 4), 1,000 x 2,000 bp, one call per sequence",
         {
-            "pitfall encode_dna + one_hot": median_seconds(
+            "pitfall one_hot_dna (fused)": median_seconds(
                 lambda: [ours_one_hot_from_text(s) for s in batch_text]
             ),
             "tangermeme-style numba (int8 -> float32)": median_seconds(
                 lambda: [tangermeme_one_hot(s) for s in batch_text]
+            ),
+            "pitfall encode_dna + one_hot (two steps)": median_seconds(
+                lambda: [two_step_one_hot_from_text(s) for s in batch_text]
             ),
             "numpy lookup eye(5, 4)[codes]": median_seconds(
                 lambda: [numpy_one_hot_from_text(s) for s in batch_text]
@@ -124,25 +155,42 @@ def bench_one_hot() -> None:
     report(
         "one-hot, text -> int8 (L, 4), 1,000 x 2,000 bp (tangermeme's native dtype)",
         {
-            "pitfall encode_dna + one_hot(int8)": median_seconds(
-                lambda: [kernels.one_hot(kernels.encode_dna(s), np.int8) for s in batch_text]
+            "pitfall one_hot_dna(int8) (fused)": median_seconds(
+                lambda: [kernels.one_hot_dna(s, np.int8) for s in batch_text]
             ),
             "tangermeme-style numba (int8)": median_seconds(
                 lambda: [tangermeme_one_hot(s, np.int8) for s in batch_text]
+            ),
+            "pitfall encode_dna + one_hot(int8) (two steps)": median_seconds(
+                lambda: [two_step_one_hot_from_text(s, np.int8) for s in batch_text]
             ),
         },
     )
     report(
         "one-hot, text -> float32 (L, 4), one 10 Mbp sequence",
         {
-            "pitfall encode_dna + one_hot": median_seconds(
+            "pitfall one_hot_dna (fused)": median_seconds(
                 lambda: ours_one_hot_from_text(long_text)
             ),
             "tangermeme-style numba (int8 -> float32)": median_seconds(
                 lambda: tangermeme_one_hot(long_text)
             ),
+            "pitfall encode_dna + one_hot (two steps)": median_seconds(
+                lambda: two_step_one_hot_from_text(long_text)
+            ),
             "numpy lookup eye(5, 4)[codes]": median_seconds(
                 lambda: numpy_one_hot_from_text(long_text)
+            ),
+        },
+    )
+    report(
+        "one-hot, text -> int8 (L, 4), one 10 Mbp sequence",
+        {
+            "pitfall one_hot_dna(int8) (fused)": median_seconds(
+                lambda: kernels.one_hot_dna(long_text, np.int8)
+            ),
+            "tangermeme-style numba (int8)": median_seconds(
+                lambda: tangermeme_one_hot(long_text, np.int8)
             ),
         },
     )
@@ -203,6 +251,54 @@ def write_track(path: Path, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return starts, ends, values
 
 
+def builtin_stages(
+    path: Path, chrom: str, win_starts: np.ndarray, win_ends: np.ndarray
+) -> dict[str, Callable[[], object]]:
+    """The builtin reader's pipeline split into stages, each timed on its own."""
+    reader = bigwig.BigWigReader(path)
+    size = reader.chroms()[chrom]
+    lo, hi = kernels.clip_windows(win_starts, win_ends, size)
+    span_starts, span_ends = bigwig._union(lo, hi)
+    cid = reader.chrom_ids[chrom]
+    offsets, sizes = reader.blocks(cid, span_starts, span_ends)
+    cap = (reader.uncompress_buf_size + 3) // 4 * 4
+    data = np.empty(offsets.size * cap, dtype=np.uint8)
+    block_starts = np.arange(offsets.size, dtype=np.int64) * cap
+    block_ends = block_starts.copy()
+
+    def inflate(use_libdeflate: bool) -> Callable[[], object]:
+        def run() -> None:
+            src = reader._bytes_at(0, reader.file_size)
+            inflater = bigwig._Inflater(use_libdeflate)
+            for i, (o, n) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
+                at = int(block_starts[i])
+                block_ends[i] = at + inflater.into(src, o, o + n, data, at, cap)
+            inflater.close()
+
+        return run
+
+    inflate(True)()
+    runs = kernels.decode_bigwig_blocks(data, block_starts, block_ends, cid, span_starts, span_ends)
+
+    def sums() -> None:
+        out = np.zeros(lo.size)
+        kernels.add_window_arcsinh_sums(*runs, lo, hi, out)
+
+    return {
+        f"index walk ({offsets.size} of the chromosome's blocks)": lambda: reader.blocks(
+            cid, span_starts, span_ends
+        ),
+        "read + inflate, libdeflate": inflate(True),
+        "read + inflate, zlib": inflate(False),
+        f"decode blocks, keep runs in windows ({runs[0].size:,})": lambda: (
+            kernels.decode_bigwig_blocks(
+                data, block_starts, block_ends, cid, span_starts, span_ends
+            )
+        ),
+        "arcsinh window sums": sums,
+    }
+
+
 def bench_window_means() -> None:
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,17 +315,16 @@ def bench_window_means() -> None:
             f"{N_WINDOWS:,} windows of {WINDOW} bp"
         )
 
-        ours = bigwig.window_means(path, CHROM, win_starts, win_ends)
         naive = kernels.naive_window_arcsinh_means(
             starts, ends, values, win_starts, win_ends, CHROM_SIZE
         )
-        rel = np.abs(ours - naive) / np.maximum(np.abs(naive), 1e-30)
-        print(
-            f"  ours vs naive per-base arcsinh mean: max abs error {np.abs(ours - naive).max():.3g}"
-        )
-        print(f"                                       max rel error {rel.max():.3g}")
-        ours_pbt = bigwig.window_means(path, CHROM, win_starts, win_ends, backend="pybigtools")
-        print(f"  backend pyBigWig == pybigtools: {np.array_equal(ours, ours_pbt)}")
+        for backend in bigwig.BACKENDS:
+            ours = bigwig.window_means(path, CHROM, win_starts, win_ends, backend=backend)
+            print(
+                f"  {backend:10s} vs naive per-base arcsinh mean: max abs error "
+                f"{np.abs(ours - naive).max():.3g}, max rel error "
+                f"{(np.abs(ours - naive) / np.maximum(np.abs(naive), 1e-30)).max():.3g}"
+            )
 
         def pybigwig_exact_stats() -> list:
             with pyBigWig.open(str(path)) as bw:
@@ -242,36 +337,66 @@ def bench_window_means() -> None:
             with pybigtools.open(str(path)) as bw:
                 return list(bw.average_over_bed(str(bed), stats="mean0"))
 
-        def read_only(backend: str) -> Callable[[], object]:
-            return lambda: bigwig.read_runs(
-                path, CHROM, int(win_starts.min()), int(win_ends.max()), backend=backend
-            )
+        def ours(backend: str, **kw: object) -> Callable[[], object]:
+            def run() -> object:
+                with bigwig.open_bigwig(path, backend, **kw) as handle:
+                    return bigwig.window_means(handle, CHROM, win_starts, win_ends)
+
+            return run
 
         report(
-            "window means (reading included; the two baselines give raw means, not arcsinh)",
-            {
-                "pitfall window_means (pyBigWig reader)": median_seconds(
-                    lambda: bigwig.window_means(path, CHROM, win_starts, win_ends)
-                ),
-                "pitfall window_means (pybigtools reader)": median_seconds(
-                    lambda: bigwig.window_means(
-                        path, CHROM, win_starts, win_ends, backend="pybigtools"
-                    )
-                ),
-                "pyBigWig stats(exact=True) per window": median_seconds(pybigwig_exact_stats),
-                "pybigtools average_over_bed (mean0)": median_seconds(pybigtools_average_over_bed),
-            },
+            "window means (reading included; the two baselines give raw means, not arcsinh; "
+            "interleaved)",
+            interleaved_medians(
+                {
+                    "pitfall window_means (builtin reader)": ours("builtin"),
+                    "pybigtools average_over_bed (mean0)": pybigtools_average_over_bed,
+                    "pitfall window_means (builtin, zlib)": ours("builtin", use_libdeflate=False),
+                    "pitfall window_means (pybigtools reader)": ours("pybigtools"),
+                    "pitfall window_means (pyBigWig reader)": ours("pyBigWig"),
+                }
+            ),
         )
         report(
-            "where the time goes",
+            "window means, reference (not interleaved: one slow call per window)",
             {
-                "read_runs, pyBigWig (whole chromosome)": median_seconds(read_only("pyBigWig")),
-                "read_runs, pybigtools (whole chromosome)": median_seconds(read_only("pybigtools")),
-                "window_arcsinh_means kernel alone": median_seconds(
-                    lambda: kernels.window_arcsinh_means(
-                        starts, ends, values, win_starts, win_ends, CHROM_SIZE
-                    )
-                ),
+                "pitfall window_means (builtin reader)": median_seconds(ours("builtin")),
+                "pyBigWig stats(exact=True) per window": median_seconds(pybigwig_exact_stats),
+            },
+        )
+        # Tiling bins: every base of the track in exactly one window.
+        bins = np.arange(0, CHROM_SIZE, WINDOW)
+        bins_bed = Path(tmp) / "bins.bed"
+        bins_bed.write_text("".join(f"{CHROM}\t{s}\t{s + WINDOW}\n" for s in bins))
+        naive_bins = kernels.naive_window_arcsinh_means(
+            starts, ends, values, bins, bins + WINDOW, CHROM_SIZE
+        )
+        ours_bins = bigwig.window_means(path, CHROM, bins, bins + WINDOW)
+        print(
+            f"\ntiling bins: {bins.size:,} bins of {WINDOW} bp; builtin vs naive: max abs error "
+            f"{np.abs(ours_bins - naive_bins).max():.3g}"
+        )
+
+        def bins_anchor() -> list:
+            with pybigtools.open(str(path)) as bw:
+                return list(bw.average_over_bed(str(bins_bed), stats="mean0"))
+
+        report(
+            "window means over tiling bins (interleaved)",
+            interleaved_medians(
+                {
+                    "pitfall window_means (builtin reader)": lambda: bigwig.window_means(
+                        path, CHROM, bins, bins + WINDOW
+                    ),
+                    "pybigtools average_over_bed (mean0)": bins_anchor,
+                }
+            ),
+        )
+        report(
+            "where the builtin reader's time goes",
+            {
+                name: median_seconds(fn)
+                for name, fn in builtin_stages(path, CHROM, win_starts, win_ends).items()
             },
             ratios=False,
         )
@@ -279,5 +404,7 @@ def bench_window_means() -> None:
 
 if __name__ == "__main__":
     print(f"medians of {REPEATS} repeats after one warm-up; 'ours/this' < 1 means ours is faster")
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     bench_one_hot()
     bench_window_means()
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
