@@ -88,7 +88,8 @@ def _exists(source: Source, m: Manifest) -> None:
 
 
 def _track_sizes(source: Source) -> dict[str, int]:
-    return _read(bigwig.chrom_sizes, source)
+    # A URL's header and chromosome tree are read by range requests, not downloaded.
+    return bigwig.chrom_sizes(str(source))
 
 
 def _fasta_sizes(source: Source) -> dict[str, int]:

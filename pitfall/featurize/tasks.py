@@ -72,14 +72,15 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
         signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
         runs = table.chrom_runs()
         for j, path in enumerate(job.signal):
-            local = _local(path)
-            for chrom, a, b in runs:
-                try:
-                    signal[a:b, j] = bigwig.window_means(
-                        local, chrom, table.start[a:b], table.end[a:b]
-                    )
-                except bigwig.MissingChromosome:
-                    notes.append(_missing_chrom_note(path, chrom))
+            # One reader per file and block: a URL's header and index travel once.
+            with bigwig.open_bigwig(str(path)) as handle:
+                for chrom, a, b in runs:
+                    try:
+                        signal[a:b, j] = bigwig.window_means(
+                            handle, chrom, table.start[a:b], table.end[a:b]
+                        )
+                    except bigwig.MissingChromosome:
+                        notes.append(_missing_chrom_note(path, chrom))
     return BlockData(i0, label, value, signal, notes)
 
 

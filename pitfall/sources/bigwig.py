@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pitfall import kernels
+from pitfall.sources import remote
 
 __all__ = [
     "BACKENDS",
@@ -68,7 +69,7 @@ class MissingChromosome(KeyError):
 
 
 def _is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://", "ftp://"))
+    return remote.is_url(path)
 
 
 def _is_file_object(obj: object) -> bool:
@@ -186,8 +187,9 @@ class BigWigReader:
     Parameters
     ----------
     source : str, os.PathLike or binary file object
-        Local path, or an open file object with ``read``, ``seek`` and ``tell`` (left open on
-        :meth:`close`).
+        Local path, URL (read by range requests through
+        :class:`pitfall.sources.remote.RangedFile`), or an open file object with ``read``,
+        ``seek`` and ``tell`` (left open on :meth:`close`).
     use_libdeflate : bool
         Inflate with libdeflate when the system has it (the default); False forces zlib.
 
@@ -202,10 +204,15 @@ class BigWigReader:
     """
 
     def __init__(self, source: Any, use_libdeflate: bool = True) -> None:
-        if isinstance(source, (str, os.PathLike)):
-            self.name = os.fspath(source)
-            self._fh: Any = open(self.name, "rb")  # noqa: SIM115 - closed by close()
+        self._mappable = False
+        if isinstance(source, str) and _is_url(source):
+            self.name = source
+            self._fh: Any = remote.RangedFile(source)
             self._owns = True
+        elif isinstance(source, (str, os.PathLike)):
+            self.name = os.fspath(source)
+            self._fh = open(self.name, "rb")  # noqa: SIM115 - closed by close()
+            self._owns = self._mappable = True
         else:
             self.name = _label_of(source)
             self._fh = source
@@ -244,7 +251,7 @@ class BigWigReader:
 
     def _bytes_at(self, offset: int, n: int) -> np.ndarray:
         """``n`` bytes at ``offset`` as a uint8 array: a view of the mapped file when local."""
-        if self._map is None and self._owns:
+        if self._map is None and self._mappable:
             # Mapping spares a copy of every block out of the page cache (a tenth of the
             # time of a whole chromosome); file objects may not have a file descriptor.
             self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -487,8 +494,7 @@ class _FileClosingReader:
 
 def _resolve_backend(source: Any, backend: Backend | None) -> Backend:
     if backend is None:
-        # URLs keep going to pyBigWig, which read them before the builtin reader existed.
-        return "pyBigWig" if isinstance(source, str) and _is_url(source) else "builtin"
+        return "builtin"
     if backend not in BACKENDS:
         raise ValueError(f"unknown bigWig backend {backend!r}; choose one of {BACKENDS}")
     return backend
@@ -504,10 +510,12 @@ def open_bigwig(
     Parameters
     ----------
     source : str, os.PathLike or binary file object
-        Local path, URL (pyBigWig and pybigtools only) or an open binary file object with
+        Local path, URL (``https://``, ``s3://``, ``gs://``, ``az://``: the builtin reader
+        fetches the header, the index and the blocks the windows touch by range requests,
+        :class:`pitfall.sources.remote.RangedFile`) or an open binary file object with
         ``read``/``seek``/``tell`` (builtin and pybigtools only; it is left open on close).
     backend : {"builtin", "pybigtools", "pyBigWig"}, optional
-        Reader; None (the default) is "builtin", or "pyBigWig" for URLs.
+        Reader; None (the default) is "builtin".
     use_libdeflate : bool
         Builtin reader only: False inflates with zlib even where libdeflate is present.
 
@@ -531,11 +539,7 @@ def open_bigwig(
             raise FileNotFoundError(
                 f"bigWig {source} does not exist; check the path (or download the track first)"
             )
-        if backend == "builtin" and _is_url(source):
-            raise ValueError(
-                f"the builtin bigWig reader cannot fetch {source}; pass an open (e.g. ranged "
-                "HTTP) file object, or use backend='pybigtools' or 'pyBigWig'"
-            )
+
     elif _is_file_object(source):
         label = _label_of(source)
         if backend == "pyBigWig":

@@ -130,7 +130,7 @@ class RangedFile(io.RawIOBase):
         Blocks kept in memory (the LRU's size).
     """
 
-    def __init__(self, url: str, *, block_size: int = _BLOCK, max_blocks: int = 64) -> None:
+    def __init__(self, url: str, *, block_size: int = _BLOCK, max_blocks: int = 16) -> None:
         super().__init__()
         self.name = url
         self._store, self._key = _split(url)
