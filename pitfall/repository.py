@@ -54,7 +54,11 @@ def open_repository(
     try:
         exists = icechunk.Repository.exists(st)
     except icechunk.IcechunkError as err:
-        raise OSError(f"{loc}: cannot reach the store ({_first_line(err)})") from err
+        raise OSError(
+            f"{loc}: cannot read the store ({_first_line(err)}); check the location, the "
+            "endpoint (AWS_ENDPOINT_URL or --endpoint-url) and the credentials in the "
+            "environment (or --anonymous for a public bucket)"
+        ) from err
     if not exists:
         raise FileNotFoundError(_no_cube(loc))
     return icechunk.Repository.open(st)

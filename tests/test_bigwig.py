@@ -215,11 +215,22 @@ def test_open_bigwig__unknown_backend_raises(track: Path) -> None:
         bigwig.open_bigwig(track, backend="bx-python")  # type: ignore[arg-type]
 
 
-def test_open_bigwig__url_goes_to_pybigwig_by_default_and_builtin_refuses() -> None:
-    assert bigwig._resolve_backend("https://example.org/a.bw", None) == "pyBigWig"
-    assert bigwig._resolve_backend("a.bw", None) == "builtin"
-    with pytest.raises(ValueError, match="example.org/a.bw.*file object"):
-        bigwig.open_bigwig("https://example.org/a.bw", backend="builtin")
+def test_open_bigwig__url_is_read_by_range_requests(track: Path, http_files) -> None:
+    served = http_files.root / "served.bw"
+    served.write_bytes(track.read_bytes())
+    url = http_files.url(served)
+    assert bigwig._resolve_backend(url, None) == "builtin"
+    win_starts, win_ends = np.array([-5, 15, 90, 995]), np.array([30, 120, 400, 1010])
+    expected = kernels.naive_window_arcsinh_means(*RUNS["chr1"], win_starts, win_ends, 1000)
+    np.testing.assert_array_equal(bigwig.window_means(url, "chr1", win_starts, win_ends), expected)
+    assert bigwig.chrom_sizes(url) == bigwig.chrom_sizes(track)
+    assert http_files.ranged["served.bw"] > 0 and http_files.whole["served.bw"] == 0
+
+
+def test_open_bigwig__missing_url_is_named(http_files) -> None:
+    url = f"{http_files.base}/absent.bw"
+    with pytest.raises(FileNotFoundError, match="absent.bw: no such file"):
+        bigwig.open_bigwig(url)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -120,8 +120,9 @@ def _url_manifest(comp: synth.SynthCompendium, http_files) -> Path:
 
 
 def test_cluster_build__s3_cube_from_http_inputs_equals_local_build(
-    tmp_path: Path, s3, http_files, cluster
+    tmp_path: Path, s3, http_files, cluster, monkeypatch
 ) -> None:
+    monkeypatch.setenv("PITFALL_CACHE", str(tmp_path / "driver-cache"))
     comp = synth.synthesize(http_files.root / "compendium", "tiny")
     manifest = _url_manifest(comp, http_files)
     cts = list(comp.cell_types)
@@ -146,7 +147,10 @@ def test_cluster_build__s3_cube_from_http_inputs_equals_local_build(
     for name in ("chrom", "strand", "name", "cell_type_name", "mark"):
         assert list(got[name].values) == list(want[name].values), name
     assert [c.cell_types for c in cube.cube_log(where)][:-1][::-1] == [[c] for c in cts]
-    # The FASTA reached the workers through their own caches, in their own working dirs.
+    # The driver planned and checked from headers and indexes: it downloaded no FASTA and
+    # no bigWig. The FASTA reached the workers through their own caches.
+    driver_cache = tmp_path / "driver-cache"
+    assert not [p for p in driver_cache.rglob("*") if p.suffix in (".fa", ".bw")]
     assert any(list((tmp_path / f"worker{i}" / "cache").rglob("genome.fa")) for i in range(2))
     # bigWigs travelled as range requests only, never as whole files.
     bigwigs = {p.name for p in (http_files.root / "compendium" / "bigwig").iterdir()}

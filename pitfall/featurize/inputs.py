@@ -93,7 +93,18 @@ def _track_sizes(source: Source) -> dict[str, int]:
 
 
 def _fasta_sizes(source: Source) -> dict[str, int]:
-    return _read(fasta.chrom_sizes, source)
+    if isinstance(source, str) and remote.is_url(source):
+        # The index names every sequence and its length: the driver reads it, not the
+        # genome (workers download the FASTA itself, once per machine, to read windows).
+        try:
+            text = remote.read_bytes(source + ".fai").decode()
+        except FileNotFoundError as err:
+            raise BuildError(
+                f"{source}: a FASTA given by URL needs its index beside it, at {source}.fai "
+                "(make it with `samtools faidx`)"
+            ) from err
+        return {f[0]: int(f[1]) for f in (line.split("\t") for line in text.splitlines()) if f[0]}
+    return fasta.chrom_sizes(source)
 
 
 def load(manifest: str | os.PathLike | Manifest) -> Manifest:

@@ -562,6 +562,8 @@ def open_bigwig(
         else:
             handle = _open_pybigtools(source, label)
             is_bigwig = handle.is_bigwig
+    except FileNotFoundError:
+        raise  # a URL the server does not have: its own message names it
     except ValueError as err:
         if "bigBed" in str(err) or "not a readable bigWig" in str(err):
             raise
