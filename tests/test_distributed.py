@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyfaidx
 import pytest
 
 from pitfall import cube, featurize, synth
@@ -124,6 +125,7 @@ def test_cluster_build__s3_cube_from_http_inputs_equals_local_build(
 ) -> None:
     monkeypatch.setenv("PITFALL_CACHE", str(tmp_path / "driver-cache"))
     comp = synth.synthesize(http_files.root / "compendium", "tiny")
+    pyfaidx.Faidx(str(comp.root / "genome.fa")).close()  # its .fai, as `samtools faidx` makes
     manifest = _url_manifest(comp, http_files)
     cts = list(comp.cell_types)
     where = s3.url("cluster")
