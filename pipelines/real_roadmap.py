@@ -17,7 +17,8 @@ from pathlib import Path
 
 from _real import build_cube
 
-from pitfall import baselines, cube, realdata, splits
+from pitfall import baselines, cube, splits
+from pitfall.genome import AUTOSOMES
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     ds = cube.open_cube(build_cube("roadmap", args.data, args.out))
-    chroms = realdata.AUTOSOMES
+    chroms = AUTOSOMES
     others = [str(c) for c in ds.cell_type.values if str(c) != args.target]
     valid = [c for c in splits.EXPRESSION_VALID if c != args.target]
     # Cross-cell-type over every autosome: the data README's setting for its figures.
