@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from pitfall import cube
+from pitfall.genome import CORE_MARKS
 
 N_LOCI = 20_000
-MARKS = ["H3K4me3", "H3K4me1", "H3K36me3", "H3K27me3", "H3K9me3"]
+MARKS = list(CORE_MARKS)
 REPEATS = 7
 SIZES = (2, 50)
 

@@ -8,7 +8,7 @@ with ``xarray.Dataset.to_zarr`` (everything in memory, one process), in the same
 
 1. **CTCF label cube**: 14,405,178 bins of 200 bp on chr1-22 x 7 ENCODE lines, a bin bound
    when a conservative IDR summit falls in it (``pitfall build`` of
-   ``pitfall.realdata.ctcf_manifest``).
+   ``pitfall.datasets.ctcf.manifest_from_folder``).
 2. **Signal cubes** from synthetic bigWigs (4 cell types x 3 marks, runs of 50-2,000 bp, a
    fifth of the genome without data) over genomes of 1 M, 4 M and 14.4 M bins of 200 bp,
    labels from a synthetic peak file.
@@ -38,7 +38,6 @@ import numpy as np
 MARK = "RESULT "
 BIN = 200
 CTCF_LINES = ["A549", "H1-hESC", "HeLa-S3", "HepG2", "IMR-90", "K562", "MCF-7"]
-AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
 
 
 def _peak_mb() -> float:
@@ -150,7 +149,7 @@ def run_numpy(manifest: str, store: str) -> dict[str, Any]:
     for line in Path(m.loci_path).read_text().splitlines():
         c, n = line.split()[:2]
         sizes[c] = int(n)
-    chroms = m.chroms or [c for c in sizes if c in AUTOSOMES or c.startswith("chr")]
+    chroms = m.chroms or list(sizes)
     starts = [np.arange(0, sizes[c], BIN, dtype=np.int64) for c in chroms]
     chrom = np.concatenate(
         [np.full(len(s), c, dtype=object) for c, s in zip(chroms, starts, strict=True)]
@@ -239,7 +238,7 @@ def main() -> None:
         print(MARK + json.dumps(fn(args.manifest, args.store, **kw)), flush=True)
         return
 
-    from pitfall import realdata
+    from pitfall.datasets import ctcf
 
     work = Path(tempfile.mkdtemp(prefix="bench-build-scale-"))
     print(f"machine load before: {Path('/proc/loadavg').read_text().split()[:3]}")
@@ -247,7 +246,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     results: dict[str, Any] = {}
     if not args.skip_ctcf:
-        manifest = str(realdata.ctcf_manifest(args.data, work / "ctcf"))
+        manifest = str(ctcf.manifest_from_folder(args.data, work / "ctcf"))
         results["ctcf pitfall"] = _child("pitfall", manifest, str(work / "ctcf-cube"), args.workers)
         print(_row("CTCF labels, pitfall", results["ctcf pitfall"]), flush=True)
         results["ctcf numpy"] = _child("numpy", manifest, str(work / "ctcf-numpy.zarr"), 1)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pitfall import featurize, realdata
-
-MANIFESTS = {
-    "roadmap": realdata.roadmap_manifest,
-    "tads": realdata.tad_manifest,
-    "ctcf": realdata.ctcf_manifest,
-}
+from pitfall import featurize
+from pitfall.datasets import FOLDER_MANIFESTS
 
 
 def build_cube(kind: str, data: Path, out: Path, workers: int | None = None) -> Path:
@@ -20,7 +15,7 @@ def build_cube(kind: str, data: Path, out: Path, workers: int | None = None) -> 
     """
     store = out / "store" / kind
     if not store.exists():
-        manifest = MANIFESTS[kind](data, out / "manifests" / kind)
+        manifest = FOLDER_MANIFESTS[kind](data, out / "manifests" / kind)
         local = kind != "ctcf"
         summary = featurize.build(
             manifest, store, workers=1 if local else workers, processes=not local

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 from _real import build_cube
 
-from pitfall import baselines, cube, realdata, splits
+from pitfall import baselines, cube, splits
+from pitfall.genome import AUTOSOMES
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     ds = cube.open_cube(build_cube("ctcf", args.data, args.out, args.workers))
     t_build = time.perf_counter() - t0
     lines = [str(c) for c in ds.cell_type.values]
-    chroms = realdata.AUTOSOMES
+    chroms = AUTOSOMES
     tables = []
     for target in lines:
         others = tuple(c for c in lines if c != target)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from _real import build_cube
 
-from pitfall import baselines, cube, realdata, splits, tasks
+from pitfall import baselines, cube, splits, tasks
+from pitfall.genome import AUTOSOMES
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     ds = cube.open_cube(build_cube("roadmap", args.data, args.out))
-    chroms = realdata.AUTOSOMES
+    chroms = AUTOSOMES
     others = [str(c) for c in ds.cell_type.values if str(c) != args.target]
     expression = tasks.get_task("expression")
     valid = [c for c in expression.valid_cell_types if c != args.target]

@@ -8,7 +8,7 @@ and evaluates models against the baselines that expose the memorisation.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from pitfall.audit import audit
+from pitfall.audit import audit_predictions
 from pitfall.cube import open_cube
 
 try:
@@ -16,4 +16,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "audit", "open_cube"]
+__all__ = ["__version__", "audit_predictions", "open_cube"]

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -141,6 +142,281 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- audit, tracks
+
+
+AUDIT_EPILOG = """\
+exit status:
+  0  the audit ran, and no --fail-on gate failed
+  1  a --fail-on gate failed: 'memorising' when the model is flagged as likely
+     memorising locus activity; 'no-gain' when it beats the average-activity baseline
+     neither pooled nor within activity groups (the verdict is 'no gain' or
+     'memorising')
+  2  the audit could not run (unreadable or ambiguous predictions, unknown cell types,
+     no matching locus, ...): the message says what to change
+
+loci: a table names its loci in ONE column (locus, name, gene_id, gene, locus_name),
+matched by name, or gives chrom, start, end; --loci-by position reads the locus column
+as integer positions along the cube's locus dim. A bigWig / bedGraph track holds one
+cell type's scores (--cell-type): each locus gets the mean over its window.
+"""
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t for t in (x.strip() for x in text.split(",")) if t]
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import warnings
+
+    from pitfall.audit import AuditWarning, audit_predictions
+
+    with warnings.catch_warnings():
+        # The report prints its warnings; do not print them twice.
+        warnings.simplefilter("ignore", AuditWarning)
+        report = audit_predictions(
+            args.predictions,
+            args.cube,
+            train_cell_types=args.train_cell_types,
+            train_chroms=args.train_chroms,
+            loci_by=args.loci_by,
+            cell_type=args.cell_type,
+            chrom_sizes=args.chrom_sizes,
+            figure=args.figure,
+            json_path=args.json_path,
+            margin=args.margin,
+            memorisation_threshold=args.memorisation_threshold,
+        )
+    print(report)
+    if args.json_path:
+        print(f"wrote {args.json_path}", file=sys.stderr)
+    failed = report.failed(args.fail_on or [])
+    if failed:
+        print(
+            f"pitfall audit: failed --fail-on {', '.join(failed)} (call: {report.call})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_export_predictions(args: argparse.Namespace) -> int:
+    from pitfall import tracks
+    from pitfall.audit import load_predictions
+    from pitfall.cube import open_cube
+
+    ds = open_cube(args.cube)
+    preds = load_predictions(args.predictions, ds, loci_by=args.loci_by, cell_type=args.cell_type)
+    if args.cell_type not in preds.targets:
+        raise ValueError(
+            f"{args.predictions} has no score for cell type {args.cell_type!r} in the cube "
+            f"(it has {', '.join(preds.targets)})"
+        )
+    out = tracks.write_track(
+        preds.to_dataarray(ds),
+        ds,
+        args.out,
+        cell_type=args.cell_type,
+        overlaps=args.overlaps,
+        chrom_sizes=args.chrom_sizes,
+    )
+    n = int((preds.table["cell_type"] == args.cell_type).sum())
+    print(f"wrote {n:,} loci of {args.cell_type} to {out}")
+    return 0
+
+
+def _add_loci_by(p: argparse.ArgumentParser) -> None:
+    from pitfall.audit import LOCI_BY
+
+    p.add_argument(
+        "--loci-by",
+        choices=LOCI_BY,
+        default="auto",
+        help="how a table's loci match the cube's: by name, integer position or "
+        "chrom/start/end (default auto: the locus column is names, chrom/start/end "
+        "coordinates; a table with both is refused)",
+    )
+
+
+def _add_audit(sub: Any) -> None:
+    from pitfall.audit import FAIL_ON
+
+    p = sub.add_parser(
+        "audit",
+        help="audit a model's cross-cell-type predictions for the pitfall",
+        description=(
+            "Compare predictions (TSV/CSV/Parquet: locus, cell_type, score; a NetCDF/Zarr "
+            "DataArray; or a bigWig/bedGraph track with --cell-type) with the "
+            "average-activity, most-similar and random baselines, and say whether the model "
+            "just memorises each locus's average activity."
+        ),
+        epilog=AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("predictions", help="predictions file (table, NetCDF, Zarr, bigWig, bedGraph)")
+    p.add_argument("cube", help="the cube (pitfall.open_cube path)")
+    p.add_argument(
+        "--cell-type", default=None, help="cell type of a track (for a table: only its rows)"
+    )
+    _add_loci_by(p)
+    p.add_argument(
+        "--train-cell-types",
+        type=_csv_list,
+        default=None,
+        help="comma-separated training cell types (default: all but the target)",
+    )
+    p.add_argument(
+        "--train-chroms",
+        type=_csv_list,
+        default=None,
+        help="comma-separated training chromosomes (for the leakage)",
+    )
+    p.add_argument("--chrom-sizes", default=None, help="chrom.sizes to clip a bedGraph to")
+    p.add_argument("--json", dest="json_path", default=None, help="write the report as JSON")
+    p.add_argument("--figure", default=None, help="save PR curves and partitioned AP (PNG/PDF)")
+    p.add_argument("--margin", type=float, default=0.01, help="AP margin to beat (0.01)")
+    p.add_argument(
+        "--memorisation-threshold",
+        type=float,
+        default=0.8,
+        help="Spearman correlation with average activity flagged (0.8)",
+    )
+    p.add_argument(
+        "--fail-on",
+        action="append",
+        choices=FAIL_ON,
+        default=None,
+        help="exit with status 1 when this gate fails (repeatable; see exit status)",
+    )
+    p.set_defaults(func=cmd_audit)
+
+
+def _add_export_predictions(sub: Any) -> None:
+    from pitfall.tracks import OVERLAP_RULES
+
+    p = sub.add_parser(
+        "export-predictions",
+        help="write one cell type's predictions over the cube's loci as bigWig or bedGraph",
+        description=(
+            "Write the scores of one cell type (from any predictions file the audit reads) "
+            "over each locus's window of the cube, as a bigWig (.bw) or bedGraph "
+            "(.bedGraph, .bg, optionally .gz) for a genome browser. bigWig stores 32-bit "
+            "floats; bedGraph keeps every digit."
+        ),
+    )
+    p.add_argument("predictions", help="predictions file (table, NetCDF, Zarr)")
+    p.add_argument("cube", help="the cube (pitfall.open_cube path)")
+    p.add_argument("--cell-type", required=True, help="the cell type to write")
+    p.add_argument("--out", required=True, help="the track: x.bw or x.bedGraph")
+    _add_loci_by(p)
+    p.add_argument(
+        "--overlaps",
+        choices=OVERLAP_RULES,
+        default="error",
+        help="what bases shared by overlapping locus windows get (default: refuse)",
+    )
+    p.add_argument(
+        "--chrom-sizes",
+        default=None,
+        help="chrom.sizes of the assembly (default: each chromosome's last locus end)",
+    )
+    p.set_defaults(func=cmd_export_predictions)
+
+
+# ---------------------------------------------------------------------------- fetch
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from pitfall.datasets import roadmap
+
+    report = roadmap.fetch(
+        args.dest,
+        args.epigenomes,
+        args.marks,
+        genome=args.genome,
+        annotation=args.annotation,
+        mirror=args.mirror,
+        dry_run=args.dry_run,
+        deep_verify=args.deep_verify,
+        retries=args.retries,
+        progress=args.progress and sys.stderr.isatty(),
+    )
+    if not args.dry_run:
+        print(
+            f"fetch into {report.dest}: {len(report.fetched)} downloaded, "
+            f"{len(report.cached)} already there (verified)"
+        )
+        for note in report.notes:
+            print(f"  note: {note}")
+        if report.manifest:
+            print(f"  manifest: {report.manifest} ({len(report.epigenomes)} epigenomes)")
+    if report.failures:
+        print(f"{len(report.failures)} failed:", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_fetch(sub: Any) -> None:
+    from pitfall.datasets import roadmap
+    from pitfall.genome import CORE_MARKS
+
+    p = sub.add_parser(
+        "fetch",
+        help="download public data and write its manifest",
+        epilog="exit status: 0 every file in place; 1 some download failed; 2 bad arguments",
+    )
+    sources = p.add_subparsers(dest="source", required=True)
+    q = sources.add_parser(
+        "roadmap",
+        help="Roadmap RNA-seq + histone bigWigs, GENCODE, hg19 (the paper's expression task)",
+        description="Download Roadmap's RPKM matrix, MACS2 p-value bigWigs, a GENCODE "
+        "annotation and hg19 into DEST, then write DEST/manifest.toml for `pitfall build`.",
+        epilog="exit status: 0 every file in place; 1 some download failed (the manifest "
+        "then lists the complete epigenomes only); 2 bad arguments",
+    )
+    q.add_argument("--dest", required=True, help="folder to download into (also the cache)")
+    q.add_argument(
+        "--epigenomes",
+        nargs="+",
+        required=True,
+        metavar="EID",
+        help="Roadmap ids (E003 E116 or E003,E116), or 'all' (every epigenome of the RPKM "
+        "matrix except E000)",
+    )
+    q.add_argument(
+        "--marks",
+        nargs="+",
+        default=list(CORE_MARKS),
+        metavar="MARK",
+        help=f"histone marks (default the core five: {' '.join(CORE_MARKS)})",
+    )
+    q.add_argument(
+        "--genome",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fetch hg19 (gunzipped to hg19/hg19.fa) and add [sequence] (default: yes)",
+    )
+    q.add_argument("--annotation", choices=sorted(roadmap.ANNOTATIONS), default="gencode-v19")
+    q.add_argument(
+        "--mirror",
+        default=None,
+        help=f"one base URL serving the mirror layout (default ${roadmap.MIRROR_ENV}, else "
+        "the public sites)",
+    )
+    q.add_argument("--dry-run", action="store_true", help="list files, sizes and free space only")
+    q.add_argument(
+        "--no-verify",
+        dest="deep_verify",
+        action="store_false",
+        help="check files already present by size only, not sha256",
+    )
+    q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
+    q.add_argument("--no-progress", dest="progress", action="store_false")
+    q.set_defaults(func=cmd_fetch)
+
+
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="local Dask worker processes (default 2)"
@@ -223,11 +499,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.set_defaults(func=cmd_sweep)
 
-    from pitfall.audit import add_audit_parser
-    from pitfall.fetch import add_fetch_parser
-
-    add_audit_parser(sub)
-    add_fetch_parser(sub)
+    _add_audit(sub)
+    _add_export_predictions(sub)
+    _add_fetch(sub)
 
     p = sub.add_parser("cube", help="inspect a cube")
     cube_sub = p.add_subparsers(dest="cube_command", required=True)

@@ -79,6 +79,8 @@ import numpy as np
 import pyBigWig
 from scipy.special import expit
 
+from pitfall.genome import CORE_MARKS
+
 __all__ = [
     "BIN_MOTIF",
     "CELL_TYPES",
@@ -101,7 +103,6 @@ HG19_LENGTHS = (
 )  # fmt: skip
 
 #: The five core marks of Roadmap, activating first.
-CORE_MARKS = ("H3K4me3", "H3K4me1", "H3K36me3", "H3K27me3", "H3K9me3")
 
 #: Mark -> (sign, strength at gene upstream windows, strength at TAD boundaries).
 #: A positive sign means high where the locus is active (or a boundary); strengths scale the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import html
 import json
 import re
 from pathlib import Path
@@ -11,10 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
-from pitfall.audit import AuditWarning, add_audit_parser, audit, read_predictions, run_audit_cli
+from pitfall import cli, tracks
+from pitfall.audit import (
+    AuditWarning,
+    audit_predictions,
+    load_predictions,
+    read_prediction_table,
+)
 from pitfall.cube import open_cube
 from pitfall.featurize import build
 from pitfall.synth import synthesize
@@ -74,8 +81,8 @@ def _check_rules(report, margin: float = 0.01) -> None:
 
 
 @pytest.mark.parametrize("targets", [["E003"], ["E003", "E004"]])
-def test_memorising_model_is_flagged(tiny: dict, targets: list[str]) -> None:
-    report = audit(memorising(tiny, targets), tiny["ds"])
+def test_audit__memorising_model_is_flagged(tiny: dict, targets: list[str]) -> None:
+    report = audit_predictions(memorising(tiny, targets), tiny["ds"])
     frame = report.to_frame()
     assert list(frame["cell_type"]) == [*targets, "pooled"]
     assert report.memorising and not report.beats_within_groups
@@ -85,8 +92,8 @@ def test_memorising_model_is_flagged(tiny: dict, targets: list[str]) -> None:
     _check_rules(report)
 
 
-def test_own_signal_model_is_not_flagged(tiny: dict) -> None:
-    report = audit(own_signal(tiny), tiny["ds"])
+def test_audit__own_signal_model_is_not_flagged(tiny: dict) -> None:
+    report = audit_predictions(own_signal(tiny), tiny["ds"])
     _check_rules(report)
     row = report.to_frame().iloc[-1]
     assert not report.memorising
@@ -97,13 +104,19 @@ def test_own_signal_model_is_not_flagged(tiny: dict) -> None:
     assert row["within_group_p"] < 1e-3
     assert row["spearman_avg"] < 0.8
     assert "likely memorising" not in report.verdict
-    if report.beats_baseline:
-        assert report.verdict.startswith("beats the average-activity baseline")
-    else:
-        assert report.verdict.startswith("does not beat the average-activity baseline")
+    # scikit-learn decides which verdict is due: the baseline has the higher pooled AP.
+    ds = tiny["ds"]
+    y = ds["label"].sel(cell_type="E003").values
+    others = [c for c in map(str, ds["cell_type"].values) if c != "E003"]
+    avg = ds["label"].sel(cell_type=others).mean("cell_type").values
+    score = own_signal(tiny)["prediction"].to_numpy()
+    assert average_precision_score(y, score) < average_precision_score(y, avg)
+    assert not report.beats_baseline and report.call == "within groups only"
+    assert report.verdict.startswith("does not beat the average-activity baseline")
+    assert "but within loci of the same activity group it beats it" in report.verdict
 
 
-def test_logistic_regression_on_own_signal(tiny: dict) -> None:
+def test_audit__logistic_regression_on_own_signal(tiny: dict) -> None:
     ds = tiny["ds"]
     x = ds["signal"].sel(cell_type="E003").values
     y = ds["label"].sel(cell_type="E003").values
@@ -118,7 +131,7 @@ def test_logistic_regression_on_own_signal(tiny: dict) -> None:
             "score": model.decision_function(x[score]),
         }
     )
-    report = audit(pred, ds)
+    report = audit_predictions(pred, ds)
     _check_rules(report)
     assert not report.memorising
     assert report.to_frame().iloc[-1]["n_scored"] == len(score)
@@ -129,10 +142,10 @@ def test_logistic_regression_on_own_signal(tiny: dict) -> None:
 # ------------------------------------------------------------------------- numbers
 
 
-def test_aps_equal_sklearn(tiny: dict) -> None:
+def test_audit__aps_equal_sklearn(tiny: dict) -> None:
     act, cts, _, _ = _activity(tiny)
     pred = memorising(tiny, ["E003", "E004"], seed=3)
-    report = audit(pred, tiny["ds"])
+    report = audit_predictions(pred, tiny["ds"])
     frame = report.to_frame().set_index("cell_type")
     ys, ss, avgs = [], [], []
     for t in ["E003", "E004"]:
@@ -169,21 +182,23 @@ def test_aps_equal_sklearn(tiny: dict) -> None:
     assert row["auroc_baseline"] == 0.5
 
 
-def test_leakage(tiny: dict) -> None:
+def test_audit__leakage(tiny: dict) -> None:
     ds = tiny["ds"]
     others = ["E004", "E037", "E106", "E113", "E116"]
     pred = memorising(tiny, ["E003"])
-    full = audit(pred, ds, train_cell_types=others, train_chroms=["chr1", "chr2", "chr3"])
+    full = audit_predictions(
+        pred, ds, train_cell_types=others, train_chroms=["chr1", "chr2", "chr3"]
+    )
     assert full.leakage == 1.0
     assert "100% of the scored loci were labelled in training" in full.verdict
     _, _, gene_id, chrom = _activity(tiny)
     on_chr1 = pred[np.isin(pred.index, np.flatnonzero(chrom == "chr1"))]
-    hybrid = audit(on_chr1, ds, train_cell_types=others, train_chroms=["chr2", "chr3"])
+    hybrid = audit_predictions(on_chr1, ds, train_cell_types=others, train_chroms=["chr2", "chr3"])
     assert hybrid.leakage == 0.0
     assert hybrid.to_frame().iloc[-1]["n_scored"] == np.sum(chrom == "chr1")
-    assert audit(pred, ds).leakage is None
+    assert audit_predictions(pred, ds).leakage is None
     # Training cell types also set the baseline's reference
-    two = audit(pred, ds, train_cell_types=["E004", "E037"])
+    two = audit_predictions(pred, ds, train_cell_types=["E004", "E037"])
     assert two.settings["reference_cell_types"]["E003"] == ["E004", "E037"]
     assert two.partitions["group"].max() <= 2
 
@@ -204,10 +219,10 @@ def _as_dataarray(pred: pd.DataFrame, ds: xr.Dataset) -> xr.DataArray:
     )
 
 
-def test_file_formats_round_trip(tiny: dict, tmp_path: Path) -> None:
+def test_read_prediction_table__file_formats_round_trip(tiny: dict, tmp_path: Path) -> None:
     ds = tiny["ds"]
     pred = memorising(tiny, ["E003", "E004"])
-    ref = audit(pred, ds).to_frame()
+    ref = audit_predictions(pred, ds).to_frame()
     da = _as_dataarray(pred, ds)
     pred.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     pred.rename(columns={"score": "prediction"}).to_csv(tmp_path / "p.csv.gz", index=False)
@@ -221,76 +236,76 @@ def test_file_formats_round_trip(tiny: dict, tmp_path: Path) -> None:
         coords={"cell_type": ["E003", "E004"], "locus": np.arange(ds.sizes["locus"])},
     )
     inputs = ["p.tsv", "p.csv.gz", "p.parquet", "p.nc", "p.zarr"]
-    for src in [*(tmp_path / f for f in inputs), da, pos]:
-        got = audit(src, tiny["store"]).to_frame()
+    for src in [*(tmp_path / f for f in inputs), da, da.to_dataset(), pos]:
+        got = audit_predictions(src, tiny["store"]).to_frame()
         pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-6)
-    long = read_predictions(tmp_path / "p.nc")
+    long = read_prediction_table(tmp_path / "p.nc")
     assert list(long.columns) == ["locus", "cell_type", "score"] and len(long) == len(pred)
 
 
 # ------------------------------------------------------------------------- bad input
 
 
-def test_unknown_loci_warn_with_counts(tiny: dict) -> None:
+def test_load_predictions__unknown_loci_warn_with_counts(tiny: dict) -> None:
     pred = memorising(tiny, ["E003"])
     pred.loc[:2, "gene_id"] = ["NOPE1", "NOPE2", "NOPE3"]
     with pytest.warns(AuditWarning, match=r"3 locus name\(s\).*3 rows.*NOPE1"):
-        report = audit(pred, tiny["ds"])
+        report = audit_predictions(pred, tiny["ds"])
     assert report.to_frame().iloc[-1]["n_scored"] == len(pred) - 3
     pred["gene_id"] = "NOPE"
     pred["gene_id"] += pd.Series(np.arange(len(pred))).astype(str)
     with pytest.raises(ValueError, match=r"none of the 400 predicted loci matches"):
-        audit(pred, tiny["ds"])
+        audit_predictions(pred, tiny["ds"])
 
 
-def test_unknown_cell_types(tiny: dict) -> None:
+def test_load_predictions__unknown_cell_types(tiny: dict) -> None:
     pred = memorising(tiny, ["E003", "E004"])
     pred.loc[pred["cell_type"] == "E004", "cell_type"] = "E999"
     with pytest.warns(AuditWarning, match=r"1 cell type.*E999.*400 rows"):
-        report = audit(pred, tiny["ds"])
+        report = audit_predictions(pred, tiny["ds"])
     assert list(report.to_frame()["cell_type"]) == ["E003", "pooled"]
     with pytest.raises(ValueError, match=r"target cell type\(s\) \['E999'\] absent"):
-        audit(pred[pred["cell_type"] == "E999"], tiny["ds"])
+        audit_predictions(pred[pred["cell_type"] == "E999"], tiny["ds"])
     with pytest.raises(ValueError, match=r"training cell type\(s\) \['E998'\]"):
-        audit(memorising(tiny, ["E003"]), tiny["ds"], train_cell_types=["E004", "E998"])
+        audit_predictions(memorising(tiny, ["E003"]), tiny["ds"], train_cell_types=["E004", "E998"])
 
 
-def test_nan_and_constant_scores_warn(tiny: dict) -> None:
+def test_audit__nan_and_constant_scores_warn(tiny: dict) -> None:
     pred = memorising(tiny, ["E003"])
     pred.loc[[5, 6, 7, 8], "score"] = np.nan
     with pytest.warns(AuditWarning, match=r"4 of 400 scores are NaN"):
-        report = audit(pred, tiny["ds"])
+        report = audit_predictions(pred, tiny["ds"])
     assert report.to_frame().iloc[-1]["n_scored"] == 396
     assert any("NaN" in w for w in report.warnings)
     pred["score"] = 0.3
     with pytest.warns(AuditWarning, match=r"all 400 scores are equal.*AP equals the prevalence"):
-        report = audit(pred, tiny["ds"])
+        report = audit_predictions(pred, tiny["ds"])
     row = report.to_frame().iloc[-1]
     assert row["ap_model"] == pytest.approx(row["prevalence"])
 
 
-def test_duplicates_and_missing_columns_error(tiny: dict) -> None:
+def test_load_predictions__duplicates_and_missing_columns_error(tiny: dict) -> None:
     pred = memorising(tiny, ["E003"])
     dup = pd.concat([pred, pred.iloc[:3]], ignore_index=True)
     with pytest.raises(ValueError, match=r"6 prediction rows repeat.*3 distinct pairs"):
-        audit(dup, tiny["ds"])
+        audit_predictions(dup, tiny["ds"])
     # the same gene with and without its version suffix is a duplicate too
     versioned = pred.iloc[:1].assign(gene_id=str(tiny["ds"]["name"].values[0]))
     with pytest.raises(ValueError, match=r"2 prediction rows repeat"):
-        audit(pd.concat([pred, versioned]), tiny["ds"])
+        audit_predictions(pd.concat([pred, versioned]), tiny["ds"])
     with pytest.raises(ValueError, match=r"lack a score column: expected one of \['score'"):
-        audit(pred.rename(columns={"score": "value"}), tiny["ds"])
+        audit_predictions(pred.rename(columns={"score": "value"}), tiny["ds"])
     with pytest.raises(ValueError, match=r"lack a locus column.*'locus', 'name', 'gene_id'"):
-        audit(pred.rename(columns={"gene_id": "g"}), tiny["ds"])
+        audit_predictions(pred.rename(columns={"gene_id": "g"}), tiny["ds"])
     with pytest.raises(ValueError, match=r"lack a cell type column"):
-        audit(pred.drop(columns="cell_type"), tiny["ds"])
+        audit_predictions(pred.drop(columns="cell_type"), tiny["ds"])
 
 
 # ------------------------------------------------------------------------- outputs
 
 
-def test_report_outputs(tiny: dict, tmp_path: Path) -> None:
-    report = audit(
+def test_report__json_figure_and_text(tiny: dict, tmp_path: Path) -> None:
+    report = audit_predictions(
         memorising(tiny, ["E003"]),
         tiny["ds"],
         json_path=tmp_path / "r.json",
@@ -304,27 +319,246 @@ def test_report_outputs(tiny: dict, tmp_path: Path) -> None:
     assert "AP model" in text and "verdict: does not beat" in text
 
 
-def test_cli(tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+# ------------------------------------------------------------------------- locus matching
+
+
+def integer_named(tiny: dict) -> xr.Dataset:
+    """The tiny cube with integer-looking, zero-padded names that are not the positions."""
+    ds = tiny["ds"]
+    order = np.random.default_rng(5).permutation(ds.sizes["locus"])
+    return ds.assign_coords(name=("locus", np.asarray([f"{i:03d}" for i in order], object)))
+
+
+def perfect(ds: xr.Dataset, target: str = "E003") -> pd.DataFrame:
+    """A perfect predictor: the target's own labels as scores, keyed by the cube's names."""
+    return pd.DataFrame(
+        {
+            "locus": np.asarray(ds["name"].values).astype(object),
+            "cell_type": target,
+            "score": ds["label"].sel(cell_type=target).values.astype(float),
+        }
+    )
+
+
+def test_load_predictions__integer_looking_names_match_by_name(tiny: dict, tmp_path: Path) -> None:
+    ds = integer_named(tiny)
+    perfect(ds).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    preds = load_predictions(tmp_path / "p.tsv", ds)
+    assert preds.loci_by == "name"
+    # "007" is the locus named "007", wherever it lies, not position 7.
+    names = np.asarray(ds["name"].values).astype(object)
+    np.testing.assert_array_equal(preds.table["pos"], [np.flatnonzero(names == k)[0]
+                                                        for k in preds.table["locus"]])  # fmt: skip
+    assert set(preds.table["locus"]) == set(names)
+
+
+def test_audit__perfect_predictor_with_integer_names_scores_ap_1(
+    tiny: dict, tmp_path: Path
+) -> None:
+    ds = integer_named(tiny)
+    perfect(ds).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    y = ds["label"].sel(cell_type="E003").values
+    assert average_precision_score(y, y) == 1.0  # the oracle
+    row = audit_predictions(tmp_path / "p.tsv", ds).to_frame().iloc[0]
+    assert row["ap_model"] == 1.0
+    # Asked for positions, the same file means something else: the label of the locus
+    # named k scores position k (what the audit used to do by itself).
+    by_pos = audit_predictions(tmp_path / "p.tsv", ds, loci_by="position").to_frame().iloc[0]
+    names = np.asarray(ds["name"].values).astype(object)
+    s = np.empty_like(y)
+    s[names.astype(int)] = y
+    assert by_pos["ap_model"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert by_pos["ap_model"] < 0.9
+
+
+def test_load_predictions__ambiguous_table_is_refused_with_how_to_choose(tiny: dict) -> None:
+    ds = tiny["ds"]
+    pred = perfect(ds).rename(columns={"locus": "gene_id"})
+    both = pred.assign(
+        chrom=np.asarray(ds["chrom"].values).astype(object),
+        start=ds["start"].values,
+        end=ds["end"].values,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"loci twice, by name \(column 'gene_id'\) and by coordinates.*loci_by='name'.*"
+        r"--loci-by",
+    ):
+        load_predictions(both, ds)
+    by_name = audit_predictions(both, ds, loci_by="name").to_frame()
+    by_coords = audit_predictions(both, ds, loci_by="coordinates").to_frame()
+    pd.testing.assert_frame_equal(by_name, by_coords)
+    assert by_name.iloc[0]["ap_model"] == 1.0
+    two = pred.assign(name=pred["gene_id"])
+    with pytest.raises(ValueError, match=r"several locus columns \['name', 'gene_id'\]"):
+        load_predictions(two, ds)
+
+
+def test_load_predictions__coordinates_match_like_names(tiny: dict) -> None:
+    ds = tiny["ds"]
+    pred = memorising(tiny, ["E003", "E004"], seed=2)
+    names = [re.sub(r"\.\d+$", "", str(n)) for n in ds["name"].values]
+    at = pd.Index(names).get_indexer(pred["gene_id"])
+    coords = pred.drop(columns="gene_id").assign(
+        chrom=np.asarray(ds["chrom"].values).astype(object)[at],
+        start=ds["start"].values[at].astype(str),  # as read from a text file
+        end=ds["end"].values[at],
+    )
+    preds = load_predictions(coords, ds)
+    assert preds.loci_by == "coordinates"
+    np.testing.assert_array_equal(preds.scores("E004")[0], np.arange(ds.sizes["locus"]))
+    pd.testing.assert_frame_equal(
+        audit_predictions(coords, ds).to_frame(), audit_predictions(pred, ds).to_frame()
+    )
+    off = coords.assign(end=coords["end"] + 1)
+    with pytest.raises(ValueError, match=r"none of the 800 predicted windows .* has the chrom"):
+        load_predictions(off, ds)
+
+
+def test_load_predictions__unmatched_integers_suggest_positions(tiny: dict) -> None:
+    pred = memorising(tiny, ["E003"])
+    pred["gene_id"] = np.arange(len(pred))
+    with pytest.raises(ValueError, match=r"holds integers.*loci_by='position'"):
+        load_predictions(pred, tiny["ds"])
+    preds = load_predictions(pred, tiny["ds"], loci_by="position")
+    np.testing.assert_array_equal(preds.table["pos"], np.arange(len(pred)))
+
+
+# ------------------------------------------------------------------------- tracks
+
+
+def test_audit__bigwig_round_trip_gives_the_table_aps(tiny: dict, tmp_path: Path) -> None:
+    ds = tiny["ds"]
+    pred = memorising(tiny, ["E003"], seed=4)
+    # bigWig stores float32: scores that are float32 already come back exactly.
+    pred["score"] = pred["score"].astype(np.float32).astype(np.float64)
+    direct = audit_predictions(pred, ds)
+    track = tracks.write_track(load_predictions(pred, ds).to_dataarray(ds), ds, tmp_path / "p.bw")
+    via = audit_predictions(track, ds, cell_type="E003")
+    pd.testing.assert_frame_equal(via.to_frame(), direct.to_frame(), check_exact=True)
+    assert via.settings["loci_by"] == "track windows" and via.warnings == []
+    y = ds["label"].sel(cell_type="E003").values
+    ap = average_precision_score(y, pred["score"].to_numpy())
+    assert via.to_frame().iloc[0]["ap_model"] == pytest.approx(ap, abs=1e-12)
+
+
+def test_audit__bedgraph_round_trip_keeps_float64(tiny: dict, tmp_path: Path) -> None:
+    ds = tiny["ds"]
+    pred = memorising(tiny, ["E003", "E004"], seed=6)
+    scores = load_predictions(pred, ds).to_dataarray(ds)
+    paths = {}
+    for ct in ("E003", "E004"):
+        paths[ct] = tracks.write_track(scores, ds, tmp_path / f"{ct}.bedGraph.gz", cell_type=ct)
+    via = audit_predictions(paths, ds)
+    pd.testing.assert_frame_equal(via.to_frame(), audit_predictions(pred, ds).to_frame())
+    back = tracks.read_track(paths["E004"], ds)[0]
+    np.testing.assert_array_equal(back, pred.loc[pred["cell_type"] == "E004", "score"])
+
+
+def test_audit__track_needs_a_cell_type(tiny: dict, tmp_path: Path) -> None:
+    ds = tiny["ds"]
+    scores = load_predictions(memorising(tiny, ["E003"]), ds).to_dataarray(ds)
+    track = tracks.write_track(scores, ds, tmp_path / "p.bw")
+    with pytest.raises(ValueError, match=r"p\.bw is a track of one cell type.*--cell-type"):
+        audit_predictions(track, ds)
+    with pytest.raises(ValueError, match=r"by its windows' coordinates; loci_by='name'"):
+        audit_predictions(track, ds, cell_type="E003", loci_by="name")
+
+
+def test_cli__export_predictions_then_audit_the_track(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pred = memorising(tiny, ["E003", "E004"])
+    pred.to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    out = tmp_path / "e004.bw"
+    argv = ["export-predictions", str(tmp_path / "pred.tsv"), str(tiny["store"])]
+    assert cli.main([*argv, "--cell-type", "E004", "--out", str(out)]) == 0
+    assert f"wrote 400 loci of E004 to {out}" in capsys.readouterr().out
+    assert cli.main([*argv, "--cell-type", "E999", "--out", str(tmp_path / "x.bw")]) == 2
+    assert "no row for cell type 'E999'" in capsys.readouterr().err
+    code = cli.main(
+        ["audit", str(out), str(tiny["store"]), "--cell-type", "E004", "--fail-on", "memorising"]
+    )
+    assert code == 1
+    cap = capsys.readouterr()
+    assert "likely memorising" in cap.out and "failed --fail-on memorising" in cap.err
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+def test_report__html_repr_shows_verdict_and_numbers(tiny: dict) -> None:
+    pred = memorising(tiny, ["E003"], seed=8)
+    report = audit_predictions(pred, tiny["ds"])
+    page = report._repr_html_()
+    act, cts, _, _ = _activity(tiny)
+    ap = average_precision_score(act[cts.index("E003")], pred["score"])
+    assert f"<td>{ap:.3f}</td>" in page
+    assert html.escape(report.verdict) in page and ">memorising</span>" in page
+    assert page.count("<table") == 2
+    report.warnings.append("a <b>warning</b>")
+    assert "<li>a &lt;b&gt;warning&lt;/b&gt;</li>" in report._repr_html_()
+
+
+def test_cli__audit_with_training_data(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     pred = memorising(tiny, ["E003"])
     pred.to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
-    ap = argparse.ArgumentParser(prog="pitfall")
-    add_audit_parser(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(
-        [
-            "audit",
-            str(tmp_path / "pred.tsv"),
-            str(tiny["store"]),
-            "--train-cell-types",
-            "E004,E037,E106,E113,E116",
-            "--train-chroms",
-            "chr1,chr2,chr3",
-            "--json",
-            str(tmp_path / "out" / "audit.json"),
-        ]
-    )
-    assert args.func is run_audit_cli
-    assert run_audit_cli(args) == 0
+    argv = [
+        "audit",
+        str(tmp_path / "pred.tsv"),
+        str(tiny["store"]),
+        "--train-cell-types",
+        "E004,E037,E106,E113,E116",
+        "--train-chroms",
+        "chr1,chr2,chr3",
+        "--json",
+        str(tmp_path / "out" / "audit.json"),
+    ]
+    assert cli.parser().parse_args(argv).func is cli.cmd_audit
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "pooled" in out and "likely memorising" in out
     d = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert d["leakage"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("model", "gates", "code"),
+    [
+        ("memorising", ["memorising"], 1),
+        ("memorising", ["no-gain"], 1),
+        ("own signal", ["memorising", "no-gain"], 0),
+        ("memorising", [], 0),
+    ],
+)
+def test_cli__fail_on_sets_the_exit_status(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture, model: str, gates: list, code: int
+) -> None:
+    pred = memorising(tiny, ["E003"]) if model == "memorising" else own_signal(tiny)
+    pred.to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    # The call behind each gate, from scipy: a memoriser's scores follow the average activity.
+    ds = tiny["ds"]
+    others = [c for c in map(str, ds["cell_type"].values) if c != "E003"]
+    avg = ds["label"].sel(cell_type=others).mean("cell_type").values
+    rho = spearmanr(pred.iloc[:, 2].to_numpy(dtype=float), avg).statistic
+    assert (rho > 0.8) == (model == "memorising")
+    argv = ["audit", str(tmp_path / "pred.tsv"), str(tiny["store"])]
+    argv += [x for g in gates for x in ("--fail-on", g)]
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    assert ("failed --fail-on" in err) == bool(code)
+
+
+def test_cli__ambiguous_table_exits_2_with_how_to_choose(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ds = tiny["ds"]
+    both = perfect(ds).assign(chrom=np.asarray(ds["chrom"].values).astype(object), start=0, end=1)
+    both.to_csv(tmp_path / "both.tsv", sep="\t", index=False)
+    assert cli.main(["audit", str(tmp_path / "both.tsv"), str(tiny["store"])]) == 2
+    assert "--loci-by" in capsys.readouterr().err
+    code = cli.main(["audit", str(tmp_path / "both.tsv"), str(tiny["store"]), "--loci-by", "name"])
+    assert code == 0
+    assert "AP model" in capsys.readouterr().out

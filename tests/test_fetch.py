@@ -1,8 +1,8 @@
-"""`pitfall fetch roadmap` against a local HTTP server serving tiny files in the real layout."""
+"""`pitfall fetch roadmap` against a local HTTP server serving tiny files in the real layout:
+:mod:`pitfall.download` (resume, sizes, checksums) and :mod:`pitfall.datasets.roadmap`."""
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import re
@@ -14,7 +14,9 @@ import pyBigWig
 import pytest
 from werkzeug import Request, Response
 
-from pitfall import fetch
+from pitfall import cli, download
+from pitfall.datasets import roadmap
+from pitfall.genome import AUTOSOMES, CORE_MARKS
 from pitfall.manifest import load_manifest
 
 pytest.importorskip("pooch")
@@ -143,10 +145,8 @@ def mirror(httpserver, served) -> Mirror:
 
 
 def run_cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="pitfall")
-    fetch.add_fetch_parser(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(argv)
-    return args.func(args)
+    assert cli.parser().parse_args(argv).func is cli.cmd_fetch
+    return cli.main(argv)
 
 
 def argv(mirror: Mirror, dest: Path, *extra: str) -> list[str]:
@@ -165,10 +165,10 @@ def arcsinh_mean(path: Path, chrom: str, start: int, end: int) -> float:
     return float(np.arcsinh(vals).mean())
 
 
-def test_mirror_layout_and_public_urls(monkeypatch):
-    monkeypatch.delenv(fetch.MIRROR_ENV, raising=False)
-    items = fetch.plan(["E003"], ["H3K4me3"], genome=True, annotation="gencode-v19", mirror=None)
-    urls = [i.url for i in items]
+def test_plan__mirror_layout_and_public_urls(monkeypatch):
+    monkeypatch.delenv(roadmap.MIRROR_ENV, raising=False)
+    plan = roadmap.plan(["E003"], ["H3K4me3"], genome=True, annotation="gencode-v19", mirror=None)
+    urls = [i.url for i in plan.items()]
     assert urls == [
         "https://egg2.wustl.edu/roadmap/data/byDataType/rna/expression/57epigenomes.RPKM.pc.gz",
         "https://ftp.ebi.ac.uk/pub/databases/gencode/Gencode_human/release_19/"
@@ -177,10 +177,10 @@ def test_mirror_layout_and_public_urls(monkeypatch):
         "https://egg2.wustl.edu/roadmap/data/byFileType/signal/consolidated/macs2signal/pval/"
         "E003-H3K4me3.pval.signal.bigwig",
     ]
-    monkeypatch.setenv(fetch.MIRROR_ENV, "http://lab/mirror/")
-    base = fetch.mirror_base(None)
-    items = fetch.plan(["E003"], ["H3K4me3"], genome=True, annotation="gencode-v10", mirror=base)
-    assert [i.url for i in items] == [
+    monkeypatch.setenv(roadmap.MIRROR_ENV, "http://lab/mirror/")
+    base = roadmap.mirror_base(None)
+    plan = roadmap.plan(["E003"], ["H3K4me3"], genome=True, annotation="gencode-v10", mirror=base)
+    assert [i.url for i in plan.items()] == [
         f"http://lab/mirror/{RPKM}",
         "http://lab/mirror/gencode/Gencode_human/release_10/gencode.v10.annotation.gtf.gz",
         "http://lab/mirror/hg19/hg19.fa.gz",
@@ -188,7 +188,7 @@ def test_mirror_layout_and_public_urls(monkeypatch):
     ]
 
 
-def test_fetch_then_build_matches_naive(mirror, served, tmp_path, capsys):
+def test_fetch__then_build_matches_naive(mirror, served, tmp_path, capsys):
     from pitfall import featurize, open_cube
 
     dest = tmp_path / "roadmap"
@@ -229,7 +229,7 @@ def test_fetch_then_build_matches_naive(mirror, served, tmp_path, capsys):
             assert label == float(rpkm[gid.split(".")[0]][ct] > 0.5)
 
 
-def test_second_run_downloads_nothing(mirror, tmp_path, capsys):
+def test_fetch__second_run_downloads_nothing(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     assert run_cli(argv(mirror, dest)) == 0
     before = (dest / "manifest.toml").read_text()
@@ -240,7 +240,7 @@ def test_second_run_downloads_nothing(mirror, tmp_path, capsys):
     assert "0 downloaded, 9 already there" in capsys.readouterr().out
 
 
-def test_partial_file_resumes_with_range(mirror, served, tmp_path):
+def test_download__partial_file_resumes_with_range(mirror, served, tmp_path):
     dest = tmp_path / "d"
     name = "E004-H3K27me3.pval.signal.bigwig"
     data = served[f"{BW}/{name}"]
@@ -256,10 +256,10 @@ def test_partial_file_resumes_with_range(mirror, served, tmp_path):
     assert hashlib.sha256(data).hexdigest() in sums
 
 
-def test_dropped_connection_keeps_part_and_next_run_resumes(
+def test_download__dropped_connection_keeps_part_and_next_run_resumes(
     mirror, served, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(fetch, "CHUNK", 256)  # small blocks: a tiny file is split
+    monkeypatch.setattr(download, "CHUNK", 256)  # small blocks: a tiny file is split
     dest = tmp_path / "d"
     name = "E003-H3K4me3.pval.signal.bigwig"
     data = served[f"{BW}/{name}"]
@@ -278,7 +278,7 @@ def test_dropped_connection_keeps_part_and_next_run_resumes(
     assert list(load_manifest(dest / "manifest.toml").cell_types) == list(EIDS)
 
 
-def test_server_ignoring_range_restarts(mirror, served, tmp_path):
+def test_download__server_ignoring_range_restarts(mirror, served, tmp_path):
     dest = tmp_path / "d"
     name = "E005-H3K4me3.pval.signal.bigwig"
     data = served[f"{BW}/{name}"]
@@ -290,7 +290,7 @@ def test_server_ignoring_range_restarts(mirror, served, tmp_path):
     assert (dest / "bigwig" / name).read_bytes() == data
 
 
-def test_404_names_url_and_epigenome_rest_continue(mirror, tmp_path, capsys):
+def test_fetch__404_names_url_and_epigenome_rest_continue(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     missing = f"{BW}/E004-H3K27me3.pval.signal.bigwig"
     del mirror.files[missing]
@@ -306,7 +306,7 @@ def test_404_names_url_and_epigenome_rest_continue(mirror, tmp_path, capsys):
     assert (dest / "bigwig" / "E005-H3K27me3.pval.signal.bigwig").is_file()  # later ones went on
 
 
-def test_shared_file_missing_leaves_no_manifest(mirror, tmp_path, capsys):
+def test_fetch__shared_file_missing_leaves_no_manifest(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     assert run_cli(argv(mirror, dest, "--no-genome")) == 0
     assert (dest / "manifest.toml").is_file()
@@ -319,14 +319,14 @@ def test_shared_file_missing_leaves_no_manifest(mirror, tmp_path, capsys):
     assert not (dest / "manifest.toml").exists()
 
 
-def test_all_without_rpkm_fetches_no_bigwigs(mirror, tmp_path, capsys):
+def test_fetch__all_without_rpkm_fetches_no_bigwigs(mirror, tmp_path, capsys):
     del mirror.files[RPKM]
     assert run_cli(argv(mirror, tmp_path / "d", "--no-genome")) == 1
     assert not any("bigwig" in r[1] for r in mirror.requests)
     assert not (tmp_path / "d" / "manifest.toml").exists()
 
 
-def test_source_md5_mismatch_removes_file_and_names_url(mirror, tmp_path, capsys):
+def test_download__source_md5_mismatch_removes_file_and_names_url(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     mirror.files["hg19/md5sum.txt"] = b"0123456789abcdef0123456789abcdef  hg19.fa.gz\n"
     assert run_cli(argv(mirror, dest)) == 1
@@ -338,7 +338,7 @@ def test_source_md5_mismatch_removes_file_and_names_url(mirror, tmp_path, capsys
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_recorded_checksum_mismatch_refetches(mirror, served, tmp_path, capsys, damage):
+def test_download__recorded_checksum_mismatch_refetches(mirror, served, tmp_path, capsys, damage):
     dest = tmp_path / "d"
     assert run_cli(argv(mirror, dest, "--no-genome")) == 0
     name = "E003-H3K27me3.pval.signal.bigwig"
@@ -361,7 +361,7 @@ def test_recorded_checksum_mismatch_refetches(mirror, served, tmp_path, capsys, 
     assert path.read_bytes() == served[f"{BW}/{name}"]
 
 
-def test_unknown_epigenome_left_out(mirror, tmp_path, capsys):
+def test_fetch__unknown_epigenome_left_out(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     args = argv(mirror, dest, "--no-genome")
     args[args.index("all")] = "E003,e999"
@@ -371,7 +371,7 @@ def test_unknown_epigenome_left_out(mirror, tmp_path, capsys):
     assert not any("E999" in r[1] for r in mirror.requests)
 
 
-def test_dry_run_lists_sizes_and_downloads_nothing(mirror, served, tmp_path, capsys):
+def test_fetch__dry_run_lists_sizes_and_downloads_nothing(mirror, served, tmp_path, capsys):
     dest = tmp_path / "d"
     del mirror.files[f"{BW}/E005-H3K4me3.pval.signal.bigwig"]
     assert run_cli(argv(mirror, dest, "--dry-run")) == 1
@@ -387,7 +387,7 @@ def test_dry_run_lists_sizes_and_downloads_nothing(mirror, served, tmp_path, cap
     assert f"{n} files, " in out
 
 
-def test_dry_run_after_fetch_uses_matrix_header(mirror, tmp_path, capsys):
+def test_fetch__dry_run_after_fetch_uses_matrix_header(mirror, tmp_path, capsys):
     dest = tmp_path / "d"
     assert run_cli(argv(mirror, dest, "--no-genome")) == 0
     capsys.readouterr()
@@ -397,7 +397,7 @@ def test_dry_run_after_fetch_uses_matrix_header(mirror, tmp_path, capsys):
     assert out.count(" have ") == 2 + len(EIDS) * len(MARKS)
 
 
-def test_manifest_is_valid_toml_with_expected_keys(mirror, tmp_path):
+def test_fetch__manifest_is_valid_toml_with_expected_keys(mirror, tmp_path):
     dest = tmp_path / "d"
     assert run_cli(argv(mirror, dest, "--no-genome", "--annotation", "gencode-v19")) == 0
     raw = tomllib.loads((dest / "manifest.toml").read_text())
@@ -406,3 +406,54 @@ def test_manifest_is_valid_toml_with_expected_keys(mirror, tmp_path):
                            "upstream": 2000, "downstream": 0}  # fmt: skip
     assert raw["target"] == {"kind": "expression", "table": "rna/57epigenomes.RPKM.pc.gz",
                              "threshold": 0.5}  # fmt: skip
+
+
+def test_plan__files_by_name(monkeypatch):
+    monkeypatch.delenv(roadmap.MIRROR_ENV, raising=False)
+    plan = roadmap.plan(["E003", "E004"], MARKS, genome=False, annotation="gencode-v10",
+                        mirror="http://m")  # fmt: skip
+    assert plan.genome is None and plan.shared == [plan.rpkm, plan.annotation]
+    assert plan.rpkm.url == f"http://m/{RPKM}" and plan.rpkm.local == "rna/57epigenomes.RPKM.pc.gz"
+    assert plan.annotation.local == "gencode/gencode.v10.annotation.gtf.gz"
+    assert plan.annotation.md5_list == "http://m/gencode/Gencode_human/release_10/MD5SUMS"
+    item = plan.bigwigs["E004", "H3K27me3"]
+    assert item.url == f"http://m/{BW}/E004-H3K27me3.pval.signal.bigwig"
+    assert item.local == "bigwig/E004-H3K27me3.pval.signal.bigwig" and item.label == "E004 H3K27me3"
+    assert len(plan.items()) == 2 + 2 * len(MARKS)
+
+
+def test_write_manifest__one_writer_for_both_callers(tmp_path):
+    with_signal = roadmap.write_manifest(
+        tmp_path / "a" / "manifest.toml",
+        {"E003": ("H1", "ES")},
+        annotation="/data/genes.gtf.gz",
+        rpkm="/data/rpkm.gz",
+        marks=["H3K4me3"],
+        bigwig_dir="bw",
+        fasta="/data/hg19.fa",
+    )
+    raw = tomllib.loads(with_signal.read_text())
+    assert raw["chroms"] == list(AUTOSOMES) == [f"chr{i}" for i in range(1, 23)]
+    assert raw["loci"] == {"tss": "/data/genes.gtf.gz", "upstream": 2000, "downstream": 0}
+    assert raw["target"] == {"kind": "expression", "table": "/data/rpkm.gz", "threshold": 0.5}
+    assert raw["sequence"] == {"fasta": "/data/hg19.fa"}
+    assert raw["cell_types"]["E003"] == {
+        "name": "H1", "group": "ES", "signal": {"H3K4me3": "bw/E003-H3K4me3.pval.signal.bigwig"}
+    }  # fmt: skip
+    labels_only = roadmap.write_manifest(
+        tmp_path / "b" / "manifest.toml", {"E003": ("H1", "ES")}, annotation="g", rpkm="r"
+    )
+    raw = tomllib.loads(labels_only.read_text())
+    assert "signal" not in raw and "sequence" not in raw
+    assert raw["cell_types"]["E003"] == {"name": "H1", "group": "ES"}
+    with pytest.raises(ValueError, match="needs both marks and bigwig_dir"):
+        roadmap.write_manifest(tmp_path / "c.toml", {}, annotation="g", rpkm="r", marks=["H3K4me3"])
+
+
+def test_cli__fetch_defaults_to_the_core_marks(tmp_path):
+    args = cli.parser().parse_args(
+        ["fetch", "roadmap", "--dest", str(tmp_path), "--epigenomes", "E003"]
+    )
+    assert (
+        args.marks == list(CORE_MARKS) == ["H3K4me3", "H3K4me1", "H3K36me3", "H3K27me3", "H3K9me3"]
+    )

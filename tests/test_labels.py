@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pitfall import genome
 from pitfall.sources.annotation import genome_bins, read_chrom_sizes, read_genes, tss_windows
 from pitfall.sources.labels import (
     LabelError,
@@ -24,7 +25,7 @@ from pitfall.sources.labels import (
     read_peaks,
 )
 
-AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
+AUTOSOMES = list(genome.AUTOSOMES)
 
 
 def write(path: Path, text: str) -> Path:

@@ -1,0 +1,25 @@
+"""Public data sets: one module per source, each writing the manifest of its cube.
+
+- :mod:`pitfall.datasets.roadmap`: Roadmap Epigenomics expression (downloaded with
+  ``pitfall fetch roadmap``, or from a local folder);
+- :mod:`pitfall.datasets.tads`: TAD boundaries of seven cell lines;
+- :mod:`pitfall.datasets.ctcf`: CTCF peaks of seven ENCODE cell lines.
+
+:data:`FOLDER_MANIFESTS` maps each name to its ``manifest_from_folder(data_dir, out_dir)``,
+which reads a data folder laid out as ``../shared/data`` (see its README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pitfall.datasets import ctcf, roadmap, tads
+
+__all__ = ["FOLDER_MANIFESTS", "ctcf", "roadmap", "tads"]
+
+FOLDER_MANIFESTS: dict[str, Callable[..., Path]] = {
+    "roadmap": roadmap.manifest_from_folder,
+    "tads": tads.manifest_from_folder,
+    "ctcf": ctcf.manifest_from_folder,
+}

@@ -1,0 +1,67 @@
+"""TAD boundaries of seven cell lines (Dixon et al. 2012, Rao et al. 2014): the manifest.
+
+The domain lists are those of the public GitHub repository akdemirlab/HiCPlotter
+(``data/``), laid out under ``tads/`` of a data folder as ``../shared/data`` (see its
+README). A 40 kb bin of chr1-22 is a boundary in a cell type when one of its domains starts
+or ends in it (:func:`pitfall.sources.labels.read_domains` and the featurizer's rule).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pitfall.datasets._folder import require_file, write_manifest_file
+from pitfall.genome import AUTOSOMES
+
+__all__ = ["BIN_SIZE", "TAD_FILES", "manifest_from_folder"]
+
+#: cell type id -> (file under tads/, study); ids follow the paper's TAD cell lines.
+TAD_FILES: dict[str, tuple[str, str]] = {
+    "hESC": ("hESC_domains_hg19.bed", "Dixon 2012"),
+    "IMR90": ("IMR90_domains_hg19.bed", "Dixon 2012"),
+    "GM12878": ("GM12878_Arrowhead_domainlist.bed.gz", "Rao 2014"),
+    "HUVEC": ("HUVEC_Arrowhead_domainlist.bed.gz", "Rao 2014"),
+    "K562": ("K562_Arrowhead_domainlist.bed.gz", "Rao 2014"),
+    "NHEK": ("NHEK_Arrowhead_domainlist.bed.gz", "Rao 2014"),
+    "IMR90-Rao": ("IMR90_Arrowhead_domainlist.txt.gz", "Rao 2014"),
+}
+#: The paper's TAD-boundary bins.
+BIN_SIZE = 40_000
+#: Chromosome sizes of hg19 (chr1-22, chrX), shipped with the CTCF files.
+CHROM_SIZES = Path("ctcf") / "hg19.autoX.chrom.sizes"
+
+
+def manifest_from_folder(
+    data_dir: str | os.PathLike, out_dir: str | os.PathLike, bin_size: int = BIN_SIZE
+) -> Path:
+    """Write ``out_dir/manifest.toml``: 40 kb bins of chr1-22, seven domain lists.
+
+    Parameters
+    ----------
+    data_dir
+        The data folder (``tads/`` and ``ctcf/hg19.autoX.chrom.sizes``).
+    out_dir
+        Where the manifest goes (absolute paths to the data files).
+    bin_size
+        Bin length in bp.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the first missing file.
+    """
+    data = Path(data_dir)
+    return write_manifest_file(
+        {
+            "assembly": "hg19",
+            "chroms": list(AUTOSOMES),
+            "loci": {"bins": str(require_file(data / CHROM_SIZES)), "bin_size": bin_size},
+            "target": {"kind": "domains"},
+            "cell_types": {
+                ct: {"name": ct, "group": study, "target": str(require_file(data / "tads" / f))}
+                for ct, (f, study) in TAD_FILES.items()
+            },
+        },
+        Path(out_dir) / "manifest.toml",
+    )
