@@ -419,7 +419,10 @@ def _add_fetch(sub: Any) -> None:
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--workers", type=int, default=None, help="local Dask worker processes (default 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="local Dask worker processes (default: this process for small builds, else 2)",
     )
     p.add_argument(
         "--scheduler",

@@ -103,8 +103,19 @@ def _featurize(
     return w
 
 
-def _workers(workers: int | None, processes: bool) -> int | None:
-    return 0 if not processes else workers
+#: Below this many (locus x cell type x input) values a build runs in this process: starting
+#: worker processes and importing the stack in each (about 2 s) would cost more than the work.
+IN_PROCESS_BELOW = 2_000_000
+
+
+def _workers(
+    workers: int | None, processes: bool, m: Manifest, n_loci: int, n_cell_types: int
+) -> int | None:
+    if not processes:
+        return 0
+    if workers is None and n_loci * n_cell_types * (len(m.marks) + 1) < IN_PROCESS_BELOW:
+        return 0
+    return workers
 
 
 def _same_featurization(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -169,8 +180,8 @@ def build(
     cell_types
         Subset of the manifest's cell types; default all.
     workers
-        Local Dask workers (processes, one thread each); default ``min(2, cores)``; 0 runs
-        in this process.
+        Local Dask workers (processes, one thread each); 0 runs in this process; default:
+        in this process for small builds (:data:`IN_PROCESS_BELOW`), else ``min(2, cores)``.
     scheduler
         Address or scheduler file of a running Dask cluster; overrides ``workers``.
     client
@@ -200,7 +211,8 @@ def build(
     try:
         w = _featurize(
             m, loci, todo, loc, create=create, planned=cts, repo=repo,
-            workers=_workers(workers, processes), scheduler=scheduler, client=client,
+            workers=_workers(workers, processes, m, len(loci), len(todo)),
+            scheduler=scheduler, client=client,
             progress=progress,
         )  # fmt: skip
     except Exception:
@@ -253,7 +265,8 @@ def append(
     notes = check_inputs(m, loci, cts)
     w = _featurize(
         m, loci, cts, loc, create=False, planned=[], repo=repo,
-        workers=_workers(workers, processes), scheduler=scheduler, client=client,
+        workers=_workers(workers, processes, m, len(loci), len(cts)),
+        scheduler=scheduler, client=client,
         progress=progress,
     )  # fmt: skip
     return _summary(w, m, loci, cts, t0, gene_matching, notes)
