@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         cell_types=args.cell_type,
         workers=args.workers,
         scheduler=args.scheduler,
+        progress=sys.stderr.isatty(),
     )
     print(summary)
     return 0
@@ -55,6 +57,7 @@ def cmd_append(args: argparse.Namespace) -> int:
         args.cell_type,
         workers=args.workers,
         scheduler=args.scheduler,
+        progress=sys.stderr.isatty(),
     )
     print(summary)
     return 0
@@ -122,6 +125,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         retry_failed=args.retry_failed,
+        progress=sys.stderr.isatty(),
     )
     ok = table[table["status"] == "ok"]
     print(f"{len(ok)} models done, {len(table) - len(ok)} failed; table in {args.results}")
@@ -460,7 +464,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="pitfall",
         description="Machine learning across cell types, and the pitfall of memorised loci.",
+        epilog="exit statuses: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
     )
+    ap.add_argument("--debug", action="store_true", help="show tracebacks (also PITFALL_DEBUG=1)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="synthesize a compendium, build its cubes, run the job")
@@ -530,18 +536,94 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+#: Exit statuses, the same for every verb (also in ``pitfall --help``).
+EXIT_CODES = {
+    0: "done",
+    1: "done, and the result says no (models failed, an audit gate, downloads missing)",
+    2: "bad input: a file, a configuration or an argument (the message names it)",
+    3: "the environment failed: disk full or read-only, permissions, network, storage",
+    4: "internal error (a bug): rerun with --debug and report the traceback",
+    130: "interrupted",
+}
+
+_ERRNO_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "permission denied: check the permissions, or write elsewhere",
+    errno.EPERM: "operation not permitted: check the permissions",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EDQUOT: "the disk quota is exceeded: free space or write elsewhere",
+}
+
+
+def _classify(err: BaseException) -> tuple[int, str]:
+    """(exit status, one-line message) of an error that reached the command line."""
+    import icechunk
+
+    from pitfall.config import ConfigError
+    from pitfall.repository import os_error_of
+
+    text = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, (ConfigError, FileNotFoundError, FileExistsError)):
+        return 2, text
+    if not isinstance(err, OSError):
+        # A native library's error about the disk (Icechunk says "(os error 28)").
+        native = os_error_of(err)
+        if native is not None and native.errno in _ERRNO_HINTS:
+            return 3, f"the cube's storage failed: {_ERRNO_HINTS[native.errno]}"
+    if isinstance(err, OSError):
+        hint = _ERRNO_HINTS.get(err.errno or -1)
+        if hint:
+            where = err.filename or ""
+            return 3, f"{where}: {hint}" if where else hint
+        return 3, text or f"{type(err).__name__}: {err.strerror or 'I/O error'}"
+    if isinstance(err, icechunk.IcechunkError):
+        return 3, f"the cube's storage failed ({text}); check the location and try again"
+    if isinstance(err, (ValueError, LookupError)) and text and not isinstance(err, KeyError):
+        return 2, text
+    return 4, f"internal error ({type(err).__name__}: {text}); rerun with --debug and report it"
+
+
+def _first(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``pitfall`` command; errors in the user's input print one line, not a trace."""
+    """Run the ``pitfall`` command.
+
+    Errors print one line naming what failed and what to do, never a traceback (``--debug``
+    or ``PITFALL_DEBUG=1`` shows it), and exit with the status of their class
+    (:data:`EXIT_CODES`); a closed output pipe (``pitfall cube log | head -1``) ends quietly.
+    """
     args = parser().parse_args(argv)
     _apply_storage(args)
+    debug = getattr(args, "debug", False) or os.environ.get("PITFALL_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError) as err:
-        if os.environ.get("PITFALL_DEBUG"):
+    except BrokenPipeError:
+        # The reader went away (head, less): say nothing more, and let Python's exit flush
+        # write to nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"pitfall {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"pitfall {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        status, message = _classify(err)
+        print(f"pitfall {args.command}: error: {message}", file=sys.stderr)
+        return status
+    except BaseException as err:
+        # Rust libraries (Icechunk, pybigtools) surface a panic as pyo3's PanicException,
+        # a BaseException; SystemExit and the like go through untouched.
+        if debug or type(err).__name__ != "PanicException":
+            raise
+        status, message = _classify(err)
+        print(f"pitfall {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

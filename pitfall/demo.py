@@ -10,7 +10,6 @@ PNG, ``findings.json`` and the results table. ``--quick`` trains fewer, shorter 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -36,8 +35,8 @@ def build_cubes(out: Path, workers: int | None) -> dict[str, Path]:
     """Synthesize the demo compendium and build its two cubes (skipped when present)."""
     comp_dir, store = out / "compendium", out / "store"
     if not (comp_dir / "manifest.toml").exists():
-        if comp_dir.exists():
-            shutil.rmtree(comp_dir)
+        # A run killed while synthesizing left a partial compendium: synthesize writes over
+        # its own (marked) folder, and refuses one it did not write.
         t0 = time.perf_counter()
         comp = synth.synthesize(comp_dir, "demo", workers=workers or 2)
         _say(

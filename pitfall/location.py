@@ -156,6 +156,9 @@ def storage(
     if anonymous is None:
         anonymous = _env_flag("PITFALL_ANONYMOUS")
     if loc.is_local:
+        if loc.path.exists() and not loc.path.is_dir():
+            # Icechunk would abort the process on it (a Rust panic), not raise.
+            raise FileExistsError(f"{loc.path} is a file; a cube location is a folder or a URL")
         return icechunk.local_filesystem_storage(loc.prefix)
     if loc.scheme == "s3":
         endpoint = s3_endpoint(endpoint_url)

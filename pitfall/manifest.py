@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitfall.config import ConfigError, Key, Table, check
 from pitfall.location import is_url
 
 #: A manifest's input: a local path (absolute) or a URL (``https://``, ``s3://``, ...).
@@ -48,8 +49,56 @@ Source = Path | str
 LOCI_KINDS = ("tss", "bins", "bed")
 
 
-class ManifestError(ValueError):
+class ManifestError(ConfigError):
     """A manifest that cannot describe a cube; the message names the file and the key."""
+
+
+_PATH = Key(str, help="a path (relative to the manifest) or a URL")
+_BP = 100_000_000  # no window, bin or sequence is longer than a chromosome arm
+
+#: The manifest's declared schema (:mod:`pitfall.config`): every key, its type and range.
+SCHEMA = Table(
+    {
+        "assembly": Key(str, required=True, help="the genome assembly, e.g. 'hg19'"),
+        "chroms": Key(list, items=str, unique=True),
+        "locus_chunk": Key(int, low=1, high=1 << 24),
+        "loci": Table(
+            {
+                "tss": _PATH,
+                "bins": _PATH,
+                "bed": _PATH,
+                "upstream": Key(int, low=0, high=1_000_000),
+                "downstream": Key(int, low=0, high=1_000_000),
+                "bin_size": Key(int, low=1, high=_BP),
+            },
+            required=True,
+            help="exactly one of tss, bins, bed",
+        ),
+        "sequence": Table(
+            {"fasta": Key(str, required=True), "length": Key(int, low=1, high=1_000_000)}
+        ),
+        "signal": Table({"marks": Key(list, required=True, items=str, unique=True)}),
+        "target": Table(
+            {
+                "kind": Key(str, required=True, help="e.g. expression, domains, peaks"),
+                "table": _PATH,
+                "threshold": Key(float),
+                "exclude": Key(list, items=str),
+            },
+            required=True,
+        ),
+        "cell_types": Table(
+            any_key=Table(
+                {
+                    "name": Key(str),
+                    "group": Key(str),
+                    "signal": Table(any_key=_PATH),
+                    "target": _PATH,
+                }
+            )
+        ),
+    }
+)
 
 
 @dataclass
@@ -120,24 +169,8 @@ class Manifest:
         return files
 
 
-def closest(word: str, choices: Any) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
-    import difflib
-
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def _fail(path: Path, msg: str) -> ManifestError:
     return ManifestError(f"{path}: {msg}")
-
-
-def _get(table: dict, key: str, kind: type | tuple[type, ...], path: Path, where: str) -> Any:
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise _fail(path, f"{where}{key} must be {names}, got {value!r}")
-    return value
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
@@ -163,17 +196,13 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         # URLs stay as written: workers read them where they run.
         return p if is_url(p) else (root / Path(p).expanduser()).resolve()
 
-    known = {"assembly", "chroms", "locus_chunk", "loci", "sequence", "signal", "target",
-             "cell_types"}  # fmt: skip
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise _fail(path, f"unknown top-level keys {unknown}; known: {sorted(known)}")
-    for key in ("assembly", "loci", "target"):
-        if key not in raw:
-            raise _fail(path, f"missing required key {key!r}")
-    assembly = _get(raw, "assembly", str, path, "")
+    try:
+        check(raw, SCHEMA, path)
+    except ConfigError as err:
+        raise ManifestError(str(err)) from None
+    assembly = raw["assembly"]
 
-    loci = _get(raw, "loci", dict, path, "")
+    loci = raw["loci"]
     kinds = [k for k in LOCI_KINDS if k in loci]
     if len(kinds) != 1:
         raise _fail(path, f"[loci] needs exactly one of tss, bins, bed; found {kinds or 'none'}")
@@ -182,64 +211,53 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         path=path,
         assembly=assembly,
         loci_kind=loci_kind,
-        loci_path=resolve(_get(loci, loci_kind, str, path, "[loci] ")),
+        loci_path=resolve(loci[loci_kind]),
         target_kind="",
     )
     if "chroms" in raw:
-        m.chroms = [str(c) for c in _get(raw, "chroms", list, path, "")]
+        m.chroms = [str(c) for c in raw["chroms"]]
     if "locus_chunk" in raw:
-        m.locus_chunk = _get(raw, "locus_chunk", int, path, "")
+        m.locus_chunk = raw["locus_chunk"]
     if loci_kind == "tss":
-        m.upstream = _get(loci, "upstream", int, path, "[loci] ") if "upstream" in loci else 2000
-        m.downstream = _get(loci, "downstream", int, path, "[loci] ") if "downstream" in loci else 0
+        m.upstream = loci["upstream"] if "upstream" in loci else 2000
+        m.downstream = loci["downstream"] if "downstream" in loci else 0
         if m.upstream + m.downstream <= 0:
             raise _fail(path, "[loci] upstream + downstream must be positive")
     if loci_kind == "bins":
         if "bin_size" not in loci:
             raise _fail(path, "[loci] bins needs bin_size (e.g. 40000)")
-        m.bin_size = _get(loci, "bin_size", int, path, "[loci] ")
-        if m.bin_size <= 0:
-            raise _fail(path, f"[loci] bin_size must be positive, got {m.bin_size}")
+        m.bin_size = loci["bin_size"]
+    elif "bin_size" in loci:
+        raise _fail(path, f"[loci] bin_size goes with bins, not with {loci_kind}")
+    if loci_kind != "tss":
+        for key in ("upstream", "downstream"):
+            if key in loci:
+                raise _fail(path, f"[loci] {key} goes with tss (TSS windows), not with {loci_kind}")
 
     if "sequence" in raw:
-        seq = _get(raw, "sequence", dict, path, "")
-        if "fasta" not in seq:
-            raise _fail(path, "[sequence] needs fasta = 'genome.fa'")
-        m.fasta = resolve(_get(seq, "fasta", str, path, "[sequence] "))
+        seq = raw["sequence"]
+        m.fasta = resolve(seq["fasta"])
         if "length" in seq:
-            m.sequence_length = _get(seq, "length", int, path, "[sequence] ")
-            if m.sequence_length <= 0:
-                raise _fail(path, f"[sequence] length must be positive, got {m.sequence_length}")
+            m.sequence_length = seq["length"]
     if "signal" in raw:
-        sig = _get(raw, "signal", dict, path, "")
-        m.marks = [str(x) for x in _get(sig, "marks", list, path, "[signal] ")]
-        if len(set(m.marks)) != len(m.marks):
-            raise _fail(path, f"[signal] marks has duplicates: {m.marks}")
+        sig = raw["signal"]
+        m.marks = [str(x) for x in sig["marks"]]
 
-    target = _get(raw, "target", dict, path, "")
-    if "kind" not in target:
-        raise _fail(path, "[target] needs kind (e.g. expression, domains, peaks)")
+    target = raw["target"]
     # Which kinds exist, and what each needs, is the label-kind registry's business
     # (pitfall.sources.labels.LABEL_KINDS), checked before any work by the featurizer.
-    m.target_kind = _get(target, "kind", str, path, "[target] ")
+    m.target_kind = target["kind"]
     if "table" in target:
-        m.table = resolve(_get(target, "table", str, path, "[target] "))
+        m.table = resolve(target["table"])
     if "threshold" in target:
-        m.threshold = float(_get(target, "threshold", (int, float), path, "[target] "))
+        m.threshold = float(target["threshold"])
     if "exclude" in target:
-        m.exclude = [str(x) for x in _get(target, "exclude", list, path, "[target] ")]
+        m.exclude = [str(x) for x in target["exclude"]]
 
-    cell_types = _get(raw, "cell_types", dict, path, "") if "cell_types" in raw else {}
+    cell_types = raw["cell_types"] if "cell_types" in raw else {}
     for ct, spec in cell_types.items():
         where = f"[cell_types.{ct}] "
-        if not isinstance(spec, dict):
-            raise _fail(path, f"{where}must be a table")
-        extra = sorted(set(spec) - {"name", "group", "signal", "target"})
-        if extra:
-            raise _fail(path, f"{where}unknown keys {extra}")
         signal = spec.get("signal", {})
-        if not isinstance(signal, dict):
-            raise _fail(path, f"{where}signal must be a table of mark = path")
         unknown_marks = sorted(set(signal) - set(m.marks))
         if unknown_marks:
             raise _fail(path, f"{where}signal names marks {unknown_marks} not in [signal] marks")

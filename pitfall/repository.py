@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,37 @@ from pitfall.location import Location, parse_location, storage
 # Icechunk's local storage warns on every open that concurrent commits are unsafe; local
 # commits are serialised by pitfall.location.commit_lock, so the warning is noise.
 icechunk.set_logs_filter("icechunk=error")
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_of(err: BaseException) -> OSError | None:
+    """The operating-system error inside a native library's error text, as an ``OSError``.
+
+    Icechunk reports a full or read-only disk as an ``IcechunkError`` (or, opening a store,
+    as a Rust panic) whose text ends in ``(os error 28)``; this gives it back its errno.
+    """
+    match = _OS_ERROR.search(str(err))
+    if match is None:
+        return None
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def native_errors(where: Any) -> Iterator[None]:
+    """Turn Icechunk's errors about the disk (and its panics) into ``OSError`` naming ``where``."""
+    try:
+        yield
+    except BaseException as err:
+        native = isinstance(err, icechunk.IcechunkError) or type(err).__name__ == "PanicException"
+        if not native:
+            raise
+        os_err = os_error_of(err)
+        if os_err is None:
+            raise
+        os_err.filename = str(where)
+        raise os_err from err
 
 
 def has_foreign_files(loc: Location) -> bool:
@@ -52,7 +84,8 @@ def open_repository(
         raise FileNotFoundError(_no_cube(loc))
     st = storage(loc, **storage_options)
     try:
-        exists = icechunk.Repository.exists(st)
+        with native_errors(loc):
+            exists = icechunk.Repository.exists(st)
     except icechunk.IcechunkError as err:
         raise OSError(
             f"{loc}: cannot read the store ({_first_line(err)}); check the location, the "
@@ -90,7 +123,9 @@ def create_repository(
     """
     loc = parse_location(location)
     st = storage(loc, **storage_options)
-    if icechunk.Repository.exists(st):
+    with native_errors(loc):
+        exists = icechunk.Repository.exists(st)
+    if exists:
         repo = icechunk.Repository.open(st)
         if _is_empty_repository(repo):
             return repo, False
@@ -106,7 +141,8 @@ def create_repository(
     if loc.is_local:
         loc.path.mkdir(parents=True, exist_ok=True)
     try:
-        return icechunk.Repository.create(st), True
+        with native_errors(loc):
+            return icechunk.Repository.create(st), True
     except icechunk.IcechunkError as err:
         # Another build created it between our check and our create.
         raise FileExistsError(

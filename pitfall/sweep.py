@@ -46,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall import baselines, cube, splits, tasks
+from pitfall import baselines, config, cube, splits, tasks
 from pitfall.location import is_url
 from pitfall.models.spec import ModelSpec
 
@@ -66,7 +66,7 @@ def columns() -> list[str]:
             *_AFTER_BASELINES]  # fmt: skip
 
 
-class SweepError(ValueError):
+class SweepError(config.ConfigError):
     """A sweep spec that cannot be run; the message names the file and key."""
 
 
@@ -139,12 +139,62 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     return sweep_from_dict(raw, root=path.parent, path=path)
 
 
+def _training_keys() -> dict[str, config.Key]:
+    """Keywords the model families' constructors take (what ``[training]`` may set)."""
+    import inspect
+
+    from pitfall.models.gbm import GBMModel
+    from pitfall.models.nn import NeuralModel
+
+    out = {}
+    for cls in (NeuralModel, GBMModel):
+        for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+            if name in ("spec", "cube"):
+                continue
+            default = param.default
+            # The default says the type; numbers are never negative here.
+            if isinstance(default, bool):
+                out[name] = config.Key(bool)
+            elif isinstance(default, int):
+                out[name] = config.Key(int, low=0)
+            elif isinstance(default, float):
+                out[name] = config.Key(float, low=0)
+            elif isinstance(default, str):
+                out[name] = config.Key(str)
+            else:
+                out[name] = config.Key((int, float, bool, str), low=0)
+    return out
+
+
+def spec_schema() -> config.Table:
+    """The sweep spec's declared schema (:mod:`pitfall.config`)."""
+    from dataclasses import fields
+
+    value = config.Key((int, float, bool, str, list))
+    model_keys = {f.name: value for f in fields(ModelSpec) if f.name != "seed"}
+    return config.Table(
+        {
+            "cube": config.Key(str, required=True, help="the cube: a path or a URL"),
+            "task": config.Key(str, choices=lambda: list(tasks.TASKS)),
+            "target": config.Key(str),
+            "settings": config.Key(list, items=str, unique=True, choices=splits.SETTINGS),
+            "seeds": config.Key(list, items=int, unique=True, low=0),
+            "valid_cell_types": config.Key(list, items=str, unique=True),
+            "training": config.Table(_training_keys()),
+            "models": config.Key(
+                list, required=True, each=config.Table(model_keys), help="[[models]] tables"
+            ),
+        }
+    )
+
+
 def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None) -> SweepSpec:
-    """Experiments of a sweep given as a dict (the TOML's shape)."""
+    """Experiments of a sweep given as a dict (the TOML's shape), checked against its schema."""
     where = f"{path}: " if path else ""
-    for key in ("cube", "models"):
-        if key not in raw:
-            raise SweepError(f"{where}missing required key {key!r}")
+    try:
+        config.check(raw, spec_schema(), path or "sweep spec")
+    except config.ConfigError as err:
+        raise SweepError(str(err)) from None
     store = raw["cube"] if is_url(raw["cube"]) else str((root / raw["cube"]).resolve())
     task = tasks.get_task(raw.get("task", "expression")).name
     settings = raw.get("settings", list(splits.SETTINGS))
@@ -300,9 +350,49 @@ def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
 def _write(results: pd.DataFrame, results_dir: Path) -> None:
     # Write then rename: a sweep killed mid-write never leaves a truncated table.
     results_dir.mkdir(parents=True, exist_ok=True)
-    tmp = results_dir / (RESULTS_FILE + ".tmp")
+    tmp = results_dir / f"{RESULTS_FILE}.{os.getpid()}.tmp"
     results.to_parquet(tmp, index=False)
     tmp.replace(results_dir / RESULTS_FILE)
+
+
+def _add_row(results_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
+    """Add one finished row to the table on disk, keeping every other writer's rows.
+
+    Several sweeps may share a results folder: under a file lock each reads the table as it
+    is on disk now, replaces the row of the same experiment (a retried failure) and writes
+    it back whole, so no finished row is lost.
+    """
+    import filelock
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(results_dir / f"{RESULTS_FILE}.lock")):
+        table = read_results(results_dir)
+        if len(table):
+            table = table[table["id"] != row["id"]]
+        new = _row_frame([row])
+        table = pd.concat([t for t in (table, new) if len(t)], ignore_index=True)
+        _write(table, results_dir)
+    return table
+
+
+_RESULTS_FILES = {RESULTS_FILE, f"{RESULTS_FILE}.lock", "predictions"}
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    """Refuse a results folder holding files a sweep did not write."""
+    if not results_dir.exists():
+        return
+    if not results_dir.is_dir():
+        raise FileExistsError(f"{results_dir}: --results names a file, not a folder")
+    foreign = sorted(
+        p.name for p in results_dir.iterdir()
+        if p.name not in _RESULTS_FILES and not p.name.endswith(".tmp")
+    )  # fmt: skip
+    if foreign:
+        raise FileExistsError(
+            f"{results_dir} holds files a sweep did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); give --results a new or a sweep's folder"
+        )
 
 
 def _row_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -343,14 +433,13 @@ def run_sweep(
         Keep each model's test scores in ``results_dir/predictions/<id>.nc``.
     """
     results_dir = Path(results_dir)
+    _check_results_dir(results_dir)
     pred_dir = str(results_dir / "predictions") if save_predictions else None
     done = read_results(results_dir)
     skip = set(done.loc[done["status"] == "ok", "id"]) if len(done) else set()
     if not retry_failed and len(done):
         skip |= set(done.loc[done["status"] == "failed", "id"])
     todo = [e for e in dict.fromkeys(experiments) if e.id not in skip]
-    if len(done) and retry_failed:
-        done = done[done["status"] == "ok"]
     rows: list[dict[str, Any]] = []
     n_failed = 0
 
@@ -366,8 +455,7 @@ def run_sweep(
         nonlocal n_failed, done
         rows.append(row)
         n_failed += row["status"] == "failed"
-        done = pd.concat([d for d in (done, _row_frame([row])) if len(d)], ignore_index=True)
-        _write(done, results_dir)
+        done = _add_row(results_dir, row)
         bar.update(1)
         running = min(n_slots, len(todo) - len(rows))
         bar.set_postfix(

@@ -775,6 +775,23 @@ def _domains(
 # --------------------------------------------------------------------------- entry point
 
 
+#: Marks a folder as a synthetic compendium's, so a later run may write over it.
+MARKER = ".pitfall-synth"
+
+
+def _claim(root: Path) -> None:
+    """Refuse to write into a folder holding files an earlier synthesis did not write."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} is a file; give a folder for the compendium")
+    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).exists():
+        raise FileExistsError(
+            f"{root} holds files that no earlier `pitfall synth` wrote; choose a new or empty "
+            "folder (pitfall never writes over files it did not make)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("written by pitfall.synth.synthesize; safe to overwrite\n")
+
+
 def synthesize(
     out_dir: str | Path,
     params: SynthParams | str = "demo",
@@ -787,7 +804,8 @@ def synthesize(
     Parameters
     ----------
     out_dir : str or Path
-        Folder to write into; files of an earlier run are overwritten.
+        A new or empty folder, or one an earlier run wrote (its files are overwritten); a
+        folder holding anything else is refused (:class:`FileExistsError`).
     params : SynthParams or str
         The parameters, or the name of a preset of ``PRESETS`` ("tiny", "demo", "paper").
     workers : int
@@ -816,6 +834,7 @@ def synthesize(
     elif overrides:
         params = dataclasses.replace(params, **overrides)
     root = Path(out_dir)
+    _claim(root)
     (root / "bigwig").mkdir(parents=True, exist_ok=True)
     (root / "domains").mkdir(parents=True, exist_ok=True)
     ids, names, groups = _cell_table(params)

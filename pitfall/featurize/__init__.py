@@ -118,6 +118,34 @@ def _workers(
     return workers
 
 
+#: Featurization parameters an append must share with the cube (dotted paths into
+#: :meth:`~pitfall.manifest.Manifest.featurization`); file paths may differ, values not.
+SHARED_PARAMETERS = (
+    "loci.kind", "loci.upstream", "loci.downstream", "loci.bin_size", "chroms",
+    "sequence_length", "marks", "target.kind", "target.threshold", "signal_transform",
+)  # fmt: skip
+
+
+def _param(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None  # type: ignore[assignment]
+    return tree
+
+
+def _check_same_featurization(
+    cube_params: dict[str, Any], new: dict[str, Any], m: Manifest, loc: Location
+) -> None:
+    """Refuse an append whose manifest would featurize differently from the cube's."""
+    for name in SHARED_PARAMETERS:
+        a, b = _param(cube_params, name), _param(new, name)
+        if cube_params and a != b:
+            raise CubeError(
+                f"{m.path} featurizes differently from the cube at {loc}: {name} is {b!r} "
+                f"there but {a!r} in the cube; cell types of one cube must share it (build a "
+                "new cube for other parameters)"
+            )
+
+
 def _same_featurization(a: dict[str, Any], b: dict[str, Any]) -> bool:
     # The manifest's own path may differ (a copy, a moved folder); what it says may not.
     return {k: v for k, v in a.items() if k != "manifest"} == {
@@ -262,6 +290,7 @@ def append(
             f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
             "same loci source, windows and chromosomes as the build"
         )
+    _check_same_featurization(attrs.get("featurization") or {}, m.featurization(), m, loc)
     notes = check_inputs(m, loci, cts)
     w = _featurize(
         m, loci, cts, loc, create=False, planned=[], repo=repo,

@@ -204,8 +204,19 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
             sizes = _track_sizes(path)
             labels.check_chrom_names(list(sizes), loci_chroms, path)
             notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
-            for c, n in sizes.items():
-                reference.setdefault(c, (n, path))
+            # Every track against the first word on each chromosome (the bins' sizes file,
+            # or the first track): a track from another assembly would silently give every
+            # value of its mark at the wrong place.
+            for c in loci_chroms:
+                if c not in sizes:
+                    continue
+                n, other = reference.setdefault(c, (sizes[c], path))
+                if n != sizes[c]:
+                    raise BuildError(
+                        f"{path}: {c} has {sizes[c]:,} bases but {other} says {n:,}; the "
+                        "bigWig is from another assembly (or the other file is); use tracks "
+                        f"of the manifest's assembly ({m.assembly})"
+                    )
         if kind.per_cell_type_file:
             # Read now (they are small) so an empty or malformed call set stops the build
             # before any work, not from inside a task.

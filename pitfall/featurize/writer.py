@@ -180,9 +180,12 @@ class Writer:
         try:
             message = f"create with {ct}" if self.create and k == 0 else None
             self.snapshots.append(self.txn.commit(self.forks, message=message))
-        except icechunk.ConflictError:
+        except icechunk.ConflictError as err:
             if self.create and k == 0:
-                raise
+                raise FileExistsError(
+                    f"{self.loc}: another build committed a cube there first; this build "
+                    "stops (choose another --store, or append to that cube)"
+                ) from err
             # Another writer appended first: this cell type starts again at the new tip.
             self.retries += 1
             for it in self.items[k]:

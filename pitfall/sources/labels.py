@@ -47,8 +47,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pitfall.config import closest
 from pitfall.loci import LocusTable
-from pitfall.manifest import Manifest, ManifestError, closest
+from pitfall.manifest import Manifest, ManifestError
 from pitfall.sources.annotation import _check_file, _open_text, chrom_order, strip_version
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,525 @@
+"""Faults and bad inputs, through the command line, for every verb that writes.
+
+Each case asserts the exit status of its class (``pitfall.cli.EXIT_CODES``: 2 bad input,
+3 environment), that the message is one line naming what failed, that no traceback reaches
+the user, and that nothing already on disk changed. Classes:
+
+1. configuration files: hypothesis-driven typos, deletions, wrong types and out-of-range
+   values in manifests and sweep specs, plus the reported examples;
+2. inputs: a bigWig of another assembly that is not the first file compared, an append whose
+   featurization differs from the cube's;
+3. outputs that hold what the command did not make: synth, build and sweep folders;
+4. the environment: a full disk, a read-only disk (a small tmpfs; skipped where it cannot be
+   mounted), a folder where a file is expected, a closed pipe;
+5. concurrency: two builds to one store, two sweeps into one results folder;
+6. SIGKILL at random moments of a build and of a sweep, then the rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pitfall import cli, cube, featurize, synth
+from pitfall.manifest import dumps_manifest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_featurize import _raw_manifest  # noqa: E402
+
+QUICK_TRAINING = {"batches_per_epoch": 2, "max_epochs": 1, "patience": 1, "valid_size": 64}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory) -> synth.SynthCompendium:
+    return synth.synthesize(tmp_path_factory.mktemp("compendium"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_cube(comp, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cubes") / "expr"
+    featurize.build(comp.manifest, path, cell_types=["E003", "E004", "E037"], workers=0,
+                    progress=False)  # fmt: skip
+    return path
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """``pitfall ARGV`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(code: int, err: str, status: int, *words: str) -> None:
+    assert code == status, (code, err)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (names and bytes), to show nothing changed."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _keys(tree: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for k, v in tree.items():
+        out.append((*prefix, k))
+        if isinstance(v, dict) and k not in ("signal",):
+            out += _keys(v, (*prefix, k))
+    return out
+
+
+def _get(tree: dict, path: tuple):
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+def _set(tree: dict, path: tuple, value) -> None:
+    for k in path[:-1]:
+        tree = tree[k]
+    tree[path[-1]] = value
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(len(word))
+    op = rng.choice(["drop", "double", "swap", "change"])
+    if op == "drop" and len(word) > 2:
+        return word[:i] + word[i + 1 :]
+    if op == "double":
+        return word[:i] + word[i] + word[i:]
+    if op == "swap" and i < len(word) - 1:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    return word[:i] + ("x" if word[i] != "x" else "y") + word[i + 1 :]
+
+
+def _wrong_type(value):
+    """A value of another type than ``value`` (never a legal spelling of the same value)."""
+    if isinstance(value, bool):
+        return "yes"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return [value] if not value.endswith((".gz", ".bw", ".fa", ".toml")) else 7
+    if isinstance(value, list):
+        return ",".join(map(str, value))  # a string where a list is expected
+    return "a table"
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Configuration files
+
+MANIFEST_REQUIRED = [("assembly",), ("loci",), ("target",), ("target", "kind")]
+OUT_OF_RANGE = [
+    (("locus_chunk",), 0, "at least 1"),
+    (("locus_chunk",), -3, "at least 1"),
+    (("target", "threshold"), math.nan, "finite"),
+    (("target", "threshold"), math.inf, "finite"),
+    (("loci", "upstream"), -5, "at least 0"),
+    (("sequence", "length"), 100_000_000, "at most"),
+]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_manifest_faults__every_mutation_is_one_line_exit_2_and_writes_nothing(
+    comp, tmp_path, data
+) -> None:
+    raw = _raw_manifest(comp.manifest)
+    raw["locus_chunk"] = 128
+    rng = random.Random(data.draw(st.integers(0, 2**31)))
+    kind = data.draw(st.sampled_from(["delete", "typo", "type", "range"]))
+    keys = [k for k in _keys(raw) if k[0] != "cell_types" or len(k) == 3]
+    if kind == "delete":
+        path = data.draw(st.sampled_from(MANIFEST_REQUIRED))
+        (_get(raw, path[:-1]) if len(path) > 1 else raw).pop(path[-1])
+        words = [path[-1]]
+    elif kind == "typo":
+        path = data.draw(st.sampled_from([k for k in keys if k[0] != "cell_types" or len(k) == 3]))
+        parent = _get(raw, path[:-1]) if len(path) > 1 else raw
+        bad = _typo(path[-1], rng)
+        if bad in parent or bad == path[-1]:
+            return  # the typo spelled another real key: nothing wrong to find
+        parent[bad] = parent.pop(path[-1])
+        words = [repr(bad)]
+    elif kind == "type":
+        path = data.draw(st.sampled_from([k for k in keys if not isinstance(_get(raw, k), dict)]))
+        _set(raw, path, _wrong_type(_get(raw, path)))
+        words = [path[-1], "must be"]
+    else:
+        path, value, phrase = data.draw(st.sampled_from(OUT_OF_RANGE))
+        if path[0] == "sequence" and "sequence" not in raw:
+            raw["sequence"] = {"fasta": str(comp.root / "genome.fa")}
+        _set(raw, path, value)
+        words = [path[-1], phrase]
+    manifest = tmp_path / f"m{rng.random()}.toml"
+    manifest.write_text(dumps_manifest(raw))
+    store = tmp_path / f"store{rng.random()}"
+    code, _, err = run("build", manifest, "--store", store)
+    assert_one_line_error(code, err, 2, str(manifest), *words)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda r: r["target"].__setitem__("threshhold", r["target"].pop("threshold")),
+         ["'threshhold'", "did you mean 'threshold'"]),
+        (lambda r: r["loci"].__setitem__("upstrem", r["loci"].pop("upstream")),
+         ["'upstrem'", "did you mean 'upstream'"]),
+        (lambda r: r["signal"].__setitem__("marks", "H3K4me3"), ["marks", "must be a list"]),
+        (lambda r: r["target"].__setitem__("kind", "expresion"), ["did you mean 'expression'"]),
+        (lambda r: r.__setitem__("locus_chunk", 0), ["locus_chunk", "at least 1"]),
+    ],
+    ids=["threshold_typo", "upstream_typo", "string_for_list", "kind_typo", "zero_chunk"],
+)  # fmt: skip
+def test_manifest_faults__reported_examples(comp, tmp_path, edit, words) -> None:
+    raw = _raw_manifest(comp.manifest)
+    edit(raw)
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(dumps_manifest(raw))
+    code, _, err = run("build", manifest, "--store", tmp_path / "s")
+    assert_one_line_error(code, err, 2, str(manifest), *words)
+    assert not (tmp_path / "s").exists()
+
+
+def _spec(cube_path: Path) -> dict:
+    return {
+        "cube": str(cube_path),
+        "task": "expression",
+        "target": "E003",
+        "settings": ["cross-chromosome"],
+        "seeds": [0],
+        "training": dict(QUICK_TRAINING),
+        "models": [{"family": "dense", "inputs": "signal", "units": [[2]]}],
+    }
+
+
+def _toml(value) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
+    return json.dumps(value)
+
+
+def _write_spec(raw: dict, path: Path) -> Path:
+    """A sweep spec as TOML: tables as sections, [[models]] as an array of tables."""
+    lines = [f"{k} = {_toml(v)}" for k, v in raw.items()
+             if not (k in ("training", "models") and isinstance(v, (dict, list)))]  # fmt: skip
+    if isinstance(raw.get("training"), dict):
+        lines += ["[training]", *(f"{k} = {_toml(v)}" for k, v in raw["training"].items())]
+    for model in raw["models"] if isinstance(raw.get("models"), list) else []:
+        lines += ["[[models]]", *(f"{k} = {_toml(v)}" for k, v in model.items())]
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda r: r["training"].__setitem__("max_epoch", r["training"].pop("max_epochs")),
+         ["'max_epoch'", "did you mean 'max_epochs'"]),
+        (lambda r: r.__setitem__("seed", r.pop("seeds")), ["'seed'", "did you mean 'seeds'"]),
+        (lambda r: r.__setitem__("setting", r.pop("settings")),
+         ["'setting'", "did you mean 'settings'"]),
+        (lambda r: r.__setitem__("task", "tads"), ["'tads'", "did you mean 'tad'"]),
+        (lambda r: r.__setitem__("settings", "hybrid"), ["settings", "must be a list"]),
+        (lambda r: r.__setitem__("settings", ["hybird"]), ["did you mean 'hybrid'"]),
+        (lambda r: r.__setitem__("seeds", [-1]), ["seeds", "at least 0"]),
+        (lambda r: r.pop("models"), ["models"]),
+        (lambda r: r["models"][0].__setitem__("famly", r["models"][0].pop("family")),
+         ["'famly'", "did you mean 'family'"]),
+    ],
+    ids=["max_epoch", "seed", "setting", "tads", "string_for_list", "setting_typo",
+         "negative_seed", "no_models", "model_key_typo"],
+)  # fmt: skip
+def test_sweep_spec_faults__reported_examples(tiny_cube, tmp_path, edit, words) -> None:
+    raw = _spec(tiny_cube)
+    edit(raw)
+    spec = _write_spec(raw, tmp_path / "sweep.toml")
+    results = tmp_path / "results"
+    code, _, err = run("sweep", spec, "--results", results)
+    assert_one_line_error(code, err, 2, str(spec), *words)
+    assert not results.exists()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_sweep_spec_faults__every_mutation_is_one_line_exit_2(tiny_cube, tmp_path, data) -> None:
+    raw = _spec(tiny_cube)
+    rng = random.Random(data.draw(st.integers(0, 2**31)))
+    keys = [("cube",), ("task",), ("target",), ("settings",), ("seeds",), ("training",),
+            *(("training", k) for k in raw["training"])]  # fmt: skip
+    kind = data.draw(st.sampled_from(["typo", "type"]))
+    path = data.draw(st.sampled_from(keys))
+    parent = _get(raw, path[:-1]) if len(path) > 1 else raw
+    if kind == "typo":
+        bad = _typo(path[-1], rng)
+        if bad in parent or bad == path[-1]:
+            return
+        parent[bad] = parent.pop(path[-1])
+        words = [repr(bad)]
+    else:
+        value = parent[path[-1]]
+        if isinstance(value, dict):
+            parent[path[-1]] = "a table"
+        else:
+            parent[path[-1]] = _wrong_type(value)
+        words = [path[-1]]
+    spec = _write_spec(raw, tmp_path / f"sweep{rng.random()}.toml")
+    results = tmp_path / f"results{rng.random()}"
+    code, _, err = run("sweep", spec, "--results", results)
+    assert_one_line_error(code, err, 2, str(spec), *words)
+    assert not results.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Inputs
+
+
+def test_build__bigwig_of_another_assembly_not_first_is_named(comp, tmp_path) -> None:
+    import numpy as np
+    import pyBigWig
+
+    raw = _raw_manifest(comp.manifest)
+    first = Path(raw["cell_types"]["E003"]["signal"]["H3K4me3"])
+    with pyBigWig.open(str(first)) as bw:
+        sizes = bw.chroms()
+    other = tmp_path / "other-assembly.bw"
+    bw = pyBigWig.open(str(other), "w")
+    bw.addHeader([(c, n + 1000) for c, n in sizes.items()])  # a different genome build
+    bw.addEntries(["chr1"], np.array([0]), ends=np.array([10]), values=np.array([1.0]))
+    bw.close()
+    raw["cell_types"]["E004"]["signal"]["H3K27me3"] = str(other)
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(dumps_manifest(raw))
+    code, _, err = run("build", manifest, "--store", tmp_path / "s")
+    assert_one_line_error(code, err, 2, str(other), "another assembly")
+    assert not (tmp_path / "s").exists()
+
+
+def test_append__different_featurization_is_refused_and_cube_unchanged(
+    comp, tiny_cube, tmp_path
+) -> None:
+    raw = _raw_manifest(comp.manifest)
+    raw["locus_chunk"] = load_chunk(tiny_cube)
+    raw["target"]["threshold"] = 2.0
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(dumps_manifest(raw))
+    before = snapshot(tiny_cube)
+    code, _, err = run("append", tiny_cube, manifest, "--cell-type", "E106")
+    assert_one_line_error(code, err, 2, "target.threshold", "2.0", "0.5")
+    assert snapshot(tiny_cube) == before
+
+
+def load_chunk(path: Path) -> int:
+    return int(cube.open_cube(path).attrs["locus_fingerprint_block"])
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Outputs holding what the command did not make
+
+
+def test_synth__refuses_a_folder_of_foreign_files(tmp_path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "manifest.toml").write_text("my own manifest\n")
+    before = snapshot(tmp_path / "mine")
+    code, _, err = run("synth", tmp_path / "mine", "--preset", "tiny")
+    assert_one_line_error(code, err, 2, "no earlier `pitfall synth` wrote")
+    assert snapshot(tmp_path / "mine") == before
+    # Its own earlier output it may write over.
+    assert run("synth", tmp_path / "fresh", "--preset", "tiny")[0] == 0
+    assert run("synth", tmp_path / "fresh", "--preset", "tiny")[0] == 0
+
+
+def test_build__store_holding_foreign_files_or_naming_a_file_is_refused(comp, tmp_path) -> None:
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    (tmp_path / "afile").write_text("a file")
+    for store, words in ((folder, "not a pitfall cube"), (tmp_path / "afile", "afile")):
+        before = snapshot(tmp_path)
+        code, _, err = run("build", comp.manifest, "--store", store, "--workers", "0")
+        assert code in (2, 3), err
+        assert_one_line_error(code, err, code, *words)
+        assert snapshot(tmp_path) == before
+
+
+def test_sweep__results_folder_with_foreign_files_or_a_file_is_refused(tiny_cube, tmp_path) -> None:
+    spec = _write_spec(_spec(tiny_cube), tmp_path / "sweep.toml")
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "thesis.tex").write_text("precious")
+    (tmp_path / "afile").write_text("x")
+    for results, words in ((tmp_path / "theirs", "thesis.tex"), (tmp_path / "afile", "a file")):
+        before = snapshot(tmp_path)
+        code, _, err = run("sweep", spec, "--results", results, "--workers", "0")
+        assert_one_line_error(code, err, 2, *words)
+        assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------------------------
+# 4. The environment
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (the tests run as root here); skipped where it cannot be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_build__full_disk_is_one_line_exit_3(comp, small_disk) -> None:
+    # The compendium's cube needs more than 1 MiB.
+    (small_disk / "filler").write_bytes(b"\0" * 900_000)
+    code, _, err = run("build", comp.manifest, "--store", small_disk / "s", "--workers", "0")
+    assert_one_line_error(code, err, 3, "disk is full")
+    assert not (small_disk / "s").exists()
+
+
+def test_build__read_only_disk_is_one_line_exit_3(comp, small_disk) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, _, err = run("build", comp.manifest, "--store", small_disk / "s", "--workers", "0")
+    assert_one_line_error(code, err, 3, "read-only")
+
+
+def test_cube_info__json_and_log_through_a_closed_pipe(tiny_cube) -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m pitfall.cli cube log {tiny_cube} | head -c 1 > /dev/null",
+        shell=True, capture_output=True, text=True, executable="/bin/bash",
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+def test_audit__json_naming_a_folder_is_one_line(tiny_cube, tmp_path) -> None:
+    preds = tmp_path / "p.tsv"
+    pd.DataFrame({"locus": ["x"], "cell_type": ["E003"], "score": [1.0]}).to_csv(
+        preds, sep="\t", index=False
+    )
+    code, _, err = run("audit", preds, tiny_cube, "--json", tmp_path)
+    assert code in (2, 3)
+    assert_one_line_error(code, err, code)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Concurrency and 6. SIGKILL
+
+
+def _cli(*args, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pitfall.cli", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_build__two_builds_to_one_store_one_lands_whole(comp, tmp_path) -> None:
+    store = tmp_path / "s"
+    procs = [_cli("build", comp.manifest, "--store", store, "--workers", "0") for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0, results
+    loser = next(err for code, err in results if code != 0) if codes[1] else ""
+    if codes[1]:
+        assert codes[1] == 2 and "Traceback" not in loser, loser
+    ds = cube.open_cube(store)
+    assert list(ds["cell_type"].values) == list(comp.cell_types)
+
+
+@pytest.mark.slow
+def test_sweep__two_sweeps_into_one_folder_keep_every_row(tiny_cube, tmp_path) -> None:
+    results = tmp_path / "results"
+    specs = []
+    for i, units in enumerate(([[2]], [[3]])):
+        raw = _spec(tiny_cube)
+        raw["models"][0]["units"] = units
+        specs.append(_write_spec(raw, tmp_path / f"sweep{i}.toml"))
+    procs = [_cli("sweep", s, "--results", results, "--workers", "0") for s in specs]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()
+    table = pd.read_parquet(results / "results.parquet")
+    assert len(table) == 2 and (table["status"] == "ok").all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.4, 1.5, 3.0])
+def test_build__sigkill_at_a_random_moment_then_rerun(comp, tmp_path, delay) -> None:
+    store = tmp_path / "s"
+    proc = _cli("build", comp.manifest, "--store", store, "--workers", "0")
+    time.sleep(delay * random.Random(delay).uniform(0.8, 1.2))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # Whatever the moment: no cube, or one that opens whole, or one marked unfinished.
+    if store.exists():
+        try:
+            ds = cube.open_cube(store)
+            assert list(ds["cell_type"].values) == list(comp.cell_types)
+        except (cube.CubeError, FileNotFoundError) as err:
+            assert "unfinished" in str(err) or "empty repository" in str(err), err
+    rerun = _cli("build", comp.manifest, "--store", store, "--workers", "0")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert list(cube.open_cube(store)["cell_type"].values) == list(comp.cell_types)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [2.0, 6.0])
+def test_sweep__sigkill_at_a_random_moment_keeps_a_readable_table(
+    tiny_cube, tmp_path, delay
+) -> None:
+    raw = _spec(tiny_cube)
+    raw["seeds"] = [0, 1]
+    raw["models"][0]["units"] = [[2], [3]]
+    spec = _write_spec(raw, tmp_path / "sweep.toml")
+    results = tmp_path / "results"
+    proc = _cli("sweep", spec, "--results", results, "--workers", "0")
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if (results / "results.parquet").exists():
+        before = pd.read_parquet(results / "results.parquet")  # never truncated
+        assert set(before["status"]) <= {"ok", "failed"}
+    rerun = _cli("sweep", spec, "--results", results, "--workers", "0")
+    assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
+    table = pd.read_parquet(results / "results.parquet")
+    assert len(table) == 4 and table["id"].is_unique
