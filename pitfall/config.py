@@ -188,7 +188,7 @@ def check(raw: Mapping[str, Any], schema: Table, path: Any, section: str = "") -
                     check(item, spec.each, path, f"{_join(section, name)} number {i + 1}")
     for name, spec in schema.keys.items():
         if spec.required and name not in raw:
-            what = f"table [{_join(section, name)}]" if isinstance(spec, Table) else f"key {name!r}"
+            what = f"table {_join(section, name)!r}" if isinstance(spec, Table) else f"key {name!r}"
             raise ConfigError(
                 f"{prefix}missing required {what}" + (f" ({spec.help})" if spec.help else "")
             )

@@ -123,45 +123,78 @@ def create_repository(
     """
     loc = parse_location(location)
     st = storage(loc, **storage_options)
-    with native_errors(loc):
-        exists = icechunk.Repository.exists(st)
-    if exists:
-        repo = icechunk.Repository.open(st)
-        if _is_empty_repository(repo):
-            return repo, False
-        raise FileExistsError(
-            f"{loc} already holds a cube; add cell types with `pitfall append {loc} MANIFEST "
-            "--cell-type ID`, or choose a new --store"
-        )
-    if has_foreign_files(loc):
-        raise FileExistsError(
-            f"{loc} exists and holds files that are not a pitfall cube; choose a new --store "
-            "(pitfall never writes over files it did not make)"
-        )
-    if loc.is_local:
-        loc.path.mkdir(parents=True, exist_ok=True)
-    try:
+    # Two builds racing to one local folder: only the one holding this lock checks and
+    # creates, so exactly one is the creator (the only one that may remove it on failure).
+    # Object stores settle the race themselves (Icechunk creates with a conditional write).
+    with _creation_lock(loc):
         with native_errors(loc):
-            return icechunk.Repository.create(st), True
-    except icechunk.IcechunkError as err:
-        # Another build created it between our check and our create.
-        raise FileExistsError(
-            f"{loc}: another writer is creating a cube there ({_first_line(err)})"
-        ) from err
+            exists = icechunk.Repository.exists(st)
+        if exists:
+            repo = icechunk.Repository.open(st)
+            if _is_empty_repository(repo):
+                return repo, False
+            raise FileExistsError(
+                f"{loc} already holds a cube; add cell types with `pitfall append {loc} "
+                "MANIFEST --cell-type ID`, or choose a new --store"
+            )
+        if has_foreign_files(loc):
+            raise FileExistsError(
+                f"{loc} exists and holds files that are not a pitfall cube; choose a new "
+                "--store (pitfall never writes over files it did not make)"
+            )
+        if loc.is_local:
+            loc.path.mkdir(parents=True, exist_ok=True)
+        try:
+            with native_errors(loc):
+                return icechunk.Repository.create(st), True
+        except icechunk.IcechunkError as err:
+            # Another writer (another machine, on object storage) created it first.
+            raise FileExistsError(
+                f"{loc}: another writer is creating a cube there ({_first_line(err)})"
+            ) from err
 
 
-def remove_new_repository(location: str | os.PathLike[str] | Location, **options: Any) -> None:
-    """Delete a repository that this process created (a build that failed).
+@contextlib.contextmanager
+def _creation_lock(loc: Location) -> Iterator[None]:
+    if not loc.is_local:
+        yield
+        return
+    import hashlib
+    import tempfile
+
+    import filelock
+
+    # Outside the folder: Icechunk creates repositories only in empty ones.
+    folder = Path(tempfile.gettempdir()) / "pitfall-locks"
+    folder.mkdir(exist_ok=True)
+    key = hashlib.sha256(str(loc.path).encode()).hexdigest()[:24]
+    with filelock.FileLock(str(folder / f"{key}.lock")):
+        yield
+
+
+def remove_new_repository(
+    location: str | os.PathLike[str] | Location, *, writer: str = "", **options: Any
+) -> bool:
+    """Delete a repository that this process created (a build that failed); True if it did.
 
     Only for a location that held nothing before the build (:func:`create_repository` made
-    sure), so nothing anyone else wrote is lost.
+    sure), and only while every commit in it is this writer's (``writer``, recorded in each
+    commit's metadata): a second build that reused the new repository and committed first
+    keeps its cube.
     """
     loc = parse_location(location)
+    try:
+        repo = icechunk.Repository.open(storage(loc, **options))
+        history = list(repo.ancestry(branch="main"))[:-1]  # less Icechunk's initial commit
+    except Exception:
+        history = []
+    if any((info.metadata or {}).get("writer") != writer for info in history):
+        return False
     if loc.is_local:
         import shutil
 
         shutil.rmtree(loc.path, ignore_errors=True)
-        return
+        return True
     import obstore
 
     from pitfall.location import object_store
@@ -169,6 +202,7 @@ def remove_new_repository(location: str | os.PathLike[str] | Location, **options
     store = object_store(loc, **options)
     for batch in obstore.list(store):
         obstore.delete(store, [meta["path"] for meta in batch])
+    return True
 
 
 def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any]:

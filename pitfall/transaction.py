@@ -65,6 +65,7 @@ class Transaction:
     cell_types: list[str]
     action: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    writer: str = ""
 
     def commit(self, forks: Sequence[Any] = (), *, message: str | None = None) -> str:
         """Merge the workers' forks (or this transaction's own) and commit; return the snapshot.
@@ -83,7 +84,11 @@ class Transaction:
         with commit_lock(self.location):
             snapshot = self.session.commit(
                 message or f"{self.action} {', '.join(self.cell_types)}",
-                metadata={"action": self.action, "cell_types": list(self.cell_types)},
+                metadata={
+                    "action": self.action,
+                    "cell_types": list(self.cell_types),
+                    **({"writer": self.writer} if self.writer else {}),
+                },
             )
         repository.pause_point("after_commit")
         return snapshot

@@ -523,3 +523,19 @@ def test_sweep__sigkill_at_a_random_moment_keeps_a_readable_table(
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
     table = pd.read_parquet(results / "results.parquet")
     assert len(table) == 4 and table["id"].is_unique
+
+
+def test_build__a_creator_that_fails_spares_the_cube_another_build_committed(
+    comp, tmp_path
+) -> None:
+    from pitfall import repository
+
+    store = tmp_path / "s"
+    _, created = repository.create_repository(store)  # build A made the repository...
+    assert created
+    featurize.build(comp.manifest, store, workers=0, progress=False)  # ...B reused it, won
+    before = snapshot(store)
+    # A fails now: its clean-up must find B's commits and leave them.
+    assert repository.remove_new_repository(store, writer="build-a") is False
+    assert snapshot(store) == before
+    assert list(cube.open_cube(store)["cell_type"].values) == list(comp.cell_types)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,12 +93,13 @@ def _featurize(
     scheduler: str | None,
     client: Any,
     progress: bool,
+    writer_id: str = "",
 ) -> Writer:
     jobs = jobs_for(m, loci, cell_types)
     with dask_client(workers=workers, scheduler=scheduler, client=client) as c:
         w = Writer(
             c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,
-            planned=planned, repo=repo, progress=progress,
+            planned=planned, repo=repo, progress=progress, writer_id=writer_id,
         )  # fmt: skip
         w.run()
     return w
@@ -236,19 +238,19 @@ def build(
             raise
         repo, cts, todo = resume
         create = False
+    writer_id = uuid.uuid4().hex
     try:
         w = _featurize(
             m, loci, todo, loc, create=create, planned=cts, repo=repo,
             workers=_workers(workers, processes, m, len(loci), len(todo)),
-            scheduler=scheduler, client=client,
-            progress=progress,
+            scheduler=scheduler, client=client, progress=progress, writer_id=writer_id,
         )  # fmt: skip
     except Exception:
-        # A failed build leaves no cube: the repository it created goes. An interrupted or
-        # killed one leaves whole cell types in a cube marked unfinished, which the same
-        # build finishes when run again.
+        # A failed build leaves no cube: the repository it created goes (unless another build
+        # committed into it first). An interrupted or killed one leaves whole cell types in a
+        # cube marked unfinished, which the same build finishes when run again.
         if created:
-            repository.remove_new_repository(loc, **storage_options)
+            repository.remove_new_repository(loc, writer=writer_id, **storage_options)
         raise
     summary = _summary(w, m, loci, cts, t0, gene_matching, notes)
     summary.resumed = [ct for ct in cts if ct not in todo]

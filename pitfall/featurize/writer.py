@@ -82,10 +82,12 @@ class Writer:
         planned: list[str],
         repo: Any,
         progress: bool,
+        writer_id: str = "",
     ) -> None:
         self.client, self.loc, self.m, self.schema = client, loc, m, schema
         self.cell_types, self.jobs, self.create, self.repo = cell_types, jobs, create, repo
         self.planned = planned
+        self.writer_id = writer_id
         self.n_loci = len(loci)
         # Large locus tables travel to each worker once, not with every task.
         self.loci = (
@@ -128,6 +130,7 @@ class Writer:
             )
         else:
             self.txn = transaction.begin_append(self.loc, info, repo=self.repo)
+        self.txn.writer = self.writer_id
         self.head = k
         self.fork_bytes = _pickle(self.txn.fork)
         self.forks: list[Any] = []
