@@ -14,6 +14,7 @@ size, not on the number of loci.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -38,6 +39,8 @@ from pitfall.manifest import Manifest
 from pitfall.schema import CubeError
 
 __all__ = ["BuildError", "BuildSummary", "append", "build"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,13 +99,23 @@ def _featurize(
     writer_id: str = "",
 ) -> Writer:
     jobs = jobs_for(m, loci, cell_types)
+    t0 = time.perf_counter()
     with dask_client(workers=workers, scheduler=scheduler, client=client) as c:
+        log.info("workers ready in %.1f s (%s)", time.perf_counter() - t0, _describe(c))
         w = Writer(
             c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,
             planned=planned, repo=repo, progress=progress, writer_id=writer_id,
         )  # fmt: skip
         w.run()
+        t1 = time.perf_counter()
+    log.info("workers closed in %.1f s", time.perf_counter() - t1)
     return w
+
+
+def _describe(client: Any) -> str:
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+    return f"{len(workers)} workers, {threads} threads"
 
 
 #: Below this many (locus x cell type x input) values a build runs in this process: starting
@@ -225,10 +238,13 @@ def build(
     m = load(manifest)
     loc = parse_location(store)
     loci, gene_matching = plan_loci(m)
+    log.info("planned %s loci in %.1f s", f"{len(loci):,}", time.perf_counter() - t0)
     if len(loci) == 0:
         raise BuildError(f"{m.path}: the locus set is empty (check [loci] and chroms)")
     cts = resolve_cell_types(m, cell_types)
+    t1 = time.perf_counter()
     notes = check_inputs(m, loci, cts)
+    log.info("checked every input in %.1f s", time.perf_counter() - t1)
     created, create, todo = False, True, cts
     try:
         repo, created = repository.create_repository(loc, **storage_options)

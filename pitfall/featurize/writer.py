@@ -8,6 +8,8 @@ the same object store) is started again at the new tip.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +36,11 @@ from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import annotation, labels
 
+log = logging.getLogger(__name__)
+
 #: Upper bound on the loci of one task's block (rounded down to whole chunks): keeps a
 #: worker's memory (runs read from a bigWig, the block's arrays) independent of cube size.
-MAX_BLOCK_LOCI = 1 << 18
+MAX_BLOCK_LOCI = 1 << 20
 #: Upper bound on the bytes of one block of ``sequence``.
 MAX_SEQUENCE_BLOCK_BYTES = 32 << 20
 
@@ -134,6 +138,7 @@ class Writer:
         self.head = k
         self.fork_bytes = _pickle(self.txn.fork)
         self.forks: list[Any] = []
+        self.finished: list[tuple[str, Any]] = []
         self.extra: deque[tuple[str, int, int]] = deque()
         self.n_extra = 0
         self.digests: dict[int, str] = {}
@@ -163,6 +168,7 @@ class Writer:
     def _commit(self) -> None:
         import icechunk
 
+        self._gather()
         k = self.head
         ct = self.cell_types[k]
         attrs = self.txn.attrs
@@ -197,6 +203,10 @@ class Writer:
             self._begin(k)
             return
         self.bar.set_postfix(committed=f"{len(self.snapshots)}/{len(self.cell_types)}", last=ct)
+        log.info(
+            "committed %s (%d of %d) at %.1f s", ct, len(self.snapshots), len(self.cell_types),
+            time.perf_counter() - self.t0,
+        )  # fmt: skip
         if k + 1 < len(self.cell_types):
             self._begin(k + 1)
 
@@ -245,29 +255,40 @@ class Writer:
 
     def _done(self, fut: Any) -> None:
         kind, obj = self.by_future.pop(fut)
-        result = fut.result()  # a task's error is raised here, with its own message
-        if kind in ("loci", "sequence"):
-            fork = result
-            if kind == "loci":
-                fork, digests = result
-                self.digests.update(digests)
-            self.forks.append(fork)
-            self.n_head -= 1
-            self.n_extra -= 1
-        elif kind == "compute":
+        if fut.status == "error":
+            fut.result()  # raises the task's error here, with its own message
+        if kind == "compute":
+            # The block stays on its worker until written: nothing travels to the driver.
             obj.state = "computed"
             if obj.ct == self.head:
                 self._write_computed(obj)
-            return  # the result stays on its worker until written
+            return
+        # The forks come back in one batch at the commit, not one round trip each.
+        self.finished.append((kind, fut))
+        self.n_head -= 1
+        if kind in ("loci", "sequence"):
+            self.n_extra -= 1
         else:
-            fork, notes = result
-            self.forks.append(fork)
-            self.notes += notes
             obj.state, obj.future = "written", None
-            self.n_head -= 1
             self.bar.update(1)
             repository.pause_point("during_write")
-        fut.release()
+
+    def _gather(self) -> None:
+        """Fetch the finished tasks' forks (and digests, notes) for the commit."""
+        futures = [f for _, f in self.finished]
+        for (kind, _), result in zip(self.finished, self.client.gather(futures), strict=True):
+            if kind == "loci":
+                fork, digests = result
+                self.digests.update(digests)
+            elif kind == "sequence":
+                fork = result
+            else:
+                fork, notes = result
+                self.notes += notes
+            self.forks.append(fork)
+        for f in futures:
+            f.release()
+        self.finished = []
 
     def run(self) -> None:
         from distributed import as_completed
@@ -275,6 +296,7 @@ class Writer:
 
         n_blocks = sum(len(items) for items in self.items)
         self.bar = tqdm(total=n_blocks, desc="featurize", unit="block", disable=not self.progress)
+        self.t0 = time.perf_counter()
         self.ac = as_completed([])
         try:
             self._begin(0)

@@ -322,9 +322,20 @@ def _bin_blocks(
 ) -> dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]]:
     """Per chromosome: bin row positions, their sorted starts and matching ends."""
     if isinstance(bins, LocusTable):
-        chrom = pd.Series(bins.chrom, copy=False)
-        starts, ends = bins.start, bins.end
         runs = bins.chrom_runs()
+        if len({c for c, _, _ in runs}) == len(runs):
+            # One sorted run per chromosome (bins, sorted tables): no per-locus strings needed.
+            out: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
+            for name, lo, hi in runs:
+                s = bins.start[lo:hi]
+                if np.all(s[1:] >= s[:-1]):
+                    out[name] = (slice(lo, hi), s, bins.end[lo:hi])
+                else:
+                    order = np.argsort(s, kind="stable")
+                    out[name] = (lo + order, s[order], bins.end[lo:hi][order])
+            return out
+        chrom = pd.Series(bins.chrom.astype(object))
+        starts, ends = bins.start, bins.end
         edges = np.array([a for _, a, _ in runs], dtype=np.int64)
         names = [c for c, _, _ in runs]
     else:
@@ -377,8 +388,12 @@ def _region_labels(
     path: Any,
     what: str,
     missing: Literal["zero", "nan"],
+    warn: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Shared core: label 1 for every bin holding one of the points of a record.
+
+    ``warn``: log the chromosomes without any record (a caller that asks for the summary
+    reports them itself, once, rather than once per block of loci).
 
     ``points`` holds one array per kind of point (domain start, domain last base; or
     summit), each aligned with ``chrom``.
@@ -412,7 +427,7 @@ def _region_labels(
         "points_outside_bins": outside_bins,
         "n_positive": int(np.nansum(label)),
     }
-    if without:
+    if without and warn:
         log.warning(
             "%s: no %s on %s (labelled %s there)",
             path,
@@ -535,6 +550,7 @@ def domain_boundaries(
         domains.attrs.get("path", "domains"),
         "domains",
         missing,
+        warn=not return_summary,
     )
     return (label, summary) if return_summary else label
 
@@ -657,6 +673,7 @@ def peak_labels(
         peaks.attrs.get("path", "peaks"),
         "peaks",
         missing,
+        warn=not return_summary,
     )
     return (label, summary) if return_summary else label
 
