@@ -2,14 +2,14 @@
 
 A :class:`Split` is plain data. The paper's presets (Schreiber et al. 2020, target H1 = E003):
 
-=================== ============================== ========================== ==============
-setting             train                          valid                      test
-=================== ============================== ========================== ==============
-cross-chromosome    target, chr3-22 (TAD: chr3)    target, chr2               target, chr1
-cross-cell-type     others but valid, chr2-22      E113 E004 E037 E106        target, chr2-22
+=================== ============================== =========================== ===============
+setting             train                          valid                       test
+=================== ============================== =========================== ===============
+cross-chromosome    target, chr3-22 (TAD: chr3)    target, chr2                target, chr1
+cross-cell-type     others but valid, chr2-22      E113 E004 E037 E106         target, chr2-22
                     (TAD: chr2-3)                  (TAD: GM12878), same chroms (TAD: chr2-3)
-hybrid              as cross-cell-type             as cross-cell-type         target, chr1
-=================== ============================== ========================== ==============
+hybrid              as cross-cell-type             as cross-cell-type          target, chr1
+=================== ============================== =========================== ===============
 
 *Leakage* is the fraction of test loci whose label the training data holds under another
 cell type: 100% for cross-cell-type, 0% for hybrid and cross-chromosome.

@@ -99,9 +99,12 @@ def test_most_similar__picks_the_best_correlated_input(ds) -> None:
 def test_most_similar__on_labels_and_refusals(ds) -> None:
     s = _split()
     model = baselines.MostSimilar(ds, on="label").fit(s.train(ds))
-    model.predict(s.test(ds))
-    # over chr2: T=[1,0,0]; A=[1,0,nan] drops locus 5; B=[1,0,0] equals T
-    assert model.chosen_["T"][0] in {"A", "B"}
+    pred = model.predict(s.test(ds))
+    # over chr2: T=[1,0,0]; A=[1,0,nan] drops locus 5 and correlates 1; B=[1,0,0] equals T
+    # (also 1): the tie goes to the first training cell type, A, whose test labels it scores.
+    assert model.similarity("T") == pytest.approx({"A": 1.0, "B": 1.0})
+    assert model.chosen_["T"] == ("A", pytest.approx(1.0))
+    np.testing.assert_array_equal(pred.values[0], LABELS["A"][:3])
     with pytest.raises(ValueError, match="no 'value'"):
         baselines.MostSimilar(ds, on="value")
 

@@ -515,7 +515,7 @@ def _run_machine(where_factory, kill_at) -> None:
         @invariant()
         def cube_is_the_model(self) -> None:
             if not self.model:
-                with pytest.raises(FileNotFoundError):
+                with pytest.raises(FileNotFoundError, match="not a pitfall cube|empty repository"):
                     cube.open_cube(self.where)
                 return
             ds = cube.open_cube(self.where)

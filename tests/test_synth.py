@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -297,10 +298,16 @@ def test_params__presets_and_overrides() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"n_chroms": 23}, {"n_cell_types": 57}, {"marks": ("H3K4me2",)}, {"n_lineages": 0}]
+    ("bad", "message"),
+    [
+        ({"n_chroms": 23}, "n_chroms must be in 1..22, got 23"),
+        ({"n_cell_types": 57}, "n_cell_types must be in 1..56, got 57"),
+        ({"marks": ("H3K4me2",)}, "marks must be distinct names from"),
+        ({"n_lineages": 0}, "n_lineages must be None or >= 1, got 0"),
+    ],
 )
-def test_params__rejects_out_of_range(bad: dict) -> None:
-    with pytest.raises(ValueError):
+def test_params__rejects_out_of_range(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         SynthParams.preset("tiny", **bad)
 
 
