@@ -467,6 +467,11 @@ def parser() -> argparse.ArgumentParser:
         epilog="exit statuses: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
     )
     ap.add_argument("--debug", action="store_true", help="show tracebacks (also PITFALL_DEBUG=1)")
+    ap.add_argument("--version", action="version", version=f"pitfall {_version()}")
+    ap.add_argument(
+        "-v", "--verbose", action="count", default=0, help="say more (-vv: debugging detail)"
+    )
+    ap.add_argument("-q", "--quiet", action="store_true", help="errors only")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="synthesize a compendium, build its cubes, run the job")
@@ -585,6 +590,31 @@ def _classify(err: BaseException) -> tuple[int, str]:
     return 4, f"internal error ({type(err).__name__}: {text}); rerun with --debug and report it"
 
 
+def _version() -> str:
+    from pitfall import __version__
+
+    return __version__
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """pitfall's messages on stderr at the level -q / -v ask for; third-party noise off."""
+    import logging
+
+    from pitfall.logs import quiet_third_party
+
+    if args.quiet:
+        level = logging.ERROR
+    else:
+        level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("pitfall")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    quiet_third_party(debug=args.verbose >= 2)
+
+
 def _first(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
@@ -598,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = parser().parse_args(argv)
     _apply_storage(args)
+    _setup_logging(args)
     debug = getattr(args, "debug", False) or os.environ.get("PITFALL_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)

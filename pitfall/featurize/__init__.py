@@ -18,7 +18,6 @@ import logging
 import os
 import time
 import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -346,5 +345,5 @@ def _summary(
 def _dedupe(notes: list[str]) -> list[str]:
     out = list(dict.fromkeys(notes))
     for note in out:
-        warnings.warn(note, stacklevel=3)
+        log.warning(note)
     return out
