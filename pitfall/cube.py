@@ -528,7 +528,7 @@ def open_cube(
     if snapshot is not None or tag is not None:
         branch = None
     session = repo.readonly_session(branch, tag=tag, snapshot_id=snapshot)
-    if "label" not in zarr.open_group(session.store, mode="r"):
+    if "label" not in _root_group(session):
         raise FileNotFoundError(
             f"{parse_location(location)} holds an empty repository (a build that never "
             "committed a cell type); build into it again or remove it"
@@ -546,6 +546,14 @@ def open_cube(
     ds = ds.assign_coords({c: ds[c].load() for c in CELL_TYPE_COORDS if c in ds.coords})
     ds.attrs["snapshot"] = session.snapshot_id
     return ds
+
+
+def _root_group(session: Any) -> Any:
+    """The root group, or an empty dict for a repository that has none yet."""
+    try:
+        return zarr.open_group(session.store, mode="r")
+    except FileNotFoundError:  # zarr's GroupNotFoundError: no commit made the root group
+        return {}
 
 
 @dataclass

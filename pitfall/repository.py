@@ -208,12 +208,18 @@ def remove_new_repository(
 def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any]:
     """The cube's root attributes at the tip of ``branch`` (reads one small object)."""
     with quiet_zarr():
-        return dict(zarr.open_group(repo.readonly_session(branch).store, mode="r").attrs)
+        try:
+            return dict(zarr.open_group(repo.readonly_session(branch).store, mode="r").attrs)
+        except FileNotFoundError:  # an empty repository: no commit made the root group
+            return {}
 
 
 def cell_types_of(repo: icechunk.Repository, branch: str = "main") -> list[str]:
     """The cell types of the cube at the tip of ``branch``."""
-    group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
+    try:
+        group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
+    except FileNotFoundError:  # an empty repository
+        return []
     return [str(c) for c in group["cell_type"][:]] if "cell_type" in group else []
 
 

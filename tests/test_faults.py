@@ -489,16 +489,28 @@ def test_build__sigkill_at_a_random_moment_then_rerun(comp, tmp_path, delay) -> 
     time.sleep(delay * random.Random(delay).uniform(0.8, 1.2))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # Whatever the moment: no cube, or one that opens whole, or one marked unfinished.
+    # The moment decides the state; each state has one right outcome of the same rerun.
+    state = "absent"
     if store.exists():
         try:
             ds = cube.open_cube(store)
+        except cube.CubeError as err:
+            assert "unfinished build" in str(err), err
+            state = "unfinished"
+        except FileNotFoundError as err:
+            assert "empty repository" in str(err), err
+            state = "empty"
+        else:
             assert list(ds["cell_type"].values) == list(comp.cell_types)
-        except (cube.CubeError, FileNotFoundError) as err:
-            assert "unfinished" in str(err) or "empty repository" in str(err), err
+            state = "complete"
+    before = snapshot(store)
     rerun = _cli("build", comp.manifest, "--store", store, "--workers", "0")
     out, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err
+    if state == "complete":
+        assert rerun.returncode == 2 and "already holds a cube" in err, err
+        assert snapshot(store) == before
+    else:
+        assert rerun.returncode == 0, (state, err)
     assert list(cube.open_cube(store)["cell_type"].values) == list(comp.cell_types)
 
 

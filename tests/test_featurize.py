@@ -427,7 +427,9 @@ def test_build__peaks(comp, tmp_path) -> None:
         "chr1\t199900\t200500\t.\t0\t.\t1\t1\t1\t200\n"  # summit 200100: bin 1
         "chr2\t10\t20\t.\t0\t.\t1\t1\t1\t-1\n"  # no summit: midpoint 15, bin 0 of chr2
     )
-    summary = featurize.build(_peaks_manifest(comp, tmp_path, {"X": good}), tmp_path / "s", **INPROC)
+    summary = featurize.build(
+        _peaks_manifest(comp, tmp_path, {"X": good}), tmp_path / "s", **INPROC
+    )
     assert _warned(summary, "no peaks on chr3")
     ds = _load(tmp_path / "s")
     label = pd.Series(ds["label"].sel(cell_type="X").values)
