@@ -57,7 +57,7 @@ _VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba",
 COLUMNS = [
     "id", "task", "setting", "target", "inputs", "family", "label", "spec", "n_params",
     "ap", "ap_average_activity", "ap_most_similar", "ap_random", "epochs", "train_seconds",
-    "seed", "snapshot", "versions", "status", "error", "finished_at",
+    "device", "seed", "snapshot", "versions", "status", "error", "finished_at",
 ]  # fmt: skip
 
 
@@ -220,19 +220,11 @@ def _baseline_aps(path: str, split_json: str) -> dict[str, float]:
 
 
 def _training_for(exp: Experiment) -> dict[str, Any]:
-    """The spec's ``[training]`` keywords that this model's family takes.
+    """The spec's ``[training]`` keywords that this model's family takes (its registry entry),
+    and the cube's location as the store its loaders read chunks straight from."""
+    from pitfall.models import training_keywords
 
-    One ``[training]`` table serves networks and trees: each model takes the keywords its
-    constructor knows (``batches_per_epoch`` for networks, ``sample_size`` for XGBoost).
-    """
-    import inspect
-
-    if exp.spec.family == "xgboost":
-        from pitfall.models.gbm import GBMModel as cls
-    else:
-        from pitfall.models.nn import NeuralModel as cls
-    known = set(inspect.signature(cls.__init__).parameters)
-    return {k: v for k, v in exp.training if k in known}
+    return training_keywords(exp.spec, {"store": exp.cube, **dict(exp.training)})
 
 
 def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[str, Any]:
@@ -256,7 +248,9 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
     t0 = time.perf_counter()
     try:
         from pitfall.models import make_model
+        from pitfall.models.devices import pin_worker_gpu
 
+        pin_worker_gpu()  # one GPU per worker, before TensorFlow or XGBoost start CUDA
         ds = _open(exp.cube)
         row["snapshot"] = ds.attrs.get("snapshot", "")
         split = make_split(ds, exp)
@@ -274,6 +268,7 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
         )
         row["epochs"] = int(getattr(model, "epochs_run_", 0) or 0)
         row["train_seconds"] = float(getattr(model, "train_seconds_", time.perf_counter() - t0))
+        row["device"] = str(getattr(model, "device_", "cpu"))
         row.update(_baseline_aps(exp.cube, json.dumps(split.to_dict(), sort_keys=True)))
         row["status"] = "ok"
         row["error"] = ""
