@@ -37,6 +37,14 @@ def cube(cube_path):
 
 
 @pytest.fixture(scope="module")
+def plain(cube):
+    """The cube without a store in its encoding: what a reader can only read through Dask."""
+    out = cube.copy()
+    out.encoding = {}
+    return out
+
+
+@pytest.fixture(scope="module")
 def split(cube) -> splits.Split:
     return splits.Split(
         ("E004", "E037", "E116"), ("chr2", "chr3"), ("E113",), ("chr2", "chr3"),
@@ -114,9 +122,10 @@ def _loader(cube, split, **kw) -> Loader:
 
 @pytest.mark.parametrize("inputs", ["signal", "sequence", "both", "random"])
 @pytest.mark.parametrize("mode", ["streamed", "direct", "in memory"])
-def test_loader__batches_equal_naive_selection(cube, cube_path, split, inputs, mode) -> None:
+def test_loader__batches_equal_naive_selection(cube, plain, cube_path, split, inputs,
+                                               mode) -> None:  # fmt: skip
     opts = {"streamed": {}, "direct": {"store": cube_path}, "in memory": {"in_memory": True}}
-    loader = _loader(cube, split, inputs=inputs, seed=3, **opts[mode])
+    loader = _loader(plain, split, inputs=inputs, seed=3, **opts[mode])
     assert loader.reader.direct == (mode == "direct")
     for epoch in (0, 1):
         assert_batches_equal(loader, naive_epoch(cube, split, inputs, seed=3, epoch=epoch))
@@ -206,15 +215,21 @@ def test_loader__pickles_and_refuses_bad_shards(cube, split) -> None:
 # ------------------------------------------------------------------------------ readers
 
 
-def test_chunk_reader__reads_the_store_directly_and_falls_back_to_dask(cube, cube_path) -> None:
+def test_chunk_reader__reads_the_store_directly_and_falls_back_to_dask(
+    cube, plain, cube_path
+) -> None:
     direct = loaders.ChunkReader(cube, store=cube_path, cache_bytes=0)
     assert direct.direct and set(direct.stored) == {"label", "signal", "sequence"}
-    dask = loaders.ChunkReader(cube, cache_bytes=0)
+    dask = loaders.ChunkReader(plain, cache_bytes=0)
     assert not dask.direct
     for var, ct in (("label", 2), ("signal", 4), ("sequence", None)):
         np.testing.assert_array_equal(direct.read(var, 1, ct), dask.read(var, 1, ct))
     labels = cube["label"].values
     np.testing.assert_array_equal(direct.read("label", 1, 2), labels[2, 64:128])
+    # a cube that carries its store (cube.encoding["store"]) reads it directly
+    carried = plain.copy()
+    carried.encoding = {"store": loaders.open_store(cube_path, cube.attrs["snapshot"])}
+    assert loaders.ChunkReader(carried).direct
     # a selection of the cube is not the stored array: read through Dask, right values
     sub = cube.isel(locus=slice(10, 200))
     reader = loaders.ChunkReader(sub, store=cube_path, cache_bytes=0)
@@ -244,7 +259,11 @@ def test_tf_dataset__batches_equal_naive_selection(cube, split) -> None:
     want += naive_epoch(cube, split, "both", seed=3, epoch=1)
     assert_batches_equal(((x, y) for x, y in ds.as_numpy_iterator()), want)
     spec = ds.element_spec
-    assert spec[0]["sequence"].shape.as_list() == [None, cube.sizes["position"], 4]
+    assert spec[0]["sequence"].shape.as_list() == [BS, cube.sizes["position"], 4]
+    # an unbalanced epoch ends on a short batch: the batch size is left open
+    tail = _loader(cube, split, balanced=False, batch_size=50).to_tf()
+    assert tail.element_spec[1].shape.as_list() == [None]
+    assert [len(y) for _, y in tail.as_numpy_iterator()][-1] <= 50
     # endless, for model.fit(steps_per_epoch=len(loader)): epoch 1 follows epoch 0
     endless = iter(loader.to_tf(epochs=None))
     got = [next(endless) for _ in range(2 * NB)]

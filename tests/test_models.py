@@ -210,6 +210,9 @@ def test_balanced_batches__streamed_equals_in_memory_and_the_cube(cube, cross_ct
 
 def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube, cube_path) -> None:
     assert ld.ChunkReader(cube, store=cube_path).direct
+    plain = cube.copy()
+    plain.encoding = {}
+    assert not ld.ChunkReader(plain).direct
     sub = cube.isel(locus=slice(10, 200))
     assert not ld.ChunkReader(sub, store=cube_path).direct
     reader = ld.ChunkReader(sub, cache_bytes=0)

@@ -203,6 +203,22 @@ class Loader:
         other._init_runtime()
         return other
 
+    def close(self) -> None:
+        """Stop the prefetch thread (a later epoch starts a new one)."""
+        with self._lock:
+            for future in self._slots.values():
+                future.cancel()
+            self._slots = {}
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def set_epoch(self, i: int) -> None:
         """Make the next iteration over the loader epoch ``i``."""
         self.next_epoch = int(i)
