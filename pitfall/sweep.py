@@ -56,8 +56,8 @@ _VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba",
               "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost")  # fmt: skip
 _BEFORE_BASELINES = ["id", "task", "setting", "target", "inputs", "family", "label", "spec",
                      "n_params", "ap"]  # fmt: skip
-_AFTER_BASELINES = ["epochs", "train_seconds", "seed", "snapshot", "versions", "status", "error",
-                    "finished_at"]  # fmt: skip
+_AFTER_BASELINES = ["epochs", "train_seconds", "device", "seed", "snapshot", "versions", "status",
+                    "error", "finished_at"]  # fmt: skip
 
 
 def columns() -> list[str]:
@@ -140,30 +140,37 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
 
 
 def _training_keys() -> dict[str, config.Key]:
-    """Keywords the model families' constructors take (what ``[training]`` may set)."""
+    """Keywords the registered families' classes take (what ``[training]`` may set), typed by
+    their defaults."""
     import inspect
 
-    from pitfall.models.gbm import GBMModel
-    from pitfall.models.nn import NeuralModel
+    from pitfall.models import FAMILIES
 
-    out = {}
-    for cls in (NeuralModel, GBMModel):
-        for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
-            if name in ("spec", "cube"):
+    out: dict[str, config.Key] = {}
+    for family in FAMILIES.values():
+        known = family.training_keywords()
+        for cls in inspect.getmro(family.model):
+            init = cls.__dict__.get("__init__")
+            if init is None:
                 continue
-            default = param.default
-            # The default says the type; numbers are never negative here.
-            if isinstance(default, bool):
-                out[name] = config.Key(bool)
-            elif isinstance(default, int):
-                out[name] = config.Key(int, low=0)
-            elif isinstance(default, float):
-                out[name] = config.Key(float, low=0)
-            elif isinstance(default, str):
-                out[name] = config.Key(str)
-            else:
-                out[name] = config.Key((int, float, bool, str), low=0)
+            for name, param in inspect.signature(init).parameters.items():
+                if name not in known or name in out or name == "store":
+                    continue
+                out[name] = _key_for(param.default)
     return out
+
+
+def _key_for(default: Any) -> config.Key:
+    # The default says the type; numbers are never negative here.
+    if isinstance(default, bool):
+        return config.Key(bool)
+    if isinstance(default, int):
+        return config.Key(int, low=0)
+    if isinstance(default, float):
+        return config.Key(float, low=0)
+    if isinstance(default, str):
+        return config.Key(str)
+    return config.Key((int, float, bool, str), low=0)
 
 
 def spec_schema() -> config.Table:
@@ -261,19 +268,11 @@ def _baseline_aps(path: str, split_json: str, task: str) -> dict[str, float]:
 
 
 def _training_for(exp: Experiment) -> dict[str, Any]:
-    """The spec's ``[training]`` keywords that this model's family takes.
+    """The spec's ``[training]`` keywords that this model's family takes (its registry entry),
+    and the cube's location as the store its loaders read chunks straight from."""
+    from pitfall.models import training_keywords
 
-    One ``[training]`` table serves networks and trees: each model takes the keywords its
-    constructor knows (``batches_per_epoch`` for networks, ``sample_size`` for XGBoost).
-    """
-    import inspect
-
-    if exp.spec.family == "xgboost":
-        from pitfall.models.gbm import GBMModel as cls
-    else:
-        from pitfall.models.nn import NeuralModel as cls
-    known = set(inspect.signature(cls.__init__).parameters)
-    return {k: v for k, v in exp.training if k in known}
+    return training_keywords(exp.spec, {"store": exp.cube, **dict(exp.training)})
 
 
 def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[str, Any]:
@@ -297,7 +296,9 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
     t0 = time.perf_counter()
     try:
         from pitfall.models import make_model
+        from pitfall.models.devices import pin_worker_gpu
 
+        pin_worker_gpu()  # one GPU per worker, before TensorFlow or XGBoost start CUDA
         ds = _open(exp.cube)
         row["snapshot"] = ds.attrs.get("snapshot", "")
         split = make_split(ds, exp)
@@ -315,6 +316,7 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
         )
         row["epochs"] = int(getattr(model, "epochs_run_", 0) or 0)
         row["train_seconds"] = float(getattr(model, "train_seconds_", time.perf_counter() - t0))
+        row["device"] = str(getattr(model, "device_", "cpu"))
         row.update(_baseline_aps(exp.cube, json.dumps(split.to_dict(), sort_keys=True), exp.task))
         row["status"] = "ok"
         row["error"] = ""

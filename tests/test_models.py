@@ -11,16 +11,24 @@ import pytest
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
-from pitfall import evaluate, kernels, open_cube, splits  # noqa: E402
-from pitfall.models import ModelSpec, SpecError, make_model  # noqa: E402
-from pitfall.models import batches as bt  # noqa: E402
+from pitfall import evaluate, kernels, open_cube, splits, sweep  # noqa: E402
+from pitfall import loaders as ld  # noqa: E402
+from pitfall.models import (  # noqa: E402
+    FAMILIES,
+    ModelSpec,
+    SpecError,
+    TrainableModel,
+    devices,
+    make_model,
+)
 from pitfall.models import inputs as inp  # noqa: E402
+from pitfall.predictor import Predictor  # noqa: E402
 
 LOCUS_CHUNK = 64  # several chunks in the tiny cube, so grouping by chunk is exercised
 
 
 @pytest.fixture(scope="module")
-def cube(tmp_path_factory: pytest.TempPathFactory):
+def cube_path(tmp_path_factory: pytest.TempPathFactory):
     from pitfall import featurize, synth
 
     root = tmp_path_factory.mktemp("models")
@@ -28,7 +36,12 @@ def cube(tmp_path_factory: pytest.TempPathFactory):
     text = comp.manifest.read_text()
     comp.manifest.write_text(f"locus_chunk = {LOCUS_CHUNK}\n" + text)
     featurize.build(comp.manifest, root / "cube", workers=1, processes=False, progress=False)
-    return open_cube(root / "cube")
+    return root / "cube"
+
+
+@pytest.fixture(scope="module")
+def cube(cube_path):
+    return open_cube(cube_path)
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +138,8 @@ def test_spec__label() -> None:
 
 def test_import__does_not_load_tensorflow_or_xgboost() -> None:
     code = (
-        "import sys, pitfall.models, pitfall.models.nn, pitfall.models.gbm;"
-        "assert not {'tensorflow', 'keras', 'xgboost'} & set(sys.modules), sys.modules.keys()"
+        "import sys, pitfall.models, pitfall.models.nn, pitfall.models.gbm, pitfall.loaders;"
+        "assert not {'tensorflow', 'keras', 'xgboost', 'torch'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -135,41 +148,41 @@ def test_import__does_not_load_tensorflow_or_xgboost() -> None:
 
 
 def _stream(cube, split, reader, *, inputs="both", seed=0, prefetch=False, permuted=False):
-    cts, loci = bt.selection_index(cube, split.train(cube))
+    cts, loci = ld.selection_index(cube, split.train(cube))
     enc = inp.InputEncoder(inputs, permuted=permuted, seed=seed)
-    return bt.BalancedBatches(
+    return ld.BalancedBatches(
         reader, cts, loci, enc, batch_size=32, batches_per_epoch=20, seed=seed, prefetch=prefetch
     )
 
 
 def test_balanced_batches__half_positive_labelled_and_in_role(cube, cross_ct) -> None:
-    stream = _stream(cube, cross_ct, bt.ChunkReader(cube))
+    stream = _stream(cube, cross_ct, ld.ChunkReader(cube))
     epoch = stream.epoch(0)
     y = epoch.data["y"]
     assert y.size == 32 * 20
     assert all(y[epoch.rows(b)].sum() == 16 for b in range(20))
     labels = cube["label"].values
     np.testing.assert_array_equal(labels[epoch.data["cell_type"], epoch.data["locus"]], y)
-    role_cts = bt.cell_type_index(cube, cross_ct.train_cell_types)
+    role_cts = ld.cell_type_index(cube, cross_ct.train_cell_types)
     assert set(epoch.data["cell_type"]) <= set(role_cts)
     assert set(epoch.data["locus"]) <= set(cross_ct.loci(cube, "train"))
     assert len(set(epoch.data["cell_type"])) == 3  # every role cell type is drawn from
 
 
 def test_balanced_batches__never_draw_unlabelled_pairs(cube, cross_ct) -> None:
-    cts, loci = bt.selection_index(cube, cross_ct.train(cube))
-    reader = bt.MemoryReader(cube)
+    cts, loci = ld.selection_index(cube, cross_ct.train(cube))
+    reader = ld.MemoryReader(cube)
     reader.arrays["label"] = reader.arrays["label"].copy()
     hidden = loci[::2]
     reader.arrays["label"][:, hidden] = np.nan
-    sampler = bt.BalancedSampler(reader, cts, loci)
+    sampler = ld.BalancedSampler(reader, cts, loci)
     drawn = sampler.draw(500, 500, np.random.default_rng(0))
     assert not set(drawn["locus"]) & set(hidden)
     assert sampler.counts[0] + sampler.counts[1] == cts.size * (loci.size - hidden.size)
 
 
 def test_balanced_batches__deterministic_per_seed(cube, cross_ct) -> None:
-    reader = bt.ChunkReader(cube)
+    reader = ld.ChunkReader(cube)
     a = _stream(cube, cross_ct, reader, seed=1).epoch(3).data
     b = _stream(cube, cross_ct, reader, seed=1).epoch(3).data
     c = _stream(cube, cross_ct, reader, seed=2).epoch(3).data
@@ -179,8 +192,8 @@ def test_balanced_batches__deterministic_per_seed(cube, cross_ct) -> None:
 
 
 def test_balanced_batches__streamed_equals_in_memory_and_the_cube(cube, cross_ct) -> None:
-    streamed = _stream(cube, cross_ct, bt.ChunkReader(cube, cache_bytes=0), prefetch=True)
-    memory = _stream(cube, cross_ct, bt.MemoryReader(cube))
+    streamed = _stream(cube, cross_ct, ld.ChunkReader(cube, cache_bytes=0), prefetch=True)
+    memory = _stream(cube, cross_ct, ld.MemoryReader(cube))
     epochs = list(streamed.epochs(2))
     for i, ep in enumerate(epochs):
         ref = memory.epoch(i).data
@@ -195,11 +208,14 @@ def test_balanced_batches__streamed_equals_in_memory_and_the_cube(cube, cross_ct
     np.testing.assert_array_equal(xs[1], data["signal"][:32])
 
 
-def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube) -> None:
-    assert bt._zarr_array(cube["signal"]) is not None
+def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube, cube_path) -> None:
+    assert ld.ChunkReader(cube, store=cube_path).direct
+    plain = cube.copy()
+    plain.encoding = {}
+    assert not ld.ChunkReader(plain).direct
     sub = cube.isel(locus=slice(10, 200))
-    assert bt._zarr_array(sub["signal"]) is None
-    reader = bt.ChunkReader(sub, cache_bytes=0)
+    assert not ld.ChunkReader(sub, store=cube_path).direct
+    reader = ld.ChunkReader(sub, cache_bytes=0)
     np.testing.assert_array_equal(reader.read("label", 1, 2), sub["label"].values[2, 64:128])
 
 
@@ -219,7 +235,7 @@ def test_permuted_sequence__keeps_composition_per_locus_and_is_locus_constant(cu
 
 
 def test_permuted_sequence__streamed_rows_match(cube, cross_ct) -> None:
-    stream = _stream(cube, cross_ct, bt.ChunkReader(cube), inputs="sequence", permuted=True)
+    stream = _stream(cube, cross_ct, ld.ChunkReader(cube), inputs="sequence", permuted=True)
     data = stream.epoch(0).data
     loc = data["locus"]
     np.testing.assert_array_equal(
@@ -351,3 +367,192 @@ def test_make_model__accepts_a_dict(cube) -> None:
     model = make_model({"family": "xgboost", "n_trees": 2, "max_depth": 2}, cube)
     assert isinstance(model, GBMModel)
     assert default_device() in ("cpu", "cuda")
+
+
+# ------------------------------------------------------------------------------------ recipe
+
+
+def _reference_fit(spec, cube, train, valid, *, batches_per_epoch, max_epochs, patience,
+                   valid_size):  # fmt: skip
+    """The training loop before ``model.fit``: ``train_on_batch`` over the same balanced
+    epochs, the validation loss computed by hand, early stopping and best weights by hand."""
+    import keras
+
+    from pitfall.models.nn import build_model
+
+    keras.utils.set_random_seed(spec.seed)
+    model = build_model(spec, n_marks=cube.sizes["mark"], seq_len=cube.sizes["position"])
+    enc = inp.InputEncoder(spec.inputs, seed=spec.seed, n_random=spec.n_random)
+    reader = ld.MemoryReader(cube)
+    cts, loci = ld.selection_index(cube, train)
+    stream = ld.BalancedBatches(reader, cts, loci, enc, batches_per_epoch=batches_per_epoch,
+                                seed=spec.seed, prefetch=False)  # fmt: skip
+    vcts, vloci = ld.selection_index(cube, valid)
+    val = ld.BalancedBatches(reader, vcts, vloci, enc, seed=spec.seed).balanced(valid_size, (2,))
+    val_x, val_y = enc.encode(val)[0].copy(), val["y"]
+    best, best_weights, stale, best_epoch, stopped, val_losses = np.inf, None, 0, 0, False, []
+    for i, epoch in enumerate(stream.epochs(max_epochs)):
+        for xs, y in stream.batches(epoch):
+            model.train_on_batch(xs[0], y)
+        p = np.clip(np.asarray(model.predict_on_batch(val_x)).ravel(), 1e-7, 1 - 1e-7)
+        loss = float(-np.mean(val_y * np.log(p) + (1 - val_y) * np.log(1 - p)))
+        val_losses.append(loss)
+        if loss < best:
+            best, best_weights, stale, best_epoch = loss, model.get_weights(), 0, i
+        else:
+            stale += 1
+            if stale >= patience:
+                stopped = True
+                break
+    model.set_weights(best_weights)
+    return {"epochs": len(val_losses), "best_epoch": best_epoch, "stopped": stopped,
+            "val_loss": np.array(val_losses), "model": model}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "recipe", "recorded"),
+    [
+        # recorded: (epochs, best epoch) of the train_on_batch implementation (ef7dfbc) on
+        # this cube and seed, measured before the training loop became model.fit
+        (ModelSpec("dense", units=(16, 16), seed=0),
+         {"batches_per_epoch": 25, "max_epochs": 30, "patience": 3, "valid_size": 800}, (12, 8)),
+        (ModelSpec("dense", inputs="random", units=(32,), n_random=16),
+         {"batches_per_epoch": 10, "max_epochs": 40, "patience": 2, "valid_size": 3200}, (6, 3)),
+    ],
+    ids=["dense", "random"],
+)  # fmt: skip
+def test_neural_model__recipe_equals_the_train_on_batch_loop(cube, xchrom, spec, recipe,
+                                                             recorded) -> None:  # fmt: skip
+    train, valid, test = xchrom.train(cube), xchrom.valid(cube), xchrom.test(cube)
+    model = make_model(spec, cube, **recipe).fit(train, valid)
+    ref = _reference_fit(spec, cube, train, valid, **recipe)
+    assert model.epochs_run_ == ref["epochs"]
+    assert model.best_epoch_ == ref["best_epoch"]
+    assert model.stopped_early_ == ref["stopped"] is True
+    assert model.epochs_run_ == model.best_epoch_ + 1 + recipe["patience"]
+    # Keras computes the loss in float32: the same values within rounding
+    np.testing.assert_allclose([h["val_loss"] for h in model.history_], ref["val_loss"],
+                               rtol=1e-5)  # fmt: skip
+    # the best weights were restored: the same scores as the reference's best model
+    xs, _, _ = inp.assemble(cube, test, spec.inputs, seed=spec.seed, n_random=spec.n_random)
+    want = np.asarray(ref["model"].predict_on_batch(xs[0])).ravel()
+    np.testing.assert_allclose(model.predict(test).values[0], want, atol=1e-6)
+    epochs, best = recorded
+    assert abs(model.epochs_run_ - epochs) <= 1 and abs(model.best_epoch_ - best) <= 1
+
+
+def test_neural_model__trains_through_the_loader_on_full_epochs() -> None:
+    from pitfall.models.nn import steps_per_execution
+
+    assert [steps_per_execution(n) for n in (400, 25, 10, 7, 1)] == [8, 5, 5, 7, 1]
+    assert steps_per_execution(400, 1) == 1
+
+
+# ------------------------------------------------------------------------------------ registry
+
+
+class _Centroid(TrainableModel):
+    """A family outside the paper, for the registry test: distance to the class means."""
+
+    def __init__(self, spec, cube, *, sample_size: int = 400, **common) -> None:
+        super().__init__(spec, cube, **common)
+        self.sample_size = sample_size
+
+    def fit_loader(self, train, valid) -> None:
+        x, y = train.sample(self.sample_size, key=3)
+        f = ld.flatten(x)
+        self.pos_, self.neg_ = f[y == 1].mean(0), f[y == 0].mean(0)
+        self.n_params_ = 2 * f.shape[1]
+
+    def score(self, x) -> np.ndarray:
+        f = ld.flatten(x)
+        d = ((f - self.neg_) ** 2).sum(1) - ((f - self.pos_) ** 2).sum(1)
+        return (1 / (1 + np.exp(-d))).astype(np.float32)
+
+
+def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
+    cube, cube_path, xchrom
+) -> None:
+    from pitfall.models import register_family
+
+    assert list(FAMILIES)[:5] == ["dense", "seq_dense", "seq_conv", "combined", "xgboost"]
+    for spec in [SPECS[0], SPECS[8], SPECS[11], ModelSpec("xgboost", n_trees=1, max_depth=1)]:
+        model = make_model(spec, cube)
+        assert isinstance(model, Predictor) and isinstance(model, TrainableModel)
+        assert isinstance(model, FAMILIES[spec.family].model)
+    with pytest.raises(SpecError, match="family"):
+        ModelSpec("centroid")
+    register_family("centroid", _Centroid, inputs=("signal",), n_params=lambda s, m, L, r: 2 * m,
+                    describe=lambda s: "centroid")  # fmt: skip
+    try:
+        spec = ModelSpec("centroid")
+        assert spec.inputs == "signal" and spec.label == "centroid"
+        assert spec.n_params(n_marks=5) == 10
+        model = make_model(spec, cube, sample_size=300)
+        assert isinstance(model, Predictor)
+        scores = model.fit(xchrom.train(cube), xchrom.valid(cube)).predict(xchrom.test(cube))
+        test = xchrom.test(cube)
+        assert evaluate.average_precision(test["label"], scores) > float(test["label"].mean())
+        # the sweep builds it from the registry, and passes it only the keywords it takes
+        exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="cross-chromosome",
+                               target="E003", spec=spec,
+                               training=(("batches_per_epoch", 3), ("sample_size", 200)))  # fmt: skip
+        assert sweep._training_for(exp) == {"sample_size": 200, "store": str(cube_path)}
+        row = sweep.run_experiment(exp)
+        assert row["status"] == "ok", row["error"]
+        assert row["family"] == "centroid" and row["n_params"] == 10 and row["device"] == "cpu"
+    finally:
+        FAMILIES.pop("centroid")
+
+
+def test_sweep_row__names_the_device(cube_path) -> None:
+    exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="cross-chromosome",
+                           target="E003", spec=ModelSpec("dense", units=(2,)),
+                           training=(("batches_per_epoch", 2), ("max_epochs", 1)))  # fmt: skip
+    row = sweep.run_experiment(exp)
+    assert row["status"] == "ok", row["error"]
+    assert row["device"] == devices.tensorflow_device("auto") and "device" in sweep.COLUMNS
+
+
+# ------------------------------------------------------------------------------------ devices
+
+
+def test_devices__auto_cpu_or_an_error_for_cuda_where_none_is_usable() -> None:
+    import tensorflow as tf
+
+    has_tf_gpu = tf.test.is_built_with_cuda() and bool(tf.config.list_physical_devices("GPU"))
+    assert devices.tensorflow_device("auto") == ("cuda" if has_tf_gpu else "cpu")
+    assert devices.tensorflow_device("cpu") == "cpu"
+    has_xgb_gpu = devices.xgboost_has_cuda() and devices.cuda_device_count() > 0
+    assert devices.xgboost_device(None) == ("cuda" if has_xgb_gpu else "cpu")
+    if not has_tf_gpu:
+        with pytest.raises(devices.DeviceError, match="TensorFlow"):
+            devices.tensorflow_device("cuda")
+    if not has_xgb_gpu:
+        with pytest.raises(devices.DeviceError, match="XGBoost"):
+            devices.xgboost_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        devices.tensorflow_device("tpu")
+
+
+def test_devices__gbm_trains_on_the_resolved_device(cube, xchrom) -> None:
+    spec = ModelSpec("xgboost", inputs="signal", n_trees=2, max_depth=2)
+    model = make_model(spec, cube, sample_size=200, n_jobs=1, device="cpu")
+    model.fit(xchrom.train(cube))
+    assert model.device_ == "cpu" and model._params()["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("visible", "index", "pinned"),
+    [("0,1", 3, "1"), ("2,5,7", 4, "5"), ("0", 1, None), ("", 0, None)],
+)
+def test_pin_worker_gpu__one_gpu_per_worker_by_index(visible, index, pinned) -> None:
+    code = (
+        "import os, sys; from pitfall.models.devices import pin_worker_gpu;"
+        f"got = pin_worker_gpu({index}); print(got, os.environ.get('CUDA_VISIBLE_DEVICES'))"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    assert out[0] == str(pinned)
+    assert out[1:] == ([pinned] if pinned else ([visible] if visible else []))

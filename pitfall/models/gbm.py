@@ -1,60 +1,32 @@
 """Gradient-boosted trees (XGBoost) over the same inputs as the networks.
 
 Trees see the inputs flattened -- one-hot sequence ``(L * 4)`` and/or the signal row, or the
-random control -- on a balanced sample of the training selection drawn by the same sampler
-as the networks' batches. Complexity is trees x leaves, counted in the fitted booster.
+random control -- on one fixed balanced sample of the training selection drawn by the same
+loader as the networks' batches (:meth:`pitfall.loaders.Loader.sample`). Complexity is
+trees x leaves, counted in the fitted booster.
 
-XGBoost is imported when a model is fitted, so ``import pitfall.models`` works without the
-``gbm`` extra.
+The ``xgboost`` family registers here (:mod:`pitfall.models.registry`). XGBoost is imported
+when a model is fitted, so ``import pitfall.models`` works without the ``gbm`` extra.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import time
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pitfall.models import inputs as inp
-from pitfall.models.batches import (
-    DEFAULT_CACHE_BYTES,
-    BalancedBatches,
-    ChunkReader,
-    MemoryReader,
-    predict_selection,
-    selection_index,
-)
-from pitfall.models.spec import ModelSpec
+from pitfall.loaders import Batch, Loader, flatten
+from pitfall.models import devices
+from pitfall.models.base import SAMPLE_KEY, TrainableModel
+from pitfall.models.registry import register_family
+from pitfall.models.spec import INPUTS, ModelSpec, SpecError
 
 
-def _xgb() -> Any:
-    try:
-        import xgboost
-    except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "gradient-boosted trees need XGBoost: pip install 'pitfall[gbm]'"
-        ) from err
-    return xgboost
-
-
-@functools.cache
 def default_device() -> str:
-    """``"cuda"`` when this XGBoost build has CUDA and an NVIDIA device exists, else ``"cpu"``.
-
-    Checked without touching the GPU (build flags and device files), so it costs nothing on
-    the CPU-only machines that run most sweeps.
-    """
-    xgb = _xgb()
-    try:
-        has_cuda = bool(xgb.build_info().get("USE_CUDA"))
-    except Exception:  # an exotic build without build_info: assume CPU
-        has_cuda = False
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    has_device = os.path.exists("/dev/nvidia0") and visible not in ("", "-1")
-    return "cuda" if has_cuda and has_device else "cpu"
+    """``"cuda"`` when this XGBoost build has CUDA and the driver reports a device, else
+    ``"cpu"`` (:func:`pitfall.models.devices.xgboost_device`)."""
+    return devices.xgboost_device("auto")
 
 
 def count_leaves(booster: Any) -> int:
@@ -62,7 +34,7 @@ def count_leaves(booster: Any) -> int:
     return sum(tree.count("leaf=") for tree in booster.get_dump())
 
 
-class GBMModel:
+class GBMModel(TrainableModel):
     """XGBoost classifier with the models' interface ``fit`` / ``predict``.
 
     Parameters
@@ -81,16 +53,14 @@ class GBMModel:
         Stop adding trees when the validation log-loss has not improved for this many.
     learning_rate
         XGBoost's ``eta`` (its default, 0.3).
-    device
-        ``"cpu"``, ``"cuda"``, or None for :func:`default_device`.
     n_jobs
         Threads (None: XGBoost's default, every core).
-    in_memory, cache_bytes
-        As for :class:`~pitfall.models.nn.NeuralModel`.
-    average_cell_types
-        Residual target: as for :class:`~pitfall.models.nn.NeuralModel`.
     xgb_params
         Any further XGBoost parameters.
+    **common
+        ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; None is ``"auto"``), ``in_memory``,
+        ``cache_bytes``, ``store``, ``prefetch``, ``average_cell_types``: as
+        :class:`~pitfall.models.base.TrainableModel`.
 
     Attributes
     ----------
@@ -101,6 +71,8 @@ class GBMModel:
         Trees x leaves as the paper counts it: the actual total leaf count.
     n_params_ : int
         Same as ``complexity_`` (the column the sweep compares with networks).
+    device_ : str
+        ``"cpu"`` or ``"cuda"``.
     train_seconds_ : float
     """
 
@@ -113,40 +85,21 @@ class GBMModel:
         valid_size: int = 3_200,
         early_stopping_rounds: int | None = None,
         learning_rate: float = 0.3,
-        device: str | None = None,
         n_jobs: int | None = None,
-        in_memory: bool = False,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-        average_cell_types: list[str] | None = None,
         xgb_params: dict[str, Any] | None = None,
+        **common: Any,
     ) -> None:
         if spec.family != "xgboost":
             raise ValueError(f"GBMModel takes the xgboost family, not {spec.family!r}")
-        self.spec = spec
-        self.cube = cube
+        super().__init__(spec, cube, valid_size=valid_size, **common)
         self.sample_size = sample_size
-        self.valid_size = valid_size
         self.early_stopping_rounds = early_stopping_rounds
         self.learning_rate = learning_rate
-        self.device = device
         self.n_jobs = n_jobs
-        self.in_memory = in_memory
-        self.cache_bytes = cache_bytes
-        self.average_cell_types = average_cell_types
         self.xgb_params = dict(xgb_params or {})
-        self.encoder = inp.InputEncoder(
-            spec.inputs, permuted=spec.permuted, seed=spec.seed, n_random=spec.n_random
-        )
-        self.name = spec.label
 
-    def _reader(self) -> ChunkReader:
-        if getattr(self, "reader_", None) is None:
-            self.reader_ = (
-                MemoryReader(self.cube, ["label", *self.encoder.needs])
-                if self.in_memory
-                else ChunkReader(self.cube, cache_bytes=self.cache_bytes)
-            )
-        return self.reader_
+    def resolve_device(self) -> str:
+        return devices.xgboost_device(self.device)
 
     def _params(self) -> dict[str, Any]:
         residual = self.spec.target == "residual"
@@ -154,7 +107,7 @@ class GBMModel:
             "objective": "reg:squarederror" if residual else "binary:logistic",
             "eval_metric": "rmse" if residual else "logloss",
             "tree_method": "hist",
-            "device": self.device or default_device(),
+            "device": self.device_,
             "max_depth": self.spec.max_depth,
             "eta": self.learning_rate,
             "seed": self.spec.seed,
@@ -165,32 +118,13 @@ class GBMModel:
         params.update(self.xgb_params)
         return params
 
-    def _targets(self, data: dict[str, np.ndarray]) -> np.ndarray:
-        if self.spec.target == "residual":
-            return inp.residual(data["y"], data["locus"], self.avg_)
-        return data["y"]
-
-    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> GBMModel:
-        """Fit ``n_trees`` trees on a balanced sample of ``train`` (selections as for networks)."""
-        xgb = _xgb()
-        t0 = time.perf_counter()
-        reader = self._reader()
-        cts, loci = selection_index(self.cube, train)
-        self.train_cell_types_ = [str(c) for c in train["cell_type"].values]
-        if self.spec.target == "residual":
-            self.avg_cell_types_ = list(self.average_cell_types or self.train_cell_types_)
-            self.avg_ = inp.average_activity(self.cube, self.avg_cell_types_)
-        stream = BalancedBatches(reader, cts, loci, self.encoder, seed=self.spec.seed)
-        data = stream.balanced(self.sample_size, key=(3,))
-        dtrain = xgb.DMatrix(self.encoder.flat(data), label=self._targets(data))
-        evals, dvalid = [], None
-        if valid is not None and valid.sizes["cell_type"] and valid.sizes["locus"]:
-            vcts, vloci = selection_index(self.cube, valid)
-            vstream = BalancedBatches(reader, vcts, vloci, self.encoder, seed=self.spec.seed)
-            if all(vstream.sampler.counts):
-                vdata = vstream.balanced(self.valid_size, key=(2,))
-                dvalid = xgb.DMatrix(self.encoder.flat(vdata), label=self._targets(vdata))
-                evals = [(dvalid, "valid")]
+    def fit_loader(self, train: Loader, valid: Batch | None) -> None:
+        xgb = devices.xgboost()
+        x, y = train.sample(self.sample_size, key=SAMPLE_KEY)
+        dtrain = xgb.DMatrix(flatten(x), label=y)
+        evals = []
+        if valid is not None:
+            evals = [(xgb.DMatrix(flatten(valid[0]), label=valid[1]), "valid")]
         record: dict[str, Any] = {}
         self.booster_ = xgb.train(
             self._params(),
@@ -215,19 +149,34 @@ class GBMModel:
         self.n_leaves_ = count_leaves(self.booster_)
         self.complexity_ = self.n_leaves_
         self.n_params_ = self.n_leaves_
-        self.train_seconds_ = time.perf_counter() - t0
-        return self
 
-    def predict(self, test: xr.Dataset) -> xr.DataArray:
-        """Scores of every pair of ``test``, dims ``(cell_type, locus)`` (as networks)."""
-        xgb = _xgb()
-        if not hasattr(self, "booster_"):
-            raise RuntimeError("fit the model before predict")
-        return predict_selection(
-            self,
-            test,
-            lambda prep: self.booster_.predict(xgb.DMatrix(self.encoder.flat(prep))).astype(
-                np.float32
-            ),
-            seq_len=self.cube.sizes.get("position", 0) if self.spec.uses_sequence else 0,
-        )
+    def score(self, x: dict[str, np.ndarray]) -> np.ndarray:
+        xgb = devices.xgboost()
+        return self.booster_.predict(xgb.DMatrix(flatten(x))).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The xgboost family's rules
+
+
+def _validate(spec: ModelSpec) -> None:
+    if spec.n_trees < 1:
+        raise SpecError(f"xgboost needs n_trees >= 1, got {spec.n_trees}")
+    if not 1 <= spec.max_depth <= 20:
+        raise SpecError(f"xgboost needs max_depth in 1..20, got {spec.max_depth}")
+    neural = {"units": spec.units, "filters": spec.filters, "seq_units": spec.seq_units,
+              "joint_units": spec.joint_units}  # fmt: skip
+    used = [k for k, v in neural.items() if v]
+    if used:
+        raise SpecError(f"xgboost takes no layer sizes, got {used}")
+
+
+def _n_params(spec: ModelSpec, n_marks: int, seq_len: int, n_random: int) -> int:
+    return spec.n_trees * 2**spec.max_depth
+
+
+register_family(
+    "xgboost", GBMModel, inputs=INPUTS, validate=_validate, n_params=_n_params,
+    describe=lambda s: f"xgb {s.n_trees} trees depth {s.max_depth}", label_inputs=True,
+    replace=True,
+)  # fmt: skip

@@ -1,51 +1,56 @@
-"""Keras models of the paper's families, trained on balanced batches streamed from the cube.
+"""Keras models of the paper's families, trained by ``model.fit`` over the loader's ``tf.data``.
 
 The recipe (Schreiber et al. 2020): ReLU hidden layers, a sigmoid output, Adam with Keras's
 defaults, binary cross-entropy, no regularisation; balanced mini-batches of 32, an epoch of
-400 of them, at most 100 epochs, and early stopping once the loss on one balanced validation
-batch of 3,200 has not improved for 5 epochs, restoring the best weights. Every number is a
-keyword of :class:`NeuralModel`.
+400 of them, at most 100 epochs, and early stopping once the loss on one fixed balanced
+validation sample of 3,200 has not improved for 5 epochs, restoring the best weights
+(Keras's ``EarlyStopping(monitor="val_loss", restore_best_weights=True)``, fed the sample's
+loss by a callback after each epoch). Every number is a keyword of :class:`NeuralModel`.
 
-TensorFlow and Keras are imported when a model is built, so ``import pitfall.models`` stays
-cheap and works without the ``nn`` extra.
+Batches come from :class:`pitfall.loaders.Loader` through a prefetching ``tf.data`` pipeline;
+epoch ``e`` of ``fit`` is the loader's epoch ``e``, so a fixed seed gives the batches of the
+earlier ``train_on_batch`` loop, batch for batch.
+
+The four neural families register here (:mod:`pitfall.models.registry`). TensorFlow and
+Keras are imported when a model is built, so ``import pitfall.models`` stays cheap and works
+without the ``nn`` extra.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pitfall.models import inputs as inp
-from pitfall.models.batches import (
-    DEFAULT_CACHE_BYTES,
-    BalancedBatches,
-    ChunkReader,
-    MemoryReader,
-    predict_selection,
-    selection_index,
+from pitfall.loaders import Batch, Loader
+from pitfall.models import devices
+from pitfall.models.base import TrainableModel
+from pitfall.models.registry import register_family
+from pitfall.models.spec import (
+    KERNEL_SIZE,
+    POOL_SIZE,
+    ModelSpec,
+    SpecError,
+    check_stack,
+    check_unused,
+    conv_params,
+    dense_params,
+    need,
+    stack_label,
 )
-from pitfall.models.spec import KERNEL_SIZE, POOL_SIZE, ModelSpec
 
+#: Most mini-batches one call into TensorFlow runs (Keras's ``steps_per_execution``):
+#: amortises the per-call overhead without changing a single update.
+MAX_STEPS_PER_EXECUTION = 8
+_PREDICT_ROWS = 512
 _EPS = 1e-7  # Keras's clip of probabilities in binary cross-entropy
 
 
-def _keras() -> Any:
-    # Silence TensorFlow's C++ start-up chatter unless the user asked for it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import keras
-    except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "neural models need Keras and TensorFlow: pip install 'pitfall[nn]'"
-        ) from err
-    return keras
-
-
-def build_model(spec: ModelSpec, *, n_marks: int = 0, seq_len: int = 0) -> Any:
+def build_model(
+    spec: ModelSpec, *, n_marks: int = 0, seq_len: int = 0, steps_per_execution: int = 1
+) -> Any:
     """Build and compile the Keras model of a spec (functional API).
 
     Parameters
@@ -56,18 +61,21 @@ def build_model(spec: ModelSpec, *, n_marks: int = 0, seq_len: int = 0) -> Any:
         Width of the signal input (``(n_marks,)``).
     seq_len
         Length of the one-hot sequence input (``(seq_len, 4)``).
+    steps_per_execution
+        Mini-batches per call into TensorFlow (Keras ``compile``); each is still one update.
 
     Returns
     -------
     keras.Model
-        Inputs in the order [sequence, signal] (those the spec uses) or [random]; one output
-        unit, sigmoid (tanh for the residual target); compiled with Adam and binary
-        cross-entropy (mean squared error for the residual target).
+        Inputs named ``sequence``, ``signal`` (those the spec uses, in that order) or
+        ``random``, the keys of a loader's batches; one output unit, sigmoid (tanh for the
+        residual target); compiled with Adam and binary cross-entropy (mean squared error for
+        the residual target).
     """
     if not spec.is_neural:
         raise ValueError(f"build_model builds neural families, not {spec.family!r}")
     spec.n_params(n_marks, seq_len)  # raises a clear SpecError on impossible shapes
-    keras = _keras()
+    keras = devices.keras()
     layers = keras.layers
 
     def dense(x: Any, units: tuple[int, ...]) -> Any:
@@ -102,15 +110,61 @@ def build_model(spec: ModelSpec, *, n_marks: int = 0, seq_len: int = 0) -> Any:
     model.compile(
         optimizer=keras.optimizers.Adam(),
         loss="mean_squared_error" if residual else "binary_crossentropy",
+        steps_per_execution=steps_per_execution,
     )
     return model
 
 
-def _one(xs: list[np.ndarray]) -> Any:
-    return xs[0] if len(xs) == 1 else xs
+def steps_per_execution(batches_per_epoch: int, most: int = MAX_STEPS_PER_EXECUTION) -> int:
+    """The largest divisor of ``batches_per_epoch`` up to ``most``: Keras runs whole
+    executions, so a divisor keeps every epoch at exactly ``batches_per_epoch`` updates."""
+    return max(d for d in range(1, max(1, most) + 1) if batches_per_epoch % d == 0)
 
 
-class NeuralModel:
+def validation_loss(y: np.ndarray, p: np.ndarray, *, residual: bool = False) -> float:
+    """The loss the model trains on, of predictions ``p`` against targets ``y`` (both ``(n,)``):
+    binary cross-entropy with Keras's clip of probabilities, or the mean squared error of the
+    residual target; computed in float64."""
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    if residual:
+        return float(np.mean((p - y) ** 2))
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
+    class EpochLog(keras.callbacks.Callback):
+        """Per epoch: the training loss and time; the loss on the fixed validation sample,
+        put in ``logs["val_loss"]`` for the callbacks after this one (early stopping).
+
+        The validation runs here, as the loop before ``model.fit`` ran it (one prediction of
+        the sample, the loss in float64), rather than through ``validation_data``: Keras's
+        evaluation loop costs ~50 ms an epoch more, which small models notice.
+        """
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.rows: list[dict[str, float]] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.t_epoch = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            t_valid = time.perf_counter()
+            row = {"epoch": epoch, "loss": float((logs or {}).get("loss", np.nan)),
+                   "seconds": t_valid - self.t_epoch}  # fmt: skip
+            if valid is not None:
+                x, y = valid
+                residual = model.spec.target == "residual"
+                row["val_loss"] = validation_loss(y, model.score(x), residual=residual)
+                row["valid_seconds"] = time.perf_counter() - t_valid
+                if logs is not None:
+                    logs["val_loss"] = row["val_loss"]
+            self.rows.append(row)
+
+    return EpochLog()
+
+
+class NeuralModel(TrainableModel):
     """A Keras model of the paper, with the models' interface ``fit`` / ``predict``.
 
     Parameters
@@ -118,36 +172,32 @@ class NeuralModel:
     spec
         A neural :class:`~pitfall.models.spec.ModelSpec`.
     cube
-        The whole cube (``open_cube``); selections passed to ``fit`` / ``predict`` are
-        matched to it by their integer ``locus`` coordinate and cell-type names.
+        The whole cube (``open_cube``).
     batch_size, batches_per_epoch, max_epochs, patience, valid_size
         The training recipe (paper: 32, 400, 100, 5, 3,200).
-    in_memory
-        Load the cube's label, signal and sequence into memory first (same batches as the
-        streaming default; for small cubes and benchmarks).
-    cache_bytes
-        Chunk cache of the streaming reader.
-    prefetch
-        Prepare the next epoch in a background thread.
-    average_cell_types
-        Residual target only: the cell types whose mean label is the baseline; default the
-        training cell types. At prediction the test cell types are left out of it.
+    steps_per_execution
+        Most mini-batches per call into TensorFlow (the largest divisor of
+        ``batches_per_epoch`` up to it is used; 1: one call per batch).
     verbose
         Print one line per epoch.
+    **common
+        ``device``, ``in_memory``, ``cache_bytes``, ``store``, ``prefetch``,
+        ``average_cell_types``: as :class:`~pitfall.models.base.TrainableModel`.
 
     Attributes
     ----------
     model_ : keras.Model
     history_ : list of dict
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_loss``, ``seconds``
-        (training batches), ``wait_seconds`` (blocked on data before them) and
-        ``valid_seconds``.
+        (training batches, including any time blocked on data) and ``valid_seconds``.
     epochs_run_, best_epoch_ : int
     stopped_early_ : bool
     train_seconds_ : float
         Wall time of the whole fit (build, sampling, training, validation).
     n_params_ : int
         Trainable parameters (``model_.count_params()``).
+    device_ : str
+        ``"cpu"`` or ``"cuda"``.
     """
 
     def __init__(
@@ -160,167 +210,157 @@ class NeuralModel:
         max_epochs: int = 100,
         patience: int = 5,
         valid_size: int = 3200,
-        in_memory: bool = False,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-        prefetch: bool = True,
-        average_cell_types: list[str] | None = None,
+        steps_per_execution: int = MAX_STEPS_PER_EXECUTION,
         verbose: bool = False,
+        **common: Any,
     ) -> None:
         if not spec.is_neural:
             raise ValueError(f"NeuralModel takes neural families, not {spec.family!r}")
-        self.spec = spec
-        self.cube = cube
+        super().__init__(spec, cube, valid_size=valid_size, **common)
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.max_epochs = max_epochs
         self.patience = patience
-        self.valid_size = valid_size
-        self.in_memory = in_memory
-        self.cache_bytes = cache_bytes
-        self.prefetch = prefetch
-        self.average_cell_types = average_cell_types
+        self.steps_per_execution = steps_per_execution
         self.verbose = verbose
-        self.n_marks = cube.sizes.get("mark", 0) if "signal" in cube else 0
-        self.seq_len = cube.sizes.get("position", 0) if "sequence" in cube else 0
-        self.encoder = inp.InputEncoder(
-            spec.inputs, permuted=spec.permuted, seed=spec.seed, n_random=spec.n_random
-        )
-        self.name = spec.label
 
-    # ----------------------------------------------------------------------------------------
-    def _reader(self) -> ChunkReader:
-        if getattr(self, "reader_", None) is None:
-            if self.in_memory:
-                self.reader_ = MemoryReader(self.cube, ["label", *self.encoder.needs])
-            else:
-                self.reader_ = ChunkReader(self.cube, cache_bytes=self.cache_bytes)
-        return self.reader_
+    def resolve_device(self) -> str:
+        return devices.tensorflow_device(self.device)
 
-    def _targets(self, data: dict[str, np.ndarray]) -> np.ndarray:
-        if self.spec.target == "residual":
-            return inp.residual(data["y"], data["locus"], self.avg_)
-        return data["y"]
+    def training_loader_options(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "batches_per_epoch": self.batches_per_epoch}
 
-    def _predict_rows(self, xs: list[np.ndarray]) -> np.ndarray:
-        n = len(xs[0])
-        step = 512
+    def fit_loader(self, train: Loader, valid: Batch | None) -> None:
+        keras = devices.keras()
+        keras.utils.set_random_seed(self.spec.seed)
+        spe = steps_per_execution(len(train), self.steps_per_execution)
+        log = _epoch_log(keras, self, valid)
+        callbacks = [log]  # first: it puts val_loss in the logs the others read
+        stop = None
+        if valid is not None:
+            stop = keras.callbacks.EarlyStopping(
+                monitor="val_loss", mode="min", patience=self.patience,
+                restore_best_weights=True,
+            )  # fmt: skip
+            callbacks.append(stop)
+        with devices.tensorflow_scope(self.device_):
+            self.model_ = build_model(
+                self.spec, n_marks=self.n_marks, seq_len=self.seq_len, steps_per_execution=spe
+            )
+            self.n_params_ = int(self.model_.count_params())
+            # One stream across epochs: fit's epoch e takes the loader's epoch e.
+            with train:
+                self.model_.fit(
+                    train.to_tf(epochs=None),
+                    epochs=self.max_epochs,
+                    steps_per_epoch=len(train),
+                    callbacks=callbacks,
+                    shuffle=False,
+                    verbose=0,
+                )
+        self.history_ = log.rows
+        if self.verbose:
+            for row in self.history_:
+                print(f"{self.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
+        self.epochs_run_ = len(self.history_)
+        self.best_epoch_ = int(stop.best_epoch) if stop is not None else 0
+        self.stopped_early_ = bool(stop is not None and stop.stopped_epoch > 0)
+
+    def score(self, x: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(x.values())))
         parts = []
-        for i in range(0, n, step):
-            block = [x[i : i + step] for x in xs]
-            rows = len(block[0])
-            if rows < step:
+        for i in range(0, n, _PREDICT_ROWS):
+            block = {k: v[i : i + _PREDICT_ROWS] for k, v in x.items()}
+            rows = len(next(iter(block.values())))
+            if rows < _PREDICT_ROWS:
                 # One input shape for every call: a short last block would make TensorFlow
                 # trace the predict function again for each new size.
-                block = [np.concatenate([b, np.zeros((step - rows, *b.shape[1:]), b.dtype)])
-                         for b in block]  # fmt: skip
-            parts.append(np.asarray(self.model_.predict_on_batch(_one(block)))[:rows])
+                pad = _PREDICT_ROWS - rows
+                block = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
+                         for k, v in block.items()}  # fmt: skip
+            parts.append(np.asarray(self.model_.predict_on_batch(block))[:rows])
         return np.concatenate(parts).reshape(-1).astype(np.float32)
 
-    def _loss(self, y: np.ndarray, p: np.ndarray) -> float:
-        if self.spec.target == "residual":
-            return float(np.mean((p - y) ** 2))
-        p = np.clip(p, _EPS, 1 - _EPS)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
-    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> NeuralModel:
-        """Train on balanced batches of ``train``, early-stopping on a batch of ``valid``.
+# --------------------------------------------------------------------------------------------
+# The neural families' rules
 
-        Parameters
-        ----------
-        train, valid
-            Split selections (``split.train(cube)``, ``split.valid(cube)``), dims
-            ``(cell_type, locus)``; only their coordinates are used, data come from the cube.
-            Without ``valid`` (or with no labelled pair in it) training runs ``max_epochs``.
-        """
-        t0 = time.perf_counter()
-        keras = _keras()
-        keras.utils.set_random_seed(self.spec.seed)
-        self.model_ = build_model(self.spec, n_marks=self.n_marks, seq_len=self.seq_len)
-        self.n_params_ = int(self.model_.count_params())
-        reader = self._reader()
-        cts, loci = selection_index(self.cube, train)
-        self.train_cell_types_ = [str(c) for c in train["cell_type"].values]
-        if self.spec.target == "residual":
-            avg_cts = self.average_cell_types or self.train_cell_types_
-            self.avg_cell_types_ = list(avg_cts)
-            self.avg_ = inp.average_activity(self.cube, self.avg_cell_types_)
-        stream = BalancedBatches(
-            reader, cts, loci, self.encoder, batch_size=self.batch_size,
-            batches_per_epoch=self.batches_per_epoch, seed=self.spec.seed,
-            prefetch=self.prefetch,
-        )  # fmt: skip
-        val = None
-        if valid is not None and valid.sizes["cell_type"] and valid.sizes["locus"]:
-            vcts, vloci = selection_index(self.cube, valid)
-            vstream = BalancedBatches(reader, vcts, vloci, self.encoder, seed=self.spec.seed)
-            if all(vstream.sampler.counts):
-                val = vstream.balanced(self.valid_size, key=(2,))
-                val_x = [x.copy() for x in self.encoder.encode(val)]
-                val_y = self._targets(val)
-        self.history_: list[dict[str, float]] = []
-        best, best_weights, stale = np.inf, None, 0
-        self.best_epoch_, self.stopped_early_ = 0, False
-        t_ready = time.perf_counter()
-        for epoch in stream.epochs(self.max_epochs):
-            i = len(self.history_)
-            y_all = self._targets(epoch.data)
-            te = time.perf_counter()
-            # Time blocked on the data (the first epoch's draw, or a prefetch that lagged).
-            wait = te - t_ready
-            losses = []
-            for b in range(epoch.n_batches):
-                rows = epoch.rows(b)
-                xs = self.encoder.encode(epoch.data, rows)
-                out = self.model_.train_on_batch(_one(xs), y_all[rows])
-                losses.append(out)
-            # train_on_batch returns a loss per call; reading them once keeps TF async.
-            loss = float(np.mean([float(np.asarray(v).ravel()[0]) for v in losses]))
-            row = {
-                "epoch": i,
-                "loss": loss,
-                "seconds": time.perf_counter() - te,
-                "wait_seconds": wait,
-            }
-            if val is not None:
-                tv = time.perf_counter()
-                row["val_loss"] = self._loss(val_y, self._predict_rows(val_x))
-                row["valid_seconds"] = time.perf_counter() - tv
-            self.history_.append(row)
-            t_ready = time.perf_counter()
-            if self.verbose:
-                print(f"{self.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
-            if val is None:
-                continue
-            if row["val_loss"] < best:
-                best, best_weights, stale = row["val_loss"], self.model_.get_weights(), 0
-                self.best_epoch_ = i
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    self.stopped_early_ = True
-                    break
-        if best_weights is not None:
-            self.model_.set_weights(best_weights)
-        self.epochs_run_ = len(self.history_)
-        self.train_seconds_ = time.perf_counter() - t0
-        return self
+_DENSE_RANGE = {"dense": (1, 5, 2**12), "seq_dense": (1, 3, 2**10)}
+_MAX_FILTERS = 256
+_MAX_CONV_DENSE = 1024
 
-    # ----------------------------------------------------------------------------------------
-    def predict(self, test: xr.Dataset) -> xr.DataArray:
-        """Scores of every (cell type, locus) pair of ``test``, streamed a chunk at a time.
 
-        Returns
-        -------
-        xarray.DataArray
-            float32, dims ``(cell_type, locus)`` with the test selection's coordinates.
-            Probabilities, or for the residual target ``residual + average activity`` (the
-            score scale, within [-1, 2]; NaN where no average-activity cell type has a label).
-        """
-        if not hasattr(self, "model_"):
-            raise RuntimeError("fit the model before predict")
-        return predict_selection(
-            self,
-            test,
-            lambda prep: self._predict_rows(self.encoder.encode(prep)),
-            seq_len=self.seq_len,
-        )
+def _validate(spec: ModelSpec) -> None:
+    f = spec.family
+    if spec.n_trees or spec.max_depth:
+        raise SpecError(f"n_trees and max_depth are for xgboost, not {f!r}")
+    if f in _DENSE_RANGE:
+        lo, hi, max_units = _DENSE_RANGE[f]
+        check_stack("units", spec.units, lo, hi, max_units)
+        check_unused(f, filters=spec.filters, seq_units=spec.seq_units,
+                     joint_units=spec.joint_units)  # fmt: skip
+    elif f == "seq_conv":
+        check_stack("filters", spec.filters, 1, 3, _MAX_FILTERS)
+        check_stack("units", spec.units, 1, 1, _MAX_CONV_DENSE)
+        check_unused(f, seq_units=spec.seq_units, joint_units=spec.joint_units)
+    else:  # combined
+        check_stack("units", spec.units, 1, 5, 2**12)
+        if spec.filters:
+            check_stack("filters", spec.filters, 1, 3, _MAX_FILTERS)
+            check_stack("seq_units", spec.seq_units, 1, 1, _MAX_CONV_DENSE)
+        else:
+            check_stack("seq_units", spec.seq_units, 1, 3, 2**10)
+        if not 1 <= spec.joint_units <= 2**12:
+            raise SpecError(f"combined needs joint_units in 1..4096, got {spec.joint_units}")
+
+
+def _n_params(spec: ModelSpec, n_marks: int, seq_len: int, n_random: int) -> int:
+    f = spec.family
+    if f == "dense":
+        width = n_marks if spec.inputs == "signal" else n_random
+        need(width, "n_marks" if spec.inputs == "signal" else "n_random")
+        total, last = dense_params(width, spec.units)
+    elif f == "seq_dense":
+        need(seq_len, "seq_len")
+        total, last = dense_params(4 * seq_len, spec.units)
+    elif f == "seq_conv":
+        total, last = conv_params(seq_len, spec.filters, spec.units)
+    else:
+        need(n_marks, "n_marks")
+        if spec.filters:
+            seq_total, seq_last = conv_params(seq_len, spec.filters, spec.seq_units)
+        else:
+            need(seq_len, "seq_len")
+            seq_total, seq_last = dense_params(4 * seq_len, spec.seq_units)
+        epi_total, epi_last = dense_params(n_marks, spec.units)
+        total = seq_total + epi_total + (seq_last + epi_last + 1) * spec.joint_units
+        last = spec.joint_units
+    return total + last + 1  # the output unit
+
+
+def _describe(spec: ModelSpec) -> str:
+    f = spec.family
+    if f == "dense":
+        return f"dense {stack_label(spec.units)}"
+    if f == "seq_dense":
+        return f"seq dense {stack_label(spec.units)}"
+    if f == "seq_conv":
+        return f"conv {stack_label(spec.filters)} / dense {stack_label(spec.units)}"
+    seq = (
+        f"conv {stack_label(spec.filters)} / dense {stack_label(spec.seq_units)}"
+        if spec.filters
+        else f"dense {stack_label(spec.seq_units)}"
+    )
+    return f"seq[{seq}] + epi[dense {stack_label(spec.units)}] / dense {spec.joint_units}"
+
+
+for _name, _inputs in (
+    ("dense", ("signal", "random")),
+    ("seq_dense", ("sequence",)),
+    ("seq_conv", ("sequence",)),
+    ("combined", ("both",)),
+):
+    register_family(
+        _name, NeuralModel, inputs=_inputs, validate=_validate, n_params=_n_params,
+        describe=_describe, neural=True, replace=True,
+    )  # fmt: skip

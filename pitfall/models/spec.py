@@ -19,6 +19,10 @@ family       architecture
 
 Every hidden layer uses ReLU and the output is one sigmoid unit (``tanh`` for the residual
 target, whose range is [-1, 1]); neither choice changes the parameter count.
+
+The rules of each family (ranges, parameter count, label) live with the family, in the
+registry (:mod:`pitfall.models.registry`); this module checks what all families share and
+holds the helpers their rules use.
 """
 
 from __future__ import annotations
@@ -26,25 +30,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-FAMILIES = ("dense", "seq_dense", "seq_conv", "combined", "xgboost")
+from pitfall.models.registry import FAMILIES, get_family
+
 INPUTS = ("signal", "sequence", "both", "random")
 TARGETS = ("label", "residual")
 KERNEL_SIZE = 8
 POOL_SIZE = 4
 DEFAULT_N_RANDOM = 100
-
-# Inputs each neural family can take; xgboost takes any of them (flattened).
-_FAMILY_INPUTS = {
-    "dense": ("signal", "random"),
-    "seq_dense": ("sequence",),
-    "seq_conv": ("sequence",),
-    "combined": ("both",),
-    "xgboost": INPUTS,
-}
-# The paper's ranges: (min layers, max layers, max units) of dense stacks.
-_DENSE_RANGE = {"dense": (1, 5, 2**12), "seq_dense": (1, 3, 2**10)}
-_MAX_FILTERS = 256
-_MAX_CONV_DENSE = 1024
 
 
 class SpecError(ValueError):
@@ -66,7 +58,7 @@ class ModelSpec:
     Attributes
     ----------
     family
-        One of :data:`FAMILIES`.
+        A registered family (:data:`FAMILIES`, :mod:`pitfall.models.registry`).
     inputs
         ``"signal"`` (epigenomic marks), ``"sequence"`` (one-hot), ``"both"``, or ``"random"``
         (the control: Gaussian vectors constant per locus across cell types).
@@ -113,82 +105,35 @@ class ModelSpec:
         for name in ("units", "filters", "seq_units"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if self.family not in FAMILIES:
-            raise SpecError(f"family {self.family!r} is not one of {FAMILIES}")
+            raise SpecError(f"family {self.family!r} is not one of {tuple(FAMILIES)}")
         if not self.inputs:
             # The one natural input of each family, so ModelSpec("seq_conv", ...) just works.
-            object.__setattr__(self, "inputs", _FAMILY_INPUTS[self.family][0])
+            object.__setattr__(self, "inputs", get_family(self.family).inputs[0])
         self.validate()
 
     # ------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`SpecError` naming the first field outside the family's ranges."""
-        f = self.family
+        family = get_family(self.family)
         if self.inputs not in INPUTS:
             raise SpecError(f"inputs {self.inputs!r} is not one of {INPUTS}")
-        if self.inputs not in _FAMILY_INPUTS[f]:
-            raise SpecError(f"family {f!r} takes inputs {_FAMILY_INPUTS[f]}, not {self.inputs!r}")
+        if self.inputs not in family.inputs:
+            raise SpecError(
+                f"family {self.family!r} takes inputs {family.inputs}, not {self.inputs!r}"
+            )
         if self.target not in TARGETS:
             raise SpecError(f"target {self.target!r} is not one of {TARGETS}")
         if self.permuted and self.inputs not in ("sequence", "both"):
             raise SpecError("permuted=True needs sequence inputs ('sequence' or 'both')")
         if self.n_random < 1:
             raise SpecError(f"n_random must be >= 1, got {self.n_random}")
-        neural = {
-            "units": self.units,
-            "filters": self.filters,
-            "seq_units": self.seq_units,
-            "joint_units": self.joint_units,
-        }
-        if f == "xgboost":
-            if self.n_trees < 1:
-                raise SpecError(f"xgboost needs n_trees >= 1, got {self.n_trees}")
-            if not 1 <= self.max_depth <= 20:
-                raise SpecError(f"xgboost needs max_depth in 1..20, got {self.max_depth}")
-            used = [k for k, v in neural.items() if v]
-            if used:
-                raise SpecError(f"xgboost takes no layer sizes, got {used}")
-            return
-        if self.n_trees or self.max_depth:
-            raise SpecError(f"n_trees and max_depth are for xgboost, not {f!r}")
-        if f in _DENSE_RANGE:
-            lo, hi, max_units = _DENSE_RANGE[f]
-            self._check_stack("units", self.units, lo, hi, max_units)
-            self._check_unused(f, filters=self.filters, seq_units=self.seq_units,
-                               joint_units=self.joint_units)  # fmt: skip
-        elif f == "seq_conv":
-            self._check_stack("filters", self.filters, 1, 3, _MAX_FILTERS)
-            self._check_stack("units", self.units, 1, 1, _MAX_CONV_DENSE)
-            self._check_unused(f, seq_units=self.seq_units, joint_units=self.joint_units)
-        else:  # combined
-            self._check_stack("units", self.units, 1, 5, 2**12)
-            if self.filters:
-                self._check_stack("filters", self.filters, 1, 3, _MAX_FILTERS)
-                self._check_stack("seq_units", self.seq_units, 1, 1, _MAX_CONV_DENSE)
-            else:
-                self._check_stack("seq_units", self.seq_units, 1, 3, 2**10)
-            if not 1 <= self.joint_units <= 2**12:
-                raise SpecError(f"combined needs joint_units in 1..4096, got {self.joint_units}")
-
-    @staticmethod
-    def _check_stack(name: str, sizes: tuple[int, ...], lo: int, hi: int, max_size: int) -> None:
-        if not lo <= len(sizes) <= hi:
-            n = f"{lo}" if lo == hi else f"{lo}-{hi}"
-            raise SpecError(f"{name} needs {n} layer(s), got {len(sizes)}: {sizes}")
-        bad = [s for s in sizes if not 1 <= s <= max_size]
-        if bad:
-            raise SpecError(f"{name} sizes must be in 1..{max_size}, got {bad}")
-
-    @staticmethod
-    def _check_unused(family: str, **values: Any) -> None:
-        used = [k for k, v in values.items() if v]
-        if used:
-            raise SpecError(f"family {family!r} does not use {used}")
+        family.validate(self)
 
     # ------------------------------------------------------------------------------------
     @property
     def is_neural(self) -> bool:
         """True for the Keras families."""
-        return self.family != "xgboost"
+        return get_family(self.family).neural
 
     @property
     def uses_sequence(self) -> bool:
@@ -203,24 +148,10 @@ class ModelSpec:
     @property
     def label(self) -> str:
         """A short description, e.g. ``"conv 2x64 / dense 128"``."""
-        f = self.family
-        if f == "xgboost":
-            text = f"xgb {self.n_trees} trees depth {self.max_depth}"
-        elif f == "dense":
-            text = f"dense {_stack(self.units)}"
-        elif f == "seq_dense":
-            text = f"seq dense {_stack(self.units)}"
-        elif f == "seq_conv":
-            text = f"conv {_stack(self.filters)} / dense {_stack(self.units)}"
-        else:
-            seq = (
-                f"conv {_stack(self.filters)} / dense {_stack(self.seq_units)}"
-                if self.filters
-                else f"dense {_stack(self.seq_units)}"
-            )
-            text = f"seq[{seq}] + epi[dense {_stack(self.units)}] / dense {self.joint_units}"
+        family = get_family(self.family)
+        text = family.describe(self) if family.describe else self.family
         tags = []
-        if f == "xgboost" or self.inputs == "random":
+        if family.label_inputs or self.inputs == "random":
             tags.append(self.inputs)
         if self.permuted:
             tags.append("permuted")
@@ -247,30 +178,11 @@ class ModelSpec:
             Weights plus biases for the Keras families; for ``xgboost`` the largest possible
             leaf count, ``n_trees * 2**max_depth`` (a fitted model reports its actual count).
         """
-        if self.family == "xgboost":
-            return self.n_trees * 2**self.max_depth
+        family = get_family(self.family)
+        if family.n_params is None:
+            raise SpecError(f"family {self.family!r} cannot count its parameters unbuilt")
         n_random = self.n_random if n_random is None else n_random
-        f = self.family
-        if f == "dense":
-            width = n_marks if self.inputs == "signal" else n_random
-            _need(width, "n_marks" if self.inputs == "signal" else "n_random")
-            total, last = _dense_params(width, self.units)
-        elif f == "seq_dense":
-            _need(seq_len, "seq_len")
-            total, last = _dense_params(4 * seq_len, self.units)
-        elif f == "seq_conv":
-            total, last = _conv_params(seq_len, self.filters, self.units)
-        else:
-            _need(n_marks, "n_marks")
-            if self.filters:
-                seq_total, seq_last = _conv_params(seq_len, self.filters, self.seq_units)
-            else:
-                _need(seq_len, "seq_len")
-                seq_total, seq_last = _dense_params(4 * seq_len, self.seq_units)
-            epi_total, epi_last = _dense_params(n_marks, self.units)
-            total = seq_total + epi_total + (seq_last + epi_last + 1) * self.joint_units
-            last = self.joint_units
-        return total + last + 1  # the output unit
+        return int(family.n_params(self, n_marks, seq_len, n_random))
 
     # ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +199,27 @@ class ModelSpec:
         return cls(**d)
 
 
+# --------------------------------------------------------------------------------------------
+# Helpers of the families' rules
+
+
+def check_stack(name: str, sizes: tuple[int, ...], lo: int, hi: int, max_size: int) -> None:
+    """Raise :class:`SpecError` unless ``sizes`` has ``lo..hi`` layers of ``1..max_size``."""
+    if not lo <= len(sizes) <= hi:
+        n = f"{lo}" if lo == hi else f"{lo}-{hi}"
+        raise SpecError(f"{name} needs {n} layer(s), got {len(sizes)}: {sizes}")
+    bad = [s for s in sizes if not 1 <= s <= max_size]
+    if bad:
+        raise SpecError(f"{name} sizes must be in 1..{max_size}, got {bad}")
+
+
+def check_unused(family: str, **values: Any) -> None:
+    """Raise :class:`SpecError` naming the fields of ``values`` that are set."""
+    used = [k for k, v in values.items() if v]
+    if used:
+        raise SpecError(f"family {family!r} does not use {used}")
+
+
 def conv_output_length(seq_len: int, n_conv: int) -> int:
     """Length after ``n_conv`` x [conv (kernel 8, 'valid'), max pool (4, stride 4)]."""
     length = seq_len
@@ -295,12 +228,14 @@ def conv_output_length(seq_len: int, n_conv: int) -> int:
     return length
 
 
-def _need(value: int, name: str) -> None:
+def need(value: int, name: str) -> None:
+    """Raise :class:`SpecError` unless ``value >= 1`` (an input size ``n_params`` needs)."""
     if value < 1:
         raise SpecError(f"n_params needs {name} >= 1 for this spec, got {value}")
 
 
-def _dense_params(width: int, units: tuple[int, ...]) -> tuple[int, int]:
+def dense_params(width: int, units: tuple[int, ...]) -> tuple[int, int]:
+    """Parameters of a dense stack on a ``width`` input, and the stack's output width."""
     total = 0
     for u in units:
         total += (width + 1) * u
@@ -308,7 +243,9 @@ def _dense_params(width: int, units: tuple[int, ...]) -> tuple[int, int]:
     return total, width
 
 
-def _conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...]) -> tuple[int, int]:
+def conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...]) -> tuple[int, int]:
+    """Parameters of [conv + pool] x ``filters`` -> flatten -> dense ``units`` on a one-hot
+    ``(seq_len, 4)`` input, and the output width."""
     length = conv_output_length(seq_len, len(filters))
     if length < 1:
         raise SpecError(
@@ -319,11 +256,12 @@ def _conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...])
     for f in filters:
         total += (KERNEL_SIZE * channels + 1) * f
         channels = f
-    dense, last = _dense_params(length * channels, units)
+    dense, last = dense_params(length * channels, units)
     return total + dense, last
 
 
-def _stack(sizes: tuple[int, ...]) -> str:
+def stack_label(sizes: tuple[int, ...]) -> str:
+    """``"2x64"`` for equal layers, else ``"64-32"``."""
     if len(set(sizes)) == 1 and len(sizes) > 1:
         return f"{len(sizes)}x{sizes[0]}"
     return "-".join(map(str, sizes))

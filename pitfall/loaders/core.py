@@ -1,0 +1,339 @@
+"""The loader: seeded numpy mini-batches of a split role's selection, for any framework."""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pitfall.loaders.encoding import InputEncoder
+from pitfall.loaders.readers import (
+    DEFAULT_CACHE_BYTES,
+    ChunkReader,
+    MemoryReader,
+    selection_index,
+)
+from pitfall.loaders.sampling import AllPairs, BalancedBatches, Epoch, EpochSource, gather
+
+Batch = tuple[dict[str, np.ndarray], np.ndarray]
+Target = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class Loader:
+    """Seeded numpy mini-batches ``(x, y)`` of a split role's selection of a cube.
+
+    ``x`` is a dict of float32 arrays keyed by input -- ``sequence`` ``(b, L, 4)`` (one-hot,
+    encoded on the fly by the Numba kernel), ``signal`` ``(b, n_marks)``, or ``random``
+    ``(b, n_random)`` -- and ``y`` the labels ``(b,)`` float32 (or ``target(y, locus)``).
+    Every batch is a pure function of ``(seed, epoch, batch)``: the same whatever the reader
+    (streamed or in memory), threading, prefetching or sharding.
+
+    Parameters
+    ----------
+    cube
+        The whole cube (``open_cube``); data are read from it by position.
+    selection
+        A split role's selection of it (``split.train(cube)``), dims ``(cell_type, locus)``;
+        only its coordinates are used.
+    inputs
+        ``"signal"``, ``"sequence"``, ``"both"`` or ``"random"`` (the locus-constant control).
+    permuted
+        Permute each locus's sequence (the control that keeps loci identifiable).
+    n_random
+        Width of the random control.
+    seed
+        Seeds the batches and the controls.
+    batch_size
+        Pairs per batch (even when ``balanced``).
+    balanced
+        True (the paper's recipe): ``batches_per_epoch`` batches per epoch, each half
+        positive, drawn with replacement uniformly over the positives and over the negatives.
+        False: every labelled pair once per epoch, permuted when ``shuffle``.
+    batches_per_epoch
+        Balanced only.
+    shuffle
+        Unbalanced only: permute the pairs every epoch (else cell type, then locus order).
+    shard
+        ``(k, n)``: this loader serves batches ``k, k + n, k + 2n, ...`` of every epoch, so
+        the ``n`` shards are disjoint and together are the whole epoch, in the same order
+        when interleaved round-robin (as a PyTorch ``DataLoader`` interleaves its workers).
+    target
+        ``target(y, locus) -> y'`` applied to the labels of every batch (``locus``: cube
+        positions), e.g. the residual target; default the labels.
+    reader
+        A :class:`~pitfall.loaders.readers.ChunkReader` to share (its chunk cache) with
+        other loaders of the same cube.
+    store, cache_bytes
+        Of the :class:`~pitfall.loaders.readers.ChunkReader` made when ``reader`` is None.
+    in_memory
+        Load the cube's variables into memory first (same batches; for small cubes).
+    prefetch
+        Prepare (draw, read, gather) the next epoch in a background thread while this one
+        is served.
+
+    Notes
+    -----
+    Iterating the loader gives one epoch, and each new iteration the next one (from 0, or
+    from :meth:`set_epoch`); :meth:`epoch` and :meth:`batch` take the epoch explicitly,
+    :meth:`stream` chains epochs. An epoch is prepared whole (its sequence kept as uint8
+    codes) and each batch one-hot encoded when served.
+    """
+
+    def __init__(
+        self,
+        cube: xr.Dataset,
+        selection: xr.Dataset,
+        *,
+        inputs: str = "signal",
+        permuted: bool = False,
+        n_random: int = 100,
+        seed: int = 0,
+        batch_size: int = 32,
+        balanced: bool = True,
+        batches_per_epoch: int = 400,
+        shuffle: bool = True,
+        shard: tuple[int, int] = (0, 1),
+        target: Target | None = None,
+        reader: ChunkReader | None = None,
+        store: Any = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        in_memory: bool = False,
+        prefetch: bool = True,
+    ) -> None:
+        k, n = (int(v) for v in shard)
+        if not 0 <= k < n:
+            raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
+        self.cube = cube
+        self.encoder = InputEncoder(inputs, permuted=permuted, seed=seed, n_random=n_random)
+        if reader is None:
+            reader = (
+                MemoryReader(cube, ["label", *self.encoder.needs])
+                if in_memory
+                else ChunkReader(cube, store=store, cache_bytes=cache_bytes)
+            )
+        self.reader = reader
+        cts, loci = selection_index(cube, selection)
+        self.cell_types = [str(c) for c in selection["cell_type"].values]
+        kw = {"batch_size": batch_size, "seed": seed, "prefetch": False}
+        self.source: EpochSource = (
+            BalancedBatches(reader, cts, loci, self.encoder, batches_per_epoch=batches_per_epoch, **kw)
+            if balanced
+            else AllPairs(reader, cts, loci, self.encoder, shuffle=shuffle, **kw)
+        )  # fmt: skip
+        self.balanced = balanced
+        self.seed = seed
+        self.batch_size = batch_size
+        self.shard = (k, n)
+        self.target = target
+        self.prefetch = prefetch
+        self.next_epoch = 0
+        self._home = os.getpid()
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[int, Future[Epoch]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_lock", "_slots", "_pool", "_pid"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._home = os.getpid()  # unpickled here: its store was opened here too
+        self._init_runtime()
+
+    def _check_process(self) -> None:
+        # Icechunk's I/O runtime (tokio) does not survive fork(): a forked copy of a loader
+        # that has read the cube would wait forever on its first read. Say so instead.
+        if os.getpid() != self._home and not isinstance(self.reader, MemoryReader):
+            raise RuntimeError(
+                "this loader was forked from the process that opened the cube, and Icechunk "
+                "cannot read after a fork: start data workers with 'spawn' or 'forkserver' "
+                "(DataLoader(..., multiprocessing_context='spawn')), use threads, or load "
+                "the cube in memory (in_memory=True)"
+            )
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def batch_ids(self) -> np.ndarray:
+        """This shard's batches of an epoch (indices into the whole epoch's), ``(n_batches,)``."""
+        k, n = self.shard
+        return np.arange(k, self.source.n_batches, n, dtype=np.int64)
+
+    @property
+    def n_batches(self) -> int:
+        """Batches per epoch of this shard."""
+        return int(self.batch_ids.size)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """Labelled positives and negatives of the selection."""
+        return self.source.sampler.counts
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-row shape of each input of ``x`` (batches add a leading dim)."""
+        sizes = self.cube.sizes
+        return self.encoder.shapes(
+            n_marks=sizes.get("mark", 0) if "signal" in self.cube else 0,
+            seq_len=sizes.get("position", 0) if "sequence" in self.cube else 0,
+        )
+
+    def with_shard(self, k: int, n: int) -> Loader:
+        """The same loader serving shard ``(k, n)`` of its own shard (so shards compose:
+        shard ``(k', n')`` of shard ``(k, n)`` is shard ``(k + n * k', n * n')``)."""
+        k0, n0 = self.shard
+        if not 0 <= k < n:
+            raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {(k, n)}")
+        other = copy.copy(self)
+        other.shard = (k0 + n0 * k, n0 * n)
+        other._init_runtime()
+        return other
+
+    def close(self) -> None:
+        """Stop the prefetch thread (a later epoch starts a new one)."""
+        with self._lock:
+            for future in self._slots.values():
+                future.cancel()
+            self._slots = {}
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def set_epoch(self, i: int) -> None:
+        """Make the next iteration over the loader epoch ``i``."""
+        self.next_epoch = int(i)
+
+    # ------------------------------------------------------------------------------------
+    def _make(self, i: int) -> Epoch:
+        ep = self.source.epoch(i, self.batch_ids)
+        if self.target is not None:
+            ep.data["y"] = np.asarray(self.target(ep.data["y"], ep.data["locus"]), np.float32)
+        return ep
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # A pool made before a fork has no thread in the child: make a new one there.
+        if self._pool is None or self._pid != os.getpid():
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="pitfall-prefetch")
+            self._pid = os.getpid()
+            self._slots = {}
+        return self._pool
+
+    def prepared(self, i: int) -> Epoch:
+        """Epoch ``i`` of this shard, read and prepared (its inputs not yet one-hot encoded);
+        with ``prefetch``, epoch ``i + 1`` is then prepared in the background."""
+        self._check_process()
+        if not self.prefetch:
+            return self._make(i)
+        with self._lock:
+            pool = self._executor()
+            future = self._slots.get(i)
+            if future is None:
+                future = self._slots[i] = pool.submit(self._make, i)
+            if i + 1 not in self._slots:
+                self._slots[i + 1] = pool.submit(self._make, i + 1)
+            for old in [e for e in self._slots if e < i]:
+                self._slots.pop(old).cancel()
+        return future.result()
+
+    def batch_of(self, epoch: Epoch, b: int) -> Batch:
+        """Batch ``b`` of a prepared epoch: ``(x, y)``, fresh arrays."""
+        rows = epoch.rows(b)
+        return self.encoder.inputs_of(epoch.data, rows), epoch.data["y"][rows].copy()
+
+    def batch(self, i: int, b: int) -> Batch:
+        """Batch ``b`` (of this shard) of epoch ``i``: ``(x, y)``."""
+        return self.batch_of(self.prepared(i), b)
+
+    def epoch(self, i: int) -> Iterator[Batch]:
+        """The batches ``(x, y)`` of epoch ``i`` (this shard's)."""
+        ep = self.prepared(i)
+        for b in range(ep.n_batches):
+            yield self.batch_of(ep, b)
+
+    def __iter__(self) -> Iterator[Batch]:
+        i = self.next_epoch
+        self.next_epoch += 1
+        return self.epoch(i)
+
+    def stream(self, epochs: int | None = None, start: int = 0) -> Iterator[Batch]:
+        """The batches of epochs ``start, start + 1, ...`` one after the other (``epochs`` of
+        them, or without end)."""
+        i = start
+        while epochs is None or i < start + epochs:
+            yield from self.epoch(i)
+            i += 1
+
+    def pairs(self, i: int) -> dict[str, np.ndarray]:
+        """Which pairs epoch ``i``'s batches (this shard's) hold, without reading any data.
+
+        Returns
+        -------
+        dict
+            ``cell_type``, ``locus`` (cube positions) and ``y`` (labels), shape ``(n,)``, in
+            batch order: batch ``b`` is rows ``[b * batch_size, (b + 1) * batch_size)``.
+        """
+        drawn = self.source.order(i)
+        n, bs = drawn["y"].size, self.batch_size
+        rows = [np.arange(s, min(s + bs, n)) for s in self.batch_ids * bs]
+        take = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return {k: v[take] for k, v in drawn.items()}
+
+    def sample(self, n: int, key: int | Sequence[int]) -> Batch:
+        """One fixed balanced sample: ``n`` pairs, the first ``n // 2`` positive, drawn with
+        replacement from ``(seed, key)`` (a validation set, or the training set of trees).
+
+        Returns
+        -------
+        x : dict
+            Inputs, each ``(n, ...)``.
+        y : numpy.ndarray
+            Labels (or ``target``), ``(n,)``.
+        """
+        self._check_process()
+        rng = np.random.default_rng([self.seed, *np.atleast_1d(key).tolist()])
+        drawn = self.source.sampler.draw(n // 2, n - n // 2, rng)
+        raw = gather(self.reader, drawn["cell_type"], drawn["locus"], self.encoder.needs)
+        prepared = self.encoder.prepare(raw)
+        y = drawn["y"]
+        if self.target is not None:
+            y = np.asarray(self.target(y, drawn["locus"]), dtype=np.float32)
+        return self.encoder.inputs_of(prepared), y
+
+    # ------------------------------------------------------------------------------------
+    def to_tf(self, **kw: Any) -> Any:
+        """A ``tf.data.Dataset`` of the batches (:func:`pitfall.loaders.to_tf.tf_dataset`)."""
+        from pitfall.loaders.to_tf import tf_dataset
+
+        return tf_dataset(self, **kw)
+
+    def to_keras(self, **kw: Any) -> Any:
+        """A Keras ``PyDataset`` of the batches (:class:`pitfall.loaders.to_keras.KerasBatches`)."""
+        from pitfall.loaders.to_keras import KerasBatches
+
+        return KerasBatches(self, **kw)
+
+    def to_torch(self) -> Any:
+        """A PyTorch ``IterableDataset`` (:class:`pitfall.loaders.to_torch.TorchBatches`)."""
+        from pitfall.loaders.to_torch import TorchBatches
+
+        return TorchBatches(self)

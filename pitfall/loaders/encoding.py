@@ -1,0 +1,261 @@
+"""Model inputs made from raw cube rows: one-hot sequence, signal, and the two controls.
+
+Raw inputs are read from the cube per (cell type, locus) pair -- ``signal`` rows
+``(n, n_marks)`` float32 and sequence ``codes`` ``(n, L)`` uint8 -- and an
+:class:`InputEncoder` turns them into what a model eats: a dict keyed ``sequence``
+(one-hot, ``(n, L, 4)``), ``signal`` ``(n, n_marks)`` and/or ``random`` ``(n, n_random)``.
+
+Controls (Schreiber et al. 2020), both functions of the locus's *position in the cube* and a
+seed only, so they are computed per locus, on the fly, without a table, identically in every
+cell type and every process:
+
+- :func:`permute_codes`: each locus's sequence shuffled by its own permutation. The locus stays
+  identifiable (its base composition is kept), the motif grammar is gone.
+- :func:`random_inputs`: a Gaussian vector per locus. It carries no biology, only identity.
+
+Floor 2: imports only :mod:`pitfall.kernels`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from pitfall import kernels
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, inline="always")
+def _splitmix64(x: np.uint64) -> np.uint64:
+    # SplitMix64 finaliser: a bijective, well-mixed hash, so (seed, locus, j) streams never
+    # collide and need no stored state.
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _locus_key(seed: np.uint64, locus: np.int64, salt: np.uint64) -> np.uint64:
+    return _splitmix64(_splitmix64(seed ^ salt) + np.uint64(locus) * _GOLDEN)
+
+
+@numba.njit(cache=True)
+def _permute_kernel(codes: np.ndarray, loci: np.ndarray, seed: np.uint64, out: np.ndarray) -> None:
+    n, length = codes.shape
+    for r in range(n):
+        for i in range(length):
+            out[r, i] = codes[r, i]
+        state = _locus_key(seed, loci[r], np.uint64(0x5EC))
+        # Fisher-Yates with a per-locus counter-based generator: O(L) per row.
+        for i in range(length - 1, 0, -1):
+            state += _GOLDEN
+            j = np.int64(_splitmix64(state) % np.uint64(i + 1))
+            tmp = out[r, i]
+            out[r, i] = out[r, j]
+            out[r, j] = tmp
+
+
+@numba.njit(cache=True)
+def _gaussian_kernel(loci: np.ndarray, seed: np.uint64, out: np.ndarray) -> None:
+    n, width = out.shape
+    scale = 1.0 / 18446744073709551616.0  # 2**-64
+    for r in range(n):
+        state = _locus_key(seed, loci[r], np.uint64(0x7A4D))
+        for j in range(0, width, 2):
+            state += _GOLDEN
+            u1 = (np.float64(_splitmix64(state)) + 0.5) * scale
+            state += _GOLDEN
+            u2 = (np.float64(_splitmix64(state)) + 0.5) * scale
+            # Box-Muller: two standard normals from two uniforms in (0, 1).
+            radius = np.sqrt(-2.0 * np.log(u1))
+            out[r, j] = radius * np.cos(2.0 * np.pi * u2)
+            if j + 1 < width:
+                out[r, j + 1] = radius * np.sin(2.0 * np.pi * u2)
+
+
+def permute_codes(codes: np.ndarray, loci: np.ndarray, seed: int) -> np.ndarray:
+    """Shuffle each row's sequence by a permutation drawn from ``(seed, locus)``.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        uint8 base codes, shape ``(n, L)``.
+    loci : numpy.ndarray
+        Position in the cube of each row's locus, shape ``(n,)``. Rows of the same locus
+        (e.g. in different cell types) get the same permutation.
+    seed : int
+        Seed of the control.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, shape ``(n, L)``: a new array, each row a permutation of its input row.
+    """
+    codes = np.ascontiguousarray(codes)
+    loci = np.ascontiguousarray(loci, dtype=np.int64)
+    if codes.ndim != 2 or loci.shape != (codes.shape[0],):
+        raise ValueError(f"codes must be (n, L) and loci (n,), got {codes.shape}, {loci.shape}")
+    out = np.empty_like(codes)
+    _permute_kernel(codes, loci, np.uint64(seed), out)
+    return out
+
+
+def random_inputs(loci: np.ndarray, seed: int, n_random: int = 100) -> np.ndarray:
+    """Standard Gaussian vectors, one per locus, drawn from ``(seed, locus)``.
+
+    Parameters
+    ----------
+    loci : numpy.ndarray
+        Positions in the cube, shape ``(n,)``.
+    seed : int
+        Seed of the control.
+    n_random : int
+        Width of each vector.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(n, n_random)``; equal rows for equal loci, whatever the cell type.
+    """
+    loci = np.ascontiguousarray(loci, dtype=np.int64).reshape(-1)
+    out = np.empty((loci.size, n_random), dtype=np.float64)
+    _gaussian_kernel(loci, np.uint64(seed), out)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class InputEncoder:
+    """Turn raw rows (signal, sequence codes, locus positions) into a model's inputs.
+
+    Parameters
+    ----------
+    inputs
+        ``"signal"``, ``"sequence"``, ``"both"`` or ``"random"``.
+    permuted
+        Apply :func:`permute_codes` to the sequence.
+    seed
+        Seed of the controls.
+    n_random
+        Width of the random control.
+
+    Notes
+    -----
+    :meth:`prepare` does the per-row work that depends on the locus only (permutation,
+    random vectors); it runs once per epoch, in the prefetch thread. :meth:`inputs_of`
+    one-hot encodes a batch (by the Numba kernel of :mod:`pitfall.kernels`) into fresh
+    arrays, or into a buffer reused across calls of the same batch size.
+    """
+
+    def __init__(
+        self, inputs: str, *, permuted: bool = False, seed: int = 0, n_random: int = 100
+    ) -> None:
+        self.inputs = inputs
+        self.permuted = permuted
+        self.seed = seed
+        self.n_random = n_random
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Cube variables read for these inputs (``"signal"``, ``"sequence"``)."""
+        return {
+            "signal": ("signal",),
+            "sequence": ("sequence",),
+            "both": ("sequence", "signal"),
+            "random": (),
+        }[self.inputs]
+
+    @property
+    def per_locus(self) -> bool:
+        """True when inputs do not depend on the cell type (predict once per locus)."""
+        return "signal" not in self.needs
+
+    def prepare(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Apply the controls to raw rows (``locus`` (n,), ``codes`` (n, L), ``signal``)."""
+        out = dict(raw)
+        if self.permuted and "codes" in raw:
+            out["codes"] = permute_codes(raw["codes"], raw["locus"], self.seed)
+        if self.inputs == "random":
+            out["random"] = random_inputs(raw["locus"], self.seed, self.n_random)
+        if "signal" in raw:
+            # Marks absent on a chromosome are NaN in the cube; a network cannot eat NaN, and
+            # "no data" is what a zero mean arcsinh signal already says.
+            out["signal"] = np.nan_to_num(raw["signal"], nan=0.0)
+        return out
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Keys of :meth:`inputs`, in the models' input order: sequence, signal, or random."""
+        return {
+            "signal": ("signal",),
+            "sequence": ("sequence",),
+            "both": ("sequence", "signal"),
+            "random": ("random",),
+        }[self.inputs]
+
+    def shapes(self, *, n_marks: int = 0, seq_len: int = 0) -> dict[str, tuple[int, ...]]:
+        """Per-row shape of each input: ``sequence`` ``(seq_len, 4)``, ``signal``
+        ``(n_marks,)``, ``random`` ``(n_random,)``; all float32."""
+        every = {"sequence": (seq_len, 4), "signal": (n_marks,), "random": (self.n_random,)}
+        return {k: every[k] for k in self.names}
+
+    def inputs_of(
+        self, prepared: dict[str, np.ndarray], rows: slice | None = None, *, reuse: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Model inputs of ``prepared[...][rows]``, keyed as :attr:`names` (float32).
+
+        Parameters
+        ----------
+        prepared
+            :meth:`prepare` output (``codes`` (n, L) uint8, ``signal`` (n, n_marks),
+            ``random`` (n, n_random)).
+        rows
+            Which rows (default all).
+        reuse
+            One-hot encode into a buffer reused across calls of the same size (no allocation
+            per batch; consume the result before the next call). Off, every array returned
+            is fresh, so it can be kept, handed to another thread or wrapped zero-copy.
+
+        Returns
+        -------
+        dict
+            ``sequence`` ``(n, L, 4)``, ``signal`` ``(n, n_marks)`` and/or ``random``
+            ``(n, n_random)``.
+        """
+        rows = slice(None) if rows is None else rows
+        out: dict[str, np.ndarray] = {}
+        if "sequence" in self.needs:
+            codes = prepared["codes"][rows]
+            buf = None
+            if reuse:
+                buf = self._buffers.get(codes.shape)
+                if buf is None:
+                    buf = self._buffers[codes.shape] = np.empty((*codes.shape, 4), np.float32)
+            out["sequence"] = kernels.one_hot(codes, out=buf)
+        if "signal" in self.needs:
+            sig = prepared["signal"][rows]
+            out["signal"] = sig if reuse else sig.copy()
+        if self.inputs == "random":
+            rnd = prepared["random"][rows]
+            out["random"] = rnd if reuse else rnd.copy()
+        return out
+
+    def encode(
+        self, prepared: dict[str, np.ndarray], rows: slice | None = None
+    ) -> list[np.ndarray]:
+        """:meth:`inputs_of` as a list in the order [sequence, signal] or [random], one-hot
+        encoded into a reused buffer (consume before the next call)."""
+        return list(self.inputs_of(prepared, rows, reuse=True).values())
+
+    def flat(self, prepared: dict[str, np.ndarray], rows: slice | None = None) -> np.ndarray:
+        """All inputs flattened and concatenated, shape ``(n, features)`` (for trees)."""
+        return flatten(self.inputs_of(prepared, rows, reuse=True))
+
+
+def flatten(x: dict[str, np.ndarray]) -> np.ndarray:
+    """Inputs ``x`` (as :meth:`InputEncoder.inputs_of`) flattened per row and concatenated in
+    key order, shape ``(n, features)``: what trees eat."""
+    return np.concatenate([v.reshape(len(v), -1) for v in x.values()], axis=1)
