@@ -545,6 +545,8 @@ def open_cube(
     # Tiny, and read by almost every caller: loaded once here (plain xarray leaves them lazy).
     ds = ds.assign_coords({c: ds[c].load() for c in CELL_TYPE_COORDS if c in ds.coords})
     ds.attrs["snapshot"] = session.snapshot_id
+    # Loaders read chunks straight from it (pitfall.loaders.ChunkReader), past Dask.
+    ds.encoding["store"] = session.store
     return ds
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pitfall.logs import native_stderr_silenced
+
 
 def output_signature(loader: Any) -> tuple[dict[str, Any], Any]:
     """``tf.TensorSpec`` of a loader's batches: ``({input: (b, *shape)}, (b,))``, float32.
@@ -13,7 +15,8 @@ def output_signature(loader: Any) -> tuple[dict[str, Any], Any]:
     model's graph for one shape, as it does for ``train_on_batch`` on numpy arrays (a
     convolutional model trains ~10% faster on CPU than with an unknown batch size).
     """
-    import tensorflow as tf
+    with native_stderr_silenced():  # its oneDNN notice, printed at import
+        import tensorflow as tf
 
     b = loader.batch_size if loader.balanced else None
     x = {

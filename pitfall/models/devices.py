@@ -28,6 +28,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pitfall.logs import native_stderr_silenced
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -139,10 +141,12 @@ def tensorflow() -> Any:
     Memory growth must be set before TensorFlow initialises a GPU, i.e. before any model is
     built: every model of this package imports TensorFlow through here.
     """
-    # Silence TensorFlow's C++ start-up chatter unless the user asked for it.
+    # Silence TensorFlow's C++ start-up chatter unless the user asked for it (its oneDNN
+    # notice comes before its log level is read: only the descriptor can be quieted).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with native_stderr_silenced():
+            import tensorflow as tf
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise ImportError(
             "neural models need Keras and TensorFlow: pip install 'pitfall[nn]'"
