@@ -11,10 +11,14 @@ Relative paths resolve against the manifest's folder. Shape::
     downstream = 0
     # bins = "hg19.chrom.sizes"  with  bin_size = 40000
     # bed = "regions.bed"
+    [features]                       # optional
+    window = 2000                    # signal and sequence over this many bp centred on each
+                                     # locus, not the locus itself (the paper's TAD inputs:
+                                     # the 2 kbp at the middle of each 40 kb bin)
     [sequence]                       # optional
     fasta = "genome.fa"
-    length = 2000                    # optional: a window of this length centred on each
-                                     # locus (needed when loci differ in length, e.g. bins)
+    length = 2000                    # optional: sequence only, this many bp centred on each
+                                     # locus (default: the feature window, else the locus)
     [signal]                         # optional
     marks = ["H3K4me3", "H3K27me3"]
     [target]
@@ -74,6 +78,9 @@ SCHEMA = Table(
             required=True,
             help="exactly one of tss, bins, bed",
         ),
+        "features": Table(
+            {"window": Key(int, low=1, high=1_000_000, help="bp centred on each locus")}
+        ),
         "sequence": Table(
             {"fasta": Key(str, required=True), "length": Key(int, low=1, high=1_000_000)}
         ),
@@ -127,6 +134,7 @@ class Manifest:
     bin_size: int | None = None
     fasta: Source | None = None
     sequence_length: int | None = None
+    feature_window: int | None = None
     marks: list[str] = field(default_factory=list)
     table: Source | None = None
     threshold: float = 0.5
@@ -148,6 +156,7 @@ class Manifest:
             "chroms": self.chroms,
             "sequence": str(self.fasta) if self.fasta else None,
             "sequence_length": self.sequence_length,
+            "feature_window": self.feature_window,
             "marks": self.marks,
             "target": {
                 "kind": self.target_kind,
@@ -234,6 +243,8 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
             if key in loci:
                 raise _fail(path, f"[loci] {key} goes with tss (TSS windows), not with {loci_kind}")
 
+    if "features" in raw and "window" in raw["features"]:
+        m.feature_window = raw["features"]["window"]
     if "sequence" in raw:
         seq = raw["sequence"]
         m.fasta = resolve(seq["fasta"])

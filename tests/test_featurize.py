@@ -240,6 +240,28 @@ def test_build__tad_cube_matches_naive_reading(comp, built) -> None:
     np.testing.assert_array_equal(ds["sequence"].values, want)
 
 
+def test_build__feature_window_is_the_middle_of_each_bin(comp, tmp_path) -> None:
+    # The paper's TAD inputs: signal and sequence from the 2 kbp at the middle of each bin.
+    raw = _raw_manifest(comp.manifest_tad)
+    raw["features"] = {"window": 2000}
+    raw["sequence"].pop("length", None)
+    raw["cell_types"] = {ct: raw["cell_types"][ct] for ct in list(raw["cell_types"])[:2]}
+    summary = featurize.build(_write(raw, tmp_path / "m.toml"), tmp_path / "s", **INPROC)
+    assert summary.sequence_length == 2000
+    ds = _load(tmp_path / "s")
+    sizes = _chrom_sizes(comp.chrom_sizes)
+    chrom_of, start_of, end_of = (ds[c].values for c in ("chrom", "start", "end"))
+    assert (end_of - start_of).max() == 40_000  # the loci are still the 40 kb bins
+    mid = (start_of + end_of) // 2
+    _check_signal(ds, comp, chrom_of, mid - 1000, mid + 1000, sizes)
+    fa = pyfaidx.Fasta(str(comp.fasta), as_raw=True)
+    want = np.stack(
+        [_naive_codes(fa, c, m - 1000, m + 1000, ".") for c, m in zip(chrom_of, mid, strict=True)]
+    )
+    np.testing.assert_array_equal(ds["sequence"].values, want)
+    assert ds.attrs["featurization"]["feature_window"] == 2000
+
+
 def test_build__process_cluster_equals_in_process(comp, built, tmp_path) -> None:
     # The default LocalCluster (2 worker processes) must write exactly what one thread does.
     summary = featurize.build(comp.manifest_tad, tmp_path / "tad", workers=2, progress=False)

@@ -136,7 +136,8 @@ def _workers(
 #: :meth:`~pitfall.manifest.Manifest.featurization`); file paths may differ, values not.
 SHARED_PARAMETERS = (
     "loci.kind", "loci.upstream", "loci.downstream", "loci.bin_size", "chroms",
-    "sequence_length", "marks", "target.kind", "target.threshold", "signal_transform",
+    "sequence_length", "feature_window", "marks", "target.kind", "target.threshold",
+    "signal_transform",
 )  # fmt: skip
 
 

@@ -245,7 +245,7 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
                 f"{m.fasta}: loci start past the end of {c} (at {extents[c][0]:,}, length "
                 f"{fasta_sizes[c]:,}); the FASTA is truncated or from another assembly"
             )
-        if m.sequence_length is None:
+        if sequence_length(m) is None:
             lengths = _lengths(loci)
             if lengths.size > 1:
                 raise BuildError(
@@ -275,14 +275,21 @@ def file_checksum(path: Source, algorithm: str = "sha256") -> dict[str, Any]:
     return {"path": str(path), algorithm: h.hexdigest()}
 
 
-def sequence_windows(
+def centred_windows(
     table: loci_mod.LocusTable, length: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sequence windows: the loci themselves, or ``length`` bp centred on each locus.
+    """The loci themselves, or ``length`` bp centred on each locus: (starts, ends) int64.
 
     The centre is ``(start + end) // 2``; the window is ``[centre - length // 2, + length)``.
+    Signal is averaged over these windows (the manifest's feature window) and sequence read
+    from them (its sequence length, else the feature window).
     """
     if length is None:
         return table.start, table.end
     lo = (table.start + table.end) // 2 - length // 2
     return lo, lo + length
+
+
+def sequence_length(m: Manifest) -> int | None:
+    """Bases of sequence per locus the manifest asks for (None: each locus's own length)."""
+    return m.sequence_length or m.feature_window

@@ -17,9 +17,9 @@ from pitfall import transaction
 from pitfall.featurize.inputs import (
     _local,
     _missing_chrom_note,
+    centred_windows,
     file_checksum,
     read_input,
-    sequence_windows,
 )
 from pitfall.manifest import Manifest, Source
 from pitfall.schema import Schema
@@ -37,6 +37,7 @@ class CellTypeJob:
     target: Source | None = None
     values: np.ndarray | None = None  # table kinds: one value per locus of the cube
     threshold: float = 0.5
+    window: int | None = None  # signal over this many bp centred on each locus
 
 
 @dataclass
@@ -71,14 +72,13 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
     if job.marks:
         signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
         runs = table.chrom_runs()
+        lo, hi = centred_windows(table, job.window)
         for j, path in enumerate(job.signal):
             # One reader per file and block: a URL's header and index travel once.
             with bigwig.open_bigwig(str(path)) as handle:
                 for chrom, a, b in runs:
                     try:
-                        signal[a:b, j] = bigwig.window_means(
-                            handle, chrom, table.start[a:b], table.end[a:b]
-                        )
+                        signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])
                     except bigwig.MissingChromosome:
                         notes.append(_missing_chrom_note(path, chrom))
     return BlockData(i0, label, value, signal, notes)
@@ -127,7 +127,7 @@ def write_sequence_block(
     """Write the sequence codes of loci ``[i0, i1)`` (strand-aware)."""
     fork = _fresh(fork_bytes)
     table = loci.block(i0, i1)
-    lo, hi = sequence_windows(table, length)
+    lo, hi = centred_windows(table, length)
     path = _local(source)
     parts = [
         fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])

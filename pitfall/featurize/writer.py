@@ -21,7 +21,7 @@ import pandas as pd
 from pitfall import loci as loci_mod
 from pitfall import repository, transaction
 from pitfall.cluster import n_threads
-from pitfall.featurize.inputs import _lengths, read_input
+from pitfall.featurize.inputs import _lengths, read_input, sequence_length
 from pitfall.featurize.tasks import (
     CellTypeJob,
     checksums,
@@ -223,7 +223,7 @@ class Writer:
             else:
                 self._submit(
                     kind, a, write_sequence_block, self.fork_bytes, self.m.fasta, self.loci, a,
-                    b, self.m.sequence_length,
+                    b, sequence_length(self.m),
                 )  # fmt: skip
             self.n_head += 1
             self.n_extra += 1
@@ -343,6 +343,7 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 target=spec.target if spec else None,
                 values=values,
                 threshold=m.threshold,
+                window=m.feature_window,
             )
         )
     return jobs
@@ -351,7 +352,7 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
 def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:
     seq_len = None
     if m.fasta is not None:
-        seq_len = m.sequence_length or int(_lengths(loci)[0])
+        seq_len = sequence_length(m) or int(_lengths(loci)[0])
     bins = isinstance(loci, loci_mod.GenomeBins)
     return Schema(
         n_loci=len(loci),
