@@ -31,7 +31,7 @@ def main() -> None:
     results = {}
     for setting in ("cross-cell-type", "hybrid"):
         split = tasks.get_task("tad").split(ds, setting, args.target)
-        table = baselines.baseline_table(ds, split, single_cell_types=["IMR90"], similar_on="label")
+        table = baselines.baseline_table(ds, split, single_cell_types=["IMR90"])
         print(f"\n{setting} (target {args.target}; train {', '.join(split.train_cell_types)} on "
               f"{', '.join(split.train_chroms)}; test {', '.join(split.test_chroms)}; "
               f"leakage {split.leakage(ds):.0%})")  # fmt: skip

@@ -10,6 +10,13 @@ cell types carry at the test loci. All reductions are lazy (Dask), chunk by chun
 - :class:`MostSimilar`: the labels of the training cell type whose inputs correlate best
   with the target's over the training loci.
 - :class:`RandomScores`: a constant score; its average precision is the prevalence.
+
+The rule every baseline keeps (and ``tests/test_baselines.py`` checks by poisoning the
+target's labels): **a baseline never reads a label (or value) of a test cell type that a
+model in the same setting could not see.** Across cell types and in the hybrid setting a
+model sees no label of the target at all; across chromosomes it sees the target's labels on
+the training chromosomes only. Baselines read the training cell types' labels and the
+target's inputs.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ import xarray as xr
 from pitfall import evaluate
 from pitfall.predictor import Predictor
 from pitfall.splits import Split, take_loci
+
+
+#: The variables a model predicts: no baseline reads them for a test cell type.
+TARGETS = ("label", "value")
 
 
 def _at_test(cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dataset):
@@ -95,15 +106,18 @@ class AverageActivity:
 class MostSimilar:
     """Labels of the training cell type whose inputs correlate best with the target's.
 
+    The comparison uses inputs only (the target's signal over the training loci): the
+    target's labels and values are what a model in the same setting has to predict and never
+    sees (across cell types and in the hybrid setting, no label of the target is in the
+    training data), so a baseline may not read them either.
+
     Parameters
     ----------
     cube
         The whole cube.
     on
-        The input compared: ``"signal"`` (all marks, flattened; the default when the cube has
-        signal), ``"value"`` or ``"label"``. With ``"label"`` or ``"value"`` the target's own
-        targets over the *training* loci are used; in a cross-cell-type split those are the
-        test loci, so only use them where the training chromosomes exclude the test ones.
+        The input compared, a variable with a ``cell_type`` dim other than the targets
+        (default ``"signal"``: all marks, flattened).
 
     Attributes
     ----------
@@ -114,15 +128,17 @@ class MostSimilar:
     name = "most similar cell type"
 
     def __init__(self, cube: xr.Dataset, *, on: str | None = None) -> None:
-        if on is None:
-            if "signal" not in cube:
-                raise ValueError(
-                    "the cube has no signal; choose what to compare with on='value' or "
-                    "on='label' (the target's own targets over the training loci)"
-                )
-            on = "signal"
+        on = on or "signal"
+        if on in TARGETS:
+            raise ValueError(
+                f"MostSimilar cannot compare cell types on {on!r}: the target's {on}s are what "
+                "the model must predict and never sees; compare on inputs (signal)"
+            )
         if on not in cube:
-            raise ValueError(f"the cube has no {on!r} variable to compare cell types on")
+            raise ValueError(
+                f"the cube has no {on!r} variable to compare cell types on (a cube without "
+                "signal has no honest most-similar baseline)"
+            )
         self.cube = cube
         self.on = on
 
@@ -248,7 +264,7 @@ def _average_activity(cube: xr.Dataset, split: Split, **_: Any) -> AverageActivi
 def _most_similar(
     cube: xr.Dataset, split: Split, *, on: str | None = None, **_: Any
 ) -> MostSimilar | None:
-    if split.setting == "cross-chromosome" or (on is None and "signal" not in cube):
+    if split.setting == "cross-chromosome" or (on or "signal") not in cube:
         return None
     return MostSimilar(cube, on=on)
 

@@ -96,17 +96,65 @@ def test_most_similar__picks_the_best_correlated_input(ds) -> None:
     assert model.similarity("T")["B"] == pytest.approx(np.corrcoef(t, b)[0, 1])
 
 
-def test_most_similar__on_labels_and_refusals(ds) -> None:
-    s = _split()
-    model = baselines.MostSimilar(ds, on="label").fit(s.train(ds))
-    pred = model.predict(s.test(ds))
-    # over chr2: T=[1,0,0]; A=[1,0,nan] drops locus 5 and correlates 1; B=[1,0,0] equals T
-    # (also 1): the tie goes to the first training cell type, A, whose test labels it scores.
-    assert model.similarity("T") == pytest.approx({"A": 1.0, "B": 1.0})
-    assert model.chosen_["T"] == ("A", pytest.approx(1.0))
-    np.testing.assert_array_equal(pred.values[0], LABELS["A"][:3])
-    with pytest.raises(ValueError, match="no 'value'"):
-        baselines.MostSimilar(ds, on="value")
+@pytest.mark.parametrize("on", ["label", "value"])
+def test_most_similar__refuses_the_targets_the_model_must_predict(ds, on) -> None:
+    with pytest.raises(ValueError, match=f"cannot compare cell types on '{on}'.*never sees"):
+        baselines.MostSimilar(ds, on=on)
+    with pytest.raises(ValueError, match="no 'position' variable"):
+        baselines.MostSimilar(ds, on="position")
+
+
+def _cube_with(tmp_path: Path, labels: dict, name: str):
+    loci = cube.make_loci(["chr1"] * 3 + ["chr2"] * 3, np.arange(6) * 100, np.arange(6) * 100 + 50)
+    slabs = [
+        cube.make_slab(ct, loci, label=np.array(labels[ct], dtype=float), value=np.arange(6.0),
+                       signal=np.array(SIGNAL[ct])[:, None], marks=["H3K4me3"], assembly="x")
+        for ct in labels
+    ]  # fmt: skip
+    cube.create_cube(tmp_path / name, slabs)
+    return cube.open_cube(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("setting", "hidden"),
+    [
+        # Across cell types and in the hybrid setting no label of the target is seen at all;
+        # across chromosomes only its labels on the test chromosome are hidden.
+        ("hybrid", slice(None)),
+        ("cross-cell-type", slice(None)),
+        ("cross-chromosome", slice(0, 3)),
+    ],
+)
+def test_every_baseline__never_reads_target_labels_a_model_cannot_see(
+    tmp_path, setting, hidden
+) -> None:
+    clean = _cube_with(tmp_path, LABELS, "clean")
+    poisoned_labels = {k: list(v) for k, v in LABELS.items()}
+    flipped = 1 - np.array(LABELS["T"], dtype=float)
+    poisoned_labels["T"] = list(LABELS["T"])
+    poisoned_labels["T"][hidden] = list(flipped[hidden])
+    poisoned = _cube_with(tmp_path, poisoned_labels, "poisoned")
+    if setting == "cross-chromosome":
+        split = splits.Split(("T",), ("chr2",), ("T",), ("chr2",), ("T",), ("chr1",),
+                             setting=setting)  # fmt: skip
+    else:
+        test_chroms = ("chr1",) if setting == "hybrid" else ("chr1", "chr2")
+        train_chroms = ("chr2",) if setting == "hybrid" else ("chr1", "chr2")
+        split = splits.Split(("A", "B"), train_chroms, ("C",), train_chroms, ("T",), test_chroms,
+                             setting=setting)  # fmt: skip
+    checked = 0
+    for b in baselines.BASELINES.values():
+        got = []
+        for ds in (clean, poisoned):
+            model = b.make(ds, split)
+            if model is None:
+                break
+            model.fit(split.train(ds), split.valid(ds))
+            got.append(model.predict(split.test(ds)).values)
+        else:
+            np.testing.assert_array_equal(got[0], got[1], err_msg=f"{b.name} read hidden labels")
+            checked += 1
+    assert checked >= 2  # average activity and random at least; most similar where it applies
 
 
 def test_random_scores__ap_is_prevalence(ds) -> None:
