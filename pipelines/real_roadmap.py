@@ -42,9 +42,7 @@ def main() -> None:
     hybrid = expression.split(ds, "hybrid", args.target)
     tables = {
         "cross-cell-type, chr1-22": baselines.baseline_table(ds, whole, single_cell_types=["E047"]),
-        "hybrid, test chr1": baselines.baseline_table(
-            ds, hybrid, single_cell_types=["E047"]
-        ),
+        "hybrid, test chr1": baselines.baseline_table(ds, hybrid, single_cell_types=["E047"]),
     }
     leakage = {name: s.leakage(ds) for name, s in zip(tables, (whole, hybrid), strict=True)}
     results = {}

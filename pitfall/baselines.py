@@ -33,7 +33,6 @@ from pitfall import evaluate
 from pitfall.predictor import Predictor
 from pitfall.splits import Split, take_loci
 
-
 #: The variables a model predicts: no baseline reads them for a test cell type.
 TARGETS = ("label", "value")
 
