@@ -185,6 +185,21 @@ class Split:
         out.attrs["setting"] = self.setting
         return out
 
+    def _repr_html_(self) -> str:
+        """A table of the roles for Jupyter: cell types and chromosomes per role."""
+        import html
+
+        rows = "".join(
+            f"<tr><th>{role}</th><td>{html.escape(', '.join(self.cell_types(role)) or '-')}"
+            f"</td><td>{html.escape(_compact(self.chroms(role)) or '-')}</td></tr>"
+            for role in ROLES
+        )
+        title = html.escape(f"{self.setting} split" + (f" {self.name}" if self.name else ""))
+        return (
+            f"<table><caption>{title}</caption><tr><th>role</th><th>cell types</th>"
+            f"<th>chromosomes</th></tr>{rows}</table>"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists of strings), e.g. for a results table or JSON."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

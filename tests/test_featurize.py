@@ -672,3 +672,9 @@ def test_cli__bad_manifest_exits_2_with_one_line(comp, tmp_path) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(path.resolve()) in lines[0] and "colour" in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_build_summary__html_for_jupyter(comp, tmp_path) -> None:
+    summary = featurize.build(comp.manifest, tmp_path / "s", cell_types=["E003"], **INPROC)
+    text = summary._repr_html_()
+    assert "E003" in text and "400 on 3 chromosomes" in text and str(tmp_path / "s") in text

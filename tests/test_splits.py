@@ -167,3 +167,11 @@ def test_locus_positions__chromosomes_across_chunk_borders(ds) -> None:
     np.testing.assert_array_equal(both, np.flatnonzero(np.isin(chrom, ["chr3", "chr5"])))
     assert splits.locus_indexer(chunked, ["chr2", "chr3"]) == slice(3, 9)
     assert isinstance(splits.locus_indexer(chunked, ["chr1", "chr3"]), np.ndarray)
+
+
+def test_split__html_for_jupyter_names_every_role(ds) -> None:
+    text = EXPRESSION.split(ds, "hybrid", "E003")._repr_html_()
+    assert "hybrid split" in text
+    for role in ("train", "valid", "test"):
+        assert f"<th>{role}</th>" in text
+    assert "E003" in text and "chr1" in text and "<script" not in text

@@ -81,6 +81,30 @@ class BuildSummary:
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """The summary as a table, for Jupyter."""
+        import html
+
+        rows = [
+            ("cube", self.store),
+            ("cell types", ", ".join(self.cell_types)),
+            ("loci", f"{self.n_loci:,} on {len(self.loci_per_chrom)} chromosomes"),
+            ("marks", ", ".join(self.marks) or "none"),
+            (
+                "sequence",
+                f"{self.sequence_length} bp per locus" if self.sequence_length else "none",
+            ),
+            ("commits", f"{len(self.snapshots)} ({self.retries} redone after a conflict)"),
+            ("time", f"{self.seconds:.1f} s"),
+            *(("warning", w) for w in self.warnings),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table><caption>pitfall build summary</caption>{body}</table>"
+
 
 def _featurize(
     m: Manifest,
