@@ -1,0 +1,117 @@
+"""Parallel speed-up of ``pitfall build``: 1, 2 and more workers, and where the time goes.
+
+Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--bins 1000000]``
+
+Two builds, each timed (median of ``--repeats``) in this process with a fresh local cluster
+per run:
+
+1. the demo preset restricted to 4 cell types (3,000 genes x 5 marks + FASTA + RPKM):
+   in this process (``workers=0``, what ``pitfall build`` picks for a build this small), 1,
+   2 and 4 worker processes (4 on this 2-core machine oversubscribes: the "more workers"
+   case, simulated);
+2. a signal cube of ``--bins`` 200 bp bins x 4 cell types x 3 marks (synthetic bigWigs from
+   ``bench_build_scale.write_inputs``), 1, 2 and 4 worker processes.
+
+For the 2-worker run of each, the Dask task stream is summed per task function (seconds of
+worker time), and a Dask performance report is written next to the inputs.
+
+Speed-up = time(1 worker) / time(n workers). Guarded by ``if __name__ == "__main__"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None) -> dict[str, Any]:
+    from distributed import Client, LocalCluster, performance_report
+
+    from pitfall import featurize
+
+    t0 = time.perf_counter()
+    if workers == 0:
+        featurize.build(manifest, store, workers=0, progress=False)
+        return {"seconds": time.perf_counter() - t0, "by_task": {}}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=50)  # fmt: skip
+    with Client(cluster) as client:
+        started = time.perf_counter()
+        report = performance_report(filename=str(profile)) if profile else _nothing()
+        with report:
+            featurize.build(manifest, store, client=client, progress=False)
+        seconds = time.perf_counter() - t0
+        by_task: dict[str, float] = defaultdict(float)
+        for t in client.get_task_stream():
+            for part in t.get("startstops", ()):
+                if part.get("action") == "compute":
+                    by_task[str(t["key"]).split("-")[0]] += part["stop"] - part["start"]
+        build_only = time.perf_counter() - started
+    cluster.close()
+    return {"seconds": seconds, "build_only": build_only, "by_task": dict(by_task)}
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _series(name: str, manifest: Path, work: Path, workers: list[int], repeats: int) -> None:
+    times: dict[int, list[float]] = defaultdict(list)
+    profile = None
+    for r in range(repeats):
+        for w in workers:
+            prof = work / f"{name}-report.html" if (w == 2 and r == 0) else None
+            out = _timed_build(manifest, work / f"{name}-{w}-{r}", w, prof)
+            times[w].append(out["seconds"])
+            if prof is not None:
+                profile = out
+    med = {w: statistics.median(t) for w, t in times.items()}
+    base = med.get(1)
+    print(f"\n{name}: median of {repeats} (seconds, speed-up over 1 worker)")
+    for w in workers:
+        label = "in this process" if w == 0 else f"{w} worker process{'es' if w > 1 else ''}"
+        ratio = f"x{base / med[w]:.2f}" if base else ""
+        print(f"  {label:<22} {med[w]:6.2f} s  {ratio}")
+    if profile and profile["by_task"]:
+        total = sum(profile["by_task"].values())
+        print(f"  worker time by task (2 workers, {total:.1f} s over {profile['seconds']:.1f} s wall):")
+        for key, sec in sorted(profile["by_task"].items(), key=lambda kv: -kv[1]):
+            print(f"    {key:<28} {sec:6.2f} s  {sec / total:5.1%}")
+        print(f"  Dask performance report: {work / f'{name}-report.html'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bins", type=float, default=1e6)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    import bench_build_scale
+
+    from pitfall import synth
+
+    work = Path(tempfile.mkdtemp(prefix="bench-build-workers-"))
+    print(f"machine load before: {Path('/proc/loadavg').read_text().split()[:3]}")
+    comp = synth.synthesize(work / "demo", "demo", n_cell_types=4, workers=2)
+    _series("demo preset, 4 cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats)
+    manifest = bench_build_scale.write_inputs(work / "bins", int(args.bins))
+    _series(f"{args.bins / 1e6:g} M bins x 4 cell types x 3 marks", manifest, work, [1, 2, 4],
+            args.repeats)  # fmt: skip
+    print(f"\nmachine load after: {Path('/proc/loadavg').read_text().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
