@@ -4,7 +4,8 @@ A sweep spec (TOML)::
 
     cube = "out/demo/store/expression"   # relative to the spec's folder
     task = "expression"                  # expression | tad: which paper split rules
-    target = "E003"
+    target = "E003"                      # or targets = ["E003", "E047"]: each one
+    folds = [{test = ["chr1"], valid = ["chr2"]}, {test = ["chr2"], valid = ["chr1"]}]
     settings = ["cross-chromosome", "cross-cell-type", "hybrid"]
     seeds = [0]
     [training]                           # NeuralModel / GBMModel keywords
@@ -54,8 +55,8 @@ RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")
 _VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba", "keras",
               "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost")  # fmt: skip
-_BEFORE_BASELINES = ["id", "task", "setting", "target", "inputs", "family", "label", "spec",
-                     "n_params", "ap"]  # fmt: skip
+_BEFORE_BASELINES = ["id", "task", "setting", "target", "test_chroms", "inputs", "family",
+                     "label", "spec", "n_params", "ap"]  # fmt: skip
 _AFTER_BASELINES = ["epochs", "train_seconds", "device", "seed", "snapshot", "versions", "status",
                     "error", "finished_at"]  # fmt: skip
 
@@ -81,15 +82,19 @@ class Experiment:
     spec: ModelSpec
     training: tuple[tuple[str, Any], ...] = ()
     valid_cell_types: tuple[str, ...] | None = None
+    #: Chromosome fold: test and validation chromosomes (empty: the task's, chr1 and chr2).
+    test_chroms: tuple[str, ...] = ()
+    valid_chroms: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         """Stable id: the same experiment always gets the same id (restart skips it)."""
-        key = json.dumps(
-            [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
-             list(self.training), self.valid_cell_types],
-            sort_keys=True, default=str,
-        )  # fmt: skip
+        parts = [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
+                 list(self.training), self.valid_cell_types]  # fmt: skip
+        if self.test_chroms or self.valid_chroms:
+            # only then, so that tables written before folds existed keep their ids
+            parts.append([list(self.test_chroms), list(self.valid_chroms)])
+        key = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     @property
@@ -184,6 +189,17 @@ def spec_schema() -> config.Table:
             "cube": config.Key(str, required=True, help="the cube: a path or a URL"),
             "task": config.Key(str, choices=lambda: list(tasks.TASKS)),
             "target": config.Key(str),
+            "targets": config.Key(list, items=str, unique=True, help="several targets"),
+            "folds": config.Key(
+                list,
+                each=config.Table(
+                    {
+                        "test": config.Key(list, items=str, required=True, unique=True),
+                        "valid": config.Key(list, items=str, required=True, unique=True),
+                    }
+                ),
+                help="[[folds]] tables: test (and validation) chromosomes",
+            ),
             "settings": config.Key(list, items=str, unique=True, choices=splits.SETTINGS),
             "seeds": config.Key(list, items=int, unique=True, low=0),
             "valid_cell_types": config.Key(list, items=str, unique=True),
@@ -211,25 +227,34 @@ def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None
     seeds = raw.get("seeds", [0])
     training = tuple(sorted(raw.get("training", {}).items()))
     valid = raw.get("valid_cell_types")
+    if "target" in raw and "targets" in raw:
+        raise SweepError(f"{where}give target or targets, not both")
+    targets = raw.get("targets") or [raw.get("target", "E003")]
+    folds = [
+        (tuple(f["test"]), tuple(f["valid"])) for f in raw.get("folds", [{"test": [], "valid": []}])
+    ]  # fmt: skip
     experiments = []
     for i, table in enumerate(raw["models"]):
         try:
             specs = expand_models(table, seeds)
         except (ValueError, TypeError) as err:
             raise SweepError(f"{where}[[models]] number {i + 1}: {err}") from err
-        for setting in settings:
-            for spec in specs:
-                experiments.append(
-                    Experiment(
-                        cube=store,
-                        task=task,
-                        setting=setting,
-                        target=raw.get("target", "E003"),
-                        spec=spec,
-                        training=training,
-                        valid_cell_types=tuple(valid) if valid else None,
-                    )
+        for target, (test_chroms, valid_chroms), setting, spec in itertools.product(
+            targets, folds, settings, specs
+        ):
+            experiments.append(
+                Experiment(
+                    cube=store,
+                    task=task,
+                    setting=setting,
+                    target=target,
+                    spec=spec,
+                    training=training,
+                    valid_cell_types=tuple(valid) if valid else None,
+                    test_chroms=test_chroms,
+                    valid_chroms=valid_chroms,
                 )
+            )
     return SweepSpec(path=path, experiments=experiments)
 
 
@@ -255,7 +280,12 @@ def _open(path: str) -> Any:
 
 def make_split(ds: Any, exp: Experiment) -> splits.Split:
     """The paper's split of the experiment's setting on its cube."""
-    kw = {"valid_cell_types": exp.valid_cell_types} if exp.valid_cell_types else {}
+    kw: dict[str, Any] = {}
+    if exp.valid_cell_types:
+        kw["valid_cell_types"] = exp.valid_cell_types
+    if exp.test_chroms:
+        kw["test_chroms"] = exp.test_chroms
+        kw["valid_chroms"] = exp.valid_chroms
     return tasks.get_task(exp.task).split(ds, exp.setting, exp.target, **kw)
 
 
@@ -286,6 +316,7 @@ def run_experiment(exp: Experiment, predictions_dir: str | None = None) -> dict[
         "task": exp.task,
         "setting": exp.setting,
         "target": exp.target,
+        "test_chroms": ",".join(exp.test_chroms) or "chr1",
         "inputs": exp.input_kind,
         "family": exp.spec.family,
         "label": exp.spec.label,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -108,3 +110,37 @@ def test_run_sweep__rows_columns_restart_and_failures(tiny_cube: Path, tmp_path:
     assert len(failed) == 1 and "not a pitfall cube" in failed["error"].iloc[0]
     table4 = sweep.run_sweep([bad], results, workers=0, progress=False)
     assert table4["finished_at"].tolist() == table3["finished_at"].tolist()
+
+
+def test_sweep_from_dict__targets_and_folds(tiny_cube: Path, tmp_path: Path) -> None:
+    raw = {**_spec(tiny_cube, [{"family": "dense", "inputs": "random", "units": [[2]]}])}
+    del raw["target"]
+    raw |= {"targets": ["E003", "E116"], "settings": ["hybrid"],
+            "folds": [{"test": ["chr1"], "valid": ["chr2"]}, {"test": ["chr2"], "valid": ["chr1"]}]}  # fmt: skip
+    exps = sweep.sweep_from_dict(raw, root=tmp_path).experiments
+    assert [(e.target, e.test_chroms) for e in exps] == [
+        ("E003", ("chr1",)), ("E003", ("chr2",)), ("E116", ("chr1",)), ("E116", ("chr2",))
+    ]  # fmt: skip
+    assert len({e.id for e in exps}) == 4
+    # without a fold an experiment keeps the id it had before folds existed (restarts skip it)
+    plain = sweep.Experiment(str(tiny_cube), "expression", "hybrid", "E003", exps[0].spec)
+    old_key = json.dumps([plain.cube, "expression", "hybrid", "E003", plain.spec.to_dict(), [],
+                          None], sort_keys=True, default=str)  # fmt: skip
+    assert plain.id == hashlib.sha1(old_key.encode()).hexdigest()[:16] != exps[0].id
+    ds = cube.open_cube(tiny_cube)
+    split = sweep.make_split(ds, exps[3])
+    assert split.test_cell_types == ("E116",) and split.test_chroms == ("chr2",)
+    assert "chr2" not in split.train_chroms and "chr1" in split.train_chroms
+    table = sweep.run_sweep(exps[3:], tmp_path / "r", workers=0, progress=False,
+                            save_predictions=True)  # fmt: skip
+    row = table.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert (row["target"], row["test_chroms"]) == ("E116", "chr2")
+    scores = sweep.read_predictions(tmp_path / "r", row["id"])
+    assert set(ds["chrom"].sel(locus=scores.locus.values).values.tolist()) == {"chr2"}
+    labels = ds["label"].sel(cell_type=["E116"], locus=scores.locus.values)
+    assert evaluate.average_precision(labels, scores) == pytest.approx(row["ap"], abs=1e-12)
+    with pytest.raises(sweep.SweepError, match="target or targets"):
+        sweep.sweep_from_dict({**raw, "target": "E003"}, root=tmp_path)
+    with pytest.raises(sweep.SweepError, match="valid"):
+        sweep.sweep_from_dict({**raw, "folds": [{"test": ["chr1"]}]}, root=tmp_path)
