@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -155,7 +155,8 @@ class MostSimilar:
         """
         x = take_loci(self.cube[[self.on]], self.train_loci_)[self.on]
         if self.on == "value":
-            x = np.log1p(x.clip(min=0))
+            # numpy's stubs type ufuncs as returning ndarray; a DataArray stays a DataArray.
+            x = cast(xr.DataArray, np.log1p(x.clip(min=0)))
         dims = [d for d in x.dims if d != "cell_type"]
         cts = [c for c in self.candidates_ if c != target]
         r = xr.corr(x.sel(cell_type=target), x.sel(cell_type=cts), dim=dims).compute()

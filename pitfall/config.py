@@ -19,6 +19,7 @@ Floor 1: imports nothing of the project.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -67,9 +68,10 @@ class Key:
         What the key means (for messages).
     """
 
-    type: type | tuple[type, ...]
+    type: builtins.type | tuple[builtins.type, ...]
     required: bool = False
-    items: type | tuple[type, ...] | None = None
+    # ``builtins.type``: the field ``type`` above shadows the builtin inside this class body.
+    items: builtins.type | tuple[builtins.type, ...] | None = None
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | Callable[[], Any] | None = None

@@ -36,7 +36,7 @@ import zarr
 
 from pitfall import loci as loci_mod
 from pitfall import repository
-from pitfall.location import parse_location
+from pitfall.location import Location, parse_location
 from pitfall.loci import STR, LocusTable, chrom_order
 from pitfall.repository import open_repository
 from pitfall.schema import (
@@ -311,8 +311,8 @@ def _check_slab(cube: xr.Dataset, slab: xr.Dataset) -> None:
             f"slab assembly {slab.attrs['assembly']!r} differs from the cube's "
             f"{cube.attrs.get('assembly')!r}"
         )
-    cube_vars = set(cube.data_vars) & set(PER_CELL_TYPE_VARS)
-    slab_vars = set(slab.data_vars)
+    cube_vars = set(PER_CELL_TYPE_VARS) & set(cube.data_vars)
+    slab_vars = {str(v) for v in slab.data_vars}
     if cube_vars != slab_vars:
         raise CubeError(
             f"slab for {', '.join(new)} has variables {sorted(slab_vars)}, the cube "
@@ -499,7 +499,7 @@ def append_cell_type(
 
 
 def open_cube(
-    location: str | os.PathLike[str],
+    location: str | os.PathLike[str] | Location,
     *,
     branch: str | None = "main",
     tag: str | None = None,

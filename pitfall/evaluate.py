@@ -36,7 +36,7 @@ loci is about 100 MB per float64 array.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import dask
 import dask.array as da
@@ -353,6 +353,39 @@ def _merge_tree(parts: list[Any], merge: Any, fan_in: int) -> Any:
     while len(parts) > 1:
         parts = [merge(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
     return parts[0]
+
+
+@overload
+def average_precision_dask(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    chunks: int | tuple[int, ...] | str | None = ...,
+    fan_in: int = ...,
+    return_counts: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def average_precision_dask(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    chunks: int | tuple[int, ...] | str | None = ...,
+    fan_in: int = ...,
+    return_counts: Literal[True],
+) -> tuple[float, ScoreCounts]: ...
+
+
+@overload
+def average_precision_dask(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    chunks: int | tuple[int, ...] | str | None = ...,
+    fan_in: int = ...,
+    return_counts: bool,
+) -> float | tuple[float, ScoreCounts]: ...
 
 
 def average_precision_dask(

@@ -545,19 +545,19 @@ def _section_type_count(word: np.uint32, big_endian: bool) -> tuple[np.int64, np
 def _section_item(
     words: np.ndarray,
     floats: np.ndarray,
-    first_word: int,
-    kind: int,
-    i: int,
-    section_start: int,
-    step: int,
-    span: int,
-) -> tuple[np.int64, np.int64, np.float32]:
+    first_word: int | np.int64,
+    kind: int | np.int64,
+    i: int | np.int64,
+    section_start: int | np.int64,
+    step: int | np.int64,
+    span: int | np.int64,
+) -> tuple[int | np.int64, int | np.int64, np.float32]:
     if kind == 1:
         p = first_word + 3 * i
         return np.int64(words[p]), np.int64(words[p + 1]), floats[p + 2]
     if kind == 2:
         p = first_word + 2 * i
-        s = np.int64(words[p])
+        s: int | np.int64 = np.int64(words[p])
         return s, s + span, floats[p + 1]
     s = section_start + i * step
     return s, s + span, floats[first_word + i]
@@ -604,7 +604,7 @@ def _decode_bigwig_blocks_kernel(
         # each span's first item by binary search (items are sorted by start and by end),
         # then take items until one starts past the span. Blocks need not come in genomic
         # order, so the first span is found by binary search too.
-        i = 0
+        i: int | np.int64 = 0
         j = np.searchsorted(span_ends, section_start, side="right")
         while j < n_spans and i < count:
             # First item ending after the span starts.

@@ -28,9 +28,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import icechunk
+
+if TYPE_CHECKING:
+    from obstore.store import S3Config
 
 __all__ = ["Location", "LocationError", "parse_location", "storage"]
 
@@ -221,7 +224,7 @@ def object_store(
     prefix = loc.prefix or None
     if loc.scheme == "s3":
         endpoint = s3_endpoint(endpoint_url)
-        config: dict[str, Any] = {
+        config: S3Config = {
             "region": region
             or os.environ.get("AWS_REGION")
             or os.environ.get("AWS_DEFAULT_REGION")

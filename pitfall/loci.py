@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ FINGERPRINT_BLOCK = 1 << 20
 STRANDS = ("+", "-", ".")
 
 
-def chrom_order(chroms: Sequence[str] | Mapping[str, Any]) -> list[str]:
+def chrom_order(chroms: Iterable[str]) -> list[str]:
     """Natural chromosome order: chr1, chr2, ..., chr10, ..., chrX, chrY, chrM, then others."""
 
     def key(c: str) -> tuple[int, int, str]:
@@ -124,13 +124,13 @@ class LocusTable:
         **extra: Sequence[Any],
     ) -> LocusTable:
         """Build a table; default strand ``"."`` and names ``chrom:start-end``."""
-        chrom = strings(chrom)
-        start = np.asarray(start, dtype=np.int64).ravel()
-        end = np.asarray(end, dtype=np.int64).ravel()
-        strand = np.full(len(start), ".", dtype=STR) if strand is None else strings(strand)
-        name = bin_names(chrom, start, end) if name is None else strings(name)
+        chroms = strings(chrom)
+        starts = np.asarray(start, dtype=np.int64).ravel()
+        ends = np.asarray(end, dtype=np.int64).ravel()
+        strands = np.full(len(starts), ".", dtype=STR) if strand is None else strings(strand)
+        names = bin_names(chroms, starts, ends) if name is None else strings(name)
         ext = {k: np.asarray(v) for k, v in extra.items()} or None
-        return cls(chrom, start, end, strand, name, ext)
+        return cls(chroms, starts, ends, strands, names, ext)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> LocusTable:

@@ -167,7 +167,7 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     ax.set_ylabel("average precision")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title(title or "AP within groups of loci of equal activity")
-    if n_panels == 2:
+    if tests is not None and n_panels == 2:
         ax = axes[1]
         for comparison, part in tests.groupby("comparison", sort=False):
             part = part[part.group != "all"].sort_values("group")

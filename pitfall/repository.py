@@ -214,13 +214,25 @@ def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any
             return {}
 
 
+def zarr_array(group: zarr.Group, name: str) -> zarr.Array:
+    """``group[name]``, which must be an array (zarr types it as an array or a group)."""
+    arr = group[name]
+    if not isinstance(arr, zarr.Array):
+        raise TypeError(f"{name!r} in the cube is a zarr group, not an array")
+    return arr
+
+
 def cell_types_of(repo: icechunk.Repository, branch: str = "main") -> list[str]:
     """The cell types of the cube at the tip of ``branch``."""
     try:
         group = zarr.open_group(repo.readonly_session(branch).store, mode="r")
     except FileNotFoundError:  # an empty repository
         return []
-    return [str(c) for c in group["cell_type"][:]] if "cell_type" in group else []
+    return (
+        [str(c) for c in np.asarray(zarr_array(group, "cell_type")[:])]
+        if "cell_type" in group
+        else []
+    )
 
 
 def pause_point(name: str) -> None:

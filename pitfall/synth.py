@@ -74,6 +74,7 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import pyBigWig
@@ -319,7 +320,7 @@ class SynthParams:
         )
 
     @classmethod
-    def preset(cls, name: str, **overrides: object) -> SynthParams:
+    def preset(cls, name: str, **overrides: Any) -> SynthParams:
         """A preset of ``PRESETS`` with some fields replaced."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
@@ -543,13 +544,19 @@ def _count_starts(upper: bytes, motif: bytes) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
+class _GenomeInfo(TypedDict):
+    motif_count: np.ndarray
+    bin_motif_count: np.ndarray
+    n_runs: list[np.ndarray]
+
+
 def _write_genome(
     params: SynthParams,
     genes: dict[str, np.ndarray],
     bins: dict[str, np.ndarray],
     truth: dict[str, np.ndarray],
     path: Path,
-) -> dict[str, np.ndarray]:
+) -> _GenomeInfo:
     """Write the FASTA; return motif counts per gene and bin and the N runs per chromosome."""
     w = params.window
     gmotif, bmotif = GENE_MOTIF.encode(), BIN_MOTIF.encode()
@@ -797,7 +804,7 @@ def synthesize(
     params: SynthParams | str = "demo",
     *,
     workers: int = 1,
-    **overrides: object,
+    **overrides: Any,
 ) -> SynthCompendium:
     """Write a synthetic compendium into ``out_dir`` (created if needed).
 

@@ -412,7 +412,7 @@ def _runs_by_chrom(
         bw = pyBigWig.open(str(path))
     except RuntimeError as err:
         raise ValueError(f"{path} is not a readable bigWig ({err}); write it again") from err
-    out = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int | None]] = {}
     try:
         if not bw.isBigWig():
             raise ValueError(f"{path} is a bigBed, not a bigWig of scores")

@@ -16,7 +16,7 @@ Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.rep
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,7 @@ def begin_create(
             }
         )
     )
-    encoding: dict[str, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
+    encoding: dict[Hashable, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
     for name in ("cell_type", *CELL_TYPE_COORDS):
         encoding[name] = {"chunks": (1,)}
     with repository.quiet_zarr():
@@ -166,8 +166,8 @@ def begin_append(
     repository.pause_point("before_write")
     with repository.quiet_zarr():
         group = zarr.open_group(session.store, mode="r")
-        present = [str(c) for c in group["cell_type"][:]]
-        attrs = dict(group.attrs)
+        present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
+        attrs: dict[str, Any] = dict(group.attrs)
     if cell_type.id in present:
         raise CubeError(
             f"cell type {cell_type.id} is already in the cube at {loc}; a cell type is added "
@@ -187,11 +187,11 @@ def begin_append(
             *CELL_TYPE_COORDS,
             *(v for v in PER_CELL_TYPE_VARS if v in group),
         ]:
-            arr = group[name]
+            arr = repository.zarr_array(group, name)
             arr.resize((n + 1, *arr.shape[1:]))
-        group["cell_type"][n] = cell_type.id
-        group["cell_type_name"][n] = cell_type.name or cell_type.id
-        group["cell_type_group"][n] = cell_type.group
+        repository.zarr_array(group, "cell_type")[n] = cell_type.id
+        repository.zarr_array(group, "cell_type_name")[n] = cell_type.name or cell_type.id
+        repository.zarr_array(group, "cell_type_group")[n] = cell_type.group
     sources = dict(attrs.get("cell_type_sources", {}))
     sources[cell_type.id] = dict(cell_type.sources)
     return Transaction(
@@ -223,16 +223,16 @@ def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
     i1 = i0 + len(table)
     with repository.quiet_zarr():
         group = zarr.open_group(session.store, mode="r+")
-        group["locus"][i0:i1] = np.arange(i0, i1, dtype=np.int64)
-        group["chrom"][i0:i1] = table.chrom
-        group["start"][i0:i1] = table.start
-        group["end"][i0:i1] = table.end
+        repository.zarr_array(group, "locus")[i0:i1] = np.arange(i0, i1, dtype=np.int64)
+        repository.zarr_array(group, "chrom")[i0:i1] = table.chrom
+        repository.zarr_array(group, "start")[i0:i1] = table.start
+        repository.zarr_array(group, "end")[i0:i1] = table.end
         if schema.strand:
-            group["strand"][i0:i1] = (
+            repository.zarr_array(group, "strand")[i0:i1] = (
                 table.strand if table.strand is not None else np.full(len(table), ".", STR)
             )
         if schema.name:
-            group["name"][i0:i1] = (
+            repository.zarr_array(group, "name")[i0:i1] = (
                 table.name if table.name is not None else loci_mod.bin_names(
                     table.chrom, table.start, table.end
                 )

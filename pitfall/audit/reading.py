@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,7 +80,7 @@ def _warn(msg: str, log: list[str]) -> None:
     warnings.warn(msg, AuditWarning, stacklevel=4)
 
 
-def _examples(values: Sequence[Any], k: int = 5) -> str:
+def _examples(values: Iterable[Any], k: int = 5) -> str:
     values = list(values)
     shown = ", ".join(map(str, values[:k]))
     return shown + (", ..." if len(values) > k else "")

@@ -59,14 +59,21 @@ def _signature(source: Source) -> tuple[Any, ...]:
 def _cached(kind: str, source: str, signature: tuple[Any, ...]) -> Any:
     # Per process (each worker keeps its own): a peak or domain file is read once per
     # worker, not once per block; keyed on the signature so an edited file is read anew.
-    return _read(labels.LABEL_KINDS[kind].read, source)
+    reader = labels.LABEL_KINDS[kind].read
+    if reader is None:
+        raise BuildError(f"label kind {kind!r} has no reader (LabelKind.read)")
+    return _read(reader, source)
 
 
-def read_input(kind: str, source: Source) -> Any:
+def read_input(kind: str, source: Source | None) -> Any:
     """Read a label kind's table or file (cached per process and version of the file).
 
-    ``kind`` names a :data:`pitfall.sources.labels.LABEL_KINDS` entry.
+    ``kind`` names a :data:`pitfall.sources.labels.LABEL_KINDS` entry; ``source`` is the
+    manifest's ``[target] table`` or a cell type's ``target`` (the manifest's checks make
+    sure the kind's one is given).
     """
+    if source is None:
+        raise BuildError(f"label kind {kind!r}: no table or target file to read is given")
     return _cached(kind, str(source), _signature(source))
 
 
@@ -139,6 +146,8 @@ def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
         missing = [c for c in chroms if c not in sizes]
         if missing:
             raise BuildError(f"{m.loci_path}: chromosomes {missing} (from the manifest) are absent")
+        if m.bin_size is None:
+            raise BuildError(f"{m.path}: [loci] bins needs bin_size (e.g. 40000)")
         return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms), None
     frame = _read(annotation.read_bed_regions, m.loci_path, m.chroms)
     return loci_mod.LocusTable.from_frame(frame), None

@@ -15,6 +15,7 @@ import numpy as np
 from pitfall import loci as loci_mod
 from pitfall import transaction
 from pitfall.featurize.inputs import (
+    BuildError,
     _local,
     _missing_chrom_note,
     centred_windows,
@@ -63,6 +64,8 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
     else:
         regions = read_input(job.kind, job.target)
         place = labels.LABEL_KINDS[job.kind].place
+        if place is None:
+            raise BuildError(f"label kind {job.kind!r} has no place function (LabelKind.place)")
         label, summary = place(regions, table, missing="nan", return_summary=True)
         notes += [
             f"{job.target} has no {job.kind} on {c}: its labels are NaN there"

@@ -120,7 +120,7 @@ class Loader:
         self.reader = reader
         cts, loci = selection_index(cube, selection)
         self.cell_types = [str(c) for c in selection["cell_type"].values]
-        kw = {"batch_size": batch_size, "seed": seed, "prefetch": False}
+        kw: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "prefetch": False}
         self.source: EpochSource = (
             BalancedBatches(reader, cts, loci, self.encoder, batches_per_epoch=batches_per_epoch, **kw)
             if balanced

@@ -33,7 +33,7 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 VARIABLES = ("label", "signal", "sequence")
 
 
-def cell_type_index(cube: xr.Dataset, names: Sequence[Any]) -> np.ndarray:
+def cell_type_index(cube: xr.Dataset, names: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Positions along the cube's ``cell_type`` of ``names``, shape ``(n,)`` int64."""
     names = [str(c) for c in names]
     index = cube.indexes["cell_type"].get_indexer(names)
@@ -87,6 +87,8 @@ def zarr_arrays(cube: xr.Dataset, store: Any) -> dict[str, Any]:
     """
     import zarr
 
+    from pitfall.repository import zarr_array
+
     try:
         group = zarr.open_group(store, mode="r")
     except Exception:  # not a zarr group: no fast path, Dask still works
@@ -96,14 +98,14 @@ def zarr_arrays(cube: xr.Dataset, store: Any) -> dict[str, Any]:
             continue
         if coord not in group:
             return {}
-        stored = [str(v) for v in np.asarray(group[coord][:])]
+        stored = [str(v) for v in np.asarray(zarr_array(group, coord)[:])]
         if stored != [str(v) for v in cube[coord].values]:
             return {}
     out = {}
     for var in VARIABLES:
         if var not in cube or var not in group:
             continue
-        arr = group[var]
+        arr = zarr_array(group, var)
         names = tuple(getattr(arr.metadata, "dimension_names", None) or ())
         if tuple(arr.shape) == tuple(cube[var].shape) and names == tuple(cube[var].dims):
             out[var] = arr
@@ -190,7 +192,13 @@ class ChunkReader:
     def _read(self, var: str, k: int, ct: int | None) -> np.ndarray:
         c = self.chunk(var)
         lo, hi = k * c, min((k + 1) * c, self.cube.sizes["locus"])
-        key = slice(lo, hi) if var == "sequence" else (int(ct), slice(lo, hi))
+        key: slice | tuple[int, slice]
+        if var == "sequence":
+            key = slice(lo, hi)
+        elif ct is None:
+            raise TypeError(f"reading {var!r} needs a cell type position (ct)")
+        else:
+            key = (int(ct), slice(lo, hi))
         raw = self.stored.get(var)
         if raw is not None:
             return np.asarray(raw[key])

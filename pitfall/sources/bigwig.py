@@ -157,7 +157,7 @@ class _Inflater:
 
     def into(self, src: np.ndarray, a: int, b: int, out: np.ndarray, at: int, cap: int) -> int:
         """Inflate ``src[a:b]`` into ``out[at:at + cap]``; the inflated length."""
-        if self._state:
+        if self._state and self._lib is not None:
             code = self._lib.libdeflate_zlib_decompress(
                 self._state,
                 src.ctypes.data + a,
@@ -169,14 +169,16 @@ class _Inflater:
             if code == 0:
                 return self._n.value
             # Bad data or a block over the header's bound: zlib says which, below.
-        raw = zlib.decompress(src[a:b], bufsize=cap)
+        # ``.data``: the same bytes as a memoryview (numpy types ndarray as a buffer only
+        # for Python >= 3.12).
+        raw = zlib.decompress(src[a:b].data, bufsize=cap)
         if len(raw) > cap:
             raise ValueError(f"a data block inflates to {len(raw)} bytes, over the header's {cap}")
         out[at : at + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
         return len(raw)
 
     def close(self) -> None:
-        if self._state:
+        if self._state and self._lib is not None:
             self._lib.libdeflate_free_decompressor(self._state)
             self._state = None
 

@@ -419,7 +419,7 @@ def _region_labels(
             label[pos] = 1.0
             outside_bins += int(out.sum())
     off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
-    summary = {
+    summary: dict[str, Any] = {
         f"n_{what}": len(chrom),
         "chroms_without": chrom_order(without),
         "off_bins_chroms": {c: off[c] for c in chrom_order(off)},
