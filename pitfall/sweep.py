@@ -89,7 +89,7 @@ class Experiment:
     @property
     def id(self) -> str:
         """Stable id: the same experiment always gets the same id (restart skips it)."""
-        parts = [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
+        parts: list[Any] = [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
                  list(self.training), self.valid_cell_types]  # fmt: skip
         if self.test_chroms or self.valid_chroms:
             # only then, so that tables written before folds existed keep their ids
