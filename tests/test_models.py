@@ -511,7 +511,7 @@ def test_sweep_row__names_the_device(cube_path) -> None:
                            training=(("batches_per_epoch", 2), ("max_epochs", 1)))  # fmt: skip
     row = sweep.run_experiment(exp)
     assert row["status"] == "ok", row["error"]
-    assert row["device"] == devices.tensorflow_device("auto") and "device" in sweep.COLUMNS
+    assert row["device"] == devices.tensorflow_device("auto") and "device" in sweep.columns()
 
 
 # ------------------------------------------------------------------------------------ devices

@@ -23,3 +23,31 @@ FOLDER_MANIFESTS: dict[str, Callable[..., Path]] = {
     "tads": tads.manifest_from_folder,
     "ctcf": ctcf.manifest_from_folder,
 }
+
+
+def build_from_folder(
+    kind: str, data: str | Path, out: str | Path, *, workers: int | None = None
+) -> Path:
+    """The cube ``out/store/<kind>``, built from a data folder (as ``../shared/data``) unless
+    it is there already; its manifest goes to ``out/manifests/<kind>``.
+
+    The label-only cubes (``roadmap``, ``tads``) build in this process; the CTCF cube (14.4 M
+    loci) on a local cluster of ``workers`` processes.
+    """
+    from pitfall import featurize
+    from pitfall.cube import CubeError, open_cube
+
+    if kind not in FOLDER_MANIFESTS:
+        raise ValueError(f"unknown data set {kind!r}; known: {', '.join(FOLDER_MANIFESTS)}")
+    out = Path(out)
+    store = out / "store" / kind
+    if store.exists():
+        try:
+            open_cube(store)
+            return store
+        except CubeError:
+            pass  # an unfinished build: featurize.build resumes it
+    manifest = FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind)
+    local = kind != "ctcf"
+    featurize.build(manifest, store, workers=1 if local else workers, processes=not local)
+    return store
