@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from _real import build_cube
 
-from pitfall import baselines, cube, splits
+from pitfall import baselines, cube, datasets, splits
 from pitfall.genome import AUTOSOMES
 
 
@@ -33,7 +32,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube("ctcf", args.data, args.out, args.workers))
+    ds = cube.open_cube(
+        datasets.build_from_folder("ctcf", args.data, args.out, workers=args.workers)
+    )
     t_build = time.perf_counter() - t0
     lines = [str(c) for c in ds.cell_type.values]
     chroms = AUTOSOMES

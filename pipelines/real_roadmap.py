@@ -16,9 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from _real import build_cube
-
-from pitfall import baselines, cube, splits, tasks
+from pitfall import baselines, cube, datasets, splits, tasks
 from pitfall.genome import AUTOSOMES
 
 
@@ -29,7 +27,7 @@ def main() -> None:
     ap.add_argument("--target", default="E003")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube("roadmap", args.data, args.out))
+    ds = cube.open_cube(datasets.build_from_folder("roadmap", args.data, args.out))
     chroms = AUTOSOMES
     others = [str(c) for c in ds.cell_type.values if str(c) != args.target]
     expression = tasks.get_task("expression")

@@ -15,9 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from _real import build_cube
-
-from pitfall import baselines, cube, tasks
+from pitfall import baselines, cube, datasets, tasks
 
 
 def main() -> None:
@@ -27,7 +25,7 @@ def main() -> None:
     ap.add_argument("--target", default="hESC")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = cube.open_cube(build_cube("tads", args.data, args.out))
+    ds = cube.open_cube(datasets.build_from_folder("tads", args.data, args.out))
     results = {}
     for setting in ("cross-cell-type", "hybrid"):
         split = tasks.get_task("tad").split(ds, setting, args.target)

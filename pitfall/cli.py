@@ -146,6 +146,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_real(args: argparse.Namespace) -> int:
+    from pitfall import real_labels
+
+    real_labels.run(
+        args.data, args.out, size=args.size, workers=args.workers, scheduler=args.scheduler,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    return 0
+
+
 # ---------------------------------------------------------------------------- audit, tracks
 
 
@@ -512,6 +522,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="local workers; 0 = in-process")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="reports on real data")
+    report_sub = p.add_subparsers(dest="report_command", required=True)
+    q = report_sub.add_parser(
+        "real",
+        help="the pitfall on real Roadmap and TAD labels (memorisation curves, a grid of "
+        "targets, folds and seeds, XGBoost, partitioned baselines, Figure S5)",
+    )
+    q.add_argument("data", help="data folder laid out as ../shared/data (roadmap/, tads/)")
+    q.add_argument("--out", default="out/real", help="output folder (default out/real)")
+    q.add_argument("--size", choices=("paper", "quick"), default="paper",
+                   help="paper: the paper's recipe, about an hour on 2 cores; quick: minutes")  # fmt: skip
+    q.add_argument("--workers", type=int, default=None, help="local workers; 0 = in-process")
+    q.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    q.set_defaults(func=cmd_report_real)
 
     _add_audit(sub)
     _add_export_predictions(sub)

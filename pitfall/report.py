@@ -324,3 +324,128 @@ def html_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
     return path
+
+
+def grid_spread(summary: pd.DataFrame, title: str = ""):
+    """AP of each model size over a grid of targets and chromosome folds, with the seeds'
+    range, next to the average-activity baseline and the prevalence of each cell.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        One row per (setting, target, fold, model) with ``setting``, ``target``,
+        ``test_chroms``, ``label``, ``n_params``, ``ap_mean``, ``ap_min``, ``ap_max``,
+        ``ap_average_activity`` and ``prevalence``
+        (:func:`pitfall.real_labels.grid_summary`).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per setting; x: target and fold; a dot per model size at the seeds'
+        mean, a bar over their range; a black tick for the baseline, a grey one for the
+        prevalence.
+    """
+    plt = pyplot()
+    settings = [s for s in SETTINGS if s in set(summary["setting"])]
+    cells = list(dict.fromkeys(zip(summary["target"], summary["test_chroms"], strict=True)))
+    sizes = summary.drop_duplicates("label").sort_values("n_params")["label"].tolist()
+    shades = plt.cm.RdPu(np.linspace(0.45, 0.95, max(len(sizes), 2)))[: len(sizes)]
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(max(4.5, 0.5 * len(cells) + 1.5) * len(settings), 4.6),
+        sharey=True, squeeze=False,
+    )  # fmt: skip
+    width = 0.7
+    for ax, setting in zip(axes[0], settings, strict=True):
+        part = summary[summary["setting"] == setting]
+        for x, (target, fold) in enumerate(cells):
+            cell = part[(part["target"] == target) & (part["test_chroms"] == fold)]
+            if not len(cell):
+                continue
+            first = cell.iloc[0]
+            ax.hlines(first["ap_average_activity"], x - width / 2, x + width / 2, color="black",
+                      lw=1.6, label="average-activity baseline", zorder=2)  # fmt: skip
+            ax.hlines(first["prevalence"], x - width / 2, x + width / 2, color="0.55", lw=1.4,
+                      ls=(0, (2, 1)), label="prevalence (random ranking)", zorder=2)  # fmt: skip
+            for k, label in enumerate(sizes):
+                row = cell[cell["label"] == label]
+                if not len(row):
+                    continue
+                r = row.iloc[0]
+                dx = (k - (len(sizes) - 1) / 2) * (width / max(len(sizes), 1))
+                ax.vlines(x + dx, r["ap_min"], r["ap_max"], color=shades[k], lw=2.2, zorder=3)
+                ax.scatter([x + dx], [r["ap_mean"]], s=22, color=shades[k], zorder=4,
+                           edgecolor="white", linewidth=0.4, label=label)  # fmt: skip
+        ax.set_xticks(range(len(cells)), [f"{t}\n{f}" for t, f in cells], fontsize=7)
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.set_title(setting)
+        ax.grid(alpha=0.25, axis="y", lw=0.5)
+    axes[0, 0].set_ylabel("average precision (test; bar: seeds' range)")
+    handles, names = [], []
+    for h, lab in zip(*axes[0, 0].get_legend_handles_labels(), strict=True):
+        if lab not in names:
+            handles.append(h)
+            names.append(lab)
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * ((len(names) + 1) // 2), 1, 1))
+    return fig
+
+
+def partitioned_lines(table: pd.DataFrame, title: str = ""):
+    """AP within each activity group, one line per predictor, over the group sizes.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`pitfall.evaluate.partitioned_evaluation`'s rows: ``group`` (an int, or
+        ``"all"``, left out here), ``predictor``, ``n_loci``, ``prevalence``, ``ap``;
+        with a ``setting`` column, one column of panels per setting.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Top: AP per group for each predictor, and the prevalence; bottom: loci per group.
+    """
+    plt = pyplot()
+    t = table[table["group"] != "all"].copy()
+    t["group"] = t["group"].astype(int)
+    if "setting" not in t:
+        t["setting"] = ""
+    settings = list(dict.fromkeys(t["setting"]))
+    fig, axes = plt.subplots(
+        2, len(settings), figsize=(5.2 * len(settings) + 1.8, 5.4), sharex=True,
+        gridspec_kw={"height_ratios": [3, 1]}, squeeze=False,
+    )  # fmt: skip
+    colors = ["black", "#e7298a", "#7570b3", "#1b9e77", "#d95f02"]
+    for k, setting in enumerate(settings):
+        ax, bars = axes[0, k], axes[1, k]
+        part = t[t["setting"] == setting]
+        for j, (name, rows) in enumerate(part.groupby("predictor", sort=False)):
+            ax.plot(rows["group"], rows["ap"], marker="o", ms=3, lw=1.2,
+                    color=colors[j % len(colors)], label=name)  # fmt: skip
+        first = part.drop_duplicates("group").sort_values("group")
+        ax.plot(first["group"], first["prevalence"], color="0.55", ls=(0, (2, 1)), lw=1.2,
+                label="prevalence (random ranking)")  # fmt: skip
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.25, lw=0.5)
+        ax.set_title(setting)
+        bars.bar(first["group"], first["n_loci"], color="0.6", width=0.8)
+        bars.set_xlabel("training cell types in which the locus is active")
+    axes[0, 0].set_ylabel("AP within the group")
+    axes[1, 0].set_ylabel("loci")
+    handles, names = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in names:
+                handles.append(h)
+                names.append(lab)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

@@ -1,0 +1,556 @@
+"""The real-label report: the pitfall measured on real Roadmap expression and TAD labels.
+
+``pitfall report real DATA`` (or :func:`run`) builds the label cubes from a data folder laid
+out as ``../shared/data`` and runs, with the paper's training recipe:
+
+- the memorisation curve: the locus-constant random control (a random vector per locus,
+  the same in every cell type: it carries identity, no biology) over network size, across
+  cell types and in the hybrid setting, for H1 (E003) expression and for hESC TAD
+  boundaries;
+- the same control over a grid of targets from different Roadmap groups, two chromosome
+  folds, the smallest and the largest network and several seeds, so each claim is checked
+  with its spread rather than on one run;
+- XGBoost on the random inputs, trained on hundreds of thousands of pairs (enough rows for
+  trees to memorise 17k loci);
+- the partitioned evaluation: AP within groups of loci active in the same number of
+  training cell types, for the average-activity baseline and the random controls;
+- Figure S5: the average-activity baseline's AP against the target's similarity to the
+  training cell types, every epigenome as the target (no training needed).
+
+The findings (:func:`findings`) are computed from the results table and the cube, and the
+report's sentences read them, so every number in ``report.html`` is in ``findings.json``.
+Experiments are sweep rows (:mod:`pitfall.sweep`): a killed report restarts where it
+stopped, and the results table keeps every model's spec, seed and training time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pitfall import baselines, cube, datasets, evaluate, paper, report, splits, sweep, tasks
+
+__all__ = [
+    "PLANS",
+    "Plan",
+    "describe",
+    "findings",
+    "grid_summary",
+    "partitioned_baselines",
+    "pick_targets",
+    "plan_experiments",
+    "run",
+    "with_prevalence",
+]
+
+log = logging.getLogger(__name__)
+
+#: The roadmap cube's cell types are epigenomes; the TAD cube's, cell lines.
+ROADMAP_TARGET, TAD_TARGET = "E003", "hESC"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a real-label report trains.
+
+    Attributes
+    ----------
+    training
+        The sweep's ``[training]`` (the paper's recipe at ``paper`` size).
+    curve_units
+        Hidden layers of the random control along the memorisation curve (smallest first).
+    grid_units
+        The grid's smallest and largest random control.
+    n_targets
+        Targets of the grid: E003, then one epigenome from each of the largest other groups.
+    folds
+        ``(test chromosomes, validation chromosomes)`` of each fold.
+    seeds
+        Seeds of the grid (the curve uses the first).
+    gbm_trees, gbm_depth, gbm_sample
+        XGBoost on random inputs: tree counts, depth, and training pairs.
+    """
+
+    training: dict[str, Any]
+    curve_units: tuple[tuple[int, ...], ...]
+    grid_units: tuple[tuple[int, ...], tuple[int, ...]]
+    n_targets: int = 6
+    folds: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+        (("chr1",), ("chr2",)),
+        (("chr2",), ("chr1",)),
+    )
+    seeds: tuple[int, ...] = (0, 1, 2)
+    gbm_trees: tuple[int, ...] = (1, 4, 16, 64, 256)
+    gbm_depth: int = 8
+    gbm_sample: int = 400_000
+    tad_units: tuple[tuple[int, ...], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_POWERS = tuple((2**k,) for k in range(0, 13, 2))  # 1, 4, 16, ..., 4096 units
+
+#: Plans by size: ``paper`` is the report; ``quick`` checks the machinery in minutes.
+PLANS: dict[str, Plan] = {
+    "paper": Plan(
+        training=paper.TRAINING["paper"],
+        curve_units=(*_POWERS, (1024, 1024)),
+        # 10^5 parameters memorise as well as 4096 units here (AP 0.949 against 0.946 for
+        # E003) at a quarter of the cost; 10^6 would take the grid past two hours.
+        grid_units=((1,), (1024,)),
+        tad_units=_POWERS,
+    ),
+    "quick": Plan(
+        training=paper.TRAINING["quick"],
+        curve_units=((1,), (64,), (1024,)),
+        grid_units=((1,), (1024,)),
+        n_targets=2,
+        seeds=(0, 1),
+        gbm_trees=(1, 64),
+        gbm_depth=6,
+        gbm_sample=50_000,
+        tad_units=((1,), (1024,)),
+    ),
+}
+
+
+def pick_targets(
+    ds: xr.Dataset, n: int, *, first: str = ROADMAP_TARGET, exclude: Sequence[str] = ()
+) -> list[str]:
+    """``first``, then one cell type from each other group, largest groups first.
+
+    Groups are the cube's ``cell_type_group``; within a group the first cell type in cube
+    order that is not in ``exclude`` (validation cell types) is taken. Without groups,
+    the first cell types in cube order.
+
+    Returns
+    -------
+    list of str
+        ``n`` cube ids (fewer when the cube has fewer groups).
+    """
+    cts = [str(c) for c in ds["cell_type"].values]
+    if first not in cts:
+        raise splits.SplitError(f"target {first!r} is not in the cube")
+    out = [first]
+    if "cell_type_group" in ds.coords:
+        group = dict(zip(cts, map(str, ds["cell_type_group"].values), strict=True))
+        sizes = pd.Series(list(group.values())).value_counts()
+        order = sorted(sizes.index, key=lambda g: (-sizes[g], g))
+        for g in order:
+            if len(out) >= n:
+                break
+            if g == group[first]:
+                continue
+            pick = [c for c in cts if group[c] == g and c not in exclude and c not in out]
+            if pick:
+                out.append(pick[0])
+    else:
+        out += [c for c in cts if c not in exclude and c != first][: n - 1]
+    return out
+
+
+def _random_models(units: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    return [{"family": "dense", "inputs": "random", "units": [list(u) for u in units]}]
+
+
+def _folds(plan: Plan, which: Sequence[int] | None = None) -> list[dict[str, list[str]]]:
+    chosen = [plan.folds[i] for i in which] if which is not None else list(plan.folds)
+    return [{"test": list(t), "valid": list(v)} for t, v in chosen]
+
+
+def plan_experiments(
+    roadmap: str | Path, tads: str | Path, plan: Plan
+) -> dict[str, list[sweep.Experiment]]:
+    """The report's experiments by part: ``curve``, ``tad_curve``, ``grid``, ``gbm``.
+
+    The curve is the grid's first fold with its first seed, so the grid's E003 models of
+    that fold and seed are the curve's (one training, one row).
+    """
+    ds = cube.open_cube(roadmap)
+    expression = tasks.get_task("expression")
+    valid = tasks.resolve_cell_types(ds, expression.valid_cell_types)
+    targets = pick_targets(ds, plan.n_targets, exclude=valid)
+    both = ["cross-cell-type", "hybrid"]
+
+    def spec(cube_path: str | Path, task: str, **kw: Any) -> list[sweep.Experiment]:
+        raw = {"cube": str(Path(cube_path).resolve()), "task": task, "settings": both,
+               "training": dict(plan.training), **kw}  # fmt: skip
+        return sweep.sweep_from_dict(raw, root=Path.cwd()).experiments
+
+    gbm_training = {"sample_size": plan.gbm_sample, "valid_size": plan.training["valid_size"]}
+    return {
+        "curve": spec(roadmap, "expression", target=ROADMAP_TARGET, folds=_folds(plan, [0]),
+                      seeds=[plan.seeds[0]], models=_random_models(plan.curve_units)),
+        "tad_curve": spec(tads, "tad", target=TAD_TARGET, seeds=[plan.seeds[0]],
+                          models=_random_models(plan.tad_units or plan.curve_units)),
+        "grid": spec(roadmap, "expression", targets=targets, folds=_folds(plan),
+                     seeds=list(plan.seeds), models=_random_models(plan.grid_units)),
+        "gbm": [replace(e, training=tuple(sorted(gbm_training.items())))
+                for e in spec(roadmap, "expression", target=ROADMAP_TARGET,
+                              folds=_folds(plan, [0]), seeds=[plan.seeds[0]],
+                              models=[{"family": "xgboost", "inputs": "random",
+                                       "n_trees": list(plan.gbm_trees),
+                                       "max_depth": plan.gbm_depth}])],
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Findings
+
+
+def with_prevalence(
+    ds: xr.Dataset, rows: pd.DataFrame, experiments: Sequence[sweep.Experiment]
+) -> pd.DataFrame:
+    """``rows`` with a ``prevalence`` column: the share of active loci among the test loci
+    of each row's split (the expected AP of a random ranking)."""
+    by_id = {e.id: e for e in experiments}
+    cache: dict[str, float] = {}
+    out = []
+    for rid in rows["id"]:
+        split = sweep.make_split(ds, by_id[rid])
+        key = json.dumps(split.to_dict(), sort_keys=True)
+        if key not in cache:
+            y = split.test(ds)["label"].values
+            y = y[np.isfinite(y)]
+            cache[key] = float(y.mean()) if y.size else float("nan")
+        out.append(cache[key])
+    return rows.assign(prevalence=out)
+
+
+def grid_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, target, fold, model): the seeds' mean, min and max AP.
+
+    Columns: ``setting``, ``target``, ``test_chroms``, ``label``, ``n_params``, ``n_seeds``,
+    ``ap_mean``, ``ap_min``, ``ap_max``, ``ap_average_activity``, ``prevalence``.
+    """
+    t = rows
+    keys = ["setting", "target", "test_chroms", "label", "n_params"]
+    agg = t.groupby(keys, sort=False).agg(
+        n_seeds=("ap", "size"), ap_mean=("ap", "mean"), ap_min=("ap", "min"),
+        ap_max=("ap", "max"), ap_average_activity=("ap_average_activity", "first"),
+        prevalence=("prevalence", "first"),
+    )  # fmt: skip
+    return agg.reset_index()
+
+
+def findings(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The numbers the report's sentences state, from the results rows of each part (with
+    their ``prevalence``, :func:`with_prevalence`).
+
+    Returns
+    -------
+    dict
+        ``curve`` / ``tad_curve`` / ``gbm``: per setting, the AP of the smallest and of the
+        largest model, the best AP, the baseline's AP and the prevalence; ``grid``: per
+        setting, how many (target, fold) cells reach what, with the worst cases.
+    """
+    out: dict[str, Any] = {}
+    for part in ("curve", "tad_curve", "gbm"):
+        t = tables.get(part)
+        if t is None or not len(t):
+            continue
+        t = t.sort_values("n_params")
+        out[part] = {
+            s: {
+                "target": str(g["target"].iloc[0]),
+                "smallest": {"label": g["label"].iloc[0], "n_params": int(g["n_params"].iloc[0]),
+                             "ap": float(g["ap"].iloc[0])},
+                "largest": {"label": g["label"].iloc[-1],
+                            "n_params": int(g["n_params"].iloc[-1]), "ap": float(g["ap"].iloc[-1])},
+                "best_ap": float(g["ap"].max()),
+                "ap_average_activity": float(g["ap_average_activity"].iloc[0]),
+                "prevalence": float(g["prevalence"].iloc[0]),
+                "above_baseline": int((g["ap"] > g["ap_average_activity"]).sum()),
+                "n_models": len(g),
+            }
+            for s, g in t.groupby("setting")
+        }  # fmt: skip
+    grid = tables.get("grid")
+    if grid is not None and len(grid):
+        summary = grid_summary(grid)
+        largest = summary["n_params"] == summary["n_params"].max()
+        cct = summary[largest & (summary["setting"] == "cross-cell-type")]
+        hyb = summary[summary["setting"] == "hybrid"]
+        gap = (cct["ap_max"] - cct["ap_average_activity"]).to_numpy()
+        dev = np.maximum(
+            abs(hyb["ap_max"] - hyb["prevalence"]), abs(hyb["ap_min"] - hyb["prevalence"])
+        )
+        out["grid"] = {
+            "targets": list(dict.fromkeys(summary["target"])),
+            "folds": list(dict.fromkeys(summary["test_chroms"])),
+            "n_seeds": int(summary["n_seeds"].max()),
+            "cross_cell_type_largest": {
+                "n_cells": len(cct),
+                "ap_min": float(cct["ap_min"].min()),
+                "ap_mean": float(cct["ap_mean"].mean()),
+                "baseline_min": float(cct["ap_average_activity"].min()),
+                "share_of_baseline_gain_min": float(
+                    ((cct["ap_mean"] - cct["prevalence"])
+                     / (cct["ap_average_activity"] - cct["prevalence"])).min()),
+                "n_above_baseline": int((gap > 0).sum()),
+                "max_above_baseline": float(gap.max()),
+                "n_at_least_095": int((cct["ap_min"] >= 0.95).sum()),
+            },
+            "hybrid": {
+                "n_cells": len(hyb),
+                "max_abs_from_prevalence": float(dev.max()),
+                "n_within_002": int((dev <= 0.02).sum()),
+                "worst": hyb.iloc[int(np.argmax(dev.to_numpy()))][
+                    ["target", "test_chroms", "label"]].astype(str).to_dict(),
+            },
+        }  # fmt: skip
+    return out
+
+
+def describe(f: dict[str, Any]) -> dict[str, list[str]]:
+    """The report's sentences, by part, from :func:`findings`."""
+    out: dict[str, list[str]] = {}
+    for part, what in (("curve", "H1 (E003) expression"), ("tad_curve", "hESC TAD boundaries"),
+                       ("gbm", "H1 (E003) expression, XGBoost")):  # fmt: skip
+        if part not in f:
+            continue
+        lines = []
+        for setting, d in f[part].items():
+            lines.append(
+                f"{setting}: the random control goes from AP {d['smallest']['ap']:.3f} "
+                f"({d['smallest']['label']}) to {d['largest']['ap']:.3f} "
+                f"({d['largest']['label']}, {d['largest']['n_params']:,} parameters; best "
+                f"{d['best_ap']:.3f}); the average-activity baseline scores "
+                f"{d['ap_average_activity']:.3f} and a random ranking {d['prevalence']:.3f} "
+                f"(the prevalence); {d['above_baseline']} of {d['n_models']} models score "
+                f"above the baseline."
+            )
+        out[part] = [f"{what}. " + lines[0], *lines[1:]]
+    if "grid" in f:
+        g, c, h = f["grid"], f["grid"]["cross_cell_type_largest"], f["grid"]["hybrid"]
+        out["grid"] = [
+            f"{len(g['targets'])} targets ({', '.join(g['targets'])}) x {len(g['folds'])} "
+            f"chromosome folds ({', '.join(g['folds'])}) x {g['n_seeds']} seeds.",
+            f"Across cell types the largest random control scores AP {c['ap_mean']:.3f} on "
+            f"average (lowest seed {c['ap_min']:.3f}); it reaches at least 0.95 in "
+            f"{c['n_at_least_095']} of {c['n_cells']} target x fold cells (every seed), and "
+            f"closes at least {c['share_of_baseline_gain_min']:.0%} of the gap from the "
+            f"prevalence to the average-activity baseline in every cell. It scores above the "
+            f"baseline in {c['n_above_baseline']} of {c['n_cells']} cells (largest excess "
+            f"{c['max_above_baseline']:+.3f}).",
+            f"In the hybrid setting every model stays within {h['max_abs_from_prevalence']:.3f} "
+            f"of the prevalence ({h['n_within_002']} of {h['n_cells']} cells within 0.02 for "
+            f"every seed; the farthest: {h['worst']['label']} on {h['worst']['target']}, "
+            f"{h['worst']['test_chroms']}).",
+        ]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Partitioned evaluation and Figure S5
+
+
+def partitioned_baselines(
+    ds: xr.Dataset,
+    grid: pd.DataFrame,
+    experiments: Sequence[sweep.Experiment],
+    results_dir: str | Path,
+    target: str = ROADMAP_TARGET,
+) -> pd.DataFrame:
+    """AP within activity groups of ``target``'s test loci, in each setting of the grid.
+
+    For the first fold and seed of the grid, in each setting: the average-activity baseline
+    and the largest random control trained in that setting (its saved test scores), on that
+    setting's test loci (across cell types the loci trained on; in the hybrid setting the
+    held-out chromosome). Groups: the number of training and validation cell types in which
+    each locus is active (:func:`pitfall.evaluate.partition_by_activity`). Within a group
+    the baseline's scores are all equal, so its AP there is the group's prevalence.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`pitfall.evaluate.partitioned_evaluation`'s table with a ``setting`` column
+        first.
+    """
+    rows = grid[(grid["target"] == target) & (grid["seed"] == grid["seed"].min())]
+    rows = rows[rows["test_chroms"] == rows["test_chroms"].iloc[0]]
+    largest = rows[rows["n_params"] == rows["n_params"].max()].set_index("setting")
+    by_id = {e.id: e for e in experiments}
+    parts = []
+    for setting, row in largest.iterrows():
+        split = sweep.make_split(ds, by_id[row["id"]])
+        test = split.test(ds)
+        y = test["label"].sel(cell_type=target)
+        known = [*split.train_cell_types, *split.valid_cell_types]
+        groups = evaluate.partition_by_activity(
+            ds["label"].sel(cell_type=known, locus=test["locus"])
+        )
+        avg = baselines.AverageActivity(ds).fit(split.train(ds), split.valid(ds)).predict(test)
+        pred = sweep.read_predictions(results_dir, row["id"])
+        scores = {
+            "average activity": avg.sel(cell_type=target),
+            f"random control, {row['label'].split(' (')[0]}": pred.sel(
+                cell_type=target, locus=y["locus"]
+            ),
+        }
+        table = evaluate.partitioned_evaluation(y, scores, groups)
+        parts.append(table.assign(setting=setting)[["setting", *table.columns]])
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+
+
+def _say(msg: str) -> None:
+    print(f"pitfall report real: {msg}", flush=True)
+
+
+def run(
+    data: str | Path,
+    out: str | Path = "out/real",
+    *,
+    size: str = "paper",
+    plan: Plan | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build the real label cubes, run every experiment, write ``out/report.html``.
+
+    Parameters
+    ----------
+    data
+        A folder laid out as ``../shared/data`` (``roadmap/``, ``tads/``).
+    out
+        Output folder: ``store/`` (cubes), ``results/`` (the sweep table and test scores),
+        ``figures/``, ``findings.json``, ``report.html``. A rerun skips what is done.
+    size
+        ``"paper"`` (the paper's recipe; about an hour on 2 cores) or ``"quick"``.
+    plan
+        Overrides ``size`` with an explicit :class:`Plan`.
+    workers, scheduler
+        Sweep workers (local processes; 0 runs in this process) or a Dask scheduler.
+
+    Returns
+    -------
+    pathlib.Path
+        The report.
+    """
+    t0 = time.perf_counter()
+    data, out = Path(data), Path(out).resolve()
+    if plan is None:
+        if size not in PLANS:
+            raise ValueError(f"size {size!r} is not one of {', '.join(PLANS)}")
+        plan = PLANS[size]
+    missing = [d for d in ("roadmap", "tads") if not (data / d).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"{data} has no {' or '.join(d + '/' for d in missing)} folder: give the folder "
+            f"laid out as ../shared/data (see its README), or download with `pitfall fetch`"
+        )
+    paths = {k: datasets.build_from_folder(k, data, out) for k in ("roadmap", "tads")}
+    _say(f"cubes ready ({time.perf_counter() - t0:.0f} s): {paths['roadmap']}, {paths['tads']}")
+    parts = plan_experiments(paths["roadmap"], paths["tads"], plan)
+    todo = list(dict.fromkeys(e for exps in parts.values() for e in exps))
+    _say(f"{len(todo)} models to train or find in {out / 'results'}")
+    t1 = time.perf_counter()
+    table = sweep.run_sweep(todo, out / "results", workers=workers, scheduler=scheduler,
+                            save_predictions=True, progress=progress)  # fmt: skip
+    train_seconds = time.perf_counter() - t1
+    by_id = table.set_index("id")
+    roadmap, tads = cube.open_cube(paths["roadmap"]), cube.open_cube(paths["tads"])
+    tables = {}
+    for part, exps in parts.items():
+        ids = [e.id for e in exps if e.id in by_id.index]
+        rows = by_id.loc[ids].reset_index()
+        failed = rows[rows["status"] != "ok"]
+        if len(failed):
+            _say(f"{len(failed)} of the {part} models failed; the first: {failed['error'].iloc[0]}")
+        ds = tads if part == "tad_curve" else roadmap
+        tables[part] = with_prevalence(ds, rows[rows["status"] == "ok"], exps)
+    found = findings(tables)
+    sentences = describe(found)
+    figs = out / "figures"
+    sections = []
+    styles = baselines.figure_styles(["average_activity", "random"])
+    both = ["cross-cell-type", "hybrid"]
+    for part, title in (
+        ("curve", "Memorisation on real labels: Roadmap expression, target H1 (E003)"),
+        ("tad_curve", "Memorisation on real labels: TAD boundaries, target hESC"),
+        ("gbm", "XGBoost on the random control: Roadmap expression, target E003"),
+    ):
+        rows = tables[part]
+        if not len(rows):
+            continue
+        fig = report.ap_vs_params(rows, settings=both, title=title, baselines=styles)
+        sections.append({
+            "heading": title, "findings": sentences.get(part, []),
+            "figures": [report.save(fig, figs / f"real_{part}.png")],
+            "tables": [rows[["setting", "label", "n_params", "ap", "ap_average_activity",
+                             "ap_random", "epochs", "train_seconds"]]
+                       .sort_values(["setting", "n_params"])],
+        })  # fmt: skip
+    grid = tables["grid"]
+    if len(grid):
+        summary = grid_summary(grid)
+        fig = report.grid_spread(summary, title="The random control over targets, folds and seeds")
+        sections.append({
+            "heading": "Across targets, chromosome folds and seeds",
+            "findings": sentences.get("grid", []),
+            "figures": [report.save(fig, figs / "real_grid.png")], "tables": [summary],
+        })  # fmt: skip
+        part = partitioned_baselines(roadmap, grid, parts["grid"], out / "results")
+        fig = report.partitioned_lines(
+            part, title="Test loci of E003, grouped by the training cell types active there"
+        )
+        sections.append({
+            "heading": "Partitioned evaluation of the baselines",
+            "text": ["Loci are grouped by how many training and validation epigenomes express "
+                     "them. Within a group the average activity is one value, so the "
+                     "baseline's AP there is the group's prevalence: its strength comes "
+                     "entirely from ranking the groups. A model that learned the target's "
+                     "own regulation would rank loci within a group."],
+            "figures": [report.save(fig, figs / "real_partitioned.png")],
+            "tables": [part],
+        })  # fmt: skip
+    s5 = paper.baseline_vs_similarity(
+        roadmap, train_chroms=[c for c in splits.cube_chroms(roadmap) if c != "chr1"],
+        test_chroms=["chr1"], on="label",
+    )  # fmt: skip
+    fig = report.baseline_vs_similarity(
+        s5, title="Figure S5: the average-activity baseline against the training set's "
+        "similarity (every epigenome as the target, test chr1)"
+    )  # fmt: skip
+    found["s5"] = {"n_targets": len(s5), **paper.similarity_summary(s5)}
+    sections.append({
+        "heading": "Figure S5: baseline strength against similarity",
+        "text": ["Each epigenome in turn is the target; the baseline averages the others' "
+                 "labels (no training). Similarity: the correlation of the target's labels "
+                 "with each other epigenome's, on the loci off the test chromosome."],
+        "figures": [report.save(fig, figs / "figure_s5_baseline_vs_similarity.png")],
+        "tables": [s5],
+    })  # fmt: skip
+    found["run"] = {"seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
+                    "n_models": len(todo), "plan": plan.to_dict()}  # fmt: skip
+    (out / "findings.json").write_text(json.dumps(found, indent=2, default=str))
+    path = report.html_report(
+        out / "report.html",
+        title="pitfall on real labels: memorisation across cell types",
+        sections=sections,
+        footer={
+            "run": f"{len(todo)} models, {time.perf_counter() - t0:.0f} s "
+                   f"({train_seconds:.0f} s training)",
+            "cube roadmap snapshot": roadmap.attrs["snapshot"],
+            "cube tads snapshot": tads.attrs["snapshot"],
+            "packages": ", ".join(f"{k} {v}" for k, v in sweep.package_versions().items()),
+            "results table": str(out / "results" / sweep.RESULTS_FILE),
+        },
+    )  # fmt: skip
+    _say(f"report: {path} ({time.perf_counter() - t0:.0f} s)")
+    return path
