@@ -203,6 +203,71 @@ def test_loader__target_and_fixed_sample(cube, split) -> None:
     np.testing.assert_array_equal(x["signal"], x2["signal"])
 
 
+def naive_loo_average(cube, members: list[str], ct: np.ndarray, loc: np.ndarray) -> np.ndarray:
+    """Per pair: mean label at its locus over ``members`` other than the pair's own cell
+    type, straight from ``cube.label.values``; the members' prevalence where none has one."""
+    labels = cube["label"].values.astype(np.float64)
+    names = list(map(str, cube["cell_type"].values))
+    idx = [names.index(c) for c in members]
+    block = labels[idx]
+    fill = np.nansum(block) / np.sum(~np.isnan(block))
+    out = np.empty(loc.size)
+    for r, (c, locus) in enumerate(zip(ct, loc, strict=True)):
+        vals = [labels[m, locus] for m in idx if m != c and not np.isnan(labels[m, locus])]
+        out[r] = np.mean(vals) if vals else fill
+    return out.astype(np.float32)
+
+
+def test_locus_average__each_pair_without_its_own_label(cube, split) -> None:
+    members = [*split.train_cell_types, *split.valid_cell_types]
+    avg = loaders.LocusAverage.from_cube(cube, members)
+    n_ct, n_loci = cube.sizes["cell_type"], cube.sizes["locus"]
+    ct = np.repeat(np.arange(n_ct), n_loci)
+    loc = np.tile(np.arange(n_loci), n_ct)
+    y = cube["label"].values[ct, loc]
+    np.testing.assert_allclose(avg.values(loc, ct, y), naive_loo_average(cube, members, ct, loc),
+                               rtol=1e-6)  # fmt: skip
+    # a member's rows need their labels; a cell type outside the set gets the plain mean
+    with pytest.raises(ValueError, match="labels"):
+        avg.values(loc, ct)
+    target = list(map(str, cube["cell_type"].values)).index("E003")
+    plain = np.nanmean(cube["label"].sel(cell_type=members).values, axis=0)
+    got = avg.values(np.arange(n_loci), np.full(n_loci, target))
+    known = ~np.isnan(plain)
+    np.testing.assert_allclose(got[known], plain[known], rtol=1e-6)
+    np.testing.assert_allclose(avg.mean()[known], plain[known], rtol=1e-6)
+    with pytest.raises(ValueError, match="average_cell_types"):
+        avg.without(cube, members)
+
+
+@pytest.mark.parametrize("inputs", ["signal", "sequence"])
+def test_loader__average_input_is_each_pairs_leave_one_out_mean(cube, split, inputs) -> None:
+    members = [*split.train_cell_types, *split.valid_cell_types]
+    avg = loaders.LocusAverage.from_cube(cube, members)
+    loader = _loader(cube, split, inputs=inputs, seed=3, average=avg)
+    ct, loc = naive_pairs(cube, split, seed=3, epoch=0)
+    got = list(loader.epoch(0))
+    want = [naive_batch(cube, ct[s : s + BS], loc[s : s + BS], inputs, 3)
+            for s in range(0, ct.size, BS)]  # fmt: skip
+    loo = naive_loo_average(cube, members, ct, loc)
+    for b, (x, _) in enumerate(want):
+        x["average"] = loo[b * BS : (b + 1) * BS, None]
+    assert_batches_equal(got, want)
+    assert loader.input_shapes()["average"] == (1,)
+    # the fixed sample carries it too, and a three-argument target sees the cell types
+    seen = {}
+
+    def target(y, locus, cell_type):
+        seen.update(ct=cell_type, loc=locus)
+        return y
+
+    x, _ = _loader(cube, split, inputs=inputs, seed=3, average=avg, target=target).sample(40, key=2)
+    assert set(seen["ct"]) <= set(loaders.cell_type_index(cube, split.train_cell_types))
+    np.testing.assert_allclose(x["average"][:, 0],
+                               naive_loo_average(cube, members, seen["ct"], seen["loc"]),
+                               rtol=1e-6)  # fmt: skip
+
+
 def test_loader__pickles_and_refuses_bad_shards(cube, split) -> None:
     loader = _loader(cube, split, inputs="sequence", seed=5)
     list(loader.epoch(0))  # a prefetch thread and a warm cache: neither travels

@@ -20,6 +20,7 @@ from pitfall.models import (  # noqa: E402
     TrainableModel,
     devices,
     make_model,
+    training_keywords,
 )
 from pitfall.models import inputs as inp  # noqa: E402
 from pitfall.predictor import Predictor  # noqa: E402
@@ -75,6 +76,13 @@ SPECS = [
     ModelSpec("combined", units=(3,), seq_units=(4, 2), joint_units=5),
     ModelSpec("combined", units=(3, 2), filters=(2, 3), seq_units=(4,), joint_units=2),
     ModelSpec("seq_conv", filters=(2,), units=(3,), target="residual"),
+    # the first remedy: the average activity as one more input of the first dense layer
+    ModelSpec("dense", units=(4, 3), average=True),
+    ModelSpec("dense", inputs="random", units=(5,), n_random=12, average=True),
+    ModelSpec("seq_dense", units=(3, 2), average=True),
+    ModelSpec("seq_conv", filters=(2, 3), units=(4,), average=True, target="residual"),
+    ModelSpec("combined", units=(3,), seq_units=(4, 2), joint_units=5, average=True),
+    ModelSpec("combined", units=(3, 2), filters=(2,), seq_units=(4,), joint_units=2, average=True),
 ]
 
 
@@ -343,7 +351,9 @@ def test_residual_target__predictions_back_on_score_scale(cube, cross_ct) -> Non
     model.fit(cross_ct.train(cube), cross_ct.valid(cube))
     test = cross_ct.test(cube)
     pred = model.predict(test)
-    avg = inp.average_activity(cube, cross_ct.train_cell_types)[test["locus"].values]
+    # the average over the cell types the model saw (training and validation)
+    seen = [*cross_ct.train_cell_types, *cross_ct.valid_cell_types]
+    avg = inp.average_activity(cube, seen)[test["locus"].values]
     xs, _, _ = inp.assemble(cube, test, "signal")
     raw = model.model_.predict_on_batch(xs[0]).ravel()
     np.testing.assert_allclose(pred.values[0], raw + avg, atol=1e-5)
@@ -355,10 +365,114 @@ def test_residual_target__predictions_back_on_score_scale(cube, cross_ct) -> Non
 
 
 def test_residual_target__refuses_the_test_cell_types_own_labels(cube, xchrom) -> None:
+    # across chromosomes the only cell type seen is the target: nothing else to average
     spec = ModelSpec("dense", units=(2,), target="residual")
-    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2).fit(xchrom.train(cube))
     with pytest.raises(ValueError, match="average_cell_types"):
-        model.predict(xchrom.test(cube))
+        make_model(spec, cube, max_epochs=1, batches_per_epoch=2).fit(xchrom.train(cube))
+    # given other cell types, the target's own labels still never enter its average
+    others = [c for c in map(str, cube["cell_type"].values) if c != "E003"]
+    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2,
+                       average_cell_types=["E003", *others])  # fmt: skip
+    model.fit(xchrom.train(cube))
+    test = xchrom.test(cube)
+    avg = inp.average_activity(cube, others)[test["locus"].values]
+    raw = model.model_.predict_on_batch(inp.assemble(cube, test, "signal")[0][0]).ravel()
+    np.testing.assert_allclose(model.predict(test).values[0], raw + avg, atol=1e-5)
+
+
+def _poisoned(cube, how: str):
+    """The cube with the target E003's labels replaced (NaN or flipped), in memory, with no
+    store to read the clean labels from."""
+    lab = cube["label"].values.copy()
+    t = list(map(str, cube["cell_type"].values)).index("E003")
+    lab[t] = np.nan if how == "nan" else np.where(np.isnan(lab[t]), np.nan, 1 - lab[t])
+    out = cube.copy()
+    out["label"] = (cube["label"].dims, lab)
+    out["label"].encoding = dict(cube["label"].encoding)  # the same chunk grid: same draws
+    out.encoding = {}
+    return out
+
+
+@pytest.mark.parametrize("how", ["nan", "flipped"])
+@pytest.mark.parametrize(
+    "spec",
+    [ModelSpec("dense", units=(4,), average=True),
+     ModelSpec("seq_dense", units=(2,), average=True, target="residual"),
+     ModelSpec("xgboost", inputs="signal", n_trees=2, max_depth=2, average=True)],
+    ids=lambda s: s.label,
+)  # fmt: skip
+def test_remedies__inputs_unchanged_when_the_target_labels_are_poisoned(cube, cross_ct, spec,
+                                                                       how) -> None:  # fmt: skip
+    bad = _poisoned(cube, how)
+    assert not np.array_equal(np.nan_to_num(bad["label"].values, nan=-1),
+                              np.nan_to_num(cube["label"].values, nan=-1))  # fmt: skip
+    kw = {"max_epochs": 1, "batches_per_epoch": 4, "valid_size": 64, "sample_size": 64,
+          "in_memory": True}  # fmt: skip
+    models = []
+    for ds in (cube, bad):
+        m = make_model(spec, ds, **training_keywords(spec, kw))
+        models.append(m.fit(cross_ct.train(ds), cross_ct.valid(ds)))
+    clean, poisoned = models
+    np.testing.assert_array_equal(clean.average_.sums, poisoned.average_.sums)
+    np.testing.assert_array_equal(clean.average_.counts, poisoned.average_.counts)
+    # what the model trains on, validates on, and scores at test: all the same
+    for a, b in zip(clean.loader(cross_ct.train(cube)).epoch(0),
+                    poisoned.loader(cross_ct.train(bad)).epoch(0), strict=True):  # fmt: skip
+        for k in a[0]:
+            np.testing.assert_array_equal(a[0][k], b[0][k])
+        np.testing.assert_array_equal(a[1], b[1])
+    va, vb = (
+        clean.validation_sample(cross_ct.valid(cube)),
+        poisoned.validation_sample(cross_ct.valid(bad)),
+    )
+    np.testing.assert_array_equal(va[0]["average"], vb[0]["average"])
+    np.testing.assert_array_equal(va[1], vb[1])
+    fa, fb = clean.features(cross_ct.test(cube)), poisoned.features(cross_ct.test(bad))
+    assert fa.keys() == fb.keys() and "average" in fa
+    for k in fa:
+        np.testing.assert_array_equal(fa[k], fb[k])
+    bases = [[base for *_, base in m.iter_inputs(cross_ct.test(ds))]
+             for m, ds in ((clean, cube), (poisoned, bad))]  # fmt: skip
+    for a, b in zip(*bases, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_remedies__test_average_is_the_average_activity_baseline(cube, cross_ct) -> None:
+    from pitfall import baselines
+
+    spec = ModelSpec("dense", units=(2,), average=True, target="residual")
+    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2, valid_size=64)
+    model.fit(cross_ct.train(cube), cross_ct.valid(cube))
+    test = cross_ct.test(cube)
+    base = baselines.AverageActivity(cube).fit(cross_ct.train(cube), cross_ct.valid(cube))
+    want = base.predict(test).values[0]
+    got = model.features(test)["average"][0, :, 0]
+    known = ~np.isnan(want)
+    np.testing.assert_allclose(got[known], want[known], rtol=1e-6)
+    # the residual's scores are the network's output plus exactly that average
+    x = {k: v[0] for k, v in model.features(test).items()}
+    raw = model.model_.predict_on_batch(x).ravel()
+    np.testing.assert_allclose(model.predict(test).values[0], raw + got, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["label", "residual"])
+def test_remedies__run_end_to_end_in_a_sweep(cube, cube_path, target) -> None:
+    spec = ModelSpec("dense", units=(4,), average=True, target=target)
+    exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="hybrid",
+                           target="E003", spec=spec, valid_cell_types=("E113",),
+                           training=(("batches_per_epoch", 8), ("max_epochs", 2),
+                                     ("valid_size", 64)))  # fmt: skip
+    row = sweep.run_experiment(exp)
+    assert row["status"] == "ok", row["error"]
+    assert 0 < row["ap"] <= 1 and "+average" in row["label"]
+    assert row["n_params"] == spec.n_params(cube.sizes["mark"]) == (5 + 1 + 1) * 4 + 4 + 1
+
+
+def test_spec__later_fields_only_in_the_dict_when_set() -> None:
+    plain = ModelSpec("dense", units=(4,))
+    assert "average" not in plain.to_dict()
+    assert ModelSpec("dense", units=(4,), average=True).to_dict()["average"] is True
+    assert ModelSpec.from_dict(ModelSpec("dense", units=(4,), average=True).to_dict()).average
 
 
 def test_make_model__accepts_a_dict(cube) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pitfall.loaders.average import LocusAverage
 from pitfall.loaders.core import Batch, Loader
 from pitfall.loaders.encoding import InputEncoder, flatten, permute_codes, random_inputs
 from pitfall.loaders.readers import (
@@ -62,6 +63,7 @@ __all__ = [
     "EpochSource",
     "InputEncoder",
     "Loader",
+    "LocusAverage",
     "MemoryReader",
     "cell_type_index",
     "flatten",

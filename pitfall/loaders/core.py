@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pitfall.loaders.average import LocusAverage
 from pitfall.loaders.encoding import InputEncoder
 from pitfall.loaders.readers import (
     DEFAULT_CACHE_BYTES,
@@ -22,7 +24,17 @@ from pitfall.loaders.readers import (
 from pitfall.loaders.sampling import AllPairs, BalancedBatches, Epoch, EpochSource, gather
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
-Target = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Target = Callable[..., np.ndarray]
+
+
+def _takes_cell_type(target: Target) -> bool:
+    """Whether ``target`` takes a third positional argument (the pairs' cell types)."""
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the documented two
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 class Loader:
@@ -30,7 +42,8 @@ class Loader:
 
     ``x`` is a dict of float32 arrays keyed by input -- ``sequence`` ``(b, L, 4)`` (one-hot,
     encoded on the fly by the Numba kernel), ``signal`` ``(b, n_marks)``, or ``random``
-    ``(b, n_random)`` -- and ``y`` the labels ``(b,)`` float32 (or ``target(y, locus)``).
+    ``(b, n_random)``, and ``average`` ``(b, 1)`` when given one -- and ``y`` the labels
+    ``(b,)`` float32 (or ``target(y, locus)``).
     Every batch is a pure function of ``(seed, epoch, batch)``: the same whatever the reader
     (streamed or in memory), threading, prefetching or sharding.
 
@@ -64,8 +77,12 @@ class Loader:
         the ``n`` shards are disjoint and together are the whole epoch, in the same order
         when interleaved round-robin (as a PyTorch ``DataLoader`` interleaves its workers).
     target
-        ``target(y, locus) -> y'`` applied to the labels of every batch (``locus``: cube
-        positions), e.g. the residual target; default the labels.
+        ``target(y, locus) -> y'`` or ``target(y, locus, cell_type) -> y'`` applied to the
+        labels of every batch (``locus``, ``cell_type``: cube positions), e.g. the residual
+        target; default the labels.
+    average
+        Add the input ``average`` (:class:`~pitfall.loaders.average.LocusAverage`): the
+        locus's mean label over the set's cell types other than the pair's own.
     reader
         A :class:`~pitfall.loaders.readers.ChunkReader` to share (its chunk cache) with
         other loaders of the same cube.
@@ -100,6 +117,7 @@ class Loader:
         shuffle: bool = True,
         shard: tuple[int, int] = (0, 1),
         target: Target | None = None,
+        average: LocusAverage | None = None,
         reader: ChunkReader | None = None,
         store: Any = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -110,7 +128,9 @@ class Loader:
         if not 0 <= k < n:
             raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
         self.cube = cube
-        self.encoder = InputEncoder(inputs, permuted=permuted, seed=seed, n_random=n_random)
+        self.encoder = InputEncoder(
+            inputs, permuted=permuted, seed=seed, n_random=n_random, average=average
+        )
         if reader is None:
             reader = (
                 MemoryReader(cube, ["label", *self.encoder.needs])
@@ -131,6 +151,7 @@ class Loader:
         self.batch_size = batch_size
         self.shard = (k, n)
         self.target = target
+        self._target_cell_type = target is not None and _takes_cell_type(target)
         self.prefetch = prefetch
         self.next_epoch = 0
         self._home = os.getpid()
@@ -224,10 +245,17 @@ class Loader:
         self.next_epoch = int(i)
 
     # ------------------------------------------------------------------------------------
+    def _apply_target(self, y: np.ndarray, locus: np.ndarray, cell_type: np.ndarray) -> np.ndarray:
+        assert self.target is not None
+        if self._target_cell_type:
+            return np.asarray(self.target(y, locus, cell_type), np.float32)
+        return np.asarray(self.target(y, locus), np.float32)
+
     def _make(self, i: int) -> Epoch:
         ep = self.source.epoch(i, self.batch_ids)
         if self.target is not None:
-            ep.data["y"] = np.asarray(self.target(ep.data["y"], ep.data["locus"]), np.float32)
+            d = ep.data
+            d["y"] = self._apply_target(d["y"], d["locus"], d["cell_type"])
         return ep
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -313,10 +341,11 @@ class Loader:
         rng = np.random.default_rng([self.seed, *np.atleast_1d(key).tolist()])
         drawn = self.source.sampler.draw(n // 2, n - n // 2, rng)
         raw = gather(self.reader, drawn["cell_type"], drawn["locus"], self.encoder.needs)
+        raw["y"] = drawn["y"]
         prepared = self.encoder.prepare(raw)
         y = drawn["y"]
         if self.target is not None:
-            y = np.asarray(self.target(y, drawn["locus"]), dtype=np.float32)
+            y = self._apply_target(y, drawn["locus"], drawn["cell_type"])
         return self.encoder.inputs_of(prepared), y
 
     # ------------------------------------------------------------------------------------

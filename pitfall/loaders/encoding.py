@@ -3,7 +3,9 @@
 Raw inputs are read from the cube per (cell type, locus) pair -- ``signal`` rows
 ``(n, n_marks)`` float32 and sequence ``codes`` ``(n, L)`` uint8 -- and an
 :class:`InputEncoder` turns them into what a model eats: a dict keyed ``sequence``
-(one-hot, ``(n, L, 4)``), ``signal`` ``(n, n_marks)`` and/or ``random`` ``(n, n_random)``.
+(one-hot, ``(n, L, 4)``), ``signal`` ``(n, n_marks)`` and/or ``random`` ``(n, n_random)``,
+and, for the paper's first remedy, ``average`` ``(n, 1)``: the locus's average activity
+over the cell types a model may see (:class:`~pitfall.loaders.average.LocusAverage`).
 
 Controls (Schreiber et al. 2020), both functions of the locus's *position in the cube* and a
 seed only, so they are computed per locus, on the fly, without a table, identically in every
@@ -13,7 +15,7 @@ cell type and every process:
   identifiable (its base composition is kept), the motif grammar is gone.
 - :func:`random_inputs`: a Gaussian vector per locus. It carries no biology, only identity.
 
-Floor 2: imports only :mod:`pitfall.kernels`.
+Floor 2: imports only :mod:`pitfall.kernels` (and the loaders' own average).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numba
 import numpy as np
 
 from pitfall import kernels
+from pitfall.loaders.average import LocusAverage
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -140,22 +143,33 @@ class InputEncoder:
         Seed of the controls.
     n_random
         Width of the random control.
+    average
+        Add the input ``average`` ``(n, 1)``: each pair's locus average over the set's cell
+        types other than its own (:meth:`LocusAverage.values`; rows of a cell type in the
+        set need their label, ``raw["y"]``, in :meth:`prepare`).
 
     Notes
     -----
     :meth:`prepare` does the per-row work that depends on the locus only (permutation,
-    random vectors); it runs once per epoch, in the prefetch thread. :meth:`inputs_of`
-    one-hot encodes a batch (by the Numba kernel of :mod:`pitfall.kernels`) into fresh
+    random vectors, the average); it runs once per epoch, in the prefetch thread.
+    :meth:`inputs_of` one-hot encodes a batch (by the Numba kernel of :mod:`pitfall.kernels`) into fresh
     arrays, or into a buffer reused across calls of the same batch size.
     """
 
     def __init__(
-        self, inputs: str, *, permuted: bool = False, seed: int = 0, n_random: int = 100
+        self,
+        inputs: str,
+        *,
+        permuted: bool = False,
+        seed: int = 0,
+        n_random: int = 100,
+        average: LocusAverage | None = None,
     ) -> None:
         self.inputs = inputs
         self.permuted = permuted
         self.seed = seed
         self.n_random = n_random
+        self.average = average
         self._buffers: dict[tuple[int, int], np.ndarray] = {}
 
     @property
@@ -170,12 +184,20 @@ class InputEncoder:
 
     @property
     def per_locus(self) -> bool:
-        """True when inputs do not depend on the cell type (predict once per locus)."""
+        """True when inputs do not depend on the cell type (predict once per locus).
+
+        The average is per locus for every cell type outside its set, which is what a
+        prediction's cell types are (:meth:`LocusAverage.without`)."""
         return "signal" not in self.needs
 
     def prepare(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Apply the controls to raw rows (``locus`` (n,), ``codes`` (n, L), ``signal``)."""
+        """Apply the controls to raw rows (``locus`` (n,), ``codes`` (n, L), ``signal``;
+        ``cell_type`` and ``y`` for the average) and add the average."""
         out = dict(raw)
+        if self.average is not None:
+            out["average"] = self.average.values(
+                raw["locus"], raw.get("cell_type"), raw.get("y")
+            ).reshape(-1, 1)
         if self.permuted and "codes" in raw:
             out["codes"] = permute_codes(raw["codes"], raw["locus"], self.seed)
         if self.inputs == "random":
@@ -188,18 +210,21 @@ class InputEncoder:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Keys of :meth:`inputs`, in the models' input order: sequence, signal, or random."""
-        return {
+        """Keys of :meth:`inputs`, in the models' input order: sequence, signal, or random,
+        then average when it is one."""
+        base = {
             "signal": ("signal",),
             "sequence": ("sequence",),
             "both": ("sequence", "signal"),
             "random": ("random",),
         }[self.inputs]
+        return (*base, "average") if self.average is not None else base
 
     def shapes(self, *, n_marks: int = 0, seq_len: int = 0) -> dict[str, tuple[int, ...]]:
         """Per-row shape of each input: ``sequence`` ``(seq_len, 4)``, ``signal``
-        ``(n_marks,)``, ``random`` ``(n_random,)``; all float32."""
-        every = {"sequence": (seq_len, 4), "signal": (n_marks,), "random": (self.n_random,)}
+        ``(n_marks,)``, ``random`` ``(n_random,)``, ``average`` ``(1,)``; all float32."""
+        every = {"sequence": (seq_len, 4), "signal": (n_marks,), "random": (self.n_random,),
+                 "average": (1,)}  # fmt: skip
         return {k: every[k] for k in self.names}
 
     def inputs_of(
@@ -223,7 +248,7 @@ class InputEncoder:
         -------
         dict
             ``sequence`` ``(n, L, 4)``, ``signal`` ``(n, n_marks)`` and/or ``random``
-            ``(n, n_random)``.
+            ``(n, n_random)``; ``average`` ``(n, 1)`` with an average.
         """
         rows = slice(None) if rows is None else rows
         out: dict[str, np.ndarray] = {}
@@ -241,6 +266,9 @@ class InputEncoder:
         if self.inputs == "random":
             rnd = prepared["random"][rows]
             out["random"] = rnd if reuse else rnd.copy()
+        if self.average is not None:
+            avg = prepared["average"][rows]
+            out["average"] = avg if reuse else avg.copy()
         return out
 
     def encode(

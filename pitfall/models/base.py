@@ -6,22 +6,34 @@ device, the timing, and the streamed prediction of every (cell type, locus) pair
 selection -- so a family only says how it learns from a loader (:meth:`fit_loader`) and how it
 scores a block of inputs (:meth:`score`). Every subclass is a
 :class:`~pitfall.predictor.Predictor`.
+
+The paper's remedies live here too, for every family: the locus's average activity as an
+input (``spec.average``) and the residual target (``spec.target == "residual"``). Both use
+one :class:`~pitfall.loaders.LocusAverage` over the cell types the model sees (training and
+validation, unless ``average_cell_types`` says otherwise), leaving each training pair's own
+label out; before predicting, the test cell types are dropped from it, so no test label is
+ever read.
 """
 
 from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from pitfall.evaluate import residual_target as evaluate_residual
+from pitfall.evaluate import score_from_residual as evaluate_score
 from pitfall.loaders import (
     DEFAULT_CACHE_BYTES,
     Batch,
     ChunkReader,
+    InputEncoder,
     Loader,
+    LocusAverage,
     MemoryReader,
     iter_selection,
     selection_index,
@@ -58,8 +70,11 @@ class TrainableModel(abc.ABC):
     prefetch
         Prepare the next epoch in a background thread.
     average_cell_types
-        Residual target only: the cell types whose mean label is the baseline; default the
-        training cell types. At prediction the test cell types are left out of it.
+        Remedies only (``spec.average``, the residual target): the cell types whose mean
+        label is the locus's average activity; default the training and validation cell
+        types (the labels the model sees, and those the average-activity baseline averages).
+        A pair's own label is never part of its average; at prediction the test cell types
+        are left out of it.
 
     Attributes
     ----------
@@ -69,6 +84,8 @@ class TrainableModel(abc.ABC):
         Wall time of the whole fit.
     n_params_ : int
         Trainable parameters (or the family's complexity).
+    average_ : LocusAverage
+        Remedies only: the average over ``avg_cell_types_``.
     """
 
     def __init__(
@@ -139,11 +156,18 @@ class TrainableModel(abc.ABC):
             )
         return self._reader
 
-    def target_of(self, y: np.ndarray, locus: np.ndarray) -> np.ndarray:
-        """Training target of labels ``y`` of loci ``locus`` (cube positions), ``(n,)``:
-        the labels, or their residual from the average activity."""
+    @property
+    def uses_average(self) -> bool:
+        """True when a remedy needs the locus's average activity."""
+        return self.spec.average or self.spec.target == "residual"
+
+    def target_of(self, y: np.ndarray, locus: np.ndarray, cell_type: np.ndarray) -> np.ndarray:
+        """Training target of labels ``y`` of pairs (``locus``, ``cell_type``: cube
+        positions), ``(n,)``: the labels, or their residual from the average activity over
+        the other cell types of the set."""
         if self.spec.target == "residual":
-            return inp.residual(y, locus, self.avg_)
+            avg = self.average_.values(locus, cell_type, y)
+            return np.asarray(evaluate_residual(y, avg), dtype=np.float32)
         return y
 
     def loader(self, selection: xr.Dataset, **options: Any) -> Loader:
@@ -159,6 +183,7 @@ class TrainableModel(abc.ABC):
             seed=self.spec.seed,
             reader=self.reader,
             target=self.target_of,
+            average=self.average_ if self.spec.average else None,
             **options,
         )
 
@@ -184,14 +209,93 @@ class TrainableModel(abc.ABC):
         t0 = time.perf_counter()
         self.device_ = self.resolve_device()
         self.train_cell_types_ = [str(c) for c in train["cell_type"].values]
-        if self.spec.target == "residual":
-            self.avg_cell_types_ = list(self.average_cell_types or self.train_cell_types_)
-            self.avg_ = inp.average_activity(self.cube, self.avg_cell_types_)
+        if self.uses_average:
+            self.avg_cell_types_ = self._average_cell_types(train, valid)
+            self.average_ = LocusAverage.from_cube(self.cube, self.avg_cell_types_)
         loader = self.loader(train, **self.training_loader_options())
         self.fit_loader(loader, self.validation_sample(valid))
         self.fitted_ = True
         self.train_seconds_ = time.perf_counter() - t0
         return self
+
+    def _average_cell_types(self, train: xr.Dataset, valid: xr.Dataset | None) -> list[str]:
+        """The remedies' cell types: given, or those of training and validation."""
+        if self.average_cell_types is not None:
+            cts = [str(c) for c in self.average_cell_types]
+        else:
+            cts = list(self.train_cell_types_)
+            if valid is not None:
+                cts += [str(c) for c in valid["cell_type"].values]
+        cts = list(dict.fromkeys(cts))
+        # Each pair's own label is left out of its average: a cell type trained on needs
+        # another cell type of the set (a cross-chromosome split has none).
+        lonely = [c for c in self.train_cell_types_ if not set(cts) - {c}]
+        if not cts or lonely:
+            raise ValueError(
+                f"the average activity over {cts} has no cell type left once the label of "
+                f"{(lonely or ['the pair'])[0]} is left out (a cross-chromosome split?); pass "
+                "average_cell_types= with other cell types"
+            )
+        return cts
+
+    def _test_average(self, test: xr.Dataset) -> LocusAverage:
+        # The test cell types' own labels would leak: they leave the set, which is summed
+        # again without them (never read and subtracted).
+        return self.average_.without(self.cube, [str(c) for c in test["cell_type"].values])
+
+    def iter_inputs(
+        self, test: xr.Dataset, *, block_bytes: int = 64 << 20
+    ) -> Iterator[tuple[int | None, np.ndarray, dict[str, np.ndarray], np.ndarray | None]]:
+        """The inputs the model scores for every pair of ``test``, a block at a time.
+
+        Yields
+        ------
+        j : int or None
+            Index of the block's test cell type, or None when the inputs are the same for
+            every test cell type.
+        columns : numpy.ndarray
+            Indices into the test selection's loci of the block's rows, ``(m,)``.
+        x : dict
+            The inputs (keys as the model's), each ``(m, ...)``; reused buffers, consume
+            before the next block.
+        average : numpy.ndarray or None
+            The residual target's average at the rows, ``(m,)`` (None without it).
+        """
+        if not getattr(self, "fitted_", False):
+            raise RuntimeError("fit the model before predict")
+        cts, loci = selection_index(self.cube, test)
+        order = np.argsort(loci, kind="stable")
+        avg = self._test_average(test) if self.uses_average else None
+        encoder = InputEncoder(
+            self.spec.inputs, permuted=self.spec.permuted, seed=self.spec.seed,
+            n_random=self.spec.n_random, average=avg if self.spec.average else None,
+        )  # fmt: skip
+        residual = avg if self.spec.target == "residual" else None
+        seq_len = self.seq_len if self.spec.uses_sequence else 0
+        max_rows = max(64, min(8192, block_bytes // max(1, 16 * seq_len)))
+        for j, span, prep in iter_selection(
+            self.reader, cts, loci[order], encoder, max_rows=max_rows
+        ):
+            base = None if residual is None else residual.values(prep["locus"], prep["cell_type"])
+            yield j, order[span], encoder.inputs_of(prep, reuse=True), base
+
+    def features(self, test: xr.Dataset) -> dict[str, np.ndarray]:
+        """Every input the model scores for ``test``, for inspection and tests.
+
+        Returns
+        -------
+        dict
+            Input name -> float32 array ``(n_cell_types, n_loci, ...)`` in the test
+            selection's order (inputs the same for every cell type repeated).
+        """
+        n_ct, n_loci = test.sizes["cell_type"], test.sizes["locus"]
+        out: dict[str, np.ndarray] = {}
+        for j, cols, x, _ in self.iter_inputs(test):
+            for k, v in x.items():
+                if k not in out:
+                    out[k] = np.full((n_ct, n_loci, *v.shape[1:]), np.nan, np.float32)
+                out[k][slice(None) if j is None else j, cols] = v
+        return out
 
     def predict(self, test: xr.Dataset, *, block_bytes: int = 64 << 20) -> xr.DataArray:
         """Scores of every (cell type, locus) pair of ``test``, streamed a chunk at a time.
@@ -207,27 +311,19 @@ class TrainableModel(abc.ABC):
         -------
         xarray.DataArray
             float32, dims ``(cell_type, locus)`` with the test selection's coordinates.
-            Probabilities, or for the residual target ``residual + average activity`` (the
-            score scale; NaN where no average-activity cell type has a label).
+            Probabilities, or for the residual target ``residual + average activity`` over
+            the set without the test cell types (the score scale; the set's prevalence
+            stands in for the average where none of its cell types has a label).
         """
-        if not getattr(self, "fitted_", False):
-            raise RuntimeError("fit the model before predict")
-        cts, loci = selection_index(self.cube, test)
-        order = np.argsort(loci, kind="stable")
-        avg = self._test_average(test) if self.spec.target == "residual" else None
-        out = np.full((cts.size, loci.size), np.nan, dtype=np.float32)
-        seq_len = self.seq_len if self.spec.uses_sequence else 0
-        max_rows = max(64, min(8192, block_bytes // max(1, 16 * seq_len)))
-        for j, span, prep in iter_selection(
-            self.reader, cts, loci[order], self.encoder, max_rows=max_rows
-        ):
-            p = np.asarray(self.score(self.encoder.inputs_of(prep, reuse=True)), np.float32)
-            if avg is not None:
-                p = inp.scores_from_residual(p, prep["locus"], avg)
+        out = np.full((test.sizes["cell_type"], test.sizes["locus"]), np.nan, dtype=np.float32)
+        for j, cols, x, base in self.iter_inputs(test, block_bytes=block_bytes):
+            p = np.asarray(self.score(x), np.float32)
+            if base is not None:
+                p = np.asarray(evaluate_score(p, base), np.float32)
             if j is None:
-                out[:, order[span]] = p
+                out[:, cols] = p
             else:
-                out[j, order[span]] = p
+                out[j, cols] = p
         return xr.DataArray(
             out,
             dims=("cell_type", "locus"),
@@ -235,17 +331,3 @@ class TrainableModel(abc.ABC):
             name="score",
             attrs={"model": self.name},
         )
-
-    def _test_average(self, test: xr.Dataset) -> np.ndarray:
-        # The average activity of the test cell types' own labels would leak them.
-        test_cts = {str(c) for c in test["cell_type"].values}
-        others = [c for c in self.avg_cell_types_ if c not in test_cts]
-        if not others:
-            raise ValueError(
-                "the residual target's average activity would use the test cell types' own "
-                "labels (a cross-chromosome split?); pass average_cell_types= with other "
-                "cell types"
-            )
-        if len(others) == len(self.avg_cell_types_):
-            return self.avg_
-        return inp.average_activity(self.cube, others)

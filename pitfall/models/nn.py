@@ -68,9 +68,9 @@ def build_model(
     -------
     keras.Model
         Inputs named ``sequence``, ``signal`` (those the spec uses, in that order) or
-        ``random``, the keys of a loader's batches; one output unit, sigmoid (tanh for the
-        residual target); compiled with Adam and binary cross-entropy (mean squared error for
-        the residual target).
+        ``random``, then ``average`` ``(1,)`` when the spec has it: the keys of a loader's
+        batches; one output unit, sigmoid (tanh for the residual target); compiled with Adam
+        and binary cross-entropy (mean squared error for the residual target).
     """
     if not spec.is_neural:
         raise ValueError(f"build_model builds neural families, not {spec.family!r}")
@@ -89,21 +89,30 @@ def build_model(
             x = layers.MaxPooling1D(POOL_SIZE, strides=POOL_SIZE)(x)
         return layers.Flatten()(x)
 
+    # The remedy input joins the first dense layer's input (of the stack, after the
+    # convolutions, or of the epigenomic branch), as one more feature.
+    avg_in = keras.Input((1,), name="average") if spec.average else None
+
+    def with_average(x: Any) -> Any:
+        return x if avg_in is None else layers.Concatenate()([x, avg_in])
+
     f = spec.family
     if f == "dense":
         width = n_marks if spec.inputs == "signal" else spec.n_random
         x_in = [keras.Input((width,), name=spec.inputs)]
-        x = dense(x_in[0], spec.units)
+        x = dense(with_average(x_in[0]), spec.units)
     elif f in ("seq_dense", "seq_conv"):
         x_in = [keras.Input((seq_len, 4), name="sequence")]
         x = layers.Flatten()(x_in[0]) if f == "seq_dense" else conv(x_in[0], spec.filters)
-        x = dense(x, spec.units)
+        x = dense(with_average(x), spec.units)
     else:
         x_in = [keras.Input((seq_len, 4), name="sequence"), keras.Input((n_marks,), name="signal")]
         s = conv(x_in[0], spec.filters) if spec.filters else layers.Flatten()(x_in[0])
         s = dense(s, spec.seq_units)
-        e = dense(x_in[1], spec.units)
+        e = dense(with_average(x_in[1]), spec.units)
         x = layers.Dense(spec.joint_units, activation="relu")(layers.Concatenate()([s, e]))
+    if avg_in is not None:
+        x_in.append(avg_in)
     residual = spec.target == "residual"
     out = layers.Dense(1, activation="tanh" if residual else "sigmoid", name="output")(x)
     model = keras.Model(x_in, out, name=spec.family)
@@ -316,15 +325,16 @@ def _validate(spec: ModelSpec) -> None:
 
 def _n_params(spec: ModelSpec, n_marks: int, seq_len: int, n_random: int) -> int:
     f = spec.family
+    extra = 1 if spec.average else 0  # the remedy input: one more feature of a first layer
     if f == "dense":
         width = n_marks if spec.inputs == "signal" else n_random
         need(width, "n_marks" if spec.inputs == "signal" else "n_random")
-        total, last = dense_params(width, spec.units)
+        total, last = dense_params(width + extra, spec.units)
     elif f == "seq_dense":
         need(seq_len, "seq_len")
-        total, last = dense_params(4 * seq_len, spec.units)
+        total, last = dense_params(4 * seq_len + extra, spec.units)
     elif f == "seq_conv":
-        total, last = conv_params(seq_len, spec.filters, spec.units)
+        total, last = conv_params(seq_len, spec.filters, spec.units, extra)
     else:
         need(n_marks, "n_marks")
         if spec.filters:
@@ -332,7 +342,7 @@ def _n_params(spec: ModelSpec, n_marks: int, seq_len: int, n_random: int) -> int
         else:
             need(seq_len, "seq_len")
             seq_total, seq_last = dense_params(4 * seq_len, spec.seq_units)
-        epi_total, epi_last = dense_params(n_marks, spec.units)
+        epi_total, epi_last = dense_params(n_marks + extra, spec.units)
         total = seq_total + epi_total + (seq_last + epi_last + 1) * spec.joint_units
         last = spec.joint_units
     return total + last + 1  # the output unit

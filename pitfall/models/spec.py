@@ -20,6 +20,11 @@ family       architecture
 Every hidden layer uses ReLU and the output is one sigmoid unit (``tanh`` for the residual
 target, whose range is [-1, 1]); neither choice changes the parameter count.
 
+The paper's two remedies are fields of any spec: ``average=True`` gives the model the locus's
+average activity over the cell types it may see as one more input (it joins the input of
+the first dense layer: of the stack, after the convolutions, or of the epigenomic branch),
+and ``target="residual"`` trains it on the label minus that average.
+
 The rules of each family (ranges, parameter count, label) live with the family, in the
 registry (:mod:`pitfall.models.registry`); this module checks what all families share and
 holds the helpers their rules use.
@@ -37,6 +42,7 @@ TARGETS = ("label", "residual")
 KERNEL_SIZE = 8
 POOL_SIZE = 4
 DEFAULT_N_RANDOM = 100
+_LATER_FIELDS = ("average",)
 
 
 class SpecError(ValueError):
@@ -82,10 +88,14 @@ class ModelSpec:
         Width of the random control vector.
     target
         ``"label"`` (binary cross-entropy) or ``"residual"`` (label minus the locus's average
-        activity over the training cell types, mean squared error; predictions are turned
-        back into scores).
+        activity over the cell types the model sees, mean squared error; predictions are
+        turned back into scores).
     seed
         Seeds weights, batch sampling and the controls.
+    average
+        Give the model the locus's average activity over the cell types it sees (the
+        remedy of Nair et al. 2019): one more input, ``average`` ``(1,)``, never counting
+        the pair's own label (:class:`pitfall.loaders.LocusAverage`).
     """
 
     family: str
@@ -100,6 +110,7 @@ class ModelSpec:
     n_random: int = DEFAULT_N_RANDOM
     target: str = "label"
     seed: int = 0
+    average: bool = False
 
     def __post_init__(self) -> None:
         for name in ("units", "filters", "seq_units"):
@@ -155,6 +166,8 @@ class ModelSpec:
             tags.append(self.inputs)
         if self.permuted:
             tags.append("permuted")
+        if self.average:
+            tags.append("+average")
         if self.target == "residual":
             tags.append("residual")
         return text + (f" ({', '.join(tags)})" if tags else "")
@@ -186,8 +199,16 @@ class ModelSpec:
 
     # ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists for the layer sizes), e.g. for a results table or JSON."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain data (lists for the layer sizes), e.g. for a results table or JSON.
+
+        Fields added after the first sweeps (``average``) appear only when set, so the ids
+        of earlier sweeps' experiments (a hash of this dict) stay the same.
+        """
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        for name in _LATER_FIELDS:
+            if not out[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
@@ -243,9 +264,12 @@ def dense_params(width: int, units: tuple[int, ...]) -> tuple[int, int]:
     return total, width
 
 
-def conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...]) -> tuple[int, int]:
-    """Parameters of [conv + pool] x ``filters`` -> flatten -> dense ``units`` on a one-hot
-    ``(seq_len, 4)`` input, and the output width."""
+def conv_params(
+    seq_len: int, filters: tuple[int, ...], units: tuple[int, ...], extra: int = 0
+) -> tuple[int, int]:
+    """Parameters of [conv + pool] x ``filters`` -> flatten (and ``extra`` more features,
+    e.g. the average input) -> dense ``units`` on a one-hot ``(seq_len, 4)`` input, and the
+    output width."""
     length = conv_output_length(seq_len, len(filters))
     if length < 1:
         raise SpecError(
@@ -256,7 +280,7 @@ def conv_params(seq_len: int, filters: tuple[int, ...], units: tuple[int, ...]) 
     for f in filters:
         total += (KERNEL_SIZE * channels + 1) * f
         channels = f
-    dense, last = dense_params(length * channels, units)
+    dense, last = dense_params(length * channels + extra, units)
     return total + dense, last
 
 
