@@ -87,7 +87,9 @@ def _series(name: str, manifest: Path, work: Path, workers: list[int], repeats: 
         print(f"  {label:<22} {med[w]:6.2f} s  {ratio}")
     if profile and profile["by_task"]:
         total = sum(profile["by_task"].values())
-        print(f"  worker time by task (2 workers, {total:.1f} s over {profile['seconds']:.1f} s wall):")
+        print(
+            f"  worker time by task (2 workers, {total:.1f} s over {profile['seconds']:.1f} s wall):"
+        )
         for key, sec in sorted(profile["by_task"].items(), key=lambda kv: -kv[1]):
             print(f"    {key:<28} {sec:6.2f} s  {sec / total:5.1%}")
         print(f"  Dask performance report: {work / f'{name}-report.html'}")
