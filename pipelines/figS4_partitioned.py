@@ -39,7 +39,8 @@ def main() -> None:
     print(tests.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     summary = paper.partitioned_summary(tests)
     for name, s in summary.items():
-        print(f"{name}: p < 0.05 in {s['significant']} of {s['groups']} groups "
+        print(f"{name}: p < 0.05 in {s['significant']} of {s['groups']} groups, every model "
+              f"of the first side above every one of the second in {s['at_floor']} "
               f"({s['n_a']} vs {s['n_b']} models; smallest attainable p {s['p_floor']:.3g})")  # fmt: skip
     (args.out / "results").mkdir(parents=True, exist_ok=True)
     (args.out / "results" / "figure_s4_tests.json").write_text(

@@ -52,7 +52,10 @@ def main() -> None:
         title=f"Figure S5: the average-activity baseline against similarity, "
         f"{len(table)} targets (tested on {', '.join(split.test_chroms)})",
     )
-    figure = report.save(fig, args.out / "figures" / "figure_s5_baseline_vs_similarity.png")
+    suffix = "" if args.on == "label" else f"_{args.on}"
+    figure = report.save(
+        fig, args.out / "figures" / f"figure_s5_baseline_vs_similarity{suffix}.png"
+    )
     cols = ["cell_type", "name", "group", "ap", "prevalence", "ap_normalised",
             "mean_similarity", "max_similarity", "most_similar"]  # fmt: skip
     print(table[cols].sort_values("ap").to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -186,14 +186,14 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     table : pandas.DataFrame
         Rows ``group, predictor, ap`` (one per model x group; several models per input
         type make the boxes; :func:`pitfall.paper.partitioned_table`). A predictor with one
-        AP per group (a baseline) is drawn as a black bar, not a box.
+        AP per group (a baseline) is drawn as a line across the group, not a box.
     tests : pandas.DataFrame, optional
         Rows ``comparison, group, p_value`` and optionally ``p_floor``
         (:func:`pitfall.evaluate.mann_whitney_by_group` per comparison). The first
         comparison (the paper's: epigenomic vs sequence) is drawn solid, the controls'
-        dashed; ``p_floor``, the smallest p-value the exact test can reach with the
-        panel's model counts, is shaded, so a reader sees when a threshold was
-        unreachable.
+        dashed. Where ``p_floor`` is given (the smallest p-value the exact test can reach
+        with the models at hand), the -log10 p values beyond every comparison's reach are
+        shaded, so a reader sees when a threshold was unreachable.
     title : str
         Title of the left panel.
 
@@ -258,22 +258,23 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3)
     if n_panels == 2:
         ax = axes[1]
-        floors = []
+        floors, highest = [], -np.log10(0.05)
         for k, (comparison, part) in enumerate(tests.groupby("comparison", sort=False)):
             part = part[part.group != "all"].sort_values("group")
-            ax.plot(part["group"].astype(float), -np.log10(part["p_value"].clip(lower=1e-300)),
-                    marker="o", ms=4, ls="-" if k == 0 else "--", lw=1.6 if k == 0 else 1.1,
-                    label=comparison)  # fmt: skip
-            if "p_floor" in part:
-                floors.append(part["p_floor"].max())
+            y = -np.log10(part["p_value"].clip(lower=1e-300))
+            ax.plot(part["group"].astype(float), y, marker="o", ms=4, ls="-" if k == 0 else "--",
+                    lw=1.6 if k == 0 else 1.1, label=comparison)  # fmt: skip
+            highest = max(highest, float(np.nanmax(y, initial=0.0)))
+            if "p_floor" in part and part["p_floor"].notna().any():
+                floors.append(float(part["p_floor"].max()))
         ax.axhline(-np.log10(0.05), color="0.3", ls=":", lw=1, label="p = 0.05")
-        if floors and np.isfinite(np.nanmax(floors)):
-            top = -np.log10(np.nanmax(floors))
-            ax.axhspan(top, max(top, ax.get_ylim()[1]) + 10, color="0.85", zorder=0,
+        if floors:
+            # above the most reachable comparison's floor no test can go: shade it
+            top = -np.log10(min(floors))
+            highest = max(highest, top)
+            ax.axhspan(top, highest * 2 + 1, color="0.85", zorder=0,
                        label="beyond reach of the exact test\nwith these numbers of models")  # fmt: skip
-            ax.set_ylim(0, max(top, -np.log10(0.05)) * 1.15)
-        else:
-            ax.set_ylim(bottom=0)
+        ax.set_ylim(0, highest * 1.15)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("training + validation cell types in which the locus is active")
         ax.set_ylabel("-log10 p (Mann-Whitney U)")

@@ -230,6 +230,11 @@ def test_partitioned_boxes__controls_boxed_and_tested_apart() -> None:
     assert lines[:2] == ["epigenomic > sequence", "epigenomic > locus-constant random (control)"]
     assert pvals.lines[0].get_linestyle() == "-" and pvals.lines[1].get_linestyle() == "--"
     np.testing.assert_allclose(pvals.lines[0].get_ydata(), -np.log10([0.03, 0.2, 0.5, 0.01]))
+    # shaded: beyond the reach of every comparison, i.e. above the lowest floor (1/35, the
+    # paper's comparison's), not the control's 0.1, which the main test can pass
+    (span,) = [p for p in pvals.patches if p.get_label().startswith("beyond reach")]
+    assert span.get_y() == pytest.approx(-np.log10(1 / 35))
+    assert pvals.get_ylim()[1] > -np.log10(0.01)
     plt.close(fig)
 
 
