@@ -28,14 +28,16 @@ cell type, pooled AP and unscored loci of any predictor) and
 :func:`average_activity_evaluation` (for every line held out in turn, the average-activity
 baseline's AP, AP per activity group and unscored loci, from integer counts per chunk:
 :func:`leave_one_out_counts`). The grouped functions
-(:func:`ap_by_group`, :func:`partitioned_evaluation`, :func:`mann_whitney_by_group`,
+(:func:`ap_by_group`, :func:`partitioned_evaluation`, :func:`mann_whitney_by_group`, the
+paper's test over the models' per-group APs, :func:`mann_whitney_scores_by_group`,
 :func:`baseline_strength`) load their inputs into memory: one cell type's 14.4 million
 loci is about 100 MB per float64 array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import math
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import dask
@@ -57,6 +59,7 @@ __all__ = [
     "average_precision_from_counts",
     "baseline_strength",
     "mann_whitney_by_group",
+    "mann_whitney_scores_by_group",
     "group_score_counts",
     "leave_one_out_counts",
     "merge_group_counts",
@@ -1253,6 +1256,95 @@ def partitioned_evaluation(
 
 
 def mann_whitney_by_group(
+    aps: pd.DataFrame,
+    a: str | Sequence[str],
+    b: str | Sequence[str],
+    alternative: Literal["greater", "less", "two-sided"] = "greater",
+    *,
+    group: str = "group",
+    by: str = "predictor",
+    value: str = "ap",
+    method: str = "auto",
+) -> pd.DataFrame:
+    """The paper's partitioned test: per group of loci, side A's models' APs vs side B's.
+
+    The paper's Fig. S4 (preprint Fig. S3) evaluates every model within groups of test
+    loci of equal activity (the number of training + validation cell types in which the
+    locus is active, :func:`partition_by_activity`), and in each group compares the APs
+    of the epigenomic-only models with those of the sequence-only models by a one-sided
+    Mann-Whitney U test: the samples are *models' APs*, one per model, not loci or
+    scores. Per group this is exactly ``scipy.stats.mannwhitneyu(ap[A], ap[B],
+    alternative=alternative, method=method)``.
+
+    Parameters
+    ----------
+    aps : pandas.DataFrame
+        Long table, one row per (model, group): at least the columns ``group``, ``by``
+        and ``value`` (as :func:`partitioned_evaluation` gives, or one such table per
+        model concatenated). NaN APs (a group with no positive locus) are left out.
+    a, b : str or sequence of str
+        Values of ``by`` on side A and side B (e.g. ``"signal"`` vs ``"sequence"``).
+        Controls belong on neither side unless compared on their own.
+    alternative : {"greater", "less", "two-sided"}
+        Passed to :func:`scipy.stats.mannwhitneyu`; "greater": A's APs stochastically
+        larger.
+    group, by, value : str
+        Column names of the group, the side label and the AP.
+    method : str
+        Passed to :func:`scipy.stats.mannwhitneyu` ("auto", "asymptotic", "exact").
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group present in ``aps`` (numeric groups ascending, others such as
+        ``"all"`` last): ``group``, ``n_a`` and ``n_b`` (APs per side), ``U`` (scipy's
+        statistic, for side A), ``p_value`` and ``p_floor``, the smallest p-value the
+        exact test can give with ``n_a`` and ``n_b`` samples (``1 / C(n_a + n_b, n_a)``,
+        doubled when two-sided): with 3 models a side it is 0.05, so no group can pass a
+        0.05 threshold whatever the models do. A group where either side has no AP gets
+        NaN for ``U``, ``p_value`` and ``p_floor``.
+
+    Raises
+    ------
+    KeyError
+        When ``aps`` lacks one of the three columns.
+    ValueError
+        When a value of ``by`` is on both sides.
+    """
+    side_a = [a] if isinstance(a, str) else list(a)
+    side_b = [b] if isinstance(b, str) else list(b)
+    both = sorted(set(side_a) & set(side_b))
+    if both:
+        raise ValueError(f"{both} are on both sides of the test")
+    missing = [c for c in (group, by, value) if c not in aps.columns]
+    if missing:
+        raise KeyError(f"aps has no column {missing} (columns: {list(aps.columns)})")
+    keys = list(dict.fromkeys(aps[group].tolist()))
+    # numeric groups in order, then the rest (e.g. "all") as they come
+    keys.sort(key=lambda k: (0, float(k), "") if _is_number(k) else (1, 0.0, str(k)))
+    rows = []
+    for key in keys:
+        part = aps[aps[group] == key]
+        x = part.loc[part[by].isin(side_a), value].astype(np.float64).dropna().to_numpy()
+        y = part.loc[part[by].isin(side_b), value].astype(np.float64).dropna().to_numpy()
+        u = p = floor = float("nan")
+        if x.size and y.size:
+            res = stats.mannwhitneyu(x, y, alternative=alternative, method=method)
+            u, p = float(res.statistic), float(res.pvalue)
+            floor = min(1.0, (2.0 if alternative == "two-sided" else 1.0)
+                        / math.comb(x.size + y.size, x.size))  # fmt: skip
+        rows.append(
+            {"group": key, "n_a": int(x.size), "n_b": int(y.size), "U": u, "p_value": p,
+             "p_floor": floor}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["group", "n_a", "n_b", "U", "p_value", "p_floor"])
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def mann_whitney_scores_by_group(
     scores_a: ArrayLike,
     scores_b: ArrayLike,
     groups: ArrayLike,
@@ -1262,17 +1354,17 @@ def mann_whitney_by_group(
     on: Literal["all", "positive", "negative"] = "all",
     method: str = "auto",
 ) -> pd.DataFrame:
-    """One-sided Mann-Whitney U test of model A's vs model B's predictions, per group.
+    """Mann-Whitney U test of model A's vs model B's *scores*, per group of loci.
 
-    Within each group of loci (normally the number of training + validation cell types
-    in which the locus is active, as in the paper's Fig. S3), this compares the
-    *distribution of model A's scores over the loci of the group* with the
-    *distribution of model B's scores over the same loci*, as two independent samples:
-    ``scipy.stats.mannwhitneyu(a[group], b[group], alternative=alternative)``. With the
-    default ``alternative="greater"`` a small p-value means A's predictions tend to be
-    higher than B's in that group (e.g. a model with epigenomic inputs scoring the
-    group's loci higher than a sequence-only model). The loci are the same for both
-    samples, but the test, like the paper's, treats them as unpaired.
+    Not the paper's test (that one, :func:`mann_whitney_by_group`, compares the per-group
+    APs of two sets of models). This one compares, within each group of loci, the
+    distribution of model A's scores over the group's loci with that of model B's over
+    the same loci, as two independent samples:
+    ``scipy.stats.mannwhitneyu(a[group], b[group], alternative=alternative)``. A small
+    p-value with ``alternative="greater"`` means A scores the group's loci higher than B
+    does, which says nothing about ranking them better unless restricted to one class
+    (``on="positive"``: A scores the active loci higher). The loci are the same for both
+    samples but are treated as unpaired.
 
     Parameters
     ----------

@@ -317,19 +317,55 @@ def describe(f: dict[str, Any], task: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Partitioned evaluation (Figure S3), PCA (Figure S1), baseline strength
+# Figure support: partitioned evaluation (S4, preprint S3), baseline vs similarity (S5), the
+# signal's embedding (preprint S1), single cell types as predictors (the project's own)
+
+#: The partitioned figure's tests: ``(name, side A, side B)`` over the models' per-group
+#: APs. The paper's is the first; each control is compared with the epigenomic models on
+#: its own, so a control never counts as a sequence model.
+PARTITIONED_TESTS = (
+    ("epigenomic > sequence", "signal", "sequence"),
+    ("epigenomic > permuted sequence (control)", "signal", "permuted"),
+    ("epigenomic > locus-constant random (control)", "signal", "random"),
+)
 
 
 def partitioned_table(
     ds: xr.Dataset, split: splits.Split, results: pd.DataFrame, results_dir: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """AP per activity group for every model of one setting, and the per-group tests.
+    """Figure S4 (preprint S3): AP per activity group for every model, and the tests.
 
-    Loci are grouped by the number of training + validation cell types in which they are
-    active. Within each group, the APs of epigenomic models are compared with those of
-    sequence models by a one-sided Mann-Whitney U test (epigenomic greater): the paper's
-    Figure S3 shows that, at equal average activity, only the epigenomic models rank the
-    target cell type's loci.
+    The split's test loci are grouped by the number of training + validation cell types
+    in which they are active (:func:`pitfall.evaluate.partition_by_activity`); every
+    model's saved predictions for the target are scored within each group, and so is the
+    average-activity baseline. In each group the epigenomic-only models' APs are compared
+    with the sequence-only models' APs by a one-sided Mann-Whitney U test (epigenomic
+    greater), the paper's test (:func:`pitfall.evaluate.mann_whitney_by_group`): at equal
+    average activity, only the target's own signal still ranks its loci. The controls
+    (permuted sequence, locus-constant random inputs) are tested against the epigenomic
+    models separately, never pooled with the sequence models.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube (``label (cell_type, locus)``).
+    split : pitfall.splits.Split
+        The setting evaluated (the paper's: cross-cell-type), one test cell type.
+    results : pandas.DataFrame
+        Rows of the models of that split (``id``, ``inputs``, ``label``), predictions saved.
+    results_dir : str
+        The sweep's results folder (:func:`pitfall.sweep.read_predictions`).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per (model, group): ``group`` (int), ``predictor`` (the model's inputs,
+        or ``"average activity"``), ``model`` (its label; "" for the baseline), ``ap``
+        (NaN where the group has no positive locus).
+    tests : pandas.DataFrame
+        One row per (comparison, group), comparisons in :data:`PARTITIONED_TESTS` order
+        (those with both sides present): ``comparison``, ``group``, ``n_a``, ``n_b``,
+        ``U``, ``p_value``, ``p_floor``.
     """
     test = split.test(ds)
     known = [*split.train_cell_types, *split.valid_cell_types]
@@ -347,31 +383,320 @@ def partitioned_table(
     avg = baselines.AverageActivity(ds).fit(split.train(ds), split.valid(ds)).predict(test)
     for g, ap in evaluate.ap_by_group(y, avg.values[0], groups).items():
         rows.append({"group": int(g), "predictor": "average activity", "model": "", "ap": ap})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["group", "predictor", "model", "ap"])
     tests = []
-    for g, part in table.groupby("group"):
-        a = part.loc[part.predictor == "signal", "ap"].dropna()
-        b = part.loc[part.predictor.isin(["sequence", "permuted", "random"]), "ap"].dropna()
-        if len(a) and len(b):
-            u, p = stats.mannwhitneyu(a, b, alternative="greater")
-            tests.append({"group": g, "comparison": "epigenomic > sequence", "U": u, "p_value": p})
-    return table, pd.DataFrame(tests)
+    present = set(table["predictor"])
+    for name, a, b in PARTITIONED_TESTS:
+        if a in present and b in present:
+            res = evaluate.mann_whitney_by_group(table, a, b, "greater")
+            tests.append(res.assign(comparison=name))
+    columns = ["comparison", "group", "n_a", "n_b", "U", "p_value", "p_floor"]
+    if not tests:
+        return table, pd.DataFrame(columns=columns)
+    return table, pd.concat(tests, ignore_index=True)[columns]
 
 
-def pca_of_signal(ds: xr.Dataset, cell_type: str, n: int = 2) -> pd.DataFrame:
-    """Figure S1: the first principal components of one cell type's signal (loci x marks)."""
-    x = np.nan_to_num(ds["signal"].sel(cell_type=cell_type).values)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    pcs = u[:, :n] * s[:n]
-    out = pd.DataFrame(pcs, columns=[f"PC{i + 1}" for i in range(n)])
-    out["label"] = ds["label"].sel(cell_type=cell_type).values
-    out.attrs["explained"] = (s[:n] ** 2 / (s**2).sum()).tolist()
+def partitioned_summary(tests: pd.DataFrame, alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Per comparison of :func:`partitioned_table`: groups tested, below ``alpha``, reachable.
+
+    Returns
+    -------
+    dict
+        ``{comparison: {"groups", "significant", "reachable", "at_floor", "p_floor", "n_a",
+        "n_b"}}``: groups with a p-value, those with ``p < alpha``, those where the exact
+        test could reach ``alpha`` at all with the models at hand (``p_floor < alpha``),
+        those at the floor (every model of side A above every model of side B: the
+        strongest result the test can give), the largest floor and the model counts per
+        side.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, part in tests.groupby("comparison", sort=False):
+        done = part[part["p_value"].notna()]
+        out[str(name)] = {
+            "groups": int(len(done)),
+            "significant": int((done["p_value"] < alpha).sum()),
+            "reachable": int((done["p_floor"] < alpha).sum()),
+            # a relative margin: scipy's exact p and 1 / C(n, k) differ in the last bits
+            "at_floor": int((done["p_value"] <= done["p_floor"] * (1 + 1e-9)).sum()),
+            "p_floor": float(done["p_floor"].max()) if len(done) else float("nan"),
+            "n_a": int(done["n_a"].max()) if len(done) else 0,
+            "n_b": int(done["n_b"].max()) if len(done) else 0,
+        }
+    return out
+
+
+def cell_type_correlation(
+    x: xr.DataArray, *, dim: str = "cell_type", block: int | None = None
+) -> pd.DataFrame:
+    """Pearson correlation of every pair of cell types, chunk by chunk over the loci.
+
+    Each pair is correlated over the loci (and any other dims, e.g. marks) where both are
+    defined (pairwise-complete, as :meth:`pandas.DataFrame.corr`), from sums accumulated
+    block by block, so a cube of millions of loci never sits in memory at once.
+
+    Parameters
+    ----------
+    x : xarray.DataArray, dims (dim, locus, ...)
+        Labels, values or signal of every cell type.
+    dim : str
+        The cell-type dim.
+    block : int, optional
+        Loci read at a time (default: about 8 million values per block).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n, n)
+        Indexed and columned by cell type; 1 on the diagonal; NaN for a pair with fewer
+        than two shared values or a constant one.
+    """
+    others = [d for d in x.dims if d not in (dim, "locus")]
+    x = x.transpose(dim, "locus", *others)
+    n, n_loci = x.sizes[dim], x.sizes["locus"]
+    width = int(np.prod([x.sizes[d] for d in others])) if others else 1
+    block = block or max(1, 8_000_000 // max(n * width, 1))
+    count, s, ss, cross = (np.zeros((n, n)) for _ in range(4))
+    shift = None
+    for a in range(0, n_loci, block):
+        v = np.asarray(x.isel(locus=slice(a, a + block)).values, dtype=np.float64).reshape(n, -1)
+        w = np.isfinite(v)
+        if shift is None:
+            # centring by a first estimate of each mean keeps the sums of squares small
+            # (correlation does not change under a shift)
+            n_known = w.sum(axis=1)
+            total = np.where(w, v, 0.0).sum(axis=1)
+            shift = (total / np.maximum(n_known, 1))[:, None]
+        v0 = np.where(w, v - shift, 0.0)
+        wf = w.astype(np.float64)
+        count += wf @ wf.T
+        s += v0 @ wf.T  # s[i, j]: sum of i's values where i and j are both defined
+        ss += (v0 * v0) @ wf.T
+        cross += v0 @ v0.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = count * cross - s * s.T
+        var = count * ss - s * s
+        r = cov / np.sqrt(var * var.T)
+    r[(count < 2) | (var <= 0) | (var.T <= 0)] = np.nan
+    r = np.clip(r, -1.0, 1.0)
+    names = [str(c) for c in x[dim].values]
+    return pd.DataFrame(r, index=pd.Index(names, name=dim), columns=names)
+
+
+def baseline_vs_similarity(
+    ds: xr.Dataset,
+    train_chroms: Sequence[str],
+    test_chroms: Sequence[str],
+    *,
+    on: str = "label",
+    cell_types: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Figure S5: each target's average-activity AP, and its similarity to the others.
+
+    Every cell type is the target in turn. The baseline scores each locus by the mean
+    label of every other cell type (no training), and is scored on the target's labels at
+    the loci on ``test_chroms`` (:func:`pitfall.evaluate.average_activity_evaluation`,
+    one pass for every target). The target's similarity to each other cell type is the
+    Pearson correlation of ``on`` over the loci on ``train_chroms`` only
+    (:func:`cell_type_correlation`), so the similarity never sees the loci it is
+    compared with.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube: ``label (cell_type, locus)`` and ``on``.
+    train_chroms, test_chroms : sequence of str
+        Chromosomes whose loci measure similarity, and where the baseline is scored (as a
+        hybrid split's: e.g. chr3-22 and chr1).
+    on : str
+        The variable compared: ``"label"``, ``"value"`` (compared as ``log1p``, as
+        :class:`pitfall.baselines.MostSimilar` does) or ``"signal"`` (all marks).
+    cell_types : sequence of str, optional
+        The cell types (targets, and each other's training set); default every one.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target, in cube order: ``cell_type``, ``name`` and ``group`` (the
+        cube's ``cell_type_name`` and ``cell_type_group``, or ""), ``ap``, ``prevalence``
+        (the target's share of active test loci), ``ap_normalised`` (``(ap -
+        prevalence) / (1 - prevalence)``: how much of the way from random to perfect),
+        ``mean_similarity`` and ``max_similarity`` (over the other cell types),
+        ``most_similar``. ``attrs``: ``on``, ``n_train_loci``, ``n_test_loci``.
+    """
+    cts = [str(c) for c in ds["cell_type"].values] if cell_types is None else list(cell_types)
+    if len(cts) < 3:
+        raise ValueError(f"need at least 3 cell types (a target and 2 to average), got {cts}")
+    test_pos = splits.locus_positions(ds, list(test_chroms))
+    train_pos = splits.locus_positions(ds, list(train_chroms))
+    if not len(test_pos) or not len(train_pos):
+        raise ValueError(
+            f"no loci on the test chromosomes {list(test_chroms)} or on the training ones "
+            f"{list(train_chroms)} (the cube's: {splits.cube_chroms(ds)})"
+        )
+    if on not in ds:
+        raise ValueError(f"the cube has no {on!r} variable to compare cell types on")
+    labels = splits.take_loci(ds[["label"]], test_pos)["label"].sel(cell_type=cts)
+    ev = evaluate.average_activity_evaluation(labels)
+    whole = ev.table()
+    whole = whole[whole["group"] == "all"].set_index("cell_type")
+    x = splits.take_loci(ds[[on]], train_pos)[on].sel(cell_type=cts)
+    if on == "value":
+        x = xr.apply_ufunc(np.log1p, x.clip(min=0), dask="allowed")
+    corr = cell_type_correlation(x)
+    off = corr.to_numpy(copy=True)
+    np.fill_diagonal(off, np.nan)
+    names = _coord(ds, "cell_type_name", cts)
+    groups = _coord(ds, "cell_type_group", cts)
+    rows = []
+    for i, ct in enumerate(cts):
+        sims = off[i]
+        ap, prev = float(ev.ap[ct]), float(whole.loc[ct, "prevalence"])
+        best = int(np.nanargmax(sims)) if np.isfinite(sims).any() else -1
+        rows.append(
+            {
+                "cell_type": ct,
+                "name": names[i],
+                "group": groups[i],
+                "ap": ap,
+                "prevalence": prev,
+                "ap_normalised": (ap - prev) / (1 - prev) if prev < 1 else float("nan"),
+                "mean_similarity": float(np.nanmean(sims)) if best >= 0 else float("nan"),
+                "max_similarity": float(sims[best]) if best >= 0 else float("nan"),
+                "most_similar": cts[best] if best >= 0 else "",
+            }
+        )
+    out = pd.DataFrame(rows)
+    out.attrs.update({"on": on, "n_train_loci": int(len(train_pos)),
+                      "n_test_loci": int(len(test_pos))})  # fmt: skip
+    return out
+
+
+def _coord(ds: xr.Dataset, name: str, cts: Sequence[str]) -> list[str]:
+    if name not in ds.coords:
+        return [""] * len(cts)
+    values = ds[name].sel(cell_type=list(cts)).values
+    return [str(v) for v in values]
+
+
+def similarity_summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Spearman correlations over the targets of :func:`baseline_vs_similarity`'s table.
+
+    Returns
+    -------
+    dict
+        ``{"<similarity> vs <ap column>": {"rho", "p", "n"}}`` for ``mean_similarity`` and
+        ``max_similarity`` against ``ap`` and ``ap_normalised``, and ``prevalence vs ap``
+        (the confounder: AP rises with the share of active loci).
+    """
+    out = {}
+    pairs = [(s, a) for s in ("mean_similarity", "max_similarity")
+             for a in ("ap", "ap_normalised")] + [("prevalence", "ap")]  # fmt: skip
+    for sim, col in pairs:
+        ok = table[sim].notna() & table[col].notna()
+        if ok.sum() < 3:
+            out[f"{sim} vs {col}"] = {"rho": float("nan"), "p": float("nan"), "n": int(ok.sum())}
+            continue
+        rho, p = stats.spearmanr(table.loc[ok, sim], table.loc[ok, col])
+        out[f"{sim} vs {col}"] = {"rho": float(rho), "p": float(p), "n": int(ok.sum())}
+    return out
+
+
+def signal_embedding(
+    ds: xr.Dataset,
+    cell_type: str,
+    *,
+    umap: bool = True,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Preprint Figure S1: the loci of one cell type by PCA and UMAP of their signal.
+
+    Each locus is the vector of its signal (every mark, and any other dim, flattened);
+    missing values take their column's mean and every column is standardised, so no mark
+    dominates by its scale. PCA uses every locus; UMAP (``umap-learn``, the optional
+    ``umap`` extra) a random sample of ``max_points`` loci, as do the returned rows.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube, with ``signal (cell_type, locus, mark)`` and ``label``.
+    cell_type : str
+        Whose signal and labels.
+    umap : bool
+        Also embed by UMAP when ``umap-learn`` is installed (its first run in a process
+        compiles for about half a minute). Without it, or with ``umap=False``, the table
+        has no UMAP columns and ``attrs["note"]`` says why (the figure then shows PCA
+        alone, with the note).
+    max_points : int
+        Loci returned (and embedded by UMAP), sampled at random without replacement.
+    seed : int
+        Seed of the sample and of UMAP (which then runs single-threaded, reproducibly).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sampled locus: ``locus`` (position along the cube), ``PC1``, ``PC2``,
+        ``UMAP1`` and ``UMAP2`` (when embedded), ``label``. ``attrs``: ``explained`` (the
+        two components' shares of the variance), ``n_loci``, ``features`` and ``note``
+        (empty when UMAP ran).
+    """
+    if "signal" not in ds:
+        raise ValueError("the cube has no signal to embed (a labels-only cube?)")
+    sig = ds["signal"].sel(cell_type=cell_type)
+    sig = sig.transpose("locus", *[d for d in sig.dims if d != "locus"])
+    x = np.asarray(sig.values, dtype=np.float64).reshape(sig.sizes["locus"], -1)
+    known = np.isfinite(x)
+    means = np.where(known, x, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    x = np.where(known, x, means)
+    sd = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    pcs = u[:, :2] * s[:2]
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(len(z), size=min(max_points, len(z)), replace=False))
+    out = pd.DataFrame({"locus": take, "PC1": pcs[take, 0], "PC2": pcs[take, 1]})
+    note = ""
+    if umap:
+        try:
+            import umap as umap_learn  # optional: the "umap" extra
+        except ImportError:
+            note = ("UMAP not shown: umap-learn is not installed "
+                    "(pip install 'pitfall[umap]'); PCA only.")  # fmt: skip
+        else:
+            import warnings  # here: the module's header belongs to the grids' editors
+
+            with warnings.catch_warnings():
+                # a fixed random_state makes UMAP single-threaded, and it says so
+                warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+                emb = umap_learn.UMAP(
+                    n_neighbors=15, min_dist=0.1, random_state=seed
+                ).fit_transform(z[take])
+            out["UMAP1"], out["UMAP2"] = emb[:, 0], emb[:, 1]
+    else:
+        note = "UMAP not computed here (it takes about a minute); PCA only."
+    out["label"] = ds["label"].sel(cell_type=cell_type).values[take]
+    total = float((s**2).sum())
+    out.attrs.update({
+        "explained": (s[:2] ** 2 / total).tolist() if total > 0 else [float("nan")] * 2,
+        "n_loci": int(len(z)),
+        "features": int(z.shape[1]),
+        "note": note,
+    })  # fmt: skip
     return out
 
 
 def strength_vs_similarity(ds: xr.Dataset, target: str, on: str | None = None) -> pd.DataFrame:
-    """Each other cell type's labels as a predictor of the target's, against its similarity."""
+    """Single cell types as predictors (the project's own figure, not the paper's).
+
+    Each other cell type's labels, used alone to predict the target's, against its
+    similarity to the target (:meth:`pitfall.baselines.MostSimilar.similarity`, over every
+    locus): how far the best single cell type falls below the average of all of them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cell_type``, ``similarity``, ``ap``, one row per other cell type
+        (:func:`pitfall.evaluate.baseline_strength`).
+    """
     others = [str(c) for c in ds["cell_type"].values if str(c) != target]
     train = ds.sel(cell_type=others)
     sim = baselines.MostSimilar(ds, on=on).fit(train).similarity(target)

@@ -4,6 +4,21 @@ The results table has one row per trained model (see :mod:`pitfall.sweep`): ``ta
 ``setting``, ``inputs``, ``family``, ``label``, ``n_params``, ``ap`` and the APs of the
 baselines on the same test loci (``ap_average_activity``, ``ap_most_similar``,
 ``ap_random``). Matplotlib is imported lazily (the ``plot`` extra).
+
+Figures, under the published article's numbering (Schreiber et al., Genome Biology 2020,
+Additional file 2), preprint numbers in brackets:
+
+- :func:`ap_vs_params`: Figure 1 d-f and g-i, S1 (gradient-boosted trees, x = trees x
+  leaves) and S2 (the controls);
+- :func:`partitioned_boxes`: S4 [S3], the partitioned evaluation and its tests;
+- :func:`baseline_vs_similarity`: S5, the average-activity baseline's AP against the
+  similarity of the training cell types to the target, one point per target;
+- :func:`signal_embedding`: preprint-only [S1], PCA and UMAP of the epigenomic signal;
+- :func:`gaussians`: preprint-only [S2], two overlapping 2-D Gaussians;
+- :func:`scatter`: the project's own labelled scatter (single cell types as predictors).
+
+Every function here takes tables and arrays, never the cube: the numbers come from
+:mod:`pitfall.paper` and :mod:`pitfall.toy`.
 """
 
 from __future__ import annotations
@@ -45,6 +60,44 @@ def pyplot():
     return plt
 
 
+def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
+    """A log-scale axis whose tick labels never overlap.
+
+    Matplotlib labels minor ticks (2x10^1, 3x10^1, ...) when the data span less than about
+    two decades, and those labels run into each other (the trees figure, 16 to 800
+    leaves). Here only major ticks are labelled: powers of ten over three decades or
+    more, else 1-2-5 steps written as plain numbers; minor ticks stay unlabelled.
+
+    Parameters
+    ----------
+    ax
+        A matplotlib Axes.
+    values
+        The positive values drawn on that axis (to choose the ticks).
+    axis
+        ``"x"`` or ``"y"``.
+    """
+    from matplotlib import ticker
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    decades = float(np.log10(v.max() / v.min())) if v.size else 0.0
+    if decades >= 3:
+        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
+        which.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
+    else:
+        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        which.set_major_formatter(ticker.FuncFormatter(_plain_number))
+    which.set_minor_locator(ticker.LogLocator(base=10, subs=tuple(float(k) for k in range(2, 10))))
+    which.set_minor_formatter(ticker.NullFormatter())
+
+
+def _plain_number(x: float, _pos: int | None = None) -> str:
+    return f"{x:,.0f}" if x >= 1 else f"{x:g}"
+
+
 def ap_vs_params(
     results: pd.DataFrame,
     *,
@@ -56,8 +109,10 @@ def ap_vs_params(
 ):
     """Figure 1 d-f / g-i: AP against trainable parameters, one panel per setting.
 
-    Points are models coloured by input type (log-scale x); horizontal lines are the
-    baselines' APs on the same test loci (the median over the panel's rows).
+    Points are models coloured by input type (log-scale x, :func:`log_axis`); horizontal
+    lines are the baselines' APs on the same test loci (the median over the panel's rows).
+    The same figure shows Figure S1 (trees, ``xlabel="trees x leaves"``) and S2 (the
+    controls).
 
     Parameters
     ----------
@@ -100,10 +155,10 @@ def ap_vs_params(
         for col, (name, color, style) in baselines.items():
             if col in part and part[col].notna().any():
                 ax.axhline(part[col].median(), color=color, ls=style, lw=1.2, label=name)
-        ax.set_xscale("log")
+        log_axis(ax, rows["n_params"])  # the same ticks in every panel
         ax.set_title(setting)
         ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.25, which="both", lw=0.5)
+        ax.grid(alpha=0.25, which="major", lw=0.5)
     axes[0].set_ylabel("average precision (test)")
     handles, labels_ = [], []
     for ax in axes:
@@ -118,72 +173,196 @@ def ap_vs_params(
     return fig
 
 
+#: Order of the partitioned figure's boxes: the two sides of the paper's test first, then
+#: the combined models and the controls (each a box of its own, never pooled).
+PREDICTOR_ORDER = ("signal", "sequence", "both", "permuted", "random")
+
+
 def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, title: str = ""):
-    """Figure S3: AP per activity group as boxes per predictor, and -log10 p of the tests.
+    """Figure S4 [S3]: AP per activity group as boxes per input type, and the tests.
 
     Parameters
     ----------
-    table
-        Rows ``group, predictor, ap`` (one per model x group; several models per predictor
-        make the boxes).
-    tests
-        Optional rows ``group, comparison, p_value`` (one-sided Mann-Whitney U).
+    table : pandas.DataFrame
+        Rows ``group, predictor, ap`` (one per model x group; several models per input
+        type make the boxes; :func:`pitfall.paper.partitioned_table`). A predictor with one
+        AP per group (a baseline) is drawn as a line across the group, not a box.
+    tests : pandas.DataFrame, optional
+        Rows ``comparison, group, p_value`` and optionally ``p_floor``
+        (:func:`pitfall.evaluate.mann_whitney_by_group` per comparison). The first
+        comparison (the paper's: epigenomic vs sequence) is drawn solid, the controls'
+        dashed. Where ``p_floor`` is given (the smallest p-value the exact test can reach
+        with the models at hand), the -log10 p values beyond every comparison's reach are
+        shaded, so a reader sees when a threshold was unreachable.
+    title : str
+        Title of the left panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes (boxes), or two (boxes, then -log10 p against the group) with ``tests``.
     """
     plt = pyplot()
     n_panels = 2 if tests is not None and len(tests) else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 3.8))
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(7.5 * n_panels, 4.3), width_ratios=[1.5, 1][:n_panels]
+    )
     axes = np.atleast_1d(axes)
     groups = sorted(g for g in table["group"].unique() if g != "all")
     # A predictor with one score per group (a baseline) is a reference mark, not a box.
     per_group = table.groupby(["predictor", "group"])["ap"].count().groupby("predictor").max()
     refs = [p for p in dict.fromkeys(table["predictor"]) if per_group[p] <= 1]
-    predictors = [p for p in dict.fromkeys(table["predictor"]) if p not in refs]
+    found = [p for p in dict.fromkeys(table["predictor"]) if p not in refs]
+    predictors = [p for p in PREDICTOR_ORDER if p in found] + [
+        p for p in found if p not in PREDICTOR_ORDER
+    ]
     width = 0.8 / max(len(predictors), 1)
     ax = axes[0]
-    for ref in refs:
+    for k, ref in enumerate(refs):
+        # a line across the group's whole slot, under the boxes: it shows at both ends, and
+        # is not mistaken for a box's median
         part = table[(table.predictor == ref) & table.group.isin(groups)]
-        ax.scatter([groups.index(g) for g in part["group"]], part["ap"], marker="_", s=300,
-                   color="black", zorder=3, label=ref)  # fmt: skip
+        at = np.array([groups.index(g) for g in part["group"]], dtype=float)
+        ax.hlines(part["ap"], at - 0.47, at + 0.47, color="black" if k == 0 else "0.5",
+                  lw=1.8, zorder=1, label=f"{ref} (baseline)")  # fmt: skip
     for i, pred in enumerate(predictors):
         data = [
             table[(table.group == g) & (table.predictor == pred)]["ap"].dropna() for g in groups
         ]
         pos = np.arange(len(groups)) + (i - (len(predictors) - 1) / 2) * width
+        color = INPUT_COLORS.get(pred, plt.cm.tab10(i))
         box = ax.boxplot(
             data,
             positions=pos,
-            widths=width * 0.9,
+            widths=width * 0.85,
             patch_artist=True,
             manage_ticks=False,
             showfliers=False,
+            medianprops={"color": "white", "lw": 1.0},
         )
-        color = INPUT_COLORS.get(pred, plt.cm.tab10(i))
         for patch in box["boxes"]:
             patch.set_facecolor(color)
-            patch.set_alpha(0.7)
-        ax.plot([], [], color=color, lw=6, alpha=0.7, label=INPUT_NAMES.get(pred, pred))
+            patch.set_alpha(0.75)
+        n_models = table[table.predictor == pred].groupby("group")["ap"].count().max()
+        ax.plot([], [], color=color, lw=6, alpha=0.75,
+                label=f"{INPUT_NAMES.get(pred, pred)} ({n_models} models)")  # fmt: skip
     ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    if len(groups) > 20:  # keep every other label readable
+        for k, lab in enumerate(ax.get_xticklabels()):
+            lab.set_visible(k % 2 == 0)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xlabel("training + validation cell types in which the locus is active")
-    ax.set_ylabel("average precision")
-    ax.legend(frameon=False, fontsize=8)
+    ax.set_ylabel("average precision (test)")
     ax.set_title(title or "AP within groups of loci of equal activity")
+    ax.grid(alpha=0.25, lw=0.5, axis="y")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3)
     if tests is not None and n_panels == 2:
         ax = axes[1]
-        for comparison, part in tests.groupby("comparison", sort=False):
+        floors, highest = [], -np.log10(0.05)
+        for k, (comparison, part) in enumerate(tests.groupby("comparison", sort=False)):
             part = part[part.group != "all"].sort_values("group")
-            ax.plot(
-                part["group"].astype(float),
-                -np.log10(part["p_value"].clip(lower=1e-300)),
-                marker="o",
-                label=comparison,
-            )
-        ax.axhline(-np.log10(0.05), color="0.5", ls=":", label="p = 0.05")
+            y = -np.log10(part["p_value"].clip(lower=1e-300))
+            ax.plot(part["group"].astype(float), y, marker="o", ms=4, ls="-" if k == 0 else "--",
+                    lw=1.6 if k == 0 else 1.1, label=comparison)  # fmt: skip
+            highest = max(highest, float(np.nanmax(y, initial=0.0)))
+            if "p_floor" in part and part["p_floor"].notna().any():
+                floors.append(float(part["p_floor"].max()))
+        ax.axhline(-np.log10(0.05), color="0.3", ls=":", lw=1, label="p = 0.05")
+        if floors:
+            # above the most reachable comparison's floor no test can go: shade it
+            top = -np.log10(min(floors))
+            highest = max(highest, top)
+            ax.axhspan(top, highest * 2 + 1, color="0.85", zorder=0,
+                       label="beyond reach of the exact test\nwith these numbers of models")  # fmt: skip
+        ax.set_ylim(0, highest * 1.15)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("training + validation cell types in which the locus is active")
-        ax.set_ylabel("-log10 p (one-sided Mann-Whitney U)")
-        ax.legend(frameon=False, fontsize=8)
+        ax.set_ylabel("-log10 p (Mann-Whitney U)")
+        ax.set_title("one-sided tests over the models' APs, per group")
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.16))
     fig.tight_layout()
     return fig
+
+
+def place_labels(
+    ax,
+    x: Sequence[float],
+    y: Sequence[float],
+    labels: Sequence[str],
+    *,
+    obstacles: tuple[Sequence[float], Sequence[float]] | None = None,
+    fontsize: float = 7,
+) -> list:
+    """Annotate points with labels that overlap neither each other nor any point.
+
+    Each label tries positions around its point, nearest first (10 directions at 5, then
+    11, 18 and 26 points away, the farther ones with a leader line), and takes the first
+    whose box stays inside the axes and clear of every label placed before and of every
+    marker in ``obstacles``. A label that finds no free place is left out (returned as
+    None), rather than drawn over another. Call it once the figure's layout is final
+    (after ``tight_layout``): the boxes are measured in display space.
+
+    Parameters
+    ----------
+    ax
+        The Axes holding the points.
+    x, y : sequence of float, length n
+        The points to label.
+    labels : sequence of str, length n
+    obstacles : (xs, ys), optional
+        Every point drawn in the Axes (default: the labelled ones).
+    fontsize : float
+
+    Returns
+    -------
+    list, length n
+        The :class:`matplotlib.text.Annotation` of each label, or None where none fit.
+    """
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    ox, oy = obstacles if obstacles is not None else (x, y)
+    pts = ax.transData.transform(np.column_stack([np.asarray(ox, float), np.asarray(oy, float)]))
+    r = 3.5 * fig.dpi / 72  # a marker's radius, in pixels
+    marks = [(px - r, py - r, px + r, py + r) for px, py in pts if np.all(np.isfinite((px, py)))]
+    frame = ax.get_window_extent(renderer)
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    directions = [(1, 0.4), (1, -0.4), (-1, 0.4), (-1, -0.4), (0, 1), (0, -1), (1, 1), (-1, -1),
+                  (1, -1), (-1, 1)]  # fmt: skip
+    for xi, yi, text in zip(x, y, labels, strict=True):
+        chosen = None
+        for dist in (5, 11, 18, 26):
+            for dx, dy in directions:
+                ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+                va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+                ann = ax.annotate(
+                    text, (xi, yi), xytext=(dx * dist, dy * dist), textcoords="offset points",
+                    ha=ha, va=va, fontsize=fontsize,
+                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5, "shrinkA": 0,
+                                "shrinkB": 3} if dist > 5 else None,
+                )  # fmt: skip
+                # the text's own box: an Annotation's extent also spans its leader line,
+                # which reaches the point and would always hit the point's own marker
+                ann.update_positions(renderer)
+                bb = Text.get_window_extent(ann, renderer)
+                box = (bb.x0 - 1, bb.y0 - 1, bb.x1 + 1, bb.y1 + 1)
+                inside = (box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0
+                          and box[3] <= frame.y1)  # fmt: skip
+                if inside and not any(_overlap(box, b) for b in placed + marks):
+                    chosen = ann
+                    placed.append(box)
+                    break
+                ann.remove()
+            if chosen is not None:
+                break
+        out.append(chosen)
+    return out
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def scatter(
@@ -196,62 +375,249 @@ def scatter(
     title: str = "",
     hline: Mapping[str, float] | None = None,
 ):
-    """A labelled scatter (e.g. baseline strength against cell-type similarity)."""
+    """A labelled scatter (e.g. single cell types as predictors, against similarity).
+
+    Labels are placed by :func:`place_labels` (no two overlap; one that cannot be placed
+    is left out). Horizontal lines (``hline``: name -> y) are drawn with a legend below
+    the axes, clear of the points.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes.
+    """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    ax.scatter(x, y, color="#1b9e77", s=28)
-    for i, lab in enumerate(labels or []):
-        ax.annotate(lab, (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    ax.scatter(x, y, color="#1b9e77", s=28, zorder=3)
     for name, value in (hline or {}).items():
         ax.axhline(value, color="black", ls="--", lw=1, label=name)
-    if hline:
-        ax.legend(frameon=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.25, lw=0.5)
+    ax.margins(x=0.12, y=0.12)
+    if hline:
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, -0.14), fontsize=8)
     fig.tight_layout()
+    if labels is not None:
+        place_labels(ax, x, y, labels)
     return fig
 
 
-def pca_scatter(pcs: pd.DataFrame, title: str):
-    """Figure S1: loci on their first two principal components, coloured by activity.
+def baseline_vs_similarity(
+    table: pd.DataFrame,
+    *,
+    x: str = "mean_similarity",
+    xlabel: str = "target's mean correlation with the other cell types",
+    title: str = "",
+    n_labels: int = 8,
+):
+    """Figure S5: the average-activity baseline's AP against the target's similarity.
 
-    ``pcs`` has columns ``PC1``, ``PC2``, ``label`` and ``attrs["explained"]``.
+    One point per target cell type (the baseline averages every other one); panel (a)
+    its AP, panel (b) its AP above the prevalence, ``(AP - prevalence) / (1 -
+    prevalence)``, which removes the part of AP that only reflects how many loci are
+    active. Each panel's title gives the Spearman correlation over the targets; a
+    least-squares line guides the eye. Points are coloured by cell-type group where the
+    table has one; the ``n_labels`` targets with the lowest AP are labelled.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per target (:func:`pitfall.paper.baseline_vs_similarity`): ``cell_type``,
+        ``ap``, ``ap_normalised``, the column ``x`` and optionally ``group``.
+    x, xlabel : str
+        The similarity column and its axis label.
+    title : str
+        Figure title.
+    n_labels : int
+        How many of the lowest-AP targets get their id written next to them.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two Axes (AP, normalised AP), plus the group legend where groups exist.
     """
+    from scipy import stats
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    for lab, color, name in ((0, "#bbbbbb", "inactive"), (1, "#d95f02", "active")):
-        sel = pcs["label"] == lab
-        ax.scatter(pcs.loc[sel, "PC1"], pcs.loc[sel, "PC2"], s=4, color=color, label=name)
-    ev = pcs.attrs.get("explained", [float("nan")] * 2)
-    ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC2 ({ev[1]:.0%})")
-    ax.set_title(title)
-    ax.legend(frameon=False, markerscale=4)
+    groups = list(dict.fromkeys(table["group"])) if "group" in table else []
+    has_groups = len(groups) > 1
+    fig, axes = plt.subplots(1, 2, figsize=(12.5 if has_groups else 10, 4.6))
+    # ten distinct colours, then the same colours with another marker: tab20's paired
+    # light/dark shades are too alike to tell groups apart
+    markers = "osD^v"
+    styles = {g: (plt.cm.tab10(i % 10), markers[(i // 10) % len(markers)])
+              for i, g in enumerate(groups)}  # fmt: skip
+    low = set(table.nsmallest(n_labels, "ap")["cell_type"]) if n_labels else set()
+    for ax, (col, ylabel) in zip(
+        axes,
+        (("ap", "AP of the average-activity baseline"),
+         ("ap_normalised", "(AP - prevalence) / (1 - prevalence)")),
+        strict=True,
+    ):  # fmt: skip
+        xs, ys = table[x].to_numpy(float), table[col].to_numpy(float)
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        if has_groups:
+            for g in groups:
+                sel = (table["group"] == g).to_numpy()
+                color, marker = styles[g]
+                ax.scatter(xs[sel], ys[sel], s=26, color=color, marker=marker,
+                           edgecolor="white", linewidth=0.4, zorder=3, label=str(g))  # fmt: skip
+        else:
+            ax.scatter(xs, ys, s=26, color="#1b9e77", zorder=3)
+        if ok.sum() >= 3:
+            rho, p = stats.spearmanr(xs[ok], ys[ok])
+            slope, icept = np.polyfit(xs[ok], ys[ok], 1)
+            grid = np.linspace(xs[ok].min(), xs[ok].max(), 2)
+            ax.plot(grid, icept + slope * grid, color="0.4", lw=0.8, ls="--", zorder=2)
+            ax.set_title(f"Spearman rho = {rho:.2f} (p = {p:.2g}), {ok.sum()} targets",
+                         fontsize=10)  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.25, lw=0.5)
+        ax.margins(x=0.08, y=0.1)
+    for ax, tag in zip(axes, "ab", strict=True):
+        ax.text(-0.13, 1.02, tag, transform=ax.transAxes, fontweight="bold", fontsize=12)
+    if has_groups:
+        axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1),
+                       title="cell-type group", title_fontsize=8)  # fmt: skip
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
+    if low:
+        sel = table["cell_type"].isin(low).to_numpy()
+        for ax, col in zip(axes, ("ap", "ap_normalised"), strict=True):
+            place_labels(ax, table.loc[sel, x], table.loc[sel, col],
+                         table.loc[sel, "cell_type"].astype(str).tolist(),
+                         obstacles=(table[x], table[col]))  # fmt: skip
     return fig
 
 
-def toy_curves(table: pd.DataFrame, title: str = "Figure S2: two overlapping Gaussians"):
-    """Figure S2: AP against network size in both settings, with the baselines as lines.
+def signal_embedding(emb: pd.DataFrame, title: str = ""):
+    """Preprint Figure S1: loci on their first two principal components, and by UMAP.
 
-    ``table`` is :func:`pitfall.toy.size_sweep`'s output.
+    Parameters
+    ----------
+    emb : pandas.DataFrame
+        One row per locus (:func:`pitfall.paper.signal_embedding`): ``PC1``, ``PC2``,
+        ``label`` (0, 1, NaN), optionally ``UMAP1``, ``UMAP2``; ``attrs["explained"]``
+        (the two components' shares of the variance) and ``attrs["note"]`` (why UMAP is
+        missing, when it is).
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two Axes (PCA, UMAP), or one (PCA) with the note written under it.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    nets = table[table["size"] > 0].groupby(["setting", "n_params"], as_index=False)["ap"].mean()
-    for setting, color in (("cross-cell-type", "#1b9e77"), ("hybrid", "#d95f02")):
-        part = nets[nets["setting"] == setting]
-        ax.plot(part["n_params"], part["ap"], marker="o", color=color, label=setting)
-    base = table[table["size"] == 0].groupby("setting")["ap"].mean()
-    ax.axhline(base["average activity"], color="black", lw=1, label="average activity")
-    ax.axhline(base["random"], color="0.6", ls=":", lw=1, label="random (prevalence)")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
-    ax.set_ylabel("average precision")
-    ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
+    panels = [("PC1", "PC2")] + ([("UMAP1", "UMAP2")] if "UMAP1" in emb else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8))
+    axes = np.atleast_1d(axes)
+    # one random drawing order for both classes: drawn class by class, the last one
+    # would hide the first where they overlap
+    order = np.random.default_rng(0).permutation(len(emb))
+    part = emb.iloc[order]
+    colors = np.where(part["label"] == 1, "#d95f02", "#7f7f7f")
+    ev = emb.attrs.get("explained", [float("nan")] * 2)
+    for ax, (c1, c2) in zip(axes, panels, strict=True):
+        known = part["label"].notna().to_numpy()
+        ax.scatter(part.loc[known, c1], part.loc[known, c2], s=4, c=colors[known],
+                   alpha=0.6, linewidths=0)  # fmt: skip
+        if c1 == "PC1":
+            ax.set_xlabel(f"PC1 ({ev[0]:.0%} of the variance)")
+            ax.set_ylabel(f"PC2 ({ev[1]:.0%})")
+            ax.set_title("PCA")
+        else:
+            ax.set_xlabel("UMAP 1")
+            ax.set_ylabel("UMAP 2")
+            ax.set_title("UMAP")
+    for color, name in (("#7f7f7f", "inactive"), ("#d95f02", "active")):
+        axes[0].scatter([], [], s=20, color=color, label=name)
+    note = emb.attrs.get("note")
+    # the note, when there is one, takes the bottom line and the legend sits above it
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.045 if note else 0.0), ncol=2,
+               frameon=False, fontsize=9)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.13 if note else 0.07, 1, 1))
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.35",
+                 wrap=True)  # fmt: skip
+    return fig
+
+
+def gaussians(sweep: Any, title: str = ""):
+    """Preprint Figure S2: two overlapping Gaussians; AP of networks of growing size.
+
+    Parameters
+    ----------
+    sweep : pitfall.toy.GaussianSweep
+        Its ``table`` (``size, n_params, seed, ap, ap_bayes, prevalence``), ``points``
+        (``x1, x2, label``), ``grid``, ``probabilities`` (size -> P(class 1) on the grid)
+        and ``separation``.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        (a) the training points, the Bayes-optimal boundary and the smallest and largest
+        networks' boundaries; (b) test AP against parameters (log x), with the
+        Bayes-optimal AP and the prevalence as lines. Legends sit below the axes.
+    """
+    plt = pyplot()
+    table, pts = sweep.table, sweep.points
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.2), width_ratios=(1, 1.25))
+    for lab, color, name in ((0, "#7570b3", "class 0"), (1, "#d95f02", "class 1")):
+        sel = pts["label"] == lab
+        ax.scatter(pts.loc[sel, "x1"], pts.loc[sel, "x2"], s=7, alpha=0.55, color=color,
+                   linewidths=0, label=name)  # fmt: skip
+    g1, g2 = sweep.grid
+    # the Bayes boundary: (mu_1 - mu_0) . x = 0, i.e. x2 = -x1 for means on the diagonal
+    ax.plot([g1.min(), g1.max()], [-g1.min(), -g1.max()], color="black", lw=1.6,
+            label="Bayes-optimal boundary")  # fmt: skip
+    styles = {min(sweep.probabilities, default=0): ("#1b9e77", "--"),
+              max(sweep.probabilities, default=0): ("#e7298a", ":")}  # fmt: skip
+    n_params = table.drop_duplicates("size").set_index("size")["n_params"]
+    for size, prob in sorted(sweep.probabilities.items()):
+        color, ls = styles[size]
+        ax.contour(g1, g2, prob, levels=[0.5], colors=[color], linestyles=[ls], linewidths=1.6)
+        ax.plot([], [], color=color, ls=ls, lw=1.6,
+                label=f"network, {size} hidden unit{'s' if size > 1 else ''} "
+                      f"({n_params[size]:,} parameters)")  # fmt: skip
+    ax.set_xlim(g1.min(), g1.max())
+    ax.set_ylim(g2.min(), g2.max())
+    ax.set_aspect("equal")
+    ax.set_xlabel("input 1 (e.g. a mark's signal)")
+    ax.set_ylabel("input 2")
+    ax.set_title("(a) two overlapping Gaussians, one per class", fontsize=11)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.13), ncol=2)
+
+    nets = table.groupby("n_params", as_index=False)[["ap", "ap_bayes", "prevalence"]].mean()
+    # every seed's networks as faint points, their mean as the line
+    bx.scatter(table["n_params"], table["ap"], s=14, color="#d95f02", alpha=0.5, linewidths=0)
+    bx.plot(nets["n_params"], nets["ap"], marker="o", color="#d95f02",
+            label=f"networks, mean over {table['seed'].nunique()} seed(s)")  # fmt: skip
+    # dashed and below the networks' line, which lies on it
+    bx.axhline(nets["ap_bayes"].mean(), color="black", lw=1.2, ls="--", zorder=1,
+               label="Bayes-optimal rule")  # fmt: skip
+    bx.axhline(nets["prevalence"].mean(), color="0.6", ls=":", lw=1.2,
+               label="random (prevalence)")  # fmt: skip
+    log_axis(bx, table["n_params"])
+    spread = nets["ap"].max() - nets["ap"].min()
+    gap = (nets["ap_bayes"] - nets["ap"]).max()
+    bx.set_ylim(min(0.45, nets["prevalence"].min() - 0.05), 1.0)
+    bx.set_xlabel("trainable parameters")
+    bx.set_ylabel("average precision (new points)")
+    bx.set_title("(b) AP of networks of growing size", fontsize=11)
+    bx.text(0.5, 0.42, f"spread over sizes: {spread:.3f}\nlargest gap below the Bayes rule: "
+            f"{gap:.3f}", transform=bx.transAxes, ha="center", va="center", fontsize=9,
+            bbox={"facecolor": "white", "edgecolor": "0.8"})  # fmt: skip
+    bx.grid(alpha=0.25, lw=0.5)
+    bx.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.13))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

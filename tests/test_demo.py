@@ -52,8 +52,9 @@ def test_demo__writes_a_self_contained_report(quick: Path) -> None:
     html = (quick / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6
     assert "<script" not in html and "src='http" not in html
-    for name in ("figure1_def_expression", "figure_s1_pca", "figure_s2_toy",
-                 "figure_s3_partitioned", "gbm_sweep", "strength_vs_similarity"):  # fmt: skip
+    for name in ("figure1_def_expression", "figure_s1_trees", "figure_s4_partitioned",
+                 "figure_s5_baseline_vs_similarity", "preprint_figure_s1_pca_umap",
+                 "preprint_figure_s2_gaussians", "single_cell_types_vs_similarity"):  # fmt: skip
         assert (quick / "figures" / f"{name}.png").stat().st_size > 10_000
     assert "snapshot" in html and "tensorflow" in html
 

@@ -314,11 +314,11 @@ def test_partitioned_evaluation__size_mismatch_raises() -> None:
 # ---------------------------------------------------------------- Mann-Whitney
 
 
-def test_mann_whitney_by_group__matches_scipy_per_group() -> None:
+def test_mann_whitney_scores_by_group__matches_scipy_per_group() -> None:
     groups = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2])
     a = np.array([0.9, 0.8, 0.7, 0.95, 0.1, 0.5, 0.3, 0.2, 0.4, 0.6, 0.6, 0.1])
     b = np.array([0.1, 0.2, 0.3, 0.25, 0.6, 0.7, 0.8, 0.9, 0.55, 0.6, 0.2, 0.3])
-    df = ev.mann_whitney_by_group(a, b, groups)
+    df = ev.mann_whitney_scores_by_group(a, b, groups)
     assert list(df.columns) == ["group", "n", "U", "p_value"]
     for g in (0, 1, 2):
         m = groups == g
@@ -331,7 +331,7 @@ def test_mann_whitney_by_group__matches_scipy_per_group() -> None:
     assert df.loc[df.group == 0, "U"].item() == 16
 
 
-def test_mann_whitney_by_group__restricted_to_positive_loci() -> None:
+def test_mann_whitney_scores_by_group__restricted_to_positive_loci() -> None:
     rng = np.random.default_rng(7)
     n = 120
     groups = rng.integers(0, 3, n)
@@ -339,7 +339,7 @@ def test_mann_whitney_by_group__restricted_to_positive_loci() -> None:
     labels[:5] = np.nan
     a, b = rng.random(n), rng.random(n)
     for on, value in (("positive", 1.0), ("negative", 0.0)):
-        df = ev.mann_whitney_by_group(a, b, groups, "less", labels=labels, on=on)
+        df = ev.mann_whitney_scores_by_group(a, b, groups, "less", labels=labels, on=on)
         for g in range(3):
             m = (groups == g) & (labels == value)
             ref = stats.mannwhitneyu(a[m], b[m], alternative="less")
@@ -349,14 +349,16 @@ def test_mann_whitney_by_group__restricted_to_positive_loci() -> None:
             assert row.p_value == pytest.approx(ref.pvalue)
 
 
-def test_mann_whitney_by_group__empty_group_is_nan_and_errors() -> None:
-    df = ev.mann_whitney_by_group([0.1, 0.2], [0.3, 0.4], [0, 1], labels=[1.0, 0.0], on="positive")
+def test_mann_whitney_scores_by_group__empty_group_is_nan_and_errors() -> None:
+    df = ev.mann_whitney_scores_by_group(
+        [0.1, 0.2], [0.3, 0.4], [0, 1], labels=[1.0, 0.0], on="positive"
+    )
     assert df.loc[df.group == 1, "n"].item() == 0
     assert np.isnan(df.loc[df.group == 1, "p_value"].item())
     with pytest.raises(ValueError, match="needs labels"):
-        ev.mann_whitney_by_group([0.1], [0.2], [0], on="positive")
+        ev.mann_whitney_scores_by_group([0.1], [0.2], [0], on="positive")
     with pytest.raises(ValueError, match="on must be"):
-        ev.mann_whitney_by_group([0.1], [0.2], [0], on="bogus")  # type: ignore[arg-type]
+        ev.mann_whitney_scores_by_group([0.1], [0.2], [0], on="bogus")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ residual
