@@ -10,10 +10,14 @@ The generative model (all on a latent scale where 0 separates active from inacti
   ``z[c, g] = mu[g] + shift[lineage(c), g] + noise[c, g]`` and the label is ``z > 0``;
 - marks follow each cell type's own ``z``: activating marks are high where the locus is
   active, repressive marks where it is inactive, with log-normal noise (``mark_noise``);
+- every locus scales each mark's signal by a factor of its own that is the same in every
+  cell type (``artefact_strength``), as mappability, GC content and CpG islands do in real
+  ChIP-seq: it carries no activity, only the locus's identity, which a model seeing a locus
+  in many training cell types can memorise from the signal as from the sequence;
 - the sequence carries a motif whose number of copies in a gene's upstream window is a
   Poisson draw whose rate grows with ``mu[g]`` (and a second motif in bins, with
-  ``beta[j]``), so the sequence reveals the *average* activity of a locus over cell types,
-  never what is specific to one cell type.
+  ``beta[j]``), at uniformly random non-overlapping positions, so the sequence reveals the
+  *average* activity of a locus over cell types, never what is specific to one cell type.
 
 Because ``mu`` dominates ``z``, most genes have the same state in most cell types (as in
 real data), and the mean label over other cell types predicts a new cell type well: the
@@ -36,7 +40,9 @@ Files written by :func:`synthesize` (paths relative to ``out_dir``):
     One bigWig per cell type and mark: runs of 20-200 bp tiling each gene's upstream window
     (a tenth of them left as gaps with no data) plus a sparse background of broad runs in
     every 40 kb bin whose level follows that bin's boundary state. Values are skewed and
-    non-negative, like -log10 p-values.
+    non-negative, like -log10 p-values. Every value of a locus (gene window or bin) and
+    mark carries that locus's artefact factor (``signal_artefact``, ``bin_signal_artefact``
+    in ``truth.npz``), the same in every cell type.
 ``rpkm.tsv.gz``
     Shaped like Roadmap's ``57epigenomes.RPKM.pc.gz``: header ``gene_id<TAB>E003...``
     (columns sorted by id, no trailing tab), one row per gene sorted by gene id, ids
@@ -194,7 +200,7 @@ ASSEMBLY = "synth1"
 
 # Independent random streams, one per stage, so that changing one stage (e.g. the number of
 # marks) leaves every other stage's draws unchanged.
-_S_LAYOUT, _S_MODEL, _S_SEQ, _S_SIGNAL, _S_LEVEL = 1, 2, 3, 4, 5
+_S_LAYOUT, _S_MODEL, _S_SEQ, _S_SIGNAL, _S_LEVEL, _S_ARTEFACT = 1, 2, 3, 4, 5, 6
 
 # Background base composition (A, C, G, T) of about 41% GC, as a 200-entry lookup table so
 # that one uint8 draw per base suffices.
@@ -203,6 +209,9 @@ _RUN_MIN, _RUN_MAX = 20, 200  # bp of the runs that tile gene windows
 _GAP_FRACTION = 0.1  # share of window runs left without data
 _SHARPNESS = 1.0  # slope of the chromatin state's logistic response to the latent activity
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# Share of an artefact's log-scale variance common to all marks of a locus (mappability hits
+# every assay alike); the rest is mark-specific (GC and CpG biases differ between antibodies).
+_ARTEFACT_SHARED = 0.5
 
 
 @dataclass(frozen=True)
@@ -245,6 +254,13 @@ class SynthParams:
     mark_noise : float
         Standard deviation of the log signal level of each mark around what the chromatin
         state implies.
+    artefact_strength : float
+        Standard deviation of a per-locus, per-mark offset of the log signal level that is
+        identical in every cell type (mappability, GC content, CpG islands): half of its
+        variance is shared by all marks of the locus, half is mark-specific. Gene windows and
+        bins each get their own; it is independent of activity and propensity, so it tells
+        a model which locus it sees and nothing else. 0 turns artefacts off (every factor is
+        exactly 1). For scale: ``mark_noise`` is 1.0 and varies per cell type.
     boundary_mean, boundary_scale : float
         Mean and standard deviation of the per-bin boundary propensity.
     motif_rate : float
@@ -276,6 +292,7 @@ class SynthParams:
     cell_noise: float = 0.6
     chromatin_noise: float = 1.5
     mark_noise: float = 1.0
+    artefact_strength: float = 0.5
     boundary_mean: float = -2.8
     boundary_scale: float = 2.0
     motif_rate: float = 2.0
@@ -298,6 +315,8 @@ class SynthParams:
             raise ValueError(
                 f"marks must be distinct names from {sorted(MARK_EFFECTS)}, got {self.marks}"
             )
+        if not self.artefact_strength >= 0:
+            raise ValueError(f"artefact_strength must be >= 0, got {self.artefact_strength}")
         if self.n_lineages is not None and self.n_lineages < 1:
             raise ValueError(f"n_lineages must be None or >= 1, got {self.n_lineages}")
         if self.n_genes < 2 or self.window < 1 or self.bin_size < 4000:
@@ -449,7 +468,6 @@ def _layout_genes(params: SynthParams) -> dict[str, np.ndarray]:
         "tss": tss,
         "window_start": np.clip(ws, 0, clen),
         "window_end": np.clip(we, 0, clen),
-        "window_start_raw": ws,
     }
 
 
@@ -478,6 +496,29 @@ def _latent(
     return base[None, :] + shift[lineage] + noise
 
 
+def _artefacts(params: SynthParams, n_loci: int, kind: int) -> np.ndarray:
+    """Multiplicative artefact factors (loci x marks), the same in every cell type.
+
+    ``kind`` keeps gene windows (0) and bins (1) apart. Each mark draws from a stream keyed
+    by its place in ``MARK_EFFECTS``, so a mark's factors do not depend on which other marks
+    are synthesized; the draws do not depend on the strength either, so compendia that
+    differ only in ``artefact_strength`` differ only by these factors.
+    """
+    common = _rng(params, _S_ARTEFACT, kind).standard_normal(n_loci)
+    names = list(MARK_EFFECTS)
+    own = np.stack(
+        [
+            _rng(params, _S_ARTEFACT, kind, 1 + names.index(m)).standard_normal(n_loci)
+            for m in params.marks
+        ],
+        axis=1,
+    )
+    log_f = params.artefact_strength * (
+        np.sqrt(_ARTEFACT_SHARED) * common[:, None] + np.sqrt(1.0 - _ARTEFACT_SHARED) * own
+    )
+    return np.exp(log_f)  # exactly 1 at strength 0
+
+
 def _simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, np.ndarray]:
     rng = _rng(params, _S_MODEL)
     _, lineage = np.unique(np.array(groups), return_inverse=True)
@@ -493,19 +534,26 @@ def _simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, 
     s_bin = np.array([MARK_EFFECTS[m][2] for m in params.marks])
 
     def levels(
-        lat: np.ndarray, strength: np.ndarray, bg: float, top: float, discord: float
+        lat: np.ndarray,
+        strength: np.ndarray,
+        bg: float,
+        top: float,
+        discord: float,
+        artefact: np.ndarray,
     ) -> np.ndarray:
         chromatin = lat + rng.normal(0.0, discord, lat.shape)
         act = expit(_SHARPNESS * chromatin)[:, :, None]
         x = np.where(sign > 0, act, 1.0 - act)
         log_level = np.log(bg) + strength * np.log(top / bg) * x
         log_level = log_level + rng.normal(0.0, params.mark_noise, log_level.shape)
-        return (np.exp(log_level) * depth[:, None, :]).astype(np.float32)
+        return (np.exp(log_level) * depth[:, None, :] * artefact[None, :, :]).astype(np.float32)
 
-    gene_level = levels(z, s_gene, 0.3, 30.0, params.chromatin_noise)
+    gene_artefact = _artefacts(params, n_g, 0)
+    bin_artefact = _artefacts(params, n_bins, 1)
+    gene_level = levels(z, s_gene, 0.3, 30.0, params.chromatin_noise, gene_artefact)
     # Discordance between chromatin and activity is a promoter notion (poised genes, RNA
     # turnover); a boundary's marks follow its state up to mark noise only.
-    bin_level = levels(y, s_bin, 0.2, 20.0, 0.0)
+    bin_level = levels(y, s_bin, 0.2, 20.0, 0.0, bin_artefact)
     # RPKM > 0.5 exactly when z > 0; Roadmap writes three decimals, so a barely active gene
     # that would print as 0.500 is printed as 0.501 to keep the label rule exact.
     rpkm = np.round(0.5 * np.exp(1.3 * z), 3)
@@ -520,6 +568,8 @@ def _simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, 
         "boundary_propensity": beta.astype(np.float32),
         "boundary_level": y.astype(np.float32),
         "bin_signal_level": bin_level,
+        "signal_artefact": gene_artefact.astype(np.float32),
+        "bin_signal_artefact": bin_artefact.astype(np.float32),
     }
 
 
@@ -550,6 +600,50 @@ class _GenomeInfo(TypedDict):
     n_runs: list[np.ndarray]
 
 
+def _spread(
+    rng: np.random.Generator, room: np.ndarray, k: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``k[i]`` non-overlapping copies of ``size`` bases at free offsets in ``[0, room[i])``.
+
+    Every placement of the copies is equally likely: with ``q_j = p_j - j * (size - 1)``,
+    sorted starts ``p_j`` that fit and do not overlap are exactly ``k`` distinct ``q_j`` in
+    ``0 .. room - k * (size - 1) - 1``, drawn by Floyd's algorithm, vectorised over
+    rows (one step per copy, not per row).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The stream to draw from.
+    room : numpy.ndarray
+        Bases available to each row (e.g. a gene's clipped window).
+    k : numpy.ndarray
+        Copies per row; ``k * size <= room``.
+    size : int
+        Length of a copy (the motif).
+
+    Returns
+    -------
+    row, offset : numpy.ndarray
+        The row of each copy and its start from the row's first base; rows in order,
+        offsets sorted within a row.
+    """
+    k = np.asarray(k, dtype=np.int64)
+    n_pos = room - k * (size - 1)
+    k_max = int(k.max(initial=0))
+    chosen = np.full((k.size, k_max), np.iinfo(np.int64).max, dtype=np.int64)
+    for j in range(k_max):
+        act = np.flatnonzero(k > j)
+        top = n_pos[act] - k[act] + j  # Floyd: draw from 0..top; on a repeat take top
+        t = rng.integers(0, top + 1)
+        seen = (chosen[act, :j] == t[:, None]).any(axis=1)
+        chosen[act, j] = np.where(seen, top, t)
+    chosen.sort(axis=1)
+    keep = np.arange(k_max)[None, :] < k[:, None]
+    offset = (chosen + np.arange(k_max)[None, :] * (size - 1))[keep]
+    row = np.broadcast_to(np.arange(k.size)[:, None], keep.shape)[keep]
+    return row, offset
+
+
 def _write_genome(
     params: SynthParams,
     genes: dict[str, np.ndarray],
@@ -558,7 +652,6 @@ def _write_genome(
     path: Path,
 ) -> _GenomeInfo:
     """Write the FASTA; return motif counts per gene and bin and the N runs per chromosome."""
-    w = params.window
     gmotif, bmotif = GENE_MOTIF.encode(), BIN_MOTIF.encode()
     bmotif_rc = _revcomp(BIN_MOTIF).encode()
     gene_counts = np.zeros(params.n_genes, dtype=np.int32)
@@ -587,16 +680,12 @@ def _write_genome(
             _plant(seq, pos[fwd], bmotif)
             _plant(seq, pos[~fwd], bmotif_rc)
             gsel = np.flatnonzero(genes["chrom_index"] == ci)
-            raw = genes["window_start_raw"][gsel]
-            n_slots = w // len(gmotif)
-            slot_pos = raw[:, None] + np.arange(n_slots) * len(gmotif)
-            valid = (slot_pos >= 0) & (slot_pos + len(gmotif) <= length)
+            lo = genes["window_start"][gsel]
+            room = genes["window_end"][gsel] - lo
             lam = params.motif_rate * expit(truth["propensity"][gsel])
-            k = np.minimum(rng.poisson(lam), valid.sum(axis=1))
-            # k distinct random valid slots per gene: the k smallest random keys.
-            keys = np.where(valid, rng.random(valid.shape), np.inf)
-            rank = np.argsort(np.argsort(keys, axis=1), axis=1)
-            _plant(seq, slot_pos[rank < k[:, None]], gmotif)
+            k = np.minimum(rng.poisson(lam), room // len(gmotif))
+            row, offset = _spread(rng, room, k, len(gmotif))
+            _plant(seq, lo[row] + offset, gmotif)
             # Soft-masking: lowercase stretches of 50-3000 bp over about a fifth of the genome.
             n_mask = max(1, int(0.2 * length / 1525))
             m_start = rng.integers(0, length, n_mask)
@@ -830,11 +919,14 @@ def synthesize(
         (0-based half-open), ``strand``, ``tss``, ``window_start``, ``window_end`` (clipped),
         ``propensity``, ``motif_count`` (copies of ``GENE_MOTIF`` in the window); per cell
         type x gene ``activity`` (0/1), ``activity_level`` (latent, active when > 0),
-        ``rpkm`` (as written); per cell type x gene x mark ``signal_level`` (the level the
-        window's runs scatter around); per bin ``bin_chrom``, ``bin_start``, ``bin_end``,
+        ``rpkm`` (as written); per gene x mark ``signal_artefact`` (the factor that scales
+        the window's signal in every cell type; all 1 when ``artefact_strength`` is 0); per
+        cell type x gene x mark ``signal_level`` (the level the window's runs scatter around,
+        artefact included); per bin ``bin_chrom``, ``bin_start``, ``bin_end``,
         ``boundary_propensity``, ``bin_motif_count`` (copies of ``BIN_MOTIF`` either way
-        round starting in the bin); per cell type x bin ``boundary`` (0/1),
-        ``boundary_level`` (latent); per cell type x bin x mark ``bin_signal_level``.
+        round starting in the bin); per bin x mark ``bin_signal_artefact``; per cell type x
+        bin ``boundary`` (0/1), ``boundary_level`` (latent); per cell type x bin x mark
+        ``bin_signal_level``.
     """
     if isinstance(params, str):
         params = SynthParams.preset(params, **overrides)
@@ -955,6 +1047,8 @@ def synthesize(
         "boundary": boundary,
         "boundary_level": truth["boundary_level"],
         "bin_signal_level": truth["bin_signal_level"],
+        "signal_artefact": truth["signal_artefact"],
+        "bin_signal_artefact": truth["bin_signal_artefact"],
     }
     _write_npz(root / "truth.npz", arrays)
 

@@ -265,6 +265,26 @@ def test_motifs__counts_read_back_from_fasta_equal_truth(
     np.testing.assert_array_equal(bins, truth["bin_motif_count"])
 
 
+def test_motifs__gene_copies_at_free_positions_not_on_a_grid(
+    comp: SynthCompendium, truth: dict[str, np.ndarray]
+) -> None:
+    # The oracle: every copy a naive scan of the FASTA finds in a window, by its offset from
+    # the window's start. Copies planted on a grid of the motif's length would all share one
+    # residue modulo that length (up to the rare copies the random background makes).
+    fa = pyfaidx.Fasta(str(comp.fasta))
+    offsets = []
+    for c, s, e in zip(truth["chrom"], truth["window_start"], truth["window_end"], strict=True):
+        window = str(fa[str(c)][int(s) : int(e)]).upper()
+        offsets += [m.start() for m in re.finditer(GENE_MOTIF, window)]
+    offsets = np.array(offsets)
+    assert offsets.size == truth["motif_count"].sum() > 200
+    residue = np.bincount(offsets % len(GENE_MOTIF), minlength=len(GENE_MOTIF)) / offsets.size
+    assert residue.min() > 0.04 and residue.max() < 0.25  # about 1/8 each
+    # and spread over the whole window, to its last possible start
+    w = comp.params.window
+    assert offsets.min() < w // 20 and offsets.max() > w - len(GENE_MOTIF) - w // 20
+
+
 def test_truth__shapes_and_pitfall_structure(
     comp: SynthCompendium, truth: dict[str, np.ndarray]
 ) -> None:
@@ -280,6 +300,88 @@ def test_truth__shapes_and_pitfall_structure(
     assert 0.02 < truth["boundary"].mean() < 0.3
 
 
+# --------------------------------------------------------------------------- artefacts
+
+
+def _expected_factor(truth: dict[str, np.ndarray], chrom: str, length: int, m: int) -> np.ndarray:
+    """Per base of ``chrom``: the artefact factor of the gene window or else the bin it lies in."""
+    in_chrom = truth["bin_chrom"] == chrom
+    size = int(truth["bin_end"][in_chrom][0] - truth["bin_start"][in_chrom][0])
+    out = np.repeat(truth["bin_signal_artefact"][in_chrom, m], size)[:length]
+    for s, e, f in zip(
+        truth["window_start"][truth["chrom"] == chrom],
+        truth["window_end"][truth["chrom"] == chrom],
+        truth["signal_artefact"][truth["chrom"] == chrom, m],
+        strict=True,
+    ):
+        out[s:e] = f
+    return out
+
+
+@pytest.fixture(scope="module")
+def artefact_levels(
+    comp: SynthCompendium, tmp_path_factory: pytest.TempPathFactory
+) -> dict[float, SynthCompendium]:
+    """The tiny compendium at artefact strengths 0, its default and twice its default."""
+    s = comp.params.artefact_strength
+    root = tmp_path_factory.mktemp("artefacts")
+    return {
+        0.0: synthesize(root / "zero", "tiny", artefact_strength=0.0),
+        s: comp,
+        2 * s: synthesize(root / "double", "tiny", artefact_strength=2 * s),
+    }
+
+
+def test_artefacts__one_factor_per_locus_and_mark_same_in_every_cell_type(
+    artefact_levels: dict[float, SynthCompendium],
+) -> None:
+    zero, s, double = sorted(artefact_levels)
+    assert zero == 0.0 < s
+    comps = [artefact_levels[x] for x in (zero, s, double)]
+    truth = comps[1].truth()
+    sizes = dict(line.split("\t") for line in comps[0].chrom_sizes.read_text().splitlines())
+    for chrom, length in sizes.items():
+        for m, mark in enumerate(comps[0].marks):
+            expected = _expected_factor(truth, chrom, int(length), m)
+            for cid in comps[0].cell_types:
+                vals = []
+                for c in comps:
+                    with pyBigWig.open(str(c.bigwigs[cid][mark])) as bw:
+                        vals.append(bw.values(chrom, 0, int(length), numpy=True))
+                # Artefacts rescale values; they neither add nor remove data.
+                covered = ~np.isnan(vals[0])
+                assert covered.any()
+                np.testing.assert_array_equal(covered, ~np.isnan(vals[1]))
+                np.testing.assert_array_equal(covered, ~np.isnan(vals[2]))
+                ratio = vals[1][covered] / vals[0][covered]
+                # One factor per locus and mark, whatever the cell type: the truth's.
+                np.testing.assert_allclose(ratio, expected[covered], rtol=1e-5)
+                # The factor is exp(strength * draw): doubling the strength squares it, so at
+                # strength 0 it is 1 and the signal carries no artefact.
+                np.testing.assert_allclose(vals[2][covered] / vals[0][covered], ratio**2, rtol=1e-5)
+
+
+def test_artefacts__absent_at_zero_and_touch_only_the_signal(
+    artefact_levels: dict[float, SynthCompendium],
+) -> None:
+    zero, s, _ = sorted(artefact_levels)
+    t0, ts = artefact_levels[zero].truth(), artefact_levels[s].truth()
+    assert (t0["signal_artefact"] == 1).all() and (t0["bin_signal_artefact"] == 1).all()
+    np.testing.assert_allclose(
+        t0["signal_level"] * ts["signal_artefact"][None], ts["signal_level"], rtol=1e-6
+    )
+    a, b = _digests(artefact_levels[zero].root), _digests(artefact_levels[s].root)
+    differ = {k for k in a if a[k] != b[k]}
+    assert differ == {"truth.npz"} | {k for k in a if k.startswith("bigwig/")}
+    # What the artefact is: log-normal of the given scale, half shared by a locus's marks,
+    # blind to activity (it only says which locus this is).
+    log_f = np.log(ts["signal_artefact"].astype(float))
+    assert abs(log_f.std() / s - 1) < 0.15
+    shared = np.corrcoef(log_f.T)[np.triu_indices(log_f.shape[1], 1)]
+    assert 0.3 < shared.mean() < 0.7
+    assert abs(np.corrcoef(log_f.mean(axis=1), ts["propensity"])[0, 1]) < 0.2
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -291,6 +393,7 @@ def test_params__presets_and_overrides() -> None:
     )
     assert [r[0] for r in CELL_TYPES[:5]] == ["E003", "E004", "E037", "E106", "E113"]
     demo = PRESETS["demo"]
+    assert demo.artefact_strength > 0  # the demo's signal carries locus artefacts
     assert 40e6 <= sum(demo.chrom_lengths) <= 60e6
     assert sum(-(-n // demo.bin_size) for n in demo.chrom_lengths) > 1000
     p = SynthParams.preset("tiny", seed=3, marks=["H3K4me3"])
@@ -304,6 +407,7 @@ def test_params__presets_and_overrides() -> None:
         ({"n_cell_types": 57}, "n_cell_types must be in 1..56, got 57"),
         ({"marks": ("H3K4me2",)}, "marks must be distinct names from"),
         ({"n_lineages": 0}, "n_lineages must be None or >= 1, got 0"),
+        ({"artefact_strength": -0.1}, "artefact_strength must be >= 0, got -0.1"),
     ],
 )
 def test_params__rejects_out_of_range(bad: dict, message: str) -> None:
