@@ -21,6 +21,7 @@ Speed-up = time(1 worker) / time(n workers). Guarded by ``if __name__ == "__main
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -46,7 +47,9 @@ def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None
                            dashboard_address=":0", silence_logs=50)  # fmt: skip
     with Client(cluster) as client:
         started = time.perf_counter()
-        report = performance_report(filename=str(profile)) if profile else _nothing()
+        # the HTML report needs bokeh; the task-stream summary below does not
+        has_bokeh = importlib.util.find_spec("bokeh") is not None
+        report = performance_report(filename=str(profile)) if profile and has_bokeh else _nothing()
         with report:
             featurize.build(manifest, store, client=client, progress=False)
         seconds = time.perf_counter() - t0
@@ -70,21 +73,26 @@ class _nothing:
 
 def _series(name: str, manifest: Path, work: Path, workers: list[int], repeats: int) -> None:
     times: dict[int, list[float]] = defaultdict(list)
+    builds: dict[int, list[float]] = defaultdict(list)
     profile = None
     for r in range(repeats):
         for w in workers:
             prof = work / f"{name}-report.html" if (w == 2 and r == 0) else None
             out = _timed_build(manifest, work / f"{name}-{w}-{r}", w, prof)
             times[w].append(out["seconds"])
+            builds[w].append(out.get("build_only", out["seconds"]))
             if prof is not None:
                 profile = out
     med = {w: statistics.median(t) for w, t in times.items()}
-    base = med.get(1)
+    med_build = {w: statistics.median(t) for w, t in builds.items()}
+    base, base_build = med.get(1), med_build.get(1)
     print(f"\n{name}: median of {repeats} (seconds, speed-up over 1 worker)")
+    print(f"  {'':<22} {'with cluster start':>26}   {'build on a running cluster':>26}")
     for w in workers:
         label = "in this process" if w == 0 else f"{w} worker process{'es' if w > 1 else ''}"
         ratio = f"x{base / med[w]:.2f}" if base else ""
-        print(f"  {label:<22} {med[w]:6.2f} s  {ratio}")
+        ratio_b = f"x{base_build / med_build[w]:.2f}" if base_build else ""
+        print(f"  {label:<22} {med[w]:18.2f} s {ratio:>6}   {med_build[w]:18.2f} s {ratio_b:>6}")
     if profile and profile["by_task"]:
         total = sum(profile["by_task"].values())
         print(
