@@ -5,9 +5,9 @@ Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--bins 1000000]``
 Two builds, each timed (median of ``--repeats``) in this process with a fresh local cluster
 per run:
 
-1. the demo preset restricted to 4 cell types (3,000 genes x 5 marks + FASTA + RPKM):
-   in this process (``workers=0``, what ``pitfall build`` picks for a build this small), 1,
-   2 and 4 worker processes (4 on this 2-core machine oversubscribes: the "more workers"
+1. the demo preset restricted to ``--demo-cell-types`` (default 4; 3,000 genes x 5 marks,
+   FASTA and RPKM): in this process (``workers=0``, what ``pitfall build`` picks for a
+   build this small), 1, 2 and 4 worker processes (4 on this 2-core machine oversubscribes: the "more workers"
    case, simulated);
 2. a signal cube of ``--bins`` 200 bp bins x 4 cell types x 3 marks (synthetic bigWigs from
    ``bench_build_scale.write_inputs``), 1, 2 and 4 worker processes.
@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None) -> dict[str, Any]:
-    from distributed import Client, LocalCluster, performance_report
+    from dask.utils import key_split
+    from distributed import Client, LocalCluster, get_task_stream, performance_report
 
     from pitfall import featurize
 
@@ -50,14 +51,14 @@ def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None
         # the HTML report needs bokeh; the task-stream summary below does not
         has_bokeh = importlib.util.find_spec("bokeh") is not None
         report = performance_report(filename=str(profile)) if profile and has_bokeh else _nothing()
-        with report:
+        with report, get_task_stream(client) as stream:
             featurize.build(manifest, store, client=client, progress=False)
         seconds = time.perf_counter() - t0
         by_task: dict[str, float] = defaultdict(float)
-        for t in client.get_task_stream():
+        for t in stream.data:
             for part in t.get("startstops", ()):
                 if part.get("action") == "compute":
-                    by_task[str(t["key"]).split("-")[0]] += part["stop"] - part["start"]
+                    by_task[key_split(t["key"])] += part["stop"] - part["start"]
         build_only = time.perf_counter() - started
     cluster.close()
     return {"seconds": seconds, "build_only": build_only, "by_task": dict(by_task)}
@@ -107,6 +108,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bins", type=float, default=1e6)
+    ap.add_argument("--demo-cell-types", type=int, default=4,
+                    help="cell types of the demo preset to build (the preset has 18)")  # fmt: skip
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import bench_build_scale
@@ -115,8 +118,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-build-workers-"))
     print(f"machine load before: {Path('/proc/loadavg').read_text().split()[:3]}")
-    comp = synth.synthesize(work / "demo", "demo", n_cell_types=4, workers=2)
-    _series("demo preset, 4 cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats)
+    n = args.demo_cell_types
+    comp = synth.synthesize(work / "demo", "demo", n_cell_types=n, workers=2)
+    _series(f"demo preset, {n} cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats)
     manifest = bench_build_scale.write_inputs(work / "bins", int(args.bins))
     _series(f"{args.bins / 1e6:g} M bins x 4 cell types x 3 marks", manifest, work, [1, 2, 4],
             args.repeats)  # fmt: skip

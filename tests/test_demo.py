@@ -102,3 +102,13 @@ def test_demo__rerun_trains_nothing_new(quick: Path, results: pd.DataFrame) -> N
         {"expression": quick / "store" / "expression"}, quick, size="quick", workers=0
     )
     assert again["finished_at"].tolist() == results["finished_at"].tolist()
+
+
+def test_demo__report_has_the_remedies(quick: Path) -> None:
+    table = pd.read_csv(quick / "remedies" / "remedies.tsv", sep="\t")
+    # every model of the quick remedy grid under each remedy, in both settings
+    expected = {(s, r) for s in paper.REMEDY_SETTINGS for r in paper.REMEDIES}
+    assert set(zip(table.setting, table.remedy, strict=True)) == expected
+    assert len(table) == len(paper.remedy_grid("quick")) * len(paper.REMEDY_SETTINGS)
+    html = (quick / "report.html").read_text()
+    assert "Remedies: the average activity as an input" in html

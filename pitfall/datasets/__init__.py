@@ -35,16 +35,15 @@ def build_from_folder(
     loci) on a local cluster of ``workers`` processes.
     """
     from pitfall import featurize
-    from pitfall.cube import CubeError, open_cube
 
     if kind not in FOLDER_MANIFESTS:
         raise ValueError(f"unknown data set {kind!r}; known: {', '.join(FOLDER_MANIFESTS)}")
     out = Path(out)
     store = out / "store" / kind
-    if store.exists():
-        try:
-            open_cube(store)
-            return store
+    manifest = FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind)
+    local = kind != "ctcf"
+    featurize.ensure_built(manifest, store, workers=1 if local else workers, processes=not local)
+    return store
         except CubeError:
             pass  # an unfinished build: featurize.build resumes it
     manifest = FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind)

@@ -297,6 +297,35 @@ def build(
     return summary
 
 
+def ensure_built(
+    manifest: str | os.PathLike | Manifest, store: str | os.PathLike, **kwargs: Any
+) -> BuildSummary | None:
+    """:func:`build` unless a finished cube is at ``store`` already.
+
+    An unfinished build of the same manifest is finished (only its missing cell types are
+    computed), so a pipeline killed while building resumes where it stopped.
+
+    Parameters
+    ----------
+    manifest, store, kwargs
+        As :func:`build` takes them.
+
+    Returns
+    -------
+    BuildSummary or None
+        The build's summary; None when the cube was there and finished.
+    """
+    from pitfall.cube import open_cube
+
+    storage = {k: kwargs[k] for k in ("anonymous", "endpoint_url", "region") if k in kwargs}
+    try:
+        open_cube(store, **storage)
+        return None
+    except (CubeError, FileNotFoundError):
+        pass  # no cube, an empty repository, or an unfinished build: build finishes it
+    return build(manifest, store, **kwargs)
+
+
 def append(
     store: str | os.PathLike,
     manifest: str | os.PathLike | Manifest,

@@ -4,9 +4,9 @@ A :class:`ModelSpec` names a family, its layer sizes, its inputs and a seed; it 
 so a sweep can enumerate, filter, store and compare specs (e.g. by :meth:`ModelSpec.n_params`)
 before paying for a single model. Families (Schreiber et al. 2020):
 
-============ ======================================================================
-family       architecture
-============ ======================================================================
+============= =====================================================================
+family        architecture
+============= =====================================================================
 ``dense``     epigenomic (or random-control) vector -> 1-5 dense layers of 2^0..2^12
 ``seq_dense`` one-hot sequence, flattened -> 1-3 dense layers of 2^0..2^10
 ``seq_conv``  one-hot sequence -> 1-3 x [conv (1-256 filters, kernel 8, stride 1), max
@@ -15,7 +15,7 @@ family       architecture
               given) and an epigenomic branch (``units``), their last hidden layers
               concatenated -> one dense layer of ``joint_units``
 ``xgboost``   gradient-boosted trees, ``n_trees`` trees of depth <= ``max_depth``
-============ ======================================================================
+============= =====================================================================
 
 Every hidden layer uses ReLU and the output is one sigmoid unit (``tanh`` for the residual
 target, whose range is [-1, 1]); neither choice changes the parameter count.
