@@ -217,6 +217,12 @@ def sweep_spec(
 # Findings: the numbers behind the report's sentences
 
 
+#: How far apart the largest epigenomic model's APs across cell types and on unseen
+#: chromosomes may be before its gain counts as memorised (in 30 quick-recipe runs of the
+#: synthetic compendium at three artefact and noise levels the gap stayed within 0.016).
+EPIGENOMIC_MARGIN = 0.02
+
+
 def trend(results: pd.DataFrame, setting: str, inputs: Sequence[str]) -> dict[str, float]:
     """Spearman correlation of AP with log parameter count, and the AP range, for one panel."""
     rows = results[
@@ -304,14 +310,18 @@ def describe(f: dict[str, Any], task: str) -> list[str]:
         )  # fmt: skip
     if ctt and hyb and ctt["signal"]["n"] >= 2 and hyb["signal"]["n"] >= 2:
         e, h = ctt["signal"], hyb["signal"]
-        same = abs(e["gain"] - h["gain"]) < 0.05
+        # Read memorisation off the largest model, the one that could memorise most: the
+        # smallest networks' fits vary from run to run (a 4-unit network may or may not
+        # converge in a short recipe), which makes largest-minus-smallest a noisy measure.
+        same = abs(e["ap_largest"] - h["ap_largest"]) < EPIGENOMIC_MARGIN
         lines.append(
             f"Epigenomic-only models span AP {e['ap_min']:.3f}-{e['ap_max']:.3f} across cell "
-            f"types and {h['ap_min']:.3f}-{h['ap_max']:.3f} on unseen chromosomes: size buys "
-            f"them {e['gain']:+.3f} and {h['gain']:+.3f}, "
-            + ("about the same in both settings: what they learn is how marks relate to "
-               "activity, not which locus is which." if same else
-               "more across cell types than on unseen chromosomes.")
+            f"types and {h['ap_min']:.3f}-{h['ap_max']:.3f} on unseen chromosomes; the "
+            f"largest reaches {e['ap_largest']:.3f} across cell types and "
+            f"{h['ap_largest']:.3f} on unseen chromosomes, "
+            + ("about the same: what they learn is how marks relate to activity, not which "
+               "locus is which." if same else
+               "more across cell types than on unseen chromosomes: part of it is memorised.")
         )  # fmt: skip
     return lines
 

@@ -91,10 +91,11 @@ def test_demo__findings_match_the_paper(quick: Path, results: pd.DataFrame) -> N
     # hybrid: the trend is gone
     assert hyb["sequence"]["gain"] < 0.05 and hyb["random"]["gain"] < 0.05
     assert hyb["baseline_beats_all"]
-    # epigenomic-only models: no memorisation to gain, so size helps them no more across
-    # cell types than on unseen chromosomes, and far less than it helps sequence models
+    # epigenomic-only models: size helps them far less than it helps sequence models, and
+    # their largest model does as well on unseen chromosomes as across cell types (nothing
+    # memorised)
     assert ctt["signal"]["gain"] < ctt["sequence"]["gain"] / 2
-    assert abs(ctt["signal"]["gain"] - hyb["signal"]["gain"]) < 0.05
+    assert abs(ctt["signal"]["ap_largest"] - hyb["signal"]["ap_largest"]) < paper.EPIGENOMIC_MARGIN
 
 
 def test_demo__rerun_trains_nothing_new(quick: Path, results: pd.DataFrame) -> None:

@@ -44,9 +44,3 @@ def build_from_folder(
     local = kind != "ctcf"
     featurize.ensure_built(manifest, store, workers=1 if local else workers, processes=not local)
     return store
-        except CubeError:
-            pass  # an unfinished build: featurize.build resumes it
-    manifest = FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind)
-    local = kind != "ctcf"
-    featurize.build(manifest, store, workers=1 if local else workers, processes=not local)
-    return store
