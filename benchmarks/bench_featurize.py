@@ -36,22 +36,11 @@ from pitfall import featurize, kernels, synth
 from pitfall.sources import bigwig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_kernels import builtin_stages, interleaved_medians  # noqa: E402
+from bench_kernels import builtin_stages, interleaved_medians, median_seconds  # noqa: E402
 
 HG19 = {"chr1": 249_250_621, "chr2": 243_199_373, "chr3": 198_022_430}
 N_WINDOWS = 17_951
 WINDOW = 2000
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls, after one warm-up call (JIT, file cache)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def write_track(path: Path, chroms: dict[str, int], rng: np.random.Generator) -> int:

@@ -435,14 +435,7 @@ def average_precision_dask(
     if fan_in < 2:
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
     y_true, y_score = _align_pair(y_true, y_score)
-    yt = _as_dask(y_true, chunks)
-    ys = _as_dask(y_score, chunks)
-    if yt.shape != ys.shape:
-        raise ValueError(
-            f"y_true and y_score must have the same shape, got {yt.shape} and {ys.shape}"
-        )
-    if ys.chunks != yt.chunks:
-        ys = ys.rechunk(yt.chunks)
+    yt, ys = _as_dask_like(chunks, y_true=y_true, y_score=y_score)
     count = dask.delayed(score_counts, pure=True)
     parts = [
         count(bt, bs)
@@ -451,6 +444,29 @@ def average_precision_dask(
     (total,) = dask.compute(_merge_tree(parts, merge_score_counts, fan_in))
     ap = average_precision_from_counts(*total)
     return (ap, total) if return_counts else ap
+
+
+def _as_dask_like(
+    chunks: int | tuple[int, ...] | str | None, **arrays: ArrayLike
+) -> list[da.Array]:
+    """``arrays`` (the first: the labels) as dask arrays of one shape in the labels' chunks.
+
+    Aligned blocks are what the chunked reductions pair up, one task per block.
+
+    Raises
+    ------
+    ValueError
+        Naming the arrays and their shapes when the shapes differ.
+    """
+    out = [_as_dask(x, chunks) for x in arrays.values()]
+    if len({x.shape for x in out}) > 1:
+        names, shapes = list(arrays), [str(x.shape) for x in out]
+        raise ValueError(
+            f"{', '.join(names[:-1])} and {names[-1]} must have the same shape, got "
+            f"{', '.join(shapes[:-1])} and {shapes[-1]}"
+        )
+    labels = out[0]
+    return [x if x.chunks == labels.chunks else x.rechunk(labels.chunks) for x in out]
 
 
 def _as_dask(x: ArrayLike, chunks: int | tuple[int, ...] | str | None) -> da.Array:
@@ -660,18 +676,7 @@ def partitioned_ap_dask(
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
     y_true, y_score = _align_pair(y_true, y_score)
     y_true, groups = _align_pair(y_true, groups)
-    yt = _as_dask(y_true, chunks)
-    ys = _as_dask(y_score, chunks)
-    yg = _as_dask(groups, chunks)
-    if not (yt.shape == ys.shape == yg.shape):
-        raise ValueError(
-            "y_true, y_score and groups must have the same shape, got "
-            f"{yt.shape}, {ys.shape} and {yg.shape}"
-        )
-    if ys.chunks != yt.chunks:
-        ys = ys.rechunk(yt.chunks)
-    if yg.chunks != yt.chunks:
-        yg = yg.rechunk(yt.chunks)
+    yt, ys, yg = _as_dask_like(chunks, y_true=y_true, y_score=y_score, groups=groups)
     count = dask.delayed(group_score_counts, pure=True)
     parts = [
         count(bt, bs, bg)
@@ -1152,14 +1157,7 @@ def average_precision_by_cell_type(
     y_true, names = _labels_2d(y_true, dim)
     if isinstance(y_score, xr.DataArray) and isinstance(y_true, xr.DataArray):
         y_score = y_score.transpose(*y_true.dims)
-    yt = _as_dask(y_true, chunks)
-    ys = _as_dask(y_score, chunks)
-    if yt.shape != ys.shape:
-        raise ValueError(
-            f"y_true and y_score must have the same shape, got {yt.shape} and {ys.shape}"
-        )
-    if ys.chunks != yt.chunks:
-        ys = ys.rechunk(yt.chunks)
+    yt, ys = _as_dask_like(chunks, y_true=y_true, y_score=y_score)
     count = dask.delayed(row_score_counts, pure=True)
     bt, bs = yt.to_delayed(), ys.to_delayed()
     per_row_block = [

@@ -94,6 +94,19 @@ def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
     which.set_minor_formatter(ticker.NullFormatter())
 
 
+def _legend_entries(axes) -> tuple[list[Any], list[str]]:
+    """Legend handles and labels of ``axes``, each label once (its first handle), in order:
+    panels that draw the same series share one figure legend."""
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    return handles, labels
+
+
 def _plain_number(x: float, _pos: int | None = None) -> str:
     return f"{x:,.0f}" if x >= 1 else f"{x:g}"
 
@@ -160,12 +173,7 @@ def ap_vs_params(
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.25, which="major", lw=0.5)
     axes[0].set_ylabel("average precision (test)")
-    handles, labels_ = [], []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels_:
-                handles.append(h)
-                labels_.append(lab)
+    handles, labels_ = _legend_entries(axes)
     fig.legend(handles, labels_, loc="lower center", ncol=min(len(labels_), 4), frameon=False)
     if title:
         fig.suptitle(title)
@@ -748,11 +756,7 @@ def grid_spread(summary: pd.DataFrame, title: str = ""):
         ax.set_title(setting)
         ax.grid(alpha=0.25, axis="y", lw=0.5)
     axes[0, 0].set_ylabel("average precision (test; bar: seeds' range)")
-    handles, names = [], []
-    for h, lab in zip(*axes[0, 0].get_legend_handles_labels(), strict=True):
-        if lab not in names:
-            handles.append(h)
-            names.append(lab)
+    handles, names = _legend_entries([axes[0, 0]])
     fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
     if title:
         fig.suptitle(title)
@@ -804,12 +808,7 @@ def partitioned_lines(table: pd.DataFrame, title: str = ""):
         bars.set_xlabel("training cell types in which the locus is active")
     axes[0, 0].set_ylabel("AP within the group")
     axes[1, 0].set_ylabel("loci")
-    handles, names = [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in names:
-                handles.append(h)
-                names.append(lab)
+    handles, names = _legend_entries(axes[0])
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), frameon=False)
     if title:
         fig.suptitle(title)

@@ -1,5 +1,8 @@
-"""Shared fixtures: the real data folder, and real servers the tests start on 127.0.0.1.
+"""Shared fixtures: the real data folder, a chunked tiny cube, and real servers the tests
+start on 127.0.0.1.
 
+- ``chunked_cube_path``: the tiny synthetic cube built in small locus chunks, and
+  ``hybrid_split``, a split of it with several training cell types (loaders and models);
 - ``s3``: an S3-compatible server (``moto_server``) in its own process, with a bucket; the
   test session's environment points ``AWS_ENDPOINT_URL`` at it (credentials are dummies),
   so every process the tests start (CLI, Dask workers) reaches the same server;
@@ -40,6 +43,37 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real data folder {DATA} is absent")
     return DATA
+
+
+#: Loci per chunk of ``chunked_cube_path``: several chunks in the tiny cube, so grouping by
+#: chunk is exercised.
+CHUNKED_LOCUS_CHUNK = 64
+
+
+@pytest.fixture(scope="session")
+def chunked_cube_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny synthetic cube in chunks of :data:`CHUNKED_LOCUS_CHUNK` loci, built once a
+    session (the tests only read it)."""
+    from pitfall import featurize, synth
+
+    root = tmp_path_factory.mktemp("chunked")
+    comp = synth.synthesize(root / "synth", "tiny")
+    text = comp.manifest.read_text()
+    comp.manifest.write_text(f"locus_chunk = {CHUNKED_LOCUS_CHUNK}\n" + text)
+    featurize.build(comp.manifest, root / "cube", workers=1, processes=False, progress=False)
+    return root / "cube"
+
+
+@pytest.fixture(scope="session")
+def hybrid_split():
+    """A hybrid split of the tiny cube with three training cell types (the cross-cell-type
+    preset keeps only one of its six)."""
+    from pitfall import splits
+
+    return splits.Split(
+        ("E004", "E037", "E116"), ("chr2", "chr3"), ("E113",), ("chr2", "chr3"),
+        ("E003",), ("chr1",), setting="hybrid",
+    )  # fmt: skip
 
 
 def free_port() -> int:

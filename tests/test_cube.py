@@ -6,6 +6,7 @@ Every storage-dependent test runs twice: on a local folder and on an S3-compatib
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -256,54 +257,10 @@ def test_s3_cube__credentials_are_never_stored(cube_path: str, request) -> None:
 # --------------------------------------------------------------------------------------------
 # Plain xarray: the store opens without pitfall, and an exported copy without Icechunk.
 
-PLAIN_OPEN = textwrap.dedent(
-    """
-    import json, sys
-    import icechunk, xarray as xr
-    where = sys.argv[1]
-    if where.startswith("s3://"):
-        import os
-        bucket, _, prefix = where[5:].partition("/")
-        storage = icechunk.s3_storage(bucket=bucket, prefix=prefix, from_env=True,
-            endpoint_url=os.environ["AWS_ENDPOINT_URL"], allow_http=True, force_path_style=True)
-    elif where.endswith(".zarr"):
-        storage = None
-    else:
-        storage = icechunk.local_filesystem_storage(where)
-    if storage is None:
-        ds = xr.open_zarr(where)
-    else:
-        ds = xr.open_zarr(icechunk.Repository.open(storage).readonly_session("main").store,
-                          consolidated=False)
-    assert "pitfall" not in sys.modules
-    # Strings behave as strings, and the locus index selects.
-    names = [str(x) for x in ds["name"].values]
-    chr1 = ds.sel(locus=(ds["chrom"] == "chr1").compute())
-    out = {
-        "vars": {k: [None if v != v else v for v in ds[k].values.ravel().tolist()]
-                 for k in ds.variables if ds[k].dtype.kind in "fiu"},
-        "strings": {k: [str(x) for x in ds[k].values.ravel()]
-                    for k in ds.variables if ds[k].dtype.kind in "OTU"},
-        "dims": {k: list(ds[k].dims) for k in ds.variables},
-        "indexes": sorted(ds.indexes),
-        "coords": sorted(ds.coords),
-        "n_chr1": int(chr1.sizes["locus"]),
-        "first_name": names[0],
-    }
-    print(json.dumps(out))
-    """
-)
-
-
-def _plain(where: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", PLAIN_OPEN, where], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 def _as_plain(ds: xr.Dataset) -> dict:
+    """What both sides compare: this process's cube and the plain subprocess's (which runs
+    this function's own source, :data:`PLAIN_OPEN`)."""
     ds = ds.load()
     return {
         "vars": {k: [None if v != v else v for v in ds[k].values.ravel().tolist()]
@@ -314,6 +271,52 @@ def _as_plain(ds: xr.Dataset) -> dict:
         "indexes": sorted(ds.indexes),
         "coords": sorted(ds.coords),
     }  # fmt: skip
+
+
+PLAIN_OPEN = (
+    textwrap.dedent(
+        """
+        import json, sys
+        import icechunk, xarray as xr
+        """
+    )
+    + inspect.getsource(_as_plain)
+    + textwrap.dedent(
+        """
+        where = sys.argv[1]
+        if where.startswith("s3://"):
+            import os
+            bucket, _, prefix = where[5:].partition("/")
+            storage = icechunk.s3_storage(bucket=bucket, prefix=prefix, from_env=True,
+                endpoint_url=os.environ["AWS_ENDPOINT_URL"], allow_http=True, force_path_style=True)
+        elif where.endswith(".zarr"):
+            storage = None
+        else:
+            storage = icechunk.local_filesystem_storage(where)
+        if storage is None:
+            ds = xr.open_zarr(where)
+        else:
+            ds = xr.open_zarr(icechunk.Repository.open(storage).readonly_session("main").store,
+                              consolidated=False)
+        assert "pitfall" not in sys.modules
+        # Strings behave as strings, and the locus index selects.
+        names = [str(x) for x in ds["name"].values]
+        chr1 = ds.sel(locus=(ds["chrom"] == "chr1").compute())
+        out = _as_plain(ds)
+        out["n_chr1"] = int(chr1.sizes["locus"])
+        out["first_name"] = names[0]
+        print(json.dumps(out))
+        """
+    )
+)
+
+
+def _plain(where: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_OPEN, where], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_open_cube__equals_plain_xarray_without_pitfall(cube_path: str) -> None:

@@ -312,13 +312,18 @@ def _assert_failed_build(manifest: Path, store: Path, exc, *patterns: str) -> No
     assert not store.exists()
 
 
+def _assert_bad_file_named(raw: dict, path: Path, exc, bad: Path, *patterns: str) -> None:
+    """A build from ``raw`` (written to ``path``, the store beside it) fails with ``exc``
+    naming ``bad`` and matching ``patterns``."""
+    store = path.parent / "s"
+    _assert_failed_build(_write(raw, path), store, exc, re.escape(str(bad)), *patterns)
+
+
 def test_build__missing_file_is_named(comp, tmp_path) -> None:
     raw, path = _variant(comp, tmp_path)
     gone = tmp_path / "gone.bw"
     raw["cell_types"]["E106"]["signal"]["H3K27me3"] = str(gone)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", FileNotFoundError, re.escape(str(gone)), "no such file"
-    )
+    _assert_bad_file_named(raw, path, FileNotFoundError, gone, "no such file")
 
 
 def test_build__directory_instead_of_file_is_named(comp, tmp_path) -> None:
@@ -326,9 +331,7 @@ def test_build__directory_instead_of_file_is_named(comp, tmp_path) -> None:
     folder = tmp_path / "a_folder.bw"
     folder.mkdir()
     raw["cell_types"]["E003"]["signal"]["H3K4me3"] = str(folder)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(folder)), "directory"
-    )
+    _assert_bad_file_named(raw, path, ValueError, folder, "directory")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -338,9 +341,7 @@ def test_build__unreadable_file_is_named(comp, tmp_path) -> None:
     shutil.copy(comp.bigwigs["E003"]["H3K4me3"], locked)
     locked.chmod(0)
     raw["cell_types"]["E003"]["signal"]["H3K4me3"] = str(locked)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", PermissionError, re.escape(str(locked)), "readable"
-    )
+    _assert_bad_file_named(raw, path, PermissionError, locked, "readable")
 
 
 def _rewrite_bigwig(src: Path, dst: Path, rename=lambda c: c, keep=lambda c: True) -> None:
@@ -362,9 +363,7 @@ def test_build__chromosome_spelling_mismatch_names_both(comp, tmp_path) -> None:
     bad = tmp_path / "ensembl_names.bw"
     _rewrite_bigwig(comp.bigwigs["E004"]["H3K9me3"], bad, rename=lambda c: c[3:])
     raw["cell_types"]["E004"]["signal"]["H3K9me3"] = str(bad)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(bad)), "'1'", "'chr1'"
-    )
+    _assert_bad_file_named(raw, path, ValueError, bad, "'1'", "'chr1'")
 
 
 def test_build__bigwig_lacking_a_chromosome_is_nan_there_with_warning(
@@ -395,9 +394,7 @@ def test_build__duplicate_gene_ids_in_gtf(comp, tmp_path) -> None:
     gtf.write_text("".join(lines) + gene)
     raw["loci"]["tss"] = str(gtf)
     gid = re.search(r'gene_id "([^"]+)"', gene).group(1)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(gtf)), "duplicate", gid
-    )
+    _assert_bad_file_named(raw, path, ValueError, gtf, "duplicate", gid)
 
 
 def test_build__non_numeric_expression_value_names_line_and_gene(comp, tmp_path) -> None:
@@ -409,15 +406,7 @@ def test_build__non_numeric_expression_value_names_line_and_gene(comp, tmp_path)
     table = tmp_path / "rpkm.tsv"
     table.write_text("".join(lines))
     raw["target"]["table"] = str(table)
-    _assert_failed_build(
-        _write(raw, path),
-        tmp_path / "s",
-        ValueError,
-        re.escape(str(table)),
-        "line 6",
-        fields[0],
-        "non-numeric",
-    )
+    _assert_bad_file_named(raw, path, ValueError, table, "line 6", fields[0], "non-numeric")
 
 
 def test_build__cell_type_absent_from_expression_table(comp, tmp_path) -> None:
@@ -426,9 +415,7 @@ def test_build__cell_type_absent_from_expression_table(comp, tmp_path) -> None:
     table = tmp_path / "rpkm.tsv"
     rpkm.to_csv(table, sep="\t", index=False)
     raw["target"]["table"] = str(table)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(table)), "E113", "not columns"
-    )
+    _assert_bad_file_named(raw, path, ValueError, table, "E113", "not columns")
 
 
 def _peaks_manifest(comp, tmp_path: Path, peaks: dict[str, Path]) -> Path:
@@ -468,15 +455,28 @@ def test_build__empty_peak_file_is_named(comp, tmp_path) -> None:
     _assert_failed_build(manifest, tmp_path / "s", ValueError, re.escape(str(empty)), "no peaks")
 
 
-def test_build__truncated_bigwig_is_named(comp, tmp_path) -> None:
-    raw, path = _variant(comp, tmp_path)
+def _truncated_bigwig(comp, raw: dict, tmp_path: Path) -> Path:
+    """The first half of E113's H3K36me3 bigWig, put in its place in ``raw``."""
     cut = tmp_path / "cut.bw"
     data = comp.bigwigs["E113"]["H3K36me3"].read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     raw["cell_types"]["E113"]["signal"]["H3K36me3"] = str(cut)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(cut)), "not a readable bigWig"
-    )
+    return cut
+
+
+def _truncated_fasta(comp, raw: dict, tmp_path: Path) -> Path:
+    """The first 90% of the genome FASTA, put in its place in ``raw``."""
+    fa = tmp_path / "genome.fa"
+    data = comp.fasta.read_bytes()
+    fa.write_bytes(data[: int(len(data) * 0.9)])
+    raw["sequence"]["fasta"] = str(fa)
+    return fa
+
+
+def test_build__truncated_bigwig_is_named(comp, tmp_path) -> None:
+    raw, path = _variant(comp, tmp_path)
+    cut = _truncated_bigwig(comp, raw, tmp_path)
+    _assert_bad_file_named(raw, path, ValueError, cut, "not a readable bigWig")
 
 
 def test_build__corrupt_bigwig_data_fails_in_task_with_its_own_message(comp, tmp_path) -> None:
@@ -489,34 +489,22 @@ def test_build__corrupt_bigwig_data_fails_in_task_with_its_own_message(comp, tmp
     data[n // 3 : n // 3 + 2000] = np.random.default_rng(0).bytes(2000)
     bad.write_bytes(bytes(data))
     raw["cell_types"]["E116"]["signal"]["H3K4me3"] = str(bad)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(bad)), "not a readable bigWig"
-    )
+    _assert_bad_file_named(raw, path, ValueError, bad, "not a readable bigWig")
 
 
 def test_build__truncated_fasta_with_stale_index(comp, tmp_path) -> None:
     raw, path = _variant(comp, tmp_path)
-    fa = tmp_path / "genome.fa"
-    data = comp.fasta.read_bytes()
-    fa.write_bytes(data[: int(len(data) * 0.9)])
+    fa = _truncated_fasta(comp, raw, tmp_path)
     shutil.copy(comp.fasta.with_suffix(".fa.fai"), tmp_path / "genome.fa.fai")  # newer: trusted
-    raw["sequence"]["fasta"] = str(fa)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "truncated"
-    )
+    _assert_bad_file_named(raw, path, ValueError, fa, "truncated")
 
 
 def test_build__truncated_fasta_without_index(comp, tmp_path) -> None:
     # Indexed afresh, the cut file looks like a valid FASTA with a short chr3: the bigWigs'
     # chromosome sizes give it away.
     raw, path = _variant(comp, tmp_path)
-    fa = tmp_path / "genome.fa"
-    data = comp.fasta.read_bytes()
-    fa.write_bytes(data[: int(len(data) * 0.9)])
-    raw["sequence"]["fasta"] = str(fa)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "chr3", "truncated"
-    )
+    fa = _truncated_fasta(comp, raw, tmp_path)
+    _assert_bad_file_named(raw, path, ValueError, fa, "chr3", "truncated")
 
 
 def test_build__corrupt_fasta_is_named(comp, tmp_path) -> None:
@@ -526,9 +514,7 @@ def test_build__corrupt_fasta_is_named(comp, tmp_path) -> None:
     lines[100] = lines[100][:25] + "\n"  # one short line inside chr1
     fa.write_text("".join(lines))
     raw["sequence"]["fasta"] = str(fa)
-    _assert_failed_build(
-        _write(raw, path), tmp_path / "s", ValueError, re.escape(str(fa)), "cannot be read as FASTA"
-    )
+    _assert_bad_file_named(raw, path, ValueError, fa, "cannot be read as FASTA")
 
 
 def test_build__rerun_after_failure_leaves_no_leftovers(comp, tmp_path) -> None:
@@ -548,10 +534,7 @@ def test_append__failure_leaves_cube_unchanged(comp, tmp_path) -> None:
     store = tmp_path / "s"
     featurize.build(comp.manifest, store, cell_types=["E003", "E004"], **INPROC)
     before_log, before = cube.cube_log(store), _load(store)
-    cut = tmp_path / "cut.bw"
-    data = comp.bigwigs["E113"]["H3K36me3"].read_bytes()
-    cut.write_bytes(data[: len(data) // 2])
-    raw["cell_types"]["E113"]["signal"]["H3K36me3"] = str(cut)
+    cut = _truncated_bigwig(comp, raw, tmp_path)
     with pytest.raises(ValueError, match=re.escape(str(cut))):
         featurize.append(store, _write(raw, path), ["E037", "E113"], **INPROC)
     assert cube.cube_log(store) == before_log

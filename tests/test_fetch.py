@@ -240,13 +240,19 @@ def test_fetch__second_run_downloads_nothing(mirror, tmp_path, capsys):
     assert "0 downloaded, 9 already there" in capsys.readouterr().out
 
 
+def _leave_part(dest: Path, name: str, content: bytes) -> Path:
+    """The ``.part`` file an interrupted download of bigWig ``name`` leaves in ``dest``."""
+    part = dest / "bigwig" / f"{name}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(content)
+    return part
+
+
 def test_download__partial_file_resumes_with_range(mirror, served, tmp_path):
     dest = tmp_path / "d"
     name = "E004-H3K27me3.pval.signal.bigwig"
     data = served[f"{BW}/{name}"]
-    part = dest / "bigwig" / f"{name}.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(data[: len(data) // 2])
+    part = _leave_part(dest, name, data[: len(data) // 2])
     assert run_cli(argv(mirror, dest, "--no-genome")) == 0
     ranged = [r for r in mirror.gets() if r[1].endswith(name)]
     assert ranged == [("GET", f"{BW}/{name}", f"bytes={len(data) // 2}-")]
@@ -282,9 +288,7 @@ def test_download__server_ignoring_range_restarts(mirror, served, tmp_path):
     dest = tmp_path / "d"
     name = "E005-H3K4me3.pval.signal.bigwig"
     data = served[f"{BW}/{name}"]
-    part = dest / "bigwig" / f"{name}.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"garbage that is not the start of the file")
+    _leave_part(dest, name, b"garbage that is not the start of the file")
     mirror.ignore_range = True
     assert run_cli(argv(mirror, dest, "--no-genome")) == 0
     assert (dest / "bigwig" / name).read_bytes() == data

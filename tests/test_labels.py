@@ -337,12 +337,17 @@ def test_real_roadmap__stray_tab_quirk_and_manual_parse(shared_data, roadmap):
     assert naive.loc[gene, "E003"] == roadmap.loc[gene, "E004"]
 
 
-def naive_boundaries(path: Path, sizes: dict[str, int], chroms: list[str], size: int) -> np.ndarray:
+def naive_bins(sizes: dict[str, int], chroms: list[str], size: int):
+    """Each chromosome's first bin index, and the labels of every bin, all 0."""
     offsets, total = {}, 0
     for c in chroms:
         offsets[c] = total
         total += math.ceil(sizes[c] / size)
-    label = np.zeros(total, dtype=np.float32)
+    return offsets, np.zeros(total, dtype=np.float32)
+
+
+def naive_boundaries(path: Path, sizes: dict[str, int], chroms: list[str], size: int) -> np.ndarray:
+    offsets, label = naive_bins(sizes, chroms, size)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as fh:
         for line in fh:
@@ -371,11 +376,7 @@ def test_real_tads__all_files_match_naive_loop(shared_data):
 
 
 def naive_peaks(path: Path, sizes: dict[str, int], chroms: list[str], size: int) -> np.ndarray:
-    offsets, total = {}, 0
-    for c in chroms:
-        offsets[c] = total
-        total += math.ceil(sizes[c] / size)
-    label = np.zeros(total, dtype=np.float32)
+    offsets, label = naive_bins(sizes, chroms, size)
     with gzip.open(path, "rt") as fh:
         for line in fh:
             f = line.split("\t")

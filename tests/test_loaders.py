@@ -15,25 +15,13 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 from pitfall import kernels, loaders, open_cube, splits  # noqa: E402
 from pitfall.loaders import Loader  # noqa: E402
 
-LOCUS_CHUNK = 64  # several chunks in the tiny cube, so grouping by chunk is exercised
+LOCUS_CHUNK = 64  # of the cube: conftest's chunked_cube_path (CHUNKED_LOCUS_CHUNK)
 BS, NB = 8, 6
 
 
 @pytest.fixture(scope="module")
-def cube_path(tmp_path_factory: pytest.TempPathFactory):
-    from pitfall import featurize, synth
-
-    root = tmp_path_factory.mktemp("loaders")
-    comp = synth.synthesize(root / "synth", "tiny")
-    text = comp.manifest.read_text()
-    comp.manifest.write_text(f"locus_chunk = {LOCUS_CHUNK}\n" + text)
-    featurize.build(comp.manifest, root / "cube", workers=1, processes=False, progress=False)
-    return root / "cube"
-
-
-@pytest.fixture(scope="module")
-def cube(cube_path):
-    return open_cube(cube_path)
+def cube(chunked_cube_path):
+    return open_cube(chunked_cube_path)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +33,8 @@ def plain(cube):
 
 
 @pytest.fixture(scope="module")
-def split(cube) -> splits.Split:
-    return splits.Split(
-        ("E004", "E037", "E116"), ("chr2", "chr3"), ("E113",), ("chr2", "chr3"),
-        ("E003",), ("chr1",), setting="hybrid",
-    )  # fmt: skip
+def split(hybrid_split) -> splits.Split:
+    return hybrid_split
 
 
 # ------------------------------------------------------------------------------ the oracle
@@ -122,9 +107,13 @@ def _loader(cube, split, **kw) -> Loader:
 
 @pytest.mark.parametrize("inputs", ["signal", "sequence", "both", "random"])
 @pytest.mark.parametrize("mode", ["streamed", "direct", "in memory"])
-def test_loader__batches_equal_naive_selection(cube, plain, cube_path, split, inputs,
+def test_loader__batches_equal_naive_selection(cube, plain, chunked_cube_path, split, inputs,
                                                mode) -> None:  # fmt: skip
-    opts = {"streamed": {}, "direct": {"store": cube_path}, "in memory": {"in_memory": True}}
+    opts = {
+        "streamed": {},
+        "direct": {"store": chunked_cube_path},
+        "in memory": {"in_memory": True},
+    }
     loader = _loader(plain, split, inputs=inputs, seed=3, **opts[mode])
     assert loader.reader.direct == (mode == "direct")
     for epoch in (0, 1):
@@ -281,9 +270,9 @@ def test_loader__pickles_and_refuses_bad_shards(cube, split) -> None:
 
 
 def test_chunk_reader__reads_the_store_directly_and_falls_back_to_dask(
-    cube, plain, cube_path
+    cube, plain, chunked_cube_path
 ) -> None:
-    direct = loaders.ChunkReader(cube, store=cube_path, cache_bytes=0)
+    direct = loaders.ChunkReader(cube, store=chunked_cube_path, cache_bytes=0)
     assert direct.direct and set(direct.stored) == {"label", "signal", "sequence"}
     dask = loaders.ChunkReader(plain, cache_bytes=0)
     assert not dask.direct
@@ -293,16 +282,16 @@ def test_chunk_reader__reads_the_store_directly_and_falls_back_to_dask(
     np.testing.assert_array_equal(direct.read("label", 1, 2), labels[2, 64:128])
     # a cube that carries its store (cube.encoding["store"]) reads it directly
     carried = plain.copy()
-    carried.encoding = {"store": loaders.open_store(cube_path, cube.attrs["snapshot"])}
+    carried.encoding = {"store": loaders.open_store(chunked_cube_path, cube.attrs["snapshot"])}
     assert loaders.ChunkReader(carried).direct
     # a selection of the cube is not the stored array: read through Dask, right values
     sub = cube.isel(locus=slice(10, 200))
-    reader = loaders.ChunkReader(sub, store=cube_path, cache_bytes=0)
+    reader = loaders.ChunkReader(sub, store=chunked_cube_path, cache_bytes=0)
     assert not reader.direct
     np.testing.assert_array_equal(reader.read("label", 1, 2), sub["label"].values[2, 64:128])
     # cell types in another order: not this cube's layout either
     flipped = cube.isel(cell_type=slice(None, None, -1))
-    assert not loaders.ChunkReader(flipped, store=cube_path).direct
+    assert not loaders.ChunkReader(flipped, store=chunked_cube_path).direct
 
 
 # ------------------------------------------------------------------------------ adapters

@@ -25,24 +25,10 @@ from pitfall.models import (  # noqa: E402
 from pitfall.models import inputs as inp  # noqa: E402
 from pitfall.predictor import Predictor  # noqa: E402
 
-LOCUS_CHUNK = 64  # several chunks in the tiny cube, so grouping by chunk is exercised
-
 
 @pytest.fixture(scope="module")
-def cube_path(tmp_path_factory: pytest.TempPathFactory):
-    from pitfall import featurize, synth
-
-    root = tmp_path_factory.mktemp("models")
-    comp = synth.synthesize(root / "synth", "tiny")
-    text = comp.manifest.read_text()
-    comp.manifest.write_text(f"locus_chunk = {LOCUS_CHUNK}\n" + text)
-    featurize.build(comp.manifest, root / "cube", workers=1, processes=False, progress=False)
-    return root / "cube"
-
-
-@pytest.fixture(scope="module")
-def cube(cube_path):
-    return open_cube(cube_path)
+def cube(chunked_cube_path):
+    return open_cube(chunked_cube_path)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +37,8 @@ def xchrom(cube) -> splits.Split:
 
 
 @pytest.fixture(scope="module")
-def cross_ct(cube) -> splits.Split:
-    # Three training cell types (the preset keeps only one in the 6-cell-type tiny cube).
-    return splits.Split(
-        ("E004", "E037", "E116"), ("chr2", "chr3"), ("E113",), ("chr2", "chr3"),
-        ("E003",), ("chr1",), setting="hybrid",
-    )  # fmt: skip
+def cross_ct(hybrid_split) -> splits.Split:
+    return hybrid_split
 
 
 # ------------------------------------------------------------------------------------ specs
@@ -216,13 +198,13 @@ def test_balanced_batches__streamed_equals_in_memory_and_the_cube(cube, cross_ct
     np.testing.assert_array_equal(xs[1], data["signal"][:32])
 
 
-def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube, cube_path) -> None:
-    assert ld.ChunkReader(cube, store=cube_path).direct
+def test_chunk_reader__reads_zarr_directly_and_falls_back_to_dask(cube, chunked_cube_path) -> None:
+    assert ld.ChunkReader(cube, store=chunked_cube_path).direct
     plain = cube.copy()
     plain.encoding = {}
     assert not ld.ChunkReader(plain).direct
     sub = cube.isel(locus=slice(10, 200))
-    assert not ld.ChunkReader(sub, store=cube_path).direct
+    assert not ld.ChunkReader(sub, store=chunked_cube_path).direct
     reader = ld.ChunkReader(sub, cache_bytes=0)
     np.testing.assert_array_equal(reader.read("label", 1, 2), sub["label"].values[2, 64:128])
 
@@ -456,9 +438,9 @@ def test_remedies__test_average_is_the_average_activity_baseline(cube, cross_ct)
 
 
 @pytest.mark.parametrize("target", ["label", "residual"])
-def test_remedies__run_end_to_end_in_a_sweep(cube, cube_path, target) -> None:
+def test_remedies__run_end_to_end_in_a_sweep(cube, chunked_cube_path, target) -> None:
     spec = ModelSpec("dense", units=(4,), average=True, target=target)
-    exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="hybrid",
+    exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="hybrid",
                            target="E003", spec=spec, valid_cell_types=("E113",),
                            training=(("batches_per_epoch", 8), ("max_epochs", 2),
                                      ("valid_size", 64)))  # fmt: skip
@@ -585,7 +567,7 @@ class _Centroid(TrainableModel):
 
 
 def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
-    cube, cube_path, xchrom
+    cube, chunked_cube_path, xchrom
 ) -> None:
     from pitfall.models import register_family
 
@@ -608,10 +590,10 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
         test = xchrom.test(cube)
         assert evaluate.average_precision(test["label"], scores) > float(test["label"].mean())
         # the sweep builds it from the registry, and passes it only the keywords it takes
-        exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="cross-chromosome",
+        exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="cross-chromosome",
                                target="E003", spec=spec,
                                training=(("batches_per_epoch", 3), ("sample_size", 200)))  # fmt: skip
-        assert sweep._training_for(exp) == {"sample_size": 200, "store": str(cube_path)}
+        assert sweep._training_for(exp) == {"sample_size": 200, "store": str(chunked_cube_path)}
         row = sweep.run_experiment(exp)
         assert row["status"] == "ok", row["error"]
         assert row["family"] == "centroid" and row["n_params"] == 10 and row["device"] == "cpu"
@@ -619,8 +601,8 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
         FAMILIES.pop("centroid")
 
 
-def test_sweep_row__names_the_device(cube_path) -> None:
-    exp = sweep.Experiment(cube=str(cube_path), task="expression", setting="cross-chromosome",
+def test_sweep_row__names_the_device(chunked_cube_path) -> None:
+    exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="cross-chromosome",
                            target="E003", spec=ModelSpec("dense", units=(2,)),
                            training=(("batches_per_epoch", 2), ("max_epochs", 1)))  # fmt: skip
     row = sweep.run_experiment(exp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pitfall.datasets._folder import require_file, write_manifest_file
 from pitfall.genome import AUTOSOMES
@@ -45,10 +46,43 @@ def manifest_from_folder(
     ----------
     data_dir
         The data folder (``ctcf/``).
+    out_dir, bin_size
+        As :func:`bins_manifest`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the first missing file.
+    """
+    targets = {ct: ("ENCODE", peak_file(ct)) for ct in CTCF_CELL_LINES}
+    return bins_manifest(data_dir, out_dir, bin_size, "peaks", targets, locus_chunk=LOCUS_CHUNK)
+
+
+def bins_manifest(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    bin_size: int,
+    kind: str,
+    targets: dict[str, tuple[str, Path]],
+    **options: Any,
+) -> Path:
+    """Write ``out_dir/manifest.toml`` of hg19 bins over chr1-22 (sizes from
+    :data:`CHROM_SIZES`), one target file per cell type: the CTCF and TAD data sets.
+
+    Parameters
+    ----------
+    data_dir
+        The data folder.
     out_dir
         Where the manifest goes (absolute paths to the data files).
     bin_size
         Bin length in bp.
+    kind
+        The manifest's ``[target] kind``.
+    targets
+        Cell type id -> (group, its target file relative to ``data_dir``).
+    **options
+        Further top-level manifest keys (``locus_chunk``).
 
     Raises
     ------
@@ -60,16 +94,12 @@ def manifest_from_folder(
         {
             "assembly": "hg19",
             "chroms": list(AUTOSOMES),
-            "locus_chunk": LOCUS_CHUNK,
+            **options,
             "loci": {"bins": str(require_file(data / CHROM_SIZES)), "bin_size": bin_size},
-            "target": {"kind": "peaks"},
+            "target": {"kind": kind},
             "cell_types": {
-                ct: {
-                    "name": ct,
-                    "group": "ENCODE",
-                    "target": str(require_file(data / peak_file(ct))),
-                }
-                for ct in CTCF_CELL_LINES
+                ct: {"name": ct, "group": group, "target": str(require_file(data / f))}
+                for ct, (group, f) in targets.items()
             },
         },
         Path(out_dir) / "manifest.toml",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pitfall.datasets._folder import require_file, write_manifest_file
-from pitfall.genome import AUTOSOMES
+from pitfall.datasets.ctcf import bins_manifest
 
 __all__ = ["BIN_SIZE", "TAD_FILES", "manifest_from_folder"]
 
@@ -29,8 +28,6 @@ TAD_FILES: dict[str, tuple[str, str]] = {
 }
 #: The paper's TAD-boundary bins.
 BIN_SIZE = 40_000
-#: Chromosome sizes of hg19 (chr1-22, chrX), shipped with the CTCF files.
-CHROM_SIZES = Path("ctcf") / "hg19.autoX.chrom.sizes"
 
 
 def manifest_from_folder(
@@ -42,27 +39,13 @@ def manifest_from_folder(
     ----------
     data_dir
         The data folder (``tads/`` and ``ctcf/hg19.autoX.chrom.sizes``).
-    out_dir
-        Where the manifest goes (absolute paths to the data files).
-    bin_size
-        Bin length in bp.
+    out_dir, bin_size
+        As :func:`pitfall.datasets.ctcf.bins_manifest`.
 
     Raises
     ------
     FileNotFoundError
         Naming the first missing file.
     """
-    data = Path(data_dir)
-    return write_manifest_file(
-        {
-            "assembly": "hg19",
-            "chroms": list(AUTOSOMES),
-            "loci": {"bins": str(require_file(data / CHROM_SIZES)), "bin_size": bin_size},
-            "target": {"kind": "domains"},
-            "cell_types": {
-                ct: {"name": ct, "group": study, "target": str(require_file(data / "tads" / f))}
-                for ct, (f, study) in TAD_FILES.items()
-            },
-        },
-        Path(out_dir) / "manifest.toml",
-    )
+    targets = {ct: (study, Path("tads") / f) for ct, (f, study) in TAD_FILES.items()}
+    return bins_manifest(data_dir, out_dir, bin_size, "domains", targets)

@@ -382,22 +382,23 @@ def _place(points: np.ndarray, block: tuple[np.ndarray | slice, np.ndarray, np.n
 
 
 def _region_labels(
-    chrom: pd.Series,
+    records: pd.DataFrame,
     points: list[np.ndarray],
     bins: pd.DataFrame | LocusTable,
-    path: Any,
     what: str,
     missing: Literal["zero", "nan"],
-    warn: bool = True,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Shared core: label 1 for every bin holding one of the points of a record.
-
-    ``warn``: log the chromosomes without any record (a caller that asks for the summary
-    reports them itself, once, rather than once per block of loci).
+    return_summary: bool,
+) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
+    """Shared core of :func:`domain_boundaries` and :func:`peak_labels`: label 1 for every
+    bin holding one of the points of a record (``what``: ``"domains"`` or ``"peaks"``).
 
     ``points`` holds one array per kind of point (domain start, domain last base; or
-    summit), each aligned with ``chrom``.
+    summit), each aligned with the records. Without ``return_summary`` the chromosomes
+    without any record are logged; a caller that asks for the summary reports them itself,
+    once, rather than once per block of loci.
     """
+    chrom = records["chrom"].astype(str)
+    path = records.attrs.get("path", what)
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
     blocks = _bin_blocks(bins)
@@ -427,7 +428,7 @@ def _region_labels(
         "points_outside_bins": outside_bins,
         "n_positive": int(np.nansum(label)),
     }
-    if without and warn:
+    if without and not return_summary:
         log.warning(
             "%s: no %s on %s (labelled %s there)",
             path,
@@ -435,7 +436,7 @@ def _region_labels(
             _abbrev(summary["chroms_without"], 8),
             "NaN" if missing == "nan" else "0",
         )
-    return label, summary
+    return (label, summary) if return_summary else label
 
 
 # --------------------------------------------------------------------------------------
@@ -543,16 +544,8 @@ def domain_boundaries(
         absent from the bins, ignored) and their total ``n_domains_off_bins_chroms``;
         ``points_outside_bins`` (starts / last bases in no bin); ``n_positive``.
     """
-    label, summary = _region_labels(
-        domains["chrom"].astype(str),
-        [domains["start"].to_numpy(np.int64), domains["end"].to_numpy(np.int64) - 1],
-        bins,
-        domains.attrs.get("path", "domains"),
-        "domains",
-        missing,
-        warn=not return_summary,
-    )
-    return (label, summary) if return_summary else label
+    points = [domains["start"].to_numpy(np.int64), domains["end"].to_numpy(np.int64) - 1]
+    return _region_labels(domains, points, bins, "domains", missing, return_summary)
 
 
 # --------------------------------------------------------------------------------------
@@ -666,16 +659,8 @@ def peak_labels(
         Shape (n_bins,), float32.
     summary : dict, only when ``return_summary``
     """
-    label, summary = _region_labels(
-        peaks["chrom"].astype(str),
-        [peaks["summit_pos"].to_numpy(np.int64)],
-        bins,
-        peaks.attrs.get("path", "peaks"),
-        "peaks",
-        missing,
-        warn=not return_summary,
-    )
-    return (label, summary) if return_summary else label
+    points = [peaks["summit_pos"].to_numpy(np.int64)]
+    return _region_labels(peaks, points, bins, "peaks", missing, return_summary)
 
 
 # --------------------------------------------------------------------------------------
