@@ -119,23 +119,17 @@ def run_variant(
 
 def summary_row(name: str, overrides: dict[str, float], f: dict[str, Any]) -> dict[str, Any]:
     """One line of the table: the numbers behind the findings, then each check."""
-    ctt, hyb = f["cross-cell-type"], f["hybrid"]
-    row: dict[str, Any] = {
-        "variant": name,
-        **overrides,
-        "ctt seq gain": ctt["sequence"]["gain"],
-        "ctt random gain": ctt["random"]["gain"],
-        "ctt signal gain": ctt["signal"]["gain"],
-        "ctt signal largest": ctt["signal"]["ap_largest"],
-        "ctt baseline AP": ctt["average_activity_ap"],
-        "ctt best model": f"{ctt['best_model']} {ctt['best_model_ap']:.3f}",
-        "hyb seq gain": hyb["sequence"]["gain"],
-        "hyb random gain": hyb["random"]["gain"],
-        "hyb signal gain": hyb["signal"]["gain"],
-        "hyb signal largest": hyb["signal"]["ap_largest"],
-        "hyb baseline AP": hyb["average_activity_ap"],
-        "hyb best model": f"{hyb['best_model']} {hyb['best_model_ap']:.3f}",
-    }
+    row: dict[str, Any] = {"variant": name, **overrides}
+    for short, setting in (("ctt", "cross-cell-type"), ("hyb", "hybrid")):
+        s = f[setting]
+        row |= {
+            f"{short} seq gain": s["sequence"]["gain"],
+            f"{short} random gain": s["random"]["gain"],
+            f"{short} signal gain": s["signal"]["gain"],
+            f"{short} signal largest": s["signal"]["ap_largest"],
+            f"{short} baseline AP": s["average_activity_ap"],
+            f"{short} best model": f"{s['best_model']} {s['best_model_ap']:.3f}",
+        }
     for label, check in CHECKS.items():
         try:
             row[label] = "yes" if check(f) else "NO"
