@@ -411,6 +411,12 @@ def _say(msg: str) -> None:
     print(f"pitfall report real: {msg}", flush=True)
 
 
+def _finished_ids(results_dir: Path) -> set[str]:
+    """Ids of the experiments with a finished row in a sweep's results folder."""
+    table = sweep.read_results(results_dir)
+    return set(table.loc[table["status"] == "ok", "id"])
+
+
 def run(
     data: str | Path,
     out: str | Path = "out/real",
@@ -459,6 +465,8 @@ def run(
     parts = plan_experiments(paths["roadmap"], paths["tads"], plan)
     todo = list(dict.fromkeys(e for exps in parts.values() for e in exps))
     _say(f"{len(todo)} models to train or find in {out / 'results'}")
+    done_before = _finished_ids(out / "results")
+    n_found = sum(e.id in done_before for e in todo)
     t1 = time.perf_counter()
     table = sweep.run_sweep(todo, out / "results", workers=workers, scheduler=scheduler,
                             save_predictions=True, progress=progress)  # fmt: skip
@@ -536,15 +544,19 @@ def run(
         "figures": [report.save(fig, figs / "figure_s5_baseline_vs_similarity.png")],
         "tables": [s5],
     })  # fmt: skip
+    # A rerun finds finished models: its seconds are not the cost of the report, so the
+    # record says how many models this run trained.
     found["run"] = {"seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
-                    "n_models": len(todo), "plan": plan.to_dict()}  # fmt: skip
+                    "n_models": len(todo), "n_trained_now": len(todo) - n_found,
+                    "plan": plan.to_dict()}  # fmt: skip
     (out / "findings.json").write_text(json.dumps(found, indent=2, default=str))
     path = report.html_report(
         out / "report.html",
         title="pitfall on real labels: memorisation across cell types",
         sections=sections,
         footer={
-            "run": f"{len(todo)} models, {time.perf_counter() - t0:.0f} s "
+            "run": f"{len(todo)} models ({len(todo) - n_found} trained in this run, "
+                   f"{n_found} found from an earlier one), {time.perf_counter() - t0:.0f} s "
                    f"({train_seconds:.0f} s training)",
             "cube roadmap snapshot": roadmap.attrs["snapshot"],
             "cube tads snapshot": tads.attrs["snapshot"],

@@ -66,7 +66,8 @@ def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
     Matplotlib labels minor ticks (2x10^1, 3x10^1, ...) when the data span less than about
     two decades, and those labels run into each other (the trees figure, 16 to 800
     leaves). Here only major ticks are labelled: powers of ten over three decades or
-    more, else 1-2-5 steps written as plain numbers; minor ticks stay unlabelled.
+    more (as 10^k), powers of ten written as plain numbers over two to three, else 1-2-5
+    steps written as plain numbers; minor ticks stay unlabelled.
 
     Parameters
     ----------
@@ -87,6 +88,11 @@ def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
     if decades >= 3:
         which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
         which.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
+    elif decades >= 2:
+        # 1-2-5 steps over two decades or more put wide labels ("5,000", "10,000") side by
+        # side; powers of ten, written plainly, leave room between them
+        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
+        which.set_major_formatter(ticker.FuncFormatter(_plain_number))
     else:
         which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         which.set_major_formatter(ticker.FuncFormatter(_plain_number))

@@ -182,6 +182,16 @@ def test_log_axis__trees_range_labels_do_not_overlap() -> None:
     assert not _overlapping(_boxes(labels, r))
     assert all(not t.get_text() for t in ax.get_xticklabels(minor=True))
     plt.close(fig)
+    # the real-label trees figure: 142 to 34,418 parameters on a half-width panel
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    x = [142, 550, 2600, 10500, 34418]
+    ax.scatter(x, np.linspace(0.6, 0.9, 5))
+    report.log_axis(ax, x)
+    fig.canvas.draw()
+    labels = [t for t in ax.get_xticklabels(which="both") if t.get_text()]
+    assert {"1,000", "10,000"} <= {t.get_text() for t in labels}
+    assert not _overlapping(_boxes(labels, fig.canvas.get_renderer()))
+    plt.close(fig)
     fig, ax = plt.subplots()
     report.log_axis(ax, [10, 5e6])
     ax.set_xlim(10, 5e6)
