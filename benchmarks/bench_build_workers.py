@@ -101,7 +101,8 @@ def _series(name: str, manifest: Path, work: Path, workers: list[int], repeats: 
         )
         for key, sec in sorted(profile["by_task"].items(), key=lambda kv: -kv[1]):
             print(f"    {key:<28} {sec:6.2f} s  {sec / total:5.1%}")
-        print(f"  Dask performance report: {work / f'{name}-report.html'}")
+        if (work / f"{name}-report.html").exists():
+            print(f"  Dask performance report: {work / f'{name}-report.html'}")
 
 
 def main() -> None:
