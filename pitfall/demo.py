@@ -2,9 +2,9 @@
 
 It synthesizes the compendium (demo size), builds its expression and TAD cubes, sweeps the
 paper's model families over the three split settings with the baselines and controls,
-runs the figures' experiments and the paper's two remedies, and writes ``report.html`` (self-contained), its figures as
-PNG, ``findings.json`` and the results table. ``--quick`` trains fewer, shorter models
-(about 2 minutes on 2 cores); the default takes about 15.
+runs the figures' experiments and the paper's two remedies, and writes ``report.html``
+(self-contained), its figures as PNG, ``findings.json`` and the results table. ``--quick``
+trains fewer, shorter models (under 3 minutes on 2 cores); the default, about 25.
 """
 
 from __future__ import annotations
