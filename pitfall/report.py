@@ -85,16 +85,12 @@ def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
     which = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     decades = float(np.log10(v.max() / v.min())) if v.size else 0.0
+    # 1-2-5 steps over two decades or more put wide labels ("5,000", "10,000") side by side
+    subs = (1.0,) if decades >= 2 else (1.0, 2.0, 5.0)
+    which.set_major_locator(ticker.LogLocator(base=10, subs=subs))
     if decades >= 3:
-        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
         which.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
-    elif decades >= 2:
-        # 1-2-5 steps over two decades or more put wide labels ("5,000", "10,000") side by
-        # side; powers of ten, written plainly, leave room between them
-        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
-        which.set_major_formatter(ticker.FuncFormatter(_plain_number))
     else:
-        which.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         which.set_major_formatter(ticker.FuncFormatter(_plain_number))
     which.set_minor_locator(ticker.LogLocator(base=10, subs=tuple(float(k) for k in range(2, 10))))
     which.set_minor_formatter(ticker.NullFormatter())

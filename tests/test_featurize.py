@@ -620,6 +620,28 @@ def test_cli__killed_build_is_unfinished_and_rerun_finishes_it(comp, built, tmp_
     _assert_same_cube(_load(store), _load(built["expr"]))
 
 
+def test_ensure_built__finishes_a_killed_build_then_leaves_the_cube_alone(
+    comp, built, tmp_path
+) -> None:
+    store = tmp_path / "s"
+    env, pause = _pause_env(tmp_path, "after_commit")
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", env=env)
+    _kill_when_paused(proc, pause)
+    assert _committed(store) == [["E003"]]
+
+    summary = featurize.ensure_built(lambda: comp.manifest, store, **INPROC)
+    assert summary is not None and summary.resumed == ["E003"]
+    assert _committed(store) == [[c] for c in comp.cell_types]
+    _assert_same_cube(_load(store), _load(built["expr"]))
+
+    def no_manifest_needed() -> Path:
+        raise AssertionError("a finished cube needs no manifest")
+
+    before = cube.open_cube(store).attrs["snapshot"]
+    assert featurize.ensure_built(no_manifest_needed, store, **INPROC) is None
+    assert cube.open_cube(store).attrs["snapshot"] == before
+
+
 @pytest.mark.parametrize(("at", "n_new"), [("during_write", 0), ("after_commit", 1)])
 def test_cli__killed_append_keeps_only_whole_cell_types(comp, built, tmp_path, at, n_new) -> None:
     store = tmp_path / "s"

@@ -40,7 +40,9 @@ def build_from_folder(
         raise ValueError(f"unknown data set {kind!r}; known: {', '.join(FOLDER_MANIFESTS)}")
     out = Path(out)
     store = out / "store" / kind
-    manifest = FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind)
     local = kind != "ctcf"
-    featurize.ensure_built(manifest, store, workers=1 if local else workers, processes=not local)
+    featurize.ensure_built(
+        lambda: FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind),
+        store, workers=1 if local else workers, processes=not local,
+    )  # fmt: skip
     return store

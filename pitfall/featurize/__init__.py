@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,7 +298,9 @@ def build(
 
 
 def ensure_built(
-    manifest: str | os.PathLike | Manifest, store: str | os.PathLike, **kwargs: Any
+    manifest: str | os.PathLike | Manifest | Callable[[], str | os.PathLike | Manifest],
+    store: str | os.PathLike,
+    **kwargs: Any,
 ) -> BuildSummary | None:
     """:func:`build` unless a finished cube is at ``store`` already.
 
@@ -307,7 +309,10 @@ def ensure_built(
 
     Parameters
     ----------
-    manifest, store, kwargs
+    manifest
+        As :func:`build` takes it, or a function that writes it and returns it: called only
+        when there is something to build, so a finished cube needs no inputs.
+    store, kwargs
         As :func:`build` takes them.
 
     Returns
@@ -323,7 +328,7 @@ def ensure_built(
         return None
     except (CubeError, FileNotFoundError):
         pass  # no cube, an empty repository, or an unfinished build: build finishes it
-    return build(manifest, store, **kwargs)
+    return build(manifest() if callable(manifest) else manifest, store, **kwargs)
 
 
 def append(
