@@ -411,12 +411,6 @@ def _say(msg: str) -> None:
     print(f"pitfall report real: {msg}", flush=True)
 
 
-def _finished_ids(results_dir: Path) -> set[str]:
-    """Ids of the experiments with a finished row in a sweep's results folder."""
-    table = sweep.read_results(results_dir)
-    return set(table.loc[table["status"] == "ok", "id"])
-
-
 def run(
     data: str | Path,
     out: str | Path = "out/real",
@@ -465,7 +459,7 @@ def run(
     parts = plan_experiments(paths["roadmap"], paths["tads"], plan)
     todo = list(dict.fromkeys(e for exps in parts.values() for e in exps))
     _say(f"{len(todo)} models to train or find in {out / 'results'}")
-    done_before = _finished_ids(out / "results")
+    done_before = sweep.skipped_ids(out / "results")
     n_found = sum(e.id in done_before for e in todo)
     t1 = time.perf_counter()
     table = sweep.run_sweep(todo, out / "results", workers=workers, scheduler=scheduler,

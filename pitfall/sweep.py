@@ -372,6 +372,17 @@ def read_predictions(results_dir: str | os.PathLike, experiment_id: str) -> Any:
         return da.load()
 
 
+def _skipped(table: pd.DataFrame, retry_failed: bool) -> set[str]:
+    status = ["ok"] if retry_failed else ["ok", "failed"]
+    return set(table.loc[table["status"].isin(status), "id"])
+
+
+def skipped_ids(results_dir: str | os.PathLike, *, retry_failed: bool = False) -> set[str]:
+    """Ids of the experiments a sweep into ``results_dir`` would not train: finished rows,
+    and failed ones unless ``retry_failed`` (:func:`run_sweep`'s rule)."""
+    return _skipped(read_results(results_dir), retry_failed)
+
+
 def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     """The results table of a sweep (empty with the right columns when there is none)."""
     path = Path(results_dir) / RESULTS_FILE
@@ -469,9 +480,7 @@ def run_sweep(
     _check_results_dir(results_dir)
     pred_dir = str(results_dir / "predictions") if save_predictions else None
     done = read_results(results_dir)
-    skip = set(done.loc[done["status"] == "ok", "id"]) if len(done) else set()
-    if not retry_failed and len(done):
-        skip |= set(done.loc[done["status"] == "failed", "id"])
+    skip = _skipped(done, retry_failed)
     todo = [e for e in dict.fromkeys(experiments) if e.id not in skip]
     rows: list[dict[str, Any]] = []
     n_failed = 0

@@ -110,6 +110,9 @@ def test_run_sweep__rows_columns_restart_and_failures(tiny_cube: Path, tmp_path:
     assert len(failed) == 1 and "not a pitfall cube" in failed["error"].iloc[0]
     table4 = sweep.run_sweep([bad], results, workers=0, progress=False)
     assert table4["finished_at"].tolist() == table3["finished_at"].tolist()
+    # what a rerun would skip: every row by default, the failed one retried otherwise
+    assert sweep.skipped_ids(results) == set(table4["id"])
+    assert sweep.skipped_ids(results, retry_failed=True) == set(table4["id"]) - {bad.id}
 
 
 def test_sweep_from_dict__targets_and_folds(tiny_cube: Path, tmp_path: Path) -> None:
