@@ -102,10 +102,11 @@ def run_variant(
     comp_dir, cube_dir = root / "compendium", root / "store" / "expression"
     if not (comp_dir / "manifest.toml").exists():
         synth.synthesize(comp_dir, "demo", workers=workers or 2, seed=seed, **overrides)
-    if not cube_dir.exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            featurize.build(comp_dir / "manifest.toml", cube_dir, workers=workers, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # a variant killed while building resumes its build instead of failing to open it
+        featurize.ensure_built(comp_dir / "manifest.toml", cube_dir, workers=workers,
+                               progress=False)  # fmt: skip
     spec = paper.sweep_spec(str(cube_dir), "expression", target, "quick")
     experiments = sweep.sweep_from_dict(spec, root=root).experiments
     table = sweep.run_sweep(experiments, root / "results", workers=workers)
