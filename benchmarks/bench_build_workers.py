@@ -3,10 +3,11 @@
 Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--bins 1000000]``
 
 Two builds, each timed (median of ``--repeats``) in this process with a fresh local cluster
-per run:
+per run, three ways: counting the cluster's start, on the started cluster (whose workers
+import pitfall during the build), and the same build again on those warm workers:
 
-1. the demo preset restricted to ``--demo-cell-types`` (default 4; 3,000 genes x 5 marks,
-   FASTA and RPKM): in this process (``workers=0``, what ``pitfall build`` picks for a
+1. the demo preset with ``--demo-cell-types`` (default 4, then all 18; 3,000 genes x 5
+   marks, FASTA and RPKM): in this process (``workers=0``, what ``pitfall build`` picks for a
    build this small), 1, 2 and 4 worker processes (4 on this 2-core machine oversubscribes: the "more workers"
    case, simulated);
 2. a signal cube of ``--bins`` 200 bp bins x 4 cell types x 3 marks (synthetic bigWigs from
@@ -43,7 +44,11 @@ def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None
     t0 = time.perf_counter()
     if workers == 0:
         featurize.build(manifest, store, workers=0, progress=False)
-        return {"seconds": time.perf_counter() - t0, "by_task": {}}
+        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        featurize.build(manifest, store.with_name(store.name + "-again"), workers=0, progress=False)
+        again = time.perf_counter() - t1
+        return {"seconds": seconds, "build_only": seconds, "warm": again, "by_task": {}}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0", silence_logs=50)  # fmt: skip
     with Client(cluster) as client:
@@ -60,8 +65,14 @@ def _timed_build(manifest: Path, store: Path, workers: int, profile: Path | None
                 if part.get("action") == "compute":
                     by_task[key_split(t["key"])] += part["stop"] - part["start"]
         build_only = time.perf_counter() - started
+        # The same build again on these workers: what a long-lived cluster (dask-jobqueue,
+        # a notebook's client) costs once its workers have imported pitfall.
+        t1 = time.perf_counter()
+        featurize.build(manifest, store.with_name(store.name + "-again"), client=client,
+                        progress=False)  # fmt: skip
+        warm = time.perf_counter() - t1
     cluster.close()
-    return {"seconds": seconds, "build_only": build_only, "by_task": dict(by_task)}
+    return {"seconds": seconds, "build_only": build_only, "warm": warm, "by_task": dict(by_task)}
 
 
 class _nothing:
@@ -73,31 +84,34 @@ class _nothing:
 
 
 def _series(name: str, manifest: Path, work: Path, workers: list[int], repeats: int) -> None:
-    times: dict[int, list[float]] = defaultdict(list)
-    builds: dict[int, list[float]] = defaultdict(list)
+    columns = ("seconds", "build_only", "warm")
+    times: dict[str, dict[int, list[float]]] = {c: defaultdict(list) for c in columns}
     profile = None
     for r in range(repeats):
         for w in workers:
             prof = work / f"{name}-report.html" if (w == 2 and r == 0) else None
             out = _timed_build(manifest, work / f"{name}-{w}-{r}", w, prof)
-            times[w].append(out["seconds"])
-            builds[w].append(out.get("build_only", out["seconds"]))
+            for c in columns:
+                times[c][w].append(out[c])
             if prof is not None:
                 profile = out
-    med = {w: statistics.median(t) for w, t in times.items()}
-    med_build = {w: statistics.median(t) for w, t in builds.items()}
-    base, base_build = med.get(1), med_build.get(1)
+    med = {c: {w: statistics.median(t) for w, t in times[c].items()} for c in columns}
     print(f"\n{name}: median of {repeats} (seconds, speed-up over 1 worker)")
-    print(f"  {'':<22} {'with cluster start':>26}   {'build on a running cluster':>26}")
+    heads = ("with cluster start", "on a started cluster", "again on warm workers")
+    print(f"  {'':<22}" + "".join(f" {h:>26}" for h in heads))
     for w in workers:
         label = "in this process" if w == 0 else f"{w} worker process{'es' if w > 1 else ''}"
-        ratio = f"x{base / med[w]:.2f}" if base else ""
-        ratio_b = f"x{base_build / med_build[w]:.2f}" if base_build else ""
-        print(f"  {label:<22} {med[w]:18.2f} s {ratio:>6}   {med_build[w]:18.2f} s {ratio_b:>6}")
+        cells = []
+        for c in columns:
+            base = med[c].get(1)
+            ratio = f"x{base / med[c][w]:.2f}" if base else ""
+            cells.append(f"{med[c][w]:17.2f} s {ratio:>6}")
+        print(f"  {label:<22}" + "".join(f" {x:>26}" for x in cells))
     if profile and profile["by_task"]:
         total = sum(profile["by_task"].values())
         print(
-            f"  worker time by task (2 workers, {total:.1f} s over {profile['seconds']:.1f} s wall):"
+            f"  worker time by task (2 workers, first build, {total:.1f} s over "
+            f"{profile['build_only']:.1f} s wall):"
         )
         for key, sec in sorted(profile["by_task"].items(), key=lambda kv: -kv[1]):
             print(f"    {key:<28} {sec:6.2f} s  {sec / total:5.1%}")
@@ -109,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bins", type=float, default=1e6)
-    ap.add_argument("--demo-cell-types", type=int, default=4,
+    ap.add_argument("--demo-cell-types", type=int, nargs="*", default=[4, 18],
                     help="cell types of the demo preset to build (the preset has 18)")  # fmt: skip
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -119,9 +133,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-build-workers-"))
     print(f"machine load before: {Path('/proc/loadavg').read_text().split()[:3]}")
-    n = args.demo_cell_types
-    comp = synth.synthesize(work / "demo", "demo", n_cell_types=n, workers=2)
-    _series(f"demo preset, {n} cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats)
+    for n in args.demo_cell_types:
+        comp = synth.synthesize(work / f"demo{n}", "demo", n_cell_types=n, workers=2)
+        _series(f"demo preset, {n} cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats)
     manifest = bench_build_scale.write_inputs(work / "bins", int(args.bins))
     _series(f"{args.bins / 1e6:g} M bins x 4 cell types x 3 marks", manifest, work, [1, 2, 4],
             args.repeats)  # fmt: skip

@@ -43,6 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=sys.stderr.isatty(),
+        cell_types_per_commit=args.cell_types_per_commit,
     )
     print(summary)
     return 0
@@ -58,6 +59,7 @@ def cmd_append(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=sys.stderr.isatty(),
+        cell_types_per_commit=args.cell_types_per_commit,
     )
     print(summary)
     return 0
@@ -445,6 +447,17 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _commit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cell-types-per-commit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cell types per commit, what a killed build can lose (default: one when large, "
+        "several small ones together)",
+    )
+
+
 def _storage_parent() -> argparse.ArgumentParser:
     """Options of every verb that reads or writes a cube (a path or s3://, gs://, az:// URL)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -503,6 +516,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="the new cube: a folder or s3:// gs:// az:// URL")
     p.add_argument("--cell-type", action="append", default=None, help="only these (repeatable)")
     _cluster_args(p)
+    _commit_args(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("append", help="add cell types from a manifest to a cube", parents=[storage])
@@ -510,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--cell-type", action="append", required=True, help="repeatable")
     _cluster_args(p)
+    _commit_args(p)
     p.set_defaults(func=cmd_append)
 
     p = sub.add_parser(

@@ -482,7 +482,7 @@ def append_cell_type(
     for attempt in range(retries + 1):
         cube = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
         _check_slab(cube, slab)
-        txn = begin_append(loc, info, repo=repo)
+        txn = begin_append(loc, [info], repo=repo)
         _write_cell_types(txn.fork, slab, txn.index)
         repository.pause_point("during_write")
         try:

@@ -30,6 +30,8 @@ __all__ = [
     "naive_one_hot_dna",
     "reverse_complement",
     "naive_reverse_complement",
+    "fasta_window_codes",
+    "naive_fasta_window_codes",
     "window_arcsinh_means",
     "naive_window_arcsinh_means",
     "add_window_arcsinh_sums",
@@ -299,6 +301,105 @@ def naive_reverse_complement(codes: np.ndarray) -> np.ndarray:
     codes = np.asarray(codes)
     clipped = np.where((codes >= 0) & (codes <= 3), codes, 4)
     return _COMPLEMENT[clipped[..., ::-1]].astype(codes.dtype)
+
+
+# --------------------------------------------------------------------------- FASTA windows
+
+
+@numba.njit(cache=True)
+def _fasta_window_codes_kernel(
+    text: np.ndarray,
+    offset: int,
+    line_bases: int,
+    line_bytes: int,
+    size: int,
+    starts: np.ndarray,
+    minus: np.ndarray,
+    table: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    n, length = out.shape
+    for i in range(n):
+        for j in range(length):
+            p = starts[i] + j
+            c = 4
+            if 0 <= p < size:
+                c = table[text[offset + (p // line_bases) * line_bytes + p % line_bases]]
+            if minus[i]:
+                out[i, length - 1 - j] = 3 - c if c < 4 else 4
+            else:
+                out[i, j] = c
+
+
+def fasta_window_codes(
+    text: np.ndarray,
+    offset: int,
+    line_bases: int,
+    line_bytes: int,
+    size: int,
+    starts: np.ndarray,
+    length: int,
+    minus: np.ndarray,
+) -> np.ndarray:
+    """Codes of equal-length windows of one FASTA record, straight from the file's bytes.
+
+    Reads only the bytes the windows cover (``text`` may be a memory map of a whole genome).
+
+    Parameters
+    ----------
+    text : numpy.ndarray
+        uint8, shape (B,): the FASTA file's bytes.
+    offset, line_bases, line_bytes, size
+        The record's ``.fai`` fields: byte offset of its first base, bases per line, bytes
+        per line (newline included, so ``\r\n`` files work), length in bases.
+    starts : numpy.ndarray
+        Shape (n,), 0-based window starts; positions outside ``[0, size)`` read N (4).
+    length
+        Bases per window, ``L``.
+    minus : numpy.ndarray
+        Shape (n,) bool: these windows are reverse-complemented (position 0 is then the
+        5'-most base on the minus strand).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, shape (n, L): A=0 C=1 G=2 T=3, anything else (any case) 4.
+
+    Raises
+    ------
+    ValueError
+        When a window needs a byte past the end of ``text`` (a truncated file).
+    """
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    minus = np.ascontiguousarray(minus, dtype=np.bool_)
+    if size > 0 and (line_bases < 1 or line_bytes < line_bases):
+        raise ValueError(f"bad FASTA line layout: {line_bases} bases in {line_bytes} bytes")
+    out = np.empty((starts.size, length), dtype=np.uint8)
+    if starts.size and length and size > 0:
+        last = min(int(starts.max()) + length, size) - 1
+        if last >= 0:
+            needed = offset + (last // line_bases) * line_bytes + last % line_bases
+            if needed >= text.size:
+                raise ValueError(
+                    f"base {last} of the record is at byte {needed:,}, past the end of the "
+                    f"file ({text.size:,} bytes): the file is truncated"
+                )
+    _fasta_window_codes_kernel(
+        text, offset, line_bases, line_bytes, size, starts, minus, _ASCII_TO_CODE, out
+    )
+    return out
+
+
+def naive_fasta_window_codes(
+    record: str, starts: np.ndarray, length: int, minus: np.ndarray
+) -> np.ndarray:
+    """Slow twin of :func:`fasta_window_codes`: slice the record's text, pad with N, encode."""
+    rows = []
+    for s, m in zip(np.asarray(starts).tolist(), np.asarray(minus).tolist(), strict=True):
+        text = "".join(record[p] if 0 <= p < len(record) else "N" for p in range(s, s + length))
+        codes = naive_encode_dna(text)
+        rows.append(naive_reverse_complement(codes[None, :])[0] if m else codes)
+    return np.array(rows, dtype=np.uint8).reshape(len(rows), length)
 
 
 # --------------------------------------------------------------------------- window means

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import xarray as xr
-from xarray.coding.strings import create_vlen_dtype
 
 from pitfall import loci as loci_mod
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
 
 SCHEMA_VERSION = 2
 LOCUS_COORDS = ("chrom", "start", "end", "strand", "name")
@@ -44,7 +45,6 @@ PER_CELL_TYPE_VARS = {
 SHARED_VARS = {"sequence": ("locus", "position")}
 VAR_DTYPES = {"signal": np.float32, "label": np.float32, "value": np.float32, "sequence": np.uint8}
 DEFAULT_LOCUS_CHUNK = 4096
-_VSTR = create_vlen_dtype(str)
 
 
 class CubeError(ValueError):
@@ -105,11 +105,19 @@ class CellTypeInfo:
 
 
 def _lazy(shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> da.Array:
+    import dask.array as da
+
     # Never computed: xarray's to_zarr(compute=False) only needs shape, dtype and chunks.
     return da.empty(shape, dtype=dtype, chunks=chunks)
 
 
 def template(schema: Schema, cell_types: Sequence[CellTypeInfo], assembly: str) -> xr.Dataset:
+    # xarray and dask are imported here, not with the module: workers that only write
+    # blocks (pitfall.featurize.tasks) then start without them.
+    import xarray as xr
+    from xarray.coding.strings import create_vlen_dtype
+
+    vstr = create_vlen_dtype(str)
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
     data_vars: dict[str, Any] = {
         "label": (("cell_type", "locus"), _lazy((k, n), np.float32, (1, c)))
@@ -123,14 +131,14 @@ def template(schema: Schema, cell_types: Sequence[CellTypeInfo], assembly: str) 
             np.array([ct.name or ct.id for ct in cell_types], dtype=object),
         ),
         "cell_type_group": ("cell_type", np.array([ct.group for ct in cell_types], dtype=object)),
-        "chrom": ("locus", _lazy((n,), _VSTR, (c,))),
+        "chrom": ("locus", _lazy((n,), vstr, (c,))),
         "start": ("locus", _lazy((n,), np.int64, (c,))),
         "end": ("locus", _lazy((n,), np.int64, (c,))),
     }
     if schema.strand:
-        coords["strand"] = ("locus", _lazy((n,), _VSTR, (c,)))
+        coords["strand"] = ("locus", _lazy((n,), vstr, (c,)))
     if schema.name:
-        coords["name"] = ("locus", _lazy((n,), _VSTR, (c,)))
+        coords["name"] = ("locus", _lazy((n,), vstr, (c,)))
     if schema.marks:
         m = len(schema.marks)
         data_vars["signal"] = (

@@ -2,11 +2,11 @@
 
 A write is a *transaction*: :func:`begin_create` or :func:`begin_append` opens a session at
 the branch tip and prepares, in a forked session, the metadata of the commit (the new
-arrays, or the cell-type axis grown by one). That fork is what workers write into
+arrays, or the cell-type axis grown by the new cell types). That fork is what workers write into
 (:func:`write_region`, :func:`write_loci`), each into its own copy, which comes back;
 :meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
 Icechunk's optimistic concurrency: a commit whose parent moved raises
-:class:`icechunk.ConflictError`, and the writer starts the cell type again at the new tip.
+:class:`icechunk.ConflictError`, and the writer starts its cell types again at the new tip.
 Chunks are 1 along ``cell_type``, so an append writes only new chunks.
 
 Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
@@ -20,7 +20,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import icechunk
 import numpy as np
 import zarr
@@ -128,12 +127,17 @@ def begin_create(
             }
         )
     )
+    import dask.array as da
+
     encoding: dict[Hashable, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
     for name in ("cell_type", *CELL_TYPE_COORDS):
         encoding[name] = {"chunks": (1,)}
+    # Made in memory, then copied in one batch: xarray's many small writes, each a round trip
+    # into the session, cost the driver three times as much, on the build's critical path.
+    staged = zarr.storage.MemoryStore()
     with repository.quiet_zarr():
-        ds.to_zarr(fork.store, mode="w-", compute=False, consolidated=False, encoding=encoding)
-        group = zarr.open_group(fork.store, mode="r+")
+        ds.to_zarr(staged, mode="w-", compute=False, consolidated=False, encoding=encoding)
+        group = zarr.open_group(staged, mode="r+")
         # The locus index as a stored coordinate: plain xarray then builds the same index.
         group.create_array(
             "locus",
@@ -143,24 +147,58 @@ def begin_create(
             dimension_names=("locus",),
             fill_value=0,
         )
+    _copy_store(staged, fork.store)
     repository.pause_point("before_write")
     return Transaction(loc, session, fork, 0, [ct.id for ct in cell_types], "create")
 
 
+def _copy_store(source: Any, target: Any) -> None:
+    """Every key of zarr store ``source`` into ``target``, concurrently."""
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def copy() -> None:
+        keys = [k async for k in source.list()]
+        proto = default_buffer_prototype()
+        values = dict(
+            zip(
+                keys,
+                await asyncio.gather(*(source.get(k, prototype=proto) for k in keys)),
+                strict=True,
+            )
+        )
+        # A node's metadata before its children's and its chunks: groups, arrays, chunks.
+        root = [k for k in keys if k == "zarr.json"]
+        nodes = [k for k in keys if k.endswith("zarr.json") and k != "zarr.json"]
+        chunks = [k for k in keys if not k.endswith("zarr.json")]
+        for part in (root, nodes, chunks):
+            await asyncio.gather(*(target.set(k, values[k]) for k in part))
+
+    sync(copy())
+
+
 def begin_append(
     location: str | os.PathLike[str] | Location,
-    cell_type: CellTypeInfo,
+    cell_types: Sequence[CellTypeInfo],
     *,
     fingerprint: str | None = None,
     repo: icechunk.Repository | None = None,
     **storage_options: Any,
 ) -> Transaction:
-    """Start a commit that adds one cell type at the end of the ``cell_type`` axis.
+    """Start a commit that adds ``cell_types`` at the end of the ``cell_type`` axis.
 
-    Refuses (:class:`CubeError`, nothing written) a cell type already in the cube, and loci
-    whose ``fingerprint`` differs from the cube's.
+    Refuses (:class:`CubeError`, nothing written) a cell type already in the cube or named
+    twice, and loci whose ``fingerprint`` differs from the cube's.
     """
     loc = parse_location(location)
+    if not cell_types:
+        raise CubeError("an append needs at least one cell type")
+    ids = [ct.id for ct in cell_types]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise CubeError(f"cell types {twice} are named twice in one append")
     repo = repo or repository.open_repository(loc, **storage_options)
     session = repo.writable_session("main")
     repository.pause_point("before_write")
@@ -168,17 +206,18 @@ def begin_append(
         group = zarr.open_group(session.store, mode="r")
         present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
         attrs: dict[str, Any] = dict(group.attrs)
-    if cell_type.id in present:
+    again = [i for i in ids if i in present]
+    if again:
         raise CubeError(
-            f"cell type {cell_type.id} is already in the cube at {loc}; a cell type is added "
-            "once (open the cube with pitfall.open_cube to see what it holds)"
+            f"cell type {', '.join(again)} is already in the cube at {loc}; a cell type is "
+            "added once (open the cube with pitfall.open_cube to see what it holds)"
         )
     if fingerprint is not None and fingerprint != attrs.get("locus_fingerprint"):
         raise CubeError(
             f"the loci to append differ from the cube's at {loc}; use the same loci source, "
             "windows and chromosomes as the build"
         )
-    n = len(present)
+    n, g = len(present), len(cell_types)
     fork = session.fork()
     with repository.quiet_zarr():
         group = zarr.open_group(fork.store, mode="r+")
@@ -188,15 +227,14 @@ def begin_append(
             *(v for v in PER_CELL_TYPE_VARS if v in group),
         ]:
             arr = repository.zarr_array(group, name)
-            arr.resize((n + 1, *arr.shape[1:]))
-        repository.zarr_array(group, "cell_type")[n] = cell_type.id
-        repository.zarr_array(group, "cell_type_name")[n] = cell_type.name or cell_type.id
-        repository.zarr_array(group, "cell_type_group")[n] = cell_type.group
+            arr.resize((n + g, *arr.shape[1:]))
+        for k, ct in enumerate(cell_types):
+            repository.zarr_array(group, "cell_type")[n + k] = ct.id
+            repository.zarr_array(group, "cell_type_name")[n + k] = ct.name or ct.id
+            repository.zarr_array(group, "cell_type_group")[n + k] = ct.group
     sources = dict(attrs.get("cell_type_sources", {}))
-    sources[cell_type.id] = dict(cell_type.sources)
-    return Transaction(
-        loc, session, fork, n, [cell_type.id], "append", attrs={"cell_type_sources": sources}
-    )
+    sources.update({ct.id: dict(ct.sources) for ct in cell_types})
+    return Transaction(loc, session, fork, n, ids, "append", attrs={"cell_type_sources": sources})
 
 
 def write_region(

@@ -7,6 +7,7 @@ pyBigWig ``values`` per base, pyfaidx, pandas) and never call ``pitfall.sources`
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -23,7 +24,8 @@ import pyBigWig
 import pyfaidx
 import pytest
 
-from pitfall import cube, featurize, synth
+from pitfall import cube, featurize, repository, synth
+from pitfall.featurize import writer
 from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
 
 INPROC = {"workers": 1, "processes": False, "progress": False}
@@ -201,6 +203,18 @@ def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
     np.testing.assert_array_equal(ds["sequence"].values, want)
 
 
+def test_build__records_each_input_file_checksum(comp, built) -> None:
+    sources = _load(built["expr"]).attrs["cell_type_sources"]
+    assert sorted(sources) == sorted(comp.cell_types)
+    for ct in comp.cell_types:
+        want = {f"signal:{mk}": p for mk, p in comp.bigwigs[ct].items()}
+        want["table"] = comp.rpkm
+        assert sorted(sources[ct]) == sorted(want), ct
+        for role, path in want.items():
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            assert sources[ct][role] == {"path": str(path), "sha256": digest}, (ct, role)
+
+
 def test_build__tad_cube_matches_naive_reading(comp, built) -> None:
     ds = _load(built["tad"])
     sizes = _chrom_sizes(comp.chrom_sizes)
@@ -278,14 +292,74 @@ def test_append__equals_full_build(comp, built, tmp_path) -> None:
     first = ["E003", "E037"]
     rest = [c for c in comp.cell_types if c not in first]
     store = tmp_path / "cube"
-    featurize.build(comp.manifest, store, cell_types=first, **INPROC)
-    summary = featurize.append(store, comp.manifest, rest, **INPROC)
+    featurize.build(comp.manifest, store, cell_types=first, cell_types_per_commit=1, **INPROC)
+    summary = featurize.append(store, comp.manifest, rest, cell_types_per_commit=1, **INPROC)
     assert summary.cell_types == rest and len(summary.snapshots) == len(rest)
     ds = _load(store)
     assert list(ds["cell_type"].values) == first + rest
     _assert_same_cube(ds, _load(built["expr"]), comp.cell_types)
     # One commit per cell type, in the requested order (after the repository's own first).
     assert _committed(store) == [[c] for c in first + rest]
+
+
+def test_append__small_cell_types_share_commits(comp, built, tmp_path) -> None:
+    # The tiny compendium's cell types are far below COMMIT_MIN_VALUES: by default a build
+    # and an append each make one commit; two per commit gives runs of two, in order.
+    first = ["E003", "E037"]
+    rest = [c for c in comp.cell_types if c not in first]
+    store, pairs = tmp_path / "cube", tmp_path / "pairs"
+    featurize.build(comp.manifest, store, cell_types=first, **INPROC)
+    summary = featurize.append(store, comp.manifest, rest, **INPROC)
+    assert len(summary.snapshots) == 1
+    assert _committed(store) == [first, rest]
+    _assert_same_cube(_load(store), _load(built["expr"]), comp.cell_types)
+    featurize.build(comp.manifest, pairs, cell_types_per_commit=2, **INPROC)
+    cts = list(comp.cell_types)
+    assert _committed(pairs) == [cts[i : i + 2] for i in range(0, len(cts), 2)]
+    _assert_same_cube(_load(pairs), _load(built["expr"]), comp.cell_types)
+
+
+@pytest.mark.parametrize(
+    ("n", "values", "per_commit", "want"),
+    [
+        (5, 10**6, None, [[0], [1], [2], [3], [4]]),  # large: one each
+        (5, 10**6 + 1, None, [[0], [1], [2], [3], [4]]),
+        (5, 400_000, None, [[0, 1, 2], [3, 4]]),  # ceil(1e6 / 4e5) = 3 per commit
+        (3, 1, None, [[0, 1, 2]]),
+        (4, 1, 3, [[0, 1, 2], [3]]),
+        (0, 5, None, []),
+    ],
+)
+def test_commit_batches__hand_checked(n, values, per_commit, want) -> None:
+    assert writer.COMMIT_MIN_VALUES == 10**6
+    assert writer.commit_batches(n, values, per_commit) == want
+
+
+def test_commit_batches__zero_per_commit_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        writer.commit_batches(3, 10, 0)
+
+
+def test_append__overtaken_batch_is_redone_at_the_new_tip(comp, built, tmp_path, monkeypatch):
+    # Another appender commits between this append's writes and its commit: the batch's
+    # commit conflicts, and both of its cell types are written again after the other's.
+    store = tmp_path / "cube"
+    featurize.build(comp.manifest, store, cell_types=["E003"], **INPROC)
+    original, overtaken = repository.pause_point, []
+
+    def pause(name: str) -> None:
+        if name == "after_write" and not overtaken:
+            overtaken.append(name)
+            featurize.append(store, comp.manifest, ["E116"], **INPROC)
+        original(name)
+
+    monkeypatch.setattr(repository, "pause_point", pause)
+    summary = featurize.append(store, comp.manifest, ["E004", "E037"], **INPROC)
+    assert overtaken and summary.retries == 1 and len(summary.snapshots) == 1
+    assert _committed(store) == [["E003"], ["E116"], ["E004", "E037"]]
+    ds = _load(store)
+    assert list(ds["cell_type"].values) == ["E003", "E116", "E004", "E037"]
+    _assert_same_cube(ds, _load(built["expr"]), ["E003", "E116", "E004", "E037"])
 
 
 def test_append__cell_type_already_present_is_refused(comp, built) -> None:
@@ -495,6 +569,7 @@ def test_build__corrupt_bigwig_data_fails_in_task_with_its_own_message(comp, tmp
 def test_build__truncated_fasta_with_stale_index(comp, tmp_path) -> None:
     raw, path = _variant(comp, tmp_path)
     fa = _truncated_fasta(comp, raw, tmp_path)
+    pyfaidx.Faidx(str(comp.fasta)).close()  # the whole file's index (if no build made it yet)
     shutil.copy(comp.fasta.with_suffix(".fa.fai"), tmp_path / "genome.fa.fai")  # newer: trusted
     _assert_bad_file_named(raw, path, ValueError, fa, "truncated")
 
@@ -605,13 +680,14 @@ def test_cli__killed_build_is_unfinished_and_rerun_finishes_it(comp, built, tmp_
     store = tmp_path / "s"
     # "after_commit" of the create commit: one cell type has landed, five are to come.
     env, pause = _pause_env(tmp_path, "after_commit")
-    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", env=env)
+    one = ["--cell-types-per-commit", "1"]
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", *one, env=env)
     _kill_when_paused(proc, pause)
     assert _committed(store) == [["E003"]]
     with pytest.raises(cube.CubeError, match="unfinished build .1 of 6 cell types"):
         cube.open_cube(store)
 
-    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1")
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", *one)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"wrote 6 cell types to {store}" in out and "loci: 400 on 3 chromosomes" in out
@@ -625,13 +701,16 @@ def test_ensure_built__finishes_a_killed_build_then_leaves_the_cube_alone(
 ) -> None:
     store = tmp_path / "s"
     env, pause = _pause_env(tmp_path, "after_commit")
-    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", env=env)
+    two = ["--cell-types-per-commit", "2"]
+    proc = _cli("build", str(comp.manifest), "--store", str(store), "--workers", "1", *two, env=env)
     _kill_when_paused(proc, pause)
-    assert _committed(store) == [["E003"]]
+    first = list(comp.cell_types[:2])
+    assert _committed(store) == [first]
 
+    # The default batching puts the four missing (small) cell types in one commit.
     summary = featurize.ensure_built(lambda: comp.manifest, store, **INPROC)
-    assert summary is not None and summary.resumed == ["E003"]
-    assert _committed(store) == [[c] for c in comp.cell_types]
+    assert summary is not None and summary.resumed == first
+    assert _committed(store) == [first, list(comp.cell_types[2:])]
     _assert_same_cube(_load(store), _load(built["expr"]))
 
     def no_manifest_needed() -> Path:
@@ -647,14 +726,22 @@ def test_cli__killed_append_keeps_only_whole_cell_types(comp, built, tmp_path, a
     store = tmp_path / "s"
     featurize.build(comp.manifest, store, cell_types=["E003", "E004"], **INPROC)
     env, pause = _pause_env(tmp_path, at)
-    args = ["append", str(store), str(comp.manifest), "--workers", "1"]
+    args = [
+        "append",
+        str(store),
+        str(comp.manifest),
+        "--workers",
+        "1",
+        "--cell-types-per-commit",
+        "1",
+    ]
     proc = _cli(*args, "--cell-type", "E037", "--cell-type", "E106", env=env)
     _kill_when_paused(proc, pause)
     ds = _load(store)
     expected = ["E003", "E004", "E037", "E106"][: 2 + n_new]
     assert list(ds["cell_type"].values) == expected
     _assert_same_cube(ds, _load(built["expr"]), expected)
-    assert _committed(store) == [[c] for c in expected]
+    assert _committed(store) == [expected[:2], *([c] for c in expected[2:])]
 
 
 def test_cli__append_prints_summary(comp, built, tmp_path) -> None:

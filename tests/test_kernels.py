@@ -218,6 +218,66 @@ def test_reverse_complement__other_codes_become_n() -> None:
     )
 
 
+# --------------------------------------------------------------------------- FASTA windows
+
+
+def _fasta_bytes(records: list[tuple[str, str]], width: int, newline: str) -> bytes:
+    """A FASTA file's bytes: each record's sequence in lines of ``width`` letters."""
+    out = []
+    for name, seq in records:
+        out.append(f">{name} some description{newline}")
+        out += [seq[i : i + width] + newline for i in range(0, len(seq), width)]
+    return "".join(out).encode()
+
+
+@st.composite
+def fasta_windows(draw: st.DrawFn) -> tuple:
+    letters = st.text(alphabet=DNA_LETTERS, min_size=1, max_size=150)
+    seqs = draw(st.lists(letters, min_size=1, max_size=3))
+    width = draw(st.integers(1, 70))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    k = draw(st.integers(0, len(seqs) - 1))
+    length = draw(st.integers(0, 40))
+    size = len(seqs[k])
+    starts = draw(st.lists(st.integers(-length - 5, size + 5), max_size=12))
+    minus = draw(st.lists(st.booleans(), min_size=len(starts), max_size=len(starts)))
+    return seqs, width, newline, k, np.array(starts, np.int64), length, np.array(minus, bool)
+
+
+@no_deadline
+@given(fasta_windows())
+def test_fasta_window_codes__matches_naive(case: tuple) -> None:
+    # Windows past either end of the record, lowercase, IUPAC, \r\n lines, a record that
+    # is not the first, minus-strand windows, zero-length windows.
+    seqs, width, newline, k, starts, length, minus = case
+    text = _fasta_bytes([(f"r{i}", s) for i, s in enumerate(seqs)], width, newline)
+    # The record's first base: after the header lines and sequence lines of those before it.
+    before = _fasta_bytes([(f"r{i}", s) for i, s in enumerate(seqs[:k])], width, newline)
+    offset = len(before) + len(f">r{k} some description{newline}")
+    got = kernels.fasta_window_codes(
+        np.frombuffer(text, np.uint8), offset, width, width + len(newline), len(seqs[k]),
+        starts, length, minus,
+    )  # fmt: skip
+    want = kernels.naive_fasta_window_codes(seqs[k], starts, length, minus)
+    assert got.shape == (len(starts), length)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_fasta_window_codes__hand_checked() -> None:
+    text = np.frombuffer(b">a\nACg\ntNa\n", np.uint8)
+    got = kernels.fasta_window_codes(
+        text, 3, 3, 4, 6, np.array([-1, 2, 4]), 3, np.array([False, True, False])
+    )
+    # [-1, 2): N A C; [2, 5) = g t N reversed and complemented = N A C; [4, 7) = N a N.
+    np.testing.assert_array_equal(got, [[4, 0, 1], [4, 0, 1], [4, 0, 4]])
+
+
+def test_fasta_window_codes__truncated_file_raises() -> None:
+    text = np.frombuffer(b">a\nACGT\nAC", np.uint8)  # the index says 8 bases
+    with pytest.raises(ValueError, match="truncated"):
+        kernels.fasta_window_codes(text, 3, 4, 5, 8, np.array([4]), 4, np.array([False]))
+
+
 # --------------------------------------------------------------------------- window means
 
 

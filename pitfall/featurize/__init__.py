@@ -6,10 +6,10 @@ run a Dask task graph whose tasks each take one block of loci (whole chunks), re
 inputs for it (local paths or URLs) and write the block straight into the cube's Icechunk
 session (:mod:`~pitfall.featurize.tasks`; :mod:`pitfall.transaction`: the forked session
 travels to the workers, their changes come back and are merged). The driver
-(:mod:`~pitfall.featurize.writer`) plans, merges and commits, one commit per cell type, in the
-requested order; it never holds a cell type's arrays, the sequence or a task's result, and
-the tasks in flight (and blocks computed ahead) are bounded, so memory depends on the block
-size, not on the number of loci.
+(:mod:`~pitfall.featurize.writer`) plans, merges and commits whole cell types (one per
+commit, or several small ones together), in the requested order; it never holds a cell
+type's arrays, the sequence or a task's result, and the tasks in flight (and blocks computed
+ahead) are bounded, so memory depends on the block size, not on the number of loci.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def _featurize(
     client: Any,
     progress: bool,
     writer_id: str = "",
+    per_commit: int | None = None,
 ) -> Writer:
     jobs = jobs_for(m, loci, cell_types)
     t0 = time.perf_counter()
@@ -128,6 +129,7 @@ def _featurize(
         w = Writer(
             c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,
             planned=planned, repo=repo, progress=progress, writer_id=writer_id,
+            per_commit=per_commit,
         )  # fmt: skip
         w.run()
         t1 = time.perf_counter()
@@ -154,6 +156,11 @@ def _workers(
     if workers is None and n_loci * n_cell_types * (len(m.marks) + 1) < IN_PROCESS_BELOW:
         return 0
     return workers
+
+
+def _check_per_commit(n: int | None) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise BuildError(f"cell types per commit must be a whole number of at least 1, not {n!r}")
 
 
 #: Featurization parameters an append must share with the cube (dotted paths into
@@ -229,9 +236,10 @@ def build(
     client: Any = None,
     processes: bool = True,
     progress: bool = True,
+    cell_types_per_commit: int | None = None,
     **storage_options: Any,
 ) -> BuildSummary:
-    """Build a new cube at ``store`` from a manifest, one commit per cell type.
+    """Build a new cube at ``store`` from a manifest, whole cell types per commit.
 
     A failed build leaves no cube; a killed one leaves whole cell types in a cube marked
     unfinished (which :func:`~pitfall.cube.open_cube` refuses): running the same build again
@@ -255,10 +263,15 @@ def build(
         An existing :class:`distributed.Client` (dask-jobqueue, Gateway, Kubernetes...).
     processes
         Local workers as processes (default) or one thread in this process.
+    cell_types_per_commit
+        Cell types written by one commit (what a killed build can lose); default: one for
+        large cell types, several small ones together
+        (:func:`~pitfall.featurize.writer.commit_batches`).
     storage_options
         ``anonymous``, ``endpoint_url``, ``region`` of the cube's object store.
     """
     t0 = time.perf_counter()
+    _check_per_commit(cell_types_per_commit)
     m = load(manifest)
     loc = parse_location(store)
     loci, gene_matching = plan_loci(m)
@@ -284,6 +297,7 @@ def build(
             m, loci, todo, loc, create=create, planned=cts, repo=repo,
             workers=_workers(workers, processes, m, len(loci), len(todo)),
             scheduler=scheduler, client=client, progress=progress, writer_id=writer_id,
+            per_commit=cell_types_per_commit,
         )  # fmt: skip
     except Exception:
         # A failed build leaves no cube: the repository it created goes (unless another build
@@ -341,16 +355,19 @@ def append(
     client: Any = None,
     processes: bool = True,
     progress: bool = True,
+    cell_types_per_commit: int | None = None,
     **storage_options: Any,
 ) -> BuildSummary:
-    """Add cell types from a manifest to the cube at ``store``, one commit per cell type.
+    """Add cell types from a manifest to the cube at ``store``, whole cell types per commit.
 
     The manifest must describe the cube's loci (same loci source, windows and chromosomes);
     a cell type already in the cube is refused before anything is computed. Several
     appenders (on several machines) may write to one cube at once: a commit that loses the
-    race is redone at the new tip.
+    race is redone at the new tip. ``cell_types_per_commit`` and the other arguments are as
+    :func:`build` takes them.
     """
     t0 = time.perf_counter()
+    _check_per_commit(cell_types_per_commit)
     m = load(manifest)
     loc = parse_location(store)
     repo = repository.open_repository(loc, **storage_options)
@@ -371,8 +388,8 @@ def append(
     w = _featurize(
         m, loci, cts, loc, create=False, planned=[], repo=repo,
         workers=_workers(workers, processes, m, len(loci), len(cts)),
-        scheduler=scheduler, client=client,
-        progress=progress,
+        scheduler=scheduler, client=client, progress=progress,
+        per_commit=cell_types_per_commit,
     )  # fmt: skip
     return _summary(w, m, loci, cts, t0, gene_matching, notes)
 

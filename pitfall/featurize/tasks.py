@@ -22,7 +22,7 @@ from pitfall.featurize.inputs import (
     file_checksum,
     read_input,
 )
-from pitfall.manifest import Manifest, Source
+from pitfall.manifest import Source
 from pitfall.schema import Schema
 from pitfall.sources import bigwig, fasta, labels
 
@@ -39,6 +39,7 @@ class CellTypeJob:
     values: np.ndarray | None = None  # table kinds: one value per locus of the cube
     threshold: float = 0.5
     window: int | None = None  # signal over this many bp centred on each locus
+    files: tuple[tuple[str, Source], ...] = ()  # what the cell type is computed from, by role
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BlockData:
     value: np.ndarray | None
     signal: np.ndarray | None
     notes: list[str]
+    sources: dict[str, Any] | None = None  # the first block's: checksums of the job's files
 
 
 def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -> BlockData:
@@ -84,7 +86,9 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
                         signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])
                     except bigwig.MissingChromosome:
                         notes.append(_missing_chrom_note(path, chrom))
-    return BlockData(i0, label, value, signal, notes)
+    # Each cell type's files are checksummed once, by the task of its first block.
+    sources = checksums(job) if i0 == 0 else None
+    return BlockData(i0, label, value, signal, notes, sources)
 
 
 def _fresh(fork_bytes: bytes) -> Any:
@@ -95,20 +99,22 @@ def _fresh(fork_bytes: bytes) -> Any:
     return pickle.loads(fork_bytes)
 
 
-def write_block(fork_bytes: bytes, index: int, data: BlockData) -> tuple[Any, list[str]]:
-    """Write a computed block at cell type ``index``; return the changed fork and notes."""
+def write_block(
+    fork_bytes: bytes, index: int, data: BlockData
+) -> tuple[Any, list[str], dict[str, Any] | None]:
+    """Write a computed block at cell type ``index``; return the changed fork, notes, sources."""
     fork = _fresh(fork_bytes)
     transaction.write_region(fork, "label", data.label, data.i0, index)
     if data.value is not None:
         transaction.write_region(fork, "value", data.value, data.i0, index)
     if data.signal is not None:
         transaction.write_region(fork, "signal", data.signal, data.i0, index)
-    return fork, data.notes
+    return fork, data.notes, data.sources
 
 
 def compute_write_block(
     fork_bytes: bytes, index: int, job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int
-) -> tuple[Any, list[str]]:
+) -> tuple[Any, list[str], dict[str, Any] | None]:
     """:func:`compute_block` then :func:`write_block`, in one task."""
     return write_block(fork_bytes, index, compute_block(job, loci, i0, i1))
 
@@ -140,14 +146,6 @@ def write_sequence_block(
     return fork
 
 
-def checksums(m: Manifest, ct: str) -> dict[str, Any]:
-    """Checksums of the files one cell type is computed from (a task: files can be large)."""
-    spec = m.cell_types.get(ct)
-    files: dict[str, Source] = {}
-    if spec is not None:
-        files = {f"signal:{k}": v for k, v in spec.signal.items()}
-        if spec.target is not None:
-            files["target"] = spec.target
-    if m.table is not None:
-        files["table"] = m.table
-    return {key: file_checksum(p) for key, p in files.items()}
+def checksums(job: CellTypeJob) -> dict[str, Any]:
+    """Checksums of the files one cell type is computed from, by role (``signal:<mark>``...)."""
+    return {role: file_checksum(path) for role, path in job.files}

@@ -1,9 +1,12 @@
 """The driver of a build or append: submit blocks, merge the workers' forks, commit in order.
 
-While cell type *k* is being written, workers with nothing left to do for it compute the
-blocks of *k + 1* ahead (kept on the worker that computed them); they are written as soon as
-*k* commits. A commit that loses a race with another writer (another machine appending to
-the same object store) is started again at the new tip.
+Cell types are committed in the requested order, in *batches*: one cell type per commit when
+it is large, several small ones together (:func:`commit_batches`), since a commit costs the
+driver a fixed tenth of a second or so that no worker can share. While batch *k* is being
+written, workers with nothing left to do for it compute the blocks of later batches ahead
+(kept on the worker that computed them); they are written as soon as *k* commits. A commit
+that loses a race with another writer (another machine appending to the same object store)
+is started again at the new tip.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from pitfall.cluster import n_threads
 from pitfall.featurize.inputs import _lengths, read_input, sequence_length
 from pitfall.featurize.tasks import (
     CellTypeJob,
-    checksums,
     compute_block,
     compute_write_block,
     write_block,
@@ -53,6 +55,46 @@ def _block_size(schema: Schema, bytes_per_locus: int, max_bytes: int | None = No
     return max(1, cap // schema.chunk) * schema.chunk
 
 
+#: Blocks computed ahead of the commit that writes them, per worker thread: as many as fit
+#: in this many bytes, at least two and at most :data:`AHEAD_MAX_BLOCKS`.
+AHEAD_BYTES = 64 << 20
+AHEAD_MAX_BLOCKS = 32
+
+#: A commit carries at least this many values (loci x cell types x (marks + 1)) when the
+#: cell types allow: below it the driver's commits, not the workers, would set the pace.
+COMMIT_MIN_VALUES = 1_000_000
+
+
+def commit_batches(
+    n_cell_types: int, values_per_cell_type: int, per_commit: int | None = None
+) -> list[list[int]]:
+    """Group cell types ``0 .. n_cell_types - 1``, in order, into commits.
+
+    Parameters
+    ----------
+    n_cell_types
+        Cell types to write.
+    values_per_cell_type
+        Loci x (marks + 1) of one cell type.
+    per_commit
+        Cell types per commit; default: enough to carry :data:`COMMIT_MIN_VALUES` values
+        (one for a cell type of that size or more).
+
+    Returns
+    -------
+    list of list of int
+        Consecutive runs of cell-type positions, one per commit.
+    """
+    if per_commit is None:
+        per_commit = -(-COMMIT_MIN_VALUES // max(1, values_per_cell_type))
+    if per_commit < 1:
+        raise ValueError(f"cell types per commit must be at least 1, not {per_commit}")
+    return [
+        list(range(a, min(a + per_commit, n_cell_types)))
+        for a in range(0, n_cell_types, per_commit)
+    ]
+
+
 @dataclass
 class _Item:
     """One block of one cell type, through compute (ahead) and write."""
@@ -67,9 +109,10 @@ class _Item:
 class Writer:
     """Drives the task graph: commit in order, bounded work in flight, compute ahead.
 
-    Two budgets of ``limit`` tasks each: writes of the cell type being committed (the
-    *head*), and blocks of later cell types computed ahead (running or done and waiting on
-    their worker). Head tasks never wait for ahead tasks, so a commit is never starved.
+    Two budgets: writes of the batch of cell types being committed (the *head*, two tasks
+    per worker thread), and blocks computed ahead (running or done and waiting on their
+    worker; :data:`AHEAD_BYTES` per thread). Head tasks never wait for ahead tasks, so a
+    commit is never starved.
     """
 
     def __init__(
@@ -87,6 +130,7 @@ class Writer:
         repo: Any,
         progress: bool,
         writer_id: str = "",
+        per_commit: int | None = None,
     ) -> None:
         self.client, self.loc, self.m, self.schema = client, loc, m, schema
         self.cell_types, self.jobs, self.create, self.repo = cell_types, jobs, create, repo
@@ -96,16 +140,28 @@ class Writer:
         # Large locus tables travel to each worker once, not with every task.
         self.loci = (
             client.scatter(loci, broadcast=False)
-            if isinstance(loci, loci_mod.LocusTable) and len(loci) > 100_000
+            if isinstance(loci, loci_mod.LocusTable) and len(loci) > 1_000
             else loci
         )
-        self.limit = max(2, 2 * n_threads(client))
+        threads = n_threads(client)
+        self.limit = max(2, 2 * threads)
         step = _block_size(schema, 4 * (2 + len(schema.marks)))
+        # Small blocks may be computed further ahead (the driver's first transaction and its
+        # commits then do not leave workers idle); large ones stay at two per thread.
+        block_bytes = min(step, self.n_loci) * 4 * (2 + len(schema.marks))
+        self.ahead_limit = min(
+            AHEAD_MAX_BLOCKS * threads,
+            max(self.limit, AHEAD_BYTES * threads // max(1, block_bytes)),
+        )
         self.items = [
             [_Item(k, a, b) for a, b in loci_mod.blocks(self.n_loci, step)]
             for k in range(len(cell_types))
         ]
         self.todo = [deque(items) for items in self.items]
+        self.batches = commit_batches(
+            len(cell_types), self.n_loci * (1 + len(schema.marks)), per_commit
+        )
+        self.batch_of = {k: b for b, batch in enumerate(self.batches) for k in batch}
         self.by_future: dict[Any, tuple[str, Any]] = {}
         self.n_head = 0
         self.n_ahead = 0
@@ -113,7 +169,7 @@ class Writer:
         self.snapshots: list[str] = []
         self.retries = 0
         self.progress = progress
-        self.sources = {ct: client.submit(checksums, m, ct, pure=False) for ct in cell_types}
+        self.sources: dict[int, dict[str, Any]] = {}  # cell type -> checksums of its files
 
     def _submit(self, kind: str, obj: Any, fn: Callable[..., Any], *args: Any) -> Any:
         fut = self.client.submit(fn, *args, pure=False)
@@ -123,42 +179,51 @@ class Writer:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def _begin(self, k: int) -> None:
-        ct = self.cell_types[k]
-        spec = self.m.cell_types.get(ct)
-        info = CellTypeInfo(ct, spec.name if spec else ct, spec.group if spec else "")
-        first = self.create and k == 0
+    def _begin(self, b: int) -> None:
+        """Start batch ``b``'s transaction and write the blocks of it computed ahead."""
+        infos = []
+        for k in self.batches[b]:
+            ct = self.cell_types[k]
+            spec = self.m.cell_types.get(ct)
+            infos.append(CellTypeInfo(ct, spec.name if spec else ct, spec.group if spec else ""))
+        first = self.create and b == 0
         if first:
             self.txn = transaction.begin_create(
-                self.loc, self.schema, [info], assembly=self.m.assembly, repo=self.repo
+                self.loc, self.schema, infos, assembly=self.m.assembly, repo=self.repo
             )
         else:
-            self.txn = transaction.begin_append(self.loc, info, repo=self.repo)
+            self.txn = transaction.begin_append(self.loc, infos, repo=self.repo)
         self.txn.writer = self.writer_id
-        self.head = k
+        self.head = b
         self.fork_bytes = _pickle(self.txn.fork)
         self.forks: list[Any] = []
-        self.finished: list[tuple[str, Any]] = []
+        self.finished: list[tuple[str, Any, Any]] = []
         self.extra: deque[tuple[str, int, int]] = deque()
         self.n_extra = 0
         self.digests: dict[int, str] = {}
         if first:
             step = _block_size(self.schema, 64)
-            self.extra += [("loci", a, b) for a, b in loci_mod.blocks(self.n_loci, step)]
+            self.extra += [("loci", i0, i1) for i0, i1 in loci_mod.blocks(self.n_loci, step)]
             if self.schema.sequence_length:
                 step = _block_size(
                     self.schema, self.schema.sequence_length, MAX_SEQUENCE_BLOCK_BYTES
                 )
-                self.extra += [("sequence", a, b) for a, b in loci_mod.blocks(self.n_loci, step)]
-        # Blocks of this cell type computed ahead are written now, where they lie.
-        for it in self.items[k]:
-            if it.state == "computed":
-                self._write_computed(it)
+                self.extra += [
+                    ("sequence", i0, i1) for i0, i1 in loci_mod.blocks(self.n_loci, step)
+                ]
+        for k in self.batches[b]:
+            for it in self.items[k]:
+                if it.state == "computed":
+                    self._write_computed(it)
+
+    def _index(self, k: int) -> int:
+        """Position along ``cell_type`` of cell type ``k`` of the head batch."""
+        return self.txn.index + k - self.batches[self.head][0]
 
     def _write_computed(self, it: _Item) -> None:
         computed = it.future
         it.future = self._submit(
-            "write", it, write_block, self.fork_bytes, self.txn.index, computed
+            "write", it, write_block, self.fork_bytes, self._index(it.ct), computed
         )
         it.state = "writing"
         self.n_ahead -= 1
@@ -169,51 +234,53 @@ class Writer:
         import icechunk
 
         self._gather()
-        k = self.head
-        ct = self.cell_types[k]
+        b = self.head
+        cts = [self.cell_types[k] for k in self.batches[b]]
         attrs = self.txn.attrs
         attrs["cell_type_sources"] = {
             **attrs.get("cell_type_sources", {}),
-            ct: self.sources[ct].result(),
+            **{self.cell_types[k]: self.sources[k] for k in self.batches[b]},
         }
         if self.planned:
             attrs["build"] = {
                 "cell_types": self.planned,
-                "complete": k == len(self.cell_types) - 1,
+                "complete": b == len(self.batches) - 1,
             }
-        if self.create and k == 0:
+        first = self.create and b == 0
+        if first:
             attrs["featurization"] = self.m.featurization()
             attrs["locus_fingerprint"] = loci_mod.combine_digests(
                 [self.digests[a] for a in sorted(self.digests)], self.n_loci
             )
         try:
-            message = f"create with {ct}" if self.create and k == 0 else None
+            message = f"create with {', '.join(cts)}" if first else None
             self.snapshots.append(self.txn.commit(self.forks, message=message))
         except icechunk.ConflictError as err:
-            if self.create and k == 0:
+            if first:
                 raise FileExistsError(
                     f"{self.loc}: another build committed a cube there first; this build "
                     "stops (choose another --store, or append to that cube)"
                 ) from err
-            # Another writer appended first: this cell type starts again at the new tip.
+            # Another writer appended first: these cell types start again at the new tip.
             self.retries += 1
-            for it in self.items[k]:
-                it.state, it.future = "pending", None
-            self.todo[k] = deque(self.items[k])
-            self._begin(k)
+            for k in self.batches[b]:
+                for it in self.items[k]:
+                    it.state, it.future = "pending", None
+                self.todo[k] = deque(self.items[k])
+            self._begin(b)
             return
-        self.bar.set_postfix(committed=f"{len(self.snapshots)}/{len(self.cell_types)}", last=ct)
+        self.n_committed += len(cts)
+        self.bar.set_postfix(committed=f"{self.n_committed}/{len(self.cell_types)}", last=cts[-1])
         log.info(
-            "committed %s (%d of %d) at %.1f s", ct, len(self.snapshots), len(self.cell_types),
-            time.perf_counter() - self.t0,
+            "committed %s (%d of %d cell types) at %.1f s", ", ".join(cts), self.n_committed,
+            len(self.cell_types), time.perf_counter() - self.t0,
         )  # fmt: skip
-        if k + 1 < len(self.cell_types):
-            self._begin(k + 1)
+        if b + 1 < len(self.batches):
+            self._begin(b + 1)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def _fill(self) -> None:
-        k = self.head
         while self.extra and self.n_head < self.limit:
             kind, a, b = self.extra.popleft()
             if kind == "loci":
@@ -227,30 +294,35 @@ class Writer:
                 )  # fmt: skip
             self.n_head += 1
             self.n_extra += 1
-        while self.todo[k] and self.n_head < self.limit:
-            it = self.todo[k].popleft()
-            it.future = self._submit(
-                "write", it, compute_write_block, self.fork_bytes, self.txn.index,
-                self.jobs[k], self.loci, it.i0, it.i1,
-            )  # fmt: skip
-            it.state = "writing"
-            self.n_head += 1
-        for later in range(k + 1, len(self.items)):
-            while self.todo[later] and self.n_ahead < self.limit:
+        for k in self.batches[self.head]:
+            while self.todo[k] and self.n_head < self.limit:
+                it = self.todo[k].popleft()
+                it.future = self._submit(
+                    "write", it, compute_write_block, self.fork_bytes, self._index(k),
+                    self.jobs[k], self.loci, it.i0, it.i1,
+                )  # fmt: skip
+                it.state = "writing"
+                self.n_head += 1
+        self._fill_ahead(self.batches[self.head][-1] + 1)
+
+    def _fill_ahead(self, start: int) -> None:
+        """Compute blocks of cell types ``start`` onwards, within the ahead budget."""
+        for later in range(start, len(self.items)):
+            while self.todo[later] and self.n_ahead < self.ahead_limit:
                 it = self.todo[later].popleft()
                 it.future = self._submit(
                     "compute", it, compute_block, self.jobs[later], self.loci, it.i0, it.i1
                 )
                 it.state = "computing"
                 self.n_ahead += 1
-            if self.n_ahead >= self.limit:
+            if self.n_ahead >= self.ahead_limit:
                 break
 
     def _head_done(self) -> bool:
         return (
             not self.extra
             and self.n_extra == 0
-            and all(it.state == "written" for it in self.items[self.head])
+            and all(it.state == "written" for k in self.batches[self.head] for it in self.items[k])
         )
 
     def _done(self, fut: Any) -> None:
@@ -260,11 +332,11 @@ class Writer:
         if kind == "compute":
             # The block stays on its worker until written: nothing travels to the driver.
             obj.state = "computed"
-            if obj.ct == self.head:
+            if self.batch_of[obj.ct] == self.head:
                 self._write_computed(obj)
             return
         # The forks come back in one batch at the commit, not one round trip each.
-        self.finished.append((kind, fut))
+        self.finished.append((kind, obj, fut))
         self.n_head -= 1
         if kind in ("loci", "sequence"):
             self.n_extra -= 1
@@ -274,17 +346,19 @@ class Writer:
             repository.pause_point("during_write")
 
     def _gather(self) -> None:
-        """Fetch the finished tasks' forks (and digests, notes) for the commit."""
-        futures = [f for _, f in self.finished]
-        for (kind, _), result in zip(self.finished, self.client.gather(futures), strict=True):
+        """Fetch the finished tasks' forks (and digests, notes, sources) for the commit."""
+        futures = [f for _, _, f in self.finished]
+        for (kind, obj, _), result in zip(self.finished, self.client.gather(futures), strict=True):
             if kind == "loci":
                 fork, digests = result
                 self.digests.update(digests)
             elif kind == "sequence":
                 fork = result
             else:
-                fork, notes = result
+                fork, notes, sources = result
                 self.notes += notes
+                if sources is not None:
+                    self.sources[obj.ct] = sources
             self.forks.append(fork)
         for f in futures:
             f.release()
@@ -299,12 +373,16 @@ class Writer:
         self.t0 = time.perf_counter()
         self.ac = as_completed([])
         try:
+            self.n_committed = 0
+            # Workers compute while the driver prepares the first commit's metadata.
+            self.head = 0
+            self._fill_ahead(0)
             self._begin(0)
             while True:
                 self._fill()
                 if self._head_done():
                     self._commit()
-                    if len(self.snapshots) == len(self.cell_types):
+                    if len(self.snapshots) == len(self.batches):
                         break
                     continue
                 self._done(next(self.ac))
@@ -344,9 +422,23 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 values=values,
                 threshold=m.threshold,
                 window=m.feature_window,
+                files=_files(m, ct),
             )
         )
     return jobs
+
+
+def _files(m: Manifest, ct: str) -> tuple[tuple[str, Any], ...]:
+    """The files a cell type is computed from, by role, as its cube attributes name them."""
+    spec = m.cell_types.get(ct)
+    files: dict[str, Any] = {}
+    if spec is not None:
+        files = {f"signal:{k}": v for k, v in spec.signal.items()}
+        if spec.target is not None:
+            files["target"] = spec.target
+    if m.table is not None:
+        files["table"] = m.table
+    return tuple(files.items())
 
 
 def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:

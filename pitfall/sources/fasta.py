@@ -1,4 +1,8 @@
-"""Locus sequences from a FASTA file (pyfaidx), as strand-aware uint8 codes."""
+"""Locus sequences from a FASTA file, as strand-aware uint8 codes.
+
+pyfaidx indexes the file; a plain file's windows are then read in place (memory-mapped,
+:func:`~pitfall.kernels.fasta_window_codes`), a bgzip-compressed one through pyfaidx.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyfaidx
 
-from pitfall.kernels import encode_dna, reverse_complement
+from pitfall.kernels import encode_dna, fasta_window_codes, reverse_complement
 
 N_CODE = 4
 
@@ -104,6 +108,24 @@ def window_codes(
             f"{path}: has no chromosome {chrom!r} (it has {list(fa.keys())[:5]}...); "
             "the FASTA must cover every chromosome of the loci"
         )
+    if not getattr(fa.faidx, "_bgzf", False):
+        # A plain file is read in place: only the pages the windows cover, not the span
+        # between the first and the last window (most of a chromosome for sparse loci).
+        rec = fa.faidx.index[chrom]
+        fa.close()
+        text = np.memmap(path, dtype=np.uint8, mode="r")
+        try:
+            return fasta_window_codes(
+                text, rec.offset, rec.lenc, rec.lenb, rec.rlen, starts, length,
+                np.asarray(strands) == "-",
+            )  # fmt: skip
+        except ValueError as err:
+            raise FastaError(
+                f"{path}: reading {chrom} failed ({err}); download the FASTA again and "
+                "delete its .fai index"
+            ) from err
+        finally:
+            del text
     lo = max(0, int(starts.min()))
     try:
         text = fa[chrom][lo : int(ends.max())]
