@@ -351,7 +351,7 @@ def fasta_window_codes(
         uint8, shape (B,): the FASTA file's bytes.
     offset, line_bases, line_bytes, size
         The record's ``.fai`` fields: byte offset of its first base, bases per line, bytes
-        per line (newline included, so ``\r\n`` files work), length in bases.
+        per line (newline included, so CRLF files work), length in bases.
     starts : numpy.ndarray
         Shape (n,), 0-based window starts; positions outside ``[0, size)`` read N (4).
     length
