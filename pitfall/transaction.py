@@ -228,10 +228,13 @@ def begin_append(
         ]:
             arr = repository.zarr_array(group, name)
             arr.resize((n + g, *arr.shape[1:]))
-        for k, ct in enumerate(cell_types):
-            repository.zarr_array(group, "cell_type")[n + k] = ct.id
-            repository.zarr_array(group, "cell_type_name")[n + k] = ct.name or ct.id
-            repository.zarr_array(group, "cell_type_group")[n + k] = ct.group
+        # One write per coordinate, not one per cell type: each is a round trip.
+        for name, values in (
+            ("cell_type", ids),
+            ("cell_type_name", [ct.name or ct.id for ct in cell_types]),
+            ("cell_type_group", [ct.group for ct in cell_types]),
+        ):
+            repository.zarr_array(group, name)[n : n + g] = np.array(values, dtype=object)
     sources = dict(attrs.get("cell_type_sources", {}))
     sources.update({ct.id: dict(ct.sources) for ct in cell_types})
     return Transaction(loc, session, fork, n, ids, "append", attrs={"cell_type_sources": sources})

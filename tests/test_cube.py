@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pitfall import cube, location, repository
+from pitfall import cube, location, repository, transaction
+from pitfall.schema import CellTypeInfo
 
 N_LOCI = 300
 MARKS = ["H3K4me3", "H3K27me3"]
@@ -180,6 +181,21 @@ def test_make_slab__refuses_wrong_shapes() -> None:
             marks=["a"],
             assembly="hg19",
         )
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["E005", "E005"], r"\['E005'\] are named twice"),
+        (["E005", "E003"], "E003 is already in the cube"),
+        ([], "at least one cell type"),
+    ],
+)
+def test_begin_append__refuses_bad_cell_types(cube_path: str, ids, message: str) -> None:
+    before = cube.cube_log(cube_path)
+    with pytest.raises(cube.CubeError, match=message):
+        transaction.begin_append(cube_path, [CellTypeInfo(i, i, "g") for i in ids])
+    assert cube.cube_log(cube_path) == before
 
 
 def test_create_cube__refuses_duplicates_existing_cube_and_foreign_files(

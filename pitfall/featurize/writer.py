@@ -145,10 +145,11 @@ class Writer:
         )
         threads = n_threads(client)
         self.limit = max(2, 2 * threads)
-        step = _block_size(schema, 4 * (2 + len(schema.marks)))
+        bytes_per_locus = 4 * (2 + len(schema.marks))  # label, value and signal, float32
+        step = _block_size(schema, bytes_per_locus)
         # Small blocks may be computed further ahead (the driver's first transaction and its
         # commits then do not leave workers idle); large ones stay at two per thread.
-        block_bytes = min(step, self.n_loci) * 4 * (2 + len(schema.marks))
+        block_bytes = min(step, self.n_loci) * bytes_per_locus
         self.ahead_limit = min(
             AHEAD_MAX_BLOCKS * threads,
             max(self.limit, AHEAD_BYTES * threads // max(1, block_bytes)),
@@ -269,10 +270,10 @@ class Writer:
                 self.todo[k] = deque(self.items[k])
             self._begin(b)
             return
-        self.n_committed += len(cts)
-        self.bar.set_postfix(committed=f"{self.n_committed}/{len(self.cell_types)}", last=cts[-1])
+        committed = self.batches[b][-1] + 1  # batches are committed in order
+        self.bar.set_postfix(committed=f"{committed}/{len(self.cell_types)}", last=cts[-1])
         log.info(
-            "committed %s (%d of %d cell types) at %.1f s", ", ".join(cts), self.n_committed,
+            "committed %s (%d of %d cell types) at %.1f s", ", ".join(cts), committed,
             len(self.cell_types), time.perf_counter() - self.t0,
         )  # fmt: skip
         if b + 1 < len(self.batches):
@@ -373,9 +374,7 @@ class Writer:
         self.t0 = time.perf_counter()
         self.ac = as_completed([])
         try:
-            self.n_committed = 0
             # Workers compute while the driver prepares the first commit's metadata.
-            self.head = 0
             self._fill_ahead(0)
             self._begin(0)
             while True:
