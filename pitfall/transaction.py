@@ -16,7 +16,7 @@ Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.rep
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from pitfall.schema import (
     CellTypeInfo,
     CubeError,
     Schema,
-    template,
+    layout,
 )
 
 
@@ -115,41 +115,57 @@ def begin_create(
         raise CubeError("a new cube needs at least one cell type")
     session = repo.writable_session("main")
     fork = session.fork()
-    ds = template(schema, cell_types, assembly)
-    ds.attrs.update(
-        repository.json_attrs(
-            {
-                **(attrs or {}),
-                "assembly": assembly,
-                "pitfall_schema_version": SCHEMA_VERSION,
-                "locus_fingerprint_block": schema.chunk,
-                "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
-            }
-        )
+    attrs = repository.json_attrs(
+        {
+            **(attrs or {}),
+            "assembly": assembly,
+            "pitfall_schema_version": SCHEMA_VERSION,
+            "locus_fingerprint_block": schema.chunk,
+            "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
+        }
     )
-    import dask.array as da
-
-    encoding: dict[Hashable, Any] = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items() if isinstance(var.data, da.Array)}  # fmt: skip
-    for name in ("cell_type", *CELL_TYPE_COORDS):
-        encoding[name] = {"chunks": (1,)}
-    # Made in memory, then copied in one batch: xarray's many small writes, each a round trip
+    # Made in memory, then copied in one batch: zarr's many small writes, each a round trip
     # into the session, cost the driver three times as much, on the build's critical path.
     staged = zarr.storage.MemoryStore()
     with repository.quiet_zarr():
-        ds.to_zarr(staged, mode="w-", compute=False, consolidated=False, encoding=encoding)
-        group = zarr.open_group(staged, mode="r+")
-        # The locus index as a stored coordinate: plain xarray then builds the same index.
-        group.create_array(
-            "locus",
-            shape=(schema.n_loci,),
-            chunks=(schema.chunk,),
-            dtype="int64",
-            dimension_names=("locus",),
-            fill_value=0,
-        )
+        _make_arrays(staged, layout(schema, cell_types), attrs)
     _copy_store(staged, fork.store)
     repository.pause_point("before_write")
     return Transaction(loc, session, fork, 0, [ct.id for ct in cell_types], "create")
+
+
+def _make_arrays(store: Any, specs: Sequence[Any], attrs: Mapping[str, Any]) -> None:
+    """The root group with ``attrs`` and every array of ``specs`` (with its data, if any)."""
+    import asyncio
+
+    from zarr.api.asynchronous import group as make_group
+    from zarr.core.sync import sync
+
+    async def make() -> None:
+        root = await make_group(store=store, attributes=dict(attrs), zarr_format=3)
+        arrays = await asyncio.gather(
+            *(
+                root.create_array(
+                    spec.name,
+                    shape=spec.shape,
+                    chunks=spec.chunks,
+                    dtype=spec.dtype,
+                    fill_value=spec.fill_value,
+                    dimension_names=spec.dims,
+                    attributes=dict(spec.attributes),
+                )
+                for spec in specs
+            )
+        )
+        await asyncio.gather(
+            *(
+                arr.setitem(slice(None), spec.data)
+                for arr, spec in zip(arrays, specs, strict=True)
+                if spec.data is not None
+            )
+        )
+
+    sync(make())
 
 
 def _copy_store(source: Any, target: Any) -> None:
@@ -241,21 +257,23 @@ def begin_append(
 
 
 def write_region(
-    session: Any, name: str, data: np.ndarray, i0: int, index: int | None = None
+    session: Any, name: str, data: np.ndarray, i0: int, index: int | slice | None = None
 ) -> Any:
     """Write ``data`` into variable ``name`` from locus ``i0`` (at cell type ``index``).
 
     Runs on a worker: ``session`` is a transaction's fork (or a copy of it) and comes back
-    changed. ``data`` has the variable's shape without the ``cell_type`` axis, covering whole
-    chunks along ``locus`` (the last may be partial), so no two writers share a chunk.
+    changed. ``data`` has the variable's shape without the ``cell_type`` axis (with it, of
+    the slice's length, when ``index`` is a slice of cell types), covering whole chunks
+    along ``locus`` (the last may be partial), so no two writers share a chunk.
     """
     with repository.quiet_zarr():
         arr = zarr.open_array(session.store, path=name, mode="r+")
-        i1 = i0 + data.shape[0]
         if index is None:
-            arr[i0:i1] = data
+            arr[i0 : i0 + data.shape[0]] = data
+        elif isinstance(index, slice):
+            arr[index, i0 : i0 + data.shape[1]] = data
         else:
-            arr[index, i0:i1] = data
+            arr[index, i0 : i0 + data.shape[0]] = data
     return session
 
 

@@ -198,6 +198,92 @@ def test_begin_append__refuses_bad_cell_types(cube_path: str, ids, message: str)
     assert cube.cube_log(cube_path) == before
 
 
+def _xarray_template(schema, cell_types) -> xr.Dataset:
+    """The new cube as the module docstring of pitfall.schema describes it, dask-backed."""
+    import dask.array as da
+    from xarray.coding.strings import create_vlen_dtype
+
+    vstr = create_vlen_dtype(str)
+    n, c, k = schema.n_loci, schema.chunk, len(cell_types)
+
+    def lazy(shape, dtype, chunks):
+        return da.empty(shape, dtype=dtype, chunks=chunks)
+
+    data_vars = {"label": (("cell_type", "locus"), lazy((k, n), np.float32, (1, c)))}
+    if schema.value:
+        data_vars["value"] = (("cell_type", "locus"), lazy((k, n), np.float32, (1, c)))
+    coords = {
+        "cell_type": ("cell_type", np.array([ct.id for ct in cell_types], dtype=object)),
+        "cell_type_name": ("cell_type", np.array([ct.name for ct in cell_types], dtype=object)),
+        "cell_type_group": ("cell_type", np.array([ct.group for ct in cell_types], dtype=object)),
+        "chrom": ("locus", lazy((n,), vstr, (c,))),
+        "start": ("locus", lazy((n,), np.int64, (c,))),
+        "end": ("locus", lazy((n,), np.int64, (c,))),
+    }
+    for name, present in (("strand", schema.strand), ("name", schema.name)):
+        if present:
+            coords[name] = ("locus", lazy((n,), vstr, (c,)))
+    if schema.marks:
+        m = len(schema.marks)
+        data_vars["signal"] = (
+            ("cell_type", "locus", "mark"),
+            lazy((k, n, m), np.float32, (1, c, m)),
+        )
+        coords["mark"] = ("mark", np.array(schema.marks, dtype=object))
+    if schema.sequence_length:
+        L = schema.sequence_length
+        data_vars["sequence"] = (("locus", "position"), lazy((n, L), np.uint8, (c, L)))
+    return xr.Dataset(data_vars, coords=coords)
+
+
+def _store_documents(store) -> dict[str, object]:
+    """Every key of a zarr store: metadata parsed from JSON, chunks as bytes."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def read():
+        out = {}
+        async for key in store.list():
+            raw = (await store.get(key, prototype=default_buffer_prototype())).to_bytes()
+            out[key] = json.loads(raw) if key.endswith("zarr.json") else raw
+        return out
+
+    return sync(read())
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(n_loci=50, locus_chunk=16, marks=("H3K4me3", "DNase"), value=True, sequence_length=8),
+        dict(n_loci=7, marks=(), strand=False, name=False),
+        dict(n_loci=30, locus_chunk=30, marks=("a",), sequence_length=None, name=False),
+    ],
+)
+def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
+    import zarr
+
+    from pitfall import schema as schema_mod
+
+    schema = schema_mod.Schema(**shape)
+    cell_types = [CellTypeInfo("E003", "H1", "ES"), CellTypeInfo("E004", "H1 BMP4", "")]
+    attrs = {"assembly": "hg19", "n": 3}
+    ours = zarr.storage.MemoryStore()
+    transaction._make_arrays(ours, schema_mod.layout(schema, cell_types), attrs)
+    theirs = zarr.storage.MemoryStore()
+    ds = _xarray_template(schema, cell_types).assign_attrs(attrs)
+    encoding = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items()
+                if hasattr(var.data, "chunksize")}  # fmt: skip
+    for name in ("cell_type", "cell_type_name", "cell_type_group"):
+        encoding[name] = {"chunks": (1,)}
+    ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
+    # The locus index is an array xarray would load, not a lazy one: zarr makes it.
+    zarr.open_group(theirs, mode="r+").create_array(
+        "locus", shape=(schema.n_loci,), chunks=(schema.chunk,), dtype="int64",
+        dimension_names=("locus",), fill_value=0,
+    )  # fmt: skip
+    assert _store_documents(ours) == _store_documents(theirs)
+
+
 def test_create_cube__refuses_duplicates_existing_cube_and_foreign_files(
     tmp_path: Path, s3
 ) -> None:

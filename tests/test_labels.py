@@ -10,9 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pitfall import genome
-from pitfall.sources.annotation import genome_bins, read_chrom_sizes, read_genes, tss_windows
+from pitfall.sources.annotation import (
+    genome_bins,
+    read_chrom_sizes,
+    read_genes,
+    strip_version,
+    tss_windows,
+)
 from pitfall.sources.labels import (
     LabelError,
     check_chrom_names,
@@ -56,6 +64,28 @@ def loci_for(*gene_ids: str) -> pd.DataFrame:
 
 ROADMAP_LIKE = "gene_id\tE003\tE004\nENSG1\t1.5\t0.2\t\nENSG2\t0.5\t7.0\t\nENSG3\t0.0\t0.6\t\n"
 EXPECTED = {"E003": [1.5, 0.5, 0.0], "E004": [0.2, 7.0, 0.6]}
+
+
+@given(
+    st.lists(
+        st.one_of(
+            # ids built from the characters that matter: dots, ASCII and other decimal
+            # digits (Arabic-Indic), superscripts (digits, not decimal), letters
+            st.text(alphabet="ENSG.0123456789\u0663\u00b2x", max_size=12),
+            st.none(),
+        ),
+        max_size=8,
+    )
+)
+def test_strip_version__same_as_the_regular_expression(ids) -> None:
+    want = pd.Series(ids, dtype=object).str.replace(r"\.\d+$", "", regex=True)
+    got = strip_version(ids)
+    assert got.tolist() == want.tolist()
+
+
+def test_strip_version__hand_checked() -> None:
+    got = strip_version(["ENSG00000000003.10", "ENSG5", "a.b.7", "x.", "v1.2a", ".3"])
+    assert got.tolist() == ["ENSG00000000003", "ENSG5", "a.b", "x.", "v1.2a", ""]
 
 
 def test_read_expression_table__stray_tab(tmp_path):

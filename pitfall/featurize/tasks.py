@@ -1,4 +1,4 @@
-"""What the workers run: compute one cell type's block of loci, and write it into the cube.
+"""What the workers run: compute a block of loci for a few cell types, and write it into the cube.
 
 Plain functions of small arguments (a job description, the locus set, a block range, the
 transaction's fork as bytes), so any Dask worker can run them; each writes into its own
@@ -7,6 +7,7 @@ copy of the fork and returns it with its notes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,34 @@ class BlockData:
     sources: dict[str, Any] | None = None  # the first block's: checksums of the job's files
 
 
-def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -> BlockData:
-    """Label, value and signal of one cell type over loci ``[i0, i1)``."""
+def compute_blocks(
+    jobs: Sequence[CellTypeJob], loci: loci_mod.LocusSet, i0: int, i1: int
+) -> list[BlockData]:
+    """Label, value and signal of each of ``jobs`` (consecutive cell types) over loci ``[i0, i1)``.
+
+    Several small cell types share one task, so the driver's fixed cost per task (its
+    scheduler's messages) is paid once for all of them; the locus block and its windows
+    are made once too.
+    """
     table = loci.block(i0, i1)
+    runs = table.chrom_runs()
+    windows: dict[int | None, tuple[np.ndarray, np.ndarray]] = {}
+    out = []
+    for job in jobs:
+        if job.window not in windows:
+            windows[job.window] = centred_windows(table, job.window)
+        out.append(_compute(job, table, runs, windows[job.window], i0, i1))
+    return out
+
+
+def _compute(
+    job: CellTypeJob,
+    table: loci_mod.LocusTable,
+    runs: list[tuple[str, int, int]],
+    windows: tuple[np.ndarray, np.ndarray],
+    i0: int,
+    i1: int,
+) -> BlockData:
     notes: list[str] = []
     value = None
     if job.values is not None:
@@ -76,8 +102,7 @@ def compute_block(job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int) -
     signal = None
     if job.marks:
         signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
-        runs = table.chrom_runs()
-        lo, hi = centred_windows(table, job.window)
+        lo, hi = windows
         for j, path in enumerate(job.signal):
             # One reader per file and block: a URL's header and index travel once.
             with bigwig.open_bigwig(str(path)) as handle:
@@ -100,23 +125,36 @@ def _fresh(fork_bytes: bytes) -> Any:
 
 
 def write_block(
-    fork_bytes: bytes, index: int, data: BlockData
-) -> tuple[Any, list[str], dict[str, Any] | None]:
-    """Write a computed block at cell type ``index``; return the changed fork, notes, sources."""
+    fork_bytes: bytes, index: int, data: Sequence[BlockData]
+) -> tuple[Any, list[str], list[dict[str, Any] | None]]:
+    """Write computed blocks of consecutive cell types from ``index``.
+
+    Returns the changed fork, the blocks' notes and each cell type's sources (None but for
+    a cell type's first block).
+    """
     fork = _fresh(fork_bytes)
-    transaction.write_region(fork, "label", data.label, data.i0, index)
-    if data.value is not None:
-        transaction.write_region(fork, "value", data.value, data.i0, index)
-    if data.signal is not None:
-        transaction.write_region(fork, "signal", data.signal, data.i0, index)
-    return fork, data.notes, data.sources
+    cts = slice(index, index + len(data))
+    i0 = data[0].i0
+    transaction.write_region(fork, "label", np.stack([d.label for d in data]), i0, cts)
+    if data[0].value is not None:
+        values = np.stack([d.value for d in data])  # type: ignore[misc]
+        transaction.write_region(fork, "value", values, i0, cts)
+    if data[0].signal is not None:
+        signal = np.stack([d.signal for d in data])  # type: ignore[misc]
+        transaction.write_region(fork, "signal", signal, i0, cts)
+    return fork, [n for d in data for n in d.notes], [d.sources for d in data]
 
 
 def compute_write_block(
-    fork_bytes: bytes, index: int, job: CellTypeJob, loci: loci_mod.LocusSet, i0: int, i1: int
-) -> tuple[Any, list[str], dict[str, Any] | None]:
-    """:func:`compute_block` then :func:`write_block`, in one task."""
-    return write_block(fork_bytes, index, compute_block(job, loci, i0, i1))
+    fork_bytes: bytes,
+    index: int,
+    jobs: Sequence[CellTypeJob],
+    loci: loci_mod.LocusSet,
+    i0: int,
+    i1: int,
+) -> tuple[Any, list[str], list[dict[str, Any] | None]]:
+    """:func:`compute_blocks` then :func:`write_block`, in one task."""
+    return write_block(fork_bytes, index, compute_blocks(jobs, loci, i0, i1))
 
 
 def write_loci_block(

@@ -27,7 +27,7 @@ from pitfall.cluster import n_threads
 from pitfall.featurize.inputs import _lengths, read_input, sequence_length
 from pitfall.featurize.tasks import (
     CellTypeJob,
-    compute_block,
+    compute_blocks,
     compute_write_block,
     write_block,
     write_loci_block,
@@ -59,6 +59,10 @@ def _block_size(schema: Schema, bytes_per_locus: int, max_bytes: int | None = No
 #: in this many bytes, at least two and at most :data:`AHEAD_MAX_BLOCKS`.
 AHEAD_BYTES = 64 << 20
 AHEAD_MAX_BLOCKS = 32
+
+#: Above this many loci, a locus table is sent to every worker once instead of with each
+#: task (about 60 bytes a locus when pickled, and pickled again by the scheduler).
+SCATTER_LOCI = 1_000
 
 #: A commit carries at least this many values (loci x cell types x (marks + 1)) when the
 #: cell types allow: below it the driver's commits, not the workers, would set the pace.
@@ -95,11 +99,56 @@ def commit_batches(
     ]
 
 
+#: A task carries at least this many values (loci x cell types x (marks + 1)) when its batch
+#: allows: small cell types share a task, so the driver's fixed cost per task (the
+#: scheduler's messages, on the driver's cores) is paid once for several.
+TASK_MIN_VALUES = 100_000
+#: ...while each worker thread still gets at least this many tasks of a batch to balance.
+TASK_ROUNDS = 3
+
+
+def task_groups(n_cell_types: int, values_per_cell_type: int, threads: int) -> list[list[int]]:
+    """Split the cell types ``0 .. n_cell_types - 1`` of one commit batch into tasks.
+
+    Parameters
+    ----------
+    n_cell_types
+        Cell types in the batch.
+    values_per_cell_type
+        Loci x (marks + 1) of one cell type.
+    threads
+        Worker threads of the cluster.
+
+    Returns
+    -------
+    list of list of int
+        Consecutive runs of positions, as even as possible, one per task: enough cell types
+        to carry :data:`TASK_MIN_VALUES` values, but at least :data:`TASK_ROUNDS` tasks per
+        thread, and a multiple of ``threads`` tasks when there are more tasks than threads.
+    """
+    if n_cell_types < 1:
+        return []
+    threads = max(1, threads)
+    per = min(
+        -(-TASK_MIN_VALUES // max(1, values_per_cell_type)),
+        -(-n_cell_types // (TASK_ROUNDS * threads)),
+    )
+    n_tasks = -(-n_cell_types // max(1, per))
+    n_tasks = min(n_cell_types, -(-n_tasks // threads) * threads)
+    q, r = divmod(n_cell_types, n_tasks)
+    out, a = [], 0
+    for i in range(n_tasks):
+        b = a + q + (i < r)
+        out.append(list(range(a, b)))
+        a = b
+    return out
+
+
 @dataclass
 class _Item:
-    """One block of one cell type, through compute (ahead) and write."""
+    """One block of loci of one task's cell types (a group), through compute (ahead) and write."""
 
-    ct: int
+    g: int
     i0: int
     i1: int
     future: Any = None
@@ -109,10 +158,11 @@ class _Item:
 class Writer:
     """Drives the task graph: commit in order, bounded work in flight, compute ahead.
 
-    Two budgets: writes of the batch of cell types being committed (the *head*, two tasks
-    per worker thread), and blocks computed ahead (running or done and waiting on their
-    worker; :data:`AHEAD_BYTES` per thread). Head tasks never wait for ahead tasks, so a
-    commit is never starved.
+    Two budgets: tasks of the batch of cell types being committed (the *head*, one per
+    worker thread, so each task goes to the first worker free rather than to a queue Dask
+    fills ahead of time), and blocks computed ahead (running or done and waiting on their
+    worker; :data:`AHEAD_BYTES` per thread). Head tasks run before ahead tasks (Dask
+    priorities), so a commit is never starved.
     """
 
     def __init__(
@@ -137,32 +187,39 @@ class Writer:
         self.planned = planned
         self.writer_id = writer_id
         self.n_loci = len(loci)
-        # Large locus tables travel to each worker once, not with every task.
-        self.loci = (
-            client.scatter(loci, broadcast=False)
-            if isinstance(loci, loci_mod.LocusTable) and len(loci) > 1_000
-            else loci
-        )
-        threads = n_threads(client)
-        self.limit = max(2, 2 * threads)
+        self.threads = threads = n_threads(client)
+        self.limit = threads
         bytes_per_locus = 4 * (2 + len(schema.marks))  # label, value and signal, float32
         step = _block_size(schema, bytes_per_locus)
+        values_per_ct = self.n_loci * (1 + len(schema.marks))
+        self.batches = commit_batches(len(cell_types), values_per_ct, per_commit)
+        # Each batch's cell types in tasks (groups of consecutive cell types), in order.
+        self.groups: list[list[int]] = []
+        self.batch_groups: list[list[int]] = []
+        for batch in self.batches:
+            runs = task_groups(len(batch), values_per_ct, threads)
+            self.batch_groups.append(list(range(len(self.groups), len(self.groups) + len(runs))))
+            self.groups += [[batch[i] for i in run] for run in runs]
+        self.batch_of = {g: b for b, gs in enumerate(self.batch_groups) for g in gs}
         # Small blocks may be computed further ahead (the driver's first transaction and its
-        # commits then do not leave workers idle); large ones stay at two per thread.
-        block_bytes = min(step, self.n_loci) * bytes_per_locus
+        # commits then do not leave workers idle); large ones stay at one per thread.
+        widest = max((len(g) for g in self.groups), default=1)
+        block_bytes = min(step, self.n_loci) * bytes_per_locus * widest
         self.ahead_limit = min(
             AHEAD_MAX_BLOCKS * threads,
             max(self.limit, AHEAD_BYTES * threads // max(1, block_bytes)),
         )
         self.items = [
-            [_Item(k, a, b) for a, b in loci_mod.blocks(self.n_loci, step)]
-            for k in range(len(cell_types))
+            [_Item(g, a, b) for a, b in loci_mod.blocks(self.n_loci, step)]
+            for g in range(len(self.groups))
         ]
         self.todo = [deque(items) for items in self.items]
-        self.batches = commit_batches(
-            len(cell_types), self.n_loci * (1 + len(schema.marks)), per_commit
+        # A large locus table goes to every worker once, not pickled with every task.
+        self.loci = (
+            client.scatter(loci, broadcast=True)
+            if isinstance(loci, loci_mod.LocusTable) and len(loci) > SCATTER_LOCI
+            else loci
         )
-        self.batch_of = {k: b for b, batch in enumerate(self.batches) for k in batch}
         self.by_future: dict[Any, tuple[str, Any]] = {}
         self.n_head = 0
         self.n_ahead = 0
@@ -173,7 +230,9 @@ class Writer:
         self.sources: dict[int, dict[str, Any]] = {}  # cell type -> checksums of its files
 
     def _submit(self, kind: str, obj: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        fut = self.client.submit(fn, *args, pure=False)
+        # Dask runs a worker's queue in submission order unless told otherwise: the head
+        # batch's tasks go first, so blocks computed ahead never delay the next commit.
+        fut = self.client.submit(fn, *args, pure=False, priority=0 if kind == "compute" else 1)
         self.by_future[fut] = (kind, obj)
         self.ac.add(fut)
         return fut
@@ -212,23 +271,24 @@ class Writer:
                 self.extra += [
                     ("sequence", i0, i1) for i0, i1 in loci_mod.blocks(self.n_loci, step)
                 ]
-        for k in self.batches[b]:
-            for it in self.items[k]:
+        for g in self.batch_groups[b]:
+            for it in self.items[g]:
                 if it.state == "computed":
                     self._write_computed(it)
 
-    def _index(self, k: int) -> int:
-        """Position along ``cell_type`` of cell type ``k`` of the head batch."""
-        return self.txn.index + k - self.batches[self.head][0]
+    def _index(self, g: int) -> int:
+        """Position along ``cell_type`` of the first cell type of group ``g`` (head batch)."""
+        return self.txn.index + self.groups[g][0] - self.batches[self.head][0]
 
     def _write_computed(self, it: _Item) -> None:
         computed = it.future
+        # Pinned to the worker holding the block, and short: outside the head budget, which
+        # paces the tasks any worker can take.
         it.future = self._submit(
-            "write", it, write_block, self.fork_bytes, self._index(it.ct), computed
+            "pinned", it, write_block, self.fork_bytes, self._index(it.g), computed
         )
         it.state = "writing"
         self.n_ahead -= 1
-        self.n_head += 1
         computed.release()
 
     def _commit(self) -> None:
@@ -264,10 +324,10 @@ class Writer:
                 ) from err
             # Another writer appended first: these cell types start again at the new tip.
             self.retries += 1
-            for k in self.batches[b]:
-                for it in self.items[k]:
+            for g in self.batch_groups[b]:
+                for it in self.items[g]:
                     it.state, it.future = "pending", None
-                self.todo[k] = deque(self.items[k])
+                self.todo[g] = deque(self.items[g])
             self._begin(b)
             return
         committed = self.batches[b][-1] + 1  # batches are committed in order
@@ -295,35 +355,41 @@ class Writer:
                 )  # fmt: skip
             self.n_head += 1
             self.n_extra += 1
-        for k in self.batches[self.head]:
-            while self.todo[k] and self.n_head < self.limit:
-                it = self.todo[k].popleft()
+        for g in self.batch_groups[self.head]:
+            while self.todo[g] and self.n_head < self.limit:
+                it = self.todo[g].popleft()
                 it.future = self._submit(
-                    "write", it, compute_write_block, self.fork_bytes, self._index(k),
-                    self.jobs[k], self.loci, it.i0, it.i1,
+                    "write", it, compute_write_block, self.fork_bytes, self._index(g),
+                    self._jobs(g), self.loci, it.i0, it.i1,
                 )  # fmt: skip
                 it.state = "writing"
                 self.n_head += 1
-        self._fill_ahead(self.batches[self.head][-1] + 1)
+        self._fill_ahead(self.batch_groups[self.head][-1] + 1)
 
-    def _fill_ahead(self, start: int) -> None:
-        """Compute blocks of cell types ``start`` onwards, within the ahead budget."""
+    def _jobs(self, g: int) -> list[CellTypeJob]:
+        return [self.jobs[k] for k in self.groups[g]]
+
+    def _fill_ahead(self, start: int, limit: int | None = None) -> None:
+        """Compute blocks of groups ``start`` onwards, within the ahead budget (or ``limit``)."""
+        limit = self.ahead_limit if limit is None else min(limit, self.ahead_limit)
         for later in range(start, len(self.items)):
-            while self.todo[later] and self.n_ahead < self.ahead_limit:
+            while self.todo[later] and self.n_ahead < limit:
                 it = self.todo[later].popleft()
                 it.future = self._submit(
-                    "compute", it, compute_block, self.jobs[later], self.loci, it.i0, it.i1
+                    "compute", it, compute_blocks, self._jobs(later), self.loci, it.i0, it.i1
                 )
                 it.state = "computing"
                 self.n_ahead += 1
-            if self.n_ahead >= self.ahead_limit:
+            if self.n_ahead >= limit:
                 break
 
     def _head_done(self) -> bool:
         return (
             not self.extra
             and self.n_extra == 0
-            and all(it.state == "written" for k in self.batches[self.head] for it in self.items[k])
+            and all(
+                it.state == "written" for g in self.batch_groups[self.head] for it in self.items[g]
+            )
         )
 
     def _done(self, fut: Any) -> None:
@@ -333,17 +399,18 @@ class Writer:
         if kind == "compute":
             # The block stays on its worker until written: nothing travels to the driver.
             obj.state = "computed"
-            if self.batch_of[obj.ct] == self.head:
+            if self.batch_of[obj.g] == self.head:
                 self._write_computed(obj)
             return
         # The forks come back in one batch at the commit, not one round trip each.
         self.finished.append((kind, obj, fut))
-        self.n_head -= 1
+        if kind != "pinned":
+            self.n_head -= 1
         if kind in ("loci", "sequence"):
             self.n_extra -= 1
         else:
             obj.state, obj.future = "written", None
-            self.bar.update(1)
+            self.bar.update(len(self.groups[obj.g]))
             repository.pause_point("during_write")
 
     def _gather(self) -> None:
@@ -358,8 +425,9 @@ class Writer:
             else:
                 fork, notes, sources = result
                 self.notes += notes
-                if sources is not None:
-                    self.sources[obj.ct] = sources
+                for k, src in zip(self.groups[obj.g], sources, strict=True):
+                    if src is not None:
+                        self.sources[k] = src
             self.forks.append(fork)
         for f in futures:
             f.release()
@@ -369,13 +437,14 @@ class Writer:
         from distributed import as_completed
         from tqdm.auto import tqdm
 
-        n_blocks = sum(len(items) for items in self.items)
+        n_blocks = sum(len(items) * len(self.groups[g]) for g, items in enumerate(self.items))
         self.bar = tqdm(total=n_blocks, desc="featurize", unit="block", disable=not self.progress)
         self.t0 = time.perf_counter()
         self.ac = as_completed([])
         try:
-            # Workers compute while the driver prepares the first commit's metadata.
-            self._fill_ahead(0)
+            # Workers compute while the driver prepares the first commit's metadata: one
+            # block each covers that; the rest are computed and written by one task each.
+            self._fill_ahead(0, limit=self.threads)
             self._begin(0)
             while True:
                 self._fill()
@@ -399,18 +468,21 @@ def _pickle(obj: Any) -> bytes:
 
 def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> list[CellTypeJob]:
     table = read_input(m.target_kind, m.table) if labels.label_kind(m).table else None
-    ids = None
+    rows = None
     if table is not None:
         t = loci.block(0, len(loci))
         ids = annotation.strip_version(
             pd.Series((t.extra or {}).get("gene_id", t.names()).astype(object))
         ).to_numpy()
+        # The table's row of each locus (-1: not in the table), once for every cell type.
+        rows = table.index.get_indexer(ids)
     jobs = []
     for ct in cell_types:
         spec = m.cell_types.get(ct)
         values = None
-        if table is not None:
-            values = table[ct].reindex(ids).to_numpy(dtype=np.float32)
+        if table is not None and rows is not None:
+            values = np.where(rows >= 0, table[ct].to_numpy(dtype=np.float32)[rows], np.nan)
+            values = values.astype(np.float32)
         jobs.append(
             CellTypeJob(
                 id=ct,

@@ -10,6 +10,7 @@ import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,8 +136,21 @@ def _read_bed6(path: Path) -> pd.DataFrame:
 
 
 def strip_version(ids: Sequence[str] | pd.Series) -> pd.Series:
-    """Drop a GENCODE version suffix: ``ENSG00000000003.10`` -> ``ENSG00000000003``."""
-    return pd.Series(ids, dtype=object).str.replace(r"\.\d+$", "", regex=True)
+    """Drop a GENCODE version suffix: ``ENSG00000000003.10`` -> ``ENSG00000000003``.
+
+    What ``str.replace(r"\\.\\d+$", "")`` does, without a regular expression per id (a
+    build strips every gene id several times). Values that are not strings stay as they are.
+    """
+    series = pd.Series(ids, dtype=object)
+    return pd.Series([_unversioned(i) for i in series.to_numpy()], index=series.index, dtype=object)
+
+
+def _unversioned(gene_id: Any) -> Any:
+    if not isinstance(gene_id, str):
+        return gene_id
+    head, dot, tail = gene_id.rpartition(".")
+    # isdecimal is the regular expression's \d on str: Unicode decimal digits
+    return head if dot and tail.isdecimal() else gene_id
 
 
 def tss_windows(
