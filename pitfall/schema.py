@@ -146,20 +146,20 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
         coordinates and the ``locus`` index), then the data variables.
     """
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
-    per_ct = [name for name in CELL_TYPE_COORDS]
     locus_coords = ["chrom", "start", "end"]
     if schema.strand:
         locus_coords.append("strand")
     if schema.name:
         locus_coords.append("name")
+    per_ct = {
+        "cell_type": [ct.id for ct in cell_types],
+        "cell_type_name": [ct.name or ct.id for ct in cell_types],
+        "cell_type_group": [ct.group for ct in cell_types],
+    }
     out = [
-        ArraySpec("cell_type", ("cell_type",), (k,), (1,), str, "",
-                  data=np.array([ct.id for ct in cell_types], dtype=object)),
-        ArraySpec("cell_type_name", ("cell_type",), (k,), (1,), str, "",
-                  data=np.array([ct.name or ct.id for ct in cell_types], dtype=object)),
-        ArraySpec("cell_type_group", ("cell_type",), (k,), (1,), str, "",
-                  data=np.array([ct.group for ct in cell_types], dtype=object)),
-    ]  # fmt: skip
+        ArraySpec(name, ("cell_type",), (k,), (1,), str, "", data=np.array(v, dtype=object))
+        for name, v in per_ct.items()
+    ]
     if schema.marks:
         m = len(schema.marks)
         out.append(ArraySpec("mark", ("mark",), (m,), (m,), str, "",
@@ -173,7 +173,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
         )
     out.append(ArraySpec("locus", ("locus",), (n,), (c,), np.int64, 0))
     # xarray names, on each data variable, the non-dimension coordinates that share its dims.
-    by_ct = " ".join(sorted([*per_ct, *locus_coords]))
+    by_ct = " ".join(sorted([*CELL_TYPE_COORDS, *locus_coords]))
     by_locus = " ".join(sorted(locus_coords))
     nan = {"_FillValue": _NAN_FILL_ATTR}
     for name in ("label", "value"):

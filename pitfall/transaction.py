@@ -124,12 +124,8 @@ def begin_create(
             "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
         }
     )
-    # Made in memory, then copied in one batch: zarr's many small writes, each a round trip
-    # into the session, cost the driver three times as much, on the build's critical path.
-    staged = zarr.storage.MemoryStore()
     with repository.quiet_zarr():
-        _make_arrays(staged, layout(schema, cell_types), attrs)
-    _copy_store(staged, fork.store)
+        _make_arrays(fork.store, layout(schema, cell_types), attrs)
     repository.pause_point("before_write")
     return Transaction(loc, session, fork, 0, [ct.id for ct in cell_types], "create")
 
@@ -166,33 +162,6 @@ def _make_arrays(store: Any, specs: Sequence[Any], attrs: Mapping[str, Any]) -> 
         )
 
     sync(make())
-
-
-def _copy_store(source: Any, target: Any) -> None:
-    """Every key of zarr store ``source`` into ``target``, concurrently."""
-    import asyncio
-
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    async def copy() -> None:
-        keys = [k async for k in source.list()]
-        proto = default_buffer_prototype()
-        values = dict(
-            zip(
-                keys,
-                await asyncio.gather(*(source.get(k, prototype=proto) for k in keys)),
-                strict=True,
-            )
-        )
-        # A node's metadata before its children's and its chunks: groups, arrays, chunks.
-        root = [k for k in keys if k == "zarr.json"]
-        nodes = [k for k in keys if k.endswith("zarr.json") and k != "zarr.json"]
-        chunks = [k for k in keys if not k.endswith("zarr.json")]
-        for part in (root, nodes, chunks):
-            await asyncio.gather(*(target.set(k, values[k]) for k in part))
-
-    sync(copy())
 
 
 def begin_append(

@@ -56,7 +56,7 @@ def _block_size(schema: Schema, bytes_per_locus: int, max_bytes: int | None = No
 
 
 #: Blocks computed ahead of the commit that writes them, per worker thread: as many as fit
-#: in this many bytes, at least two and at most :data:`AHEAD_MAX_BLOCKS`.
+#: in this many bytes, at least one and at most :data:`AHEAD_MAX_BLOCKS`.
 AHEAD_BYTES = 64 << 20
 AHEAD_MAX_BLOCKS = 32
 
@@ -468,7 +468,7 @@ def _pickle(obj: Any) -> bytes:
 
 def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> list[CellTypeJob]:
     table = read_input(m.target_kind, m.table) if labels.label_kind(m).table else None
-    rows = None
+    values_of: dict[str, np.ndarray] = {}
     if table is not None:
         t = loci.block(0, len(loci))
         ids = annotation.strip_version(
@@ -476,13 +476,12 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
         ).to_numpy()
         # The table's row of each locus (-1: not in the table), once for every cell type.
         rows = table.index.get_indexer(ids)
+        for ct in cell_types:
+            values_of[ct] = table[ct].to_numpy(dtype=np.float32)[rows]  # a copy
+            values_of[ct][rows < 0] = np.nan
     jobs = []
     for ct in cell_types:
         spec = m.cell_types.get(ct)
-        values = None
-        if table is not None and rows is not None:
-            values = np.where(rows >= 0, table[ct].to_numpy(dtype=np.float32)[rows], np.nan)
-            values = values.astype(np.float32)
         jobs.append(
             CellTypeJob(
                 id=ct,
@@ -490,7 +489,7 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 marks=tuple(m.marks),
                 signal=tuple(spec.signal[mk] for mk in m.marks) if spec else (),
                 target=spec.target if spec else None,
-                values=values,
+                values=values_of.get(ct),
                 threshold=m.threshold,
                 window=m.feature_window,
                 files=_files(m, ct),
