@@ -51,7 +51,7 @@ from pitfall.schema import (
     CubeError,
     Schema,
 )
-from pitfall.transaction import begin_append, begin_create, write_loci, write_region
+from pitfall.transaction import begin_append, begin_create, write_loci, write_regions
 
 __all__ = [
     "CubeError",
@@ -357,10 +357,8 @@ def _schema_of(ds: xr.Dataset, locus_chunk: int) -> Schema:
 
 
 def _write_cell_types(fork: Any, ds: xr.Dataset, index: int) -> None:
-    for k in range(ds.sizes["cell_type"]):
-        for var in PER_CELL_TYPE_VARS:
-            if var in ds:
-                write_region(fork, var, np.asarray(ds[var].values[k]), 0, index + k)
+    regions = {var: np.asarray(ds[var].values) for var in PER_CELL_TYPE_VARS if var in ds}
+    write_regions(fork, regions, 0, slice(index, index + ds.sizes["cell_type"]))
 
 
 def create_cube(
@@ -431,7 +429,7 @@ def create_cube(
             write_loci(txn.fork, table.block(a, b), a, schema) for a, b in schema.chunk_blocks()
         ]
         if sequence is not None:
-            write_region(txn.fork, "sequence", seq, 0)
+            write_regions(txn.fork, {"sequence": seq}, 0)
         _write_cell_types(txn.fork, ds, 0)
         txn.attrs["locus_fingerprint"] = loci_mod.combine_digests(digests, schema.n_loci)
     except Exception:

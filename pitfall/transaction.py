@@ -3,7 +3,7 @@
 A write is a *transaction*: :func:`begin_create` or :func:`begin_append` opens a session at
 the branch tip and prepares, in a forked session, the metadata of the commit (the new
 arrays, or the cell-type axis grown by the new cell types). That fork is what workers write into
-(:func:`write_region`, :func:`write_loci`), each into its own copy, which comes back;
+(:func:`write_regions`, :func:`write_loci`), each into its own copy, which comes back;
 :meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
 Icechunk's optimistic concurrency: a commit whose parent moved raises
 :class:`icechunk.ConflictError`, and the writer starts its cell types again at the new tip.
@@ -78,7 +78,8 @@ class Transaction:
         if self.attrs:
             with repository.quiet_zarr():
                 group = zarr.open_group(self.session.store, mode="r+")
-                group.attrs.update(repository.json_attrs(self.attrs))
+                # One write of the root's document (``attrs.update`` writes it once per key).
+                group.update_attributes(repository.json_attrs(self.attrs))
         repository.pause_point("after_write")
         with commit_lock(self.location):
             snapshot = self.session.commit(
@@ -106,7 +107,7 @@ def begin_create(
     """Start the first commit of a new cube: every array made, none of their chunks written.
 
     Workers then write the locus coordinates (:func:`write_loci`), the sequence and the
-    first cell types' variables (:func:`write_region`) into :attr:`Transaction.fork`.
+    first cell types' variables (:func:`write_regions`) into :attr:`Transaction.fork`.
     """
     loc = parse_location(location)
     if repo is None:
@@ -149,6 +150,7 @@ def _make_arrays(store: Any, specs: Sequence[Any], attrs: Mapping[str, Any]) -> 
                     fill_value=spec.fill_value,
                     dimension_names=spec.dims,
                     attributes=dict(spec.attributes),
+                    compressors=spec.compressors,
                 )
                 for spec in specs
             )
@@ -225,44 +227,63 @@ def begin_append(
     return Transaction(loc, session, fork, n, ids, "append", attrs={"cell_type_sources": sources})
 
 
-def write_region(
-    session: Any, name: str, data: np.ndarray, i0: int, index: int | slice | None = None
+def write_regions(
+    session: Any,
+    regions: Mapping[str, np.ndarray],
+    i0: int,
+    index: int | slice | None = None,
 ) -> Any:
-    """Write ``data`` into variable ``name`` from locus ``i0`` (at cell type ``index``).
+    """Write each of ``regions`` (variable -> values) from locus ``i0`` (at cell type ``index``).
 
     Runs on a worker: ``session`` is a transaction's fork (or a copy of it) and comes back
-    changed. ``data`` has the variable's shape without the ``cell_type`` axis (with it, of
-    the slice's length, when ``index`` is a slice of cell types), covering whole chunks
-    along ``locus`` (the last may be partial), so no two writers share a chunk.
+    changed. Each array has its variable's shape without the ``cell_type`` axis (with it, of
+    the slice's length, when ``index`` is a slice of cell types; ``index`` None: variables
+    without it, locus first), covering whole chunks along ``locus`` (the last may be
+    partial), so no two writers share a chunk. The variables are written in one call to
+    zarr's event loop: their chunks go to the store together, not one variable after
+    another (one round trip on an object store, not one per variable).
     """
-    with repository.quiet_zarr():
-        arr = zarr.open_array(session.store, path=name, mode="r+")
+    import asyncio
+
+    from zarr.api.asynchronous import open_array
+    from zarr.core.sync import sync
+
+    def selection(data: np.ndarray) -> Any:
         if index is None:
-            arr[i0 : i0 + data.shape[0]] = data
-        elif isinstance(index, slice):
-            arr[index, i0 : i0 + data.shape[1]] = data
-        else:
-            arr[index, i0 : i0 + data.shape[0]] = data
+            return slice(i0, i0 + data.shape[0])
+        if isinstance(index, slice):
+            return (index, slice(i0, i0 + data.shape[1]))
+        return (index, slice(i0, i0 + data.shape[0]))
+
+    async def write(name: str, data: np.ndarray) -> None:
+        arr = await open_array(store=session.store, path=name, mode="r+")
+        await arr.setitem(selection(data), data)
+
+    async def write_all() -> None:
+        await asyncio.gather(*(write(name, data) for name, data in regions.items()))
+
+    with repository.quiet_zarr():
+        sync(write_all())
     return session
 
 
 def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
     """Write the locus coordinates of ``table`` from locus ``i0``; return its digest."""
-    i1 = i0 + len(table)
-    with repository.quiet_zarr():
-        group = zarr.open_group(session.store, mode="r+")
-        repository.zarr_array(group, "locus")[i0:i1] = np.arange(i0, i1, dtype=np.int64)
-        repository.zarr_array(group, "chrom")[i0:i1] = table.chrom
-        repository.zarr_array(group, "start")[i0:i1] = table.start
-        repository.zarr_array(group, "end")[i0:i1] = table.end
-        if schema.strand:
-            repository.zarr_array(group, "strand")[i0:i1] = (
-                table.strand if table.strand is not None else np.full(len(table), ".", STR)
-            )
-        if schema.name:
-            repository.zarr_array(group, "name")[i0:i1] = (
-                table.name if table.name is not None else loci_mod.bin_names(
-                    table.chrom, table.start, table.end
-                )
-            )  # fmt: skip
+    regions = {
+        "locus": np.arange(i0, i0 + len(table), dtype=np.int64),
+        "chrom": table.chrom,
+        "start": table.start,
+        "end": table.end,
+    }
+    if schema.strand:
+        regions["strand"] = (
+            table.strand if table.strand is not None else np.full(len(table), ".", STR)
+        )
+    if schema.name:
+        regions["name"] = (
+            table.name
+            if table.name is not None
+            else loci_mod.bin_names(table.chrom, table.start, table.end)
+        )
+    write_regions(session, regions, i0)
     return loci_mod.block_digest(table)

@@ -275,6 +275,8 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
                 if hasattr(var.data, "chunksize")}  # fmt: skip
     for name in ("cell_type", "cell_type_name", "cell_type_group"):
         encoding[name] = {"chunks": (1,)}
+    if "sequence" in encoding:
+        encoding["sequence"]["compressors"] = schema_mod.SEQUENCE_COMPRESSORS
     ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
     # The locus index is an array xarray would load, not a lazy one: zarr makes it.
     zarr.open_group(theirs, mode="r+").create_array(
@@ -282,6 +284,35 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
         dimension_names=("locus",), fill_value=0,
     )  # fmt: skip
     assert _store_documents(ours) == _store_documents(theirs)
+
+
+def test_write_regions__several_variables_at_int_slice_and_no_cell_type(tmp_path: Path) -> None:
+    import zarr
+
+    from pitfall import schema as schema_mod
+
+    schema = schema_mod.Schema(n_loci=50, locus_chunk=16, marks=("a", "b"), value=True,
+                               sequence_length=8)  # fmt: skip
+    cell_types = [CellTypeInfo(f"E{i:03d}", "", "") for i in range(4)]
+    txn = transaction.begin_create(tmp_path / "c", schema, cell_types, assembly="hg19")
+    rng = np.random.default_rng(0)
+    label, signal = rng.random((2, 32)), rng.random((2, 32, 2))
+    value, seq = rng.random(16), rng.integers(0, 5, (18, 8)).astype(np.uint8)
+    fork = transaction.write_regions(txn.fork, {"label": label, "signal": signal}, 16, slice(1, 3))
+    fork = transaction.write_regions(fork, {"value": value}, 0, 3)
+    fork = transaction.write_regions(fork, {"sequence": seq}, 32)
+    # The oracle: numpy arrays of the fill values, assigned the same regions.
+    want = {
+        "label": np.full((4, 50), np.nan), "signal": np.full((4, 50, 2), np.nan),
+        "value": np.full((4, 50), np.nan), "sequence": np.zeros((50, 8), np.uint8),
+    }  # fmt: skip
+    want["label"][1:3, 16:48] = label
+    want["signal"][1:3, 16:48] = signal
+    want["value"][3, 0:16] = value
+    want["sequence"][32:50] = seq
+    for name, expected in want.items():
+        got = zarr.open_array(fork.store, path=name, mode="r")[:]
+        np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=name)
 
 
 def test_create_cube__refuses_duplicates_existing_cube_and_foreign_files(

@@ -132,16 +132,14 @@ def write_block(
     Returns the changed fork, the blocks' notes and each cell type's sources (None but for
     a cell type's first block).
     """
-    fork = _fresh(fork_bytes)
-    cts = slice(index, index + len(data))
-    i0 = data[0].i0
-    transaction.write_region(fork, "label", np.stack([d.label for d in data]), i0, cts)
+    regions = {"label": np.stack([d.label for d in data])}
     if data[0].value is not None:
-        values = np.stack([d.value for d in data])  # type: ignore[misc]
-        transaction.write_region(fork, "value", values, i0, cts)
+        regions["value"] = np.stack([d.value for d in data])  # type: ignore[misc]
     if data[0].signal is not None:
-        signal = np.stack([d.signal for d in data])  # type: ignore[misc]
-        transaction.write_region(fork, "signal", signal, i0, cts)
+        regions["signal"] = np.stack([d.signal for d in data])  # type: ignore[misc]
+    fork = transaction.write_regions(
+        _fresh(fork_bytes), regions, data[0].i0, slice(index, index + len(data))
+    )
     return fork, [n for d in data for n in d.notes], [d.sources for d in data]
 
 
@@ -180,8 +178,7 @@ def write_sequence_block(
         fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
         for chrom, a, b in table.chrom_runs()
     ]
-    transaction.write_region(fork, "sequence", np.concatenate(parts), i0)
-    return fork
+    return transaction.write_regions(fork, {"sequence": np.concatenate(parts)}, i0)
 
 
 def checksums(job: CellTypeJob) -> dict[str, Any]:

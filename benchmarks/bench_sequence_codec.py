@@ -1,0 +1,110 @@
+"""The codec of the cube's ``sequence``: zarr's default (the anchor) against pitfall's.
+
+Run: ``python benchmarks/bench_sequence_codec.py [--cell-types 1]``
+
+The demo preset's sequence (3,000 loci x 2,000 bp of codes A=0 C=1 G=2 T=3 N=4, from the
+synthetic genome, read as a build reads it) is written to and read from an in-memory zarr
+array of one chunk, as a build's sequence task writes it and a loader reads it: with zarr's
+default compressor (zstd, the anchor) and with :data:`pitfall.schema.SEQUENCE_COMPRESSORS`
+(Blosc-zstd over bit-shuffled bytes). Medians of ``REPEATS``; the machine load is printed
+first: compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+
+REPEATS = 9
+
+
+def median_seconds(fn: Callable[[], object]) -> float:
+    fn()
+    times = []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def demo_sequence(work: Path) -> np.ndarray:
+    """Codes of the demo preset's loci, shape (loci, bp), read as a build reads them."""
+    from pitfall import synth
+    from pitfall.featurize import inputs, load
+    from pitfall.sources import fasta
+
+    comp = synth.synthesize(work / "demo", "demo", n_cell_types=1, workers=0)
+    m = load(comp.manifest)
+    loci, _ = inputs.plan_loci(m)
+    table = loci.block(0, len(loci))
+    lo, hi = inputs.centred_windows(table, inputs.sequence_length(m))
+    path = inputs._local(m.fasta)
+    parts = [
+        fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
+        for chrom, a, b in table.chrom_runs()
+    ]
+    return np.concatenate(parts)
+
+
+def measure(codes: np.ndarray, compressors: Any) -> dict[str, float]:
+    def array() -> zarr.Array:
+        return zarr.create_array(zarr.storage.MemoryStore(), shape=codes.shape,
+                                 chunks=codes.shape, dtype=np.uint8, fill_value=0,
+                                 compressors=compressors)  # fmt: skip
+
+    arr = array()
+    arr[:] = codes
+    assert np.array_equal(arr[:], codes)
+    stored = sum(
+        len(v.to_bytes()) for k, v in arr.store._store_dict.items() if not k.endswith(".json")
+    )
+    fresh = [array() for _ in range(REPEATS + 1)]
+
+    def write() -> None:
+        fresh.pop()[:] = codes
+
+    return {
+        "write": median_seconds(write),
+        "read": median_seconds(lambda: arr[:]),
+        "bytes": stored,
+    }
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    from pitfall.schema import SEQUENCE_COMPRESSORS
+
+    print(f"machine load: {os.getloadavg()}")
+    codes = demo_sequence(Path(tempfile.mkdtemp(prefix="bench-sequence-codec-")))
+    print(
+        f"sequence: {codes.shape[0]:,} loci x {codes.shape[1]:,} bp ({codes.nbytes / 1e6:.1f} MB)"
+    )
+    anchor = measure(codes, "auto")
+    ours = measure(codes, SEQUENCE_COMPRESSORS)
+    print(f"  {'':<34} {'write':>9} {'read':>9} {'stored':>12}")
+    for name, r in (
+        ("zarr default (zstd; anchor)", anchor),
+        ("pitfall (blosc-zstd, bitshuffle)", ours),
+    ):
+        print(
+            f"  {name:<34} {r['write'] * 1e3:7.1f}ms {r['read'] * 1e3:7.1f}ms {r['bytes']:>10,} B"
+        )
+    print(
+        f"  pitfall / anchor: write x{ours['write'] / anchor['write']:.2f}, "
+        f"read x{ours['read'] / anchor['read']:.2f}, bytes x{ours['bytes'] / anchor['bytes']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
