@@ -1,6 +1,6 @@
 """The codec of the cube's ``sequence``: zarr's default (the anchor) against pitfall's.
 
-Run: ``python benchmarks/bench_sequence_codec.py [--cell-types 1]``
+Run: ``python benchmarks/bench_sequence_codec.py``
 
 The demo preset's sequence (3,000 loci x 2,000 bp of codes A=0 C=1 G=2 T=3 N=4, from the
 synthetic genome, read as a build reads it) is written to and read from an in-memory zarr
@@ -13,11 +13,9 @@ first: compare ratios measured in one run.
 from __future__ import annotations
 
 import os
-import statistics
+import sys
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +23,21 @@ import numpy as np
 import zarr
 import zarr.storage
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_kernels import median_seconds  # noqa: E402
+
 REPEATS = 9
-
-
-def median_seconds(fn: Callable[[], object]) -> float:
-    fn()
-    times = []
-    for _ in range(REPEATS):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def demo_sequence(work: Path) -> np.ndarray:
     """Codes of the demo preset's loci, shape (loci, bp), read as a build reads them."""
     from pitfall import synth
-    from pitfall.featurize import inputs, load
-    from pitfall.sources import fasta
+    from pitfall.featurize import inputs, load, tasks
 
     comp = synth.synthesize(work / "demo", "demo", n_cell_types=1, workers=0)
     m = load(comp.manifest)
     loci, _ = inputs.plan_loci(m)
-    table = loci.block(0, len(loci))
-    lo, hi = inputs.centred_windows(table, inputs.sequence_length(m))
-    path = inputs._local(m.fasta)
-    parts = [
-        fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
-        for chrom, a, b in table.chrom_runs()
-    ]
-    return np.concatenate(parts)
+    return tasks.sequence_codes(m.fasta, loci.block(0, len(loci)), inputs.sequence_length(m))
 
 
 def measure(codes: np.ndarray, compressors: Any) -> dict[str, float]:
@@ -75,8 +58,8 @@ def measure(codes: np.ndarray, compressors: Any) -> dict[str, float]:
         fresh.pop()[:] = codes
 
     return {
-        "write": median_seconds(write),
-        "read": median_seconds(lambda: arr[:]),
+        "write": median_seconds(write, REPEATS),
+        "read": median_seconds(lambda: arr[:], REPEATS),
         "bytes": stored,
     }
 

@@ -170,15 +170,26 @@ def write_sequence_block(
     fork_bytes: bytes, source: Source, loci: loci_mod.LocusSet, i0: int, i1: int, length: int | None
 ) -> Any:
     """Write the sequence codes of loci ``[i0, i1)`` (strand-aware)."""
-    fork = _fresh(fork_bytes)
-    table = loci.block(i0, i1)
+    codes = sequence_codes(source, loci.block(i0, i1), length)
+    return transaction.write_regions(_fresh(fork_bytes), {"sequence": codes}, i0)
+
+
+def sequence_codes(source: Source, table: loci_mod.LocusTable, length: int | None) -> np.ndarray:
+    """Codes of ``length`` bp centred on each locus of ``table`` (strand-aware).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(loci, length)`` uint8: A=0 C=1 G=2 T=3 N=4, as
+        :func:`pitfall.sources.fasta.window_codes` reads them.
+    """
     lo, hi = centred_windows(table, length)
     path = _local(source)
     parts = [
         fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
         for chrom, a, b in table.chrom_runs()
     ]
-    return transaction.write_regions(fork, {"sequence": np.concatenate(parts)}, i0)
+    return np.concatenate(parts)
 
 
 def checksums(job: CellTypeJob) -> dict[str, Any]:
