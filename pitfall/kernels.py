@@ -413,19 +413,21 @@ def _add_window_arcsinh_sums_kernel(
     lo: np.ndarray,
     hi: np.ndarray,
     sums: np.ndarray,
+    work: np.ndarray,
 ) -> None:
     n_runs = starts.size
     if n_runs == 0:
         return
     # arcsinh of each run's value (NaN -> 0: no signal).
-    asinh_v = np.empty(n_runs, dtype=np.float64)
+    asinh_v = work[:n_runs]
     for i in range(n_runs):
         v = np.float64(values[i])
         asinh_v[i] = 0.0 if math.isnan(v) else math.asinh(v)
     # Segment tree of per-run sums arcsinh(v) * length (leaves at n_runs + i). Unlike a
     # difference of two prefix sums, a range query only adds sums of runs inside the range,
     # so a window of small values far along a chromosome loses no precision to cancellation.
-    tree = np.zeros(2 * n_runs, dtype=np.float64)
+    tree = work[n_runs : 3 * n_runs]
+    tree[0] = 0.0
     for i in range(n_runs):
         tree[n_runs + i] = asinh_v[i] * (ends[i] - starts[i])
     for node in range(n_runs - 1, 0, -1):
@@ -480,6 +482,7 @@ def add_window_arcsinh_sums(
     lo: np.ndarray,
     hi: np.ndarray,
     sums: np.ndarray,
+    work: np.ndarray | None = None,
 ) -> None:
     """Add sum over bases of arcsinh(signal) in each window to ``sums``, in place.
 
@@ -497,6 +500,9 @@ def add_window_arcsinh_sums(
         int64, shape (W,): windows already clipped to the chromosome; ``hi <= lo`` adds 0.
     sums : numpy.ndarray
         float64, shape (W,), updated in place.
+    work : numpy.ndarray, optional
+        float64, shape (>= 3R,): room for the runs' arcsinh values and their segment tree,
+        overwritten (:func:`pitfall.scratch.buffer` gives a reused one); allocated if None.
 
     Raises
     ------
@@ -511,7 +517,11 @@ def add_window_arcsinh_sums(
     _check_runs(starts, ends, values)
     if sums.dtype != np.float64 or sums.shape != lo.shape:
         raise ValueError(f"sums must be float64 of shape {lo.shape}")
-    _add_window_arcsinh_sums_kernel(starts, ends, values, lo, hi, sums)
+    if work is None:
+        work = np.empty(3 * starts.size, dtype=np.float64)
+    elif work.dtype != np.float64 or work.ndim != 1 or work.size < 3 * starts.size:
+        raise ValueError(f"work must be 1-D float64 with at least {3 * starts.size} items")
+    _add_window_arcsinh_sums_kernel(starts, ends, values, lo, hi, sums, work)
 
 
 def clip_windows(

@@ -407,15 +407,20 @@ def test_window_arcsinh_means__window_end_before_start_raises() -> None:
 
 
 @no_deadline
-@given(runs_and_windows(), st.integers(1, 5))
-def test_add_window_arcsinh_sums__chunked_runs_match_naive(case: tuple, n_chunks: int) -> None:
+@given(runs_and_windows(), st.integers(1, 5), st.booleans())
+def test_add_window_arcsinh_sums__chunked_runs_match_naive(
+    case: tuple, n_chunks: int, reuse_work: bool
+) -> None:
     # Runs added chunk by chunk (as the bigWig reader does, block batch by block batch) sum
-    # to the same means as the naive per-base expansion.
+    # to the same means as the naive per-base expansion; with reuse_work, every chunk gets
+    # the same work buffer, left dirty (NaN, then the last chunk's values), as the reader's
+    # reused scratch buffer is.
     starts, ends, values, win_starts, win_ends, chrom_size = case
     lo, hi = kernels.clip_windows(win_starts, win_ends, chrom_size)
     sums = np.zeros(lo.size, dtype=np.float64)
+    work = np.full(3 * starts.size + 7, np.nan) if reuse_work else None
     for part in np.array_split(np.arange(starts.size), n_chunks):
-        kernels.add_window_arcsinh_sums(starts[part], ends[part], values[part], lo, hi, sums)
+        kernels.add_window_arcsinh_sums(starts[part], ends[part], values[part], lo, hi, sums, work)
     assert_means_close(
         kernels.means_from_sums(sums, lo, hi), kernels.naive_window_arcsinh_means(*case)
     )
@@ -425,6 +430,15 @@ def test_add_window_arcsinh_sums__wrong_sums_buffer_raises() -> None:
     lo, hi = kernels.clip_windows(np.array([0]), np.array([5]), 10)
     with pytest.raises(ValueError, match="sums"):
         kernels.add_window_arcsinh_sums([0], [5], [1.0], lo, hi, np.zeros(1, np.float32))
+
+
+@pytest.mark.parametrize(
+    "work", [np.zeros(2), np.zeros(3, np.float32), np.zeros((3, 1))], ids=["short", "f32", "2d"]
+)
+def test_add_window_arcsinh_sums__wrong_work_buffer_raises(work: np.ndarray) -> None:
+    lo, hi = kernels.clip_windows(np.array([0]), np.array([5]), 10)
+    with pytest.raises(ValueError, match="work"):
+        kernels.add_window_arcsinh_sums([0], [5], [1.0], lo, hi, np.zeros(1), work)
 
 
 # --------------------------------------------------------------------------- bigWig blocks

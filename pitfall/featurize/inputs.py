@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pitfall import loci as loci_mod
+from pitfall import scratch
 from pitfall.manifest import Manifest, Source, load_manifest
 from pitfall.sources import annotation, bigwig, fasta, labels, remote
 
@@ -278,9 +279,10 @@ def file_checksum(path: Source, algorithm: str = "sha256") -> dict[str, Any]:
         meta = remote.head(path)
         return {"path": path, "etag": meta["etag"], "size": meta["size"]}
     h = hashlib.new(algorithm)
+    buf = scratch.buffer("checksum", 1 << 20).data
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+        while n := fh.readinto(buf):
+            h.update(buf[:n])
     return {"path": str(path), algorithm: h.hexdigest()}
 
 

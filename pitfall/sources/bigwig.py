@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pitfall import kernels
+from pitfall import kernels, scratch
 from pitfall.sources import remote
 
 __all__ = [
@@ -404,7 +404,7 @@ class BigWigReader:
         span_starts: np.ndarray,
         span_ends: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        data = np.empty(offsets.size * cap, dtype=np.uint8)
+        data = scratch.buffer("bigwig blocks", offsets.size * cap)
         starts = np.arange(offsets.size, dtype=np.int64) * cap
         ends = starts.copy()
         # Blocks that follow each other (or nearly) in the file are fetched in one read.
@@ -776,7 +776,8 @@ def window_means(
             span_starts, span_ends = _union(lo, hi)
             try:
                 for starts, ends, values in handle.decoded_runs(chrom, span_starts, span_ends):
-                    kernels.add_window_arcsinh_sums(starts, ends, values, lo, hi, sums)
+                    work = scratch.buffer("window sums", 3 * starts.size, np.float64)
+                    kernels.add_window_arcsinh_sums(starts, ends, values, lo, hi, sums, work)
             except (ValueError, *_READ_ERRORS) as err:
                 raise _unreadable(label, err) from err
             return kernels.means_from_sums(sums, lo, hi)

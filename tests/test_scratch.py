@@ -1,0 +1,56 @@
+"""pitfall.scratch: per-thread buffers, and the file checksum that reads through one."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pitfall import scratch
+from pitfall.featurize.inputs import file_checksum
+
+
+def test_buffer__same_thread_and_name_reuses_memory() -> None:
+    a = scratch.buffer("test a", 1000)
+    b = scratch.buffer("test a", 10, np.float64)
+    assert np.shares_memory(a, b)
+    assert b.shape == (10,) and b.dtype == np.float64
+    assert not np.shares_memory(a, scratch.buffer("test b", 1000))
+
+
+def test_buffer__grows_to_the_size_asked() -> None:
+    small = scratch.buffer("test grow", 8)
+    big = scratch.buffer("test grow", (2 << 20) // 8, np.int64)
+    assert big.shape == ((2 << 20) // 8,) and big.dtype == np.int64
+    big[:] = np.arange(big.size)  # every item writable: the buffer really has that room
+    assert not np.shares_memory(small, big)
+    assert np.shares_memory(big, scratch.buffer("test grow", 8))
+
+
+def test_buffer__each_thread_has_its_own() -> None:
+    mine = scratch.buffer("test thread", 64)
+    theirs: list[np.ndarray] = []
+    t = threading.Thread(target=lambda: theirs.append(scratch.buffer("test thread", 64)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(mine, theirs[0])
+
+
+def test_buffer__over_keep_bytes_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scratch, "KEEP_BYTES", 1024)
+    a = scratch.buffer("test big", 2048)
+    assert not np.shares_memory(a, scratch.buffer("test big", 2048))
+    kept = scratch.buffer("test big", 1024)
+    assert np.shares_memory(kept, scratch.buffer("test big", 512))
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 << 20])
+def test_file_checksum__matches_hashlib_of_the_whole_file(tmp_path: Path, size: int) -> None:
+    # Sizes around the 1 MiB read buffer: an empty file, a partial last read, exact fills.
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "input.bin"
+    path.write_bytes(data)
+    assert file_checksum(path) == {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
