@@ -7,7 +7,7 @@ mmap threshold at 128 KiB, so every larger temporary becomes fresh pages that fa
 touch. This times what a build's compute tasks do (``tasks.compute_blocks`` over the demo
 preset, 3 cell types per task: signal window means, labels, file checksums) in child
 processes that differ only in that variable and in :data:`pitfall.scratch.KEEP_BYTES`
-(0 allocates every buffer afresh, as before :mod:`pitfall.scratch`). The anchor is a plain
+(0 makes every buffer a fresh allocation per call, as before :mod:`pitfall.scratch`). The anchor is a plain
 process without reused buffers. Each child prints the median seconds of ``--repeats``
 rounds over all cell types (wall and CPU time: CPU time leaves out what a shared machine's
 neighbours take), after one warm-up round, and the minor page faults of its last round.
@@ -55,7 +55,7 @@ def child(manifest: Path, keep: int | None, repeats: int) -> dict[str, Any]:
             compute_blocks(g, loci, 0, len(loci))
 
     one_round()
-    times, cpu = [], []
+    times, cpu, faults = [], [], 0
     for _ in range(repeats):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0, c0 = time.perf_counter(), time.process_time()
@@ -71,7 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cell-types", type=int, default=18)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--child", nargs=2, metavar=("MANIFEST", "KEEP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -6,8 +6,12 @@ Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_`` set (its
 and an ``munmap`` when freed. Decoding a bigWig block batch, summing its runs into windows
 and checksumming a file each need such a temporary once per file or per chromosome. Under
 that setting they made about 52,000 page faults per round of the demo preset's compute, and
-took 1.30x as long as in a plain process (``benchmarks/bench_scratch.py``). Taken from here,
-a buffer's pages are touched once per thread.
+took 1.1-1.3x as long as in a plain process (``benchmarks/bench_scratch.py``). Taken from here,
+a buffer's pages are touched once per thread. The runs a batch decodes to are still fresh
+arrays (they are returned to the caller); they faulted far less than these.
+
+A thread keeps each named buffer, at most :data:`KEEP_BYTES`, until it exits: a bigWig
+reader's thread about 2 x 32 MiB at most.
 
 Floor 1: imports nothing from the project.
 """
@@ -21,10 +25,10 @@ import numpy.typing as npt
 
 __all__ = ["KEEP_BYTES", "buffer"]
 
-#: A buffer up to this many bytes stays with its thread for the next call. A larger one is
-#: handed out once and not kept: its own work hides the faults, and it would stay in the
-#: thread's memory for good.
-KEEP_BYTES = 16 << 20
+#: A buffer up to this many bytes stays with its thread for the next call (a full batch of
+#: inflated bigWig blocks fits). A larger one is handed out once and not kept: its own work
+#: hides the faults, and it would stay in the thread's memory for good.
+KEEP_BYTES = 32 << 20
 
 _LOCAL = threading.local()
 
@@ -50,11 +54,13 @@ def buffer(name: str, n: int, dtype: npt.DTypeLike = np.uint8) -> np.ndarray:
     """
     dtype = np.dtype(dtype)
     nbytes = n * dtype.itemsize
-    if nbytes > KEEP_BYTES:
+    if nbytes == 0 or nbytes > KEEP_BYTES:
         return np.empty(n, dtype=dtype)
     kept: dict[str, np.ndarray] = _LOCAL.__dict__.setdefault("buffers", {})
     raw = kept.get(name)
     if raw is None or raw.size < nbytes:
-        # At least 1 MiB, so a thread's first small calls do not each grow it again.
-        raw = kept[name] = np.empty(min(max(nbytes, 1 << 20), KEEP_BYTES), dtype=np.uint8)
+        # At least 1 MiB and doubling, so sizes that creep up do not each grow it again.
+        old = 0 if raw is None else raw.size
+        size = min(max(nbytes, 2 * old, 1 << 20), KEEP_BYTES)
+        raw = kept[name] = np.empty(size, dtype=np.uint8)
     return raw[:nbytes].view(dtype)

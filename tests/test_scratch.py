@@ -54,3 +54,21 @@ def test_file_checksum__matches_hashlib_of_the_whole_file(tmp_path: Path, size: 
     path = tmp_path / "input.bin"
     path.write_bytes(data)
     assert file_checksum(path) == {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_buffer__grows_by_doubling_up_to_keep_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scratch, "KEEP_BYTES", 5 << 20)
+    mib = 1 << 20
+    first = scratch.buffer("test doubling", mib + 1)  # exactly what was asked, over 1 MiB
+    grown = scratch.buffer("test doubling", mib + 2)  # one byte more: twice the old size
+    assert not np.shares_memory(first, grown)
+    assert np.shares_memory(grown, scratch.buffer("test doubling", 2 * mib + 2))
+    again = scratch.buffer("test doubling", 2 * mib + 3)
+    assert np.shares_memory(again, scratch.buffer("test doubling", 4 * mib + 4))
+    capped = scratch.buffer("test doubling", 4 * mib + 5)  # 8 MiB would pass KEEP_BYTES
+    assert np.shares_memory(capped, scratch.buffer("test doubling", 5 * mib))
+
+
+def test_buffer__empty_request_keeps_nothing() -> None:
+    assert scratch.buffer("test empty", 0, np.float64).shape == (0,)
+    assert "test empty" not in scratch._LOCAL.__dict__.get("buffers", {})
