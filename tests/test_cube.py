@@ -315,6 +315,26 @@ def test_write_regions__several_variables_at_int_slice_and_no_cell_type(tmp_path
         np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=name)
 
 
+def test_write_regions__all_fill_region_over_data_reads_back_fill(tmp_path: Path) -> None:
+    # Regions are written without zarr's all-fill check (write_empty_chunks): a region of
+    # fill values (NaN labels, A=0 codes) over earlier data must still read back as fill.
+    import zarr
+
+    from pitfall import schema as schema_mod
+
+    schema = schema_mod.Schema(n_loci=20, locus_chunk=8, marks=("a",), sequence_length=4)
+    txn = transaction.begin_create(tmp_path / "c", schema, [CellTypeInfo("E001", "", "")],
+                                   assembly="hg19")  # fmt: skip
+    fork = transaction.write_regions(txn.fork, {"label": np.ones(20)}, 0, 0)
+    fork = transaction.write_regions(fork, {"sequence": np.full((20, 4), 3, np.uint8)}, 0)
+    fork = transaction.write_regions(fork, {"label": np.full(8, np.nan)}, 8, 0)
+    fork = transaction.write_regions(fork, {"sequence": np.zeros((8, 4), np.uint8)}, 0)
+    label = zarr.open_array(fork.store, path="label", mode="r")[0]
+    np.testing.assert_array_equal(label, np.r_[np.ones(8), np.full(8, np.nan), np.ones(4)])
+    sequence = zarr.open_array(fork.store, path="sequence", mode="r")[:]
+    np.testing.assert_array_equal(sequence, np.r_[np.zeros((8, 4)), np.full((12, 4), 3)])
+
+
 def test_create_cube__refuses_duplicates_existing_cube_and_foreign_files(
     tmp_path: Path, s3
 ) -> None:
