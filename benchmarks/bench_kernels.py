@@ -1,6 +1,6 @@
 """Benchmark the kernels against the usual alternatives; ratios are measured in one run.
 
-Run: ``/work/venv/bin/python benchmarks/bench_kernels.py``
+Run: ``.venv/bin/python benchmarks/bench_kernels.py``
 
 1. One-hot: ``pitfall.kernels.one_hot_dna`` (text straight to rows, one fused kernel) vs a
    tangermeme-style Numba loop (the anchor) vs a numpy lookup table, for float32 and int8,
@@ -9,6 +9,10 @@ Run: ``/work/venv/bin/python benchmarks/bench_kernels.py``
    ``pitfall.sources.bigwig.window_means`` (reading included) with each backend vs pyBigWig
    exact per-window stats vs pybigtools ``average_over_bed`` (the anchor), then where the
    builtin reader's time goes.
+3. FASTA windows: ``pitfall.sources.fasta.window_codes`` (the file's bytes in place, one
+   kernel walking the lines) vs pyfaidx slices, reverse-complemented by pyfaidx on the minus
+   strand, then ``encode_dna`` (the anchor): 20,000 windows of 2 kbp, random strands, on a
+   20 Mbp record in 60-letter lines with lowercase and N runs.
 
 The machine load (``os.getloadavg``) is printed first: on a shared machine, compare ratios
 measured in one run, not seconds across runs.
@@ -402,9 +406,47 @@ def bench_window_means() -> None:
         )
 
 
+def bench_fasta_windows() -> None:
+    import pyfaidx
+
+    from pitfall.sources import fasta
+
+    rng = np.random.default_rng(2)
+    size, n, length = 20_000_000, 20_000, 2_000
+    seq = np.frombuffer(b"ACGTacgtN", np.uint8)[rng.integers(0, 9, size)].tobytes().decode()
+    path = Path(tempfile.mkdtemp(prefix="bench-fasta-")) / "genome.fa"
+    path.write_text(">chr1\n" + "\n".join(seq[i : i + 60] for i in range(0, size, 60)) + "\n")
+    starts = np.sort(rng.integers(-100, size - length + 100, n))
+    strands = rng.choice(np.array(["+", "-"], dtype=object), n)
+
+    def ours() -> np.ndarray:
+        return fasta.window_codes(path, "chr1", starts, starts + length, strands)
+
+    def pyfaidx_slices() -> np.ndarray:
+        fa = pyfaidx.Fasta(str(path), sequence_always_upper=False)
+        rec, out = fa["chr1"], np.full((n, length), kernels.CODE_N, np.uint8)
+        for i, (s, strand) in enumerate(zip(starts.tolist(), strands, strict=True)):
+            a, b = max(s, 0), min(s + length, size)
+            part = rec[a:b]
+            text = (-part).seq if strand == "-" else part.seq  # -: reverse complement
+            at = (s + length - b) if strand == "-" else (a - s)
+            out[i, at : at + len(text)] = kernels.encode_dna(text)
+        fa.close()
+        return out
+
+    assert np.array_equal(ours(), pyfaidx_slices())
+    report(
+        f"FASTA windows: {n:,} x {length:,} bp on a {size // 1_000_000} Mbp record",
+        interleaved_medians(
+            {"pitfall fasta.window_codes": ours, "pyfaidx + encode_dna": pyfaidx_slices}
+        ),
+    )
+
+
 if __name__ == "__main__":
     print(f"medians of {REPEATS} repeats after one warm-up; 'ours/this' < 1 means ours is faster")
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     bench_one_hot()
     bench_window_means()
+    bench_fasta_windows()
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

@@ -320,15 +320,35 @@ def _fasta_window_codes_kernel(
 ) -> None:
     n, length = out.shape
     for i in range(n):
-        for j in range(length):
-            p = starts[i] + j
-            c = 4
-            if 0 <= p < size:
-                c = table[text[offset + (p // line_bases) * line_bytes + p % line_bases]]
-            if minus[i]:
-                out[i, length - 1 - j] = 3 - c if c < 4 else 4
-            else:
-                out[i, j] = c
+        s = starts[i]
+        row = out[i]
+        # Bases [a, b) of the record fall in the window; the rest of it reads N.
+        a = max(s, 0)
+        b = min(s + length, size)
+        for j in range(min(a - s, length)):
+            row[j] = 4
+        for j in range(max(b - s, 0), length):
+            row[j] = 4
+        if b > a:
+            # One division per window, not two per base: walk the lines from the first.
+            line = a // line_bases
+            col = a - line * line_bases
+            pos = offset + line * line_bytes + col
+            for j in range(a - s, b - s):
+                row[j] = table[text[pos]]
+                pos += 1
+                col += 1
+                if col == line_bases:
+                    col = 0
+                    pos += line_bytes - line_bases
+        if minus[i]:
+            lo, hi = 0, length - 1
+            while lo <= hi:
+                x, y = row[lo], row[hi]
+                row[lo] = 3 - y if y < 4 else 4
+                row[hi] = 3 - x if x < 4 else 4
+                lo += 1
+                hi -= 1
 
 
 def fasta_window_codes(
