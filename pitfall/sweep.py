@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import logging
 import os
 import time
 import tomllib
@@ -509,33 +508,18 @@ def run_sweep(
             bar.set_postfix(running=exp.spec.label)
             record(run_experiment(exp, pred_dir))
     elif todo:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import as_completed
 
-        cluster = None
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            # One thread per worker, and TensorFlow's pools sized to match, so n workers
-            # use n cores instead of fighting over them.
-            env = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
-                   "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
-            cluster = LocalCluster(
-                n_workers=workers or min(2, os.cpu_count() or 1),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.CRITICAL,
-                env=env,
-            )
-            client = Client(cluster)
-        try:
+        from pitfall.cluster import dask_client
+
+        # One thread per worker, and TensorFlow's pools sized to match, so n workers use n
+        # cores instead of fighting over them.
+        env = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+        with dask_client(workers=workers, scheduler=scheduler, env=env) as client:
             futures = [client.submit(run_experiment, e, pred_dir, pure=False) for e in todo]
             for fut in as_completed(futures):
                 record(fut.result())
                 fut.release()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     bar.close()
     return done

@@ -115,6 +115,19 @@ def test_run_sweep__rows_columns_restart_and_failures(tiny_cube: Path, tmp_path:
     assert sweep.skipped_ids(results, retry_failed=True) == set(table4["id"]) - {bad.id}
 
 
+def test_run_sweep__on_a_local_worker_process_same_rows_as_in_process(
+    tiny_cube: Path, tmp_path: Path
+) -> None:
+    # The cluster that build and append use (pitfall.cluster.dask_client) runs the sweep too.
+    models = [{"family": "xgboost", "inputs": "signal", "n_trees": 3, "max_depth": 2}]
+    spec = sweep.sweep_from_dict(_spec(tiny_cube, models), root=tmp_path)
+    here = sweep.run_sweep(spec.experiments, tmp_path / "here", workers=0, progress=False)
+    there = sweep.run_sweep(spec.experiments, tmp_path / "there", workers=1, progress=False)
+    assert (there["status"] == "ok").all(), there["error"].tolist()
+    assert there["id"].tolist() == here["id"].tolist()
+    assert there["ap"].tolist() == pytest.approx(here["ap"].tolist(), abs=1e-12)
+
+
 def test_sweep_from_dict__targets_and_folds(tiny_cube: Path, tmp_path: Path) -> None:
     raw = {**_spec(tiny_cube, [{"family": "dense", "inputs": "random", "units": [[2]]}])}
     del raw["target"]
