@@ -343,27 +343,28 @@ def test_commit_batches__zero_per_commit_is_refused() -> None:
 @pytest.mark.parametrize(
     ("n", "values", "threads", "want"),
     [
-        # the demo preset (3,000 genes x 6): 3 rounds of tasks per thread
-        (18, 18_000, 2, [list(range(a, a + 3)) for a in range(0, 18, 3)]),
-        (18, 18_000, 1, [list(range(a, a + 6)) for a in range(0, 18, 6)]),
-        # 9 tasks of 2 rounded up to 12 (a multiple of 4 threads), as even as possible
+        # the demo preset (3,000 genes x 6): 2 rounds of tasks per thread, as even as possible
         (
             18,
             18_000,
-            4,
-            [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]] + [[k] for k in range(12, 18)],
+            2,
+            [list(range(0, 5)), list(range(5, 10)), list(range(10, 14)), list(range(14, 18))],
         ),  # fmt: skip
+        # one thread: 6 cell types carry the 100,000 values (ceil(1e5 / 18,000) = 6)
+        (18, 18_000, 1, [list(range(a, a + 6)) for a in range(0, 18, 6)]),
+        # 6 tasks of 3 rounded up to 8 (a multiple of 4 threads), as even as possible
+        (18, 18_000, 4, [[0, 1, 2], [3, 4, 5]] + [[k, k + 1] for k in range(6, 18, 2)]),
         (5, 10**6, 2, [[0], [1], [2], [3], [4]]),  # large: one each, never more than n
         (7, 50_000, 1, [[0, 1], [2, 3], [4, 5], [6]]),  # ceil(1e5 / 5e4) = 2 per task
-        # the tiny compendium in one thread (the ``built`` cubes): pairs, checked against
-        # the naive reading above
-        (6, 400 * 6, 1, [[0, 1], [2, 3], [4, 5]]),
+        # the tiny compendium in one thread (the ``built`` cubes): two tasks of three, checked
+        # against the naive readings above
+        (6, 400 * 6, 1, [[0, 1, 2], [3, 4, 5]]),
         (1, 10, 4, [[0]]),
         (0, 10, 2, []),
     ],
 )
 def test_task_groups__hand_checked(n, values, threads, want) -> None:
-    assert (writer.TASK_MIN_VALUES, writer.TASK_ROUNDS) == (100_000, 3)
+    assert (writer.TASK_MIN_VALUES, writer.TASK_ROUNDS) == (100_000, 2)
     assert writer.task_groups(n, values, threads) == want
 
 
