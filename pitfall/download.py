@@ -42,6 +42,7 @@ from typing import Any
 
 import requests
 
+from pitfall import checksum
 from pitfall.cube import human_bytes
 
 __all__ = [
@@ -59,11 +60,10 @@ __all__ = [
     "gunzip",
     "head_size",
     "published_md5",
-    "sha256_of",
     "verify",
 ]
 
-#: Bytes per read and write while streaming and hashing.
+#: Bytes per read and write while streaming.
 CHUNK = 1 << 20
 #: Rough gzip ratio of a FASTA, for the disk-space estimate of a dry run's gunzipped products.
 GUNZIP_RATIO = 3.4
@@ -181,15 +181,6 @@ class Checksums:
         os.replace(tmp, self.path)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in :data:`CHUNK` blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(path: Path, rec: Record, deep: bool = True) -> str | None:
     """None when ``path`` matches its record, else what is wrong (naming URL and expectation)."""
     size = path.stat().st_size
@@ -199,7 +190,7 @@ def verify(path: Path, rec: Record, deep: bool = True) -> str | None:
             f"checksums.tsv for {rec.url}"
         )
     if deep:
-        got = sha256_of(path)
+        got = checksum.sha256_of(path)
         if got != rec.sha256:
             return (
                 f"{path}: sha256 {got} differs from the {rec.sha256} recorded in checksums.tsv "
@@ -280,9 +271,7 @@ class ResumableDownloader:
         self.resumed_from = offset
         h = hashlib.sha256()
         if offset:
-            with open(self.part, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK), b""):
-                    h.update(block)
+            checksum.update_from_file(h, self.part)
         bar = tqdm(
             total=total,
             initial=offset,
@@ -447,7 +436,7 @@ class Fetcher:
         elif item.product is None:
             size, note = head_size(item.url, self.session)
             if not note and size == target.stat().st_size:
-                self.checks.set(item.local, Record(size, sha256_of(target), item.url))
+                self.checks.set(item.local, Record(size, checksum.sha256_of(target), item.url))
                 return True
         target.unlink()  # failed its record, or unrecorded and not provably complete
         return False

@@ -1,4 +1,4 @@
-"""pitfall.scratch: per-thread buffers, and the file checksum that reads through one."""
+"""pitfall.scratch: per-thread buffers; pitfall.checksum, which reads files through one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pitfall import scratch
+from pitfall import checksum, scratch
 from pitfall.featurize.inputs import file_checksum
 
 
@@ -47,13 +47,28 @@ def test_buffer__over_keep_bytes_is_not_kept(monkeypatch: pytest.MonkeyPatch) ->
     assert np.shares_memory(kept, scratch.buffer("test big", 512))
 
 
-@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 << 20])
+SIZES = [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 << 20]
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_file_checksum__matches_hashlib_of_the_whole_file(tmp_path: Path, size: int) -> None:
     # Sizes around the 1 MiB read buffer: an empty file, a partial last read, exact fills.
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     path = tmp_path / "input.bin"
     path.write_bytes(data)
     assert file_checksum(path) == {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
+    assert checksum.sha256_of(path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_update_from_file__continues_a_running_hash(tmp_path: Path, size: int) -> None:
+    # What a resumed download does: the hash of bytes already seen, then of the file.
+    data = np.random.default_rng(size + 7).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "part.bin"
+    path.write_bytes(data)
+    h = hashlib.sha256(b"seen before")
+    assert checksum.update_from_file(h, path) is h
+    assert h.hexdigest() == hashlib.sha256(b"seen before" + data).hexdigest()
 
 
 def test_buffer__grows_by_doubling_up_to_keep_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

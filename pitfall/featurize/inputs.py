@@ -8,7 +8,6 @@ any task runs.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pitfall import checksum
 from pitfall import loci as loci_mod
-from pitfall import scratch
 from pitfall.manifest import Manifest, Source, load_manifest
 from pitfall.sources import annotation, bigwig, fasta, labels, remote
 
@@ -273,17 +272,12 @@ def _lengths(loci: loci_mod.LocusSet) -> np.ndarray:
     return np.unique(t.end - t.start)
 
 
-def file_checksum(path: Source, algorithm: str = "sha256") -> dict[str, Any]:
+def file_checksum(path: Source) -> dict[str, Any]:
     """How to recognise an input later: sha256 of a local file, ETag and size of a URL."""
     if isinstance(path, str) and remote.is_url(path):
         meta = remote.head(path)
         return {"path": path, "etag": meta["etag"], "size": meta["size"]}
-    h = hashlib.new(algorithm)
-    buf = scratch.buffer("checksum", 1 << 20).data
-    with open(path, "rb") as fh:
-        while n := fh.readinto(buf):
-            h.update(buf[:n])
-    return {"path": str(path), algorithm: h.hexdigest()}
+    return {"path": str(path), "sha256": checksum.sha256_of(path)}
 
 
 def centred_windows(
