@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import tempfile
@@ -50,18 +51,24 @@ def _timed_build(
 
     def again(**how: Any) -> float:
         times = []
+        cpu0 = _cpu_seconds()
         for k in range(warm_builds):
             t1 = time.perf_counter()
             featurize.build(manifest, store.with_name(f"{store.name}-again{k}"), progress=False,
                             **how)  # fmt: skip
             times.append(time.perf_counter() - t1)
+        cpu1 = _cpu_seconds()
+        cpu.update({k: (cpu1[k] - cpu0[k]) / max(1, warm_builds) for k in cpu0})
         return statistics.median(times)
+
+    cpu: dict[str, float] = {}
 
     t0 = time.perf_counter()
     if workers == 0:
         featurize.build(manifest, store, workers=0, progress=False)
         seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "build_only": seconds, "warm": again(workers=0), "by_task": {}}
+        warm = again(workers=0)
+        return {"seconds": seconds, "build_only": seconds, "warm": warm, "by_task": {}, "cpu": cpu}
     with dask_client(workers=workers) as client:
         started = time.perf_counter()
         # the HTML report needs bokeh; the task-stream summary below does not
@@ -79,7 +86,30 @@ def _timed_build(
         # The same build again on these workers: what a long-lived cluster (dask-jobqueue,
         # a notebook's client) costs once its workers have imported pitfall.
         warm = again(client=client)
-    return {"seconds": seconds, "build_only": build_only, "warm": warm, "by_task": dict(by_task)}
+    return {
+        "seconds": seconds, "build_only": build_only, "warm": warm, "by_task": dict(by_task),
+        "cpu": cpu,
+    }  # fmt: skip
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process (the driver: planning, scheduler, commits), of its
+    worker processes, and of the whole machine (every core busy, from /proc/stat)."""
+    import psutil
+
+    me = psutil.Process()
+    kids = 0.0
+    for child in me.children(recursive=True):
+        try:
+            kids += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    out = {"driver": sum(me.cpu_times()[:2]), "workers": kids}
+    stat = Path("/proc/stat")
+    if stat.exists():
+        fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
+        out["machine"] = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 class _nothing:
@@ -95,6 +125,7 @@ def _series(
 ) -> None:
     columns = ("seconds", "build_only", "warm")
     times: dict[str, dict[int, list[float]]] = {c: defaultdict(list) for c in columns}
+    cpu_of: dict[int, dict[str, float]] = {}
     profile = None
     for r in range(repeats):
         for w in workers:
@@ -102,6 +133,7 @@ def _series(
             out = _timed_build(manifest, work / f"{name}-{w}-{r}", w, prof, warm_builds)
             for c in columns:
                 times[c][w].append(out[c])
+            cpu_of[w] = out["cpu"]  # the last repeat's
             if prof is not None:
                 profile = out
     med = {c: {w: statistics.median(t) for w, t in times[c].items()} for c in columns}
@@ -120,6 +152,22 @@ def _series(
             ratio = f"x{base / med[c][w]:.2f}" if base else ""
             cells.append(f"{med[c][w]:17.2f} s {ratio:>6}")
         print(f"  {label:<22}" + "".join(f" {x:>26}" for x in cells))
+    # A build takes at least its CPU seconds over the cores (the driver's too: planning,
+    # Dask's scheduler and the commits run on the same cores) and at least its workers' CPU
+    # seconds over the workers (one thread each).
+    cores = os.cpu_count() or 1
+    print(f"  CPU seconds per warm build (last repeat), and the least wall time they allow on "
+          f"{cores} cores:")  # fmt: skip
+    for w, cpu in cpu_of.items():
+        if not cpu:
+            continue
+        label = "in this process" if w == 0 else f"{w} worker process{'es' if w > 1 else ''}"
+        total = cpu["driver"] + cpu["workers"]
+        machine = f", whole machine {cpu['machine']:.2f} s" if "machine" in cpu else ""
+        print(
+            f"    {label:<22} driver {cpu['driver']:.2f} s, workers {cpu['workers']:.2f} s"
+            f"{machine}; >= {max(total / cores, cpu['workers'] / max(1, w)):.2f} s"
+        )
     if profile and profile["by_task"]:
         total = sum(profile["by_task"].values())
         print(
