@@ -104,9 +104,10 @@ def commit_batches(
 #: scheduler's messages, on the driver's cores) is paid once for several.
 TASK_MIN_VALUES = 100_000
 #: ...while each worker thread still gets at least this many tasks of a batch to balance.
-#: Two, not three: each task also costs a write of its block and the scheduler's round trips,
-#: and on the demo preset (18 cell types, 2 warm workers) 4 tasks built 4-8% faster than 6
-#: in each of four runs alternating the two on one cluster.
+#: Two, not three: each task also costs a write of its block and the scheduler's round trips.
+#: On the demo preset (18 cell types, 2 warm workers), alternating both on one cluster, 4
+#: tasks built 5-8% faster than 6 in three runs of 16-20 pairs; in a fourth the two 4-task
+#: settings (the same grouping) differed by 9% and bracketed the 6-task one.
 TASK_ROUNDS = 2
 
 
