@@ -93,8 +93,11 @@ def _timed_build(
 
 
 def _cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of this process (the driver: planning, scheduler, commits), of its
-    worker processes, and of the whole machine (every core busy, from /proc/stat)."""
+    """CPU seconds so far: of the driver, of its worker processes, and of the whole machine.
+
+    The driver is this process: planning, Dask's scheduler and the commits. The machine's
+    are the busy seconds of every core, from ``/proc/stat`` (absent elsewhere than Linux).
+    """
     import psutil
 
     me = psutil.Process()
