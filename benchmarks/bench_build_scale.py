@@ -113,20 +113,16 @@ def run_pitfall(manifest: str, store: str, workers: int) -> dict[str, Any]:
     """``pitfall``'s build on a local cluster; peaks of the driver and of each worker."""
     import warnings
 
-    from distributed import Client, LocalCluster
-
     from pitfall import featurize
+    from pitfall.cluster import dask_client
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=50)  # fmt: skip
-    with Client(cluster) as client:
+    with dask_client(workers=workers) as client:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             summary = featurize.build(manifest, store, client=client, progress=False)
         seconds = time.perf_counter() - t0
         workers_mb = sorted(client.run(_peak_mb).values())
-    cluster.close()
     return {
         "seconds": seconds,
         "driver_mb": _peak_mb(),
