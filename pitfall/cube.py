@@ -382,7 +382,8 @@ def create_cube(
     sequence
         Optional, shape ``(n_loci, n_positions)`` uint8 codes (:mod:`pitfall.kernels`).
     locus_chunk
-        Loci per chunk; chunks are 1 along ``cell_type`` so an append writes only new chunks.
+        Loci per chunk; data variables are chunked 1 along ``cell_type``, so an append
+        writes only new chunks of them.
     attrs
         Extra root attributes, e.g. the featurization parameters.
     storage_options

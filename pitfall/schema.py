@@ -40,6 +40,12 @@ PER_CELL_TYPE_VARS = {
 SHARED_VARS = {"sequence": ("locus", "position")}
 VAR_DTYPES = {"signal": np.float32, "label": np.float32, "value": np.float32, "sequence": np.uint8}
 DEFAULT_LOCUS_CHUNK = 4096
+#: Cell types per chunk of the cell-type coordinates (``cell_type`` and its names, groups).
+#: Not 1 like the data variables: three tiny chunks per cell type were half of a new cube's
+#: array creation and of opening a cube (18 cell types: 43 -> 23 ms and 98 -> 55 ms). An
+#: append rewrites the last chunk of each inside its own commit, so a failed one changes
+#: nothing.
+CELL_TYPE_COORD_CHUNK = 1024
 
 
 class CubeError(ValueError):
@@ -171,8 +177,9 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
         "cell_type_name": [ct.name or ct.id for ct in cell_types],
         "cell_type_group": [ct.group for ct in cell_types],
     }
+    by = (CELL_TYPE_COORD_CHUNK,)
     out = [
-        ArraySpec(name, ("cell_type",), (k,), (1,), str, "", data=np.array(v, dtype=object))
+        ArraySpec(name, ("cell_type",), (k,), by, str, "", data=np.array(v, dtype=object))
         for name, v in per_ct.items()
     ]
     if schema.marks:

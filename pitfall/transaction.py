@@ -7,7 +7,9 @@ arrays, or the cell-type axis grown by the new cell types). That fork is what wo
 :meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
 Icechunk's optimistic concurrency: a commit whose parent moved raises
 :class:`icechunk.ConflictError`, and the writer starts its cell types again at the new tip.
-Chunks are 1 along ``cell_type``, so an append writes only new chunks.
+The data variables are chunked 1 along ``cell_type``, so an append writes only new chunks
+of them (and the last chunk of each small cell-type coordinate, :data:`~pitfall.schema.
+CELL_TYPE_COORD_CHUNK`).
 
 Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
 :mod:`pitfall.schema`.

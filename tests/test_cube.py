@@ -133,6 +133,29 @@ def test_append_cell_type__old_objects_stay_byte_identical(cube_path: str, reque
     assert 0 < len(chunks) <= 5 * 3 + 3
 
 
+def test_append_cell_type__coordinates_across_their_chunks(tmp_path: Path, monkeypatch) -> None:
+    from pitfall import schema as schema_mod
+
+    # Two cell types to a coordinate chunk: the appends below fill the second chunk (partly
+    # written by the create), then start a third.
+    monkeypatch.setattr(schema_mod, "CELL_TYPE_COORD_CHUNK", 2)
+    where = str(tmp_path / "cube")
+    ids = ["E003", "E004", "E005"]
+    cube.create_cube(where, [_slab(c, i) for i, c in enumerate(ids)], locus_chunk=64)
+    first = cube.cube_log(where)[0].snapshot
+    for i, c in enumerate(["E037", "E038"], start=len(ids)):
+        cube.append_cell_type(where, _slab(c, i))
+        ids.append(c)
+    ds = cube.open_cube(where)
+    assert ds["cell_type"].encoding["chunks"] == (2,)
+    assert list(ds["cell_type"].values) == ids
+    assert list(ds["cell_type_name"].values) == [f"name of {c}" for c in ids]
+    assert list(ds["cell_type_group"].values) == ["ES"] * len(ids)
+    for i, c in enumerate(ids):
+        _assert_values(ds, c, i)
+    assert list(cube.open_cube(where, snapshot=first)["cell_type"].values) == ids[:3]
+
+
 def test_open_cube__earlier_snapshot_is_unchanged(cube_path: str) -> None:
     first = cube.cube_log(cube_path)[0].snapshot
     cube.append_cell_type(cube_path, _slab("E037", 37))
@@ -274,7 +297,7 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
     encoding = {name: {"chunks": var.data.chunksize} for name, var in ds.variables.items()
                 if hasattr(var.data, "chunksize")}  # fmt: skip
     for name in ("cell_type", "cell_type_name", "cell_type_group"):
-        encoding[name] = {"chunks": (1,)}
+        encoding[name] = {"chunks": (schema_mod.CELL_TYPE_COORD_CHUNK,)}
     if "sequence" in encoding:
         encoding["sequence"]["compressors"] = schema_mod.SEQUENCE_COMPRESSORS
     ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
