@@ -23,6 +23,8 @@ import pandas as pd
 import pyBigWig
 import pyfaidx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pitfall import cube, featurize, repository, synth
 from pitfall.featurize import writer
@@ -366,6 +368,31 @@ def test_commit_batches__zero_per_commit_is_refused() -> None:
 def test_task_groups__hand_checked(n, values, threads, want) -> None:
     assert (writer.TASK_MIN_VALUES, writer.TASK_ROUNDS) == (100_000, 2)
     assert writer.task_groups(n, values, threads) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["chr1", "chr2", "chrX"]), st.integers(0, 10**6), st.integers(0, 5000)
+        ),
+        max_size=30,
+    )  # fmt: skip
+)
+def test_extents__naive_min_max_per_chromosome(rows) -> None:
+    from pitfall import loci as loci_mod
+    from pitfall.featurize.inputs import _extents
+
+    # Unsorted on purpose: a chromosome may come back in several runs.
+    chrom = [c for c, _, _ in rows]
+    start = np.array([s for _, s, _ in rows], dtype=np.int64)
+    table = loci_mod.LocusTable.from_columns(chrom, start, start + [n for *_, n in rows])
+    want: dict[str, tuple[int, int]] = {}
+    for c, s, n in rows:
+        lo, hi = want.get(c, (s, s + n))
+        want[c] = (min(lo, s), max(hi, s + n))
+    got = _extents(table)
+    assert got == want and list(got) == list(want)  # first-appearance order too
 
 
 def test_append__overtaken_batch_is_redone_at_the_new_tip(comp, built, tmp_path, monkeypatch):

@@ -178,9 +178,17 @@ def _extents(loci: loci_mod.LocusSet) -> dict[str, tuple[int, int]]:
     if isinstance(loci, loci_mod.GenomeBins):
         return {c: (0, n) for c, n in loci.sizes}
     t = loci.block(0, len(loci))
-    frame = pd.DataFrame({"chrom": t.chrom.astype(object), "start": t.start, "end": t.end})
-    agg = frame.groupby("chrom", sort=False).agg(start=("start", "min"), end=("end", "max"))
-    return {str(c): (int(r.start), int(r.end)) for c, r in agg.iterrows()}
+    runs = t.chrom_runs()
+    if not runs:
+        return {}
+    firsts = np.array([a for _, a, _ in runs])
+    # One reduction per run (a chromosome's loci are one run when sorted, several if not).
+    lo, hi = np.minimum.reduceat(t.start, firsts), np.maximum.reduceat(t.end, firsts)
+    out: dict[str, tuple[int, int]] = {}
+    for (c, _, _), a, b in zip(runs, lo.tolist(), hi.tolist(), strict=True):
+        a0, b0 = out.get(c, (a, b))
+        out[c] = (min(a, a0), max(b, b0))
+    return out
 
 
 def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> list[str]:
