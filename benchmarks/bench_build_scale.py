@@ -116,7 +116,7 @@ def run_pitfall(manifest: str, store: str, workers: int) -> dict[str, Any]:
     from pitfall import featurize
     from pitfall.cluster import dask_client
 
-    with dask_client(workers=workers) as client:
+    with dask_client(workers=workers, preload=featurize.WORKER_MODULES) as client:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -4,8 +4,9 @@ Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--warm-builds 5] 
 
 Two builds, each timed (median of ``--repeats``) in this process with a fresh local cluster
 per run (the one ``pitfall build --workers N`` starts, :func:`pitfall.cluster.dask_client`),
-three ways: counting the cluster's start, on the started cluster (whose workers import
-pitfall during the build), and the same build again on those warm workers (the median of
+three ways: counting the cluster's start (whose workers import the build's modules as they
+start, :data:`pitfall.featurize.WORKER_MODULES`), on the started cluster, and the same build
+again on those warm workers (the median of
 ``--warm-builds`` builds: in the first of them a worker may still run a task it has not run
 before; on the demo preset with 2 workers the first took 0.85-0.94 s, the later ones about
 0.75 s):
@@ -69,7 +70,7 @@ def _timed_build(
         seconds = time.perf_counter() - t0
         warm = again(workers=0)
         return {"seconds": seconds, "build_only": seconds, "warm": warm, "by_task": {}, "cpu": cpu}
-    with dask_client(workers=workers) as client:
+    with dask_client(workers=workers, preload=featurize.WORKER_MODULES) as client:
         started = time.perf_counter()
         # the HTML report needs bokeh; the task-stream summary below does not
         has_bokeh = importlib.util.find_spec("bokeh") is not None

@@ -9,9 +9,12 @@ sweep):
   scheduler file (``dask scheduler --scheduler-file``);
 - else a :class:`distributed.LocalCluster` of ``workers`` processes with one thread each
   (``workers=0``: one worker thread in this process, which is what small jobs and
-  debuggers want).
+  debuggers want). Each of those processes imports the modules its tasks will need when
+  it starts (``preload``), then exempts them from the cyclic garbage collector's full
+  passes (:func:`gc.freeze`): with the scientific stack imported, a worker holds about
+  135,000 objects, and each full pass over them stopped its task for about 0.1 s.
 
-Floor 1: imports nothing of the project.
+Floor 1: imports only :mod:`pitfall.worker_setup` (when it starts worker processes).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ def dask_client(
     scheduler: str | os.PathLike[str] | None = None,
     client: Any = None,
     env: Mapping[str, str] | None = None,
+    preload: Sequence[str] = (),
 ) -> Iterator[Any]:
     """A connected :class:`distributed.Client`, closed on exit unless the caller gave it.
 
@@ -51,6 +55,11 @@ def dask_client(
         An existing client (takes precedence).
     env
         Environment variables of local worker processes.
+    preload
+        Modules each local worker process imports as it starts, before its objects are
+        frozen out of full garbage collections
+        (:class:`~pitfall.worker_setup.FrozenImports`); a caller's client
+        and a running cluster's workers are left as they are.
     """
     from distributed import Client, LocalCluster
 
@@ -83,6 +92,10 @@ def dask_client(
     )
     made = Client(cluster)
     try:
+        if not in_process:
+            from pitfall.worker_setup import FrozenImports
+
+            made.register_plugin(FrozenImports(tuple(preload)))
         yield made
     finally:
         made.close()

@@ -106,6 +106,10 @@ class BuildSummary:
         return f"<table><caption>pitfall build summary</caption>{body}</table>"
 
 
+#: What a build's worker processes import as they start (:func:`pitfall.cluster.dask_client`).
+WORKER_MODULES = ("pitfall.featurize.tasks",)
+
+
 def _featurize(
     m: Manifest,
     loci: loci_mod.LocusSet,
@@ -124,7 +128,9 @@ def _featurize(
 ) -> Writer:
     jobs = jobs_for(m, loci, cell_types)
     t0 = time.perf_counter()
-    with dask_client(workers=workers, scheduler=scheduler, client=client) as c:
+    with dask_client(
+        workers=workers, scheduler=scheduler, client=client, preload=WORKER_MODULES
+    ) as c:
         log.info("workers ready in %.1f s (%s)", time.perf_counter() - t0, _describe(c))
         w = Writer(
             c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,

@@ -1,0 +1,37 @@
+"""What a worker process that pitfall starts does first: import its tasks' modules, then freeze.
+
+Kept apart from :mod:`pitfall.cluster` because a plugin must subclass Dask's, and importing
+:mod:`distributed` costs half a second that only a cluster should pay.
+
+Floor 1, one step below :mod:`pitfall.cluster`: imports nothing of the project (the modules
+it preloads are named by its caller, and imported on the workers).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+
+class FrozenImports(WorkerPlugin):
+    """Import ``modules``, then move every object so far out of the cyclic GC's full passes.
+
+    :func:`gc.freeze` puts them in a permanent generation that collections skip (reference
+    counting still frees them); a full pass then scans what tasks made, not the libraries.
+    Measured on the demo preset's build (2 workers, 16 builds): full passes took about 0.1 s
+    each, stopping the task that triggered them, and 20-30 ms once frozen. The cost: a
+    reference cycle among the frozen objects is never collected, and imports make few.
+    """
+
+    name = "pitfall-frozen-imports"
+
+    def __init__(self, modules: tuple[str, ...] = ()) -> None:
+        self.modules = modules
+
+    def setup(self, worker: Any) -> None:
+        for module in self.modules:
+            importlib.import_module(module)
+        gc.freeze()
