@@ -26,6 +26,7 @@ from pitfall.sources.labels import (
     check_chrom_names,
     domain_boundaries,
     expression_labels,
+    locus_gene_ids,
     match_genes,
     peak_labels,
     read_domains,
@@ -177,6 +178,40 @@ def test_match_genes__counts(tmp_path):
         "dropped_from_annotation": 1,
         "dropped_from_table": 1,
     }
+
+
+def test_match_genes__id_with_two_numeric_suffixes_stripped_once(tmp_path):
+    # The table strips one version: X.1.2 -> X.1. The loci must match it, not X.
+    text = "gene_id\tE003\nX.1.2\t3.5\nENSG2.4\t0.25\n"
+    table = read_expression_table(write(tmp_path / "t.tsv", text))
+    assert list(table.index) == ["X.1", "ENSG2"]
+    genes = pd.DataFrame(
+        {"chrom": ["chr1", "chr1"], "start": [1000, 5000], "end": [2000, 6000],
+         "strand": ["+", "-"], "gene_id": ["X.1.2", "ENSG2.9"], "gene_name": ["", ""],
+         "gene_type": ["", ""]}
+    )  # fmt: skip
+    loci = tss_windows(genes)
+    kept, summary = match_genes(loci, table)
+    assert list(kept["gene_id"]) == ["X.1", "ENSG2"] and summary["kept"] == 2
+    label, value = expression_labels(table, kept, "E003")
+    np.testing.assert_array_equal(value, np.float32([3.5, 0.25]))
+    np.testing.assert_array_equal(label, [1, 0])
+
+
+def test_locus_gene_ids__table_and_frame_agree():
+    from pitfall import loci as loci_mod
+
+    frame = loci_for("X.1.2", "ENSG5.3")  # gene_id: the ids before their first dot
+    table = loci_mod.LocusTable.from_frame(frame)
+    assert list(locus_gene_ids(frame)) == list(locus_gene_ids(table)) == ["X", "ENSG5"]
+    # without gene_id, the name loses one version suffix
+    no_id = frame.drop(columns="gene_id")
+    want = ["X.1", "ENSG5"]
+    assert (
+        list(locus_gene_ids(no_id))
+        == list(locus_gene_ids(loci_mod.LocusTable.from_frame(no_id)))
+        == want
+    )
 
 
 # --------------------------------------------------------------------------------------

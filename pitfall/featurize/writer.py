@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pitfall import loci as loci_mod
 from pitfall import repository, transaction
@@ -36,7 +35,7 @@ from pitfall.featurize.tasks import (
 from pitfall.location import Location
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
-from pitfall.sources import annotation, labels
+from pitfall.sources import labels
 
 log = logging.getLogger(__name__)
 
@@ -474,10 +473,7 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
     table = read_input(m.target_kind, m.table) if labels.label_kind(m).table else None
     values_of: dict[str, np.ndarray] = {}
     if table is not None:
-        t = loci.block(0, len(loci))
-        ids = annotation.strip_version(
-            pd.Series((t.extra or {}).get("gene_id", t.names()).astype(object))
-        ).to_numpy()
+        ids = labels.locus_gene_ids(loci.block(0, len(loci))).to_numpy()
         # The table's row of each locus (-1: not in the table), once for every cell type.
         rows = table.index.get_indexer(ids)
         for ct in cell_types:

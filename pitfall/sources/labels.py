@@ -180,9 +180,25 @@ def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def _loci_gene_ids(loci: pd.DataFrame) -> pd.Series:
+def locus_gene_ids(loci: pd.DataFrame | LocusTable) -> pd.Series:
+    """Each locus's gene, as the expression table names it (without version suffix).
+
+    The ``gene_id`` column as it is (:func:`~pitfall.sources.annotation.tss_windows` wrote it
+    without version), else the ``name`` with its version removed. Not both: removing a
+    version twice would turn ``X.1.2`` into ``X``, which the table (``X.1``) lacks.
+
+    Returns
+    -------
+    pandas.Series
+        Shape (n_loci,), object strings.
+    """
+    if isinstance(loci, LocusTable):
+        ids = (loci.extra or {}).get("gene_id")
+        if ids is not None:
+            return pd.Series(np.asarray(ids).astype(object))
+        return strip_version(pd.Series(loci.names().astype(object)))
     if "gene_id" in loci:
-        return strip_version(loci["gene_id"].astype(str))
+        return loci["gene_id"].astype(str).astype(object)
     if "name" in loci:
         return strip_version(loci["name"].astype(str))
     raise LabelError("the loci have neither a 'gene_id' nor a 'name' column (use tss_windows)")
@@ -209,7 +225,7 @@ def match_genes(loci: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, 
         ``dropped_from_table`` (table genes not among the loci: other chromosomes or not
         annotated).
     """
-    ids = _loci_gene_ids(loci)
+    ids = locus_gene_ids(loci)
     keep = ids.isin(table.index).to_numpy()
     in_loci = set(ids)
     in_table = set(table.index)
@@ -253,7 +269,7 @@ def expression_labels(
             f"{table.attrs.get('path', 'expression table')}: no column for cell type "
             f"{cell_type!r}; available: {_abbrev(table.columns, 8)}"
         )
-    ids = _loci_gene_ids(loci)
+    ids = locus_gene_ids(loci)
     value = table[cell_type].reindex(ids.to_numpy()).to_numpy(dtype=np.float32)
     label = np.where(np.isnan(value), np.float32(np.nan), value > threshold).astype(np.float32)
     return label, value
