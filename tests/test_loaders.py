@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -322,6 +324,19 @@ def test_tf_dataset__batches_equal_naive_selection(cube, split) -> None:
     endless = iter(loader.to_tf(epochs=None))
     got = [next(endless) for _ in range(2 * NB)]
     assert_batches_equal([(x, y) for x, y in got], want)
+
+
+def test_tf_dataset__lets_its_loader_go_once_dropped(cube, split) -> None:
+    # TensorFlow keeps each from_generator generator in a process-wide registry after its
+    # dataset is gone: what the generator holds strongly stays for the life of the process.
+    pytest.importorskip("tensorflow")
+    loader = _loader(cube, split, inputs="signal", seed=3)
+    ds = loader.to_tf(epochs=1)
+    assert sum(1 for _ in ds.as_numpy_iterator()) == NB
+    gone = weakref.ref(loader)
+    del loader, ds
+    gc.collect()
+    assert gone() is None
 
 
 def test_keras_pydataset__batches_equal_naive_selection(cube, split) -> None:

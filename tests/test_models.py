@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -304,6 +306,18 @@ def test_neural_model__sequence_model_predicts_every_cell_type(cube, cross_ct) -
     assert pred.shape == (3, 70)
     # Sequence-only inputs do not depend on the cell type: neither do the predictions.
     np.testing.assert_array_equal(pred.values[0], pred.values[2])
+
+
+def test_neural_model__freed_once_dropped(cube, xchrom) -> None:
+    # A sweep worker trains model after model: each must go with its loaders and chunk cache
+    # (TensorFlow's registry of from_generator generators held them all, pitfall.loaders.to_tf).
+    spec = ModelSpec("dense", units=(2,))
+    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2, valid_size=64)
+    model.fit(xchrom.train(cube), xchrom.valid(cube)).predict(xchrom.test(cube))
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_gbm__learns_and_counts_actual_leaves(cube, xchrom) -> None:

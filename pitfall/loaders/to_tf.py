@@ -51,12 +51,25 @@ def tf_dataset(
         (``sequence``, ``signal``, ``random``: the names of the models' Keras inputs), ``y``
         float32 ``(b,)``. Iterating it again starts again from ``start``.
     """
+    import weakref
+
     import tensorflow as tf
 
+    # TensorFlow keeps every from_generator generator in a process-wide registry after its
+    # dataset is gone: holding the loader there kept it for the life of the process, with
+    # its chunk cache and the model whose target it calls (a sweep worker kept every model
+    # it trained). The generator holds it weakly; the dataset (and so its iterators) holds
+    # it.
+    ref = weakref.ref(loader)
+
     def batches() -> Any:
-        yield from loader.stream(epochs, start)
+        live = ref()
+        if live is None:  # pragma: no cover - the dataset that holds it is being iterated
+            raise RuntimeError("the Loader of this tf.data.Dataset was garbage-collected")
+        yield from live.stream(epochs, start)
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=output_signature(loader))
     if prefetch is not None:
         ds = ds.prefetch(tf.data.AUTOTUNE if prefetch == -1 else prefetch)
+    ds._pitfall_loader = loader
     return ds
