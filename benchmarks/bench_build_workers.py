@@ -1,6 +1,6 @@
 """Parallel speed-up of ``pitfall build``: 1, 2 and more workers, and where the time goes.
 
-Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--warm-builds 5] [--bins 1000000]``
+Run: ``python benchmarks/bench_build_workers.py [--repeats 3] [--warm-builds 5] [--bins 1000000] [--pairs 12]``
 
 Two builds, each timed (median of ``--repeats``) in this process with a fresh local cluster
 per run (the one ``pitfall build --workers N`` starts, :func:`pitfall.cluster.dask_client`),
@@ -21,7 +21,15 @@ before; on the demo preset with 2 workers the first took 0.85-0.94 s, the later 
 For the 2-worker run of each, the Dask task stream is summed per task function (seconds of
 worker time), and a Dask performance report is written next to the inputs.
 
-Speed-up = time(1 worker) / time(n workers). Guarded by ``if __name__ == "__main__"``.
+Speed-up = time(1 worker) / time(n workers). The anchor is this machine's own ceiling: on
+the same warm workers, n tasks of the same pure-Python CPU work (one per worker) against one
+(:func:`_parallel_work`; speed-up = n x time(1 task) / time(n tasks), alternating pairs).
+A build stays below it: two busy cores of a VM run slower than one (shared turbo, caches
+and host), and the driver (planning, Dask's scheduler, commits) shares the same cores.
+Last, ``--pairs`` builds of the last demo preset alternate between a live 1-worker and a live
+2-worker cluster (:func:`_paired`): each pair's ratio compares builds seconds apart, where
+the tables compare clusters timed minutes apart on a machine whose speed drifts.
+Guarded by ``if __name__ == "__main__"``.
 """
 
 from __future__ import annotations
@@ -69,7 +77,10 @@ def _timed_build(
         featurize.build(manifest, store, workers=0, progress=False)
         seconds = time.perf_counter() - t0
         warm = again(workers=0)
-        return {"seconds": seconds, "build_only": seconds, "warm": warm, "by_task": {}, "cpu": cpu}
+        return {
+            "seconds": seconds, "build_only": seconds, "warm": warm, "by_task": {}, "cpu": cpu,
+            "ceiling": None,
+        }  # fmt: skip
     with dask_client(workers=workers, preload=featurize.WORKER_MODULES) as client:
         started = time.perf_counter()
         # the HTML report needs bokeh; the task-stream summary below does not
@@ -87,10 +98,34 @@ def _timed_build(
         # The same build again on these workers: what a long-lived cluster (dask-jobqueue,
         # a notebook's client) costs once its workers have imported pitfall.
         warm = again(client=client)
+        ceiling = _parallel_work(client, workers) if workers > 1 else None
     return {
         "seconds": seconds, "build_only": build_only, "warm": warm, "by_task": dict(by_task),
-        "cpu": cpu,
+        "cpu": cpu, "ceiling": ceiling,
     }  # fmt: skip
+
+
+def _busy_loop(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return x
+
+
+def _parallel_work(client: Any, workers: int, pairs: int = 9, n: int = 3_000_000) -> float:
+    """This machine's speed-up ceiling for ``workers`` workers: ``workers`` x the wall time of
+    one CPU-bound task (about 0.2 s here) over that of ``workers`` copies submitted at once,
+    the median of ``pairs`` alternating pairs on the same workers."""
+    client.gather(client.map(_busy_loop, [10] * workers, pure=False))  # shipped to every worker
+    ratios = []
+    for _ in range(pairs):
+        t = time.perf_counter()
+        client.gather(client.map(_busy_loop, [n], pure=False))
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        client.gather(client.map(_busy_loop, [n] * workers, pure=False))
+        ratios.append(workers * one / (time.perf_counter() - t))
+    return statistics.median(ratios)
 
 
 def _cpu_seconds() -> dict[str, float]:
@@ -129,6 +164,7 @@ def _series(
 ) -> None:
     columns = ("seconds", "build_only", "warm")
     times: dict[str, dict[int, list[float]]] = {c: defaultdict(list) for c in columns}
+    ceiling: dict[int, list[float]] = defaultdict(list)
     cpu_of: dict[int, dict[str, float]] = {}
     profile = None
     for r in range(repeats):
@@ -138,6 +174,8 @@ def _series(
             for c in columns:
                 times[c][w].append(out[c])
             cpu_of[w] = out["cpu"]  # the last repeat's
+            if out["ceiling"] is not None:
+                ceiling[w].append(out["ceiling"])
             if prof is not None:
                 profile = out
     med = {c: {w: statistics.median(t) for w, t in times[c].items()} for c in columns}
@@ -156,6 +194,13 @@ def _series(
             ratio = f"x{base / med[c][w]:.2f}" if base else ""
             cells.append(f"{med[c][w]:17.2f} s {ratio:>6}")
         print(f"  {label:<22}" + "".join(f" {x:>26}" for x in cells))
+    if ceiling and 1 in med["warm"]:
+        print("  the machine's ceiling: n copies of one pure-Python CPU task on n warm workers "
+              "against one (speed-up = n x t(1) / t(n)), and the warm build's share of it:")  # fmt: skip
+        for w in sorted(ceiling):
+            top = statistics.median(ceiling[w])
+            build = med["warm"][1] / med["warm"][w]
+            print(f"    {w} workers: x{top:.2f}; warm build x{build:.2f} = {build / top:.0%} of it")
     # A build takes at least its CPU seconds over the cores (the driver's too: planning,
     # Dask's scheduler and the commits run on the same cores) and at least its workers' CPU
     # seconds over the workers (one thread each).
@@ -184,14 +229,60 @@ def _series(
             print(f"  Dask performance report: {work / f'{name}-report.html'}")
 
 
+def _paired(manifest: Path, work: Path, workers: int, pairs: int) -> None:
+    """1 against ``workers`` warm workers, builds alternating between two live clusters.
+
+    The machine's speed drifts by 10-30% over minutes (a shared VM): clusters timed one after
+    the other (the table above) compare different minutes. Here each pair's ratio compares
+    builds seconds apart, and the ceiling is measured on the same clusters in between.
+    """
+    from pitfall import featurize
+    from pitfall.cluster import dask_client
+
+    ratios, tops, times = [], [], {1: [], workers: []}
+    with (
+        dask_client(workers=1, preload=featurize.WORKER_MODULES) as one,
+        dask_client(workers=workers, preload=featurize.WORKER_MODULES) as many,
+    ):
+        for client in (one, many):  # each worker runs each task once before timing
+            for k in range(2):
+                featurize.build(manifest, work / f"paired-warm-{id(client)}-{k}", client=client,
+                                progress=False)  # fmt: skip
+        for k in range(pairs):
+            t = {}
+            for n, client in (
+                ((1, one), (workers, many)) if k % 2 == 0 else ((workers, many), (1, one))
+            ):
+                t0 = time.perf_counter()
+                featurize.build(manifest, work / f"paired-{n}-{k}", client=client, progress=False)
+                t[n] = time.perf_counter() - t0
+                times[n].append(t[n])
+            ratios.append(t[1] / t[workers])
+            tops.append(_parallel_work(many, workers, pairs=1))
+    q = statistics.quantiles(ratios, n=4)
+    top = statistics.median(tops)
+    build = statistics.median(ratios)
+    print(f"  paired, {pairs} builds each alternating on a live 1-worker and {workers}-worker "
+          f"cluster: {statistics.median(times[1]):.2f} s against "
+          f"{statistics.median(times[workers]):.2f} s; speed-up per pair median x{build:.2f} "
+          f"(quartiles x{q[0]:.2f}-x{q[2]:.2f}); ceiling x{top:.2f}, the build {build / top:.0%} of it")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warm-builds", type=int, default=5,
                     help="builds timed again on each run's warm workers (their median)")  # fmt: skip
     ap.add_argument("--bins", type=float, default=1e6)
-    ap.add_argument("--demo-cell-types", type=int, nargs="*", default=[4, 18],
-                    help="cell types of the demo preset to build (the preset has 18)")  # fmt: skip
+    ap.add_argument(
+        "--demo-cell-types",
+        type=int,
+        nargs="*",
+        default=[4, 18],
+        help="cell types of the demo preset to build (the preset has 18)",
+    )
+    ap.add_argument("--pairs", type=int, default=12,
+                    help="alternating 1- and 2-worker builds of the last demo preset")  # fmt: skip
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import bench_build_scale
@@ -204,6 +295,8 @@ def main() -> None:
         comp = synth.synthesize(work / f"demo{n}", "demo", n_cell_types=n, workers=2)
         _series(f"demo preset, {n} cell types", comp.manifest, work, [0, 1, 2, 4], args.repeats,
                 args.warm_builds)  # fmt: skip
+    if args.demo_cell_types and args.pairs:
+        _paired(comp.manifest, work, 2, args.pairs)
     manifest = bench_build_scale.write_inputs(work / "bins", int(args.bins))
     _series(f"{args.bins / 1e6:g} M bins x 4 cell types x 3 marks", manifest, work, [1, 2, 4],
             args.repeats, args.warm_builds)  # fmt: skip
