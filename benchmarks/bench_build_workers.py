@@ -274,13 +274,8 @@ def main() -> None:
     ap.add_argument("--warm-builds", type=int, default=5,
                     help="builds timed again on each run's warm workers (their median)")  # fmt: skip
     ap.add_argument("--bins", type=float, default=1e6)
-    ap.add_argument(
-        "--demo-cell-types",
-        type=int,
-        nargs="*",
-        default=[4, 18],
-        help="cell types of the demo preset to build (the preset has 18)",
-    )
+    ap.add_argument("--demo-cell-types", type=int, nargs="*", default=[4, 18],
+                    help="cell types of the demo preset to build (the preset has 18)")  # fmt: skip
     ap.add_argument("--pairs", type=int, default=12,
                     help="alternating 1- and 2-worker builds of the last demo preset")  # fmt: skip
     args = ap.parse_args()

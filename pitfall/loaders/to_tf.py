@@ -64,7 +64,7 @@ def tf_dataset(
 
     def batches() -> Any:
         live = ref()
-        if live is None:  # pragma: no cover - the dataset that holds it is being iterated
+        if live is None:  # pragma: no cover - unreachable: the dataset being read holds it
             raise RuntimeError("the Loader of this tf.data.Dataset was garbage-collected")
         yield from live.stream(epochs, start)
 
