@@ -15,8 +15,8 @@ This module holds the verbs on whole slabs (small cubes, tests, the synthetic co
 :func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
 :mod:`pitfall.transaction` directly, block by block, from workers.
 
-Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
-:mod:`pitfall.schema`, :mod:`pitfall.transaction`.
+Floor 1: imports :mod:`pitfall.atomic`, :mod:`pitfall.loci`, :mod:`pitfall.location`,
+:mod:`pitfall.repository`, :mod:`pitfall.schema`, :mod:`pitfall.transaction`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import zarr
 
 from pitfall import loci as loci_mod
 from pitfall import repository
+from pitfall.atomic import atomic_path
 from pitfall.location import Location, parse_location
 from pitfall.loci import STR, LocusTable, chrom_order
 from pitfall.repository import open_repository
@@ -526,7 +527,7 @@ def open_cube(
     repo = open_repository(location, **storage_options)
     if snapshot is not None or tag is not None:
         branch = None
-    session = repo.readonly_session(branch, tag=tag, snapshot_id=snapshot)
+    session = _session(repo, location, branch, tag, snapshot)
     if "label" not in _root_group(session):
         raise FileNotFoundError(
             f"{parse_location(location)} holds an empty repository (a build that never "
@@ -547,6 +548,35 @@ def open_cube(
     # Loaders read chunks straight from it (pitfall.loaders.ChunkReader), past Dask.
     ds.encoding["store"] = session.store
     return ds
+
+
+#: How Icechunk says that a version asked for does not exist (or cannot be one).
+_NO_VERSION = ("invalid snapshot id", "snapshot not found", "ref not found", "branch not found")
+
+
+def _session(
+    repo: icechunk.Repository,
+    location: str | os.PathLike[str] | Location,
+    branch: str | None,
+    tag: str | None,
+    snapshot: str | None,
+) -> Any:
+    """The read-only session of one version; a version the cube lacks is a bad argument."""
+    try:
+        return repo.readonly_session(branch, tag=tag, snapshot_id=snapshot)
+    except icechunk.IcechunkError as err:
+        if not any(phrase in str(err) for phrase in _NO_VERSION):
+            raise
+        if snapshot is not None:
+            what = f"snapshot {snapshot!r} (CLI: --snapshot)"
+        elif tag is not None:
+            what = f"tag {tag!r}"
+        else:
+            what = f"branch {branch!r}"
+        loc = parse_location(location)
+        raise CubeError(
+            f"{loc} has no {what}; `pitfall cube log {loc}` lists its snapshots"
+        ) from err
 
 
 def _root_group(session: Any) -> Any:
@@ -630,7 +660,23 @@ def export_cube(
 
     For tools that do not speak Icechunk. ``out`` is a new local folder or an object-store
     URL; the copy streams chunk by chunk (Dask), so it never holds a variable in memory.
+
+    The store is complete under ``out`` or not there: a local export is written to a
+    temporary folder beside ``out`` and renamed when complete
+    (:func:`pitfall.atomic.atomic_path`); an object-store export removes what it wrote when
+    it fails, and writes the consolidated metadata (what ``xr.open_zarr`` reads first) last.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` is a file, a folder that is not empty, or a prefix holding objects.
+    CubeError
+        The cube has no such ``snapshot``.
     """
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    target = parse_location(out)
+    _check_export_target(target, storage_options)
     ds = open_cube(location, snapshot=snapshot, **storage_options)
     ds.attrs.pop("snapshot")
     ds.attrs["exported_from"] = {
@@ -640,15 +686,40 @@ def export_cube(
     for var in ds.variables.values():
         chunks = var.encoding.get("chunks")
         var.encoding = {"chunks": chunks} if chunks else {}
-    target = parse_location(out)
     if target.is_local:
+        with atomic_path(target.path, folder=True) as tmp:
+            _write_plain(ds, str(tmp), zarr_format)
+        return target.path
+    from pitfall.location import object_store
+
+    try:
+        with repository.native_errors(target):
+            store = zarr.storage.ObjectStore(object_store(target, **storage_options))
+            _write_plain(ds, store, zarr_format)
+    except BaseException:
+        # The prefix was empty before (checked above): what is there now is this export's.
+        repository.remove_objects(target, **storage_options)
+        raise
+    return target.url
+
+
+def _check_export_target(target: Location, storage_options: Mapping[str, Any]) -> None:
+    """Refuse an export target that holds anything (pitfall never writes over it)."""
+    if target.is_local:
+        if target.path.exists() and not target.path.is_dir():
+            raise FileExistsError(f"{target} is a file; name a new folder for the export")
         if repository.has_foreign_files(target):
             raise FileExistsError(f"{target} exists and is not empty; choose a new folder")
-        store: Any = str(target.path)
-    else:
-        from pitfall.location import object_store
+        return
+    if repository.has_foreign_files(target, **storage_options):
+        raise FileExistsError(
+            f"{target} is not empty (it holds objects already); choose a new prefix: an "
+            "export never writes over objects"
+        )
 
-        store = zarr.storage.ObjectStore(object_store(target))
+
+def _write_plain(ds: xr.Dataset, store: Any, zarr_format: int) -> None:
+    """Write ``ds`` as plain Zarr; the consolidated metadata last, once every chunk is in."""
     with repository.quiet_zarr():
-        ds.to_zarr(store, mode="w-", zarr_format=zarr_format, consolidated=True)
-    return target.path if target.is_local else target.url
+        ds.to_zarr(store, mode="w-", zarr_format=zarr_format, consolidated=False)
+        zarr.consolidate_metadata(store, zarr_format=2 if zarr_format == 2 else 3)

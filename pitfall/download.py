@@ -43,7 +43,9 @@ from typing import Any
 import requests
 
 from pitfall import checksum
+from pitfall.atomic import atomic_write_text
 from pitfall.cube import human_bytes
+from pitfall.logs import progress_bars
 
 __all__ = [
     "CHUNK",
@@ -175,10 +177,8 @@ class Checksums:
             self.rows.pop(path, None)
         else:
             self.rows[path] = rec
-        tmp = self.path.with_name(self.path.name + ".tmp")
         lines = [f"{p}\t{r.bytes}\t{r.sha256}\t{r.url}\n" for p, r in sorted(self.rows.items())]
-        tmp.write_text(self.HEADER + "".join(lines))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, self.HEADER + "".join(lines))
 
 
 def verify(path: Path, rec: Record, deep: bool = True) -> str | None:
@@ -280,7 +280,7 @@ class ResumableDownloader:
             desc=self.label or url.rsplit("/", 1)[-1],
             leave=False,
             position=1,
-            disable=not self.progress,
+            disable=not progress_bars(self.progress),
         )
         try:
             with open(self.part, mode) as fh:
@@ -523,7 +523,9 @@ def fetch_items(
     dest = Path(dest).expanduser().resolve()
     report = report if report is not None else DownloadReport(dest)
     fetcher = Fetcher(dest, report, deep_verify, retries, progress, timeout, out)
-    with tqdm(total=len(items), unit="file", desc="fetch", disable=not progress) as bar:
+    with tqdm(
+        total=len(items), unit="file", desc="fetch", disable=not progress_bars(progress)
+    ) as bar:
         fetcher.fetch(items, bar)
     return report
 

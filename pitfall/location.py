@@ -23,6 +23,7 @@ Floor 1: imports nothing of the project.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -35,7 +36,15 @@ import icechunk
 if TYPE_CHECKING:
     from obstore.store import S3Config
 
-__all__ = ["Location", "LocationError", "parse_location", "storage"]
+__all__ = [
+    "Location",
+    "LocationError",
+    "StorageError",
+    "check_credentials",
+    "parse_location",
+    "storage",
+    "storage_error",
+]
 
 OBJECT_SCHEMES = ("s3", "gs", "az")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
@@ -280,3 +289,217 @@ def commit_lock(location: str | os.PathLike[str] | Location) -> Iterator[None]:
     lock = filelock.FileLock(str(loc.path / "pitfall.lock"))
     with lock:
         yield
+
+
+# --------------------------------------------------------------------------------------------
+# Storage errors: what failed, where, and what to do
+
+
+class StorageError(OSError):
+    """The storage of a location failed for a reason of the environment (a missing bucket,
+    no or refused credentials, an unreachable server); the message names the location and
+    the cause."""
+
+
+#: Errnos of a network that did not carry a request (vs. a disk that refused a write).
+_NETWORK_ERRNOS = {
+    errno.ENETUNREACH, errno.ECONNABORTED, errno.ECONNRESET, errno.ETIMEDOUT,
+    errno.ECONNREFUSED, errno.EHOSTDOWN, errno.EHOSTUNREACH,
+}  # fmt: skip
+_SERVICE_CODE = re.compile(r'code: "(\w+)"|<Code>(\w+)</Code>')
+_OS_ERRNO = re.compile(r"\(os error (\d+)\)")
+_UNREACHABLE = (
+    "tcp connect error", "dns error", "connection refused", "connection reset", "timed out",
+    "error sending request", "dispatch failure", "failed to lookup address",
+)  # fmt: skip
+_NO_CREDENTIALS = ("token request", "credential", "no valid credentials", "missing credentials")
+_REFUSED_CREDENTIALS = {
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "AuthenticationFailed", "Unauthorized",
+}  # fmt: skip
+_DENIED = {"AccessDenied", "Forbidden", "AuthorizationFailure", "AllAccessDisabled"}
+_MISSING_BUCKET = {"NoSuchBucket", "ContainerNotFound", "BucketNotFound"}
+
+_CREDENTIALS_HINT = {
+    "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the "
+    "environment, or read a public bucket with --anonymous",
+    "gs": "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or read a "
+    "public bucket with --anonymous",
+    "az": "set AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN) beside "
+    "AZURE_STORAGE_ACCOUNT_NAME, or read a public container with --anonymous",
+    "http": "check that the server asks for no credentials",
+}
+
+
+def innermost_cause(err: BaseException) -> str:
+    """The deepest cause a storage library's error states, in one line.
+
+    Icechunk's errors list their chain of causes, the root last (``... `-> Connection
+    refused (os error 111)``); obstore's start with a summary line ending in its cause.
+    Either way what happened, not where in the library.
+    """
+    text = str(err).strip()
+    causes = [
+        line.split("->", 1)[1].strip()
+        for line in text.splitlines()
+        if line.lstrip(" |`").startswith("->")
+    ]
+    line = causes[-1] if causes else (text.splitlines() or [type(err).__name__])[0]
+    # obstore's summary ends with its cause after the request and its retries:
+    # "Error performing GET <url> in 5.4s, after 10 retries, ...  - HTTP error: <cause>".
+    line = line.rsplit(" - ", 1)[-1]
+    return line.lstrip(" x").strip()[:300]
+
+
+def _server(loc: Location | str) -> str:
+    if isinstance(loc, Location) and loc.scheme == "s3":
+        endpoint = s3_endpoint()
+        return f" {endpoint}" if endpoint else ""
+    text = loc.url if isinstance(loc, Location) else str(loc)
+    match = re.match(r"^(https?://[^/]+)", text)
+    return f" {match.group(1)}" if match else ""
+
+
+def _scheme(loc: Location | str) -> str:
+    if isinstance(loc, Location):
+        return loc.scheme
+    match = _URL.match(str(loc))
+    scheme = match.group(1).lower() if match else "file"
+    return "http" if scheme in ("http", "https") else scheme
+
+
+def _bucket_of(url: str) -> str:
+    match = _URL.match(url)
+    return match.group(2).partition("/")[0] if match else ""
+
+
+def _endpoint_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return "; check that it runs and is reachable, and the endpoint (AWS_ENDPOINT_URL or --endpoint-url)"
+    return "; check that it runs and is reachable, and the network"
+
+
+def _by_service_code(codes: set[str], where: Location | str, scheme: str) -> OSError | None:
+    """What the server's error code says: a missing bucket, refused credentials, no access."""
+    bucket = where.bucket if isinstance(where, Location) else _bucket_of(str(where))
+    if codes & _MISSING_BUCKET:
+        code = sorted(codes & _MISSING_BUCKET)[0]
+        what = "container" if scheme == "az" else "bucket"
+        endpoint = (
+            " and the endpoint (AWS_ENDPOINT_URL or --endpoint-url)" if scheme == "s3" else ""
+        )
+        return StorageError(
+            f"{where}: the {what} {bucket!r} does not exist ({code}); check its name{endpoint}"
+        )
+    if codes & _REFUSED_CREDENTIALS:
+        code = sorted(codes & _REFUSED_CREDENTIALS)[0]
+        hint = _CREDENTIALS_HINT.get(scheme, "check the credentials in the environment")
+        return StorageError(f"{where}: the server refused the credentials ({code}); {hint}")
+    if codes & _DENIED:
+        return StorageError(
+            f"{where}: access denied ({sorted(codes & _DENIED)[0]}); the credentials in the "
+            "environment may not use this location: check them and the bucket's permissions"
+        )
+    return None
+
+
+def storage_error(err: BaseException, where: Location | str) -> OSError | None:
+    """An ``OSError`` naming ``where`` and the cause of a storage library's error, or None.
+
+    Parameters
+    ----------
+    err
+        An error of Icechunk, obstore or the HTTP stack.
+    where
+        The location (a cube, an export, an input URL) the operation was about.
+
+    Returns
+    -------
+    OSError or None
+        A disk's own error (full, read-only, permissions) as an ``OSError`` with its errno
+        and ``filename=where``; a missing bucket, absent or refused credentials, denied
+        access or an unreachable server as a :class:`StorageError` saying so; None when
+        the error states none of these (a bug, or a cause to report as it is).
+    """
+    text, scheme = str(err), _scheme(where)
+    codes = {a or b for a, b in _SERVICE_CODE.findall(text)}
+    by_code = _by_service_code(codes, where, scheme)
+    if by_code is not None:
+        return by_code
+    match = _OS_ERRNO.search(text)
+    number = int(match.group(1)) if match else None
+    network = number in _NETWORK_ERRNOS
+    if number is not None and not network and scheme == "file":
+        return OSError(number, os.strerror(number), str(where))
+    if network or any(phrase in text.lower() for phrase in _UNREACHABLE):
+        return StorageError(
+            f"{where}: cannot reach the server{_server(where)} ({innermost_cause(err)})"
+            + _endpoint_hint(scheme)
+        )
+    if scheme in _CREDENTIALS_HINT and any(p in text.lower() for p in _NO_CREDENTIALS):
+        return StorageError(
+            f"{where}: no credentials for {scheme}:// ({innermost_cause(err)}); "
+            + _CREDENTIALS_HINT[scheme]
+        )
+    if number is not None and not network:
+        return OSError(number, os.strerror(number), str(where))
+    return None
+
+
+#: Where the Google libraries look for credentials besides the metadata server.
+_GOOGLE_CREDENTIAL_VARS = (
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+)  # fmt: skip
+_METADATA_SERVER = ("169.254.169.254", 80)
+
+
+def _metadata_server_answers(timeout: float = 0.5) -> bool:
+    """Whether Google's metadata server (a cloud instance's credentials) answers here.
+
+    As Google's own clients ask: its answer carries ``Metadata-Flavor: Google`` (a proxy
+    that accepts every connection does not).
+    """
+    import http.client
+
+    conn = http.client.HTTPConnection(*_METADATA_SERVER, timeout=timeout)
+    try:
+        conn.request("GET", "/computeMetadata/v1/", headers={"Metadata-Flavor": "Google"})
+        response = conn.getresponse()
+        return response.getheader("Metadata-Flavor") == "Google"
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def check_credentials(
+    location: str | os.PathLike[str] | Location, *, anonymous: bool | None = None
+) -> None:
+    """Refuse a ``gs://`` location without any credentials, at once.
+
+    Without credentials in the environment Google's client asks the metadata server of a
+    cloud instance for a token, and retries for seconds before failing; off a cloud
+    instance nothing answers, so the missing credentials are said before any request.
+
+    Raises
+    ------
+    StorageError
+        Naming the location and the variable to set.
+    """
+    loc = parse_location(location)
+    if anonymous is None:
+        anonymous = _env_flag("PITFALL_ANONYMOUS")
+    if loc.scheme != "gs" or anonymous:
+        return
+    if any(os.environ.get(name) for name in _GOOGLE_CREDENTIAL_VARS):
+        return
+    adc = (
+        Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+        / "application_default_credentials.json"
+    )
+    if adc.is_file() or _metadata_server_answers():
+        return
+    raise StorageError(
+        f"{loc}: no credentials for gs:// in the environment; {_CREDENTIALS_HINT['gs']}"
+    )

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["native_stderr_silenced", "quiet_third_party"]
+__all__ = ["native_stderr_silenced", "progress_bars", "quiet_third_party"]
 
 _PYTHON_LOGGERS = ("distributed", "tensorflow", "absl", "numba", "h5py", "matplotlib", "fsspec")
 
@@ -35,6 +35,22 @@ def quiet_third_party(debug: bool = False) -> None:
         icechunk.set_logs_filter("icechunk=error")
     except ImportError:  # pragma: no cover - icechunk is a dependency
         pass
+
+
+def progress_bars(progress: bool) -> bool:
+    """Whether to draw the progress bars a caller asked for: only where someone watches.
+
+    A terminal or a Jupyter kernel shows a bar; a log file or a pipe would get one line
+    per update of it.
+    """
+    if not progress:
+        return False
+    try:
+        if sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
+    return "ipykernel" in sys.modules
 
 
 @contextlib.contextmanager

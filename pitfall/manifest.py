@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitfall.atomic import atomic_write_text
 from pitfall.config import ConfigError, Key, Table, check
 from pitfall.location import is_url
 
@@ -334,8 +335,6 @@ def dumps_manifest(data: dict[str, Any]) -> str:
 
 def dump_manifest(data: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a manifest (see :func:`dumps_manifest`) and check that it loads; return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_manifest(data))
+    path = atomic_write_text(path, dumps_manifest(data))
     load_manifest(path)
     return path

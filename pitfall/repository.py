@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -23,13 +24,23 @@ import icechunk
 import numpy as np
 import zarr
 
-from pitfall.location import Location, parse_location, storage
+from pitfall.location import (
+    Location,
+    StorageError,
+    check_credentials,
+    innermost_cause,
+    parse_location,
+    storage,
+    storage_error,
+)
 
 # Icechunk's local storage warns on every open that concurrent commits are unsafe; local
 # commits are serialised by pitfall.location.commit_lock, so the warning is noise.
 icechunk.set_logs_filter("icechunk=error")
 
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+log = logging.getLogger(__name__)
 
 
 def os_error_of(err: BaseException) -> OSError | None:
@@ -45,28 +56,68 @@ def os_error_of(err: BaseException) -> OSError | None:
     return OSError(code, os.strerror(code))
 
 
+def _is_native(err: BaseException) -> bool:
+    """An error of Icechunk or obstore (or a Rust panic surfacing through pyo3)."""
+    names = {c.__name__ for c in type(err).__mro__}
+    return isinstance(err, icechunk.IcechunkError) or bool(names & {"PanicException", "BaseError"})
+
+
 @contextlib.contextmanager
 def native_errors(where: Any) -> Iterator[None]:
-    """Turn Icechunk's errors about the disk (and its panics) into ``OSError`` naming ``where``."""
+    """Classify storage errors where they happen: an ``OSError`` naming ``where`` and the cause.
+
+    Icechunk's and obstore's errors (and Icechunk's panics) about a disk become an
+    ``OSError`` with the disk's errno; a missing bucket, absent or refused credentials and
+    an unreachable server a :class:`~pitfall.location.StorageError` saying so
+    (:func:`pitfall.location.storage_error`). Anything else goes through unchanged.
+    """
     try:
         yield
     except BaseException as err:
-        native = isinstance(err, icechunk.IcechunkError) or type(err).__name__ == "PanicException"
-        if not native:
+        if not _is_native(err):
             raise
-        os_err = os_error_of(err)
-        if os_err is None:
+        classified = storage_error(err, where)
+        if classified is None:
             raise
-        os_err.filename = str(where)
-        raise os_err from err
+        raise classified from err
 
 
-def has_foreign_files(loc: Location) -> bool:
+def has_foreign_files(loc: Location, **options: Any) -> bool:
+    """Whether a folder or an object-store prefix holds anything."""
     if loc.is_local:
         return loc.path.exists() and any(loc.path.iterdir())
     from pitfall.location import list_objects
 
-    return next(iter(list_objects(loc)), None) is not None
+    with native_errors(loc):
+        return next(iter(list_objects(loc, **options)), None) is not None
+
+
+def remove_objects(loc: Location, **options: Any) -> bool:
+    """Delete every object under an object-store prefix (or a local folder); True if done.
+
+    For clean-up after a failure: it never raises (the failure is the error to report, and
+    a storage that just failed may fail again here); what it could not remove it logs.
+    """
+    try:
+        if loc.is_local:
+            import shutil
+
+            shutil.rmtree(loc.path)
+            return True
+        import obstore
+
+        from pitfall.location import object_store
+
+        store = object_store(loc, **options)
+        for batch in obstore.list(store):
+            obstore.delete(store, [meta["path"] for meta in batch])
+        return True
+    except FileNotFoundError:
+        return True
+    except Exception as err:
+        # Said only with -v: the failure that led here is the error the user sees.
+        log.info("could not remove what was written at %s: %s", loc, innermost_cause(err))
+        return False
 
 
 def open_repository(
@@ -83,18 +134,19 @@ def open_repository(
     if loc.is_local and not loc.path.is_dir():
         raise FileNotFoundError(_no_cube(loc))
     st = storage(loc, **storage_options)
+    check_credentials(loc, anonymous=storage_options.get("anonymous"))
     try:
         with native_errors(loc):
             exists = icechunk.Repository.exists(st)
+            if exists:
+                return icechunk.Repository.open(st)
     except icechunk.IcechunkError as err:
-        raise OSError(
-            f"{loc}: cannot read the store ({_first_line(err)}); check the location, the "
+        raise StorageError(
+            f"{loc}: cannot read the store ({innermost_cause(err)}); check the location, the "
             "endpoint (AWS_ENDPOINT_URL or --endpoint-url) and the credentials in the "
             "environment (or --anonymous for a public bucket)"
         ) from err
-    if not exists:
-        raise FileNotFoundError(_no_cube(loc))
-    return icechunk.Repository.open(st)
+    raise FileNotFoundError(_no_cube(loc))
 
 
 def _no_cube(loc: Location) -> str:
@@ -123,6 +175,7 @@ def create_repository(
     """
     loc = parse_location(location)
     st = storage(loc, **storage_options)
+    check_credentials(loc, anonymous=storage_options.get("anonymous"))
     # Two builds racing to one local folder: only the one holding this lock checks and
     # creates, so exactly one is the creator (the only one that may remove it on failure).
     # Object stores settle the race themselves (Icechunk creates with a conditional write).
@@ -180,7 +233,8 @@ def remove_new_repository(
     Only for a location that held nothing before the build (:func:`create_repository` made
     sure), and only while every commit in it is this writer's (``writer``, recorded in each
     commit's metadata): a second build that reused the new repository and committed first
-    keeps its cube.
+    keeps its cube. Never raises (:func:`remove_objects`): the build's own error is the one
+    to report.
     """
     loc = parse_location(location)
     try:
@@ -190,19 +244,7 @@ def remove_new_repository(
         history = []
     if any((info.metadata or {}).get("writer") != writer for info in history):
         return False
-    if loc.is_local:
-        import shutil
-
-        shutil.rmtree(loc.path, ignore_errors=True)
-        return True
-    import obstore
-
-    from pitfall.location import object_store
-
-    store = object_store(loc, **options)
-    for batch in obstore.list(store):
-        obstore.delete(store, [meta["path"] for meta in batch])
-    return True
+    return remove_objects(loc, **options)
 
 
 def root_attrs(repo: icechunk.Repository, branch: str = "main") -> dict[str, Any]:

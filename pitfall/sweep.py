@@ -47,7 +47,9 @@ from typing import Any
 import pandas as pd
 
 from pitfall import baselines, config, cube, splits, tasks
+from pitfall.atomic import atomic_path
 from pitfall.location import is_url
+from pitfall.logs import progress_bars
 from pitfall.models.spec import ModelSpec
 
 RESULTS_FILE = "results.parquet"
@@ -391,11 +393,9 @@ def read_results(results_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def _write(results: pd.DataFrame, results_dir: Path) -> None:
-    # Write then rename: a sweep killed mid-write never leaves a truncated table.
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tmp = results_dir / f"{RESULTS_FILE}.{os.getpid()}.tmp"
-    results.to_parquet(tmp, index=False)
-    tmp.replace(results_dir / RESULTS_FILE)
+    # Written whole, then renamed: a sweep killed mid-write never leaves a truncated table.
+    with atomic_path(results_dir / RESULTS_FILE) as tmp:
+        results.to_parquet(tmp, index=False)
 
 
 def _add_row(results_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
@@ -486,7 +486,7 @@ def run_sweep(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc="sweep", unit="model", disable=not progress)
+    bar = tqdm(total=len(todo), desc="sweep", unit="model", disable=not progress_bars(progress))
     if len(experiments) - len(todo):
         bar.write(f"sweep: {len(experiments) - len(todo)} experiments already in {results_dir}")
 

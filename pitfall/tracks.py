@@ -26,14 +26,20 @@ so a caller can tell a window without any prediction from a prediction of 0. The
 taken run by run in float64 (no differences of prefix sums), so a window covered by one
 run of value ``v`` reads exactly ``v``.
 
-Floor 2: imports :mod:`pitfall.cube`, :mod:`pitfall.loci` and :mod:`pitfall.sources.annotation`.
+Files are written by :func:`pitfall.atomic.atomic_path`: under a temporary name, renamed
+when complete, so a failure (a full disk, an unwritable place) leaves an earlier track as
+it was and no partial file behind.
+
+Floor 2: imports :mod:`pitfall.atomic`, :mod:`pitfall.cube`, :mod:`pitfall.loci` and
+:mod:`pitfall.sources.annotation`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -42,12 +48,14 @@ import pandas as pd
 import pyBigWig
 import xarray as xr
 
+from pitfall.atomic import atomic_path
 from pitfall.cube import open_cube
 from pitfall.loci import chrom_order
 from pitfall.sources.annotation import read_chrom_sizes
 
 __all__ = [
     "OVERLAP_RULES",
+    "check_track_path",
     "read_runs",
     "read_track",
     "resolve_overlaps",
@@ -72,6 +80,27 @@ def track_format(path: str | os.PathLike) -> TrackFormat | None:
     if name.endswith(BEDGRAPH_SUFFIXES):
         return "bedgraph"
     return None
+
+
+def check_track_path(path: str | os.PathLike) -> TrackFormat:
+    """The format of a track to write at ``path``; refuses a path that cannot be one.
+
+    Raises
+    ------
+    ValueError
+        A name without a track suffix.
+    FileExistsError
+        ``path`` is a folder.
+    """
+    fmt = track_format(path)
+    if fmt is None:
+        raise ValueError(
+            f"{path}: cannot tell the track format; name it .bw / .bigwig (bigWig) or "
+            ".bedGraph / .bg (bedGraph)"
+        )
+    if Path(path).is_dir():
+        raise FileExistsError(f"{path} is a folder; name a file to write")
+    return fmt
 
 
 def _sizes(chrom_sizes: ChromSizes) -> dict[str, int] | None:
@@ -245,12 +274,7 @@ def write_track(
         chromosome's size, or no finite score.
     """
     path = Path(path)
-    fmt = track_format(path)
-    if fmt is None:
-        raise ValueError(
-            f"{path}: cannot tell the track format; name it .bw / .bigwig (bigWig) or "
-            ".bedGraph / .bg (bedGraph)"
-        )
+    fmt = check_track_path(path)
     if overlaps not in OVERLAP_RULES:
         raise ValueError(f"overlaps must be one of {OVERLAP_RULES}, got {overlaps!r}")
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
@@ -299,14 +323,48 @@ def write_track(
             names=None if names is None else names[m], chrom=c,
         )  # fmt: skip
         runs.append((c, s, e, v))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    if fmt == "bigwig":
-        _write_bigwig(tmp, [(c, sizes[c]) for c in order], runs)
-    else:
-        _write_bedgraph(tmp, runs, name or path.name.split(".")[0], path.name.endswith(".gz"))
-    os.replace(tmp, path)
+    # Written whole under a temporary name, then renamed: a failure leaves ``path`` as it was.
+    with atomic_path(path) as tmp:
+        if fmt == "bigwig":
+            _write_bigwig(tmp, [(c, sizes[c]) for c in order], runs)
+        else:
+            _write_bedgraph(tmp, runs, name or path.name.split(".")[0], path.name.endswith(".gz"))
     return path
+
+
+@contextlib.contextmanager
+def _native_scratch() -> Iterator[tuple[str, int | None]]:
+    """A path libBigWig can write to that never runs out of disk: a memory file on Linux.
+
+    libBigWig ignores failed writes (it prints that the output "is likely truncated" and
+    returns as if it succeeded) and crashes on some of them; in memory it meets no full
+    disk, and the copy to the real file goes through Python, which raises. Elsewhere: no
+    scratch (None), the caller writes in place.
+    """
+    if not hasattr(os, "memfd_create") or not Path("/proc/self/fd").is_dir():
+        yield "", None
+        return
+    fd = os.memfd_create("pitfall-track")
+    try:
+        yield f"/proc/self/fd/{fd}", fd
+    finally:
+        os.close(fd)
+
+
+def _fill_bigwig(
+    target: str,
+    header: list[tuple[str, int]],
+    runs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+) -> None:
+    bw = pyBigWig.open(target, "w")
+    if bw is None:
+        raise OSError(f"{target}: libBigWig cannot open it for writing")
+    try:
+        bw.addHeader(header)
+        for c, s, e, v in runs:
+            bw.addEntries([c] * s.size, s.tolist(), ends=e.tolist(), values=v.tolist())
+    finally:
+        bw.close()
 
 
 def _write_bigwig(
@@ -314,13 +372,17 @@ def _write_bigwig(
     header: list[tuple[str, int]],
     runs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
-    bw = pyBigWig.open(str(path), "w")
-    try:
-        bw.addHeader(header)
-        for c, s, e, v in runs:
-            bw.addEntries([c] * s.size, s.tolist(), ends=e.tolist(), values=v.tolist())
-    finally:
-        bw.close()
+    with _native_scratch() as (scratch, fd):
+        if fd is None:
+            _fill_bigwig(str(path), header, runs)
+            return
+        _fill_bigwig(scratch, header, runs)
+        with open(path, "wb") as out:
+            os.lseek(fd, 0, os.SEEK_SET)
+            while block := os.read(fd, 1 << 20):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _write_bedgraph(
@@ -336,6 +398,10 @@ def _write_bedgraph(
             # 17 significant digits: the float64 score reads back exactly.
             frame = pd.DataFrame({"chrom": c, "start": s, "end": e, "value": v})
             frame.to_csv(fh, sep="\t", header=False, index=False, float_format="%.17g")
+        fh.flush()
+    # A full disk may show only when the data reach it.
+    with open(path, "rb") as raw:
+        os.fsync(raw.fileno())
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pitfall.atomic import atomic_write_text
 from pitfall.manifest import dumps_manifest, load_manifest
 
 
@@ -20,14 +21,11 @@ def require_file(path: Path) -> Path:
 
 
 def write_manifest_file(data: dict[str, Any], path: str | os.PathLike, header: str = "") -> Path:
-    """Write a manifest atomically (``path.tmp`` then a rename) and check that it loads.
+    """Write a manifest atomically (:func:`pitfall.atomic.atomic_write_text`) and check that
+    it loads.
 
     An interrupted run never leaves half a manifest that ``pitfall build`` would read.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(header + dumps_manifest(data))
-    os.replace(tmp, path)
+    path = atomic_write_text(path, header + dumps_manifest(data))
     load_manifest(path)
     return path

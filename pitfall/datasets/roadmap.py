@@ -64,6 +64,7 @@ import pandas as pd
 from pitfall import download
 from pitfall.datasets._folder import require_file, write_manifest_file
 from pitfall.genome import AUTOSOMES, CORE_MARKS
+from pitfall.logs import progress_bars
 
 __all__ = [
     "ANNOTATIONS",
@@ -450,7 +451,9 @@ def fetch(
         return report
 
     fetcher = download.Fetcher(dest, report, deep_verify, retries, progress, timeout, out)
-    with tqdm(total=len(shared.shared), unit="file", desc="fetch", disable=not progress) as bar:
+    with tqdm(
+        total=len(shared.shared), unit="file", desc="fetch", disable=not progress_bars(progress)
+    ) as bar:
         fetcher.fetch(shared.shared, bar)
         rpkm = dest / shared.rpkm.target
         have_rpkm = rpkm.is_file() and not report.failed(shared.rpkm)

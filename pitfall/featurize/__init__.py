@@ -28,6 +28,7 @@ from pitfall.cluster import dask_client
 from pitfall.featurize.inputs import (
     BuildError,
     check_inputs,
+    check_not_empty,
     load,
     plan_loci,
     resolve_cell_types,
@@ -137,7 +138,9 @@ def _featurize(
             planned=planned, repo=repo, progress=progress, writer_id=writer_id,
             per_commit=per_commit,
         )  # fmt: skip
-        w.run()
+        # The cube's storage failing (a full disk, a server gone) is said here, naming the cube.
+        with repository.native_errors(loc):
+            w.run()
         t1 = time.perf_counter()
     log.info("workers closed in %.1f s", time.perf_counter() - t1)
     return w
@@ -208,8 +211,15 @@ def _same_featurization(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _resume_plan(
     loc: Location, m: Manifest, loci: loci_mod.LocusSet, cts: list[str], storage_options: Any
 ) -> tuple[Any, list[str], list[str]] | None:
-    """For a cube left by an unfinished build of this manifest: (repo, planned, still to do)."""
-    repo = repository.open_repository(loc, **storage_options)
+    """For a cube left by an unfinished build of this manifest: (repo, planned, still to do).
+
+    None when there is nothing to resume: a finished cube, or no repository at all (files
+    pitfall did not write, whose refusal is the error to report).
+    """
+    try:
+        repo = repository.open_repository(loc, **storage_options)
+    except FileNotFoundError:
+        return None
     attrs = repository.root_attrs(repo)
     build_state = attrs.get("build") or {}
     if not build_state or build_state.get("complete", True):
@@ -282,8 +292,7 @@ def build(
     loc = parse_location(store)
     loci, gene_matching = plan_loci(m)
     log.info("planned %s loci in %.1f s", f"{len(loci):,}", time.perf_counter() - t0)
-    if len(loci) == 0:
-        raise BuildError(f"{m.path}: the locus set is empty (check [loci] and chroms)")
+    check_not_empty(m, loci)
     cts = resolve_cell_types(m, cell_types)
     t1 = time.perf_counter()
     notes = check_inputs(m, loci, cts)
@@ -378,11 +387,12 @@ def append(
     loc = parse_location(store)
     repo = repository.open_repository(loc, **storage_options)
     attrs = repository.root_attrs(repo)
-    present = sorted(set(cell_types) & set(repository.cell_types_of(repo)))
+    cts = resolve_cell_types(m, cell_types)
+    present = sorted(set(cts) & set(repository.cell_types_of(repo)))
     if present:
         raise CubeError(f"cell types {present} are already in the cube at {loc}")
     loci, gene_matching = plan_loci(m)
-    cts = resolve_cell_types(m, cell_types)
+    check_not_empty(m, loci)
     block = int(attrs.get("locus_fingerprint_block") or 0)
     if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
         raise CubeError(

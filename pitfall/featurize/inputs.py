@@ -94,9 +94,11 @@ def _exists(source: Source, m: Manifest) -> None:
         raise PermissionError(f"{f}: not readable (named in {m.path})")
 
 
-def _track_sizes(source: Source) -> dict[str, int]:
+def _track_header(source: Source) -> tuple[dict[str, int], bool]:
+    """A bigWig's chromosome sizes, and whether it holds any value; one opening."""
     # A URL's header and chromosome tree are read by range requests, not downloaded.
-    return bigwig.chrom_sizes(str(source))
+    with bigwig.open_bigwig(str(source)) as handle:
+        return bigwig.chrom_sizes(handle), bigwig.has_data(handle)
 
 
 def _fasta_sizes(source: Source) -> dict[str, int]:
@@ -162,15 +164,40 @@ def resolve_cell_types(m: Manifest, cell_types: Sequence[str] | None) -> list[st
         available = [c for c in table.columns if c not in m.exclude]
     if cell_types is None:
         return available
+    twice = sorted({c for c in cell_types if list(cell_types).count(c) > 1})
+    if twice:
+        raise BuildError(
+            f"cell type {', '.join(twice)} is named more than once (CLI: --cell-type); a cube "
+            "holds each cell type once: name each once"
+        )
     unknown = [c for c in cell_types if c not in available]
     if unknown:
         raise BuildError(f"{m.path}: cell types {unknown} are not in the manifest ({available})")
     return list(cell_types)
 
 
+def check_not_empty(m: Manifest, loci: loci_mod.LocusSet) -> None:
+    """Refuse an empty locus set, naming the chromosomes asked for that hold no locus."""
+    if len(loci):
+        return
+    if m.chroms:
+        where = f"on {', '.join(m.chroms)} (the manifest's chroms)"
+    else:
+        where = "on any chromosome"
+    raise BuildError(
+        f"{m.path}: the locus set is empty: no locus of {m.loci_path} lies {where}; check "
+        "[loci] and chroms"
+    )
+
+
 def _missing_chrom_note(path: Source, chrom: str) -> str:
     # One wording for the check and the task, so the summary lists each case once.
     return f"{path} has no {chrom}: its mark is NaN on {chrom}"
+
+
+def no_data_note(path: Source, cell_type: str) -> str:
+    """The warning for a bigWig holding a header and no value (its mark is NaN)."""
+    return f"{path} has no data (a header without values): its mark is NaN in {cell_type}"
 
 
 def _extents(loci: loci_mod.LocusSet) -> dict[str, tuple[int, int]]:
@@ -218,7 +245,9 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
     for ct in cell_types if m.cell_types else []:
         spec = m.cell_types[ct]
         for path in spec.signal.values():
-            sizes = _track_sizes(path)
+            sizes, has_data = _track_header(path)
+            if not has_data:
+                notes.append(no_data_note(path, ct))
             labels.check_chrom_names(list(sizes), loci_chroms, path)
             notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
             # Every track against the first word on each chromosome (the bins' sizes file,

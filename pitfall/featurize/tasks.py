@@ -21,6 +21,7 @@ from pitfall.featurize.inputs import (
     _missing_chrom_note,
     centred_windows,
     file_checksum,
+    no_data_note,
     read_input,
 )
 from pitfall.manifest import Source
@@ -106,6 +107,10 @@ def _compute(
         for j, path in enumerate(job.signal):
             # One reader per file and block: a URL's header and index travel once.
             with bigwig.open_bigwig(str(path)) as handle:
+                if not bigwig.has_data(handle):
+                    # Without a value anywhere its mark is unknown (NaN), not 0 everywhere.
+                    notes.append(no_data_note(path, job.id))
+                    continue
                 for chrom, a, b in runs:
                     try:
                         signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])

@@ -33,6 +33,7 @@ from pitfall.featurize.tasks import (
     write_sequence_block,
 )
 from pitfall.location import Location
+from pitfall.logs import progress_bars
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import labels
@@ -440,7 +441,9 @@ class Writer:
         from tqdm.auto import tqdm
 
         n_blocks = sum(len(items) * len(self.groups[g]) for g, items in enumerate(self.items))
-        self.bar = tqdm(total=n_blocks, desc="featurize", unit="block", disable=not self.progress)
+        self.bar = tqdm(
+            total=n_blocks, desc="featurize", unit="block", disable=not progress_bars(self.progress)
+        )
         self.t0 = time.perf_counter()
         self.ac = as_completed([])
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import threading
@@ -25,6 +24,43 @@ from pitfall.loaders.sampling import AllPairs, BalancedBatches, Epoch, EpochSour
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
 Target = Callable[..., np.ndarray]
+
+#: What a loader's ``inputs`` may be.
+INPUTS: tuple[str, ...] = ("signal", "sequence", "both", "random")
+
+
+def _whole_number(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, or a ValueError naming the argument and what it may be."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_arguments(
+    inputs: str,
+    seed: int,
+    batch_size: int,
+    batches_per_epoch: int,
+    n_random: int,
+    cache_bytes: int,
+    shard: tuple[int, int],
+) -> tuple[int, int]:
+    """Refuse a loader's arguments before any work; the shard as ``(k, n)``."""
+    if inputs not in INPUTS:
+        allowed = ", ".join(repr(i) for i in INPUTS)
+        raise ValueError(f"inputs must be one of {allowed}, got {inputs!r}")
+    _whole_number("seed", seed, 0)
+    _whole_number("batch_size", batch_size, 1)
+    _whole_number("batches_per_epoch", batches_per_epoch, 1)
+    _whole_number("n_random", n_random, 1)
+    _whole_number("cache_bytes", cache_bytes, 0)
+    try:
+        k, n = (_whole_number("shard", v, 0) for v in shard)
+    except (TypeError, ValueError):
+        k, n = -1, 0
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    return k, n
 
 
 def _takes_cell_type(target: Target) -> bool:
@@ -55,13 +91,14 @@ class Loader:
         A split role's selection of it (``split.train(cube)``), dims ``(cell_type, locus)``;
         only its coordinates are used.
     inputs
-        ``"signal"``, ``"sequence"``, ``"both"`` or ``"random"`` (the locus-constant control).
+        ``"signal"``, ``"sequence"``, ``"both"`` or ``"random"`` (the locus-constant control,
+        :data:`INPUTS`).
     permuted
         Permute each locus's sequence (the control that keeps loci identifiable).
     n_random
         Width of the random control.
     seed
-        Seeds the batches and the controls.
+        Seeds the batches and the controls (a whole number, at least 0).
     batch_size
         Pairs per batch (even when ``balanced``).
     balanced
@@ -94,6 +131,12 @@ class Loader:
         Prepare (draw, read, gather) the next epoch in a background thread while this one
         is served.
 
+    Raises
+    ------
+    ValueError
+        Before any data is read, for an argument out of its range; the message names the
+        argument and what it may be.
+
     Notes
     -----
     Iterating the loader gives one epoch, and each new iteration the next one (from 0, or
@@ -124,9 +167,9 @@ class Loader:
         in_memory: bool = False,
         prefetch: bool = True,
     ) -> None:
-        k, n = (int(v) for v in shard)
-        if not 0 <= k < n:
-            raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
+        k, n = _check_arguments(
+            inputs, seed, batch_size, batches_per_epoch, n_random, cache_bytes, shard
+        )
         self.cube = cube
         self.encoder = InputEncoder(
             inputs, permuted=permuted, seed=seed, n_random=n_random, average=average
@@ -219,7 +262,10 @@ class Loader:
         k0, n0 = self.shard
         if not 0 <= k < n:
             raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {(k, n)}")
-        other = copy.copy(self)
+        # Not copy.copy: it goes through __setstate__, which would take this process (a
+        # forked DataLoader worker, say) for the one that opened the cube.
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__getstate__())
         other.shard = (k0 + n0 * k, n0 * n)
         other._init_runtime()
         return other
@@ -337,6 +383,10 @@ class Loader:
         y : numpy.ndarray
             Labels (or ``target``), ``(n,)``.
         """
+        try:
+            n = _whole_number("n", n, 1)
+        except ValueError as err:
+            raise ValueError(f"sample: {err}") from None
         self._check_process()
         rng = np.random.default_rng([self.seed, *np.atleast_1d(key).tolist()])
         drawn = self.source.sampler.draw(n // 2, n - n // 2, rng)

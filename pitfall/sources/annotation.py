@@ -33,10 +33,18 @@ def _check_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _open_text(path: Path):
+def compression_of(path: str | os.PathLike) -> str:
+    """``"gzip"`` for a gzipped file whatever its name, else ``"infer"`` (from the suffix).
+
+    For ``pandas.read_csv(..., compression=...)``: a gzipped table named ``.tsv`` is read,
+    not decoded as text.
+    """
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
+        return "gzip" if fh.read(2) == b"\x1f\x8b" else "infer"
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if compression_of(path) == "gzip" else open(path)
 
 
 def _sort_loci(loci: pd.DataFrame) -> pd.DataFrame:
@@ -92,8 +100,9 @@ def read_genes(path: str | os.PathLike) -> pd.DataFrame:
 
 def _read_gtf(path: Path) -> pd.DataFrame:
     gtf = pd.read_csv(
-        path, sep="\t", comment="#", header=None, names=GTF_COLUMNS, dtype={"chrom": str}
-    )
+        path, sep="\t", comment="#", header=None, names=GTF_COLUMNS, dtype={"chrom": str},
+        compression=compression_of(path),
+    )  # fmt: skip
     gtf = gtf[gtf["feature"] == "gene"]
     if gtf.empty:
         raise AnnotationError(f"{path}: no 'gene' records (column 3) in this GTF")
@@ -119,8 +128,9 @@ def _read_gtf(path: Path) -> pd.DataFrame:
 
 def _read_bed6(path: Path) -> pd.DataFrame:
     bed = pd.read_csv(
-        path, sep="\t", comment="#", header=None, usecols=range(6), dtype={0: str, 3: str}
-    )
+        path, sep="\t", comment="#", header=None, usecols=range(6), dtype={0: str, 3: str},
+        compression=compression_of(path),
+    )  # fmt: skip
     bed = bed[~bed[0].str.startswith(("track", "browser"))]
     return pd.DataFrame(
         {
@@ -238,7 +248,10 @@ def read_bed_regions(path: str | os.PathLike, chroms: Sequence[str] | None = Non
     """Read regions from a BED file (3+ columns; name in column 4 and strand in 6 if present)."""
     path = _check_file(path)
     try:
-        bed = pd.read_csv(path, sep="\t", comment="#", header=None, dtype={0: str})
+        bed = pd.read_csv(
+            path, sep="\t", comment="#", header=None, dtype={0: str},
+            compression=compression_of(path),
+        )  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise AnnotationError(f"{path}: cannot be read as BED ({err})") from err
     if bed.shape[1] < 3:

@@ -14,7 +14,8 @@ Functions accept a path, an already-open binary file object (``read``/``seek``/`
 a ranged HTTP reader; builtin and pybigtools backends) or a handle opened with
 :func:`open_bigwig`, so callers reading many chromosomes of one file open it once.
 
-Floor 2: imports only ``pitfall.kernels``.
+Floor 2: imports ``pitfall.kernels``, ``pitfall.scratch``, ``pitfall.location`` (its
+``StorageError``: a URL whose server failed is not a damaged file) and ``pitfall.sources.remote``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pitfall import kernels, scratch
+from pitfall.location import StorageError
 from pitfall.sources import remote
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "BigWigReader",
     "MissingChromosome",
     "chrom_sizes",
+    "has_data",
     "open_bigwig",
     "read_runs",
     "window_means",
@@ -93,7 +96,10 @@ def _is_read_error(err: BaseException) -> bool:
     """Whether ``err`` is how a backend reports an unreadable file (vs. a bug or Ctrl-C)."""
     # pyBigWig raises bare RuntimeErrors; pybigtools raises BBIReadError, or on corrupt data
     # blocks a Rust panic surfacing as pyo3's PanicException, which derives from
-    # BaseException (not Exception) and has no importable name.
+    # BaseException (not Exception) and has no importable name. A URL whose server went
+    # away (a StorageError) is the network's failure, not the file's.
+    if isinstance(err, StorageError):
+        return False
     names = {c.__name__ for c in type(err).__mro__}
     return isinstance(err, (RuntimeError, OSError, EOFError, struct.error, zlib.error)) or bool(
         names & {"BBIReadError", "PanicException"}
@@ -277,9 +283,9 @@ class BigWigReader:
         else:
             raise _unreadable(self.name, "no bigWig signature at its start")
         e = self.byteorder
-        (_, self.version, _, chrom_tree, _, index, *_, self.uncompress_buf_size, _) = (
-            struct.unpack_from(e + "IHHQQQHHQQIQ", head)
-        )
+        fields = struct.unpack_from(e + "IHHQQQHHQQIQ", head)
+        self.version, chrom_tree, index = fields[1], fields[3], fields[5]
+        summary, self.uncompress_buf_size = fields[9], fields[10]
         # Writers also put the signature at the very end: a cheap check for truncation.
         self._fh.seek(0, io.SEEK_END)
         self.file_size = self._fh.tell()
@@ -287,6 +293,10 @@ class BigWigReader:
         if tail != _BIGWIG_MAGIC:
             raise _unreadable(self.name, "no bigWig signature at its end (truncated?)")
         self._read_chrom_tree(chrom_tree)
+        # The total summary (version 2 on) counts the bases with data: 0 in a file holding
+        # a header alone, which every reader would read as no data anywhere.
+        covered = struct.unpack(e + "Q", self._read_at(summary, 8))[0] if summary else None
+        self.has_data = index != 0 and covered != 0
         if index == 0:
             # Writers leave the index offset 0 in a file without any data.
             self._rtree_root = 0
@@ -629,6 +639,20 @@ def chrom_sizes(
         return _sizes_of(handle)
 
 
+def has_data(path_or_handle: str | os.PathLike[str] | Any, backend: Backend | None = None) -> bool:
+    """Whether a bigWig holds any value (a file may hold a header and chromosomes alone).
+
+    Every reader reads such a file as no data anywhere, which window means take for 0.
+    """
+    with _Opened(path_or_handle, backend) as (handle, _):
+        backend = _backend_of(handle)
+        if backend == "builtin":
+            return bool(handle.has_data)
+        if backend == "pyBigWig":
+            return int(handle.header()["nBasesCovered"]) > 0
+        return not _pybigtools_has_no_data(handle)
+
+
 def _clip_runs(
     starts: np.ndarray, ends: np.ndarray, values: np.ndarray, lo: int, hi: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -778,6 +802,8 @@ def window_means(
                 for starts, ends, values in handle.decoded_runs(chrom, span_starts, span_ends):
                     work = scratch.buffer("window sums", 3 * starts.size, np.float64)
                     kernels.add_window_arcsinh_sums(starts, ends, values, lo, hi, sums, work)
+            except StorageError:
+                raise
             except (ValueError, *_READ_ERRORS) as err:
                 raise _unreadable(label, err) from err
             return kernels.means_from_sums(sums, lo, hi)

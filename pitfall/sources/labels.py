@@ -50,7 +50,13 @@ import pandas as pd
 from pitfall.config import closest
 from pitfall.loci import LocusTable
 from pitfall.manifest import Manifest, ManifestError
-from pitfall.sources.annotation import _check_file, _open_text, chrom_order, strip_version
+from pitfall.sources.annotation import (
+    _check_file,
+    _open_text,
+    chrom_order,
+    compression_of,
+    strip_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +136,7 @@ def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
                 index_col=False,
                 skip_blank_lines=False,  # keeps row i on file line i + 2, for messages
                 dtype={gene_col: str},
+                compression=compression_of(path),
             )
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         raise LabelError(
@@ -601,6 +608,7 @@ def read_peaks(path: str | os.PathLike, chroms: Sequence[str] | None = None) -> 
             comment="#",
             dtype={0: str},
             skip_blank_lines=True,
+            compression=compression_of(path),
         )
     except pd.errors.EmptyDataError:
         table = pd.DataFrame()

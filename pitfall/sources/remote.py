@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pitfall.location import is_url, object_store
+from pitfall.location import StorageError, is_url, object_store, storage_error
 
 __all__ = ["RangedFile", "cache_dir", "head", "is_url", "local_copy", "read_bytes"]
 
@@ -40,10 +40,21 @@ def _split(url: str) -> tuple[Any, str]:
 
 
 def _not_found(url: str, err: BaseException) -> OSError:
+    """The error to raise for a failed request: the file missing, or the environment's cause.
+
+    A server that went away or a missing bucket is a :class:`~pitfall.location.StorageError`
+    (an ``OSError``, never taken for a damaged file by the readers).
+    """
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "404" in text or "NotFound" in type(err).__name__ or "not found" in text.lower():
-        return FileNotFoundError(f"{url}: no such file on the server (check the URL)")
-    return OSError(f"{url}: cannot be read ({text}); check the URL, the network and credentials")
+        if "NoSuchBucket" not in str(err):
+            return FileNotFoundError(f"{url}: no such file on the server (check the URL)")
+    classified = storage_error(err, url)
+    if classified is not None:
+        return classified
+    return StorageError(
+        f"{url}: cannot be read ({text}); check the URL, the network and credentials"
+    )
 
 
 def head(url: str) -> dict[str, Any]:
