@@ -6,8 +6,9 @@ Trains an epigenomic and a sequence-only model plain, with the locus's average a
 the cell types they saw as one more input (never a pair's own label; as Nair et al. 2019),
 on the residual from that average, and both, across cell types and in the hybrid setting.
 Prints, per model and remedy, the AP on the test loci next to the average-activity
-baseline's on the same loci, the audit's within-group gain (AP over the baseline within
-groups of loci active in the same number of other cell types), and the APs per group.
+baseline's on the same loci (with the interval of the difference), the audit's
+within-group gain (AP over a random ranking within groups of loci active in the same
+number of other cell types, where the baseline ties), and the APs per group.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
             wide = part.pivot_table(index=["model", "remedy"], columns="group",
                                     values="ap_model", sort=False)  # fmt: skip
             groups = part.drop_duplicates("group").set_index("group")
-            wide.loc[("average activity", "(baseline)"), :] = groups["ap_average_activity"]
+            wide.loc[("random ranking", "(expected AP)"), :] = groups["ap_random_expected"]
             print(wide.to_string())
             print("loci, positives per group: " + ", ".join(
                 f"{g}: {n}, {k}" for g, n, k in

@@ -10,7 +10,8 @@ cheap, and cheap in every Dask worker):
 
 - :func:`open_cube`: a cube as a lazy :class:`xarray.Dataset`;
 - :func:`build`, :func:`append`: featurize files into a cube (:mod:`pitfall.featurize`);
-- :func:`audit_predictions`: does a model beat the baselines that expose the pitfall?
+- :func:`audit_predictions`, :func:`audit_arrays`: does a model beat the baselines that
+  expose the pitfall (from a cube, or from plain arrays)?
 
 Everything else lives in its module: :mod:`pitfall.splits`, :mod:`pitfall.baselines`,
 :mod:`pitfall.tasks`, :mod:`pitfall.evaluate`, :mod:`pitfall.models`, :mod:`pitfall.sweep`,
@@ -37,12 +38,13 @@ _LAZY = {
     "build": "pitfall.featurize",
     "append": "pitfall.featurize",
     "audit_predictions": "pitfall.audit",
+    "audit_arrays": "pitfall.audit",
 }
 
-__all__ = ["__version__", "append", "audit_predictions", "build", "open_cube"]
+__all__ = ["__version__", "append", "audit_arrays", "audit_predictions", "build", "open_cube"]
 
 if TYPE_CHECKING:
-    from pitfall.audit import audit_predictions
+    from pitfall.audit import audit_arrays, audit_predictions
     from pitfall.cube import open_cube
     from pitfall.featurize import append, build
 

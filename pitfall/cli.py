@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +172,11 @@ exit status:
      neither pooled nor within activity groups (the verdict is 'no gain' or
      'memorising')
   2  the audit could not run (unreadable or ambiguous predictions, unknown cell types,
-     no matching locus, ...): the message says what to change
+     a target among the training cell types, no matching locus, ...): the message says
+     what to change
+
+leakage: without --train-cell-types / --train-chroms the audit assumes the worst (every
+scored locus was labelled in training under another cell type) and says so.
 
 loci: a table names its loci in ONE column (locus, name, gene_id, gene, locus_name),
 matched by name, or gives chrom, start, end; --loci-by position reads the locus column
@@ -187,25 +194,42 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     from pitfall.audit import AuditWarning, audit_predictions
 
+    common = {
+        "train_cell_types": args.train_cell_types,
+        "train_chroms": args.train_chroms,
+        "figure": args.figure,
+        "json_path": args.json_path,
+        "html_path": args.html_path,
+        "margin": args.margin,
+        "memorisation_threshold": args.memorisation_threshold,
+        "level": args.level,
+        "n_bootstrap": args.bootstrap,
+        "block_size": args.block_size,
+        "adjust": args.adjust,
+        "seed": args.seed,
+    }
     with warnings.catch_warnings():
         # The report prints its warnings; do not print them twice.
         warnings.simplefilter("ignore", AuditWarning)
-        report = audit_predictions(
-            args.predictions,
-            args.cube,
-            train_cell_types=args.train_cell_types,
-            train_chroms=args.train_chroms,
-            loci_by=args.loci_by,
-            cell_type=args.cell_type,
-            chrom_sizes=args.chrom_sizes,
-            figure=args.figure,
-            json_path=args.json_path,
-            margin=args.margin,
-            memorisation_threshold=args.memorisation_threshold,
-        )
+        if args.mark is not None:
+            from pitfall.audit.continuous import audit_track
+
+            if args.cell_type is None:
+                raise ValueError("--mark audits one imputed track: give its --cell-type too")
+            report = audit_track(
+                args.predictions, args.cube, cell_type=args.cell_type, mark=args.mark,
+                loci_by=args.loci_by, chrom_sizes=args.chrom_sizes, genes=args.genes,
+                enhancers=args.enhancers, **common,
+            )  # fmt: skip
+        else:
+            report = audit_predictions(
+                args.predictions, args.cube, loci_by=args.loci_by, cell_type=args.cell_type,
+                chrom_sizes=args.chrom_sizes, n_permutations=args.permutations, **common,
+            )  # fmt: skip
     print(report)
-    if args.json_path:
-        print(f"wrote {args.json_path}", file=sys.stderr)
+    for path in (args.json_path, args.figure, args.html_path):
+        if path:
+            print(f"wrote {path}", file=sys.stderr)
     failed = report.failed(args.fail_on or [])
     if failed:
         print(
@@ -216,13 +240,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """pitfall's warnings raised inside, each as one line on stderr (as errors are), after it.
+
+    Python's own display adds the file, the line and its source code, which mean nothing
+    to the user of a command.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default", UserWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            text = (str(w.message).strip().splitlines() or [w.category.__name__])[0]
+            print(f"pitfall {command}: warning: {text}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def cmd_export_predictions(args: argparse.Namespace) -> int:
     from pitfall import tracks
     from pitfall.audit import load_predictions
     from pitfall.cube import open_cube
 
+    tracks.check_track_path(args.out)  # before any work
     ds = open_cube(args.cube)
-    preds = load_predictions(args.predictions, ds, loci_by=args.loci_by, cell_type=args.cell_type)
+    with _warnings_as_lines(args.command):
+        preds = load_predictions(
+            args.predictions, ds, loci_by=args.loci_by, cell_type=args.cell_type
+        )
     if args.cell_type not in preds.targets:
         raise ValueError(
             f"{args.predictions} has no score for cell type {args.cell_type!r} in the cube "
@@ -263,8 +309,11 @@ def _add_audit(sub: Any) -> None:
         description=(
             "Compare predictions (TSV/CSV/Parquet: locus, cell_type, score; a NetCDF/Zarr "
             "DataArray; or a bigWig/bedGraph track with --cell-type) with the "
-            "average-activity, most-similar and random baselines, and say whether the model "
-            "just memorises each locus's average activity."
+            "average-activity and most-similar baselines and a random ranking, with "
+            "block-bootstrap intervals and corrected tests, and say whether the model just "
+            "memorises each locus's average activity. With --mark, PRED is an imputed track "
+            "of that mark in --cell-type, scored with the ENCODE Imputation Challenge's "
+            "metrics against the cube's observed signal."
         ),
         epilog=AUDIT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -289,7 +338,8 @@ def _add_audit(sub: Any) -> None:
     )
     p.add_argument("--chrom-sizes", default=None, help="chrom.sizes to clip a bedGraph to")
     p.add_argument("--json", dest="json_path", default=None, help="write the report as JSON")
-    p.add_argument("--figure", default=None, help="save PR curves and partitioned AP (PNG/PDF)")
+    p.add_argument("--figure", default=None, help="save the report's figure (PNG)")
+    p.add_argument("--html", dest="html_path", default=None, help="write the report as HTML")
     p.add_argument("--margin", type=float, default=0.01, help="AP margin to beat (0.01)")
     p.add_argument(
         "--memorisation-threshold",
@@ -297,6 +347,34 @@ def _add_audit(sub: Any) -> None:
         default=0.8,
         help="Spearman correlation with average activity flagged (0.8)",
     )
+    g = p.add_argument_group("intervals and tests")
+    g.add_argument("--level", type=float, default=0.95, help="interval coverage (0.95)")
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (1000)")
+    g.add_argument(
+        "--block-size", type=int, default=1_000_000, help="bootstrap block length, bp (1 Mb)"
+    )
+    g.add_argument(
+        "--permutations",
+        type=int,
+        default=None,
+        help="label placements per group (default: enough for the corrected threshold)",
+    )
+    g.add_argument(
+        "--adjust",
+        choices=("holm", "bh"),
+        default="holm",
+        help="per-group p-value adjustment: holm (default) or bh (Benjamini-Hochberg)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and tests (0)")
+    c = p.add_argument_group("continuous targets (an imputed track of one mark)")
+    c.add_argument("--mark", default=None, help="audit PRED as this mark's track in --cell-type")
+    c.add_argument(
+        "--genes",
+        default=None,
+        help="GTF or BED6 of genes: msegene over gene bodies, mseprom over the 2 kb upstream "
+        "of each TSS (strand-aware)",
+    )
+    c.add_argument("--enhancers", default=None, help="BED of enhancers for mseenh")
     p.add_argument(
         "--fail-on",
         action="append",
@@ -607,6 +685,7 @@ def _classify(err: BaseException) -> tuple[int, str]:
     import icechunk
 
     from pitfall.config import ConfigError
+    from pitfall.location import innermost_cause
     from pitfall.repository import os_error_of
 
     text = (str(err).strip().splitlines() or [""])[0]
@@ -622,9 +701,13 @@ def _classify(err: BaseException) -> tuple[int, str]:
         if hint:
             where = err.filename or ""
             return 3, f"{where}: {hint}" if where else hint
+        if err.filename and err.strerror:
+            return 3, f"{err.filename}: {err.strerror}"
         return 3, text or f"{type(err).__name__}: {err.strerror or 'I/O error'}"
     if isinstance(err, icechunk.IcechunkError):
-        return 3, f"the cube's storage failed ({text}); check the location and try again"
+        # Icechunk lists the chain of causes, the root last: that one says what happened.
+        cause = innermost_cause(err)
+        return 3, f"the cube's storage failed ({cause}); check the location and try again"
     if isinstance(err, (ValueError, LookupError)) and text and not isinstance(err, KeyError):
         return 2, text
     return 4, f"internal error ({type(err).__name__}: {text}); rerun with --debug and report it"

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pitfall import baselines, cube, featurize, paper, report, sweep, synth, tasks, toy
+from pitfall.atomic import atomic_write_text
 
 
 class DemoError(RuntimeError):
@@ -162,7 +163,9 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
             "findings": found,
             "text": [
                 "Boxes: the APs of each input type's models within each group; black bars: "
-                "the average-activity baseline. The controls have their own boxes and their "
+                "a random ranking's expected AP there (the average-activity baseline ties "
+                "within a group, so it scores only the prevalence; a random order of the "
+                "group's loci earns this on average, the fair reference). The controls have their own boxes and their "
                 "own tests against the epigenomic models (dashed), never pooled with the "
                 "sequence models. Shaded: p-values the exact test cannot reach with these "
                 "numbers of models."
@@ -251,7 +254,7 @@ def _figures(paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str) 
     sections.append({"heading": "Single cell types as predictors (not a paper figure)",
                      "figures": [report.save(fig, figs / "single_cell_types_vs_similarity.png")],
                      "tables": [single]})  # fmt: skip
-    (out / "findings.json").write_text(json.dumps(all_findings, indent=2, default=float))
+    atomic_write_text(out / "findings.json", json.dumps(all_findings, indent=2, default=float))
     return sections
 
 
@@ -270,7 +273,9 @@ def run(out: Path, *, quick: bool = False, workers: int | None = None) -> Path:
     sections = _figures(paths, table, out, size)
     t1 = time.perf_counter()
     remedied = paper.remedies(paths["expression"], out / "remedies", size=size, workers=workers)
-    remedied.table.to_csv(out / "remedies" / "remedies.tsv", sep="\t", index=False)
+    atomic_write_text(
+        out / "remedies" / "remedies.tsv", remedied.table.to_csv(sep="\t", index=False)
+    )
     sections.append(remedied.section())
     _say(f"remedies: {len(remedied.results)} models in {time.perf_counter() - t1:.0f} s")
     snapshots = {task: cube.open_cube(p).attrs["snapshot"] for task, p in paths.items()

@@ -47,6 +47,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from pitfall.random_ranking import expected_ap
+
 __all__ = [
     "ScoreCounts",
     "GroupCounts",
@@ -950,7 +952,8 @@ class AverageActivityEvaluation:
 
     @property
     def ap_by_group(self) -> pd.DataFrame:
-        """AP per target (rows) and group (columns 0..n_lines-1: other lines bound).
+        """AP of each target (a row each) in each group (a column each: 0..n_lines-1 other
+        lines bound).
 
         NaN where a group has no positive scored locus, as :func:`ap_by_group`.
         """
@@ -1211,9 +1214,12 @@ def partitioned_evaluation(
     pandas.DataFrame
         One row per (group, predictor), groups ascending, predictors in mapping order,
         columns ``group``, ``predictor``, ``n_loci`` (labelled loci in the group),
-        ``n_positive``, ``prevalence`` (the random predictor's expected AP) and ``ap``.
-        Groups with no positive locus get ``ap`` NaN (and ``prevalence`` 0), since
-        average precision is undefined there.
+        ``n_positive``, ``prevalence`` (the share of positives: the AP of a constant score,
+        ties grouped), ``ap_random_expected`` (the expected AP of a random ranking of the
+        group, :func:`pitfall.random_ranking.expected_ap`: above the prevalence in small
+        groups, and the fair reference of a model there) and ``ap``. Groups with no
+        positive locus get ``ap`` and ``ap_random_expected`` NaN (and ``prevalence`` 0),
+        since average precision is undefined there.
     """
     aligned = {name: _align_pair(y_true, s)[1] for name, s in scores.items()}
     y_true, n_active = _align_pair(y_true, n_active)
@@ -1243,10 +1249,14 @@ def partitioned_evaluation(
                     "n_loci": n_loci,
                     "n_positive": n_pos,
                     "prevalence": n_pos / n_loci if n_loci else float("nan"),
+                    "ap_random_expected": float(expected_ap(n_loci, n_pos))
+                    if n_pos
+                    else float("nan"),
                     "ap": _ap_or_nan(y, s[idx]),
                 }
             )
-    columns = ["group", "predictor", "n_loci", "n_positive", "prevalence", "ap"]
+    columns = ["group", "predictor", "n_loci", "n_positive", "prevalence",
+               "ap_random_expected", "ap"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -22,7 +22,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from pitfall import baselines, evaluate, splits, sweep
+from pitfall import baselines, evaluate, random_ranking, splits, sweep
+from pitfall.multiple_testing import adjust_pvalues
 
 #: Training recipe per size: the paper's (32 x 400 batches, <= 100 epochs, patience 5) is
 #: the "paper" size; smaller sizes shorten epochs so a sweep fits on 2 cores.
@@ -330,6 +331,9 @@ def describe(f: dict[str, Any], task: str) -> list[str]:
 # Figure support: partitioned evaluation (S4, preprint S3), baseline vs similarity (S5), the
 # signal's embedding (preprint S1), single cell types as predictors (the project's own)
 
+#: The partitioned figure's reference within a group: a random ranking's expected AP.
+RANDOM_RANKING = "random ranking (expected AP)"
+
 #: The partitioned figure's tests: ``(name, side A, side B)`` over the models' per-group
 #: APs. The paper's is the first; each control is compared with the epigenomic models on
 #: its own, so a control never counts as a sequence model.
@@ -347,8 +351,9 @@ def partitioned_table(
 
     The split's test loci are grouped by the number of training + validation cell types
     in which they are active (:func:`pitfall.evaluate.partition_by_activity`); every
-    model's saved predictions for the target are scored within each group, and so is the
-    average-activity baseline. In each group the epigenomic-only models' APs are compared
+    model's saved predictions for the target are scored within each group, next to the AP
+    a random ranking of the group's loci earns on average (the average-activity baseline
+    ties within a group, so that is its fair reference there). In each group the epigenomic-only models' APs are compared
     with the sequence-only models' APs by a one-sided Mann-Whitney U test (epigenomic
     greater), the paper's test (:func:`pitfall.evaluate.mann_whitney_by_group`): at equal
     average activity, only the target's own signal still ranks its loci. The controls
@@ -370,7 +375,7 @@ def partitioned_table(
     -------
     table : pandas.DataFrame
         One row per (model, group): ``group`` (int), ``predictor`` (the model's inputs,
-        or ``"average activity"``), ``model`` (its label; "" for the baseline), ``ap``
+        or :data:`RANDOM_RANKING`), ``model`` (its label; "" for the reference), ``ap``
         (NaN where the group has no positive locus).
     tests : pandas.DataFrame
         One row per (comparison, group), comparisons in :data:`PARTITIONED_TESTS` order
@@ -390,9 +395,15 @@ def partitioned_table(
         aps = evaluate.ap_by_group(y, scores.values, groups)
         for g, ap in aps.items():
             rows.append({"group": int(g), "predictor": r["inputs"], "model": r["label"], "ap": ap})
-    avg = baselines.AverageActivity(ds).fit(split.train(ds), split.valid(ds)).predict(test)
-    for g, ap in evaluate.ap_by_group(y, avg.values[0], groups).items():
-        rows.append({"group": int(g), "predictor": "average activity", "model": "", "ap": ap})
+    # Within a group the average activity ties, and its AP (ties grouped) is the group's
+    # prevalence, below what any random order of the loci earns: the reference drawn is a
+    # random ranking's expected AP.
+    known_y = ~np.isnan(y)
+    for g in np.unique(groups[known_y]):
+        m = known_y & (groups == g)
+        n, k = int(m.sum()), int(np.sum(y[m] == 1))
+        ap = float(random_ranking.expected_ap(n, k)) if k else float("nan")
+        rows.append({"group": int(g), "predictor": RANDOM_RANKING, "model": "", "ap": ap})
     table = pd.DataFrame(rows, columns=["group", "predictor", "model", "ap"])
     tests = []
     present = set(table["predictor"])
@@ -806,15 +817,21 @@ def remedy_table(
     table : pandas.DataFrame
         One row per model and setting: ``setting``, ``model`` (the architecture), ``inputs``,
         ``remedy`` (:data:`REMEDIES`), ``n_params``, ``ap``, ``ap_average_activity`` (the
-        baseline, same loci), ``gain`` (their difference), ``within_group_gain`` (the
-        audit's: mean over activity groups, weighted by loci, of the model's AP minus the
-        baseline's), ``within_group_p`` (one-sided, Stouffer over groups), ``beats_baseline``
-        (``gain`` above the audit's margin), ``leakage`` and ``call`` (the audit's verdict).
+        baseline, same loci, ties grouped), ``gain`` (the model's AP minus the baseline's
+        with its ties broken at random, the audit's ``ap_diff``) and ``gain_ci`` (its
+        block-bootstrap interval), ``within_group_gain`` (the audit's: mean over activity
+        groups, weighted by loci, of the model's AP minus a random ranking's expected AP
+        there, the baseline's fair reference within a group) with ``within_group_gain_ci``,
+        ``within_group_p`` (one-sided permutation test of that gain), ``beats_baseline``
+        (the audit's: gain above its margin with an interval above 0), ``leakage`` and
+        ``call`` (the audit's verdict).
     groups : pandas.DataFrame
         One row per model, setting and activity group (the partitioned evaluation,
         :func:`pitfall.evaluate.partitioned_evaluation`): ``group`` (training + validation
         cell types in which the locus is active), ``n_loci``, ``n_positive``, ``ap_model``,
-        ``ap_average_activity``.
+        ``ap_random_expected`` (a random ranking of the group's loci: the reference within
+        a group, where the average activity ties), ``p_adjusted`` (the audit's permutation
+        test, Holm-adjusted over the groups).
     """
     import json
     import warnings
@@ -833,6 +850,7 @@ def remedy_table(
                 scores, ds,
                 train_cell_types=[*split.train_cell_types, *split.valid_cell_types],
                 train_chroms=[*split.train_chroms, *split.valid_chroms],
+                n_bootstrap=REMEDY_BOOTSTRAP,
             )  # fmt: skip
         pooled = rep.summary.iloc[-1]
         base = {"setting": r["setting"], "model": _base_label(spec), "inputs": r["inputs"],
@@ -842,8 +860,10 @@ def remedy_table(
             "n_params": int(r["n_params"]),
             "ap": float(pooled["ap_model"]),
             "ap_average_activity": float(pooled["ap_average_activity"]),
-            "gain": float(pooled["ap_model"] - pooled["ap_average_activity"]),
+            "gain": float(pooled["ap_diff"]),
+            "gain_ci": list(pooled["ap_diff_ci"]),
             "within_group_gain": float(pooled["within_group_gain"]),
+            "within_group_gain_ci": list(pooled["within_group_gain_ci"]),
             "within_group_p": float(pooled["within_group_p"]),
             "beats_baseline": bool(rep.beats_baseline),
             "leakage": float(pooled["leakage"]),
@@ -854,7 +874,8 @@ def remedy_table(
             group_rows.append({**base, "group": int(g["group"]), "n_loci": int(g["n_loci"]),
                                "n_positive": int(g["n_positive"]),
                                "ap_model": float(g["ap_model"]),
-                               "ap_average_activity": float(g["ap_average_activity"])})  # fmt: skip
+                               "ap_random_expected": float(g["ap_random_expected"]),
+                               "p_adjusted": float(g["p_adjusted"])})  # fmt: skip
     order = {name: i for i, name in enumerate(REMEDIES)}
     table = pd.DataFrame(rows)
     groups = pd.DataFrame(group_rows)
@@ -876,6 +897,8 @@ def _base_label(spec: dict[str, Any]) -> str:
 
 #: AP above the baseline's that counts as beating it: the audit's default margin.
 REMEDY_MARGIN = 0.01
+#: Block-bootstrap replicates of each remedied model's audit.
+REMEDY_BOOTSTRAP = 500
 _KINDS = (("signal", "epigenomic"), ("sequence", "sequence-only"))
 
 
@@ -901,50 +924,58 @@ def describe_remedies(table: pd.DataFrame, margin: float = REMEDY_MARGIN) -> lis
         f"baseline scores AP {base:.3f} on the test loci: " + "; ".join(parts) + "."
     ]
     rem = hyb[hyb["remedy"] != "none"]
-    above = rem[rem["ap"] > rem["ap_average_activity"] + margin]
-    level = rem[(rem["ap"] - rem["ap_average_activity"]).abs() <= margin]
+    above = rem[rem["beats_baseline"]]
+    level = rem[rem["gain_ci"].map(lambda ci: ci[0] <= 0 <= ci[1])]
+    best = above.loc[above["gain"].idxmax()] if len(above) else None
     lines.append(
-        f"{len(above)} of {len(rem)} remedied models beat the baseline by more than {margin:g} "
-        f"AP, {len(level)} are level with it (within {margin:g})"
-        + (f", the best {above.loc[above['ap'].idxmax(), 'model']} "
-           f"({above.loc[above['ap'].idxmax(), 'remedy']}, "
-           f"{above['ap'].max() - base:+.3f})" if len(above) else "")
+        f"{len(above)} of {len(rem)} remedied models beat the baseline (by more than {margin:g} "
+        f"AP, with a 95% interval above 0), {len(level)} are level with it (their interval "
+        "includes 0)"
+        + (f", the best {best['model']} ({best['remedy']}, {best['gain']:+.3f} "
+           f"[{best['gain_ci'][0]:+.3f}, {best['gain_ci'][1]:+.3f}])" if best is not None
+           else "")
         + "."
     )  # fmt: skip
+    # Each model's within-group test is one of many: Holm over the hybrid models.
+    hyb = hyb.assign(within_p_adjusted=adjust_pvalues(hyb["within_group_p"].to_numpy()))
     within = []
     for kind, name in kinds:
         rows = hyb[hyb["inputs"] == kind]
         w = rows["within_group_gain"]
-        sig = int(((rows["within_group_p"] < 0.05) & (w > 0)).sum())
+        sig = int(((rows["within_p_adjusted"] < 0.05) & (w > 0)).sum())
         within.append(
             f"{name} models (plain or remedied) gain {w.min():+.3f} to {w.max():+.3f} AP over "
-            f"it, significantly (one-sided p < 0.05) in {sig} of {len(rows)}"
+            f"a random ranking of the group's loci, significantly (one-sided permutation "
+            f"test, Holm-adjusted over the {len(hyb)} models, p < 0.05) in {sig} of {len(rows)}"
         )
     lines.append(
-        "Within groups of loci active in the same number of other cell types, "
-        + "; ".join(within)
-        + "."
+        "Within groups of loci active in the same number of other cell types, where the "
+        "baseline ties and a random ranking is its fair reference, " + "; ".join(within) + "."
     )
+    rem = hyb[hyb["remedy"] != "none"]
     by_kind = {k: rem[rem["inputs"] == k] for k, _ in kinds}
     epi, seq = by_kind.get("signal"), by_kind.get("sequence")
     if epi is not None and len(epi) and seq is not None and len(seq):
-        epi_best, seq_best = float(epi["ap"].max()), float(seq["ap"].max())
-        epi_sig = bool(((epi["within_group_p"] < 0.05) & (epi["within_group_gain"] > 0)).any())
-        seq_sig = bool(((seq["within_group_p"] < 0.05) & (seq["within_group_gain"] > 0)).any())
-        if epi_best >= base - margin and seq_best <= base + margin and epi_sig and not seq_sig:
-            where = "above" if epi_best > base + margin else "level with"
+        epi_best, seq_best = epi.loc[epi["gain"].idxmax()], seq.loc[seq["gain"].idxmax()]
+        epi_sig = bool(((epi["within_p_adjusted"] < 0.05) & (epi["within_group_gain"] > 0)).any())
+        seq_sig = bool(((seq["within_p_adjusted"] < 0.05) & (seq["within_group_gain"] > 0)).any())
+        epi_reaches = epi_best["gain_ci"][1] >= 0
+        seq_stays = seq_best["gain_ci"][0] <= 0 or seq_best["gain"] <= margin
+        if epi_reaches and seq_stays and epi_sig and not seq_sig:
+            where = "above" if bool(epi_best["beats_baseline"]) else "level with"
             lines.append(
-                f"So a remedy brings an epigenomic model {where} the baseline (best "
-                f"{epi_best:.3f}) by sparing it the "
+                f"So a remedy brings an epigenomic model {where} the baseline (best AP "
+                f"{epi_best['ap']:.3f}, {epi_best['gain']:+.3f}) by sparing it the "
                 "relearning of the average, and its cell type's own signal then ranks loci "
                 f"of equal average activity; sequence-only models get no further than the "
-                f"baseline with any remedy (best {seq_best:.3f}): a sequence, the same in "
-                "every cell type, cannot say how one cell type departs from the average."
+                f"baseline with any remedy (best AP {seq_best['ap']:.3f}, "
+                f"{seq_best['gain']:+.3f}): a sequence, the same in every cell type, cannot "
+                "say how one cell type departs from the average."
             )  # fmt: skip
-        elif epi_best < base - margin and seq_best < base - margin:
+        elif epi_best["gain_ci"][1] < 0 and seq_best["gain_ci"][1] < 0:
             lines.append(
-                "No remedied model comes within the margin of the baseline here: the average "
-                "stays the thing to beat."
+                "Every remedied model falls short of the baseline here (every interval of "
+                "the difference lies below 0): the average stays the thing to beat."
             )
     return lines
 
@@ -970,8 +1001,9 @@ class RemedyReport:
 
     def section(self) -> dict[str, Any]:
         """A report section (:func:`pitfall.report.html_report`): heading, findings, tables."""
-        cols = ["setting", "model", "remedy", "n_params", "ap", "ap_average_activity",
-                "within_group_gain", "within_group_p", "beats_baseline"]  # fmt: skip
+        cols = ["setting", "model", "remedy", "n_params", "ap", "ap_average_activity", "gain",
+                "gain_ci", "within_group_gain", "within_group_gain_ci", "within_group_p",
+                "beats_baseline"]  # fmt: skip
         shown = self.table[cols].copy() if len(self.table) else self.table
         return {
             "heading": "Remedies: the average activity as an input, the residual target",
@@ -980,8 +1012,10 @@ class RemedyReport:
                 "Each model trained plain, with the locus's average activity over the cell "
                 "types it saw as one more input (never counting a pair's own label), on the "
                 "residual from that average, and both; scored against the average-activity "
-                "baseline on the same test loci, overall and within groups of loci active in "
-                "the same number of those cell types (the audit's within-group gain)."
+                "baseline on the same test loci (its ties broken at random: the audit's "
+                "gain, with a 95% block-bootstrap interval) and, within groups of loci active "
+                "in the same number of those cell types, against a random ranking of the "
+                "group (the audit's within-group gain and its permutation test)."
             ],
             "tables": [shown],
         }

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pitfall.atomic import atomic_path, atomic_write_text
+
 SETTINGS = ("cross-chromosome", "cross-cell-type", "hybrid")
 INPUT_COLORS = {
     "sequence": "#1b9e77",
@@ -196,7 +198,8 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
     table : pandas.DataFrame
         Rows ``group, predictor, ap`` (one per model x group; several models per input
         type make the boxes; :func:`pitfall.paper.partitioned_table`). A predictor with one
-        AP per group (a baseline) is drawn as a line across the group, not a box.
+        AP per group (a reference, e.g. a random ranking's expected AP) is drawn as a line
+        across the group, not a box.
     tests : pandas.DataFrame, optional
         Rows ``comparison, group, p_value`` and optionally ``p_floor``
         (:func:`pitfall.evaluate.mann_whitney_by_group` per comparison). The first
@@ -234,7 +237,7 @@ def partitioned_boxes(table: pd.DataFrame, tests: pd.DataFrame | None = None, ti
         part = table[(table.predictor == ref) & table.group.isin(groups)]
         at = np.array([groups.index(g) for g in part["group"]], dtype=float)
         ax.hlines(part["ap"], at - 0.47, at + 0.47, color="black" if k == 0 else "0.5",
-                  lw=1.8, zorder=1, label=f"{ref} (baseline)")  # fmt: skip
+                  lw=1.8, zorder=1, label=ref)  # fmt: skip
     for i, pred in enumerate(predictors):
         data = [
             table[(table.group == g) & (table.predictor == pred)]["ap"].dropna() for g in groups
@@ -635,9 +638,12 @@ def gaussians(sweep: Any, title: str = ""):
 def save(fig, path: str | os.PathLike) -> Path:
     """Write a figure as PNG (150 dpi) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    pyplot().close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            # The temporary's name ends in .part: the format comes from the final name.
+            fig.savefig(tmp, dpi=150, format=path.suffix.lstrip(".").lower() or "png")
+    finally:
+        pyplot().close(fig)
     return path
 
 
@@ -696,10 +702,7 @@ def html_report(
             )
         parts.append("</table>")
     parts.append("</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
-    return path
+    return atomic_write_text(path, "\n".join(parts))
 
 
 def grid_spread(summary: pd.DataFrame, title: str = ""):
@@ -767,21 +770,26 @@ def grid_spread(summary: pd.DataFrame, title: str = ""):
 
 
 def partitioned_lines(table: pd.DataFrame, title: str = ""):
-    """AP within each activity group, one line per predictor, over the group sizes.
+    """AP within each activity group, one line per predictor, against a random ranking.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        :func:`pitfall.evaluate.partitioned_evaluation`'s rows: ``group`` (an int, or
-        ``"all"``, left out here), ``predictor``, ``n_loci``, ``prevalence``, ``ap``;
-        with a ``setting`` column, one column of panels per setting.
+        Rows ``group`` (an int, or ``"all"``, left out here), ``predictor``, ``n_loci``,
+        ``ap`` and ``ap_random_expected`` (the expected AP of a random ranking of the
+        group: :func:`pitfall.evaluate.partitioned_evaluation`, or an audit's partitions),
+        optionally ``random_low``/``random_high`` (a band around it) and ``p_adjusted``
+        (groups below 0.05 drawn filled); with a ``setting`` column, one column of panels
+        per setting.
     title : str
         Figure title.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Top: AP per group for each predictor, and the prevalence; bottom: loci per group.
+        Top: AP per group for each predictor, and a random ranking's expected AP (the fair
+        reference within a group, where a tied baseline scores only the prevalence);
+        bottom: loci per group.
     """
     plt = pyplot()
     t = table[table["group"] != "all"].copy()
@@ -793,16 +801,28 @@ def partitioned_lines(table: pd.DataFrame, title: str = ""):
         2, len(settings), figsize=(5.2 * len(settings) + 1.8, 5.4), sharex=True,
         gridspec_kw={"height_ratios": [3, 1]}, squeeze=False,
     )  # fmt: skip
-    colors = ["black", "#e7298a", "#7570b3", "#1b9e77", "#d95f02"]
+    colors = ["#0072B2", "#D55E00", "#CC79A7", "#009E73", "#E69F00"]
     for k, setting in enumerate(settings):
         ax, bars = axes[0, k], axes[1, k]
         part = t[t["setting"] == setting]
-        for j, (name, rows) in enumerate(part.groupby("predictor", sort=False)):
-            ax.plot(rows["group"], rows["ap"], marker="o", ms=3, lw=1.2,
-                    color=colors[j % len(colors)], label=name)  # fmt: skip
         first = part.drop_duplicates("group").sort_values("group")
-        ax.plot(first["group"], first["prevalence"], color="0.55", ls=(0, (2, 1)), lw=1.2,
-                label="prevalence (random ranking)")  # fmt: skip
+        if {"random_low", "random_high"} <= set(first.columns):
+            ax.fill_between(first["group"], first["random_low"].astype(float),
+                            first["random_high"].astype(float), color="0.8", lw=0,
+                            label="random ranking: central 95% of the permutation null")  # fmt: skip
+        ax.plot(first["group"], first["ap_random_expected"], color="0.35", lw=1.4,
+                label="random ranking: expected AP (the reference within a group)")  # fmt: skip
+        for j, (name, rows) in enumerate(part.groupby("predictor", sort=False)):
+            color = colors[j % len(colors)]
+            ax.plot(rows["group"], rows["ap"], lw=1.0, color=color, alpha=0.7)
+            sig = (rows["p_adjusted"] < 0.05).to_numpy() if "p_adjusted" in rows else None
+            if sig is None:
+                ax.plot(rows["group"], rows["ap"], "o", ms=3.5, color=color, label=name)
+            else:
+                ax.plot(rows["group"][sig], rows["ap"][sig], "o", ms=4, color=color,
+                        label=f"{name} (significant after Holm)")  # fmt: skip
+                ax.plot(rows["group"][~sig], rows["ap"][~sig], "o", ms=4, mfc="white",
+                        color=color, label=f"{name} (not significant)")  # fmt: skip
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.25, lw=0.5)
         ax.set_title(setting)
@@ -811,8 +831,8 @@ def partitioned_lines(table: pd.DataFrame, title: str = ""):
     axes[0, 0].set_ylabel("AP within the group")
     axes[1, 0].set_ylabel("loci")
     handles, names = _legend_entries(axes[0])
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), frameon=False)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 2), frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig

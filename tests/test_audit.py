@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +70,14 @@ def own_signal(tiny: dict, target: str = "E003") -> pd.DataFrame:
 
 
 def _check_rules(report, margin: float = 0.01) -> None:
-    """The verdict flags follow the documented rules from the reported numbers."""
+    """The verdict flags follow the documented rules from the reported numbers: the
+    difference to the baseline (its ties broken at random) above the margin with an interval
+    above 0, the within-group gain above the margin with a corrected p below 0.05."""
     row = report.to_frame().set_index("cell_type").loc["pooled"]
-    beats = row["ap_model"] > row["ap_average_activity"] + margin
-    within = row["within_group_gain"] > margin and row["within_group_p"] < 0.05
+    diff = row["ap_model"] - row["ap_average_activity_random_ties"]
+    assert row["ap_diff"] == pytest.approx(diff)
+    beats = diff > margin and row["ap_diff_ci"][0] > 0
+    within = row["within_group_gain"] > margin and row["within_group_p_adjusted"] < 0.05
     assert report.beats_baseline == beats
     assert report.beats_within_groups == within
     assert report.memorising == (not within and row["spearman_avg"] > 0.8)
@@ -112,8 +118,12 @@ def test_audit__own_signal_model_is_not_flagged(tiny: dict) -> None:
     score = own_signal(tiny)["prediction"].to_numpy()
     assert average_precision_score(y, score) < average_precision_score(y, avg)
     assert not report.beats_baseline and report.call == "within groups only"
-    assert report.verdict.startswith("does not beat the average-activity baseline")
-    assert "but within loci of the same activity group it beats it" in report.verdict
+    # the interval of the difference lies below 0: the model falls short of the baseline
+    assert row["ap_diff_ci"][1] < 0
+    assert report.verdict.startswith("falls short of the average-activity baseline")
+    assert "but within groups of equally active loci it ranks better than chance" in (
+        report.verdict
+    )
 
 
 def test_audit__logistic_regression_on_own_signal(tiny: dict) -> None:
@@ -160,7 +170,11 @@ def test_audit__aps_equal_sklearn(tiny: dict) -> None:
         assert frame.loc[t, "ap_most_similar"] == pytest.approx(
             average_precision_score(y, act[cts.index(best)]), abs=1e-12
         )
-        assert frame.loc[t, "ap_random"] == pytest.approx(y.mean())
+        # a random ranking's expected AP (k positives among n), term by term
+        n, k = y.size, int(y.sum())
+        harmonic = sum(1 / r for r in range(1, n + 1))
+        expected = (harmonic + (k - 1) / (n - 1) * (n - harmonic)) / n
+        assert frame.loc[t, "ap_random"] == pytest.approx(expected, abs=1e-12)
         ys.append(y)
         ss.append(s)
         avgs.append(avg)
@@ -179,7 +193,12 @@ def test_audit__aps_equal_sklearn(tiny: dict) -> None:
     m = np.delete(act, i, axis=0).sum(axis=0) == 3
     assert row["n_loci"] == m.sum()
     assert row["ap_model"] == pytest.approx(average_precision_score(ys[0][m], ss[0][m]))
-    assert row["auroc_baseline"] == 0.5
+    n, k = int(m.sum()), int(ys[0][m].sum())
+    harmonic = sum(1 / r for r in range(1, n + 1))
+    assert row["ap_random_expected"] == pytest.approx(
+        (harmonic + (k - 1) / (n - 1) * (n - harmonic)) / n, abs=1e-12
+    )
+    assert row["gain"] == pytest.approx(row["ap_model"] - row["ap_random_expected"])
 
 
 def test_audit__leakage(tiny: dict) -> None:
@@ -196,7 +215,11 @@ def test_audit__leakage(tiny: dict) -> None:
     hybrid = audit_predictions(on_chr1, ds, train_cell_types=others, train_chroms=["chr2", "chr3"])
     assert hybrid.leakage == 0.0
     assert hybrid.to_frame().iloc[-1]["n_scored"] == np.sum(chrom == "chr1")
-    assert audit_predictions(pred, ds).leakage is None
+    # undeclared: the worst is assumed, and said
+    undeclared = audit_predictions(pred, ds)
+    assert undeclared.leakage == 1.0 and not undeclared.leakage_declared
+    assert "Leakage not declared: assumed the worst" in undeclared.verdict
+    assert "--train-cell-types" in undeclared.verdict and full.leakage_declared
     # Training cell types also set the baseline's reference
     two = audit_predictions(pred, ds, train_cell_types=["E004", "E037"])
     assert two.settings["reference_cell_types"]["E003"] == ["E004", "E037"]
@@ -313,7 +336,8 @@ def test_report__json_figure_and_text(tiny: dict, tmp_path: Path) -> None:
     )
     d = json.loads((tmp_path / "r.json").read_text())
     assert d["memorising"] is True and d["verdict"] == report.verdict
-    assert d["summary"][-1]["cell_type"] == "pooled" and d["leakage"] is None
+    assert d["summary"][-1]["cell_type"] == "pooled" and d["leakage"] == 1.0
+    assert d["leakage_declared"] is False
     assert (tmp_path / "r.png").stat().st_size > 10_000
     text = str(report)
     assert "AP model" in text and "verdict: does not beat" in text
@@ -493,7 +517,7 @@ def test_report__html_repr_shows_verdict_and_numbers(tiny: dict) -> None:
     page = report._repr_html_()
     act, cts, _, _ = _activity(tiny)
     ap = average_precision_score(act[cts.index("E003")], pred["score"])
-    assert f"<td>{ap:.3f}</td>" in page
+    assert f"<td>{ap:.3f} [" in page
     assert html.escape(report.verdict) in page and ">memorising</span>" in page
     assert page.count("<table") == 2
     report.warnings.append("a <b>warning</b>")
@@ -562,3 +586,290 @@ def test_cli__ambiguous_table_exits_2_with_how_to_choose(
     code = cli.main(["audit", str(tmp_path / "both.tsv"), str(tiny["store"]), "--loci-by", "name"])
     assert code == 0
     assert "AP model" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- fair references
+
+
+def _random_scores(ds: xr.Dataset, seed: int, target: str = "E003") -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    return xr.DataArray(
+        rng.random((1, ds.sizes["locus"])),
+        dims=("cell_type", "locus"),
+        coords={"cell_type": [target], "locus": np.arange(ds.sizes["locus"])},
+    )
+
+
+@pytest.mark.slow
+def test_audit__random_scores_gain_nothing_within_groups_over_200_seeds(tiny: dict) -> None:
+    # Uniformly random scores rank a group's loci at random: their within-group gain
+    # against a random ranking's expectation must average 0 (against the tied baseline's
+    # prevalence it averaged +0.022), and Holm's correction must keep the share of audits
+    # that call any group significant at 5 % (its family-wise error rate), where the raw
+    # p-values call one in about 26 % of them (six groups).
+    from scipy.stats import binomtest
+
+    ds = tiny["ds"].load()
+    gains, corrected, raw = [], 0, 0
+    for seed in range(200):
+        report = audit_predictions(_random_scores(ds, seed), ds, n_bootstrap=20, seed=seed)
+        gains.append(report.to_frame().iloc[-1]["within_group_gain"])
+        pooled = report.partitions[report.partitions["cell_type"] == "pooled"]
+        corrected += bool(pooled["significant"].any())
+        raw += bool((pooled["p"] <= 0.05).any())
+    gains = np.asarray(gains)
+    assert abs(gains.mean()) < 2 * gains.std(ddof=1) / np.sqrt(gains.size)
+    # An exactly calibrated procedure calls about 5 % of 200 audits: the count may not
+    # exceed 5 % by more than chance (one-sided binomial test), and the raw p-values must.
+    assert binomtest(corrected, 200, 0.05, alternative="greater").pvalue > 0.05
+    assert binomtest(raw, 200, 0.05, alternative="greater").pvalue < 1e-6
+
+
+def test_audit__tied_baseline_is_compared_with_ties_broken_at_random(tiny: dict) -> None:
+    # Five reference cell types: the average activity takes six values, so its AP with ties
+    # grouped (scikit-learn's) is below the mean AP over random orders of its ties.
+    ds = tiny["ds"]
+    report = audit_predictions(memorising(tiny, ["E003"]), ds)
+    row = report.to_frame().iloc[0]
+    act, cts, _, _ = _activity(tiny)
+    y = act[cts.index("E003")]
+    avg = np.delete(act, cts.index("E003"), axis=0).mean(axis=0)
+    rng = np.random.default_rng(0)
+    broken = [average_precision_score(y, avg + 1e-9 * rng.random(y.size)) for _ in range(400)]
+    assert row["ap_average_activity"] == pytest.approx(average_precision_score(y, avg), abs=1e-12)
+    assert row["ap_average_activity_random_ties"] == pytest.approx(np.mean(broken), abs=3e-3)
+    assert row["ap_average_activity_random_ties"] > row["ap_average_activity"]
+    assert row["ap_diff"] == pytest.approx(row["ap_model"] - row["ap_average_activity_random_ties"])
+    for col in ("ap_model", "ap_average_activity", "ap_diff", "within_group_gain"):
+        low, high = row[f"{col}_ci"]
+        assert low <= row[col] <= high, col
+
+
+def test_audit__seeded_intervals_repeat_and_depend_on_the_seed(tiny: dict) -> None:
+    pred = memorising(tiny, ["E003"], seed=2)
+    a = audit_predictions(pred, tiny["ds"], seed=5).to_frame()
+    b = audit_predictions(pred, tiny["ds"], seed=5).to_frame()
+    c = audit_predictions(pred, tiny["ds"], seed=6).to_frame()
+    pd.testing.assert_frame_equal(a, b)
+    assert a.iloc[0]["ap_model_ci"] != c.iloc[0]["ap_model_ci"]
+    assert a.iloc[0]["ap_model"] == c.iloc[0]["ap_model"]
+
+
+# ------------------------------------------------------------------------- plain arrays
+
+
+def test_audit_arrays__equals_the_cube_path(tiny: dict) -> None:
+    from pitfall.audit import audit_arrays
+
+    ds = tiny["ds"]
+    labels_only = ds[["label"]].drop_vars([v for v in ("position",) if v in ds.coords])
+    pred = memorising(tiny, ["E003", "E004"], seed=9)
+    via_cube = audit_predictions(pred, labels_only, train_cell_types=["E037", "E106", "E113"])
+    scores = {t: pred.loc[pred["cell_type"] == t, "score"].to_numpy() for t in ("E003", "E004")}
+    labels = ds["label"].values
+    via_arrays = audit_arrays(
+        labels, scores, cell_types=[str(c) for c in ds["cell_type"].values],
+        chroms=np.asarray(ds["chrom"].values).astype(object), starts=ds["start"].values,
+        train_cell_types=["E037", "E106", "E113"],
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(via_arrays.to_frame(), via_cube.to_frame())
+    pd.testing.assert_frame_equal(via_arrays.partitions, via_cube.partitions)
+    assert via_arrays.verdict == via_cube.verdict
+
+
+def test_audit_arrays__bad_shapes_name_the_problem() -> None:
+    from pitfall.audit import audit_arrays
+
+    labels = np.zeros((3, 10))
+    labels[:, :4] = 1
+    with pytest.raises(ValueError, match="give cell_types="):
+        audit_arrays(labels, np.zeros(10), target="C")
+    with pytest.raises(ValueError, match="give target="):
+        audit_arrays(labels, np.zeros(10), cell_types=["A", "B", "C"])
+    with pytest.raises(ValueError, match="scores of C hold 9 values for 10 loci"):
+        audit_arrays(labels, np.zeros(9), target="C", cell_types=["A", "B", "C"])
+    with pytest.raises(ValueError, match="3 cell type names for 2 rows"):
+        audit_arrays(labels[:2], np.zeros(10), target="C", cell_types=["A", "B", "C"])
+
+
+def test_audit_arrays__imports_no_heavy_framework() -> None:
+    code = (
+        "import sys\n"
+        "from pitfall.audit import audit_arrays\n"
+        "heavy = [m for m in ('tensorflow', 'torch', 'xgboost', 'distributed', 'keras')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# ------------------------------------------------------------------------- every cube audits
+
+
+@pytest.fixture(scope="module")
+def roadmap_labels(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pitfall.datasets import roadmap
+
+    root = tmp_path_factory.mktemp("roadmap")
+    manifest = roadmap.manifest_from_folder(shared_data, root)
+    build(manifest, root / "store", workers=0, progress=False)
+    return root / "store"
+
+
+def test_audit__labels_only_real_cube_gives_a_full_report(
+    roadmap_labels: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The real Roadmap expression labels (56 epigenomes, no marks): the most-similar baseline
+    # has nothing a model could see to compare on, so it is left out with a sentence.
+    ds = open_cube(roadmap_labels)
+    assert "signal" not in ds
+    chrom = np.asarray(ds["chrom"].values).astype(object)
+    on_chr1 = chrom == "chr1"
+    others = [c for c in map(str, ds["cell_type"].values) if c != "E003"]
+    avg = ds["label"].sel(cell_type=others).mean("cell_type").values
+    pred = pd.DataFrame({
+        "locus": np.asarray(ds["name"].values).astype(object)[on_chr1], "cell_type": "E003",
+        "score": avg[on_chr1] + np.random.default_rng(0).normal(0, 0.01, on_chr1.sum()),
+    })  # fmt: skip
+    pred.to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    code = cli.main([
+        "audit", str(tmp_path / "pred.tsv"), str(roadmap_labels), "--train-cell-types",
+        ",".join(others), "--train-chroms", ",".join(sorted(set(chrom) - {"chr1"})),
+        "--json", str(tmp_path / "a.json"), "--bootstrap", "200",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "most-similar baseline is left out: the cube holds no signal" in out
+    d = json.loads((tmp_path / "a.json").read_text())
+    row = d["summary"][0]
+    assert row["ap_most_similar"] is None and d["leakage"] == 0.0 and d["leakage_declared"]
+    # the data README's figure: the average activity over the 55 other epigenomes, chr1 here
+    y = ds["label"].sel(cell_type="E003").values[on_chr1]
+    assert row["ap_average_activity"] == pytest.approx(
+        average_precision_score(y, avg[on_chr1]), abs=1e-12
+    )
+    assert d["call"] == "memorising"
+
+
+# ------------------------------------------------------------------------- arguments
+
+
+def test_audit__target_among_training_cell_types_is_refused(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pred = memorising(tiny, ["E003"])
+    with pytest.raises(
+        ValueError, match=r"target cell type\(s\) \['E003'\] are among the training"
+    ):
+        audit_predictions(pred, tiny["ds"], train_cell_types=["E003", "E004"])
+    pred.to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    argv = ["audit", str(tmp_path / "pred.tsv"), str(tiny["store"])]
+    gates = ["--fail-on", "memorising", "--fail-on", "no-gain"]
+    assert cli.main([*argv, "--train-cell-types", "E003,E004", *gates]) == 2
+    assert "--train-cell-types" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--train-cell-types", ",", "list of training cell types is empty"),
+        ("--train-chroms", " , ", "list of training chromosomes is empty"),
+        ("--memorisation-threshold", "5", r"memorisation_threshold must lie in \(-1, 1\)"),
+        ("--margin", "nan", r"margin must be a number in \[0, 1\)"),
+        ("--level", "1.5", r"level must lie in \[0.5, 1\)"),
+        ("--bootstrap", "3", "n_bootstrap must be at least 20"),
+        ("--permutations", "10", "n_permutations must be an integer >= 99"),
+    ],
+)
+def test_cli__audit_arguments_are_checked_before_work(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture, option: str, value: str,
+    message: str,
+) -> None:  # fmt: skip
+    memorising(tiny, ["E003"]).to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    code = cli.main(["audit", str(tmp_path / "pred.tsv"), str(tiny["store"]), option, value])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_cli__audit_json_onto_a_folder_is_a_bad_argument(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    memorising(tiny, ["E003"]).to_csv(tmp_path / "pred.tsv", sep="\t", index=False)
+    (tmp_path / "out").mkdir()
+    argv = [
+        "audit",
+        str(tmp_path / "pred.tsv"),
+        str(tiny["store"]),
+        "--json",
+        str(tmp_path / "out"),
+    ]
+    assert cli.main(argv) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_load_predictions__another_version_is_not_a_match(tiny: dict) -> None:
+    ds = tiny["ds"]
+    pred = perfect(ds)
+    names = list(pred["locus"])
+    assert re.search(r"\.\d+$", names[0])
+    base = re.sub(r"\.\d+$", "", names[0])
+    pred.loc[0, "locus"] = f"{base}.999"  # the cube has base.<its version>
+    with pytest.warns(AuditWarning, match=r"match a cube locus only in another version.*\.999"):
+        preds = load_predictions(pred, ds)
+    assert 0 not in set(preds.table["pos"])
+    pred.loc[0, "locus"] = base  # without a version it matches
+    assert 0 in set(load_predictions(pred, ds).table["pos"])
+
+
+# ------------------------------------------------------------------------- the report
+
+
+def test_report__json_follows_the_shipped_schema(tiny: dict, tmp_path: Path) -> None:
+    import jsonschema
+
+    from pitfall.audit import json_schema
+
+    report = audit_predictions(memorising(tiny, ["E003", "E004"]), tiny["ds"],
+                               json_path=tmp_path / "a.json")  # fmt: skip
+    doc = json.loads((tmp_path / "a.json").read_text())
+    jsonschema.validate(doc, json_schema())
+    target = doc["summary"][0]
+    for key in ("ap_model", "ap_model_ci", "ap_average_activity", "ap_average_activity_ci",
+                "ap_diff_ci", "within_group_gain", "within_group_p_adjusted"):  # fmt: skip
+        assert key in target
+    group = doc["partitions"][0]
+    for key in ("n_loci", "n_positive", "ap_model", "ap_random_expected", "p", "p_adjusted"):
+        assert key in group
+    broken = dict(doc, leakage="high")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, json_schema())
+    assert report.to_dict()["call"] == doc["call"]
+
+
+def test_report__html_and_notebook_show_the_figure(tiny: dict, tmp_path: Path) -> None:
+    report = audit_predictions(memorising(tiny, ["E003"]), tiny["ds"],
+                               html_path=tmp_path / "a.html", figure=tmp_path / "a.png")  # fmt: skip
+    page = (tmp_path / "a.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 1
+    assert 'src="data:image/png;base64,' in report._repr_html_()
+    fig = report.figure()
+    title = fig._suptitle.get_text()
+    assert title.startswith("E003: memorising")
+    assert f"{report.to_frame().iloc[-1]['ap_model']:.3f} [" in title
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("model: AP") and "[" in t for t in legend)
+    assert any("expected AP" in t for t in fig.axes[1].get_legend_handles_labels()[1])
+
+
+def test_read_prediction_table__gzipped_table_named_tsv_is_read(tiny: dict, tmp_path: Path) -> None:
+    import gzip
+
+    pred = memorising(tiny, ["E003"])
+    with gzip.open(tmp_path / "pred.tsv", "wt") as fh:  # gzip inside, .tsv outside
+        pred.to_csv(fh, sep="\t", index=False)
+    pd.testing.assert_frame_equal(
+        audit_predictions(tmp_path / "pred.tsv", tiny["ds"]).to_frame(),
+        audit_predictions(pred, tiny["ds"]).to_frame(),
+    )

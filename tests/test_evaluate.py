@@ -291,7 +291,9 @@ def test_partitioned_evaluation__rows_counts_and_ap() -> None:
     y[:10] = np.nan
     scores = {"model": rng.random(n), "average": n_active / 2.0}
     df = ev.partitioned_evaluation(y, scores, n_active)
-    assert list(df.columns) == ["group", "predictor", "n_loci", "n_positive", "prevalence", "ap"]
+    assert list(df.columns) == [
+        "group", "predictor", "n_loci", "n_positive", "prevalence", "ap_random_expected", "ap",
+    ]  # fmt: skip
     assert len(df) == 4 * 2
     for g in (1, 2):
         m = (n_active == g) & ~np.isnan(y)
@@ -301,6 +303,12 @@ def test_partitioned_evaluation__rows_counts_and_ap() -> None:
             assert row.n_positive == (y[m] == 1).sum()
             assert row.prevalence == pytest.approx((y[m] == 1).mean())
             assert row.ap == pytest.approx(average_precision_score(y[m], s[m]), abs=TOL)
+            # a random ranking's expectation, from the harmonic number H_n
+            n_, k_ = int(m.sum()), int((y[m] == 1).sum())
+            h = sum(1 / r for r in range(1, n_ + 1))
+            assert row.ap_random_expected == pytest.approx(
+                (h + (k_ - 1) / (n_ - 1) * (n_ - h)) / n_
+            )
     assert df[df.group == 0].ap.isna().all()
     all_rows = df[df.group == "all"].set_index("predictor")
     assert all_rows.loc["model", "ap"] == pytest.approx(_sklearn_ap(y, scores["model"]), abs=TOL)

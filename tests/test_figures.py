@@ -224,7 +224,7 @@ def test_partitioned_boxes__controls_boxed_and_tested_apart() -> None:
     rows = [{"group": g, "predictor": p, "model": f"{p}{i}", "ap": rng.random()}
             for g in range(4) for p, n in (("signal", 3), ("sequence", 4), ("random", 2))
             for i in range(n)]  # fmt: skip
-    rows += [{"group": g, "predictor": "average activity", "model": "", "ap": 0.5}
+    rows += [{"group": g, "predictor": "random ranking (expected AP)", "model": "", "ap": 0.5}
              for g in range(4)]  # fmt: skip
     tests = pd.DataFrame({"comparison": ["epigenomic > sequence"] * 4
                           + ["epigenomic > locus-constant random (control)"] * 4,
@@ -234,7 +234,7 @@ def test_partitioned_boxes__controls_boxed_and_tested_apart() -> None:
     boxes, pvals = fig.axes
     assert boxes.get_title() == "S4"
     legend = [t.get_text() for t in boxes.get_legend().get_texts()]
-    assert legend == ["average activity (baseline)", "epigenomic (3 models)",
+    assert legend == ["random ranking (expected AP)", "epigenomic (3 models)",
                       "sequence (4 models)", "locus-constant random (control) (2 models)"]  # fmt: skip
     lines = [t.get_text() for t in pvals.get_legend().get_texts()]
     assert lines[:2] == ["epigenomic > sequence", "epigenomic > locus-constant random (control)"]

@@ -264,32 +264,41 @@ def test_remedies__rerun_trains_nothing(remedy_run, tiny_cube_path) -> None:
 def _table(rows):
     import pandas as pd
 
-    cols = ["setting", "model", "inputs", "remedy", "ap", "ap_average_activity",
+    cols = ["setting", "model", "inputs", "remedy", "ap", "ap_average_activity", "gain",
             "within_group_gain", "within_group_p"]  # fmt: skip
-    return pd.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
+    table = pd.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
+    # intervals of +-0.02 around each gain; beating: above the margin, interval above 0
+    table["gain_ci"] = [[g - 0.02, g + 0.02] for g in table["gain"]]
+    table["beats_baseline"] = (table["gain"] > 0.01) & (table["gain"] - 0.02 > 0)
+    return table
 
 
 def test_describe_remedies__sentences_follow_the_numbers() -> None:
     h = "hybrid"
     table = _table([
-        (h, "dense 64", "signal", "none", 0.80, 0.90, 0.20, 0.001),
-        (h, "dense 64", "signal", "average input", 0.95, 0.90, 0.15, 0.001),
-        (h, "dense 64", "signal", "residual target", 0.905, 0.90, 0.10, 0.01),
-        (h, "seq dense 512", "sequence", "none", 0.60, 0.90, 0.01, 0.6),
-        (h, "seq dense 512", "sequence", "residual target", 0.90, 0.90, 0.0, 1.0),
-        ("cross-cell-type", "seq dense 512", "sequence", "none", 0.99, 0.95, 0.0, 1.0),
+        (h, "dense 64", "signal", "none", 0.80, 0.90, -0.10, 0.20, 0.001),
+        (h, "dense 64", "signal", "average input", 0.95, 0.90, 0.05, 0.15, 0.001),
+        (h, "dense 64", "signal", "residual target", 0.905, 0.90, 0.005, 0.10, 0.01),
+        (h, "seq dense 512", "sequence", "none", 0.60, 0.90, -0.30, 0.01, 0.6),
+        (h, "seq dense 512", "sequence", "residual target", 0.90, 0.90, 0.0, 0.0, 1.0),
+        ("cross-cell-type", "seq dense 512", "sequence", "none", 0.99, 0.95, 0.04, 0.0, 1.0),
     ])  # fmt: skip
     lines = paper.describe_remedies(table)
     assert "baseline scores AP 0.900" in lines[0]
     assert "epigenomic models reach AP 0.800 plain, 0.950 with the average as an input" in lines[0]
-    # beating by more than the margin: 0.95 only; level: 0.905 and 0.90
-    assert lines[1].startswith("1 of 3 remedied models beat the baseline by more than 0.01 AP, "
-                               "2 are level")  # fmt: skip
-    assert "(average input, +0.050)" in lines[1]
-    assert "+0.100 to +0.200 AP over it, significantly (one-sided p < 0.05) in 3 of 3" in lines[2]
+    # beating (gain above the margin, interval above 0): 0.95 only; level (interval holds
+    # 0): the residual models
+    assert lines[1].startswith("1 of 3 remedied models beat the baseline (by more than 0.01 "
+                               "AP, with a 95% interval above 0), 2 are level")  # fmt: skip
+    assert "(average input, +0.050 [+0.030, +0.070])" in lines[1]
+    # Holm over the five hybrid models: 0.001, 0.001, 0.01 -> 0.005, 0.005, 0.03 (< 0.05)
+    assert "+0.100 to +0.200 AP over a random ranking" in lines[2]
+    assert "Holm-adjusted over the 5 models, p < 0.05) in 3 of 3" in lines[2]
     assert "+0.000 to +0.010" in lines[2] and "in 0 of 2" in lines[2]
     assert lines[3].startswith("So a remedy brings an epigenomic model above the baseline")
-    # nothing near the baseline: the other conclusion
-    low = table.assign(ap=table["ap"] - 0.3)
-    assert paper.describe_remedies(low)[-1].startswith("No remedied model")
+    # every interval below 0: the other conclusion
+    low = _table([(*r[:6], r[6] - 0.3, *r[7:]) for r in table[[
+        "setting", "model", "inputs", "remedy", "ap", "ap_average_activity", "gain",
+        "within_group_gain", "within_group_p"]].itertuples(index=False)])  # fmt: skip
+    assert paper.describe_remedies(low)[-1].startswith("Every remedied model falls short")
     assert paper.describe_remedies(table[table.setting != h]) == []

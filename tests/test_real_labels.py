@@ -93,7 +93,7 @@ def test_grid_summary__seeds_range_equals_the_rows(report: Path) -> None:
         assert r["ap_mean"] == pytest.approx(aps.mean())
 
 
-def test_partitioned_baselines__average_activity_is_the_prevalence_within_groups(
+def test_partitioned_baselines__control_against_a_random_ranking_within_groups(
     report: Path,
 ) -> None:
     from pitfall import sweep
@@ -104,14 +104,24 @@ def test_partitioned_baselines__average_activity_is_the_prevalence_within_groups
     exps = real_labels.plan_experiments(
         report / "store" / "roadmap", report / "store" / "tads", TINY
     )["grid"]
-    part = real_labels.partitioned_baselines(ds, grid, exps, report / "results")
-    assert set(part["setting"]) == {"cross-cell-type", "hybrid"}
-    avg = part[(part["predictor"] == "average activity") & (part["group"] != "all")]
-    # one score per group: AP is the share of positives there (scikit-learn groups ties)
-    scored = avg[avg["n_positive"] > 0]
-    np.testing.assert_allclose(scored["ap"], scored["n_positive"] / scored["n_loci"], atol=1e-12)
+    part, summary = real_labels.partitioned_baselines(ds, grid, exps, report / "results")
+    assert set(part["setting"]) == set(summary["setting"]) == {"cross-cell-type", "hybrid"}
     e003 = ds["label"].sel(cell_type="E003").values
     on_chr1 = (ds["chrom"] == "chr1").values
     for setting, loci in (("hybrid", on_chr1), ("cross-cell-type", ~on_chr1)):
-        n = avg.loc[avg["setting"] == setting, "n_loci"].sum()
-        assert n == int(np.isfinite(e003[loci]).sum())
+        rows = part[part["setting"] == setting]
+        assert rows["n_loci"].sum() == int(np.isfinite(e003[loci]).sum())
+        # the reference within a group: a random ranking's expected AP (harmonic numbers),
+        # not the prevalence a tied baseline scores there
+        both = rows[(rows["n_positive"] > 0) & (rows["n_positive"] < rows["n_loci"])]
+        for _, r in both.iterrows():
+            n, k = int(r["n_loci"]), int(r["n_positive"])
+            h = sum(1 / i for i in range(1, n + 1))
+            assert r["ap_random_expected"] == pytest.approx((h + (k - 1) / (n - 1) * (n - h)) / n)
+            assert r["ap_random_expected"] > r["prevalence"]
+            assert r["gain"] == pytest.approx(r["ap"] - r["ap_random_expected"])
+        s = summary[summary["setting"] == setting].iloc[0]
+        weights = both["n_loci"] / both["n_loci"].sum()
+        assert s["within_group_gain"] == pytest.approx(float((weights * both["gain"]).sum()))
+    sentences = real_labels.describe_partitioned(summary)
+    assert len(sentences) == 2 and "against a random ranking of each group" in sentences[0]

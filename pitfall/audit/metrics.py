@@ -1,45 +1,115 @@
-"""The audit's numbers: the user's scores next to the baselines, on the same loci.
+"""The audit's numbers for binary labels: the user's scores next to the baselines, with
+intervals and tests, on the same loci.
 
-A composition of :mod:`pitfall.baselines` (the scores of :class:`AverageActivity`,
-:class:`MostSimilar` and :class:`RandomScores`), :mod:`pitfall.evaluate` (average precision
-with tied scores grouped, the partition of loci by activity and the partitioned evaluation)
-and :class:`pitfall.splits.Split` (the leakage); what only the audit needs is here: the
-within-group rank test and its combination over groups.
-
-Floor 4: imports :mod:`pitfall.baselines`, :mod:`pitfall.evaluate`, :mod:`pitfall.splits`.
+A composition of :mod:`pitfall.baselines` (the scores of :class:`AverageActivity` and
+:class:`MostSimilar`), :mod:`pitfall.evaluate` (average precision with tied scores grouped,
+the partition of loci by activity), :mod:`pitfall.random_ranking` (the AP a random ranking
+earns, permutation tests), :mod:`pitfall.bootstrap` (block bootstrap intervals),
+:mod:`pitfall.multiple_testing` and :class:`pitfall.splits.Split` (the leakage). What each
+number means is in :mod:`pitfall.audit`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import numpy as np
-import pandas as pd
 import xarray as xr
-from scipy import stats
 
-from pitfall import evaluate
-from pitfall.baselines import AverageActivity, MostSimilar, RandomScores
-from pitfall.splits import Split, take_loci
+from pitfall import bootstrap, evaluate, random_ranking, track_metrics
+from pitfall.baselines import AverageActivity, MostSimilar
+from pitfall.multiple_testing import METHODS, adjust_pvalues
+from pitfall.splits import take_loci
 
 __all__ = [
+    "BASELINE_LABELS",
     "MAX_SIMILARITY_LOCI",
+    "Options",
+    "GroupTests",
     "TargetScores",
-    "auroc_test",
-    "leakage",
-    "partition_rows",
+    "analyse",
+    "group_tests",
     "pool",
+    "score_all",
     "score_target",
-    "summary_row",
-    "within_group_gain",
 ]
 
 #: Loci (evenly spaced) on which cell types' signal is correlated to find the most similar.
 MAX_SIMILARITY_LOCI = 200_000
+
+#: The baselines of a binary audit, by key, with their names in tables and figures.
+BASELINE_LABELS = {
+    "average_activity": "average activity",
+    "most_similar": "most similar cell type",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the audit computes its intervals and tests (defaults in :mod:`pitfall.audit`).
+
+    Attributes
+    ----------
+    level : float
+        Coverage of every interval (0.95).
+    n_bootstrap : int
+        Block-bootstrap replicates.
+    block_size : int
+        Genomic block length in bp (loci without positions: ``block_loci`` consecutive loci).
+    block_loci : int
+    n_permutations : int or None
+        Random placements of the labels per group; None picks
+        ``max(999, ceil(20 * groups / alpha) - 1)``, so that the smallest attainable p-value
+        is a twentieth of Holm's strictest threshold.
+    adjust : str
+        ``"holm"`` or ``"bh"`` (:mod:`pitfall.multiple_testing`).
+    alpha : float
+        Level of every test.
+    seed : int
+        Seed of the bootstrap and the permutations.
+    """
+
+    level: float = 0.95
+    n_bootstrap: int = 1000
+    block_size: int = bootstrap.BLOCK_SIZE
+    block_loci: int = 100
+    n_permutations: int | None = None
+    adjust: str = "holm"
+    alpha: float = 0.05
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse values that would make every interval or test meaningless."""
+        if not (isinstance(self.level, float | int) and 0.5 <= self.level < 1):
+            raise ValueError(f"level must lie in [0.5, 1), got {self.level!r}")
+        if not (isinstance(self.alpha, float | int) and 0 < self.alpha < 0.5):
+            raise ValueError(f"alpha must lie in (0, 0.5), got {self.alpha!r}")
+        for name in ("n_bootstrap", "block_size", "block_loci"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_bootstrap < 20:
+            raise ValueError(
+                f"n_bootstrap must be at least 20 for a percentile interval, got {self.n_bootstrap}"
+            )
+        perms = self.n_permutations
+        if perms is not None and (
+            not isinstance(perms, int) or isinstance(perms, bool) or perms < 99
+        ):
+            raise ValueError(f"n_permutations must be an integer >= 99 or None, got {perms!r}")
+        if self.adjust not in METHODS:
+            raise ValueError(f"adjust must be one of {METHODS}, got {self.adjust!r}")
+
+    def permutations_for(self, n_groups: int) -> int:
+        """B for a family of ``n_groups`` tests (class docstring)."""
+        if self.n_permutations is not None:
+            return self.n_permutations
+        return max(999, math.ceil(20 * max(n_groups, 1) / self.alpha) - 1)
 
 
 @dataclass
@@ -52,63 +122,56 @@ class TargetScores:
         The target cell type, or ``"pooled"``.
     y : numpy.ndarray
         float64, shape (n,): the cube's labels (0, 1, NaN: unlabelled, left out of metrics).
-    model, average_activity, random : numpy.ndarray
-        float64, shape (n,): the user's scores and the baselines' (the average activity has
-        no NaN: loci without a reference label get the reference prevalence).
-    most_similar : numpy.ndarray or None
-        float64, shape (n,): the labels of the most similar reference cell type (NaN labels
-        as its prevalence); None when unavailable.
+    model : numpy.ndarray
+        float64, shape (n,): the user's scores.
+    baselines : dict
+        Key of :data:`BASELINE_LABELS` -> float64 array, shape (n,), or None where the
+        baseline could not be computed (then ``notes`` says why). The average activity has
+        no NaN: loci without a reference label get the reference prevalence.
     n_active : numpy.ndarray
         int64, shape (n,): reference cell types in which each locus is active.
+    blocks : numpy.ndarray
+        int64, shape (n,): each locus's genomic block (:func:`pitfall.bootstrap.genomic_blocks`),
+        numbered over the whole cube, so the same block pooled over targets is one block.
     most_similar_name : str or None
         The chosen reference cell type.
-    leaked : float or None
-        Scored loci that leak (a count; None when the training data are unknown).
+    leaked : float
+        Scored loci that leak (a count): on a training chromosome and labelled in a
+        reference cell type, as :meth:`pitfall.splits.Split.leakage` counts them.
+    notes : list of str
+        Sentences on what was left out and why.
     """
 
     name: str
     y: np.ndarray
     model: np.ndarray
-    average_activity: np.ndarray
-    random: np.ndarray
-    most_similar: np.ndarray | None
+    baselines: dict[str, np.ndarray | None]
     n_active: np.ndarray
+    blocks: np.ndarray
     most_similar_name: str | None = None
-    leaked: float | None = None
-
-
-def ap_or_nan(y: np.ndarray, s: np.ndarray) -> float:
-    """:func:`pitfall.evaluate.average_precision`, NaN when no labelled item is positive."""
-    if not np.any(y == 1):
-        return float("nan")
-    return evaluate.average_precision(y, s)
+    leaked: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Pearson and Spearman correlation; NaN with fewer than 3 pairs or a constant side."""
+    """Pearson and Spearman correlation over the pairs where both are finite; NaN with
+    fewer than 3 pairs or a constant side (:func:`pitfall.track_metrics.track_metrics`'s
+    ``gwcorr`` and ``gwspear``, exact and low in memory on millions of loci)."""
     ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    if np.count_nonzero(ok) < 3:
         return float("nan"), float("nan")
-    return float(stats.pearsonr(a, b)[0]), float(stats.spearmanr(a, b)[0])
-
-
-def auroc_test(y: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
-    """Does ``s`` rank the positives above the negatives? U, one-sided p, AUROC.
-
-    ``scipy.stats.mannwhitneyu(s[y == 1], s[y == 0], alternative="greater")``; AUROC =
-    U / (n_positive * n_negative). NaN when a class is empty.
-    """
-    pos, neg = s[y == 1], s[y == 0]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    res = stats.mannwhitneyu(pos, neg, alternative="greater")
-    u = float(res.statistic)
-    return u, float(res.pvalue), u / (pos.size * neg.size)
+    if not ok.all():
+        a, b = a[ok], b[ok]
+    m = track_metrics.track_metrics(a, b)
+    return float(m["gwcorr"]), float(m["gwspear"])
 
 
 def _values(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.values, dtype=np.float64).ravel()
+
+
+#: Scored loci read from the cube at a time (labels of every reference cell type).
+READ_LOCI = 1 << 20
 
 
 def score_target(
@@ -118,11 +181,15 @@ def score_target(
     scores: np.ndarray,
     refs: Sequence[str],
     *,
-    train_cell_types: Sequence[str] | None,
     train_chroms: Sequence[str] | None,
-    warn: Callable[[str], None],
+    options: Options,
 ) -> TargetScores:
     """Labels and every predictor's scores at one target's scored loci.
+
+    The labels of the target and of the reference cell types are read once, a block of
+    :data:`READ_LOCI` scored loci at a time; the average activity
+    (:class:`pitfall.baselines.AverageActivity`), the activity groups
+    (:func:`pitfall.evaluate.partition_by_activity`) and the leakage follow from them.
 
     Parameters
     ----------
@@ -134,77 +201,109 @@ def score_target(
         int64 and float64, shape (n,): scored positions (ascending) and the user's scores.
     refs : sequence of str
         Reference cell types (never the target): what the baselines average and compare.
-    train_cell_types, train_chroms
-        What the model was trained on, for the leakage (both None: unknown).
-    warn : callable
-        Receives the messages of an unavailable most-similar baseline.
+    train_chroms : sequence of str or None
+        Training chromosomes, for the leakage (None: every chromosome).
+    options : Options
+        The genomic blocks' size.
     """
     refs = list(refs)
-    train = ds.sel(cell_type=refs)
-    test = take_loci(ds.sel(cell_type=[target]), pos)
-    # Built as AverageActivity reads the reference labels, so one compute shares the reads.
-    ref_labels = take_loci(ds[["label"]].sel(cell_type=refs), pos)["label"]
-    avg, n_active, n_pos_ref, n_known_ref, y, rnd = dask.compute(
-        AverageActivity(ds, cell_types=refs).fit(train).predict(test),
-        evaluate.partition_by_activity(ref_labels),
-        (ref_labels == 1).sum(),
-        ref_labels.notnull().sum(),
-        test["label"],
-        RandomScores(ds).fit(train).predict(test),
-    )
-    n_known_ref = int(n_known_ref)
-    prevalence_ref = int(n_pos_ref) / n_known_ref if n_known_ref else 0.5
-    avg = _values(avg)
-    avg = np.where(np.isnan(avg), prevalence_ref, avg)
-    ms_name, ms = _most_similar(ds, target, refs, pos, warn)
-    leaked = None
-    if train_cell_types is not None or train_chroms is not None:
-        leaked = leakage(ds, pos, target, refs, train_chroms) * pos.size
+    n = pos.size
+    y = np.empty(n, np.float32)
+    avg = np.empty(n, np.float32)
+    n_active = np.empty(n, np.int16 if len(refs) < 2**15 else np.int32)
+    blocks = np.empty(n, np.int64)
+    has_start = "start" in ds.coords
+    chrom_ids: dict[str, int] = {}
+    n_pos_ref = n_known_ref = leaked = 0
+    for a in range(0, n, READ_LOCI):
+        at = pos[a : a + READ_LOCI]
+        part = take_loci(ds[["label"]].sel(cell_type=[*refs, target]), at)
+        # Positions within the block: AverageActivity selects the test loci by position.
+        part = part.load().assign_coords(locus=np.arange(part.sizes["locus"]))
+        ref_labels = part["label"].sel(cell_type=refs)
+        test = part.sel(cell_type=[target])
+        stop = a + at.size
+        y[a:stop] = test["label"].values[0]
+        avg[a:stop] = AverageActivity(part, cell_types=refs).fit(part).predict(test).values[0]
+        n_active[a:stop] = np.asarray(evaluate.partition_by_activity(ref_labels))
+        known = ref_labels.notnull()
+        n_pos_ref += int((ref_labels == 1).sum())
+        n_known_ref += int(known.sum())
+        codes = _chrom_ids(part["chrom"].values, chrom_ids)
+        seen = known.any("cell_type").values
+        if train_chroms is not None:
+            seen &= np.isin(codes, [chrom_ids.get(c, -1) for c in train_chroms])
+        leaked += int(np.count_nonzero(seen))
+        if has_start:
+            blocks[a:stop] = bootstrap.block_keys(
+                codes, part["start"].values, block_size=options.block_size
+            )
+        else:
+            blocks[a:stop] = codes
+    if not has_start:
+        # Runs of consecutive loci need each chromosome whole, not a block of it.
+        blocks = bootstrap.block_keys(blocks, block_loci=options.block_loci)
+    prevalence_ref = n_pos_ref / n_known_ref if n_known_ref else 0.5
+    np.copyto(avg, np.float32(prevalence_ref), where=np.isnan(avg))
+    notes: list[str] = []
+    ms_name, ms = _most_similar(ds, target, refs, pos, notes)
     return TargetScores(
         name=target,
-        y=_values(y),
+        y=y,
         model=np.asarray(scores, dtype=np.float64),
-        average_activity=avg,
-        random=_values(rnd),
-        most_similar=ms,
-        n_active=np.asarray(n_active.values, dtype=np.int64).ravel(),
+        baselines={"average_activity": avg, "most_similar": ms},
+        n_active=n_active,
+        blocks=blocks,
         most_similar_name=ms_name,
-        leaked=leaked,
+        leaked=float(leaked),
+        notes=notes,
     )
+
+
+def _chrom_ids(chrom: np.ndarray, ids: dict[str, int]) -> np.ndarray:
+    """Each locus's chromosome as an integer id, numbering new names in ``ids``.
+
+    Loci run along chromosomes, so only the runs' names are looked up, not every locus's.
+    """
+    if chrom.size == 0:
+        return np.zeros(0, np.int32)
+    starts = np.r_[0, np.flatnonzero(chrom[1:] != chrom[:-1]) + 1]
+    run_ids = [ids.setdefault(str(c), len(ids)) for c in chrom[starts]]
+    return np.repeat(np.asarray(run_ids, np.int32), np.diff(np.r_[starts, chrom.size]))
 
 
 def _most_similar(
-    ds: xr.Dataset, target: str, refs: list[str], pos: np.ndarray, warn: Callable[[str], None]
+    ds: xr.Dataset, target: str, refs: list[str], pos: np.ndarray, notes: list[str]
 ) -> tuple[str | None, np.ndarray | None]:
-    """(chosen reference cell type, its labels at ``pos``), or (None, None).
+    """(chosen reference cell type, its labels at ``pos``), or (None, None) with a note.
 
-    Similarity is on the signal when the cube has it (at most :data:`MAX_SIMILARITY_LOCI`
-    evenly spaced loci), else on the labels of the loci NOT scored for the target (labels
-    the user could have trained on).
+    Cell types are compared on their inputs, the signal (at most :data:`MAX_SIMILARITY_LOCI`
+    evenly spaced loci), which a model sees for the target too. A cube without signal has
+    nothing a model of the target could see to compare on: the target's labels are what it
+    predicts, and a cross-cell-type model never sees them; so the baseline is left out.
     """
-    n = ds.sizes["locus"]
-    if "signal" in ds:
-        on = "signal"
-        loci = np.arange(n)
-        if n > MAX_SIMILARITY_LOCI:
-            loci = np.linspace(0, n - 1, MAX_SIMILARITY_LOCI).astype(np.int64)
-    else:
-        on = "label"
-        loci = np.setdiff1d(np.arange(n), pos)
-    if loci.size < 3:
-        warn(
-            f"{target}: the cube has no signal and no unscored locus to compare labels on; "
-            "the most-similar baseline is unavailable"
+    if "signal" not in ds:
+        notes.append(
+            f"{target}: the most-similar baseline is left out: the cube holds no signal to "
+            "compare cell types on, and the target's own labels are what the model predicts "
+            "(a cross-cell-type model never sees them)"
         )
         return None, None
-    model = MostSimilar(ds, on=on).fit(take_loci(ds.sel(cell_type=refs), loci))
+    n = ds.sizes["locus"]
+    loci = np.arange(n)
+    if n > MAX_SIMILARITY_LOCI:
+        loci = np.linspace(0, n - 1, MAX_SIMILARITY_LOCI).astype(np.int64)
+    model = MostSimilar(ds, on="signal").fit(take_loci(ds.sel(cell_type=refs), loci))
     with warnings.catch_warnings():
         # A constant reference (all 0) has no correlation: NaN, never chosen.
         warnings.simplefilter("ignore", RuntimeWarning)
         labels = _values(model.predict(take_loci(ds.sel(cell_type=[target]), pos)))
     best, r = model.chosen_[target]
     if not np.isfinite(r):
-        warn(f"{target}: no reference cell type correlates; most-similar baseline unavailable")
+        notes.append(
+            f"{target}: the most-similar baseline is left out: no reference cell type's "
+            "signal correlates with the target's"
+        )
         return None, None
     if np.isnan(labels).any():
         fill = np.nanmean(labels) if np.isfinite(labels).any() else 0.5
@@ -212,128 +311,321 @@ def _most_similar(
     return best, labels
 
 
-def leakage(
-    ds: xr.Dataset,
-    pos: np.ndarray,
-    target: str,
-    train_cell_types: Sequence[str],
-    train_chroms: Sequence[str] | None,
-) -> float:
-    """:meth:`pitfall.splits.Split.leakage` of the scored loci.
-
-    The fraction of the scored loci ``pos`` that lie on a training chromosome (default:
-    every chromosome) and carry a label in a training cell type other than the target.
-    """
-    sub = take_loci(ds, pos).copy()
-    # The restricted cube is not the snapshot: keep Split from caching its chromosome runs
-    # under the snapshot's key.
-    sub.attrs = {}
-    chroms = list(pd.unique(np.asarray(sub["chrom"].values).astype(object)))
-    split = Split(
-        train_cell_types=tuple(c for c in train_cell_types if c != target),
-        train_chroms=tuple(train_chroms) if train_chroms is not None else tuple(chroms),
-        valid_cell_types=(),
-        valid_chroms=(),
-        test_cell_types=(target,),
-        test_chroms=tuple(chroms),
-    )
-    return split.leakage(sub)
-
-
 def pool(parts: Sequence[TargetScores]) -> TargetScores:
     """Every target's (cell type, locus) pairs together, as ``"pooled"``."""
 
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(p, name) for p in parts])
+    def cat(values: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(values)
 
-    ms_ok = all(p.most_similar is not None for p in parts)
-    leaks = [p.leaked for p in parts]
+    baselines: dict[str, np.ndarray | None] = {}
+    for key in BASELINE_LABELS:
+        got = [p.baselines.get(key) for p in parts]
+        baselines[key] = None if any(g is None for g in got) else cat(got)  # type: ignore[arg-type]
+    notes = []
+    if baselines["most_similar"] is None and any(
+        p.baselines.get("most_similar") is not None for p in parts
+    ):
+        notes.append("pooled: the most-similar baseline is left out: some target lacks it")
     return TargetScores(
         name="pooled",
-        y=cat("y"),
-        model=cat("model"),
-        average_activity=cat("average_activity"),
-        random=cat("random"),
-        most_similar=cat("most_similar") if ms_ok else None,
-        n_active=cat("n_active"),
-        leaked=None if any(v is None for v in leaks) else float(sum(leaks)),  # type: ignore[arg-type]
+        y=cat([p.y for p in parts]),
+        model=cat([p.model for p in parts]),
+        baselines=baselines,
+        n_active=cat([p.n_active for p in parts]),
+        blocks=cat([p.blocks for p in parts]),
+        leaked=float(sum(p.leaked for p in parts)),
+        notes=notes,
     )
 
 
-def partition_rows(ts: TargetScores) -> list[dict[str, Any]]:
-    """Per activity group: loci, positives, AP of the model and of the average activity
-    (:func:`pitfall.evaluate.partitioned_evaluation`), and the within-group rank test of
-    both (:func:`auroc_test`)."""
-    table = evaluate.partitioned_evaluation(
-        ts.y,
-        {"model": ts.model, "average activity": ts.average_activity},
-        ts.n_active,
-        include_all=False,
-    )
-    ap = table.pivot(index="group", columns="predictor", values="ap")
-    counts = table.drop_duplicates("group").set_index("group")
+# --------------------------------------------------------------------------------------------
+# One target's numbers: a sort per scoring, then the bootstrap and the permutation tests
+
+
+@dataclass
+class GroupTests:
+    """The partitioned evaluation of one target: per group and combined.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per activity group: ``cell_type``, ``group``, ``n_loci``, ``n_positive``,
+        ``prevalence``, ``ap_model``, ``ap_random_expected`` (a random ranking of the
+        group's loci), ``random_low``/``random_high`` (the central ``level`` of the
+        permutation null), ``gain``, ``p``, ``p_adjusted``, ``significant``. A group
+        without both classes is not tested (``p`` NaN).
+    gain : float
+        Mean over the groups holding both classes, weighted by their labelled loci, of the
+        model's AP minus a random ranking's expected AP (NaN without such a group).
+    p : float
+        One-sided permutation p-value of that gain (labels placed at random within every
+        group, the same B placements summed over groups).
+    n_tested : int
+        Groups holding both classes: the tests the adjustment counts.
+    n_permutations : int
+    """
+
+    rows: list[dict[str, Any]]
+    gain: float
+    p: float
+    n_tested: int
+    n_permutations: int
+
+
+class _Done:
+    """A result already computed, with the :class:`concurrent.futures.Future` interface."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _run_here(fn: Callable[..., Any], *args: Any) -> _Done:
+    return _Done(fn(*args))
+
+
+def group_tests(
+    ts: TargetScores,
+    grouped: bootstrap.SortedLoci,
+    options: Options,
+    submit: Callable[..., Any] | None = None,
+) -> GroupTests:
+    """Per activity group, the model against a random ranking of the group's loci.
+
+    ``grouped`` holds the labelled loci sorted by (``n_active``, decreasing model score).
+    Each group's placements are drawn in two halves with seeds of their own, so that
+    ``submit`` (an executor's ``submit``) can run them on two cores; the numbers are the
+    same however they run.
+    """
+    return _finish_group_tests(ts, _start_group_tests(grouped, options, submit), options)
+
+
+def _start_group_tests(
+    grouped: bootstrap.SortedLoci, options: Options, submit: Callable[..., Any] | None
+) -> tuple[list[tuple[int, int, int, int]], dict[int, list[Any]], int]:
+    """Submit every tested group's placements: (counts per group, jobs, B)."""
+    submit = submit or _run_here
+    counts = []
+    for i, g in enumerate(grouped.segments):
+        seg = grouped.segment(i)
+        n = seg.stop - seg.start
+        counts.append((i, int(g), n, int(np.count_nonzero(grouped.positive[seg]))))
+    tested = [c for c in counts if 0 < c[3] < c[2]]
+    n_perm = options.permutations_for(len(tested))
+    halves = ((n_perm + 1) // 2, n_perm // 2)
+    seeds = np.random.SeedSequence([options.seed, 1]).spawn(max(len(counts), 1))
+    jobs = {}
+    for (i, _, n, k), seed in zip(counts, seeds, strict=False):
+        if 0 < k < n:
+            positive, ends = grouped.positive[grouped.segment(i)], grouped.tie_ends(i)
+            jobs[i] = [
+                submit(random_ranking.permuted_aps, positive, ends, size, int(part))
+                for size, part in zip(halves, seed.generate_state(2), strict=True)
+            ]
+    return counts, jobs, n_perm
+
+
+def _finish_group_tests(
+    ts: TargetScores,
+    started: tuple[list[tuple[int, int, int, int]], dict[int, list[Any]], int],
+    options: Options,
+) -> GroupTests:
+    """The groups' rows and the combined test, from the placements' results."""
+    counts, jobs, n_perm = started
+    tested = [c for c in counts if 0 < c[3] < c[2]]
     rows = []
-    for g in counts.index:
-        m = (ts.n_active == g) & ~np.isnan(ts.y)
-        y = ts.y[m]
-        u, p, auc = auroc_test(y, ts.model[m])
-        _, _, auc_b = auroc_test(y, ts.average_activity[m])
-        rows.append(
-            {
-                "cell_type": ts.name,
-                "group": int(g),
-                "n_loci": int(counts.loc[g, "n_loci"]),
-                "n_positive": int(counts.loc[g, "n_positive"]),
-                "ap_model": float(ap.loc[g, "model"]),
-                "ap_average_activity": float(ap.loc[g, "average activity"]),
-                "auroc_model": auc,
-                "auroc_baseline": auc_b,
-                "mwu_U": u,
-                "mwu_p": p,
-            }
-        )
-    return rows
+    null_gain = np.zeros(n_perm)
+    gain_sum, weight = 0.0, 0
+    for i, g, n, k in counts:
+        row: dict[str, Any] = {
+            "cell_type": ts.name,
+            "group": g,
+            "n_loci": n,
+            "n_positive": k,
+            "prevalence": k / n,
+            "ap_model": float("nan"),
+            "ap_random_expected": float("nan"),
+            "random_low": float("nan"),
+            "random_high": float("nan"),
+            "gain": float("nan"),
+            "p": float("nan"),
+        }
+        if i in jobs:
+            parts = [job.result() for job in jobs[i]]
+            observed = parts[0][0]
+            null = np.concatenate([part[1] for part in parts])
+            expected = float(random_ranking.expected_ap(n, k))
+            low, high = bootstrap.percentile_interval(null, options.level)
+            row.update(
+                ap_model=observed,
+                ap_random_expected=expected,
+                random_low=low,
+                random_high=high,
+                gain=observed - expected,
+                p=random_ranking.permutation_p(observed, null),
+            )
+            gain_sum += n * (observed - expected)
+            null_gain += n * (null - expected)
+            weight += n
+        elif k == n:
+            row.update(ap_model=1.0, ap_random_expected=1.0)
+        rows.append(row)
+    adjusted = adjust_pvalues([r["p"] for r in rows], options.adjust)
+    for r, q in zip(rows, adjusted, strict=True):
+        r["p_adjusted"] = float(q)
+        r["significant"] = bool(q <= options.alpha) if np.isfinite(q) else False
+    if not weight:
+        return GroupTests(rows, float("nan"), float("nan"), 0, n_perm)
+    gain = gain_sum / weight
+    p = random_ranking.permutation_p(gain, null_gain / weight)
+    return GroupTests(rows, gain, p, len(tested), n_perm)
 
 
-def within_group_gain(rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
-    """Loci-weighted mean AP gain over groups holding both classes, and the Stouffer
-    combination (weights sqrt(n_loci)) of the groups' one-sided Mann-Whitney p-values."""
-    ok = [r for r in rows if 0 < r["n_positive"] < r["n_loci"]]
-    w = sum(r["n_loci"] for r in ok)
-    if not w:
-        return float("nan"), float("nan")
-    gain = sum(r["n_loci"] * (r["ap_model"] - r["ap_average_activity"]) for r in ok) / w
-    p = np.clip([r["mwu_p"] for r in ok], 1e-300, 1 - 1e-16)
-    z = stats.norm.isf(p)
-    wt = np.sqrt([r["n_loci"] for r in ok])
-    p_all = float(stats.norm.sf(np.sum(wt * z) / np.sqrt(np.sum(wt**2))))
-    return float(gain), p_all
+def _interval(point: float, reps: np.ndarray, level: float) -> list[float]:
+    low, high = bootstrap.percentile_interval(reps, level, estimate=point)
+    return [float(low), float(high)]
 
 
-def summary_row(ts: TargetScores, partitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The summary numbers of a target (or the pool); the verdict's ``call`` comes later."""
+def _within_gain(boot: bootstrap.BootstrapAP) -> np.ndarray:
+    """Per replicate (shape (R,)): the groups' loci-weighted gain over a random ranking."""
+    n, k = boot.n, boot.positives
+    expected = random_ranking.expected_ap(np.maximum(n, k), k)
+    both = (k > 0) & (k < n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(both, n * (boot.ap - expected), 0.0).sum(axis=0)
+        return total / np.where(both, n, 0.0).sum(axis=0)
+
+
+def _renumber(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Block keys as ids 0 .. n_blocks - 1 (int32): keys come in runs (loci sorted along the
+    genome), so only the runs' keys are sorted, not every locus's."""
+    if keys.size == 0:
+        return np.zeros(0, np.int32), 1
+    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    uniq, run_ids = np.unique(keys[starts], return_inverse=True)
+    return np.repeat(run_ids.astype(np.int32), np.diff(np.r_[starts, keys.size])), int(uniq.size)
+
+
+def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The summary row of a target (or the pool) and its groups' rows.
+
+    Each scoring is sorted once. The bootstrap runs every replicate and, in its first
+    column, the data itself (every block once), so the point estimates and the replicates
+    come from the same pass; the permutation tests reuse the grouped sort.
+
+    Returns
+    -------
+    row : dict
+        Columns in :mod:`pitfall.audit` (the verdict's ``call`` comes later); intervals
+        are ``[low, high]`` lists.
+    groups : list of dict
+        :class:`GroupTests` rows.
+    """
     known = ~np.isnan(ts.y)
+    every = bool(known.all())
+    y = ts.y if every else ts.y[known]
+    model = ts.model if every else ts.model[known]
+    local, n_blocks = _renumber(ts.blocks if every else ts.blocks[known])
+    weights = np.vstack(
+        [
+            np.ones((1, n_blocks)),
+            bootstrap.block_weights(n_blocks, options.n_bootstrap, options.seed),
+        ]
+    )
+    level = options.level
     n_known = int(known.sum())
-    n_pos = int(np.sum(ts.y == 1))
-    y, model = ts.y[known], ts.model[known]
-    pearson, spearman = correlations(ts.model, ts.average_activity)
-    gain, p = within_group_gain(partitions)
-    return {
+    n_pos = int(np.count_nonzero(y == 1))
+    segments = ts.n_active if every else ts.n_active[known]
+
+    def by_baselines() -> tuple[tuple[float, float], dict[str, bootstrap.BootstrapAP]]:
+        corr = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
+        boots = {
+            key: bootstrap.SortedLoci.from_arrays(
+                y, scores if every else scores[known], local
+            ).bootstrap(weights, tied_expectation=True)
+            for key, scores in ts.baselines.items()
+            if scores is not None
+        }
+        return corr, boots
+
+    # The sorts and the kernels release the GIL: the baselines, the permutation tests and
+    # the model's bootstrap share the machine's cores.
+    with ThreadPoolExecutor(max_workers=2) as pool_:
+        baselines_job = pool_.submit(by_baselines)
+        order = bootstrap.score_order(y, model)
+        grouped = bootstrap.SortedLoci.from_arrays(y, model, local, segments=segments,
+                                                   order=order)  # fmt: skip
+        started = _start_group_tests(grouped, options, pool_.submit)
+        ap_model = (
+            bootstrap.SortedLoci.from_arrays(y, model, local, order=order).bootstrap(weights).ap[0]
+        )
+        del order
+        gains = _within_gain(grouped.bootstrap(weights))
+        tests = _finish_group_tests(ts, started, options)
+        (pearson, spearman), boots = baselines_job.result()
+    row: dict[str, Any] = {
         "cell_type": ts.name,
         "n_scored": int(ts.y.size),
         "n_labelled": n_known,
         "n_positive": n_pos,
         "prevalence": n_pos / n_known,
-        "ap_model": ap_or_nan(y, model),
-        "ap_average_activity": ap_or_nan(y, ts.average_activity[known]),
-        "ap_most_similar": float("nan")
-        if ts.most_similar is None
-        else ap_or_nan(y, ts.most_similar[known]),
-        "most_similar": ts.most_similar_name,
-        "ap_random": ap_or_nan(y, ts.random[known]),
-        "pearson_avg": pearson,
-        "spearman_avg": spearman,
-        "within_group_gain": gain,
-        "within_group_p": p,
-        "leakage": float("nan") if ts.leaked is None else ts.leaked / ts.y.size,
+        "ap_model": float(ap_model[0]),
+        "ap_model_ci": _interval(ap_model[0], ap_model[1:], level),
+        "ap_random": float(random_ranking.expected_ap(n_known, n_pos)),
     }
+    nan2 = [float("nan"), float("nan")]
+    for key in BASELINE_LABELS:
+        diff = "ap_diff" if key == "average_activity" else f"ap_diff_{key}"
+        if key not in boots:
+            row.update({f"ap_{key}": float("nan"), f"ap_{key}_ci": nan2,
+                        f"ap_{key}_random_ties": float("nan"), f"ap_{key}_random_ties_ci": nan2,
+                        diff: float("nan"), f"{diff}_ci": nan2})  # fmt: skip
+            continue
+        tied, fair = boots[key].ap[0], boots[key].tied_expectation[0]  # type: ignore[index]
+        row.update({
+            f"ap_{key}": float(tied[0]), f"ap_{key}_ci": _interval(tied[0], tied[1:], level),
+            f"ap_{key}_random_ties": float(fair[0]),
+            f"ap_{key}_random_ties_ci": _interval(fair[0], fair[1:], level),
+            diff: float(ap_model[0] - fair[0]),
+            f"{diff}_ci": _interval(ap_model[0] - fair[0], ap_model[1:] - fair[1:], level),
+        })  # fmt: skip
+    row["most_similar"] = ts.most_similar_name
+    row["pearson_avg"] = pearson
+    row["spearman_avg"] = spearman
+    row["within_group_gain"] = tests.gain
+    row["within_group_gain_ci"] = _interval(tests.gain, gains[1:], level)
+    row["within_group_p"] = tests.p
+    row["n_groups_tested"] = tests.n_tested
+    row["n_groups_significant"] = int(sum(r["significant"] for r in tests.rows))
+    row["leakage"] = ts.leaked / ts.y.size if ts.y.size else float("nan")
+    return row, tests.rows
+
+
+def score_all(
+    parts: Sequence[TargetScores],
+    options: Options,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Summary rows (each target, then ``"pooled"``) and every group's row.
+
+    The targets' combined within-group tests form one family: ``within_group_p_adjusted``
+    is adjusted over the targets (the pooled row's over itself alone).
+    """
+    rows, groups = [], []
+    # One target: the pool is that target, computed once.
+    for ts in [*parts, pool(parts)] if len(parts) > 1 else parts:
+        if progress is not None:
+            progress(ts.name)
+        row, group_rows = analyse(ts, options)
+        rows.append(row)
+        groups += group_rows
+    if len(parts) == 1:
+        rows.append({**rows[0], "cell_type": "pooled"})
+        groups += [{**g, "cell_type": "pooled"} for g in groups]
+    adjusted = adjust_pvalues([r["within_group_p"] for r in rows[:-1]], options.adjust)
+    for r, q in zip(rows[:-1], adjusted, strict=True):
+        r["within_group_p_adjusted"] = float(q)
+    rows[-1]["within_group_p_adjusted"] = rows[-1]["within_group_p"]
+    return rows, groups

@@ -50,6 +50,7 @@ import xarray as xr
 
 from pitfall import tracks
 from pitfall.cube import locus_names
+from pitfall.sources.annotation import compression_of
 
 __all__ = [
     "AuditWarning",
@@ -121,7 +122,10 @@ def _is_track(path: Path) -> bool:
 def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
     # Every column as text: pandas would parse integer-looking locus names ("007") as
     # numbers; scores and coordinates are converted once their columns are known.
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    # A gzipped table is read whatever its name says (a .tsv that is gzip inside).
+    return pd.read_csv(
+        path, sep=sep, dtype=str, keep_default_na=False, compression=compression_of(path)
+    )
 
 
 def _dataarray_table(da: xr.DataArray) -> pd.DataFrame:
@@ -247,7 +251,7 @@ class Predictions:
     table : pandas.DataFrame
         Columns ``locus`` (as given, for messages), ``cell_type``, ``pos`` (int64 position
         along the cube's ``locus`` dim) and ``score`` (float64, finite); one row per
-        (cell type, position).
+        (cell type, position). Built on first use when the predictions came as arrays.
     targets : list of str
         Cell types, in order of first appearance.
     loci_by : str
@@ -255,15 +259,32 @@ class Predictions:
         ``"track windows"``.
     log : list of str
         Every warning raised while reading and matching.
+    arrays : dict or None
+        Per cell type, positions (int64, ascending) and scores (float64): what a DataArray
+        over the cube's positions gives without a long table.
     """
 
-    table: pd.DataFrame
+    _table: pd.DataFrame | None
     targets: list[str]
     loci_by: str
     log: list[str] = field(default_factory=list)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            assert self.arrays is not None
+            parts = [
+                pd.DataFrame({"locus": pos, "cell_type": ct, "pos": pos, "score": score})
+                for ct, (pos, score) in self.arrays.items()
+            ]
+            self._table = pd.concat(parts, ignore_index=True)
+        return self._table
 
     def scores(self, cell_type: str) -> tuple[np.ndarray, np.ndarray]:
         """Positions (int64, shape (n,), ascending) and scores (float64, (n,)) of a cell type."""
+        if self.arrays is not None:
+            return self.arrays[cell_type]
         sub = self.table[self.table["cell_type"] == cell_type].sort_values("pos")
         return sub["pos"].to_numpy(np.int64), sub["score"].to_numpy(np.float64)
 
@@ -341,10 +362,89 @@ def load_predictions(
         long = _track_table(track, cube, chrom_sizes, log)
         how = "track windows"
     else:
+        fast = _positions_array(predictions, loci_by, cell_type, cube, log)
+        if fast is not None:
+            return fast
         table = read_prediction_table(predictions)
         long, how = _identify(table, loci_by, cell_type)
         long = _match_loci(long, how, cube, log)
     return _finish(long, how, cube, log)
+
+
+def _positions_array(
+    predictions: Any, loci_by: str, cell_type: str | None, cube: xr.Dataset, log: list[str]
+) -> Predictions | None:
+    """A (cell_type, locus) DataArray over integer positions, matched without a long table
+    (a genome of 200 bp bins is 14 million rows per cell type); None for any other input.
+
+    Checks as :func:`_finish` does: unknown cell types and NaN scores dropped with a
+    warning, positions outside the cube or repeated refused.
+    """
+    if isinstance(predictions, xr.Dataset):
+        names = [
+            v for v in predictions.data_vars if set(predictions[v].dims) == {"cell_type", "locus"}
+        ]
+        if len(names) != 1:
+            return None
+        predictions = predictions[names[0]]
+    if not isinstance(predictions, xr.DataArray) or loci_by not in ("auto", "position"):
+        return None
+    da = predictions
+    if set(da.dims) != {"cell_type", "locus"} or "cell_type" not in da.coords:
+        return None
+    if "locus" not in da.coords or da["locus"].dtype.kind not in "iu":
+        return None
+    da = da.transpose("cell_type", "locus")
+    pos = np.asarray(da["locus"].values, dtype=np.int64)
+    n_loci = cube.sizes["locus"]
+    outside = (pos < 0) | (pos >= n_loci)
+    if outside.all():
+        raise ValueError(
+            f"none of the {pos.size} predicted positions lies in the cube's 0..{n_loci - 1}"
+        )
+    if outside.any():
+        _warn(
+            f"{int(outside.sum())} predicted position(s) lie outside the cube's "
+            f"0..{n_loci - 1} (e.g. {_examples(pos[outside])}) and are dropped",
+            log,
+        )
+    # A predictor returns its loci in cube order: sort only when they are not.
+    order = np.arange(pos.size) if np.all(pos[1:] > pos[:-1]) else np.argsort(pos, kind="stable")
+    if np.any(pos[order][1:] == pos[order][:-1]):
+        raise ValueError("the predictions' locus coordinate repeats positions: one score each")
+    cts = [str(c) for c in _str_array(da["cell_type"].values)]
+    if cell_type is not None:
+        cts = [c for c in cts if c == cell_type]
+    cube_cts = {str(c) for c in cube["cell_type"].values}
+    unknown = [c for c in cts if c not in cube_cts]
+    if len(unknown) == len(cts):
+        raise ValueError(
+            f"no cell type of the predictions is in the cube: target cell type(s) "
+            f"{unknown} absent (the cube has {_examples(sorted(cube_cts), 10)})"
+        )
+    if unknown:
+        _warn(
+            f"{len(unknown)} cell type(s) of the predictions are not in the cube "
+            f"({_examples(unknown)}); their {len(unknown) * pos.size} rows are dropped",
+            log,
+        )
+    all_cts = [str(c) for c in _str_array(da["cell_type"].values)]
+    arrays = {}
+    n_nan, n_all = 0, 0
+    for ct in cts:
+        if ct in unknown:
+            continue
+        values = np.asarray(da.isel(cell_type=all_cts.index(ct)).values, dtype=np.float64)
+        keep = np.isfinite(values) & ~outside
+        n_nan += int(np.count_nonzero(~np.isfinite(values) & ~outside))
+        n_all += int(np.count_nonzero(~outside))
+        ok = order[keep[order]]
+        arrays[ct] = (pos[ok], values[ok])
+    if n_nan == n_all:
+        raise ValueError(f"all {n_all} matched scores are NaN or infinite")
+    if n_nan:
+        _warn(f"{n_nan} of {n_all} scores are NaN or infinite and are dropped", log)
+    return Predictions(None, list(arrays), "position", log, arrays)
 
 
 def _as_tracks(predictions: Any, cell_type: str | None) -> dict[str, Path] | None:
@@ -494,7 +594,8 @@ def _numeric(values: pd.Series, column: Any, kind: type) -> np.ndarray:
 
 
 def _match_loci(long: pd.DataFrame, how: str, cube: xr.Dataset, log: list[str]) -> pd.DataFrame:
-    """Add ``pos``; rows matching no cube locus get -1 (dropped in :func:`_finish`)."""
+    """Add ``pos``; rows matching no cube locus get -1, names matching only another version
+    of a cube locus -2 (both dropped in :func:`_finish`)."""
     n_loci = cube.sizes["locus"]
     if how == "position":
         pos = _numeric(long["locus"], "locus", int)
@@ -526,26 +627,55 @@ def _match_loci(long: pd.DataFrame, how: str, cube: xr.Dataset, log: list[str]) 
         # Bins never share coordinates, so each parsed name matches at most one locus.
         pos[np.flatnonzero(ok)[matched["row"].to_numpy()]] = matched["pos"].to_numpy()
     else:
-        pos = _name_positions(keys, _str_array(locus_names(cube)))
+        names = _str_array(locus_names(cube))
+        pos, other_version = _name_positions(keys, names)
+        clash = other_version >= 0
+        if clash.any():
+            _warn(
+                f"{len(pd.unique(keys[clash]))} locus name(s) match a cube locus only in "
+                f"another version (e.g. {_examples(pd.unique(keys[clash]))}; the cube has "
+                f"{_examples(pd.unique(names[other_version[clash]]))}): left out, since an id "
+                "matches with or without its version suffix, never another version",
+                log,
+            )
+            pos = np.where(clash, -2, pos)
     if (pos < 0).all():
         raise ValueError(_no_match_message(keys, cube))
     return long.assign(pos=pos)
 
 
-def _name_positions(keys: np.ndarray, names: np.ndarray) -> np.ndarray:
+def _name_positions(keys: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each key among the cube's names (first one when repeated), else by its
-    name without a version suffix where that is unique in the cube; -1 when absent."""
+    name without a version suffix where that is unique in the cube and one side has no
+    version (``ENSG1`` is ``ENSG1.5``, but ``ENSG1.4`` is not ``ENSG1.5``); -1 when absent.
+
+    Returns
+    -------
+    pos : numpy.ndarray
+        int64, shape (n_keys,).
+    other_version : numpy.ndarray
+        int64, shape (n_keys,): for a key left out because the cube holds another version
+        of it, that locus's position; else -1.
+    """
     index = pd.Index(names)
     key_index = pd.Index(keys)
     pos = index.get_indexer(key_index) if index.is_unique else _first_indexer(names, key_index)
+    other_version = np.full(len(keys), -1, dtype=np.int64)
     miss = pos < 0
     if miss.any():
         bases = pd.Series(np.arange(len(names)), index=[_VERSION.sub("", n) for n in names])
         bases = bases[~bases.index.duplicated(keep=False)]
-        stripped = pd.Index([_VERSION.sub("", k) for k in key_index[miss]])
+        missing = key_index[miss]
+        stripped = pd.Index([_VERSION.sub("", k) for k in missing])
         found = pd.Index(bases.index).get_indexer(stripped)
-        pos[miss] = np.where(found >= 0, bases.to_numpy()[np.maximum(found, 0)], -1)
-    return pos.astype(np.int64)
+        at = np.where(found >= 0, bases.to_numpy()[np.maximum(found, 0)], -1)
+        key_versioned = np.asarray(stripped) != np.asarray(missing)
+        name_versioned = np.asarray([_VERSION.search(str(names[i])) is not None for i in at])
+        clash = (at >= 0) & key_versioned & name_versioned
+        other_version[np.flatnonzero(miss)[clash]] = at[clash]
+        at[clash] = -1
+        pos[miss] = at
+    return pos.astype(np.int64), other_version
 
 
 def _first_indexer(names: np.ndarray, keys: pd.Index) -> np.ndarray:
@@ -631,7 +761,9 @@ def _finish(long: pd.DataFrame, how: str, cube: xr.Dataset, log: list[str]) -> P
             log,
         )
         long = long[~long["cell_type"].isin(unknown_ct)]
-    unknown = long["pos"].to_numpy() < 0
+    # -2: a name that matches only another version of a cube locus, already warned about
+    long = long[long["pos"].to_numpy() != -2]
+    unknown = long["pos"].to_numpy() == -1
     if unknown.any():
         bad = pd.unique(long["locus"].to_numpy()[unknown])
         what = "position(s)" if how == "position" else "locus name(s)"

@@ -1,57 +1,93 @@
 """The audit's verdict and its report: text, JSON, HTML (Jupyter) and a figure.
 
-Verdict rules (``margin`` = 0.01, ``memorisation_threshold`` = 0.8, :data:`ALPHA` = 0.05),
+Verdict rules (``margin`` = 0.01, ``memorisation_threshold`` = 0.8, ``alpha`` = 0.05),
 applied to each target's numbers and to the pooled ones (:func:`classify`):
 
-- ``beats`` = ``ap_model > ap_average_activity + margin``;
-- ``within`` = ``within_group_gain > margin`` and ``within_group_p < ALPHA``;
+- ``beats`` = the model's AP minus the average-activity baseline's (its ties broken at
+  random) exceeds ``margin`` **and** the lower end of its block-bootstrap interval is
+  above 0;
+- ``within`` = the within-group gain (the model's AP minus a random ranking's, inside
+  groups of equally active loci) exceeds ``margin`` **and** its permutation test, adjusted
+  over the targets, is below ``alpha``;
 - beats and within -> ``"cell-type-specific"``;
 - within but not beats -> ``"within groups only"`` (ranks loci inside a group, misses the
   locus-level activity the baseline has);
 - not within and ``spearman_avg > memorisation_threshold`` -> ``"memorising"`` (also when
-  the pooled AP edges past the baseline by chance: a noisy copy of the average activity
-  does);
+  the pooled AP edges past the baseline: a noisy copy of the average activity does);
 - otherwise ``"between groups only"`` (beats) or ``"no gain"``.
+
+For continuous targets (:mod:`pitfall.audit.continuous`) the same calls are made from the
+headline metric's difference to the Average baseline and from the within-decile gain.
 
 CI gates (:data:`FAIL_ON`, :meth:`AuditReport.failed`): ``"memorising"`` holds when the
 pooled call is ``"memorising"``; ``"no-gain"`` when it is ``"no gain"`` or
 ``"memorising"`` (the model beats the baseline neither pooled nor within activity groups).
-
-Floor 4: imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALPHA", "AuditReport", "FAIL_ON", "classify", "verdict_text"]
+from pitfall.atomic import atomic_write_bytes
 
-ALPHA = 0.05
+__all__ = [
+    "CALLS",
+    "FAIL_ON",
+    "PALETTE",
+    "AuditReport",
+    "classify",
+    "json_schema",
+    "verdict_text",
+]
+
 FAIL_ON: tuple[str, ...] = ("memorising", "no-gain")
+CALLS: tuple[str, ...] = (
+    "cell-type-specific",
+    "within groups only",
+    "between groups only",
+    "no gain",
+    "memorising",
+)
 _FAILING_CALLS = {"memorising": {"memorising"}, "no-gain": {"no gain", "memorising"}}
+
+#: Okabe and Ito's colour-blind-safe palette, by role in the figures.
+PALETTE = {
+    "model": "#0072B2",
+    "average activity": "#000000",
+    "most similar cell type": "#E69F00",
+    "zero": "#CC79A7",
+    "random": "#999999",
+    "good": "#009E73",
+    "bad": "#D55E00",
+}
 _CALL_COLOURS = {
-    "cell-type-specific": "#1a7f37",
-    "within groups only": "#9a6700",
-    "between groups only": "#9a6700",
-    "no gain": "#cf222e",
-    "memorising": "#cf222e",
+    "cell-type-specific": PALETTE["good"],
+    "within groups only": PALETTE["most similar cell type"],
+    "between groups only": PALETTE["most similar cell type"],
+    "no gain": PALETTE["bad"],
+    "memorising": PALETTE["bad"],
 }
 
 
-def classify(row: dict[str, Any], margin: float, threshold: float) -> str:
+def classify(row: dict[str, Any], margin: float, threshold: float, alpha: float) -> str:
     """The verdict's category of a summary row (rules in the module docstring)."""
-    beats = row["ap_model"] > row["ap_average_activity"] + margin
-    within = row["within_group_gain"] > margin and row["within_group_p"] < ALPHA
+    diff, (low, _) = row["ap_diff"], row["ap_diff_ci"]
+    beats = bool(diff > margin and low > 0)
+    p = row.get("within_group_p_adjusted", row["within_group_p"])
+    within = bool(row["within_group_gain"] > margin and p < alpha)
     if beats and within:
         return "cell-type-specific"
     if within:
@@ -61,57 +97,112 @@ def classify(row: dict[str, Any], margin: float, threshold: float) -> str:
     return "between groups only" if beats else "no gain"
 
 
-def verdict_text(row: dict[str, Any], leak: float | None) -> str:
-    """The plain-language verdict of a (pooled) summary row with its ``call``."""
-    call, ap_m, ap_b = row["call"], row["ap_model"], row["ap_average_activity"]
-    rho, gain, p = row["spearman_avg"], row["within_group_gain"], row["within_group_p"]
-    diff = ap_m - ap_b
-    g = "no group holds both classes" if math.isnan(gain) else f"{gain:+.3f} AP, p = {p:.2g}"
-    if ap_m > ap_b:
-        head = f"beats the average-activity baseline by {diff:.3f} AP ({ap_m:.3f} vs {ap_b:.3f})"
+def _p(p: float) -> str:
+    """A p-value as text: two significant digits, three decimals near 1."""
+    if not math.isfinite(p):
+        return "-"
+    return f"{p:.3f}" if p >= 0.01 else f"{p:.2g}"
+
+
+def _ci(ci: Sequence[float], fmt: str = ".3f") -> str:
+    low, high = ci
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "[-]"
+    return f"[{low:{fmt}}, {high:{fmt}}]"
+
+
+def verdict_text(row: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The plain-language verdict of a (pooled) summary row with its ``call``.
+
+    ``settings`` gives the leakage declaration, the interval level and the tests' sizes
+    (what :class:`AuditReport` stores).
+    """
+    call = row["call"]
+    ap_m, ap_b = row["ap_model"], row["ap_average_activity_random_ties"]
+    tied = row["ap_average_activity"]
+    diff, diff_ci = row["ap_diff"], row["ap_diff_ci"]
+    level = f"{settings['level']:.0%}"
+    numbers = (
+        f"AP {ap_m:.3f} {_ci(row['ap_model_ci'])} vs {ap_b:.3f} "
+        f"{_ci(row['ap_average_activity_random_ties_ci'])}"
+    )
+    if abs(tied - ap_b) >= 5e-4:
+        numbers += f" (its ties broken at random; {tied:.3f} with ties grouped)"
+    numbers += f", difference {diff:+.3f} {_ci(diff_ci, '+.3f')}"
+    if call in ("cell-type-specific", "between groups only"):
+        head = f"beats the average-activity baseline: {numbers}"
+    elif diff_ci[1] < 0:
+        head = f"falls short of the average-activity baseline: {numbers}"
     else:
-        head = f"does not beat the average-activity baseline (AP {ap_m:.3f} vs {ap_b:.3f})"
+        head = f"does not beat the average-activity baseline: {numbers}"
+    gain, gain_ci = row["within_group_gain"], row["within_group_gain_ci"]
+    p = row.get("within_group_p_adjusted", row["within_group_p"])
+    if math.isnan(gain):
+        g = "no group holds both classes"
+    else:
+        g = (
+            f"{gain:+.3f} AP over a random ranking {_ci(gain_ci, '+.3f')}, permutation "
+            f"p = {_p(p)}; {row['n_groups_significant']} of {row['n_groups_tested']} groups "
+            f"significant after {settings['adjust'].upper() if settings['adjust'] == 'bh' else 'Holm'} "
+            "correction"
+        )
+    rho = row["spearman_avg"]
     if call == "memorising":
-        if ap_m > ap_b:
-            head = (
-                f"does not clearly beat the average-activity baseline (AP {ap_m:.3f} vs "
-                f"{ap_b:.3f}, and not within loci of the same activity group: {g})"
-            )
         text = (
-            f"{head}; its scores correlate {rho:.2f} (Spearman) with the locus's average "
+            f"{head}; within groups of equally active loci it ranks no better than chance "
+            f"({g}); its scores correlate {rho:.2f} (Spearman) with the locus's average "
             "activity over the other cell types: likely memorising locus activity"
         )
     elif call == "no gain":
         text = (
             f"{head}; its scores correlate {rho:.2f} (Spearman) with the average activity and "
-            f"do not rank loci within an activity group better ({g}): it adds nothing over "
-            "the baseline"
+            f"do not rank loci within an activity group better than chance ({g}): it adds "
+            "nothing over the baseline"
         )
     elif call == "cell-type-specific":
         text = (
-            f"{head}, also within loci of the same activity group ({g}): learns "
-            "cell-type-specific activity"
+            f"{head}, and within groups of equally active loci it ranks better than chance "
+            f"({g}): learns cell-type-specific activity"
         )
     elif call == "within groups only":
         text = (
-            f"{head}, but within loci of the same activity group it beats it ({g}): it "
-            "learns cell-type-specific activity the baseline lacks, yet misses the locus-level "
-            "activity the baseline has (combining both may help)"
+            f"{head}, but within groups of equally active loci it ranks better than chance "
+            f"({g}): it learns cell-type-specific activity the baseline lacks, yet misses "
+            "the locus-level activity the baseline has (combining both may help)"
         )
     else:
         text = (
-            f"{head}, but not within loci of the same activity group ({g}): the gain comes "
+            f"{head}, but not within groups of equally active loci ({g}): the gain comes "
             "from ranking activity groups, not from cell-type-specific activity"
         )
-    if leak is not None and leak > 0:
-        text += (
-            f". {leak:.0%} of the scored loci were labelled in training under another cell "
+    text += f". The call rests on {level} block-bootstrap intervals and the corrected tests"
+    return text + ". " + leakage_sentence(row["leakage"], settings["leakage_declared"])
+
+
+def leakage_sentence(leak: float, declared: bool) -> str:
+    """What the leakage means for the verdict, and how to state it when it was not."""
+    if not declared:
+        return (
+            "Leakage not declared: assumed the worst, every scored locus labelled in training "
+            "under another cell type (leakage 100%), where memorising pays; state it with "
+            "train_cell_types= and train_chroms= (CLI: --train-cell-types, --train-chroms)"
+        )
+    if leak > 0:
+        return (
+            f"{leak:.0%} of the scored loci were labelled in training under another cell "
             "type (cross-cell-type evaluation), where memorising pays; a hybrid evaluation "
             "(unseen chromosomes too) is the fair test"
         )
-    elif leak is None:
-        text += ". Leakage unknown: pass train_cell_types / train_chroms"
-    return text
+    return "Leakage 0%: no scored locus was labelled in training (a hybrid evaluation)"
+
+
+def _schema_text() -> str:
+    return resources.files("pitfall.audit").joinpath("audit.schema.json").read_text()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of :meth:`AuditReport.to_dict` (``pitfall/audit/audit.schema.json``)."""
+    return dict(json.loads(_schema_text()))
 
 
 _TEXT_COLUMNS = {
@@ -119,40 +210,59 @@ _TEXT_COLUMNS = {
     "n_labelled": "loci",
     "prevalence": "prev",
     "ap_model": "AP model",
-    "ap_average_activity": "AP avg",
-    "ap_most_similar": "AP similar",
-    "most_similar": "similar",
+    "ap_average_activity_random_ties": "AP avg",
+    "ap_diff": "diff",
+    "ap_most_similar_random_ties": "AP similar",
     "spearman_avg": "rho(avg)",
     "within_group_gain": "within",
+    "within_group_p_adjusted": "p(within)",
     "leakage": "leakage",
     "call": "call",
 }
-_PARTITION_COLUMNS = ["group", "n_loci", "n_positive", "ap_model", "ap_average_activity", "mwu_p"]
+_INTERVALS = {
+    "ap_model": "ap_model_ci",
+    "ap_average_activity_random_ties": "ap_average_activity_random_ties_ci",
+    "ap_diff": "ap_diff_ci",
+    "ap_most_similar_random_ties": "ap_most_similar_random_ties_ci",
+    "within_group_gain": "within_group_gain_ci",
+}
+_PARTITION_COLUMNS = [
+    "group", "n_loci", "n_positive", "ap_model", "ap_random_expected", "gain", "p", "p_adjusted",
+]  # fmt: skip
 
 
 @dataclass
 class AuditReport:
-    """Result of :func:`pitfall.audit.audit_predictions`.
+    """Result of :func:`pitfall.audit.audit_predictions` (and of the arrays and track paths).
 
     Attributes
     ----------
     summary : pandas.DataFrame
-        One row per target cell type, then ``"pooled"``; see :meth:`to_frame`.
+        One row per target cell type, then ``"pooled"``; see :meth:`to_frame`. Intervals
+        are ``[low, high]`` lists.
     partitions : pandas.DataFrame
-        Per target (and ``"pooled"``) and activity group: ``n_loci``, ``n_positive``,
-        ``ap_model``, ``ap_average_activity``, ``auroc_model``, ``auroc_baseline``,
-        ``mwu_U``, ``mwu_p``.
+        Per target (and ``"pooled"``) and group of loci: binary targets group loci by the
+        number of reference cell types in which they are active (``n_loci``,
+        ``n_positive``, ``ap_model``, ``ap_random_expected``, ``random_low``/``random_high``
+        the central interval of the permutation null, ``gain``, ``p``, ``p_adjusted``,
+        ``significant``); continuous targets by decile of cross-cell-type variance.
     verdict : str
         Plain-language verdict on the pooled numbers.
     memorising, beats_baseline, beats_within_groups : bool
         The verdict's flags (pooled).
-    leakage : float or None
-        Pooled leakage; None when no training information was given.
+    leakage : float
+        Pooled leakage (1.0, the worst case, when it was not declared).
+    leakage_declared : bool
+        Whether the training data were stated.
+    kind : str
+        ``"binary"`` or ``"continuous"``.
     warnings : list of str
         Every warning raised while reading and matching the predictions.
+    notes : list of str
+        What the audit left out or assumed, and why.
     settings : dict
-        ``margin``, ``memorisation_threshold``, reference cell types, training chromosomes,
-        how loci were matched.
+        Thresholds, interval and test settings, reference cell types, training data, how
+        loci were matched.
     curves : dict
         Pooled labels ``y`` and ``scores`` per predictor (for :meth:`plot`).
     """
@@ -163,8 +273,11 @@ class AuditReport:
     memorising: bool
     beats_baseline: bool
     beats_within_groups: bool
-    leakage: float | None
+    leakage: float
+    leakage_declared: bool
+    kind: str = "binary"
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -186,124 +299,196 @@ class AuditReport:
     def to_frame(self) -> pd.DataFrame:
         """The summary table: one row per target cell type and a last ``"pooled"`` row.
 
-        Columns: ``cell_type``, ``n_scored``, ``n_labelled``, ``n_positive``, ``prevalence``,
-        ``ap_model``, ``ap_average_activity``, ``ap_most_similar``, ``most_similar``,
-        ``ap_random``, ``pearson_avg``, ``spearman_avg``, ``within_group_gain``,
-        ``within_group_p``, ``leakage``, ``call``.
+        Binary targets: ``cell_type``, ``n_scored``, ``n_labelled``, ``n_positive``,
+        ``prevalence``, ``ap_model`` and ``ap_model_ci``; per baseline (``average_activity``,
+        ``most_similar``) ``ap_<b>`` (ties grouped), ``ap_<b>_random_ties`` (ties broken
+        at random), both with ``_ci``; ``ap_diff`` (model minus the average activity with
+        random ties) and ``ap_diff_most_similar``, with ``_ci``; ``ap_random`` (a random
+        ranking's expected AP); ``most_similar``; ``pearson_avg``, ``spearman_avg``;
+        ``within_group_gain`` (with ``_ci``), ``within_group_p``,
+        ``within_group_p_adjusted``, ``n_groups_tested``, ``n_groups_significant``;
+        ``leakage``; ``call``.
         """
         return self.summary.copy()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (what :meth:`to_json` writes)."""
+        """Plain data (what :meth:`to_json` writes), following :func:`json_schema`."""
         return {
+            "schema": "pitfall-audit/1",
+            "kind": self.kind,
             "verdict": self.verdict,
             "call": self.call,
             "memorising": self.memorising,
             "beats_baseline": self.beats_baseline,
             "beats_within_groups": self.beats_within_groups,
             "leakage": self.leakage,
+            "leakage_declared": self.leakage_declared,
             "summary": _records(self.summary),
             "partitions": _records(self.partitions),
             "warnings": list(self.warnings),
-            "settings": self.settings,
+            "notes": list(self.notes),
+            "settings": _plain(self.settings),
         }
 
     def to_json(self, path: str | os.PathLike) -> dict[str, Any]:
         """Write :meth:`to_dict` as JSON (NaN as null) to ``path``; return the dict."""
         d = self.to_dict()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(d, indent=2, allow_nan=False) + "\n")
+        atomic_write_bytes(path, (json.dumps(d, indent=2, allow_nan=False) + "\n").encode())
         return d
 
-    def __str__(self) -> str:
-        table = self.summary[list(_TEXT_COLUMNS)].rename(columns=_TEXT_COLUMNS)
-        lines = [
-            "pitfall audit: model vs the average-activity baseline",
-            table.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"),
-            "",
-            "partitioned AP (loci grouped by the number of reference cell types where active),"
-            " pooled:",
-        ]
+    # ------------------------------------------------------------------------------- text
+
+    def _table(self) -> pd.DataFrame:
+        if self.kind == "continuous":
+            from pitfall.audit.continuous import summary_table
+
+            return summary_table(self)
+        cols = [c for c in _TEXT_COLUMNS if c in self.summary]
+        table = self.summary[cols].copy()
+        for col, ci in _INTERVALS.items():
+            if col in table and ci in self.summary:
+                fmt = "+.3f" if col in ("ap_diff", "within_group_gain") else ".3f"
+                table[col] = [
+                    "-" if not math.isfinite(v) else f"{v:{fmt}} {_ci(c, fmt)}"
+                    for v, c in zip(self.summary[col], self.summary[ci], strict=True)
+                ]
+        return table.rename(columns=_TEXT_COLUMNS)
+
+    def _partition_table(self) -> pd.DataFrame:
         part = self.partitions[self.partitions["cell_type"] == "pooled"]
-        lines.append(
-            part[_PARTITION_COLUMNS].to_string(
-                index=False, float_format=lambda x: f"{x:.3g}", na_rep="-"
+        if self.kind == "continuous":
+            from pitfall.audit.continuous import DECILE_COLUMNS
+
+            return part[[c for c in DECILE_COLUMNS if c in part]]
+        return part[[c for c in _PARTITION_COLUMNS if c in part]]
+
+    def _partition_caption(self, as_html: bool = False) -> str:
+        if self.kind == "continuous":
+            from pitfall.audit.continuous import DECILE_CAPTION
+
+            return DECILE_CAPTION
+        if as_html:
+            return (
+                "Within groups of equally active loci, pooled (reference: a random ranking's "
+                "expected AP):"
             )
+        return (
+            "within groups of loci active in the same number of reference cell types, pooled "
+            "(a random ranking's expected AP is the reference):"
         )
-        lines += ["", f"verdict: {self.verdict}"]
+
+    def _footer(self) -> str:
+        s = self.settings
+        if self.kind == "continuous":
+            from pitfall.audit.continuous import footer_text
+
+            return footer_text(s)
+        return (
+            f"intervals: {s['level']:.0%} block bootstrap ({s['blocks']}, "
+            f"{s['n_bootstrap']} replicates, seed {s['seed']}); within groups: permutation "
+            f"tests ({s.get('n_permutations', '-')} placements per group), "
+            f"{'Holm' if s['adjust'] == 'holm' else 'Benjamini-Hochberg'}-adjusted"
+        )
+
+    def __str__(self) -> str:
+        lines = [
+            f"pitfall audit ({self.kind}): model vs the baselines that expose the pitfall",
+            self._table().to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"),
+            "",
+            self._partition_caption(),
+            self._partition_table().to_string(
+                index=False, float_format=lambda x: f"{x:.3g}", na_rep="-"
+            ),
+            "",
+            f"verdict: {self.verdict}",
+            self._footer(),
+        ]
+        lines += [f"note: {n}" for n in self.notes]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        """The report in a Jupyter notebook: verdict first, then the tables and warnings."""
+        """The report in a notebook: verdict first, the figure, then tables and notes."""
         colour = _CALL_COLOURS.get(self.call, "#57606a")
-        table = self.summary[list(_TEXT_COLUMNS)].rename(columns=_TEXT_COLUMNS)
-        part = self.partitions[self.partitions["cell_type"] == "pooled"][_PARTITION_COLUMNS]
         parts = [
             '<div class="pitfall-audit">',
-            "<h4>pitfall audit: model vs the average-activity baseline</h4>",
+            "<h4>pitfall audit: model vs the baselines that expose the pitfall</h4>",
             f'<p><span style="background:{colour};color:white;padding:1px 6px;'
             f'border-radius:4px">{html.escape(self.call)}</span> '
             f"{html.escape(self.verdict)}</p>",
-            table.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"),
-            "<p>Partitioned AP, pooled (loci grouped by the number of reference cell types "
-            "where active):</p>",
-            part.to_html(index=False, float_format=lambda x: f"{x:.3g}", na_rep="-"),
         ]
-        if self.warnings:
-            items = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
-            parts.append(f"<p>Warnings:</p><ul>{items}</ul>")
+        png = self.figure_png()
+        if png is not None:
+            data = base64.b64encode(png).decode()
+            parts.append(
+                f'<img alt="audit figure" style="max-width:100%" '
+                f'src="data:image/png;base64,{data}"/>'
+            )
+        parts += [
+            self._table().to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"),
+            f"<p>{html.escape(self._partition_caption(as_html=True))}</p>",
+            self._partition_table().to_html(
+                index=False, float_format=lambda x: f"{x:.3g}", na_rep="-"
+            ),
+            f"<p><small>{html.escape(self._footer())}</small></p>",
+        ]
+        for title, items in (("Notes", self.notes), ("Warnings", self.warnings)):
+            if items:
+                lis = "".join(f"<li>{html.escape(w)}</li>" for w in items)
+                parts.append(f"<p>{title}:</p><ul>{lis}</ul>")
         parts.append("</div>")
         return "\n".join(parts)
 
-    def plot(self, path: str | os.PathLike) -> Path:
-        """Save a figure: pooled PR curves of the model and the baselines, and the
-        partitioned AP as grouped bars. Needs matplotlib (the ``plot`` extra)."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as err:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "AuditReport.plot needs matplotlib: pip install 'pitfall[plot]'"
-            ) from err
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        y = self.curves["y"]
-        for name, s in self.curves["scores"].items():
-            if s is None:
-                continue
-            r, p = _pr_curve(y, s)
-            ax1.step(r, p, where="post", label=name)
-        ax1.axhline(float(np.mean(y == 1)), color="grey", ls="--", label="random (prevalence)")
-        ax1.set_xlabel("recall")
-        ax1.set_ylabel("precision")
-        ax1.set_xlim(0, 1)
-        ax1.set_ylim(0, 1.02)
-        ax1.set_title("pooled precision-recall")
-        ax1.legend(loc="lower left", fontsize=8)
-        part = self.partitions[self.partitions["cell_type"] == "pooled"]
-        x = np.arange(len(part))
-        w = 0.4
-        ax2.bar(x - w / 2, part["ap_model"].to_numpy(dtype=float), w, label="model")
-        ax2.bar(
-            x + w / 2,
-            part["ap_average_activity"].to_numpy(dtype=float),
-            w,
-            label="average activity",
+    def to_html(self, path: str | os.PathLike) -> Path:
+        """Write the notebook view as a self-contained HTML page."""
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>pitfall audit</title>"
+            "</head><body>" + self._repr_html_() + "</body></html>\n"
         )
-        ax2.set_xticks(x, [str(g) for g in part["group"]])
-        ax2.set_xlabel("reference cell types in which the locus is active")
-        ax2.set_ylabel("average precision")
-        ax2.set_ylim(0, 1.02)
-        ax2.set_title("partitioned AP")
-        ax2.legend(fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return atomic_write_bytes(path, page.encode())
+
+    def save(
+        self,
+        *,
+        figure: str | os.PathLike | None = None,
+        json_path: str | os.PathLike | None = None,
+        html_path: str | os.PathLike | None = None,
+    ) -> None:
+        """Write whichever of the figure (PNG), the JSON and the HTML page are asked for."""
+        if json_path is not None:
+            self.to_json(json_path)
+        if figure is not None:
+            self.plot(figure)
+        if html_path is not None:
+            self.to_html(html_path)
+
+    # ----------------------------------------------------------------------------- figure
+
+    def figure(self):
+        """The report's figure (a matplotlib Figure; needs the ``plot`` extra)."""
+        from pitfall.audit.figure import audit_figure
+
+        return audit_figure(self)
+
+    def figure_png(self) -> bytes | None:
+        """The figure as PNG bytes, or None without matplotlib."""
+        try:
+            fig = self.figure()
+        except ImportError:
+            return None
+        from pitfall.report import pyplot
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        pyplot().close(fig)
+        return buf.getvalue()
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Save :meth:`figure` as PNG. Needs matplotlib (the ``plot`` extra)."""
+        png = self.figure_png()
+        if png is None:
+            raise ImportError("AuditReport.plot needs matplotlib: pip install 'pitfall[plot]'")
+        return atomic_write_bytes(path, png)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -311,19 +496,12 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | np.ndarray):
+        return [_plain(x) for x in v]
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def _pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision at every distinct threshold, high to low (starts at recall 0)."""
-    order = np.argsort(-s, kind="stable")
-    ss, yy = s[order], (y[order] == 1)
-    tp = np.cumsum(yy)
-    last = np.append(np.flatnonzero(np.diff(ss) != 0), ss.size - 1)
-    tp, called = tp[last], last + 1
-    n_pos = max(int(yy.sum()), 1)
-    return np.r_[0.0, tp / n_pos], np.r_[1.0, tp / called]

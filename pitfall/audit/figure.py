@@ -1,0 +1,136 @@
+"""The audit's figure: what a reviewer looks at before reading the tables.
+
+Binary targets, two panels over the pooled (cell type, locus) pairs: the precision-recall
+curves of the model and the baselines, each AP with its interval in the legend; and the
+model's AP within each group of equally active loci against the AP a random ranking of the
+group earns (its expectation, and the central interval of the permutation null as a band),
+groups significant after correction filled. The title names the target cell types and the
+verdict. Colours are Okabe and Ito's colour-blind-safe palette (:data:`PALETTE`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pitfall.audit.report import PALETTE
+
+if TYPE_CHECKING:
+    from pitfall.audit.report import AuditReport
+
+__all__ = ["MAX_CURVE_POINTS", "audit_figure", "pr_curve"]
+
+#: Points kept of each precision-recall curve (evenly spaced in recall).
+MAX_CURVE_POINTS = 2000
+
+
+def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision at every distinct threshold, high to low (starts at recall 0),
+    thinned to at most :data:`MAX_CURVE_POINTS` points."""
+    order = np.argsort(-s, kind="stable")
+    ss, yy = s[order], (y[order] == 1)
+    tp = np.cumsum(yy)
+    last = np.append(np.flatnonzero(np.diff(ss) != 0), ss.size - 1)
+    tp, called = tp[last], last + 1
+    n_pos = max(int(yy.sum()), 1)
+    recall, precision = np.r_[0.0, tp / n_pos], np.r_[1.0, tp / called]
+    if recall.size > MAX_CURVE_POINTS:
+        keep = np.unique(
+            np.r_[np.searchsorted(recall, np.linspace(0, 1, MAX_CURVE_POINTS)), recall.size - 1]
+        )
+        keep = keep[keep < recall.size]
+        recall, precision = recall[keep], precision[keep]
+    return recall, precision
+
+
+def _ci(ci: Any, fmt: str = ".3f") -> str:
+    low, high = ci
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f" [{low:{fmt}}, {high:{fmt}}]"
+
+
+def audit_figure(report: AuditReport):
+    """The figure of a report (module docstring); a matplotlib Figure."""
+    if report.kind == "continuous":
+        from pitfall.audit.track_figure import continuous_figure
+
+        return continuous_figure(report)
+    from pitfall.report import pyplot
+
+    plt = pyplot()
+    pooled = report.summary.iloc[-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    y = report.curves["y"]
+    labels = {
+        "model": ("model", "ap_model", None),
+        "average activity": ("average activity", "ap_average_activity_random_ties",
+                             "ap_average_activity"),
+        "most similar cell type": (f"most similar ({pooled.get('most_similar') or 'per target'})",
+                                   "ap_most_similar_random_ties", "ap_most_similar"),
+    }  # fmt: skip
+    for name, s in report.curves["scores"].items():
+        if s is None:
+            continue
+        shown, col, tied = labels[name]
+        ap = pooled[col]
+        text = f"{shown}: AP {ap:.3f}{_ci(pooled[col + '_ci'])}"
+        if tied is not None and abs(pooled[tied] - ap) >= 5e-4:
+            text += f"\n  (ties grouped {pooled[tied]:.3f})"
+        r, p = pr_curve(y, s)
+        ax1.step(r, p, where="post", color=PALETTE[name], lw=2.0 if name == "model" else 1.4,
+                 ls="-" if name == "model" else "--", label=text)  # fmt: skip
+    prevalence = float(np.mean(y == 1))
+    ax1.axhline(prevalence, color=PALETTE["random"], ls=":", lw=1.2,
+                label=f"random ranking: precision {prevalence:.3f}, expected AP "
+                f"{pooled['ap_random']:.3f}")  # fmt: skip
+    ax1.set_xlabel("recall")
+    ax1.set_ylabel("precision")
+    ax1.set_xlim(0, 1)
+    ax1.set_ylim(0, 1.02)
+    ax1.set_title("precision-recall, pooled")
+    ax1.legend(loc="lower left", fontsize=7.5, frameon=False)
+
+    part = report.partitions[report.partitions["cell_type"] == "pooled"]
+    part = part[np.isfinite(part["ap_random_expected"].to_numpy(dtype=float))]
+    g = part["group"].to_numpy(dtype=float)
+    ax2.fill_between(g, part["random_low"].to_numpy(dtype=float),
+                     part["random_high"].to_numpy(dtype=float), step=None, color=PALETTE["random"],
+                     alpha=0.3, lw=0, label=f"random ranking ({report.settings['level']:.0%} of "
+                     "the permutation null)")  # fmt: skip
+    ax2.plot(g, part["ap_random_expected"].to_numpy(dtype=float), color=PALETTE["random"], lw=1.5,
+             label="random ranking: expected AP")  # fmt: skip
+    sig = part["significant"].to_numpy(dtype=bool)
+    ap = part["ap_model"].to_numpy(dtype=float)
+    ax2.plot(g, ap, color=PALETTE["model"], lw=1, alpha=0.6)
+    ax2.scatter(g[sig], ap[sig], color=PALETTE["model"], s=28, zorder=3,
+                label="model (significant after correction)")  # fmt: skip
+    ax2.scatter(g[~sig], ap[~sig], facecolor="white", edgecolor=PALETTE["model"], s=28,
+                zorder=3, label="model (not significant)")  # fmt: skip
+    gain = pooled["within_group_gain"]
+    ax2.set_title(
+        f"within groups of equally active loci: gain {gain:+.3f}"
+        f"{_ci(pooled['within_group_gain_ci'], '+.3f')}"
+        if math.isfinite(gain)
+        else "within groups of equally active loci"
+    )
+    ax2.set_xlabel("reference cell types in which the locus is active")
+    ax2.set_ylabel("average precision within the group")
+    ax2.set_ylim(0, 1.02)
+    ax2.xaxis.get_major_locator().set_params(integer=True)
+    ax2.legend(fontsize=7.5, frameon=False, loc="best")
+    targets = [str(c) for c in report.summary["cell_type"].iloc[:-1]]
+    who = ", ".join(targets[:6]) + (f" and {len(targets) - 6} more" if len(targets) > 6 else "")
+    diff = pooled["ap_diff"]
+    fig.suptitle(
+        f"{who}: {report.call}\nmodel AP {pooled['ap_model']:.3f}{_ci(pooled['ap_model_ci'])} "
+        f"vs average activity {pooled['ap_average_activity_random_ties']:.3f}"
+        f"{_ci(pooled['ap_average_activity_random_ties_ci'])}; difference {diff:+.3f}"
+        f"{_ci(pooled['ap_diff_ci'], '+.3f')} ({report.settings['level']:.0%} block-bootstrap "
+        "intervals)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
