@@ -210,12 +210,8 @@ def audit_predictions(
     """
     options = Options(level=level, n_bootstrap=n_bootstrap, block_size=block_size,
                       n_permutations=n_permutations, adjust=adjust, alpha=alpha, seed=seed)  # fmt: skip
-    options.check()
-    check_thresholds(margin, memorisation_threshold)
-    check_outputs(figure=figure, json_path=json_path, html_path=html_path)
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
-    if "locus" not in ds.coords or ds["locus"].dtype.kind not in "iu":
-        ds = ds.assign_coords(locus=np.arange(ds.sizes["locus"]))
+    ds = prepare(cube, options, margin, memorisation_threshold,
+                 figure=figure, json_path=json_path, html_path=html_path)  # fmt: skip
     cube_cts = [str(c) for c in ds["cell_type"].values]
     train_cell_types = _check_names(train_cell_types, cube_cts, "training cell type")
     if train_chroms is not None:
@@ -322,6 +318,24 @@ def _finish_binary(
             },
         },
     )
+
+
+def prepare(
+    cube: str | os.PathLike | xr.Dataset,
+    options: Options,
+    margin: float,
+    memorisation_threshold: float,
+    **outputs: str | os.PathLike | None,
+) -> xr.Dataset:
+    """Every argument checked before any work, then the cube opened with its integer
+    ``locus`` coordinate (what each audit path starts with)."""
+    options.check()
+    check_thresholds(margin, memorisation_threshold)
+    check_outputs(**outputs)
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
+    if "locus" not in ds.coords or ds["locus"].dtype.kind not in "iu":
+        ds = ds.assign_coords(locus=np.arange(ds.sizes["locus"]))
+    return ds
 
 
 def check_thresholds(margin: float, memorisation_threshold: float) -> None:

@@ -109,14 +109,13 @@ import xarray as xr
 
 from pitfall import bootstrap
 from pitfall import track_metrics as tm
-from pitfall.audit import _check_names, check_outputs, check_thresholds
+from pitfall.audit import _check_names, prepare
 from pitfall.audit.metrics import MAX_SIMILARITY_LOCI, Options, correlations
 from pitfall.audit.reading import LociBy, _warn
-from pitfall.audit.report import AuditReport, _ci, _p, leakage_sentence
+from pitfall.audit.report import AuditReport, _ci, _p, call_of, leakage_sentence
 from pitfall.audit.track_inputs import _prediction, feature_window, region_masks
 from pitfall.audit.track_tests import N_GROUPS, bootstrap_gain, residual_correlations
 from pitfall.baselines import MostSimilar
-from pitfall.cube import open_cube
 from pitfall.multiple_testing import adjust_pvalues
 from pitfall.splits import take_loci
 
@@ -351,13 +350,7 @@ def classify_track(row: Mapping[str, Any], margin: float, threshold: float, alph
     gain, (low, _) = row["mse_gain"], row["mse_gain_ci"]
     beats = bool(gain > 0 and low > 0 and row["mse_relative_gain"] > margin)
     within = bool(row["within_group_gain"] > margin and row["within_group_p_adjusted"] < alpha)
-    if beats and within:
-        return "cell-type-specific"
-    if within:
-        return "within groups only"
-    if row["spearman_avg"] > threshold:
-        return "memorising"
-    return "between groups only" if beats else "no gain"
+    return call_of(beats, within, row["spearman_avg"], threshold)
 
 
 def _verdict(row: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -526,12 +519,8 @@ def audit_track(
     """
     options = Options(level=level, n_bootstrap=n_bootstrap, block_size=block_size,
                       n_permutations=n_permutations, adjust=adjust, alpha=alpha, seed=seed)  # fmt: skip
-    options.check()
-    check_thresholds(margin, memorisation_threshold)
-    check_outputs(figure=figure, json_path=json_path, html_path=html_path)
-    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube)
-    if "locus" not in ds.coords or ds["locus"].dtype.kind not in "iu":
-        ds = ds.assign_coords(locus=np.arange(ds.sizes["locus"]))
+    ds = prepare(cube, options, margin, memorisation_threshold,
+                 figure=figure, json_path=json_path, html_path=html_path)  # fmt: skip
     cell_type, mark = str(cell_type), str(mark)
     _check_target(ds, cell_type, mark)
     cube_cts = [str(c) for c in ds["cell_type"].values]

@@ -48,6 +48,7 @@ __all__ = [
     "FAIL_ON",
     "PALETTE",
     "AuditReport",
+    "call_of",
     "classify",
     "json_schema",
     "verdict_text",
@@ -82,19 +83,24 @@ _CALL_COLOURS = {
 }
 
 
-def classify(row: dict[str, Any], margin: float, threshold: float, alpha: float) -> str:
-    """The verdict's category of a summary row (rules in the module docstring)."""
-    diff, (low, _) = row["ap_diff"], row["ap_diff_ci"]
-    beats = bool(diff > margin and low > 0)
-    p = row.get("within_group_p_adjusted", row["within_group_p"])
-    within = bool(row["within_group_gain"] > margin and p < alpha)
+def call_of(beats: bool, within: bool, spearman_avg: float, threshold: float) -> str:
+    """The verdict's category from its two findings and the correlation with the average
+    (rules in the module docstring; binary and continuous targets alike)."""
     if beats and within:
         return "cell-type-specific"
     if within:
         return "within groups only"
-    if row["spearman_avg"] > threshold:
+    if spearman_avg > threshold:
         return "memorising"
     return "between groups only" if beats else "no gain"
+
+
+def classify(row: dict[str, Any], margin: float, threshold: float, alpha: float) -> str:
+    """The verdict's category of a binary summary row (rules in the module docstring)."""
+    diff, (low, _) = row["ap_diff"], row["ap_diff_ci"]
+    p = row.get("within_group_p_adjusted", row["within_group_p"])
+    within = bool(row["within_group_gain"] > margin and p < alpha)
+    return call_of(bool(diff > margin and low > 0), within, row["spearman_avg"], threshold)
 
 
 def _p(p: float) -> str:
