@@ -38,11 +38,13 @@ __all__ = [
     "SortedLoci",
     "block_keys",
     "block_weights",
+    "chrom_ids",
     "bootstrap_ap",
     "score_order",
     "genomic_blocks",
     "naive_bootstrap_ap",
     "percentile_interval",
+    "renumber",
 ]
 
 #: Default genomic block length (bp).
@@ -88,6 +90,47 @@ def block_keys(
     return (code << 40) + within
 
 
+def chrom_ids(chrom: np.ndarray, ids: dict[str, int] | None = None) -> np.ndarray:
+    """Each locus's chromosome as an integer id, numbering names new to ``ids`` in order of
+    appearance (pass the same ``ids`` to number several blocks of loci alike).
+
+    Loci run along chromosomes, so only the runs' names are looked up, not every locus's.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32, shape (n,).
+    """
+    ids = {} if ids is None else ids
+    chrom = np.asarray(chrom).ravel()
+    if chrom.size == 0:
+        return np.zeros(0, np.int32)
+    starts = np.r_[0, np.flatnonzero(chrom[1:] != chrom[:-1]) + 1]
+    run_ids = [ids.setdefault(str(c), len(ids)) for c in chrom[starts]]
+    return np.repeat(np.asarray(run_ids, np.int32), np.diff(np.r_[starts, chrom.size]))
+
+
+def renumber(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Block keys (:func:`block_keys`) as ids 0 .. n_blocks - 1, in key order.
+
+    Keys come in runs (loci sorted along the genome), so only the runs' keys are sorted,
+    not every locus's.
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        int32, shape (n,).
+    n_blocks : int
+        At least 1.
+    """
+    keys = np.asarray(keys).ravel()
+    if keys.size == 0:
+        return np.zeros(0, np.int32), 1
+    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    uniq, run_ids = np.unique(keys[starts], return_inverse=True)
+    return np.repeat(run_ids.astype(np.int32), np.diff(np.r_[starts, keys.size])), int(uniq.size)
+
+
 def genomic_blocks(
     chrom: npt.ArrayLike,
     start: npt.ArrayLike | None = None,
@@ -95,7 +138,7 @@ def genomic_blocks(
     block_size: int = BLOCK_SIZE,
     block_loci: int = 100,
 ) -> np.ndarray:
-    """The genomic block of each locus, numbered 0 .. n_blocks - 1 in order of appearance.
+    """The genomic block of each locus, numbered 0 .. n_blocks - 1 along the loci.
 
     Parameters
     ----------
@@ -113,11 +156,11 @@ def genomic_blocks(
     Returns
     -------
     numpy.ndarray
-        int64, shape (n,).
+        int32, shape (n,).
     """
-    codes, _ = pd.factorize(np.asarray(chrom).astype(object).ravel())
-    keys = block_keys(codes, start, block_size=block_size, block_loci=block_loci)
-    return np.asarray(pd.factorize(keys)[0], dtype=np.int64)
+    keys = block_keys(chrom_ids(np.asarray(chrom)), start, block_size=block_size,
+                      block_loci=block_loci)  # fmt: skip
+    return renumber(keys)[0]
 
 
 def block_weights(n_blocks: int, n_replicates: int, seed: int) -> np.ndarray:

@@ -49,7 +49,7 @@ Intervals
 ---------
 Every metric of the model and of each baseline, and the model minus the Average, has a
 block-bootstrap percentile interval (``level``, default 95 %): the scored bins are cut into
-genomic blocks of ``block_size`` bp (:func:`pitfall.bootstrap.genomic_blocks`),
+genomic blocks of ``block_size`` bp (:func:`pitfall.bootstrap.block_keys`),
 ``n_bootstrap`` replicates draw as many blocks with replacement (``seed``;
 :func:`pitfall.bootstrap.block_weights`), and each replicate's metrics come from summed
 per-block statistics (:func:`pitfall.track_metrics.block_statistics`,
@@ -117,7 +117,7 @@ from pitfall.audit.track_inputs import _prediction, feature_window, region_masks
 from pitfall.audit.track_tests import N_GROUPS, bootstrap_gain, residual_correlations
 from pitfall.baselines import MostSimilar
 from pitfall.multiple_testing import adjust_pvalues
-from pitfall.splits import take_loci
+from pitfall.splits import cube_chroms, take_loci
 
 __all__ = [
     "BASELINES",
@@ -525,8 +525,8 @@ def audit_track(
     _check_target(ds, cell_type, mark)
     cube_cts = [str(c) for c in ds["cell_type"].values]
     train_cell_types = _check_names(train_cell_types, cube_cts, "training cell type")
-    chrom = np.asarray(ds["chrom"].values).astype(object)
-    train_chroms = _check_names(train_chroms, list(pd.unique(chrom)), "training chromosome")
+    if train_chroms is not None:
+        train_chroms = _check_names(train_chroms, cube_chroms(ds), "training chromosome")
     if train_cell_types is not None and cell_type in train_cell_types:
         raise ValueError(
             f"the target cell type {cell_type} is among the training cell types: a model "
@@ -579,12 +579,13 @@ def audit_track(
             log,
         )
 
+    ids: dict[str, int] = {}
+    chrom = bootstrap.chrom_ids(ds["chrom"].values, ids)
     start = np.asarray(ds["start"].values, dtype=np.int64) if "start" in ds.coords else None
-    blocks = bootstrap.genomic_blocks(chrom, start, block_size=options.block_size,
-                                      block_loci=options.block_loci)[scored]  # fmt: skip
-    _, local = np.unique(blocks, return_inverse=True)
+    keys = bootstrap.block_keys(chrom, start, block_size=options.block_size,
+                                block_loci=options.block_loci)  # fmt: skip
+    local, n_blocks = bootstrap.renumber(keys[scored])
     local = local.astype(np.int64)
-    n_blocks = int(local.max()) + 1
     weights = bootstrap.block_weights(n_blocks, options.n_bootstrap, options.seed)
     kept_regions = {k: v[scored] for k, v in regions.items()}
     predictors = {"model": model, "average": avg, "most_similar": ms, "zero": np.zeros_like(obs)}
@@ -599,7 +600,7 @@ def audit_track(
         on_train = (
             np.ones(scored.size, bool)
             if train_chroms is None
-            else np.isin(chrom[scored], train_chroms)
+            else np.isin(chrom[scored], [ids.get(c, -1) for c in train_chroms])
         )
         leakage = float(np.mean(on_train & (target.n_observed_refs[scored] > 0)))
     else:

@@ -229,7 +229,7 @@ def score_target(
         known = ref_labels.notnull()
         n_pos_ref += int((ref_labels == 1).sum())
         n_known_ref += int(known.sum())
-        codes = _chrom_ids(part["chrom"].values, chrom_ids)
+        codes = bootstrap.chrom_ids(part["chrom"].values, chrom_ids)
         seen = known.any("cell_type").values
         if train_chroms is not None:
             seen &= np.isin(codes, [chrom_ids.get(c, -1) for c in train_chroms])
@@ -258,18 +258,6 @@ def score_target(
         leaked=float(leaked),
         notes=notes,
     )
-
-
-def _chrom_ids(chrom: np.ndarray, ids: dict[str, int]) -> np.ndarray:
-    """Each locus's chromosome as an integer id, numbering new names in ``ids``.
-
-    Loci run along chromosomes, so only the runs' names are looked up, not every locus's.
-    """
-    if chrom.size == 0:
-        return np.zeros(0, np.int32)
-    starts = np.r_[0, np.flatnonzero(chrom[1:] != chrom[:-1]) + 1]
-    run_ids = [ids.setdefault(str(c), len(ids)) for c in chrom[starts]]
-    return np.repeat(np.asarray(run_ids, np.int32), np.diff(np.r_[starts, chrom.size]))
 
 
 def _most_similar(
@@ -498,16 +486,6 @@ def _within_gain(boot: bootstrap.BootstrapAP) -> np.ndarray:
         return total / np.where(both, n, 0.0).sum(axis=0)
 
 
-def _renumber(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """Block keys as ids 0 .. n_blocks - 1 (int32): keys come in runs (loci sorted along the
-    genome), so only the runs' keys are sorted, not every locus's."""
-    if keys.size == 0:
-        return np.zeros(0, np.int32), 1
-    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
-    uniq, run_ids = np.unique(keys[starts], return_inverse=True)
-    return np.repeat(run_ids.astype(np.int32), np.diff(np.r_[starts, keys.size])), int(uniq.size)
-
-
 def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The summary row of a target (or the pool) and its groups' rows.
 
@@ -527,7 +505,7 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     every = bool(known.all())
     y = ts.y if every else ts.y[known]
     model = ts.model if every else ts.model[known]
-    local, n_blocks = _renumber(ts.blocks if every else ts.blocks[known])
+    local, n_blocks = bootstrap.renumber(ts.blocks if every else ts.blocks[known])
     weights = np.vstack(
         [
             np.ones((1, n_blocks)),

@@ -410,7 +410,8 @@ def _positions_array(
         )
     # A predictor returns its loci in cube order: sort only when they are not.
     order = np.arange(pos.size) if np.all(pos[1:] > pos[:-1]) else np.argsort(pos, kind="stable")
-    if np.any(pos[order][1:] == pos[order][:-1]):
+    ordered = pos[order]
+    if np.any(ordered[1:] == ordered[:-1]):
         raise ValueError("the predictions' locus coordinate repeats positions: one score each")
     cts = [str(c) for c in _str_array(da["cell_type"].values)]
     if cell_type is not None:
