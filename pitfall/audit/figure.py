@@ -20,7 +20,7 @@ from pitfall.audit.report import PALETTE
 if TYPE_CHECKING:
     from pitfall.audit.report import AuditReport
 
-__all__ = ["MAX_CURVE_POINTS", "audit_figure", "pr_curve"]
+__all__ = ["MAX_CURVE_POINTS", "audit_figure", "ci_suffix", "group_panel", "pr_curve"]
 
 #: Points kept of each precision-recall curve (evenly spaced in recall).
 MAX_CURVE_POINTS = 2000
@@ -45,11 +45,38 @@ def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return recall, precision
 
 
-def _ci(ci: Any, fmt: str = ".3f") -> str:
+def ci_suffix(ci: Any, fmt: str = ".3f") -> str:
+    """`` [low, high]`` to follow a number in a figure; nothing when undefined."""
     low, high = ci
     if not (math.isfinite(low) and math.isfinite(high)):
         return ""
     return f" [{low:{fmt}}, {high:{fmt}}]"
+
+
+def group_panel(
+    ax: Any,
+    groups: np.ndarray,
+    values: np.ndarray,
+    null: tuple[np.ndarray, np.ndarray],
+    significant: np.ndarray,
+    *,
+    reference: np.ndarray | float,
+    band_label: str,
+    reference_label: str | None = None,
+) -> None:
+    """The model per group (filled where significant after correction) over the central
+    interval of its permutation null (a band) and the reference it is tested against."""
+    ax.fill_between(groups, null[0], null[1], color=PALETTE["random"], alpha=0.3, lw=0,
+                    label=band_label)  # fmt: skip
+    if np.ndim(reference) == 0:
+        ax.axhline(float(reference), color=PALETTE["random"], lw=1.2, label=reference_label)
+    else:
+        ax.plot(groups, reference, color=PALETTE["random"], lw=1.5, label=reference_label)
+    ax.plot(groups, values, color=PALETTE["model"], lw=1, alpha=0.6)
+    ax.scatter(groups[significant], values[significant], color=PALETTE["model"], s=28,
+               zorder=3, label="model (significant after correction)")  # fmt: skip
+    ax.scatter(groups[~significant], values[~significant], facecolor="white",
+               edgecolor=PALETTE["model"], s=28, zorder=3, label="model (not significant)")  # fmt: skip
 
 
 def audit_figure(report: AuditReport):
@@ -76,7 +103,7 @@ def audit_figure(report: AuditReport):
             continue
         shown, col, tied = labels[name]
         ap = pooled[col]
-        text = f"{shown}: AP {ap:.3f}{_ci(pooled[col + '_ci'])}"
+        text = f"{shown}: AP {ap:.3f}{ci_suffix(pooled[col + '_ci'])}"
         if tied is not None and abs(pooled[tied] - ap) >= 5e-4:
             text += f"\n  (ties grouped {pooled[tied]:.3f})"
         r, p = pr_curve(y, s)
@@ -95,24 +122,20 @@ def audit_figure(report: AuditReport):
 
     part = report.partitions[report.partitions["cell_type"] == "pooled"]
     part = part[np.isfinite(part["ap_random_expected"].to_numpy(dtype=float))]
-    g = part["group"].to_numpy(dtype=float)
-    ax2.fill_between(g, part["random_low"].to_numpy(dtype=float),
-                     part["random_high"].to_numpy(dtype=float), step=None, color=PALETTE["random"],
-                     alpha=0.3, lw=0, label=f"random ranking ({report.settings['level']:.0%} of "
-                     "the permutation null)")  # fmt: skip
-    ax2.plot(g, part["ap_random_expected"].to_numpy(dtype=float), color=PALETTE["random"], lw=1.5,
-             label="random ranking: expected AP")  # fmt: skip
-    sig = part["significant"].to_numpy(dtype=bool)
-    ap = part["ap_model"].to_numpy(dtype=float)
-    ax2.plot(g, ap, color=PALETTE["model"], lw=1, alpha=0.6)
-    ax2.scatter(g[sig], ap[sig], color=PALETTE["model"], s=28, zorder=3,
-                label="model (significant after correction)")  # fmt: skip
-    ax2.scatter(g[~sig], ap[~sig], facecolor="white", edgecolor=PALETTE["model"], s=28,
-                zorder=3, label="model (not significant)")  # fmt: skip
+    group_panel(
+        ax2,
+        part["group"].to_numpy(dtype=float),
+        part["ap_model"].to_numpy(dtype=float),
+        (part["random_low"].to_numpy(dtype=float), part["random_high"].to_numpy(dtype=float)),
+        part["significant"].to_numpy(dtype=bool),
+        reference=part["ap_random_expected"].to_numpy(dtype=float),
+        band_label=f"random ranking ({report.settings['level']:.0%} of the permutation null)",
+        reference_label="random ranking: expected AP",
+    )
     gain = pooled["within_group_gain"]
     ax2.set_title(
         f"within groups of equally active loci: gain {gain:+.3f}"
-        f"{_ci(pooled['within_group_gain_ci'], '+.3f')}"
+        f"{ci_suffix(pooled['within_group_gain_ci'], '+.3f')}"
         if math.isfinite(gain)
         else "within groups of equally active loci"
     )
@@ -125,10 +148,10 @@ def audit_figure(report: AuditReport):
     who = ", ".join(targets[:6]) + (f" and {len(targets) - 6} more" if len(targets) > 6 else "")
     diff = pooled["ap_diff"]
     fig.suptitle(
-        f"{who}: {report.call}\nmodel AP {pooled['ap_model']:.3f}{_ci(pooled['ap_model_ci'])} "
+        f"{who}: {report.call}\nmodel AP {pooled['ap_model']:.3f}{ci_suffix(pooled['ap_model_ci'])} "
         f"vs average activity {pooled['ap_average_activity_random_ties']:.3f}"
-        f"{_ci(pooled['ap_average_activity_random_ties_ci'])}; difference {diff:+.3f}"
-        f"{_ci(pooled['ap_diff_ci'], '+.3f')} ({report.settings['level']:.0%} block-bootstrap "
+        f"{ci_suffix(pooled['ap_average_activity_random_ties_ci'])}; difference {diff:+.3f}"
+        f"{ci_suffix(pooled['ap_diff_ci'], '+.3f')} ({report.settings['level']:.0%} block-bootstrap "
         "intervals)",
         fontsize=10,
     )

@@ -9,12 +9,12 @@ correlation per decile of cross-cell-type variance against its permutation null.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pitfall import track_metrics as tm
+from pitfall.audit.figure import ci_suffix, group_panel
 from pitfall.audit.report import PALETTE
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ _PALETTE_KEYS = {
     "most_similar": "most similar cell type",
     "zero": "zero",
 }
-
-
-def _fig_ci(ci: Sequence[float], fmt: str = ".3g") -> str:
-    low, high = ci
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return ""
-    return f" [{low:{fmt}}, {high:{fmt}}]"
 
 
 def continuous_figure(report: AuditReport) -> Figure:
@@ -77,8 +70,8 @@ def continuous_figure(report: AuditReport) -> Figure:
         fig.colorbar(hb, ax=ax, label="bins (log scale)")
         mse, corr = metrics["mse"], metrics["gwcorr"]
         ax.set_title(
-            f"{name}: mse {mse[key]:.3g}{_fig_ci(mse[f'{key}_ci'])}\n"
-            f"gwcorr {corr[key]:.3f}{_fig_ci(corr[f'{key}_ci'], '.3f')}",
+            f"{name}: mse {mse[key]:.3g}{ci_suffix(mse[f'{key}_ci'], '.3g')}\n"
+            f"gwcorr {corr[key]:.3f}{ci_suffix(corr[f'{key}_ci'], '.3f')}",
             fontsize=10,
         )
         ax.set_xlabel(f"observed {row['mark']} (mean arcsinh signal per bin)")
@@ -154,23 +147,20 @@ def continuous_figure(report: AuditReport) -> Figure:
 
     part = report.partitions[report.partitions["cell_type"] == "pooled"]
     g = part["group"].to_numpy(dtype=float)
-    r = part["residual_corr"].to_numpy(dtype=float)
-    sig = part["significant"].to_numpy(dtype=bool)
-    ax_groups.fill_between(g, part["null_low"].to_numpy(dtype=float),
-                           part["null_high"].to_numpy(dtype=float), color=PALETTE["random"],
-                           alpha=0.3, lw=0, label=f"no cell-type-specific signal ({level} of "
-                           "the permutation null)")  # fmt: skip
-    ax_groups.axhline(0.0, color=PALETTE["random"], lw=1.2)
-    ax_groups.plot(g, r, color=PALETTE["model"], lw=1, alpha=0.6)
-    ax_groups.scatter(g[sig], r[sig], color=PALETTE["model"], s=30, zorder=3,
-                      label="model (significant after correction)")  # fmt: skip
-    ax_groups.scatter(g[~sig], r[~sig], facecolor="white", edgecolor=PALETTE["model"], s=30,
-                      zorder=3, label="model (not significant)")  # fmt: skip
+    group_panel(
+        ax_groups,
+        g,
+        part["residual_corr"].to_numpy(dtype=float),
+        (part["null_low"].to_numpy(dtype=float), part["null_high"].to_numpy(dtype=float)),
+        part["significant"].to_numpy(dtype=bool),
+        reference=0.0,
+        band_label=f"no cell-type-specific signal ({level} of the permutation null)",
+    )
     gain = row["within_group_gain"]
     ax_groups.set_title(
         "within deciles of cross-cell-type variance: residual correlation "
         + (
-            f"{gain:+.3f}{_fig_ci(row['within_group_gain_ci'], '+.3f')}"
+            f"{gain:+.3f}{ci_suffix(row['within_group_gain_ci'], '+.3f')}"
             if math.isfinite(gain)
             else "-"
         ),
@@ -187,9 +177,9 @@ def continuous_figure(report: AuditReport) -> Figure:
     mse = metrics["mse"]
     fig.suptitle(
         f"{row['cell_type'] if row['cell_type'] != 'pooled' else report.settings['targets'][0]} "
-        f"{row['mark']}: {report.call}\nmse model {mse['model']:.3g}{_fig_ci(mse['model_ci'])} vs "
-        f"Average {mse['average']:.3g}{_fig_ci(mse['average_ci'])}; Average minus model "
-        f"{row['mse_gain']:+.3g}{_fig_ci(row['mse_gain_ci'], '+.3g')} ({level} block-bootstrap "
+        f"{row['mark']}: {report.call}\nmse model {mse['model']:.3g}{ci_suffix(mse['model_ci'], '.3g')} vs "
+        f"Average {mse['average']:.3g}{ci_suffix(mse['average_ci'], '.3g')}; Average minus model "
+        f"{row['mse_gain']:+.3g}{ci_suffix(row['mse_gain_ci'], '+.3g')} ({level} block-bootstrap "
         "intervals)",
         fontsize=11,
     )
