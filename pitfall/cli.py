@@ -205,6 +205,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         "level": args.level,
         "n_bootstrap": args.bootstrap,
         "block_size": args.block_size,
+        "n_permutations": args.permutations,
         "adjust": args.adjust,
         "seed": args.seed,
     }
@@ -224,7 +225,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         else:
             report = audit_predictions(
                 args.predictions, args.cube, loci_by=args.loci_by, cell_type=args.cell_type,
-                chrom_sizes=args.chrom_sizes, n_permutations=args.permutations, **common,
+                chrom_sizes=args.chrom_sizes, **common,
             )  # fmt: skip
     print(report)
     for path in (args.json_path, args.figure, args.html_path):
@@ -357,7 +358,7 @@ def _add_audit(sub: Any) -> None:
         "--permutations",
         type=int,
         default=None,
-        help="label placements per group (default: enough for the corrected threshold)",
+        help="label placements per group or decile (default: enough for the corrected threshold)",
     )
     g.add_argument(
         "--adjust",

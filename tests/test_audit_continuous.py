@@ -394,13 +394,14 @@ def test_cli_audit__mark_writes_a_valid_report(
     code = cli.main([
         "audit", str(tiny["comp"].bigwigs[TARGET][MARK]), str(tiny["store"]),
         "--cell-type", TARGET, "--mark", MARK, "--json", str(out_json), "--figure", str(out_png),
-        "--block-size", str(BLOCK), "--bootstrap", "200",
+        "--block-size", str(BLOCK), "--bootstrap", "200", "--permutations", "199",
     ])  # fmt: skip
     assert code == 0
     assert "pitfall audit (continuous)" in capsys.readouterr().out
     d = json.loads(out_json.read_text())
     jsonschema.validate(d, json_schema())
     assert d["kind"] == "continuous" and d["summary"][0]["mark"] == MARK
+    assert d["settings"]["n_permutations"] == 199  # --permutations reaches the track path
     assert d["summary"][0]["metrics"]["mse"]["model"] == 0.0
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
