@@ -46,8 +46,11 @@ def main() -> None:
         tables.append(table)
         avg = table.loc[table.predictor == "average activity", "ap"].iloc[0]
         singles = table.loc[table.predictor.str.endswith(" alone"), "ap"]
-        print(f"{target:>8}: average of others {avg:.3f}; single lines "
-              f"{singles.min():.3f}-{singles.max():.3f}", flush=True)  # fmt: skip
+        print(
+            f"{target:>8}: average of others {avg:.3f}; single lines "
+            f"{singles.min():.3f}-{singles.max():.3f}",
+            flush=True,
+        )
     table = pd.concat(tables, ignore_index=True)
     wide = table.pivot_table(index="predictor", columns="cell_type", values="ap")
     print("\nAP per held-out cell line (columns) and predictor (rows)")
@@ -56,8 +59,10 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(table.to_dict(orient="records"), indent=2))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\n{ds.sizes['locus']:,} bins x {len(lines)} lines; build/open {t_build:.0f} s, total "
-          f"{time.perf_counter() - t0:.0f} s, peak RSS of this process {peak:.1f} GiB; {path}")  # fmt: skip
+    print(
+        f"\n{ds.sizes['locus']:,} bins x {len(lines)} lines; build/open {t_build:.0f} s, total "
+        f"{time.perf_counter() - t0:.0f} s, peak RSS of this process {peak:.1f} GiB; {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,14 @@ def main() -> None:
     valid = [c for c in expression.valid_cell_types if c != args.target]
     # Cross-cell-type over every autosome: the data README's setting for its figures.
     whole = splits.Split(
-        tuple(c for c in others if c not in valid), chroms, tuple(valid), chroms,
-        (args.target,), chroms, setting="cross-cell-type",
-    )  # fmt: skip
+        tuple(c for c in others if c not in valid),
+        chroms,
+        tuple(valid),
+        chroms,
+        (args.target,),
+        chroms,
+        setting="cross-cell-type",
+    )
     hybrid = expression.split(ds, "hybrid", args.target)
     tables = {
         "cross-cell-type, chr1-22": baselines.baseline_table(ds, whole, single_cell_types=["E047"]),
@@ -51,8 +56,10 @@ def main() -> None:
     path = args.out / "results" / "real_roadmap.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
-    print(f"\n{ds.sizes['locus']:,} genes x {ds.sizes['cell_type']} epigenomes; "
-          f"results in {path} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    print(
+        f"\n{ds.sizes['locus']:,} genes x {ds.sizes['cell_type']} epigenomes; "
+        f"results in {path} ({time.perf_counter() - t0:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,20 @@ def main() -> None:
     for setting in ("cross-cell-type", "hybrid"):
         split = tasks.get_task("tad").split(ds, setting, args.target)
         table = baselines.baseline_table(ds, split, single_cell_types=["IMR90"])
-        print(f"\n{setting} (target {args.target}; train {', '.join(split.train_cell_types)} on "
-              f"{', '.join(split.train_chroms)}; test {', '.join(split.test_chroms)}; "
-              f"leakage {split.leakage(ds):.0%})")  # fmt: skip
+        print(
+            f"\n{setting} (target {args.target}; train {', '.join(split.train_cell_types)} on "
+            f"{', '.join(split.train_chroms)}; test {', '.join(split.test_chroms)}; "
+            f"leakage {split.leakage(ds):.0%})"
+        )
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         results[setting] = table.to_dict(orient="records")
     path = args.out / "results" / "real_tads.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
-    print(f"\n{ds.sizes['locus']:,} bins x {ds.sizes['cell_type']} cell types; results in {path} "
-          f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    print(
+        f"\n{ds.sizes['locus']:,} bins x {ds.sizes['cell_type']} cell types; results in {path} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def register_baseline(baseline: Baseline) -> Baseline:
 
 
 def figure_styles(names: Sequence[str] | None = None) -> dict[str, tuple[str, str, str]]:
-    """``{column: (label, color, linestyle)}`` of baselines, for :mod:`pitfall.report`."""
+    """``{column: (label, color, linestyle)}`` of baselines, for the figures (:mod:`pitfall.experiments`)."""
     chosen = [BASELINES[n] for n in (names or BASELINES)]
     return {b.column: (b.label, b.color, b.linestyle) for b in chosen}
 

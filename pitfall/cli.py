@@ -152,12 +152,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report_real(args: argparse.Namespace) -> int:
-    from pitfall import real_labels
+    from pitfall.experiments import real_labels
 
     real_labels.run(
-        args.data, args.out, size=args.size, workers=args.workers, scheduler=args.scheduler,
+        args.data,
+        args.out,
+        size=args.size,
+        workers=args.workers,
+        scheduler=args.scheduler,
         progress=sys.stderr.isatty(),
-    )  # fmt: skip
+    )
     return 0
 
 
@@ -218,15 +222,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if args.cell_type is None:
                 raise ValueError("--mark audits one imputed track: give its --cell-type too")
             report = audit_track(
-                args.predictions, args.cube, cell_type=args.cell_type, mark=args.mark,
-                loci_by=args.loci_by, chrom_sizes=args.chrom_sizes, genes=args.genes,
-                enhancers=args.enhancers, **common,
-            )  # fmt: skip
+                args.predictions,
+                args.cube,
+                cell_type=args.cell_type,
+                mark=args.mark,
+                loci_by=args.loci_by,
+                chrom_sizes=args.chrom_sizes,
+                genes=args.genes,
+                enhancers=args.enhancers,
+                **common,
+            )
         else:
             report = audit_predictions(
-                args.predictions, args.cube, loci_by=args.loci_by, cell_type=args.cell_type,
-                chrom_sizes=args.chrom_sizes, **common,
-            )  # fmt: skip
+                args.predictions,
+                args.cube,
+                loci_by=args.loci_by,
+                cell_type=args.cell_type,
+                chrom_sizes=args.chrom_sizes,
+                **common,
+            )
     print(report)
     for path in (args.json_path, args.figure, args.html_path):
         if path:
@@ -626,8 +640,12 @@ def parser() -> argparse.ArgumentParser:
     )
     q.add_argument("data", help="data folder laid out as ../shared/data (roadmap/, tads/)")
     q.add_argument("--out", default="out/real", help="output folder (default out/real)")
-    q.add_argument("--size", choices=("paper", "quick"), default="paper",
-                   help="paper: the paper's recipe, about an hour on 2 cores; quick: minutes")  # fmt: skip
+    q.add_argument(
+        "--size",
+        choices=("paper", "quick"),
+        default="paper",
+        help="paper: the paper's recipe, about an hour on 2 cores; quick: minutes",
+    )
     q.add_argument("--workers", type=int, default=None, help="local workers; 0 = in-process")
     q.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     q.set_defaults(func=cmd_report_real)

@@ -16,7 +16,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pitfall import demo, paper, sweep  # noqa: E402
+from pitfall import demo, sweep  # noqa: E402
+from pitfall.experiments import figure1, grids  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,7 @@ def test_demo__hybrid_removes_the_gain(results: pd.DataFrame) -> None:
 
 def test_demo__findings_match_the_paper(quick: Path, results: pd.DataFrame) -> None:
     f = json.loads((quick / "findings.json").read_text())["expression"]
-    assert f == json.loads(json.dumps(paper.findings(results, "expression"), default=float))
+    assert f == json.loads(json.dumps(figure1.findings(results, "expression"), default=float))
     ctt, hyb = f["cross-cell-type"], f["hybrid"]
     # cross-cell-type: AP rises with parameters for sequence-input models (and for the
     # random control, which can only identify loci), and the baseline beats every model
@@ -95,7 +96,9 @@ def test_demo__findings_match_the_paper(quick: Path, results: pd.DataFrame) -> N
     # their largest model does as well on unseen chromosomes as across cell types (nothing
     # memorised)
     assert ctt["signal"]["gain"] < ctt["sequence"]["gain"] / 2
-    assert abs(ctt["signal"]["ap_largest"] - hyb["signal"]["ap_largest"]) < paper.EPIGENOMIC_MARGIN
+    assert (
+        abs(ctt["signal"]["ap_largest"] - hyb["signal"]["ap_largest"]) < figure1.EPIGENOMIC_MARGIN
+    )
 
 
 def test_demo__rerun_trains_nothing_new(quick: Path, results: pd.DataFrame) -> None:
@@ -108,8 +111,8 @@ def test_demo__rerun_trains_nothing_new(quick: Path, results: pd.DataFrame) -> N
 def test_demo__report_has_the_remedies(quick: Path) -> None:
     table = pd.read_csv(quick / "remedies" / "remedies.tsv", sep="\t")
     # every model of the quick remedy grid under each remedy, in both settings
-    expected = {(s, r) for s in paper.REMEDY_SETTINGS for r in paper.REMEDIES}
+    expected = {(s, r) for s in grids.REMEDY_SETTINGS for r in grids.REMEDIES}
     assert set(zip(table.setting, table.remedy, strict=True)) == expected
-    assert len(table) == len(paper.remedy_grid("quick")) * len(paper.REMEDY_SETTINGS)
+    assert len(table) == len(grids.remedy_grid("quick")) * len(grids.REMEDY_SETTINGS)
     html = (quick / "report.html").read_text()
     assert "Remedies: the average activity as an input" in html

@@ -1,5 +1,5 @@
-"""The figures' numbers (pitfall.paper) against independent oracles, and the figures' panels,
-labels and legibility (pitfall.report) by their artists' text and boxes, never their pixels.
+"""The figures' numbers (pitfall.experiments) against independent oracles, and the figures' panels,
+labels and legibility (pitfall.plotting and each experiment's plot) by their artists' text and boxes, never their pixels.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score
 
-from pitfall import cube, paper, report, toy
+from pitfall import cube, plotting
+from pitfall.experiments import figure1, figure_s4, figure_s5, preprint_s1, preprint_s2
 
-plt = report.pyplot()
+plt = plotting.pyplot()
 
 
 def _boxes(artists, renderer) -> list:
@@ -69,16 +70,16 @@ def test_cell_type_correlation__equals_pandas_pairwise_complete_in_blocks() -> N
     x = xr.DataArray(v, dims=("cell_type", "locus"), coords={"cell_type": list("abcd")})
     ref = pd.DataFrame(v.T, columns=list("abcd")).corr()
     for block in (7, 50, None):
-        got = paper.cell_type_correlation(x, block=block)
+        got = figure_s5.cell_type_correlation(x, block=block)
         np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10)
     # marks flatten into the correlation: (cell_type, locus, mark)
     s = xr.DataArray(rng.normal(size=(3, 20, 2)), dims=("cell_type", "locus", "mark"))
-    got = paper.cell_type_correlation(s, block=6).to_numpy()
+    got = figure_s5.cell_type_correlation(s, block=6).to_numpy()
     np.testing.assert_allclose(got, np.corrcoef(s.values.reshape(3, -1)), atol=1e-12)
 
 
 def test_baseline_vs_similarity__every_target_against_sklearn_and_numpy(small) -> None:
-    table = paper.baseline_vs_similarity(small, ["chr2"], ["chr1"])
+    table = figure_s5.baseline_vs_similarity(small, ["chr2"], ["chr1"])
     lab = {k: np.array(v, float) for k, v in LABELS.items()}
     assert table["cell_type"].tolist() == list(LABELS)
     assert table.attrs == {"on": "label", "n_train_loci": 6, "n_test_loci": 6}
@@ -94,19 +95,19 @@ def test_baseline_vs_similarity__every_target_against_sklearn_and_numpy(small) -
         assert row.max_similarity == pytest.approx(np.max(r))
         assert row.most_similar == others[int(np.argmax(r))]
         assert row["group"] == GROUPS[ct] and row["name"] == f"{ct} cells"
-    value = paper.baseline_vs_similarity(small, ["chr2"], ["chr1"], on="value")
+    value = figure_s5.baseline_vs_similarity(small, ["chr2"], ["chr1"], on="value")
     vals = small["value"].values[:, 6:]
     r = np.corrcoef(np.log1p(vals))[0, 1:]
     assert value["mean_similarity"].iloc[0] == pytest.approx(r.mean())
     with pytest.raises(ValueError, match="no loci"):
-        paper.baseline_vs_similarity(small, ["chr9"], ["chr1"])
+        figure_s5.baseline_vs_similarity(small, ["chr9"], ["chr1"])
 
 
 def test_similarity_summary__spearman_as_scipy() -> None:
     t = pd.DataFrame({"mean_similarity": [0.1, 0.4, 0.3, 0.9], "max_similarity": [1, 2, 3, 4],
                       "ap": [0.5, 0.7, 0.8, 0.9], "ap_normalised": [0.1, 0.2, 0.1, 0.3],
                       "prevalence": [0.3, 0.2, 0.5, 0.4]})  # fmt: skip
-    got = paper.similarity_summary(t)
+    got = figure_s5.similarity_summary(t)
     ref = stats.spearmanr(t["mean_similarity"], t["ap"])
     assert got["mean_similarity vs ap"]["rho"] == pytest.approx(ref.statistic)
     assert got["mean_similarity vs ap"]["p"] == pytest.approx(ref.pvalue)
@@ -119,7 +120,7 @@ def test_similarity_summary__spearman_as_scipy() -> None:
 
 
 def test_signal_embedding__pca_as_sklearn_and_a_note_without_umap(small) -> None:
-    emb = paper.signal_embedding(small, "T", umap=False)
+    emb = preprint_s1.signal_embedding(small, "T", umap=False)
     x = small["signal"].sel(cell_type="T").values
     z = (x - x.mean(0)) / x.std(0)
     pca = PCA(2).fit(z)
@@ -133,7 +134,7 @@ def test_signal_embedding__pca_as_sklearn_and_a_note_without_umap(small) -> None
     assert emb["label"].tolist() == [LABELS["T"][i] for i in emb["locus"]]
     assert "UMAP1" not in emb and "PCA only" in emb.attrs["note"]
     assert (emb.attrs["n_loci"], emb.attrs["features"]) == (12, 3)
-    few = paper.signal_embedding(small, "T", umap=False, max_points=5)
+    few = preprint_s1.signal_embedding(small, "T", umap=False, max_points=5)
     assert len(few) == 5 and few["locus"].is_monotonic_increasing
 
 
@@ -148,16 +149,16 @@ def test_signal_embedding__without_umap_learn_says_so(small, monkeypatch) -> Non
         return real_import(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_umap)
-    emb = paper.signal_embedding(small, "T", umap=True)
+    emb = preprint_s1.signal_embedding(small, "T", umap=True)
     assert "UMAP1" not in emb and "umap-learn is not installed" in emb.attrs["note"]
-    fig = report.signal_embedding(emb, "S1")
+    fig = preprint_s1.plot(emb, "S1")
     assert [ax.get_title() for ax in fig.axes] == ["PCA"]
     assert any("umap-learn is not installed" in t.get_text() for t in fig.texts)
     plt.close(fig)
     # with UMAP's columns (whatever computed them) the figure has its second panel
     both = emb.assign(UMAP1=emb["PC1"] * 2, UMAP2=emb["PC2"])
     both.attrs = {**emb.attrs, "note": ""}
-    fig = report.signal_embedding(both, "S1")
+    fig = preprint_s1.plot(both, "S1")
     assert [ax.get_title() for ax in fig.axes] == ["PCA", "UMAP"]
     assert fig.axes[0].get_xlabel().startswith("PC1 (")
     assert [t.get_text() for t in fig.texts] == ["S1"]  # the title, no note
@@ -173,7 +174,7 @@ def test_log_axis__trees_range_labels_do_not_overlap() -> None:
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     x = [16, 17, 160, 170, 800, 850]
     ax.scatter(x, np.linspace(0.6, 0.9, 6))
-    report.log_axis(ax, x)
+    plotting.log_axis(ax, x)
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     labels = [t for t in ax.get_xticklabels(which="both") if t.get_text()]
@@ -186,14 +187,14 @@ def test_log_axis__trees_range_labels_do_not_overlap() -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     x = [142, 550, 2600, 10500, 34418]
     ax.scatter(x, np.linspace(0.6, 0.9, 5))
-    report.log_axis(ax, x)
+    plotting.log_axis(ax, x)
     fig.canvas.draw()
     labels = [t for t in ax.get_xticklabels(which="both") if t.get_text()]
     assert {"1,000", "10,000"} <= {t.get_text() for t in labels}
     assert not _overlapping(_boxes(labels, fig.canvas.get_renderer()))
     plt.close(fig)
     fig, ax = plt.subplots()
-    report.log_axis(ax, [10, 5e6])
+    plotting.log_axis(ax, [10, 5e6])
     ax.set_xlim(10, 5e6)
     fig.canvas.draw()
     assert {"$\\mathdefault{10^{2}}$", "$\\mathdefault{10^{6}}$"} <= {
@@ -207,7 +208,7 @@ def test_ap_vs_params__one_panel_per_setting_readable_ticks() -> None:
              "ap_average_activity": 0.98, "ap_random": 0.66}
             for s in ("cross-chromosome", "cross-cell-type", "hybrid")
             for i, n in (("signal", 16), ("sequence", 160), ("random", 800))]  # fmt: skip
-    fig = report.ap_vs_params(pd.DataFrame(rows), xlabel="trees x leaves")
+    fig = figure1.plot(pd.DataFrame(rows), xlabel="trees x leaves")
     assert [ax.get_title() for ax in fig.axes] == ["cross-chromosome", "cross-cell-type", "hybrid"]
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
@@ -230,7 +231,7 @@ def test_partitioned_boxes__controls_boxed_and_tested_apart() -> None:
                           + ["epigenomic > locus-constant random (control)"] * 4,
                           "group": list(range(4)) * 2, "p_value": [0.03, 0.2, 0.5, 0.01] * 2,
                           "p_floor": [1 / 35] * 4 + [0.1] * 4})  # fmt: skip
-    fig = report.partitioned_boxes(pd.DataFrame(rows), tests, title="S4")
+    fig = figure_s4.plot(pd.DataFrame(rows), tests, title="S4")
     boxes, pvals = fig.axes
     assert boxes.get_title() == "S4"
     legend = [t.get_text() for t in boxes.get_legend().get_texts()]
@@ -256,7 +257,7 @@ def test_place_labels__no_two_labels_or_markers_overlap() -> None:
     fig, ax = plt.subplots(figsize=(6, 4.6))
     ax.scatter(x, y, s=28)
     fig.tight_layout()
-    anns = report.place_labels(ax, x, y, [f"E{i:03d}" for i in range(25)])
+    anns = plotting.place_labels(ax, x, y, [f"E{i:03d}" for i in range(25)])
     placed = [a for a in anns if a is not None]
     assert len(placed) >= 20
     r = fig.canvas.get_renderer()
@@ -273,8 +274,8 @@ def test_place_labels__no_two_labels_or_markers_overlap() -> None:
 
 
 def test_baseline_vs_similarity__two_panels_with_scipys_spearman(small) -> None:
-    table = paper.baseline_vs_similarity(small, ["chr2"], ["chr1"])
-    fig = report.baseline_vs_similarity(table, title="S5", n_labels=3)
+    table = figure_s5.baseline_vs_similarity(small, ["chr2"], ["chr1"])
+    fig = figure_s5.plot(table, title="S5", n_labels=3)
     a, b = fig.axes
     ref = stats.spearmanr(table["mean_similarity"], table["ap"])
     assert a.get_title().startswith(f"Spearman rho = {ref.statistic:.2f}")
@@ -291,9 +292,9 @@ def test_gaussians__data_panel_and_flat_ap_panel() -> None:
     t = pd.DataFrame({"size": [1, 64], "n_params": [5, 257], "seed": 0, "ap": [0.84, 0.85],
                       "ap_bayes": 0.852, "prevalence": 0.5})  # fmt: skip
     g1, g2 = np.meshgrid(np.linspace(-3, 3, 5), np.linspace(-3, 3, 5))
-    sweep = toy.GaussianSweep(t, pd.DataFrame({"x1": [0, 1], "x2": [1, 0], "label": [0, 1]}),
+    sweep = preprint_s2.GaussianSweep(t, pd.DataFrame({"x1": [0, 1], "x2": [1, 0], "label": [0, 1]}),
                               (g1, g2), {1: (g1 + g2 > 0) * 1.0, 64: (g1 > 0) * 1.0}, 1.5)  # fmt: skip
-    fig = report.gaussians(sweep, "S2")
+    fig = preprint_s2.plot(sweep, "S2")
     a, b = fig.axes
     assert a.get_title().startswith("(a)") and b.get_title().startswith("(b)")
     legend_a = [t.get_text() for t in a.get_legend().get_texts()]

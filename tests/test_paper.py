@@ -11,10 +11,11 @@ import pytest
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
-from pitfall import paper, sweep  # noqa: E402
+from pitfall import sweep  # noqa: E402
+from pitfall.experiments import grids, remedies  # noqa: E402
 from pitfall.models import ModelSpec  # noqa: E402
 
-SHAPE = (paper.PAPER_SHAPE["n_marks"], paper.PAPER_SHAPE["seq_len"])
+SHAPE = (grids.PAPER_SHAPE["n_marks"], grids.PAPER_SHAPE["seq_len"])
 
 
 def family_of(spec: ModelSpec) -> str:
@@ -28,7 +29,7 @@ def family_of(spec: ModelSpec) -> str:
 
 def grid_specs(task: str, size: str) -> dict[str, list[ModelSpec]]:
     out: dict[str, list[ModelSpec]] = {}
-    for table in paper.model_grid(task, size):
+    for table in grids.model_grid(task, size):
         for spec in sweep.expand_models(table, [0]):
             out.setdefault(family_of(spec), []).append(spec)
     return out
@@ -58,13 +59,13 @@ def test_paper_grid__every_power_of_two_of_the_methods() -> None:
 
 def test_paper_grid__tad_gets_every_family_of_expression() -> None:
     for size in ("quick", "demo", "paper"):
-        assert paper.model_grid("tad", size) == paper.model_grid("expression", size)
+        assert grids.model_grid("tad", size) == grids.model_grid("expression", size)
 
 
 def test_combined_draw__seeded_random_and_spans_up_to_1e8() -> None:
-    draw = paper.combined_draw()
-    assert draw == paper.combined_draw()  # deterministic
-    assert draw != paper.combined_draw(seed=1)
+    draw = grids.combined_draw()
+    assert draw == grids.combined_draw()  # deterministic
+    assert draw != grids.combined_draw(seed=1)
     specs = [ModelSpec.from_dict(t) for t in draw]
     assert len(set(specs)) == len(specs) == 100
     sizes = np.array([s.n_params(*SHAPE) for s in specs], dtype=float)
@@ -120,13 +121,13 @@ def test_paper_grid__parameter_ranges() -> None:
 
 
 def test_gbm_grid__paper_every_power_of_two_trees() -> None:
-    grid = {t["inputs"]: t["n_trees"] for t in paper.gbm_grid("paper")}
+    grid = {t["inputs"]: t["n_trees"] for t in grids.gbm_grid("paper")}
     assert grid["signal"] == grid["random"] == [2**k for k in range(11)]
     assert grid["sequence"] == [2**k for k in range(10)]
 
 
 def test_sweep_spec__paper_grid_expands_to_experiments(tmp_path) -> None:
-    spec = paper.sweep_spec(str(tmp_path / "cube"), "tad", "E003", "paper")
+    spec = grids.sweep_spec(str(tmp_path / "cube"), "tad", "E003", "paper")
     exps = sweep.sweep_from_dict(spec, root=tmp_path).experiments
     assert len(exps) == 3 * 593
     assert len({e.id for e in exps}) == len(exps)
@@ -181,21 +182,21 @@ def tiny_cube_path(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def remedy_run(tiny_cube_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("remedies") / "results"
-    rep = paper.remedies(tiny_cube_path, out, size="quick", workers=0, training=TINY_RECIPE,
+    rep = remedies.make(tiny_cube_path, out, size="quick", workers=0, training=TINY_RECIPE,
                          progress=False)  # fmt: skip
     return rep, out
 
 
 def test_remedy_grid__every_model_under_every_remedy() -> None:
     for size in ("quick", "demo", "paper"):
-        specs = [s for t in paper.remedy_grid(size) for s in sweep.expand_models(t, [0])]
+        specs = [s for t in grids.remedy_grid(size) for s in sweep.expand_models(t, [0])]
         by_model: dict[str, set[str]] = {}
         for s in specs:
             d = s.to_dict()
-            by_model.setdefault(paper._base_label(d), set()).add(paper.remedy_of(d))
-        assert all(v == set(paper.REMEDIES) for v in by_model.values()), by_model
+            by_model.setdefault(remedies._base_label(d), set()).add(remedies.remedy_of(d))
+        assert all(v == set(grids.REMEDIES) for v in by_model.values()), by_model
         assert {s.inputs for s in specs} >= {"signal", "sequence"}
-    assert paper.remedies_spec("c", "expression", "E003")["settings"] == [
+    assert grids.remedies_spec("c", "expression", "E003")["settings"] == [
         "cross-cell-type", "hybrid"]  # fmt: skip
 
 
@@ -205,18 +206,18 @@ def test_remedies__table_against_independent_aps(remedy_run, tiny_cube_path) -> 
     from pitfall import open_cube, tasks
 
     rep, out = remedy_run
-    assert (rep.results["status"] == "ok").all(), rep.results["error"].tolist()
-    assert len(rep.table) == 2 * 4 * 2  # models x remedies x settings
+    assert (rep.tables["results"]["status"] == "ok").all(), rep.tables["results"]["error"].tolist()
+    assert len(rep.tables["remedies"]) == 2 * 4 * 2  # models x remedies x settings
     ds = open_cube(tiny_cube_path)
     names = list(map(str, ds["cell_type"].values))
-    for _, r in rep.results.iterrows():
-        remedy = paper.remedy_of(json.loads(r["spec"]))
+    for _, r in rep.tables["results"].iterrows():
+        remedy = remedies.remedy_of(json.loads(r["spec"]))
         pick = (
-            (rep.table["setting"] == r["setting"])
-            & (rep.table["n_params"] == r["n_params"])
-            & (rep.table["remedy"] == remedy)
+            (rep.tables["remedies"]["setting"] == r["setting"])
+            & (rep.tables["remedies"]["n_params"] == r["n_params"])
+            & (rep.tables["remedies"]["remedy"] == remedy)
         )
-        row = rep.table[pick]
+        row = rep.tables["remedies"][pick]
         assert len(row) == 1
         row = row.iloc[0]
         # the model's AP and the baseline's, computed here from the cube's labels
@@ -238,9 +239,9 @@ def test_remedies__table_against_independent_aps(remedy_run, tiny_cube_path) -> 
         assert row["leakage"] == (1.0 if r["setting"] == "cross-cell-type" else 0.0)
         # per group: loci active in g of the seen cell types
         n_active = np.nansum(ds["label"].values[seen][:, loci] == 1, axis=0)
-        groups = rep.groups[(rep.groups["setting"] == r["setting"])
-                            & (rep.groups["model"] == row["model"])
-                            & (rep.groups["remedy"] == row["remedy"])]  # fmt: skip
+        groups = rep.tables["groups"][(rep.tables["groups"]["setting"] == r["setting"])
+                            & (rep.tables["groups"]["model"] == row["model"])
+                            & (rep.tables["groups"]["remedy"] == row["remedy"])]  # fmt: skip
         for _, g in groups.iterrows():
             m = (n_active == g["group"]) & known
             assert g["n_loci"] == m.sum()
@@ -248,17 +249,17 @@ def test_remedies__table_against_independent_aps(remedy_run, tiny_cube_path) -> 
                 assert g["ap_model"] == pytest.approx(
                     average_precision_score(y[m], scores.values[m]), abs=1e-9
                 )
-    hybrid_base = rep.table.loc[rep.table.setting == "hybrid", "ap_average_activity"].median()
+    hybrid_base = rep.tables["remedies"].loc[rep.tables["remedies"].setting == "hybrid", "ap_average_activity"].median()
     assert rep.sentences and f"AP {hybrid_base:.3f}" in rep.sentences[0]
-    section = rep.section()
-    assert section["findings"] == rep.sentences and len(section["tables"][0]) == len(rep.table)
+    section = rep.section(tables=["summary"])
+    assert section["findings"] == rep.sentences and len(section["tables"][0]) == len(rep.tables["remedies"])
 
 
 def test_remedies__rerun_trains_nothing(remedy_run, tiny_cube_path) -> None:
     rep, out = remedy_run
-    again = paper.remedies(tiny_cube_path, out, size="quick", workers=0, training=TINY_RECIPE,
+    again = remedies.make(tiny_cube_path, out, size="quick", workers=0, training=TINY_RECIPE,
                            progress=False)  # fmt: skip
-    assert again.results["finished_at"].tolist() == rep.results["finished_at"].tolist()
+    assert again.tables["results"]["finished_at"].tolist() == rep.tables["results"]["finished_at"].tolist()
 
 
 def _table(rows):
@@ -283,7 +284,7 @@ def test_describe_remedies__sentences_follow_the_numbers() -> None:
         (h, "seq dense 512", "sequence", "residual target", 0.90, 0.90, 0.0, 0.0, 1.0),
         ("cross-cell-type", "seq dense 512", "sequence", "none", 0.99, 0.95, 0.04, 0.0, 1.0),
     ])  # fmt: skip
-    lines = paper.describe_remedies(table)
+    lines = remedies.describe_remedies(table)
     assert "baseline scores AP 0.900" in lines[0]
     assert "epigenomic models reach AP 0.800 plain, 0.950 with the average as an input" in lines[0]
     # beating (gain above the margin, interval above 0): 0.95 only; level (interval holds
@@ -300,5 +301,5 @@ def test_describe_remedies__sentences_follow_the_numbers() -> None:
     low = _table([(*r[:6], r[6] - 0.3, *r[7:]) for r in table[[
         "setting", "model", "inputs", "remedy", "ap", "ap_average_activity", "gain",
         "within_group_gain", "within_group_p"]].itertuples(index=False)])  # fmt: skip
-    assert paper.describe_remedies(low)[-1].startswith("Every remedied model falls short")
-    assert paper.describe_remedies(table[table.setting != h]) == []
+    assert remedies.describe_remedies(low)[-1].startswith("Every remedied model falls short")
+    assert remedies.describe_remedies(table[table.setting != h]) == []

@@ -18,7 +18,8 @@ import xarray as xr
 from scipy import stats
 from sklearn.metrics import average_precision_score
 
-from pitfall import cube, evaluate, paper, splits
+from pitfall import cube, evaluate, splits
+from pitfall.experiments import figure_s4
 
 # Per-group APs of hand-made models: 3 epigenomic, 4 sequence, 2 per control.
 APS = {
@@ -157,7 +158,7 @@ def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
         da.to_netcdf(pred_dir / f"{mid}.nc")
     results = pd.DataFrame({"id": [m for _, m in models], "inputs": [p for p, _ in models],
                             "label": [m for _, m in models]})  # fmt: skip
-    table, tests = paper.partitioned_table(small, split, results, str(tmp_path / "results"))
+    table, tests = figure_s4.partitioned_table(small, split, results, str(tmp_path / "results"))
 
     groups = np.array(OTHERS["A"]) + OTHERS["B"] + OTHERS["C"] + OTHERS["D"] + OTHERS["E"]
     y = np.array(TARGET)
@@ -169,14 +170,16 @@ def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
     # the reference within a group: a random ranking's expected AP, averaged here over every
     # order of the group's loci (the average activity ties there: its AP is the prevalence)
     m = groups == 3
-    got = table[(table.predictor == paper.RANDOM_RANKING) & (table.group == 3)]["ap"].item()
+    got = table[(table.predictor == figure_s4.RANDOM_RANKING) & (table.group == 3)]["ap"].item()
     orders = itertools.permutations(range(int(m.sum())))
     expected = np.mean([average_precision_score(y[m][list(o)], -np.arange(m.sum()))
                         for o in orders])  # fmt: skip
     assert got == pytest.approx(expected, abs=1e-12)
 
-    assert tests["comparison"].unique().tolist() == [name for name, _, _ in paper.PARTITIONED_TESTS]
-    for name, a, b in paper.PARTITIONED_TESTS:
+    assert tests["comparison"].unique().tolist() == [
+        name for name, _, _ in figure_s4.PARTITIONED_TESTS
+    ]
+    for name, a, b in figure_s4.PARTITIONED_TESTS:
         part = tests[tests.comparison == name]
         for g in (2, 3, 5):
             x = table[(table.predictor == a) & (table.group == g)]["ap"]
@@ -188,7 +191,7 @@ def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
     # the paper's comparison holds the 3 sequence models only, no control
     main = tests[tests.comparison == "epigenomic > sequence"]
     assert set(main.loc[main.p_value.notna(), "n_b"]) == {3}
-    summary = paper.partitioned_summary(tests)
+    summary = figure_s4.partitioned_summary(tests)
     assert summary["epigenomic > sequence"]["p_floor"] == pytest.approx(0.05)
     assert summary["epigenomic > sequence"]["reachable"] == 0
     floor_groups = main[np.isclose(main.p_value, 0.05)]

@@ -12,7 +12,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pitfall import cube, real_labels  # noqa: E402
+from pitfall import cube  # noqa: E402
+from pitfall.experiments import real_labels  # noqa: E402
 
 TINY = real_labels.Plan(
     training={"batches_per_epoch": 4, "max_epochs": 2, "patience": 1, "valid_size": 64},

@@ -13,7 +13,7 @@ from scipy import integrate
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score
 
-from pitfall import toy
+from pitfall.experiments import preprint_s2
 
 
 def _expected_bayes_ap(separation: float) -> float:
@@ -33,13 +33,13 @@ def _expected_bayes_ap(separation: float) -> float:
 
 
 def test_two_gaussians__bayes_rule_scores_the_theoretical_ap() -> None:
-    x, y = toy.two_gaussians(200_000, separation=1.5, seed=1)
+    x, y = preprint_s2.two_gaussians(200_000, separation=1.5, seed=1)
     assert x.shape == (200_000, 2) and set(np.unique(y)) == {0, 1}
-    got = average_precision_score(y, toy.bayes_log_odds(x, 1.5))
+    got = average_precision_score(y, preprint_s2.bayes_log_odds(x, 1.5))
     # AP's sampling sd at 200k points is about 0.001
     assert got == pytest.approx(_expected_bayes_ap(1.5), abs=0.004)
     # and the log-odds are the true ones: their logistic is P(class 1 | x) (calibration)
-    p = 1 / (1 + np.exp(-toy.bayes_log_odds(x, 1.5)))
+    p = 1 / (1 + np.exp(-preprint_s2.bayes_log_odds(x, 1.5)))
     for lo, hi in ((0.1, 0.2), (0.45, 0.55), (0.8, 0.9)):
         sel = (p >= lo) & (p < hi)
         assert y[sel].mean() == pytest.approx(p[sel].mean(), abs=0.01)
@@ -49,7 +49,9 @@ def test_two_gaussians__bayes_rule_scores_the_theoretical_ap() -> None:
 def test_size_sweep__ap_flat_with_size_near_the_bayes_rule() -> None:
     n_test = 5000
     # from 2 units up (a single ReLU unit ties the loci beyond its kink: size_sweep's doc)
-    sweep = toy.size_sweep((2, 16, 256), n_train=2000, n_test=n_test, seeds=(0,), max_iter=200)
+    sweep = preprint_s2.size_sweep(
+        (2, 16, 256), n_train=2000, n_test=n_test, seeds=(0,), max_iter=200
+    )
     t = sweep.table
     assert t["size"].tolist() == [2, 16, 256]
     assert t["n_params"].tolist() == [9, 65, 1025]  # 2 inputs, one hidden layer, 1 output
@@ -58,8 +60,8 @@ def test_size_sweep__ap_flat_with_size_near_the_bayes_rule() -> None:
     # spread could not be told from a different draw of test loci. (The memorisation
     # effect of Figure 1 is > 0.1; this sd is about 0.006.)
     rng = np.random.default_rng(0)
-    x, y = toy.two_gaussians(n_test, separation=1.5, seed=rng)
-    s = toy.bayes_log_odds(x, 1.5)
+    x, y = preprint_s2.two_gaussians(n_test, separation=1.5, seed=rng)
+    s = preprint_s2.bayes_log_odds(x, 1.5)
     boot = [
         average_precision_score(y[i], s[i])
         for i in (rng.integers(0, n_test, n_test) for _ in range(200))
@@ -80,4 +82,4 @@ def test_size_sweep__ap_flat_with_size_near_the_bayes_rule() -> None:
 
 def test_size_sweep__needs_a_seed_and_a_size() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        toy.size_sweep((), seeds=(0,))
+        preprint_s2.size_sweep((), seeds=(0,))

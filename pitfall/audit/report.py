@@ -482,7 +482,7 @@ class AuditReport:
             fig = self.figure()
         except ImportError:
             return None
-        from pitfall.report import pyplot
+        from pitfall.plotting import pyplot
 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)

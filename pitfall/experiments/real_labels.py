@@ -1,4 +1,4 @@
-"""The real-label report: the pitfall measured on real Roadmap expression and TAD labels.
+"""The paper's experiments on real labels: Roadmap expression and TAD boundaries.
 
 ``pitfall report real DATA`` (or :func:`run`) builds the label cubes from a data folder laid
 out as ``../shared/data`` and runs, with the paper's training recipe:
@@ -38,8 +38,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pitfall import baselines, cube, datasets, paper, report, splits, sweep, tasks
+from pitfall import baselines, cube, datasets, splits, sweep, tasks
 from pitfall.atomic import atomic_write_text
+from pitfall.experiments import figure1, figure_s5
+from pitfall.experiments._experiment import Experiment
+from pitfall.experiments.grids import TRAINING
+from pitfall.html_page import write_page
+from pitfall.plotting import legend_entries, pyplot
 
 __all__ = [
     "PLANS",
@@ -103,10 +108,11 @@ class Plan:
 
 _POWERS = tuple((2**k,) for k in range(0, 13, 2))  # 1, 4, 16, ..., 4096 units
 
+
 #: Plans by size: ``paper`` is the report; ``quick`` checks the machinery in minutes.
 PLANS: dict[str, Plan] = {
     "paper": Plan(
-        training=paper.TRAINING["paper"],
+        training=TRAINING["paper"],
         curve_units=(*_POWERS, (1024, 1024)),
         # 10^5 parameters memorise as well as 4096 units here (AP 0.949 against 0.946 for
         # E003) at a quarter of the cost; 10^6 would take the grid past two hours.
@@ -114,7 +120,7 @@ PLANS: dict[str, Plan] = {
         tad_units=_POWERS,
     ),
     "quick": Plan(
-        training=paper.TRAINING["quick"],
+        training=TRAINING["quick"],
         curve_units=((1,), (64,), (1024,)),
         grid_units=((1,), (1024,)),
         n_targets=2,
@@ -186,29 +192,59 @@ def plan_experiments(
     both = ["cross-cell-type", "hybrid"]
 
     def spec(cube_path: str | Path, task: str, **kw: Any) -> list[sweep.Experiment]:
-        raw = {"cube": str(Path(cube_path).resolve()), "task": task, "settings": both,
-               "training": dict(plan.training), **kw}  # fmt: skip
+        raw = {
+            "cube": str(Path(cube_path).resolve()),
+            "task": task,
+            "settings": both,
+            "training": dict(plan.training),
+            **kw,
+        }
         return sweep.sweep_from_dict(raw, root=Path.cwd()).experiments
 
     gbm_training = {"sample_size": plan.gbm_sample, "valid_size": plan.training["valid_size"]}
     return {
-        "curve": spec(roadmap, "expression", target=ROADMAP_TARGET, folds=_folds(plan, [0]),
-                      seeds=[plan.seeds[0]], models=_random_models(plan.curve_units)),
-        "tad_curve": spec(tads, "tad", target=TAD_TARGET, seeds=[plan.seeds[0]],
-                          models=_random_models(plan.tad_units or plan.curve_units)),
-        "grid": spec(roadmap, "expression", targets=targets, folds=_folds(plan),
-                     seeds=list(plan.seeds), models=_random_models(plan.grid_units)),
-        "gbm": [replace(e, training=tuple(sorted(gbm_training.items())))
-                for e in spec(roadmap, "expression", target=ROADMAP_TARGET,
-                              folds=_folds(plan, [0]), seeds=[plan.seeds[0]],
-                              models=[{"family": "xgboost", "inputs": "random",
-                                       "n_trees": list(plan.gbm_trees),
-                                       "max_depth": plan.gbm_depth}])],
-    }  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# Findings
+        "curve": spec(
+            roadmap,
+            "expression",
+            target=ROADMAP_TARGET,
+            folds=_folds(plan, [0]),
+            seeds=[plan.seeds[0]],
+            models=_random_models(plan.curve_units),
+        ),
+        "tad_curve": spec(
+            tads,
+            "tad",
+            target=TAD_TARGET,
+            seeds=[plan.seeds[0]],
+            models=_random_models(plan.tad_units or plan.curve_units),
+        ),
+        "grid": spec(
+            roadmap,
+            "expression",
+            targets=targets,
+            folds=_folds(plan),
+            seeds=list(plan.seeds),
+            models=_random_models(plan.grid_units),
+        ),
+        "gbm": [
+            replace(e, training=tuple(sorted(gbm_training.items())))
+            for e in spec(
+                roadmap,
+                "expression",
+                target=ROADMAP_TARGET,
+                folds=_folds(plan, [0]),
+                seeds=[plan.seeds[0]],
+                models=[
+                    {
+                        "family": "xgboost",
+                        "inputs": "random",
+                        "n_trees": list(plan.gbm_trees),
+                        "max_depth": plan.gbm_depth,
+                    }
+                ],
+            )
+        ],
+    }
 
 
 def with_prevalence(
@@ -239,10 +275,13 @@ def grid_summary(rows: pd.DataFrame) -> pd.DataFrame:
     t = rows
     keys = ["setting", "target", "test_chroms", "label", "n_params"]
     agg = t.groupby(keys, sort=False).agg(
-        n_seeds=("ap", "size"), ap_mean=("ap", "mean"), ap_min=("ap", "min"),
-        ap_max=("ap", "max"), ap_average_activity=("ap_average_activity", "first"),
+        n_seeds=("ap", "size"),
+        ap_mean=("ap", "mean"),
+        ap_min=("ap", "min"),
+        ap_max=("ap", "max"),
+        ap_average_activity=("ap_average_activity", "first"),
         prevalence=("prevalence", "first"),
-    )  # fmt: skip
+    )
     return agg.reset_index()
 
 
@@ -266,10 +305,16 @@ def findings(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         out[part] = {
             s: {
                 "target": str(g["target"].iloc[0]),
-                "smallest": {"label": g["label"].iloc[0], "n_params": int(g["n_params"].iloc[0]),
-                             "ap": float(g["ap"].iloc[0])},
-                "largest": {"label": g["label"].iloc[-1],
-                            "n_params": int(g["n_params"].iloc[-1]), "ap": float(g["ap"].iloc[-1])},
+                "smallest": {
+                    "label": g["label"].iloc[0],
+                    "n_params": int(g["n_params"].iloc[0]),
+                    "ap": float(g["ap"].iloc[0]),
+                },
+                "largest": {
+                    "label": g["label"].iloc[-1],
+                    "n_params": int(g["n_params"].iloc[-1]),
+                    "ap": float(g["ap"].iloc[-1]),
+                },
                 "best_ap": float(g["ap"].max()),
                 "ap_average_activity": float(g["ap_average_activity"].iloc[0]),
                 "prevalence": float(g["prevalence"].iloc[0]),
@@ -277,7 +322,7 @@ def findings(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 "n_models": len(g),
             }
             for s, g in t.groupby("setting")
-        }  # fmt: skip
+        }
     grid = tables.get("grid")
     if grid is not None and len(grid):
         summary = grid_summary(grid)
@@ -298,8 +343,11 @@ def findings(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 "ap_mean": float(cct["ap_mean"].mean()),
                 "baseline_min": float(cct["ap_average_activity"].min()),
                 "share_of_baseline_gain_min": float(
-                    ((cct["ap_mean"] - cct["prevalence"])
-                     / (cct["ap_average_activity"] - cct["prevalence"])).min()),
+                    (
+                        (cct["ap_mean"] - cct["prevalence"])
+                        / (cct["ap_average_activity"] - cct["prevalence"])
+                    ).min()
+                ),
                 "n_above_baseline": int((gap > 0).sum()),
                 "max_above_baseline": float(gap.max()),
                 "n_at_least_095": int((cct["ap_min"] >= 0.95).sum()),
@@ -309,17 +357,23 @@ def findings(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 "max_abs_from_prevalence": float(dev.max()),
                 "n_within_002": int((dev <= 0.02).sum()),
                 "worst": hyb.iloc[int(np.argmax(dev.to_numpy()))][
-                    ["target", "test_chroms", "label"]].astype(str).to_dict(),
+                    ["target", "test_chroms", "label"]
+                ]
+                .astype(str)
+                .to_dict(),
             },
-        }  # fmt: skip
+        }
     return out
 
 
 def describe(f: dict[str, Any]) -> dict[str, list[str]]:
     """The report's sentences, by part, from :func:`findings`."""
     out: dict[str, list[str]] = {}
-    for part, what in (("curve", "H1 (E003) expression"), ("tad_curve", "hESC TAD boundaries"),
-                       ("gbm", "H1 (E003) expression, XGBoost")):  # fmt: skip
+    for part, what in (
+        ("curve", "H1 (E003) expression"),
+        ("tad_curve", "hESC TAD boundaries"),
+        ("gbm", "H1 (E003) expression, XGBoost"),
+    ):
         if part not in f:
             continue
         lines = []
@@ -352,10 +406,6 @@ def describe(f: dict[str, Any]) -> dict[str, list[str]]:
             f"{h['worst']['test_chroms']}).",
         ]
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Partitioned evaluation and Figure S5
 
 
 def partitioned_baselines(
@@ -402,24 +452,44 @@ def partitioned_baselines(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", audit.AuditWarning)  # unlabelled loci: left out
             rep = audit.audit_predictions(
-                pred, ds, train_cell_types=[*split.train_cell_types, *split.valid_cell_types],
-                train_chroms=[*split.train_chroms, *split.valid_chroms], n_bootstrap=500,
-            )  # fmt: skip
+                pred,
+                ds,
+                train_cell_types=[*split.train_cell_types, *split.valid_cell_types],
+                train_chroms=[*split.train_chroms, *split.valid_chroms],
+                n_bootstrap=500,
+            )
         part = rep.partitions[rep.partitions["cell_type"] == target]
         part = part.rename(columns={"ap_model": "ap"}).drop(columns=["cell_type"])
         parts.append(part.assign(setting=setting, predictor=name))
         top = rep.summary.iloc[0]
-        summary.append({
-            "setting": setting, "predictor": name, "ap": top["ap_model"],
-            "ap_average_activity": top["ap_average_activity"],
-            "within_group_gain": top["within_group_gain"],
-            "within_group_gain_ci": top["within_group_gain_ci"],
-            "within_group_p": top["within_group_p"],
-            "n_groups_tested": top["n_groups_tested"],
-            "n_groups_significant": top["n_groups_significant"],
-        })  # fmt: skip
-    columns = ["setting", "predictor", "group", "n_loci", "n_positive", "prevalence", "ap",
-               "ap_random_expected", "random_low", "random_high", "gain", "p", "p_adjusted"]  # fmt: skip
+        summary.append(
+            {
+                "setting": setting,
+                "predictor": name,
+                "ap": top["ap_model"],
+                "ap_average_activity": top["ap_average_activity"],
+                "within_group_gain": top["within_group_gain"],
+                "within_group_gain_ci": top["within_group_gain_ci"],
+                "within_group_p": top["within_group_p"],
+                "n_groups_tested": top["n_groups_tested"],
+                "n_groups_significant": top["n_groups_significant"],
+            }
+        )
+    columns = [
+        "setting",
+        "predictor",
+        "group",
+        "n_loci",
+        "n_positive",
+        "prevalence",
+        "ap",
+        "ap_random_expected",
+        "random_low",
+        "random_high",
+        "gain",
+        "p",
+        "p_adjusted",
+    ]
     return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(summary)
 
 
@@ -436,10 +506,6 @@ def describe_partitioned(summary: pd.DataFrame) -> list[str]:
             f"{r['n_groups_tested']} groups significant after Holm's correction)."
         )
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# The report
 
 
 def _say(msg: str) -> None:
@@ -497,8 +563,14 @@ def run(
     done_before = sweep.skipped_ids(out / "results")
     n_found = sum(e.id in done_before for e in todo)
     t1 = time.perf_counter()
-    table = sweep.run_sweep(todo, out / "results", workers=workers, scheduler=scheduler,
-                            save_predictions=True, progress=progress)  # fmt: skip
+    table = sweep.run_sweep(
+        todo,
+        out / "results",
+        workers=workers,
+        scheduler=scheduler,
+        save_predictions=True,
+        progress=progress,
+    )
     train_seconds = time.perf_counter() - t1
     by_id = table.set_index("id")
     roadmap, tads = cube.open_cube(paths["roadmap"]), cube.open_cube(paths["tads"])
@@ -514,7 +586,7 @@ def run(
     found = findings(tables)
     sentences = describe(found)
     figs = out / "figures"
-    sections = []
+    shown: list[Experiment] = []
     styles = baselines.figure_styles(["average_activity", "random"])
     both = ["cross-cell-type", "hybrid"]
     for part, title in (
@@ -525,77 +597,285 @@ def run(
         rows = tables[part]
         if not len(rows):
             continue
-        fig = report.ap_vs_params(rows, settings=both, title=title, baselines=styles)
-        sections.append({
-            "heading": title, "findings": sentences.get(part, []),
-            "figures": [report.save(fig, figs / f"real_{part}.png")],
-            "tables": [rows[["setting", "label", "n_params", "ap", "ap_average_activity",
-                             "ap_random", "epochs", "train_seconds"]]
-                       .sort_values(["setting", "n_params"])],
-        })  # fmt: skip
+        shown.append(
+            Experiment(
+                name=f"real_{part}",
+                title=title,
+                figure=figure1.plot(rows, settings=both, title=title, baselines=styles),
+                sentences=sentences.get(part, []),
+                tables={
+                    "models": rows[
+                        [
+                            "setting",
+                            "label",
+                            "n_params",
+                            "ap",
+                            "ap_average_activity",
+                            "ap_random",
+                            "epochs",
+                            "train_seconds",
+                        ]
+                    ].sort_values(["setting", "n_params"])
+                },
+            )
+        )
     grid = tables["grid"]
     if len(grid):
         summary = grid_summary(grid)
-        fig = report.grid_spread(summary, title="The random control over targets, folds and seeds")
-        sections.append({
-            "heading": "Across targets, chromosome folds and seeds",
-            "findings": sentences.get("grid", []),
-            "figures": [report.save(fig, figs / "real_grid.png")], "tables": [summary],
-        })  # fmt: skip
-        part, within = partitioned_baselines(roadmap, grid, parts["grid"], out / "results")
-        fig = report.partitioned_lines(
-            part, title="Test loci of E003, grouped by the training cell types active there"
+        shown.append(
+            Experiment(
+                name="real_grid",
+                title="Across targets, chromosome folds and seeds",
+                figure=grid_spread(
+                    summary, title="The random control over targets, folds and seeds"
+                ),
+                sentences=sentences.get("grid", []),
+                tables={"summary": summary},
+            )
         )
-        sections.append({
-            "heading": "Partitioned evaluation: the random control within activity groups",
-            "findings": describe_partitioned(within),
-            "text": ["Loci are grouped by how many training and validation epigenomes express "
-                     "them. Within a group the average activity is one value, so its AP "
-                     "there (ties grouped) is the group's prevalence, below what a random "
-                     "order of the group's loci earns on average: its strength comes entirely "
-                     "from ranking the groups, and the fair reference within a group is a "
-                     "random ranking's expected AP (the line, with the central 95% of the "
-                     "permutation null shaded). A model that learned the target's own "
-                     "regulation would rank loci within a group above it."],
-            "figures": [report.save(fig, figs / "real_partitioned.png")],
-            "tables": [within, part],
-        })  # fmt: skip
-    s5 = paper.baseline_vs_similarity(
-        roadmap, train_chroms=[c for c in splits.cube_chroms(roadmap) if c != "chr1"],
-        test_chroms=["chr1"], on="label",
-    )  # fmt: skip
-    fig = report.baseline_vs_similarity(
-        s5, title="Figure S5: the average-activity baseline against the training set's "
-        "similarity (every epigenome as the target, test chr1)"
-    )  # fmt: skip
-    found["s5"] = {"n_targets": len(s5), **paper.similarity_summary(s5)}
-    sections.append({
-        "heading": "Figure S5: baseline strength against similarity",
-        "text": ["Each epigenome in turn is the target; the baseline averages the others' "
-                 "labels (no training). Similarity: the correlation of the target's labels "
-                 "with each other epigenome's, on the loci off the test chromosome."],
-        "figures": [report.save(fig, figs / "figure_s5_baseline_vs_similarity.png")],
-        "tables": [s5],
-    })  # fmt: skip
+        part, within = partitioned_baselines(roadmap, grid, parts["grid"], out / "results")
+        shown.append(
+            Experiment(
+                name="real_partitioned",
+                title="Partitioned evaluation: the random control within activity groups",
+                figure=partitioned_lines(
+                    part, title="Test loci of E003, grouped by the training cell types active there"
+                ),
+                sentences=describe_partitioned(within),
+                caption=[
+                    "Loci are grouped by how many training and validation epigenomes express "
+                    "them. Within a group the average activity is one value, so its AP "
+                    "there (ties grouped) is the group's prevalence, below what a random "
+                    "order of the group's loci earns on average: its strength comes entirely "
+                    "from ranking the groups, and the fair reference within a group is a "
+                    "random ranking's expected AP (the line, with the central 95% of the "
+                    "permutation null shaded). A model that learned the target's own "
+                    "regulation would rank loci within a group above it."
+                ],
+                tables={"within": within, "groups": part},
+            )
+        )
+    s5 = figure_s5.make(
+        roadmap,
+        train_chroms=[c for c in splits.cube_chroms(roadmap) if c != "chr1"],
+        test_chroms=["chr1"],
+        on="label",
+    )
+    found["s5"] = {"n_targets": len(s5.tables["targets"]), **s5.findings}
+    shown.append(s5)
+    sections = []
+    for exp in shown:
+        exp.save_figure(figs)
+        sections.append(exp.section())
     # A rerun finds finished models: its seconds are not the cost of the report, so the
     # record says how many models this run trained.
-    found["run"] = {"seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
-                    "n_models": len(todo), "n_trained_now": len(todo) - n_found,
-                    "plan": plan.to_dict()}  # fmt: skip
+    found["run"] = {
+        "seconds": time.perf_counter() - t0,
+        "train_seconds": train_seconds,
+        "n_models": len(todo),
+        "n_trained_now": len(todo) - n_found,
+        "plan": plan.to_dict(),
+    }
     atomic_write_text(out / "findings.json", json.dumps(found, indent=2, default=str))
-    path = report.html_report(
+    path = write_page(
         out / "report.html",
         title="pitfall on real labels: memorisation across cell types",
         sections=sections,
         footer={
             "run": f"{len(todo)} models ({len(todo) - n_found} trained in this run, "
-                   f"{n_found} found from an earlier one), {time.perf_counter() - t0:.0f} s "
-                   f"({train_seconds:.0f} s training)",
+            f"{n_found} found from an earlier one), {time.perf_counter() - t0:.0f} s "
+            f"({train_seconds:.0f} s training)",
             "cube roadmap snapshot": roadmap.attrs["snapshot"],
             "cube tads snapshot": tads.attrs["snapshot"],
             "packages": ", ".join(f"{k} {v}" for k, v in sweep.package_versions().items()),
             "results table": str(out / "results" / sweep.RESULTS_FILE),
         },
-    )  # fmt: skip
+    )
     _say(f"report: {path} ({time.perf_counter() - t0:.0f} s)")
     return path
+
+
+def grid_spread(summary: pd.DataFrame, title: str = ""):
+    """AP of each model size over a grid of targets and chromosome folds, with the seeds'
+    range, next to the average-activity baseline and the prevalence of each cell.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        One row per (setting, target, fold, model) with ``setting``, ``target``,
+        ``test_chroms``, ``label``, ``n_params``, ``ap_mean``, ``ap_min``, ``ap_max``,
+        ``ap_average_activity`` and ``prevalence``
+        (:func:`pitfall.real_labels.grid_summary`).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per setting; x: target and fold; a dot per model size at the seeds'
+        mean, a bar over their range; a black tick for the baseline, a grey one for the
+        prevalence.
+    """
+    plt = pyplot()
+    settings = [s for s in splits.SETTINGS if s in set(summary["setting"])]
+    cells = list(dict.fromkeys(zip(summary["target"], summary["test_chroms"], strict=True)))
+    sizes = summary.drop_duplicates("label").sort_values("n_params")["label"].tolist()
+    shades = plt.cm.RdPu(np.linspace(0.45, 0.95, max(len(sizes), 2)))[: len(sizes)]
+    fig, axes = plt.subplots(
+        1,
+        len(settings),
+        figsize=(max(4.5, 0.5 * len(cells) + 1.5) * len(settings), 4.6),
+        sharey=True,
+        squeeze=False,
+    )
+    width = 0.7
+    for ax, setting in zip(axes[0], settings, strict=True):
+        part = summary[summary["setting"] == setting]
+        for x, (target, fold) in enumerate(cells):
+            cell = part[(part["target"] == target) & (part["test_chroms"] == fold)]
+            if not len(cell):
+                continue
+            first = cell.iloc[0]
+            ax.hlines(
+                first["ap_average_activity"],
+                x - width / 2,
+                x + width / 2,
+                color="black",
+                lw=1.6,
+                label="average-activity baseline",
+                zorder=2,
+            )
+            ax.hlines(
+                first["prevalence"],
+                x - width / 2,
+                x + width / 2,
+                color="0.55",
+                lw=1.4,
+                ls=(0, (2, 1)),
+                label="prevalence (random ranking)",
+                zorder=2,
+            )
+            for k, label in enumerate(sizes):
+                row = cell[cell["label"] == label]
+                if not len(row):
+                    continue
+                r = row.iloc[0]
+                dx = (k - (len(sizes) - 1) / 2) * (width / max(len(sizes), 1))
+                ax.vlines(x + dx, r["ap_min"], r["ap_max"], color=shades[k], lw=2.2, zorder=3)
+                ax.scatter(
+                    [x + dx],
+                    [r["ap_mean"]],
+                    s=22,
+                    color=shades[k],
+                    zorder=4,
+                    edgecolor="white",
+                    linewidth=0.4,
+                    label=label,
+                )
+        ax.set_xticks(range(len(cells)), [f"{t}\n{f}" for t, f in cells], fontsize=7)
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.set_title(setting)
+        ax.grid(alpha=0.25, axis="y", lw=0.5)
+    axes[0, 0].set_ylabel("average precision (test; bar: seeds' range)")
+    handles, names = legend_entries([axes[0, 0]])
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * ((len(names) + 1) // 2), 1, 1))
+    return fig
+
+
+def partitioned_lines(table: pd.DataFrame, title: str = ""):
+    """AP within each activity group, one line per predictor, against a random ranking.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows ``group`` (an int, or ``"all"``, left out here), ``predictor``, ``n_loci``,
+        ``ap`` and ``ap_random_expected`` (the expected AP of a random ranking of the
+        group: :func:`pitfall.evaluate.partitioned_evaluation`, or an audit's partitions),
+        optionally ``random_low``/``random_high`` (a band around it) and ``p_adjusted``
+        (groups below 0.05 drawn filled); with a ``setting`` column, one column of panels
+        per setting.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Top: AP per group for each predictor, and a random ranking's expected AP (the fair
+        reference within a group, where a tied baseline scores only the prevalence);
+        bottom: loci per group.
+    """
+    plt = pyplot()
+    t = table[table["group"] != "all"].copy()
+    t["group"] = t["group"].astype(int)
+    if "setting" not in t:
+        t["setting"] = ""
+    settings = list(dict.fromkeys(t["setting"]))
+    fig, axes = plt.subplots(
+        2,
+        len(settings),
+        figsize=(5.2 * len(settings) + 1.8, 5.4),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+        squeeze=False,
+    )
+    colors = ["#0072B2", "#D55E00", "#CC79A7", "#009E73", "#E69F00"]
+    for k, setting in enumerate(settings):
+        ax, bars = axes[0, k], axes[1, k]
+        part = t[t["setting"] == setting]
+        first = part.drop_duplicates("group").sort_values("group")
+        if {"random_low", "random_high"} <= set(first.columns):
+            ax.fill_between(
+                first["group"],
+                first["random_low"].astype(float),
+                first["random_high"].astype(float),
+                color="0.8",
+                lw=0,
+                label="random ranking: central 95% of the permutation null",
+            )
+        ax.plot(
+            first["group"],
+            first["ap_random_expected"],
+            color="0.35",
+            lw=1.4,
+            label="random ranking: expected AP (the reference within a group)",
+        )
+        for j, (name, rows) in enumerate(part.groupby("predictor", sort=False)):
+            color = colors[j % len(colors)]
+            ax.plot(rows["group"], rows["ap"], lw=1.0, color=color, alpha=0.7)
+            sig = (rows["p_adjusted"] < 0.05).to_numpy() if "p_adjusted" in rows else None
+            if sig is None:
+                ax.plot(rows["group"], rows["ap"], "o", ms=3.5, color=color, label=name)
+            else:
+                ax.plot(
+                    rows["group"][sig],
+                    rows["ap"][sig],
+                    "o",
+                    ms=4,
+                    color=color,
+                    label=f"{name} (significant after Holm)",
+                )
+                ax.plot(
+                    rows["group"][~sig],
+                    rows["ap"][~sig],
+                    "o",
+                    ms=4,
+                    mfc="white",
+                    color=color,
+                    label=f"{name} (not significant)",
+                )
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.25, lw=0.5)
+        ax.set_title(setting)
+        bars.bar(first["group"], first["n_loci"], color="0.6", width=0.8)
+        bars.set_xlabel("training cell types in which the locus is active")
+    axes[0, 0].set_ylabel("AP within the group")
+    axes[1, 0].set_ylabel("loci")
+    handles, names = legend_entries(axes[0])
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 2), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig

@@ -1,0 +1,218 @@
+"""Every pipeline the README lists, run as a user runs it: ``--help`` for all, and a run at
+``--size quick`` on the synthetic default (or on ../shared/data for the real-data ones).
+
+Each run is checked against what it must have done, counted independently of the
+experiment modules: the sweep's rows against the grid, the saved tables against the cube,
+the saved findings against a recomputation from the saved table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = sorted(p.stem for p in (ROOT / "pipelines").glob("*.py") if not p.stem.startswith("_"))
+
+
+def _run(script: str, *args: str | Path, cwd: Path, timeout: int = 1200) -> str:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / f"{script}.py"), *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An output folder with the synthetic default's two cubes built, shared by the runs."""
+    from pitfall import demo
+
+    out = tmp_path_factory.mktemp("pipelines")
+    demo.build_cubes(out, workers=1)
+    return out
+
+
+def _png(out: Path, name: str) -> None:
+    assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def _grid_rows(spec: dict) -> int:
+    from pitfall import sweep
+
+    return len(sweep.sweep_from_dict(spec).experiments)
+
+
+@pytest.mark.parametrize("script", PIPELINES)
+def test_pipeline__help(script: str, tmp_path: Path) -> None:
+    out = _run(script, "--help", cwd=tmp_path, timeout=300)
+    assert out.startswith("usage:") and f"{script}.py" in out
+
+
+def test_pipelines__every_one_is_tested() -> None:
+    tested = {
+        part
+        for name in globals()
+        if name.startswith("test_pipeline_run__")
+        for part in name.removeprefix("test_pipeline_run__").split("__")
+    }
+    assert set(PIPELINES) <= tested, set(PIPELINES) - tested
+
+
+@pytest.mark.parametrize("task", ["expression", "tad"])
+def test_pipeline_run__fig1_expression__fig1_tad__every_grid_model_trains(
+    default: Path, task: str
+) -> None:
+    from pitfall import sweep
+    from pitfall.experiments import grids
+
+    script = "fig1_expression" if task == "expression" else "fig1_tad"
+    _run(script, "--size", "quick", "--workers", "0", "--out", default, cwd=default)
+    table = sweep.read_results(default / f"results_{task}")
+    spec = grids.sweep_spec(str(default / "store" / task), task, "E003", "quick")
+    assert len(table) == _grid_rows(spec) and (table["status"] == "ok").all()
+    name = "figure1_def_expression" if task == "expression" else "figure1_ghi_tad"
+    _png(default, name)
+    found = json.loads((default / "results" / f"{name}.json").read_text())["findings"]
+    hybrid = table[table["setting"] == "hybrid"]
+    assert found["hybrid"]["best_model_ap"] == pytest.approx(hybrid["ap"].max())
+
+
+def test_pipeline_run__gbm_sweep(default: Path) -> None:
+    from pitfall import sweep
+    from pitfall.experiments import grids
+
+    _run("gbm_sweep", "--size", "quick", "--workers", "0", "--out", default, cwd=default)
+    table = sweep.read_results(default / "results_gbm")
+    spec = grids.sweep_spec(
+        str(default / "store" / "expression"), "expression", "E003", "quick", gbm=True
+    )
+    assert len(table) == _grid_rows(spec) and set(table["family"]) == {"xgboost"}
+    _png(default, "figure_s1_trees")
+
+
+def test_pipeline_run__controls(default: Path) -> None:
+    from pitfall import sweep
+
+    _run("controls", "--size", "quick", "--workers", "0", "--out", default, cwd=default)
+    table = sweep.read_results(default / "results_controls")
+    assert set(table["inputs"]) <= {"random", "permuted"} and len(table) > 0
+    assert set(table["setting"]) == {"cross-cell-type", "hybrid"}
+    _png(default, "controls")
+
+
+def test_pipeline_run__preprint_figS2_gaussians(default: Path) -> None:
+    _run("preprint_figS2_gaussians", "--size", "quick", "--out", default, cwd=default)
+    _png(default, "preprint_figure_s2_gaussians")
+    stem = default / "results" / "preprint_figure_s2_gaussians"
+    found = json.loads(stem.with_suffix(".json").read_text())["findings"]
+    nets = pd.read_csv(f"{stem}_networks.tsv", sep="\t")
+    means = nets.groupby("n_params")[["ap", "ap_bayes"]].mean()
+    assert found["spread"] == pytest.approx(means["ap"].max() - means["ap"].min())
+    assert found["gap_to_bayes"] == pytest.approx((means["ap_bayes"] - means["ap"]).max())
+
+
+def test_pipeline_run__preprint_figS1_pca_umap(default: Path) -> None:
+    from pitfall import cube
+
+    _run("preprint_figS1_pca_umap", "--size", "quick", "--out", default, cwd=default)
+    _png(default, "preprint_figure_s1_pca_umap")
+    stem = default / "results" / "preprint_figure_s1_pca_umap"
+    found = json.loads(stem.with_suffix(".json").read_text())["findings"]
+    ds = cube.open_cube(default / "store" / "expression")
+    assert found["n_loci"] == ds.sizes["locus"]
+    assert 0 < found["explained"][1] <= found["explained"][0] < 1
+
+
+def test_pipeline_run__single_cell_types(default: Path) -> None:
+    from pitfall import cube, evaluate
+
+    _run("single_cell_types", "--out", default, cwd=default)
+    _png(default, "single_cell_types_vs_similarity")
+    table = pd.read_csv(
+        default / "results" / "single_cell_types_vs_similarity_cell_types.tsv", sep="\t"
+    )
+    ds = cube.open_cube(default / "store" / "expression")
+    assert sorted(table["cell_type"]) == sorted(str(c) for c in ds.cell_type.values if c != "E003")
+    # one cell type's AP, recomputed from the cube's labels
+    row = table.iloc[0]
+    y = ds["label"].sel(cell_type="E003").values
+    s = ds["label"].sel(cell_type=row["cell_type"]).values
+    keep = ~np.isnan(y) & ~np.isnan(s)
+    assert row["ap"] == pytest.approx(evaluate.average_precision(y[keep], s[keep]))
+
+
+@pytest.mark.slow
+def test_pipeline_run__figS4_partitioned(default: Path) -> None:
+    _run("figS4_partitioned", "--size", "quick", "--workers", "0", "--out", default, cwd=default)
+    _png(default, "figure_s4_partitioned")
+    tests = pd.read_csv(default / "results" / "figure_s4_partitioned_tests.tsv", sep="\t")
+    assert set(tests["comparison"]) >= {"epigenomic > sequence"}
+    assert (
+        tests["p_value"].dropna() >= tests.loc[tests["p_value"].notna(), "p_floor"] * (1 - 1e-9)
+    ).all()
+
+
+@pytest.mark.slow
+def test_pipeline_run__remedies(default: Path) -> None:
+    _run("remedies", "--size", "quick", "--workers", "0", "--out", default, cwd=default)
+    table = pd.read_csv(default / "results" / "remedies_remedies.tsv", sep="\t")
+    assert set(table["remedy"]) == {"none", "average input", "residual target", "both"}
+    assert set(table["setting"]) == {"cross-cell-type", "hybrid"}
+
+
+@pytest.mark.slow
+def test_pipeline_run__robustness(tmp_path: Path) -> None:
+    _run(
+        "robustness",
+        "--artefact",
+        "0.5",
+        "--noise",
+        "1",
+        "--workers",
+        "0",
+        "--out",
+        tmp_path,
+        cwd=tmp_path,
+    )
+    tables = list((tmp_path / "results").glob("robustness_*_variants.tsv"))
+    assert len(tables) == 1 and len(pd.read_csv(tables[0], sep="\t")) == 1
+
+
+def test_pipeline_run__figS5_baseline_vs_similarity(shared_data: Path, tmp_path: Path) -> None:
+    from pitfall import cube
+
+    _run("figS5_baseline_vs_similarity", shared_data, "--out", tmp_path, cwd=tmp_path)
+    _png(tmp_path, "figure_s5_baseline_vs_similarity")
+    table = pd.read_csv(
+        tmp_path / "results" / "figure_s5_baseline_vs_similarity_targets.tsv", sep="\t"
+    )
+    ds = cube.open_cube(tmp_path / "store" / "roadmap")
+    assert sorted(table["cell_type"]) == sorted(map(str, ds.cell_type.values))
+
+
+def test_pipeline_run__real_roadmap(shared_data: Path, tmp_path: Path) -> None:
+    _run("real_roadmap", shared_data, "--out", tmp_path, cwd=tmp_path)
+    found = json.loads((tmp_path / "results" / "real_roadmap.json").read_text())
+    assert set(found) == {"cross-cell-type, chr1-22", "hybrid, test chr1"}
+
+
+def test_pipeline_run__real_tads(shared_data: Path, tmp_path: Path) -> None:
+    out = _run("real_tads", shared_data, "--out", tmp_path, cwd=tmp_path)
+    assert list((tmp_path / "results").glob("*.json")), out
+
+
+@pytest.mark.slow
+def test_pipeline_run__real_ctcf(shared_data: Path, tmp_path: Path) -> None:
+    _run("real_ctcf", shared_data, "--out", tmp_path, "--workers", "2", cwd=tmp_path, timeout=1800)
+    rows = json.loads((tmp_path / "results" / "real_ctcf.json").read_text())
+    assert len({r["cell_type"] for r in rows}) == 7
