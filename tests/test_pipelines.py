@@ -49,7 +49,7 @@ def _png(out: Path, name: str) -> None:
 def _grid_rows(spec: dict) -> int:
     from pitfall import sweep
 
-    return len(sweep.sweep_from_dict(spec).experiments)
+    return len(sweep.sweep_from_dict(spec, root=Path.cwd()).experiments)
 
 
 @pytest.mark.parametrize("script", PIPELINES)
