@@ -2,7 +2,7 @@
 
     python pipelines/preprint_figS1_pca_umap.py [--cube CUBE] [--target E003] [--out DIR]
 
-UMAP needs the optional umap extra (pip install 'pitfall[umap]'); without it the figure
+UMAP needs the optional umap extra (pip install -e '.[umap]'); without it the figure
 shows PCA alone and says so (pitfall.experiments.preprint_s1).
 """
 

@@ -79,7 +79,7 @@ def signal_embedding(
         except ImportError:
             note = (
                 "UMAP not shown: umap-learn is not installed "
-                "(pip install 'pitfall[umap]'); PCA only."
+                "(pip install -e '.[umap]'); PCA only."
             )
         else:
             import warnings  # here: the module's header belongs to the grids' editors
