@@ -685,7 +685,7 @@ def _classify(err: BaseException) -> tuple[int, str]:
     """(exit status, one-line message) of an error that reached the command line."""
     import icechunk
 
-    from pitfall.config import ConfigError
+    from pitfall.config_schema import ConfigError
     from pitfall.location import innermost_cause
     from pitfall.repository import os_error_of
 

@@ -381,7 +381,7 @@ def test_task_groups__hand_checked(n, values, threads, want) -> None:
 )
 def test_extents__naive_min_max_per_chromosome(rows) -> None:
     from pitfall import loci as loci_mod
-    from pitfall.featurize.inputs import _extents
+    from pitfall.featurize.plan import _extents
 
     # Unsorted on purpose: a chromosome may come back in several runs.
     chrom = [c for c, _, _ in rows]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pitfall import scratch
+from pitfall import buffers
 from pitfall.sources import remote
 from pitfall.sources.bigwig.blocks import decode_bigwig_blocks
 from pitfall.sources.bigwig.errors import label_of, unreadable
@@ -340,7 +340,7 @@ class BigWigReader:
         span_starts: np.ndarray,
         span_ends: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        data = scratch.buffer("bigwig blocks", offsets.size * cap)
+        data = buffers.buffer("bigwig blocks", offsets.size * cap)
         starts = np.arange(offsets.size, dtype=np.int64) * cap
         ends = starts.copy()
         # Blocks that follow each other (or nearly) in the file are fetched in one read.

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pitfall import kernels, scratch
+from pitfall import buffers, kernels
 from pitfall.location import StorageError
 from pitfall.sources.bigwig.backends import (
     Backend,
@@ -141,7 +141,7 @@ def window_means(
             span_starts, span_ends = covering_spans(lo, hi)
             try:
                 for starts, ends, values in handle.decoded_runs(chrom, span_starts, span_ends):
-                    work = scratch.buffer("window sums", 3 * starts.size, np.float64)
+                    work = buffers.buffer("window sums", 3 * starts.size, np.float64)
                     kernels.add_window_arcsinh_sums(starts, ends, values, lo, hi, sums, work)
             except StorageError:
                 raise
