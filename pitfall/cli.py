@@ -686,8 +686,8 @@ def _classify(err: BaseException) -> tuple[int, str]:
     import icechunk
 
     from pitfall.config_schema import ConfigError
-    from pitfall.location import innermost_cause
     from pitfall.repository import os_error_of
+    from pitfall.storage import innermost_cause
 
     text = (str(err).strip().splitlines() or [""])[0]
     if isinstance(err, (ConfigError, FileNotFoundError, FileExistsError)):

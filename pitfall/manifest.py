@@ -46,7 +46,7 @@ from typing import Any
 
 from pitfall.atomic import atomic_write_text
 from pitfall.config_schema import ConfigError, Key, Table, check
-from pitfall.location import is_url
+from pitfall.storage import is_url
 
 #: A manifest's input: a local path (absolute) or a URL (``https://``, ``s3://``, ...).
 Source = Path | str

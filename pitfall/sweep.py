@@ -48,9 +48,9 @@ import pandas as pd
 
 from pitfall import baselines, config_schema, cube, splits, tasks
 from pitfall.atomic import atomic_path
-from pitfall.location import is_url
 from pitfall.logs import progress_bars
 from pitfall.models.spec import ModelSpec
+from pitfall.storage import is_url
 
 RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")

@@ -34,9 +34,9 @@ from pitfall.featurize.plan import (
     resolve_cell_types,
 )
 from pitfall.featurize.writer import Writer, cube_schema, jobs_for
-from pitfall.location import Location, parse_location
 from pitfall.manifest import Manifest
 from pitfall.schema import CubeError
+from pitfall.storage import Location, parse_location
 
 __all__ = ["BuildError", "BuildSummary", "append", "build"]
 

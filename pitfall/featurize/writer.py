@@ -32,11 +32,11 @@ from pitfall.featurize.jobs import (
     write_sequence_block,
 )
 from pitfall.featurize.plan import locus_lengths, read_input, sequence_length
-from pitfall.location import Location
 from pitfall.logs import progress_bars
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import labels
+from pitfall.storage import Location
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pitfall.location import StorageError, is_url, object_store, storage_error
+from pitfall.storage import StorageError, is_url, object_store, storage_error
 
 __all__ = ["RangedFile", "cache_dir", "head", "is_url", "local_copy", "read_bytes"]
 

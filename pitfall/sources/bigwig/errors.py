@@ -6,7 +6,7 @@ import os
 import struct
 import zlib
 
-from pitfall.location import StorageError
+from pitfall.storage import StorageError
 
 __all__ = ["READ_ERRORS", "MissingChromosome", "is_read_error", "label_of", "unreadable"]
 

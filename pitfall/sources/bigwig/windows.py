@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from pitfall import buffers, kernels
-from pitfall.location import StorageError
 from pitfall.sources.bigwig.backends import (
     Backend,
     Opened,
@@ -24,6 +23,7 @@ from pitfall.sources.bigwig.backends import (
     sizes_of,
 )
 from pitfall.sources.bigwig.errors import READ_ERRORS, MissingChromosome, unreadable
+from pitfall.storage import StorageError
 
 __all__ = ["chrom_sizes", "covering_spans", "has_data", "read_runs", "window_means"]
 
