@@ -255,9 +255,15 @@ def test_fasta_window_codes__matches_naive(case: tuple) -> None:
     before = _fasta_bytes([(f"r{i}", s) for i, s in enumerate(seqs[:k])], width, newline)
     offset = len(before) + len(f">r{k} some description{newline}")
     got = kernels.fasta_window_codes(
-        np.frombuffer(text, np.uint8), offset, width, width + len(newline), len(seqs[k]),
-        starts, length, minus,
-    )  # fmt: skip
+        np.frombuffer(text, np.uint8),
+        offset,
+        width,
+        width + len(newline),
+        len(seqs[k]),
+        starts,
+        length,
+        minus,
+    )
     want = kernels.naive_fasta_window_codes(seqs[k], starts, length, minus)
     assert got.shape == (len(starts), length)
     np.testing.assert_array_equal(got, want)
