@@ -10,7 +10,7 @@ from pitfall.storage import StorageError
 
 __all__ = ["READ_ERRORS", "MissingChromosome", "is_read_error", "label_of", "unreadable"]
 
-#: What reading a damaged builtin-reader file raises besides ValueError.
+#: What reading a damaged file raises besides ValueError (the libraries add their own).
 READ_ERRORS = (OSError, EOFError, struct.error, zlib.error)
 
 
@@ -51,6 +51,6 @@ def is_read_error(err: BaseException) -> bool:
     if isinstance(err, StorageError):
         return False
     names = {c.__name__ for c in type(err).__mro__}
-    return isinstance(err, (RuntimeError, OSError, EOFError, struct.error, zlib.error)) or bool(
+    return isinstance(err, (RuntimeError, *READ_ERRORS)) or bool(
         names & {"BBIReadError", "PanicException"}
     )
