@@ -34,6 +34,9 @@ import pyBigWig
 
 from pitfall import kernels
 from pitfall.sources import bigwig
+from pitfall.sources.bigwig.blocks import decode_bigwig_blocks
+from pitfall.sources.bigwig.format import Inflater
+from pitfall.sources.bigwig.windows import covering_spans
 
 REPEATS = 5
 
@@ -262,7 +265,7 @@ def builtin_stages(
     reader = bigwig.BigWigReader(path)
     size = reader.chroms()[chrom]
     lo, hi = kernels.clip_windows(win_starts, win_ends, size)
-    span_starts, span_ends = bigwig._union(lo, hi)
+    span_starts, span_ends = covering_spans(lo, hi)
     cid = reader.chrom_ids[chrom]
     offsets, sizes = reader.blocks(cid, span_starts, span_ends)
     cap = (reader.uncompress_buf_size + 3) // 4 * 4
@@ -273,7 +276,7 @@ def builtin_stages(
     def inflate(use_libdeflate: bool) -> Callable[[], object]:
         def run() -> None:
             src = reader._bytes_at(0, reader.file_size)
-            inflater = bigwig._Inflater(use_libdeflate)
+            inflater = Inflater(use_libdeflate)
             for i, (o, n) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True)):
                 at = int(block_starts[i])
                 block_ends[i] = at + inflater.into(src, o, o + n, data, at, cap)
@@ -282,7 +285,7 @@ def builtin_stages(
         return run
 
     inflate(True)()
-    runs = kernels.decode_bigwig_blocks(data, block_starts, block_ends, cid, span_starts, span_ends)
+    runs = decode_bigwig_blocks(data, block_starts, block_ends, cid, span_starts, span_ends)
 
     def sums() -> None:
         out = np.zeros(lo.size)
@@ -294,10 +297,8 @@ def builtin_stages(
         ),
         "read + inflate, libdeflate": inflate(True),
         "read + inflate, zlib": inflate(False),
-        f"decode blocks, keep runs in windows ({runs[0].size:,})": lambda: (
-            kernels.decode_bigwig_blocks(
-                data, block_starts, block_ends, cid, span_starts, span_ends
-            )
+        f"decode blocks, keep runs in windows ({runs[0].size:,})": lambda: decode_bigwig_blocks(
+            data, block_starts, block_ends, cid, span_starts, span_ends
         ),
         "arcsinh window sums": sums,
     }

@@ -4,10 +4,10 @@ Run: ``python benchmarks/bench_scratch.py [--cell-types 18] [--repeats 7]``
 
 Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which fixes glibc's
 mmap threshold at 128 KiB, so every larger temporary becomes fresh pages that fault on first
-touch. This times what a build's compute tasks do (``tasks.compute_blocks`` over the demo
+touch. This times what a build's compute tasks do (``jobs.compute_blocks`` over the demo
 preset, 3 cell types per task: signal window means, labels, file checksums) in child
-processes that differ only in that variable and in :data:`pitfall.scratch.KEEP_BYTES`
-(0 makes every buffer a fresh allocation per call, as before :mod:`pitfall.scratch`). The anchor is a plain
+processes that differ only in that variable and in :data:`pitfall.buffers.KEEP_BYTES`
+(0 makes every buffer a fresh allocation per call, as before :mod:`pitfall.buffers`). The anchor is a plain
 process without reused buffers. Each child prints the median seconds of ``--repeats``
 rounds over all cell types (wall and CPU time: CPU time leaves out what a shared machine's
 neighbours take), after one warm-up round, and the minor page faults of its last round.
@@ -30,8 +30,8 @@ from typing import Any
 CONFIGS = {
     "plain process, fresh buffers (anchor)": ({}, 0),
     "Dask worker's malloc, fresh buffers": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, 0),
-    "plain process, pitfall.scratch": ({}, None),
-    "Dask worker's malloc, pitfall.scratch": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, None),
+    "plain process, pitfall.buffers": ({}, None),
+    "Dask worker's malloc, pitfall.buffers": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, None),
 }
 
 
@@ -39,14 +39,14 @@ def child(manifest: Path, keep: int | None, repeats: int) -> dict[str, Any]:
     import resource
     import time
 
-    from pitfall import scratch
-    from pitfall.featurize import inputs, load, writer
-    from pitfall.featurize.tasks import compute_blocks
+    from pitfall import buffers
+    from pitfall.featurize import load, plan, writer
+    from pitfall.featurize.jobs import compute_blocks
 
     if keep is not None:
-        scratch.KEEP_BYTES = keep
+        buffers.KEEP_BYTES = keep
     m = load(manifest)
-    loci, _ = inputs.plan_loci(m)
+    loci, _ = plan.plan_loci(m)
     jobs = writer.jobs_for(m, loci, list(m.cell_types))
     groups = [jobs[i : i + 3] for i in range(0, len(jobs), 3)]
 

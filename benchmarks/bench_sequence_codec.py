@@ -34,12 +34,12 @@ REPEATS = 9
 def demo_sequence(work: Path) -> np.ndarray:
     """Codes of the demo preset's loci, shape (loci, bp), read as a build reads them."""
     from pitfall import synth
-    from pitfall.featurize import inputs, load, tasks
+    from pitfall.featurize import jobs, load, plan
 
     comp = synth.synthesize(work / "demo", "demo", n_cell_types=1, workers=0)
     m = load(comp.manifest)
-    loci, _ = inputs.plan_loci(m)
-    return tasks.sequence_codes(m.fasta, loci.block(0, len(loci)), inputs.sequence_length(m))
+    loci, _ = plan.plan_loci(m)
+    return jobs.sequence_codes(m.fasta, loci.block(0, len(loci)), plan.sequence_length(m))
 
 
 def measure(codes: np.ndarray, compressors: Any, skip_fill_check: bool = False) -> dict[str, float]:

@@ -703,9 +703,9 @@ def _classify(err: BaseException) -> tuple[int, str]:
     """(exit status, one-line message) of an error that reached the command line."""
     import icechunk
 
-    from pitfall.config import ConfigError
-    from pitfall.location import innermost_cause
+    from pitfall.config_schema import ConfigError
     from pitfall.repository import os_error_of
+    from pitfall.storage import innermost_cause
 
     text = (str(err).strip().splitlines() or [""])[0]
     if isinstance(err, (ConfigError, FileNotFoundError, FileExistsError)):

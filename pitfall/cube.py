@@ -2,7 +2,7 @@
 
 Every write is one Icechunk commit, so a reader never sees half a cell type and a killed
 writer leaves the cube exactly as it was. A cube lives in a local folder or in object
-storage (``s3://``, ``gs://``, ``az://``: see :mod:`pitfall.location`); its variables and
+storage (``s3://``, ``gs://``, ``az://``: see :mod:`pitfall.storage`); its variables and
 coordinates are in :mod:`pitfall.schema` (cubes of genome bins store no ``strand`` and no
 ``name``: see :func:`locus_names`).
 
@@ -15,7 +15,7 @@ This module holds the verbs on whole slabs (small cubes, tests, the synthetic co
 :func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
 :mod:`pitfall.transaction` directly, block by block, from workers.
 
-Floor 1: imports :mod:`pitfall.atomic`, :mod:`pitfall.loci`, :mod:`pitfall.location`,
+Floor 1: imports :mod:`pitfall.atomic`, :mod:`pitfall.loci`, :mod:`pitfall.storage`,
 :mod:`pitfall.repository`, :mod:`pitfall.schema`, :mod:`pitfall.transaction`.
 """
 
@@ -37,7 +37,6 @@ import zarr
 from pitfall import loci as loci_mod
 from pitfall import repository
 from pitfall.atomic import atomic_path
-from pitfall.location import Location, parse_location
 from pitfall.loci import STR, LocusTable, chrom_order
 from pitfall.repository import open_repository
 from pitfall.schema import (
@@ -52,6 +51,7 @@ from pitfall.schema import (
     CubeError,
     Schema,
 )
+from pitfall.storage import Location, parse_location
 from pitfall.transaction import begin_append, begin_create, write_loci, write_regions
 
 __all__ = [
@@ -377,7 +377,7 @@ def create_cube(
     Parameters
     ----------
     location
-        A new (or empty) folder, or an object-store URL (:mod:`pitfall.location`).
+        A new (or empty) folder, or an object-store URL (:mod:`pitfall.storage`).
     slabs
         One slab or several (:func:`make_slab`), with identical loci and marks.
     sequence
@@ -388,7 +388,7 @@ def create_cube(
     attrs
         Extra root attributes, e.g. the featurization parameters.
     storage_options
-        ``anonymous``, ``endpoint_url``, ``region`` (:func:`pitfall.location.storage`).
+        ``anonymous``, ``endpoint_url``, ``region`` (:func:`pitfall.storage.storage`).
 
     Returns
     -------
@@ -518,11 +518,11 @@ def open_cube(
     Parameters
     ----------
     location
-        The cube's folder or URL (:mod:`pitfall.location`).
+        The cube's folder or URL (:mod:`pitfall.storage`).
     branch, tag, snapshot
         Which version to read; default the tip of ``main``.
     storage_options
-        ``anonymous``, ``endpoint_url``, ``region`` (:func:`pitfall.location.storage`).
+        ``anonymous``, ``endpoint_url``, ``region`` (:func:`pitfall.storage.storage`).
     """
     repo = open_repository(location, **storage_options)
     if snapshot is not None or tag is not None:
@@ -690,7 +690,7 @@ def export_cube(
         with atomic_path(target.path, folder=True) as tmp:
             _write_plain(ds, str(tmp), zarr_format)
         return target.path
-    from pitfall.location import object_store
+    from pitfall.storage import object_store
 
     try:
         with repository.native_errors(target):

@@ -1,10 +1,10 @@
 """Icechunk repository plumbing of a cube: open, create, remove, and test hooks.
 
-A repository is where a cube's snapshots live (:mod:`pitfall.location` says where). Creating
+A repository is where a cube's snapshots live (:mod:`pitfall.storage` says where). Creating
 one refuses any location that already holds something (a cube, or files pitfall did not
 write); an empty repository left by a build killed before its first commit is reused.
 
-Floor 1: imports only :mod:`pitfall.location`.
+Floor 1: imports only :mod:`pitfall.storage`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import icechunk
 import numpy as np
 import zarr
 
-from pitfall.location import (
+from pitfall.storage import (
     Location,
     StorageError,
     check_credentials,
@@ -35,7 +35,7 @@ from pitfall.location import (
 )
 
 # Icechunk's local storage warns on every open that concurrent commits are unsafe; local
-# commits are serialised by pitfall.location.commit_lock, so the warning is noise.
+# commits are serialised by pitfall.storage.commit_lock, so the warning is noise.
 icechunk.set_logs_filter("icechunk=error")
 
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
@@ -68,8 +68,8 @@ def native_errors(where: Any) -> Iterator[None]:
 
     Icechunk's and obstore's errors (and Icechunk's panics) about a disk become an
     ``OSError`` with the disk's errno; a missing bucket, absent or refused credentials and
-    an unreachable server a :class:`~pitfall.location.StorageError` saying so
-    (:func:`pitfall.location.storage_error`). Anything else goes through unchanged.
+    an unreachable server a :class:`~pitfall.storage.StorageError` saying so
+    (:func:`pitfall.storage.storage_error`). Anything else goes through unchanged.
     """
     try:
         yield
@@ -86,7 +86,7 @@ def has_foreign_files(loc: Location, **options: Any) -> bool:
     """Whether a folder or an object-store prefix holds anything."""
     if loc.is_local:
         return loc.path.exists() and any(loc.path.iterdir())
-    from pitfall.location import list_objects
+    from pitfall.storage import list_objects
 
     with native_errors(loc):
         return next(iter(list_objects(loc, **options)), None) is not None
@@ -106,7 +106,7 @@ def remove_objects(loc: Location, **options: Any) -> bool:
             return True
         import obstore
 
-        from pitfall.location import object_store
+        from pitfall.storage import object_store
 
         store = object_store(loc, **options)
         for batch in obstore.list(store):

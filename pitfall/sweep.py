@@ -46,11 +46,11 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall import baselines, config, cube, splits, tasks
+from pitfall import baselines, config_schema, cube, splits, tasks
 from pitfall.atomic import atomic_path
-from pitfall.location import is_url
 from pitfall.logs import progress_bars
 from pitfall.models.spec import ModelSpec
+from pitfall.storage import is_url
 
 RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")
@@ -68,7 +68,7 @@ def columns() -> list[str]:
             *_AFTER_BASELINES]  # fmt: skip
 
 
-class SweepError(config.ConfigError):
+class SweepError(config_schema.ConfigError):
     """A sweep spec that cannot be run; the message names the file and key."""
 
 
@@ -145,14 +145,14 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     return sweep_from_dict(raw, root=path.parent, path=path)
 
 
-def _training_keys() -> dict[str, config.Key]:
+def _training_keys() -> dict[str, config_schema.Key]:
     """Keywords the registered families' classes take (what ``[training]`` may set), typed by
     their defaults."""
     import inspect
 
     from pitfall.models import FAMILIES
 
-    out: dict[str, config.Key] = {}
+    out: dict[str, config_schema.Key] = {}
     for family in FAMILIES.values():
         known = family.training_keywords()
         for cls in inspect.getmro(family.model):
@@ -166,47 +166,47 @@ def _training_keys() -> dict[str, config.Key]:
     return out
 
 
-def _key_for(default: Any) -> config.Key:
+def _key_for(default: Any) -> config_schema.Key:
     # The default says the type; numbers are never negative here.
     if isinstance(default, bool):
-        return config.Key(bool)
+        return config_schema.Key(bool)
     if isinstance(default, int):
-        return config.Key(int, low=0)
+        return config_schema.Key(int, low=0)
     if isinstance(default, float):
-        return config.Key(float, low=0)
+        return config_schema.Key(float, low=0)
     if isinstance(default, str):
-        return config.Key(str)
-    return config.Key((int, float, bool, str), low=0)
+        return config_schema.Key(str)
+    return config_schema.Key((int, float, bool, str), low=0)
 
 
-def spec_schema() -> config.Table:
-    """The sweep spec's declared schema (:mod:`pitfall.config`)."""
+def spec_schema() -> config_schema.Table:
+    """The sweep spec's declared schema (:mod:`pitfall.config_schema`)."""
     from dataclasses import fields
 
-    value = config.Key((int, float, bool, str, list))
+    value = config_schema.Key((int, float, bool, str, list))
     model_keys = {f.name: value for f in fields(ModelSpec) if f.name != "seed"}
-    return config.Table(
+    return config_schema.Table(
         {
-            "cube": config.Key(str, required=True, help="the cube: a path or a URL"),
-            "task": config.Key(str, choices=lambda: list(tasks.TASKS)),
-            "target": config.Key(str),
-            "targets": config.Key(list, items=str, unique=True, help="several targets"),
-            "folds": config.Key(
+            "cube": config_schema.Key(str, required=True, help="the cube: a path or a URL"),
+            "task": config_schema.Key(str, choices=lambda: list(tasks.TASKS)),
+            "target": config_schema.Key(str),
+            "targets": config_schema.Key(list, items=str, unique=True, help="several targets"),
+            "folds": config_schema.Key(
                 list,
-                each=config.Table(
+                each=config_schema.Table(
                     {
-                        "test": config.Key(list, items=str, required=True, unique=True),
-                        "valid": config.Key(list, items=str, required=True, unique=True),
+                        "test": config_schema.Key(list, items=str, required=True, unique=True),
+                        "valid": config_schema.Key(list, items=str, required=True, unique=True),
                     }
                 ),
                 help="[[folds]] tables: test (and validation) chromosomes",
             ),
-            "settings": config.Key(list, items=str, unique=True, choices=splits.SETTINGS),
-            "seeds": config.Key(list, items=int, unique=True, low=0),
-            "valid_cell_types": config.Key(list, items=str, unique=True),
-            "training": config.Table(_training_keys()),
-            "models": config.Key(
-                list, required=True, each=config.Table(model_keys), help="[[models]] tables"
+            "settings": config_schema.Key(list, items=str, unique=True, choices=splits.SETTINGS),
+            "seeds": config_schema.Key(list, items=int, unique=True, low=0),
+            "valid_cell_types": config_schema.Key(list, items=str, unique=True),
+            "training": config_schema.Table(_training_keys()),
+            "models": config_schema.Key(
+                list, required=True, each=config_schema.Table(model_keys), help="[[models]] tables"
             ),
         }
     )
@@ -216,8 +216,8 @@ def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None
     """Experiments of a sweep given as a dict (the TOML's shape), checked against its schema."""
     where = f"{path}: " if path else ""
     try:
-        config.check(raw, spec_schema(), path or "sweep spec")
-    except config.ConfigError as err:
+        config_schema.check(raw, spec_schema(), path or "sweep spec")
+    except config_schema.ConfigError as err:
         raise SweepError(str(err)) from None
     store = raw["cube"] if is_url(raw["cube"]) else str((root / raw["cube"]).resolve())
     task = tasks.get_task(raw.get("task", "expression")).name

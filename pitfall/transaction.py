@@ -11,7 +11,7 @@ The data variables are chunked 1 along ``cell_type``, so an append writes only n
 of them (and the last chunk of each small cell-type coordinate, :data:`~pitfall.schema.
 CELL_TYPE_COORD_CHUNK`).
 
-Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.location`, :mod:`pitfall.repository`,
+Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.storage`, :mod:`pitfall.repository`,
 :mod:`pitfall.schema`.
 """
 
@@ -28,7 +28,6 @@ import zarr
 
 from pitfall import loci as loci_mod
 from pitfall import repository
-from pitfall.location import Location, commit_lock, parse_location
 from pitfall.loci import STR, LocusTable
 from pitfall.schema import (
     CELL_TYPE_COORDS,
@@ -39,6 +38,7 @@ from pitfall.schema import (
     Schema,
     layout,
 )
+from pitfall.storage import Location, commit_lock, parse_location
 
 
 @dataclass

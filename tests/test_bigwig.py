@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from pitfall import kernels
 from pitfall.sources import bigwig
+from pitfall.sources.bigwig.backends import resolve_backend
+from pitfall.sources.bigwig.format import Inflater, _libdeflate
 
 BACKENDS = ["builtin", "pybigtools", "pyBigWig"]
 FILE_OBJECT_BACKENDS = ["builtin", "pybigtools"]
@@ -219,7 +221,7 @@ def test_open_bigwig__url_is_read_by_range_requests(track: Path, http_files) -> 
     served = http_files.root / "served.bw"
     served.write_bytes(track.read_bytes())
     url = http_files.url(served)
-    assert bigwig._resolve_backend(url, None) == "builtin"
+    assert resolve_backend(url, None) == "builtin"
     win_starts, win_ends = np.array([-5, 15, 90, 995]), np.array([30, 120, 400, 1010])
     expected = kernels.naive_window_arcsinh_means(*RUNS["chr1"], win_starts, win_ends, 1000)
     np.testing.assert_array_equal(bigwig.window_means(url, "chr1", win_starts, win_ends), expected)
@@ -324,18 +326,18 @@ def test_builtin__libdeflate_is_found_where_installed() -> None:
     # it silently would halve the reader's speed, so say so here.
     if not Path("/usr/lib/x86_64-linux-gnu/libdeflate.so.0").exists():
         pytest.skip("libdeflate is not installed here")
-    assert bigwig._libdeflate() is not None
+    assert _libdeflate() is not None
 
 
 def count_inflated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    into = bigwig._Inflater.into
+    into = Inflater.into
 
     def counting(self, src, a, b, out, at, cap):  # noqa: ANN001, ANN202
         calls.append(b - a)
         return into(self, src, a, b, out, at, cap)
 
-    monkeypatch.setattr(bigwig._Inflater, "into", counting)
+    monkeypatch.setattr(Inflater, "into", counting)
     return calls
 
 

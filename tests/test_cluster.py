@@ -7,7 +7,7 @@ import sys
 
 from pitfall.cluster import dask_client
 
-PRELOAD = "pitfall.featurize.tasks"
+PRELOAD = "pitfall.featurize.jobs"
 
 
 def _state(module: str) -> tuple[bool, bool, bool]:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pitfall import cube, location, repository, transaction
+from pitfall import cube, repository, storage, transaction
 from pitfall.schema import CellTypeInfo
 
 N_LOCI = 300
@@ -406,7 +406,7 @@ def test_location__unknown_scheme_is_an_error_not_a_folder(
     where: str, message: str, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(location.LocationError, match=message):
+    with pytest.raises(storage.LocationError, match=message):
         cube.create_cube(where, _slab("E003", 3))
     assert list(tmp_path.iterdir()) == []
 

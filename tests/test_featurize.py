@@ -351,7 +351,7 @@ def test_commit_batches__zero_per_commit_is_refused() -> None:
             18_000,
             2,
             [list(range(0, 5)), list(range(5, 10)), list(range(10, 14)), list(range(14, 18))],
-        ),  # fmt: skip
+        ),
         # one thread: 6 cell types carry the 100,000 values (ceil(1e5 / 18,000) = 6)
         (18, 18_000, 1, [list(range(a, a + 6)) for a in range(0, 18, 6)]),
         # 6 tasks of 3 rounded up to 8 (a multiple of 4 threads), as even as possible
@@ -377,11 +377,11 @@ def test_task_groups__hand_checked(n, values, threads, want) -> None:
             st.sampled_from(["chr1", "chr2", "chrX"]), st.integers(0, 10**6), st.integers(0, 5000)
         ),
         max_size=30,
-    )  # fmt: skip
+    )
 )
 def test_extents__naive_min_max_per_chromosome(rows) -> None:
     from pitfall import loci as loci_mod
-    from pitfall.featurize.inputs import _extents
+    from pitfall.featurize.plan import _extents
 
     # Unsorted on purpose: a chromosome may come back in several runs.
     chrom = [c for c, _, _ in rows]

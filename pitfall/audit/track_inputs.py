@@ -30,7 +30,7 @@ import xarray as xr
 from pitfall import kernels, tracks
 from pitfall import track_metrics as tm
 from pitfall.audit.reading import LociBy, _warn, load_predictions
-from pitfall.featurize.inputs import centred_windows
+from pitfall.featurize.plan import centred_windows
 from pitfall.loci import LocusTable, strings
 from pitfall.sources import bigwig
 from pitfall.sources.annotation import read_bed_regions, read_chrom_sizes, read_genes, tss_windows

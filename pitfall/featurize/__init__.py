@@ -1,10 +1,10 @@
 """Featurize real files into a cube: workers read inputs and write their own chunks.
 
 ``build`` writes a new cube from a manifest; ``append`` adds cell types to an existing one.
-Both check every input before computing anything (:mod:`~pitfall.featurize.inputs`), then
+Both check every input before computing anything (:mod:`~pitfall.featurize.plan`), then
 run a Dask task graph whose tasks each take one block of loci (whole chunks), read the
 inputs for it (local paths or URLs) and write the block straight into the cube's Icechunk
-session (:mod:`~pitfall.featurize.tasks`; :mod:`pitfall.transaction`: the forked session
+session (:mod:`~pitfall.featurize.jobs`; :mod:`pitfall.transaction`: the forked session
 travels to the workers, their changes come back and are merged). The driver
 (:mod:`~pitfall.featurize.writer`) plans, merges and commits whole cell types (one per
 commit, or several small ones together), in the requested order; it never holds a cell
@@ -25,7 +25,7 @@ from typing import Any
 from pitfall import loci as loci_mod
 from pitfall import repository
 from pitfall.cluster import dask_client
-from pitfall.featurize.inputs import (
+from pitfall.featurize.plan import (
     BuildError,
     check_inputs,
     check_not_empty,
@@ -34,9 +34,9 @@ from pitfall.featurize.inputs import (
     resolve_cell_types,
 )
 from pitfall.featurize.writer import Writer, cube_schema, jobs_for
-from pitfall.location import Location, parse_location
 from pitfall.manifest import Manifest
 from pitfall.schema import CubeError
+from pitfall.storage import Location, parse_location
 
 __all__ = ["BuildError", "BuildSummary", "append", "build"]
 
@@ -108,7 +108,7 @@ class BuildSummary:
 
 
 #: What a build's worker processes import as they start (:func:`pitfall.cluster.dask_client`).
-WORKER_MODULES = ("pitfall.featurize.tasks",)
+WORKER_MODULES = ("pitfall.featurize.jobs",)
 
 
 def _featurize(

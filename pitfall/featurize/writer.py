@@ -23,8 +23,7 @@ import numpy as np
 from pitfall import loci as loci_mod
 from pitfall import repository, transaction
 from pitfall.cluster import n_threads
-from pitfall.featurize.inputs import _lengths, read_input, sequence_length
-from pitfall.featurize.tasks import (
+from pitfall.featurize.jobs import (
     CellTypeJob,
     compute_blocks,
     compute_write_block,
@@ -32,11 +31,12 @@ from pitfall.featurize.tasks import (
     write_loci_block,
     write_sequence_block,
 )
-from pitfall.location import Location
+from pitfall.featurize.plan import locus_lengths, read_input, sequence_length
 from pitfall.logs import progress_bars
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import labels
+from pitfall.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,7 @@ def _files(m: Manifest, ct: str) -> tuple[tuple[str, Any], ...]:
 def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:
     seq_len = None
     if m.fasta is not None:
-        seq_len = sequence_length(m) or int(_lengths(loci)[0])
+        seq_len = sequence_length(m) or int(locus_lengths(loci)[0])
     bins = isinstance(loci, loci_mod.GenomeBins)
     return Schema(
         n_loci=len(loci),

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pitfall.config import closest
+from pitfall.config_schema import closest
 from pitfall.loci import LocusTable
 from pitfall.manifest import Manifest, ManifestError
 from pitfall.sources.annotation import (

@@ -12,7 +12,7 @@ library can take:
 
 Requests go through ``obstore`` (Rust ``object_store``, the engine under Icechunk's own
 storage), with credentials and endpoints from the environment as in
-:mod:`pitfall.location`.
+:mod:`pitfall.storage`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pitfall.location import StorageError, is_url, object_store, storage_error
+from pitfall.storage import StorageError, is_url, object_store, storage_error
 
 __all__ = ["RangedFile", "cache_dir", "head", "is_url", "local_copy", "read_bytes"]
 
@@ -42,7 +42,7 @@ def _split(url: str) -> tuple[Any, str]:
 def _not_found(url: str, err: BaseException) -> OSError:
     """The error to raise for a failed request: the file missing, or the environment's cause.
 
-    A server that went away or a missing bucket is a :class:`~pitfall.location.StorageError`
+    A server that went away or a missing bucket is a :class:`~pitfall.storage.StorageError`
     (an ``OSError``, never taken for a damaged file by the readers).
     """
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,4 +1,4 @@
-"""pitfall.scratch: per-thread buffers; pitfall.checksum, which reads files through one."""
+"""pitfall.buffers: per-thread buffers; pitfall.checksum, which reads files through one."""
 
 from __future__ import annotations
 
@@ -9,42 +9,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pitfall import checksum, scratch
-from pitfall.featurize.inputs import file_checksum
+from pitfall import buffers, checksum
+from pitfall.featurize.plan import file_checksum
 
 
 def test_buffer__same_thread_and_name_reuses_memory() -> None:
-    a = scratch.buffer("test a", 1000)
-    b = scratch.buffer("test a", 10, np.float64)
+    a = buffers.buffer("test a", 1000)
+    b = buffers.buffer("test a", 10, np.float64)
     assert np.shares_memory(a, b)
     assert b.shape == (10,) and b.dtype == np.float64
-    assert not np.shares_memory(a, scratch.buffer("test b", 1000))
+    assert not np.shares_memory(a, buffers.buffer("test b", 1000))
 
 
 def test_buffer__grows_to_the_size_asked() -> None:
-    small = scratch.buffer("test grow", 8)
-    big = scratch.buffer("test grow", (2 << 20) // 8, np.int64)
+    small = buffers.buffer("test grow", 8)
+    big = buffers.buffer("test grow", (2 << 20) // 8, np.int64)
     assert big.shape == ((2 << 20) // 8,) and big.dtype == np.int64
     big[:] = np.arange(big.size)  # every item writable: the buffer really has that room
     assert not np.shares_memory(small, big)
-    assert np.shares_memory(big, scratch.buffer("test grow", 8))
+    assert np.shares_memory(big, buffers.buffer("test grow", 8))
 
 
 def test_buffer__each_thread_has_its_own() -> None:
-    mine = scratch.buffer("test thread", 64)
+    mine = buffers.buffer("test thread", 64)
     theirs: list[np.ndarray] = []
-    t = threading.Thread(target=lambda: theirs.append(scratch.buffer("test thread", 64)))
+    t = threading.Thread(target=lambda: theirs.append(buffers.buffer("test thread", 64)))
     t.start()
     t.join()
     assert not np.shares_memory(mine, theirs[0])
 
 
 def test_buffer__over_keep_bytes_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scratch, "KEEP_BYTES", 1024)
-    a = scratch.buffer("test big", 2048)
-    assert not np.shares_memory(a, scratch.buffer("test big", 2048))
-    kept = scratch.buffer("test big", 1024)
-    assert np.shares_memory(kept, scratch.buffer("test big", 512))
+    monkeypatch.setattr(buffers, "KEEP_BYTES", 1024)
+    a = buffers.buffer("test big", 2048)
+    assert not np.shares_memory(a, buffers.buffer("test big", 2048))
+    kept = buffers.buffer("test big", 1024)
+    assert np.shares_memory(kept, buffers.buffer("test big", 512))
 
 
 SIZES = [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 << 20]
@@ -72,18 +72,18 @@ def test_update_from_file__continues_a_running_hash(tmp_path: Path, size: int) -
 
 
 def test_buffer__grows_by_doubling_up_to_keep_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scratch, "KEEP_BYTES", 5 << 20)
+    monkeypatch.setattr(buffers, "KEEP_BYTES", 5 << 20)
     mib = 1 << 20
-    first = scratch.buffer("test doubling", mib + 1)  # exactly what was asked, over 1 MiB
-    grown = scratch.buffer("test doubling", mib + 2)  # one byte more: twice the old size
+    first = buffers.buffer("test doubling", mib + 1)  # exactly what was asked, over 1 MiB
+    grown = buffers.buffer("test doubling", mib + 2)  # one byte more: twice the old size
     assert not np.shares_memory(first, grown)
-    assert np.shares_memory(grown, scratch.buffer("test doubling", 2 * mib + 2))
-    again = scratch.buffer("test doubling", 2 * mib + 3)
-    assert np.shares_memory(again, scratch.buffer("test doubling", 4 * mib + 4))
-    capped = scratch.buffer("test doubling", 4 * mib + 5)  # 8 MiB would pass KEEP_BYTES
-    assert np.shares_memory(capped, scratch.buffer("test doubling", 5 * mib))
+    assert np.shares_memory(grown, buffers.buffer("test doubling", 2 * mib + 2))
+    again = buffers.buffer("test doubling", 2 * mib + 3)
+    assert np.shares_memory(again, buffers.buffer("test doubling", 4 * mib + 4))
+    capped = buffers.buffer("test doubling", 4 * mib + 5)  # 8 MiB would pass KEEP_BYTES
+    assert np.shares_memory(capped, buffers.buffer("test doubling", 5 * mib))
 
 
 def test_buffer__empty_request_keeps_nothing() -> None:
-    assert scratch.buffer("test empty", 0, np.float64).shape == (0,)
-    assert "test empty" not in scratch._LOCAL.__dict__.get("buffers", {})
+    assert buffers.buffer("test empty", 0, np.float64).shape == (0,)
+    assert "test empty" not in buffers._LOCAL.__dict__.get("buffers", {})

@@ -1,4 +1,4 @@
-"""Declared schemas for pitfall's configuration files, checked before any work starts.
+"""Declared schemas of pitfall's TOML configuration files, checked before any work starts.
 
 A schema is a :class:`Table` of :class:`Key` s (and nested tables). :func:`check` walks a
 parsed TOML document against it and raises :class:`ConfigError` on the first problem, with
@@ -12,9 +12,8 @@ the file, the section and the key in the message:
 - a required key that is missing.
 
 The manifest (:mod:`pitfall.manifest`) and the sweep spec (:mod:`pitfall.sweep`) declare
-their schemas with these pieces.
-
-Floor 1: imports nothing of the project.
+their schemas with these pieces. The layout of a cube (its variables, dims and attributes)
+is another schema, :mod:`pitfall.schema`.
 """
 
 from __future__ import annotations
@@ -39,8 +38,14 @@ def closest(word: str, choices: Any) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", dict: "a table"}  # fmt: skip
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import icechunk
 import numpy as np
 import pytest
 
-from pitfall import cube, location
+from pitfall import cube, storage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cube import _slab  # noqa: E402
@@ -29,7 +29,7 @@ from test_cube import _slab  # noqa: E402
     ],
 )
 def test_parse_location__urls(text: str, scheme: str, bucket: str, prefix: str) -> None:
-    loc = location.parse_location(text)
+    loc = storage.parse_location(text)
     assert (loc.scheme, loc.bucket, loc.prefix) == (scheme, bucket, prefix)
     assert not loc.is_local
 
@@ -37,30 +37,30 @@ def test_parse_location__urls(text: str, scheme: str, bucket: str, prefix: str) 
 def test_parse_location__paths_are_absolute_folders(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     for text in ("store/c", f"file://{tmp_path}/store/c"):
-        loc = location.parse_location(text)
+        loc = storage.parse_location(text)
         assert loc.is_local and loc.path == tmp_path / "store" / "c"
 
 
 def test_storage__every_scheme_builds_without_network(monkeypatch) -> None:
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "labaccount")
     for text in ("s3://b/p", "gs://b/p", "az://c/p"):
-        assert isinstance(location.storage(text), icechunk.Storage)
-    assert isinstance(location.storage("s3://b/p", anonymous=True), icechunk.Storage)
+        assert isinstance(storage.storage(text), icechunk.Storage)
+    assert isinstance(storage.storage("s3://b/p", anonymous=True), icechunk.Storage)
 
 
 def test_storage__azure_without_account_says_what_to_set(monkeypatch) -> None:
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME", raising=False)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT", raising=False)
-    with pytest.raises(location.LocationError, match="AZURE_STORAGE_ACCOUNT_NAME"):
-        location.storage("az://c/p")
+    with pytest.raises(storage.LocationError, match="AZURE_STORAGE_ACCOUNT_NAME"):
+        storage.storage("az://c/p")
 
 
 def test_s3_endpoint__option_wins_over_environment(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env:9000")
-    assert location.s3_endpoint() == "http://env:9000"
-    assert location.s3_endpoint("http://option:9000") == "http://option:9000"
+    assert storage.s3_endpoint() == "http://env:9000"
+    assert storage.s3_endpoint("http://option:9000") == "http://option:9000"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://s3-specific:9000")
-    assert location.s3_endpoint() == "http://s3-specific:9000"
+    assert storage.s3_endpoint() == "http://s3-specific:9000"
 
 
 def test_s3_cube__endpoint_as_option_and_anonymous_read(s3, monkeypatch) -> None:

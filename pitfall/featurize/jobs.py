@@ -2,7 +2,8 @@
 
 Plain functions of small arguments (a job description, the locus set, a block range, the
 transaction's fork as bytes), so any Dask worker can run them; each writes into its own
-copy of the fork and returns it with its notes.
+copy of the fork and returns it with its notes. (The prediction problems a cube poses are
+another thing, :mod:`pitfall.tasks`.)
 """
 
 from __future__ import annotations
@@ -15,18 +16,30 @@ import numpy as np
 
 from pitfall import loci as loci_mod
 from pitfall import transaction
-from pitfall.featurize.inputs import (
+from pitfall.featurize.plan import (
     BuildError,
-    _local,
-    _missing_chrom_note,
     centred_windows,
     file_checksum,
+    local_path,
+    missing_chrom_note,
     no_data_note,
     read_input,
 )
 from pitfall.manifest import Source
 from pitfall.schema import Schema
 from pitfall.sources import bigwig, fasta, labels
+
+__all__ = [
+    "BlockData",
+    "CellTypeJob",
+    "checksums",
+    "compute_blocks",
+    "compute_write_block",
+    "sequence_codes",
+    "write_block",
+    "write_loci_block",
+    "write_sequence_block",
+]
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,7 @@ def _compute(
                     try:
                         signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])
                     except bigwig.MissingChromosome:
-                        notes.append(_missing_chrom_note(path, chrom))
+                        notes.append(missing_chrom_note(path, chrom))
     # Each cell type's files are checksummed once, by the task of its first block.
     sources = checksums(job) if i0 == 0 else None
     return BlockData(i0, label, value, signal, notes, sources)
@@ -189,7 +202,7 @@ def sequence_codes(source: Source, table: loci_mod.LocusTable, length: int | Non
         :func:`pitfall.sources.fasta.window_codes` reads them.
     """
     lo, hi = centred_windows(table, length)
-    path = _local(source)
+    path = local_path(source)
     parts = [
         fasta.window_codes(path, chrom, lo[a:b], hi[a:b], table.strands()[a:b])
         for chrom, a, b in table.chrom_runs()

@@ -21,12 +21,29 @@ from pitfall import loci as loci_mod
 from pitfall.manifest import Manifest, Source, load_manifest
 from pitfall.sources import annotation, bigwig, fasta, labels, remote
 
+__all__ = [
+    "BuildError",
+    "centred_windows",
+    "check_inputs",
+    "check_not_empty",
+    "file_checksum",
+    "load",
+    "local_path",
+    "locus_lengths",
+    "missing_chrom_note",
+    "no_data_note",
+    "plan_loci",
+    "read_input",
+    "resolve_cell_types",
+    "sequence_length",
+]
+
 
 class BuildError(ValueError):
     """Inputs that cannot be featurized; the message names the file or cell type."""
 
 
-def _local(source: Source) -> Path:
+def local_path(source: Source) -> Path:
     """A local path for a reader that needs one (remote files are cached per machine)."""
     return (
         remote.local_copy(source)
@@ -37,7 +54,7 @@ def _local(source: Source) -> Path:
 
 def _read(reader: Callable[..., Any], source: Source, *args: Any, **kw: Any) -> Any:
     """``reader(path)``, with a URL's local cache path replaced by the URL in errors."""
-    path = _local(source)
+    path = local_path(source)
     try:
         return reader(path, *args, **kw)
     except (ValueError, OSError) as err:
@@ -190,7 +207,8 @@ def check_not_empty(m: Manifest, loci: loci_mod.LocusSet) -> None:
     )
 
 
-def _missing_chrom_note(path: Source, chrom: str) -> str:
+def missing_chrom_note(path: Source, chrom: str) -> str:
+    """The warning for a bigWig without a chromosome of the loci (its mark is NaN there)."""
     # One wording for the check and the task, so the summary lists each case once.
     return f"{path} has no {chrom}: its mark is NaN on {chrom}"
 
@@ -249,7 +267,7 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
             if not has_data:
                 notes.append(no_data_note(path, ct))
             labels.check_chrom_names(list(sizes), loci_chroms, path)
-            notes += [_missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
+            notes += [missing_chrom_note(path, c) for c in loci_chroms if c not in sizes]
             # Every track against the first word on each chromosome (the bins' sizes file,
             # or the first track): a track from another assembly would silently give every
             # value of its mark at the wrong place.
@@ -292,7 +310,7 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
                 f"{fasta_sizes[c]:,}); the FASTA is truncated or from another assembly"
             )
         if sequence_length(m) is None:
-            lengths = _lengths(loci)
+            lengths = locus_lengths(loci)
             if lengths.size > 1:
                 raise BuildError(
                     f"{m.path}: loci have {lengths.size} different lengths ({lengths[:3]}...), "
@@ -302,7 +320,8 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
     return notes
 
 
-def _lengths(loci: loci_mod.LocusSet) -> np.ndarray:
+def locus_lengths(loci: loci_mod.LocusSet) -> np.ndarray:
+    """The distinct lengths of the loci (bins: the bin size and any shorter last bins)."""
     if isinstance(loci, loci_mod.GenomeBins):
         return np.unique([min(loci.bin_size, n) for _, n in loci.sizes] + [loci.bin_size])
     t = loci.block(0, len(loci))

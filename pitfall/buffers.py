@@ -4,16 +4,13 @@ Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_`` set (its
 ``distributed.nanny.pre-spawn-environ``), and setting it fixes glibc's mmap threshold at
 128 KiB. Every larger temporary is then a fresh ``mmap`` whose pages fault on first touch,
 and an ``munmap`` when freed. Decoding a bigWig block batch, summing its runs into windows
-and checksumming a file each need such a temporary once per file or per chromosome. Under
-that setting they made about 52,000 page faults per round of the demo preset's compute, and
-took 1.1-1.3x as long as in a plain process (``benchmarks/bench_scratch.py``). Taken from here,
-a buffer's pages are touched once per thread. The runs a batch decodes to are still fresh
-arrays (they are returned to the caller); they faulted far less than these.
+and checksumming a file each need such a temporary once per file or per chromosome; taken
+from here, a buffer's pages are touched once per thread (``benchmarks/bench_scratch.py``
+measures the difference). The runs a batch decodes to are still fresh arrays, as they are
+returned to the caller.
 
 A thread keeps each named buffer, at most :data:`KEEP_BYTES`, until it exits: a bigWig
 reader's thread about 2 x 32 MiB at most.
-
-Floor 1: imports nothing from the project.
 """
 
 from __future__ import annotations
