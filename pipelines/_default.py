@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pandas as pd  # noqa: E402
 
 from pitfall import demo, sweep  # noqa: E402
-from pitfall.experiments import Experiment  # noqa: E402
+from pitfall.experiments import Result  # noqa: E402
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def train(
     )
 
 
-def show(exp: Experiment, out: Path, table: str | None = None) -> None:
+def show(exp: Result, out: Path, table: str | None = None) -> None:
     """Save an experiment under ``out`` and print its findings, one table and its files."""
     paths = exp.save(out)
     print(exp.title)

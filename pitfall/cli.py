@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+__all__ = ["main"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

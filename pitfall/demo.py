@@ -19,7 +19,7 @@ import pandas as pd
 from pitfall import cube, featurize, sweep, synth
 from pitfall.atomic import atomic_write_text
 from pitfall.experiments import (
-    Experiment,
+    Result,
     figure1,
     figure_s1,
     figure_s4,
@@ -31,6 +31,8 @@ from pitfall.experiments import (
     single_cell_types,
 )
 from pitfall.html_page import write_page
+
+__all__ = ["DemoError", "FINDINGS", "build_cubes", "experiments", "run", "run_sweeps"]
 
 
 class DemoError(RuntimeError):
@@ -91,7 +93,7 @@ def run_sweeps(
 
 def experiments(
     paths: dict[str, Path], table: pd.DataFrame, out: Path, size: str
-) -> dict[str, Experiment]:
+) -> dict[str, Result]:
     """The demo's figures from its sweep's results table and its cubes, keyed as in
     ``findings.json``."""
     ds = cube.open_cube(paths["expression"])

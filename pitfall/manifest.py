@@ -48,6 +48,17 @@ from pitfall.atomic import atomic_write_text
 from pitfall.config_schema import ConfigError, Key, Table, check
 from pitfall.storage import is_url
 
+__all__ = [
+    "CellTypeSpec",
+    "LOCI_KINDS",
+    "Manifest",
+    "ManifestError",
+    "SCHEMA",
+    "dump_manifest",
+    "dumps_manifest",
+    "load_manifest",
+]
+
 #: A manifest's input: a local path (absolute) or a URL (``https://``, ``s3://``, ...).
 Source = Path | str
 

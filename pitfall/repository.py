@@ -34,6 +34,23 @@ from pitfall.storage import (
     storage_error,
 )
 
+__all__ = [
+    "cell_types_of",
+    "create_repository",
+    "has_foreign_files",
+    "json_attrs",
+    "native_errors",
+    "open_repository",
+    "os_error_of",
+    "pause_point",
+    "quiet_zarr",
+    "remove_new_repository",
+    "remove_objects",
+    "root_attrs",
+    "stored_bytes",
+    "zarr_array",
+]
+
 # Icechunk's local storage warns on every open that concurrent commits are unsafe; local
 # commits are serialised by pitfall.storage.commit_lock, so the warning is noise.
 icechunk.set_logs_filter("icechunk=error")

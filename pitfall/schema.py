@@ -28,6 +28,24 @@ import numpy as np
 
 from pitfall import loci as loci_mod
 
+__all__ = [
+    "ArraySpec",
+    "CELL_TYPE_COORDS",
+    "CELL_TYPE_COORD_CHUNK",
+    "CellTypeInfo",
+    "CubeError",
+    "DEFAULT_LOCUS_CHUNK",
+    "LOCUS_COORDS",
+    "PER_CELL_TYPE_VARS",
+    "REQUIRED_LOCUS_COORDS",
+    "SCHEMA_VERSION",
+    "SEQUENCE_COMPRESSORS",
+    "SHARED_VARS",
+    "Schema",
+    "VAR_DTYPES",
+    "layout",
+]
+
 SCHEMA_VERSION = 2
 LOCUS_COORDS = ("chrom", "start", "end", "strand", "name")
 REQUIRED_LOCUS_COORDS = ("chrom", "start", "end")

@@ -52,6 +52,25 @@ from pitfall.logs import progress_bars
 from pitfall.models.spec import ModelSpec
 from pitfall.storage import is_url
 
+__all__ = [
+    "Experiment",
+    "RESULTS_FILE",
+    "SweepError",
+    "SweepSpec",
+    "columns",
+    "expand_models",
+    "load_sweep",
+    "make_split",
+    "package_versions",
+    "read_predictions",
+    "read_results",
+    "run_experiment",
+    "run_sweep",
+    "skipped_ids",
+    "spec_schema",
+    "sweep_from_dict",
+]
+
 RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")
 _VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba", "keras",

@@ -40,6 +40,8 @@ from pitfall.schema import (
 )
 from pitfall.storage import Location, commit_lock, parse_location
 
+__all__ = ["Transaction", "begin_append", "begin_create", "write_loci", "write_regions"]
+
 
 @dataclass
 class Transaction:

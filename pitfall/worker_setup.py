@@ -15,6 +15,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+__all__ = ["FrozenImports"]
+
 
 class FrozenImports(WorkerPlugin):
     """Import ``modules``, then move every object so far out of the cyclic GC's full passes.

@@ -249,17 +249,26 @@ def test_remedies__table_against_independent_aps(remedy_run, tiny_cube_path) -> 
                 assert g["ap_model"] == pytest.approx(
                     average_precision_score(y[m], scores.values[m]), abs=1e-9
                 )
-    hybrid_base = rep.tables["remedies"].loc[rep.tables["remedies"].setting == "hybrid", "ap_average_activity"].median()
+    hybrid_base = (
+        rep.tables["remedies"]
+        .loc[rep.tables["remedies"].setting == "hybrid", "ap_average_activity"]
+        .median()
+    )
     assert rep.sentences and f"AP {hybrid_base:.3f}" in rep.sentences[0]
     section = rep.section(tables=["summary"])
-    assert section["findings"] == rep.sentences and len(section["tables"][0]) == len(rep.tables["remedies"])
+    assert section["findings"] == rep.sentences and len(section["tables"][0]) == len(
+        rep.tables["remedies"]
+    )
 
 
 def test_remedies__rerun_trains_nothing(remedy_run, tiny_cube_path) -> None:
     rep, out = remedy_run
     again = remedies.make(tiny_cube_path, out, size="quick", workers=0, training=TINY_RECIPE,
                            progress=False)  # fmt: skip
-    assert again.tables["results"]["finished_at"].tolist() == rep.tables["results"]["finished_at"].tolist()
+    assert (
+        again.tables["results"]["finished_at"].tolist()
+        == rep.tables["results"]["finished_at"].tolist()
+    )
 
 
 def _table(rows):

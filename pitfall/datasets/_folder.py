@@ -9,6 +9,8 @@ from typing import Any
 from pitfall.atomic import atomic_write_text
 from pitfall.manifest import dumps_manifest, load_manifest
 
+__all__ = ["require_file", "write_manifest_file"]
+
 
 def require_file(path: Path) -> Path:
     """``path`` made absolute, or a FileNotFoundError that says which folder layout is meant."""

@@ -1,7 +1,7 @@
 """The paper's figures and the project's own experiments, one module each.
 
 Every module has a ``make`` function that takes a cube or a sweep's results table and
-returns an :class:`Experiment`: the figure, the findings (numbers, and sentences derived
+returns a :class:`Result`: the figure, the findings (numbers, and sentences derived
 from them) and the tables. ``pitfall demo``, ``pitfall report real``, the pipelines and the
 tests all call them.
 
@@ -25,6 +25,6 @@ module                  what it makes
 
 from __future__ import annotations
 
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 
-__all__ = ["Experiment"]
+__all__ = ["Result"]

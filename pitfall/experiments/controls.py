@@ -14,7 +14,7 @@ import pandas as pd
 
 from pitfall import baselines
 from pitfall.experiments import figure1
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.experiments.grids import sweep_spec
 
 __all__ = ["CONTROLS", "SETTINGS", "make", "spec"]
@@ -33,12 +33,12 @@ def spec(cube_path: str, task: str, target: str, size: str) -> dict[str, Any]:
     return out
 
 
-def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
+def make(results: pd.DataFrame, task: str = "expression") -> Result:
     """The controls' figure and their trend with size, from a sweep's results table.
 
     Returns
     -------
-    Experiment
+    Result
         ``findings[setting][control]``: :func:`pitfall.experiments.figure1.trend` of that
         control's models; ``sentences``: its AP from the smallest to the largest model.
     """
@@ -64,7 +64,7 @@ def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
             )
     title = "Controls: inputs that only identify the locus"
     cols = [c for c in figure1.MODEL_COLUMNS if c in rows]
-    return Experiment(
+    return Result(
         name="controls",
         title=title,
         figure=figure1.plot(

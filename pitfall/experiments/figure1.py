@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from pitfall import baselines, splits
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import INPUT_COLORS, INPUT_NAMES, legend_entries, log_axis, pyplot
 
 __all__ = ["EPIGENOMIC_MARGIN", "describe", "findings", "make", "plot", "trend"]
@@ -235,7 +235,7 @@ def _target(rows: pd.DataFrame) -> str | None:
     return str(targets[0]) if len(targets) == 1 else None
 
 
-def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
+def make(results: pd.DataFrame, task: str = "expression") -> Result:
     """Figure 1 for one task, from a sweep's results table.
 
     Parameters
@@ -249,7 +249,7 @@ def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
 
     Returns
     -------
-    Experiment
+    Result
         ``findings``: :func:`findings` of the task (``{setting: ...}``); ``sentences``:
         :func:`describe`; ``tables["models"]``: one row per model.
 
@@ -278,7 +278,7 @@ def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
     models = rows[[c for c in MODEL_COLUMNS if c in rows]].sort_values(
         ["setting", "inputs", "n_params"]
     )
-    return Experiment(
+    return Result(
         name=name,
         title=title,
         figure=plot(rows, title=title, baselines=baselines.figure_styles()) if len(rows) else None,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pitfall import baselines
 from pitfall.experiments import figure1
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 
 __all__ = ["make"]
 
@@ -19,12 +19,12 @@ CAPTION = (
 )
 
 
-def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
+def make(results: pd.DataFrame, task: str = "expression") -> Result:
     """Figure S1 from a sweep's results table (its XGBoost rows of ``task``).
 
     Returns
     -------
-    Experiment
+    Result
         ``tables["models"]``: one row per model; ``findings``: :func:`pitfall.experiments.figure1.trend`
         of each setting and input type.
     """
@@ -41,7 +41,7 @@ def make(results: pd.DataFrame, task: str = "expression") -> Experiment:
         for setting in rows["setting"].unique()
     }
     cols = [c for c in figure1.MODEL_COLUMNS if c in rows]
-    return Experiment(
+    return Result(
         name="figure_s1_trees",
         title=title,
         figure=figure1.plot(

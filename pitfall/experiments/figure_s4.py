@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import evaluate, random_ranking, splits, sweep, tasks
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import INPUT_COLORS, INPUT_NAMES, pyplot
 
 __all__ = [
@@ -327,7 +327,7 @@ def make(
     *,
     task: str = "expression",
     target: str = "E003",
-) -> Experiment:
+) -> Result:
     """Figure S4 from a sweep whose cross-cell-type models saved their predictions.
 
     Parameters
@@ -344,7 +344,7 @@ def make(
 
     Returns
     -------
-    Experiment
+    Result
         ``tables``: ``"groups"`` (:func:`partitioned_table`'s AP per model and group) and
         ``"tests"``; ``findings``: :func:`partitioned_summary`; ``sentences``:
         :func:`verdict`.
@@ -359,7 +359,7 @@ def make(
     part, tests = partitioned_table(ds, split, rows, str(results_dir))
     summary = partitioned_summary(tests)
     title = f"Figure S4 (preprint S3): cross-cell-type ({target}), loci grouped by activity"
-    return Experiment(
+    return Result(
         name="figure_s4_partitioned",
         title=title,
         figure=plot(part, tests, title=title),

@@ -16,7 +16,7 @@ import xarray as xr
 from scipy import stats
 
 from pitfall import evaluate, splits, tasks
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import place_labels, pyplot
 
 __all__ = ["cell_type_correlation", "make", "plot", "similarity_summary", "baseline_vs_similarity"]
@@ -320,7 +320,7 @@ def make(
     train_chroms: Sequence[str] | None = None,
     test_chroms: Sequence[str] | None = None,
     on: str = "label",
-) -> Experiment:
+) -> Result:
     """Figure S5 on a cube: every cell type the target of the average of the others.
 
     Parameters
@@ -337,7 +337,7 @@ def make(
 
     Returns
     -------
-    Experiment
+    Result
         ``tables["targets"]``: :func:`baseline_vs_similarity`; ``findings``:
         :func:`similarity_summary`.
     """
@@ -365,7 +365,7 @@ def make(
         f"({_WHAT.get(on, on)}, the {len(train_chroms)} training chromosomes' loci)",
         title=title,
     )
-    return Experiment(
+    return Result(
         name="figure_s5_baseline_vs_similarity" + ("" if on == "label" else f"_{on}"),
         title=title,
         figure=fig,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import pyplot
 
 __all__ = ["make", "plot", "signal_embedding"]
@@ -78,8 +78,7 @@ def signal_embedding(
             import umap as umap_learn  # optional: the "umap" extra
         except ImportError:
             note = (
-                "UMAP not shown: umap-learn is not installed "
-                "(pip install -e '.[umap]'); PCA only."
+                "UMAP not shown: umap-learn is not installed (pip install -e '.[umap]'); PCA only."
             )
         else:
             import warnings  # here: the module's header belongs to the grids' editors
@@ -165,12 +164,12 @@ def plot(emb: pd.DataFrame, title: str = ""):
     return fig
 
 
-def make(ds: xr.Dataset, target: str, *, umap: bool = True) -> Experiment:
+def make(ds: xr.Dataset, target: str, *, umap: bool = True) -> Result:
     """Preprint Figure S1 for one cell type of a cube with signal.
 
     Returns
     -------
-    Experiment
+    Result
         ``tables["embedding"]``: :func:`signal_embedding`; ``findings``: the two
         components' shares of the variance, the loci and features embedded.
     """
@@ -184,7 +183,7 @@ def make(ds: xr.Dataset, target: str, *, umap: bool = True) -> Experiment:
     ]
     if emb.attrs["note"]:
         sentences.append(emb.attrs["note"])
-    return Experiment(
+    return Result(
         name="preprint_figure_s1_pca_umap",
         title=title,
         figure=plot(emb, title),

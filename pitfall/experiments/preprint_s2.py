@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pitfall.evaluate import average_precision
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import log_axis, pyplot
 
 __all__ = [
@@ -320,12 +320,12 @@ def plot(sweep: Any, title: str = ""):
     return fig
 
 
-def make(size: str = "demo") -> Experiment:
+def make(size: str = "demo") -> Result:
     """Preprint Figure S2 at a size of :data:`pitfall.experiments.grids.GAUSSIAN_SIZES`.
 
     Returns
     -------
-    Experiment
+    Result
         ``findings``: ``spread`` (the range of the mean AP over network sizes) and
         ``gap_to_bayes`` (the largest mean AP below the Bayes-optimal rule's);
         ``tables["networks"]``: one row per (size, seed).
@@ -346,7 +346,7 @@ def make(size: str = "demo") -> Experiment:
     spread = float(means["ap"].max() - means["ap"].min())
     gap = float((means["ap_bayes"] - means["ap"]).max())
     title = "Preprint Figure S2: two overlapping Gaussians"
-    return Experiment(
+    return Result(
         name="preprint_figure_s2_gaussians",
         title=title,
         figure=plot(sweep, title),

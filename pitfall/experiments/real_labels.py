@@ -41,7 +41,7 @@ import xarray as xr
 from pitfall import baselines, cube, datasets, splits, sweep, tasks
 from pitfall.atomic import atomic_write_text
 from pitfall.experiments import figure1, figure_s5
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.experiments.grids import TRAINING
 from pitfall.html_page import write_page
 from pitfall.plotting import legend_entries, pyplot
@@ -586,7 +586,7 @@ def run(
     found = findings(tables)
     sentences = describe(found)
     figs = out / "figures"
-    shown: list[Experiment] = []
+    shown: list[Result] = []
     styles = baselines.figure_styles(["average_activity", "random"])
     both = ["cross-cell-type", "hybrid"]
     for part, title in (
@@ -598,7 +598,7 @@ def run(
         if not len(rows):
             continue
         shown.append(
-            Experiment(
+            Result(
                 name=f"real_{part}",
                 title=title,
                 figure=figure1.plot(rows, settings=both, title=title, baselines=styles),
@@ -623,7 +623,7 @@ def run(
     if len(grid):
         summary = grid_summary(grid)
         shown.append(
-            Experiment(
+            Result(
                 name="real_grid",
                 title="Across targets, chromosome folds and seeds",
                 figure=grid_spread(
@@ -635,7 +635,7 @@ def run(
         )
         part, within = partitioned_baselines(roadmap, grid, parts["grid"], out / "results")
         shown.append(
-            Experiment(
+            Result(
                 name="real_partitioned",
                 title="Partitioned evaluation: the random control within activity groups",
                 figure=partitioned_lines(

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import sweep
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.experiments.grids import REMEDIES, REMEDY_SETTINGS, remedies_spec
 from pitfall.multiple_testing import adjust_pvalues
 
@@ -278,7 +278,7 @@ def make(
     workers: int | None = None,
     training: dict[str, Any] | None = None,
     progress: bool = True,
-) -> Experiment:
+) -> Result:
     """Run the remedies' sweep on a cube and compare each model with the baseline.
 
     Parameters
@@ -303,7 +303,7 @@ def make(
 
     Returns
     -------
-    Experiment
+    Result
         ``tables``: ``"remedies"`` (:func:`remedy_table`, one row per model and remedy),
         ``"summary"`` (its main columns), ``"groups"`` (the APs per activity group) and
         ``"results"`` (the sweep's rows); ``sentences``: :func:`describe_remedies`. No figure.
@@ -320,7 +320,7 @@ def make(
     ds = cube.open_cube(cube_path)
     table, groups = remedy_table(ds, results, results_dir, task=task, target=target)
     summary = table[SUMMARY_COLUMNS].copy() if len(table) else table
-    return Experiment(
+    return Result(
         name="remedies",
         title="Remedies: the average activity as an input, the residual target",
         findings={"remedies": table.to_dict(orient="records")},

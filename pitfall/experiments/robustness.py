@@ -38,7 +38,7 @@ import pandas as pd
 
 from pitfall import featurize, sweep, synth
 from pitfall.experiments import figure1, grids
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 
 __all__ = ["CHECKS", "PRESET", "make", "run_variant", "summary_row", "variants"]
 
@@ -145,7 +145,7 @@ def make(
     seed: int = PRESET.seed,
     target: str = "E003",
     workers: int | None = None,
-) -> Experiment:
+) -> Result:
     """Run every variant of the design under ``out`` and check the findings in each.
 
     Parameters
@@ -163,7 +163,7 @@ def make(
 
     Returns
     -------
-    Experiment
+    Result
         ``tables["variants"]``: one row per variant, the numbers behind the findings and
         each check of :data:`CHECKS` (``yes``, ``NO`` or ``n/a``); ``findings``: in how
         many variants each check held. No figure.
@@ -179,7 +179,7 @@ def make(
         rows.append(summary_row(name, overrides, f) | {"seconds": round(seconds)})
     table = pd.DataFrame(rows)
     held = {label: int((table[label] == "yes").sum()) for label in CHECKS}
-    return Experiment(
+    return Result(
         name=f"robustness_{noise_param}_{design}",
         title=f"The demo's findings over {len(table)} variants of the synthetic compendium",
         findings={"held": held, "n_variants": len(table)},

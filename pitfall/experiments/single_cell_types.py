@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import baselines, evaluate, splits
-from pitfall.experiments._experiment import Experiment
+from pitfall.experiments._result import Result
 from pitfall.plotting import scatter
 
 __all__ = ["make", "strength_vs_similarity"]
@@ -37,7 +37,7 @@ def strength_vs_similarity(ds: xr.Dataset, target: str, on: str | None = None) -
     return evaluate.baseline_strength(ds["label"], target, sim)
 
 
-def make(ds: xr.Dataset, target: str) -> Experiment:
+def make(ds: xr.Dataset, target: str) -> Result:
     """Each other cell type's labels alone as predictors of ``target``, against similarity.
 
     Similarity is the correlation of the signal with the target's (of the labels on a
@@ -46,7 +46,7 @@ def make(ds: xr.Dataset, target: str) -> Experiment:
 
     Returns
     -------
-    Experiment
+    Result
         ``tables["cell_types"]``: :func:`strength_vs_similarity`; ``findings``: the
         average's AP and the best single cell type's.
     """
@@ -80,7 +80,7 @@ def make(ds: xr.Dataset, target: str) -> Experiment:
         title=title,
         hline={f"average activity of all {len(others)}": avg},
     )
-    return Experiment(
+    return Result(
         name="single_cell_types_vs_similarity",
         title=f"{title} (not a paper figure)",
         figure=fig,

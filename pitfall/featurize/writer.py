@@ -38,6 +38,22 @@ from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import labels
 from pitfall.storage import Location
 
+__all__ = [
+    "AHEAD_BYTES",
+    "AHEAD_MAX_BLOCKS",
+    "COMMIT_MIN_VALUES",
+    "MAX_BLOCK_LOCI",
+    "MAX_SEQUENCE_BLOCK_BYTES",
+    "SCATTER_LOCI",
+    "TASK_MIN_VALUES",
+    "TASK_ROUNDS",
+    "Writer",
+    "commit_batches",
+    "cube_schema",
+    "jobs_for",
+    "task_groups",
+]
+
 log = logging.getLogger(__name__)
 
 #: Upper bound on the loci of one task's block (rounded down to whole chunks): keeps a

@@ -22,6 +22,8 @@ from pitfall.loaders.readers import (
 )
 from pitfall.loaders.sampling import AllPairs, BalancedBatches, Epoch, EpochSource, gather
 
+__all__ = ["INPUTS", "Loader"]
+
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
 Target = Callable[..., np.ndarray]
 

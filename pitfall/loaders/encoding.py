@@ -26,6 +26,8 @@ import numpy as np
 from pitfall import kernels
 from pitfall.loaders.average import LocusAverage
 
+__all__ = ["InputEncoder", "flatten", "permute_codes", "random_inputs"]
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -29,6 +29,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+__all__ = [
+    "ChunkReader",
+    "DEFAULT_CACHE_BYTES",
+    "MemoryReader",
+    "VARIABLES",
+    "cell_type_index",
+    "open_store",
+    "selection_index",
+    "zarr_arrays",
+]
+
 DEFAULT_CACHE_BYTES = 256 * 2**20
 VARIABLES = ("label", "signal", "sequence")
 

@@ -35,6 +35,16 @@ import numpy as np
 from pitfall.loaders.encoding import InputEncoder
 from pitfall.loaders.readers import ChunkReader
 
+__all__ = [
+    "AllPairs",
+    "BalancedBatches",
+    "BalancedSampler",
+    "Epoch",
+    "EpochSource",
+    "gather",
+    "iter_selection",
+]
+
 
 def gather(
     reader: ChunkReader, cts: np.ndarray, loci: np.ndarray, needs: Sequence[str]

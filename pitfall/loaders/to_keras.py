@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import numpy as np
 
+__all__ = ["KerasBatches"]
+
 
 class KerasBatches(keras.utils.PyDataset):
     """A loader's batches as a Keras ``PyDataset``: item ``b`` is batch ``b`` of the epoch.

@@ -6,6 +6,8 @@ from typing import Any
 
 from pitfall.logs import native_stderr_silenced
 
+__all__ = ["output_signature", "tf_dataset"]
+
 
 def output_signature(loader: Any) -> tuple[dict[str, Any], Any]:
     """``tf.TensorSpec`` of a loader's batches: ``({input: (b, *shape)}, (b,))``, float32.

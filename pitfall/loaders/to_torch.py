@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+__all__ = ["TorchBatches"]
+
 
 class TorchBatches(IterableDataset):
     """A loader's batches as tensors ``(x, y)``: ``x`` a dict of float32 tensors ``(b, ...)``.

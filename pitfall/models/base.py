@@ -41,6 +41,8 @@ from pitfall.loaders import (
 from pitfall.models import inputs as inp
 from pitfall.models.spec import ModelSpec
 
+__all__ = ["SAMPLE_KEY", "TrainableModel", "VALID_KEY"]
+
 #: The key of the validation sample's draw (``(seed, 2)``), and of the trees' training sample.
 VALID_KEY = 2
 SAMPLE_KEY = 3

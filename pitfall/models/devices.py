@@ -30,6 +30,21 @@ from typing import Any
 
 from pitfall.logs import native_stderr_silenced
 
+__all__ = [
+    "DEVICES",
+    "DeviceError",
+    "cuda_device_count",
+    "keras",
+    "pin_worker_gpu",
+    "tensorflow",
+    "tensorflow_device",
+    "tensorflow_scope",
+    "visible_gpus",
+    "xgboost",
+    "xgboost_device",
+    "xgboost_has_cuda",
+]
+
 DEVICES = ("auto", "cpu", "cuda")
 
 

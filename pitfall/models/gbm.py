@@ -22,6 +22,8 @@ from pitfall.models.base import SAMPLE_KEY, TrainableModel
 from pitfall.models.registry import register_family
 from pitfall.models.spec import INPUTS, ModelSpec, SpecError
 
+__all__ = ["GBMModel", "count_leaves", "default_device"]
+
 
 def default_device() -> str:
     """``"cuda"`` when this XGBoost build has CUDA and the driver reports a device, else

@@ -41,6 +41,14 @@ from pitfall.models.spec import (
     stack_label,
 )
 
+__all__ = [
+    "MAX_STEPS_PER_EXECUTION",
+    "NeuralModel",
+    "build_model",
+    "steps_per_execution",
+    "validation_loss",
+]
+
 #: Most mini-batches one call into TensorFlow runs (Keras's ``steps_per_execution``):
 #: amortises the per-call overhead without changing a single update.
 MAX_STEPS_PER_EXECUTION = 8

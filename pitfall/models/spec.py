@@ -37,6 +37,23 @@ from typing import Any
 
 from pitfall.models.registry import FAMILIES, get_family
 
+__all__ = [
+    "DEFAULT_N_RANDOM",
+    "INPUTS",
+    "KERNEL_SIZE",
+    "ModelSpec",
+    "POOL_SIZE",
+    "SpecError",
+    "TARGETS",
+    "check_stack",
+    "check_unused",
+    "conv_output_length",
+    "conv_params",
+    "dense_params",
+    "need",
+    "stack_label",
+]
+
 INPUTS = ("signal", "sequence", "both", "random")
 TARGETS = ("label", "residual")
 KERNEL_SIZE = 8

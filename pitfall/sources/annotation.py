@@ -17,6 +17,18 @@ import pandas as pd
 
 from pitfall.loci import chrom_order
 
+__all__ = [
+    "AnnotationError",
+    "GTF_COLUMNS",
+    "compression_of",
+    "genome_bins",
+    "read_bed_regions",
+    "read_chrom_sizes",
+    "read_genes",
+    "strip_version",
+    "tss_windows",
+]
+
 GTF_COLUMNS = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attrs"]
 
 

@@ -14,6 +14,8 @@ import pyfaidx
 
 from pitfall.kernels import encode_dna, fasta_window_codes, reverse_complement
 
+__all__ = ["FastaError", "N_CODE", "chrom_sizes", "open_fasta", "window_codes"]
+
 N_CODE = 4
 
 

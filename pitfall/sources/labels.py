@@ -58,6 +58,24 @@ from pitfall.sources.annotation import (
     strip_version,
 )
 
+__all__ = [
+    "GENE_COLUMN",
+    "LABEL_KINDS",
+    "LabelError",
+    "LabelKind",
+    "check_chrom_names",
+    "domain_boundaries",
+    "expression_labels",
+    "label_kind",
+    "locus_gene_ids",
+    "match_genes",
+    "peak_labels",
+    "read_domains",
+    "read_expression_table",
+    "read_peaks",
+    "register_label_kind",
+]
+
 log = logging.getLogger(__name__)
 
 #: First header field accepted as the gene column of an expression table.

@@ -16,11 +16,11 @@ import pandas as pd
 from pitfall.atomic import atomic_write_text
 from pitfall.plotting import save
 
-__all__ = ["Experiment"]
+__all__ = ["Result"]
 
 
 @dataclass
-class Experiment:
+class Result:
     """One figure of the paper (or one extra experiment), computed.
 
     Attributes
@@ -125,6 +125,6 @@ class Experiment:
         return buf.getvalue()
 
 
-def findings_json(experiments: Mapping[str, Experiment]) -> str:
+def findings_json(experiments: Mapping[str, Result]) -> str:
     """``{key: experiment.findings}`` as JSON text."""
     return json.dumps({k: e.findings for k, e in experiments.items()}, indent=2, default=float)
