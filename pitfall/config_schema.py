@@ -19,23 +19,18 @@ is another schema, :mod:`pitfall.schema`.
 from __future__ import annotations
 
 import builtins
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConfigError", "Key", "Table", "check", "closest"]
+from pitfall.registry import closest
+
+__all__ = ["ConfigError", "Key", "Table", "check"]
 
 
 class ConfigError(ValueError):
     """A configuration file that does not follow its schema; names file, section and key."""
-
-
-def closest(word: str, choices: Any) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 _TYPE_NAMES = {

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from pitfall import splits
-from pitfall.config_schema import closest
+from pitfall.registry import closest
 
 __all__ = ["TASKS", "Task", "TaskError", "get_task", "register_task", "resolve_cell_types"]
 

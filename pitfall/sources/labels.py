@@ -47,9 +47,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pitfall.config_schema import closest
 from pitfall.loci import LocusTable
 from pitfall.manifest import Manifest, ManifestError
+from pitfall.registry import closest
 from pitfall.sources.annotation import (
     _check_file,
     _open_text,
