@@ -32,7 +32,8 @@ def registered():
     yield namespace
     tasks.TASKS.pop("expression-e004", None)
     baselines.BASELINES.pop("max_activity", None)
-    FAMILIES.pop("logistic", None)
+    if "logistic" in FAMILIES:
+        FAMILIES.unregister("logistic")
 
 
 def test_readme_extension__a_task_baseline_and_family_run_in_a_sweep(registered, tmp_path) -> None:

@@ -583,7 +583,7 @@ class _Centroid(TrainableModel):
 def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
     cube, chunked_cube_path, xchrom
 ) -> None:
-    from pitfall.models import register_family
+    from pitfall.models import FamilySpec, register_family
 
     assert list(FAMILIES)[:5] == ["dense", "seq_dense", "seq_conv", "combined", "xgboost"]
     for spec in [SPECS[0], SPECS[8], SPECS[11], ModelSpec("xgboost", n_trees=1, max_depth=1)]:
@@ -592,8 +592,8 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
         assert isinstance(model, FAMILIES[spec.family].model)
     with pytest.raises(SpecError, match="family"):
         ModelSpec("centroid")
-    register_family("centroid", _Centroid, inputs=("signal",), n_params=lambda s, m, L, r: 2 * m,
-                    describe=lambda s: "centroid")  # fmt: skip
+    register_family(FamilySpec("centroid", _Centroid, inputs=("signal",),
+                               n_params=lambda s, m, L, r: 2 * m, describe=lambda s: "centroid"))  # fmt: skip
     try:
         spec = ModelSpec("centroid")
         assert spec.inputs == "signal" and spec.label == "centroid"
@@ -612,7 +612,7 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
         assert row["status"] == "ok", row["error"]
         assert row["family"] == "centroid" and row["n_params"] == 10 and row["device"] == "cpu"
     finally:
-        FAMILIES.pop("centroid")
+        FAMILIES.unregister("centroid")
 
 
 def test_sweep_row__names_the_device(chunked_cube_path) -> None:

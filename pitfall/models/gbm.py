@@ -19,7 +19,7 @@ import xarray as xr
 from pitfall.loaders import Batch, Loader, flatten
 from pitfall.models import devices
 from pitfall.models.base import SAMPLE_KEY, TrainableModel
-from pitfall.models.registry import register_family
+from pitfall.models.registry import FamilySpec, register_family
 from pitfall.models.spec import INPUTS, ModelSpec, SpecError
 
 __all__ = ["GBMModel", "count_leaves", "default_device"]
@@ -178,7 +178,14 @@ def _n_params(spec: ModelSpec, n_marks: int, seq_len: int, n_random: int) -> int
 
 
 register_family(
-    "xgboost", GBMModel, inputs=INPUTS, validate=_validate, n_params=_n_params,
-    describe=lambda s: f"xgb {s.n_trees} trees depth {s.max_depth}", label_inputs=True,
+    FamilySpec(
+        "xgboost",
+        GBMModel,
+        inputs=INPUTS,
+        validate=_validate,
+        n_params=_n_params,
+        describe=lambda s: f"xgb {s.n_trees} trees depth {s.max_depth}",
+        label_inputs=True,
+    ),
     replace=True,
-)  # fmt: skip
+)

@@ -27,7 +27,7 @@ import xarray as xr
 from pitfall.loaders import Batch, Loader
 from pitfall.models import devices
 from pitfall.models.base import TrainableModel
-from pitfall.models.registry import register_family
+from pitfall.models.registry import FamilySpec, register_family
 from pitfall.models.spec import (
     KERNEL_SIZE,
     POOL_SIZE,
@@ -379,6 +379,14 @@ for _name, _inputs in (
     ("combined", ("both",)),
 ):
     register_family(
-        _name, NeuralModel, inputs=_inputs, validate=_validate, n_params=_n_params,
-        describe=_describe, neural=True, replace=True,
-    )  # fmt: skip
+        FamilySpec(
+            _name,
+            NeuralModel,
+            inputs=_inputs,
+            validate=_validate,
+            n_params=_n_params,
+            describe=_describe,
+            neural=True,
+        ),
+        replace=True,
+    )

@@ -12,14 +12,14 @@ Adding a family::
 
     # pitfall/models/mine.py
     from pitfall.models.base import TrainableModel
-    from pitfall.models.registry import register_family
+    from pitfall.models.registry import FamilySpec, register_family
 
     class MyModel(TrainableModel):
         def fit_loader(self, train, valid): ...   # train: a pitfall.loaders.Loader
         def score(self, x): ...                   # x: dict of input arrays -> (n,) scores
 
-    register_family("mine", MyModel, inputs=("signal",), validate=..., n_params=...,
-                    describe=lambda spec: f"mine {spec.units}")
+    register_family(FamilySpec("mine", MyModel, inputs=("signal",), validate=...,
+                               n_params=..., describe=lambda spec: f"mine {spec.units}"))
 
 and one import of the module in :mod:`pitfall.models`.
 """
@@ -30,10 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pitfall.registry import Registry, RegistryError
+
 if TYPE_CHECKING:
     from pitfall.models.spec import ModelSpec
 
-__all__ = ["FAMILIES", "FamilySpec", "get_family", "register_family"]
+__all__ = ["FAMILIES", "INPUT_TYPES", "FamilySpec", "get_family", "register_family"]
 
 
 def _no_check(spec: ModelSpec) -> None:
@@ -92,46 +94,41 @@ class FamilySpec:
         return names
 
 
-#: Registered families, by name (iterates like the names).
-FAMILIES: dict[str, FamilySpec] = {}
+#: The input types a family may take.
+INPUT_TYPES = ("signal", "sequence", "both", "random")
 
 
-def register_family(
-    name: str,
-    model: type,
-    *,
-    inputs: tuple[str, ...],
-    validate: Callable[[ModelSpec], None] = _no_check,
-    n_params: Callable[[ModelSpec, int, int, int], int] | None = None,
-    describe: Callable[[ModelSpec], str] | None = None,
-    neural: bool = False,
-    label_inputs: bool = False,
-    replace: bool = False,
-) -> FamilySpec:
-    """Register a family (see :class:`FamilySpec`); returns its spec.
+def _check_family(family: FamilySpec) -> None:
+    if not family.inputs or any(i not in INPUT_TYPES for i in family.inputs):
+        raise RegistryError(
+            f"family {family.name!r}: inputs must be some of {INPUT_TYPES}, got {family.inputs}"
+        )
+
+
+#: Registered families, by name (iterates over the names).
+FAMILIES: Registry[FamilySpec] = Registry("model family", check=_check_family)
+
+
+def register_family(family: FamilySpec, *, replace: bool = False) -> FamilySpec:
+    """Register a family; return it.
 
     Raises
     ------
-    ValueError
-        ``name`` is taken (unless ``replace``), or ``inputs`` is empty or unknown.
+    pitfall.registry.RegistryError
+        Its name is taken (unless ``replace``), or its ``inputs`` are empty or unknown.
     """
-    known = ("signal", "sequence", "both", "random")
-    if not inputs or any(i not in known for i in inputs):
-        raise ValueError(f"family {name!r}: inputs must be some of {known}, got {inputs}")
-    if name in FAMILIES and not replace:
-        raise ValueError(f"family {name!r} is already registered")
-    family = FamilySpec(name, model, tuple(inputs), validate, n_params, describe, neural,
-                        label_inputs)  # fmt: skip
-    FAMILIES[name] = family
-    return family
+    return FAMILIES.register(family, replace=replace)
 
 
 def get_family(name: str) -> FamilySpec:
-    """The registered family ``name``; :class:`KeyError` naming the known ones otherwise."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"family {name!r} is not one of {tuple(FAMILIES)}") from None
+    """The registered family ``name``.
+
+    Raises
+    ------
+    pitfall.registry.RegistryError
+        A :class:`KeyError` naming the closest and the known families.
+    """
+    return FAMILIES.get(name)
 
 
 def describe(spec: Any) -> str:

@@ -49,7 +49,7 @@ import pandas as pd
 
 from pitfall.loci import LocusTable
 from pitfall.manifest import Manifest, ManifestError
-from pitfall.registry import closest
+from pitfall.registry import Registry, RegistryError, closest
 from pitfall.sources.annotation import (
     _check_file,
     _open_text,
@@ -765,27 +765,33 @@ class LabelKind:
             raise ManifestError(f"{m.path}: no [cell_types.<id>] tables")
 
 
+def _check_label_kind(kind: LabelKind) -> None:
+    if kind.table == kind.per_cell_type_file:
+        raise RegistryError(f"label kind {kind.name!r}: exactly one of table, per_cell_type_file")
+    if kind.per_cell_type_file and (kind.read is None or kind.place is None):
+        raise RegistryError(
+            f"label kind {kind.name!r} reads one file per cell type: give read and place"
+        )
+
+
 #: Every label kind a manifest may name, by name (:func:`register_label_kind` adds one).
-LABEL_KINDS: dict[str, LabelKind] = {}
+LABEL_KINDS: Registry[LabelKind] = Registry("label kind", check=_check_label_kind)
 
 
 def register_label_kind(kind: LabelKind) -> LabelKind:
-    """Add a label kind (a new ``[target] kind`` for manifests); return it."""
-    if kind.name in LABEL_KINDS:
-        raise ValueError(f"label kind {kind.name!r} is already registered")
-    if kind.table == kind.per_cell_type_file:
-        raise ValueError(f"label kind {kind.name!r}: exactly one of table, per_cell_type_file")
-    if kind.per_cell_type_file and (kind.read is None or kind.place is None):
-        raise ValueError(
-            f"label kind {kind.name!r} reads one file per cell type: give read and place"
-        )
-    LABEL_KINDS[kind.name] = kind
-    return kind
+    """Add a label kind (a new ``[target] kind`` for manifests); return it.
+
+    Raises
+    ------
+    pitfall.registry.RegistryError
+        Its name is taken, or it reads neither one table nor one file per cell type.
+    """
+    return LABEL_KINDS.register(kind)
 
 
 def label_kind(m: Manifest) -> LabelKind:
     """The label kind of a manifest, checked against it (its errors name file and key)."""
-    kind = LABEL_KINDS.get(m.target_kind)
+    kind = LABEL_KINDS[m.target_kind] if m.target_kind in LABEL_KINDS else None
     if kind is None:
         raise ManifestError(
             f"{m.path}: [target] kind {m.target_kind!r} is not a label kind"
