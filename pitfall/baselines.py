@@ -4,12 +4,16 @@
 ``predict(test)`` returns a :class:`xarray.DataArray` of scores with dims
 ``(cell_type, locus)`` over the test selection. Each baseline holds the whole cube, because
 what it exploits is exactly what a memorising model can learn: the labels that the training
-cell types carry at the test loci. All reductions are lazy (Dask), chunk by chunk.
+cell types carry at the test loci. Every baseline reads the cube chunk by chunk.
 
 - :class:`AverageActivity`: the mean label of each test locus over the training cell types.
 - :class:`MostSimilar`: the labels of the training cell type whose inputs correlate best
   with the target's over the training loci.
 - :class:`RandomScores`: a constant score; its average precision is the prevalence.
+
+Beside them: :func:`cell_type_similarity`, the Pearson correlation of cell types that
+:class:`MostSimilar` chooses by, and :func:`single_cell_type_aps`, each other cell type's
+labels used alone as a predictor of the target's.
 
 The rule every baseline keeps (and ``tests/test_baselines.py`` checks by poisoning the
 target's labels): **a baseline never reads a label (or value) of a test cell type that a
@@ -21,7 +25,7 @@ target's inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,15 +33,33 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pitfall import evaluate
+from pitfall import average_activity, evaluate
 from pitfall.predictor import Predictor
 from pitfall.splits import Split, take_loci
+
+__all__ = [
+    "BASELINES",
+    "TARGETS",
+    "AverageActivity",
+    "Baseline",
+    "MostSimilar",
+    "RandomScores",
+    "baseline_aps",
+    "baseline_table",
+    "cell_type_similarity",
+    "figure_styles",
+    "register_baseline",
+    "score_predictions",
+    "single_cell_type_aps",
+]
 
 #: The variables a model predicts: no baseline reads them for a test cell type.
 TARGETS = ("label", "value")
 
 
-def _at_test(cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dataset):
+def _at_test(
+    cube: xr.Dataset, var: str, cell_types: Sequence[str], test: xr.Dataset
+) -> xr.DataArray:
     """``cube[var]`` for ``cell_types`` at the test selection's loci (lazy)."""
     sel = cube[[var]].sel(cell_type=list(cell_types))
     return take_loci(sel, test["locus"].values)[var]
@@ -52,6 +74,8 @@ def _broadcast(scores: xr.DataArray, test: xr.Dataset, name: str) -> xr.DataArra
 
 class AverageActivity:
     """Mean label of each test locus over the training cell types.
+
+    The locus's average activity (:func:`pitfall.average_activity.locus_mean`), lazy.
 
     Parameters
     ----------
@@ -98,8 +122,64 @@ class AverageActivity:
                 "no training cell type other than the test ones to average over (a "
                 "cross-chromosome split?); pass cell_types= to AverageActivity"
             )
-        mean = _at_test(self.cube, "label", others, test).mean("cell_type", skipna=True)
+        mean = average_activity.locus_mean(_at_test(self.cube, "label", others, test))
         return _broadcast(mean, test, "average_activity")
+
+
+def cell_type_similarity(
+    x: xr.DataArray, *, dim: str = "cell_type", block: int | None = None
+) -> pd.DataFrame:
+    """Pearson correlation of every pair of cell types, chunk by chunk over the loci.
+
+    Each pair is correlated over the loci (and any other dims, e.g. marks) where both are
+    defined (pairwise-complete, as :meth:`pandas.DataFrame.corr`), from sums accumulated
+    block by block, so a cube of millions of loci never sits in memory at once.
+
+    Parameters
+    ----------
+    x : xarray.DataArray, dims (dim, locus, ...)
+        Labels, values or signal of every cell type.
+    dim : str
+        The cell-type dim.
+    block : int, optional
+        Loci read at a time (default: about 8 million values per block).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n, n)
+        Indexed and columned by cell type; 1 on the diagonal; NaN for a pair with fewer
+        than two shared values or a constant one.
+    """
+    others = [d for d in x.dims if d not in (dim, "locus")]
+    x = x.transpose(dim, "locus", *others)
+    n, n_loci = x.sizes[dim], x.sizes["locus"]
+    width = int(np.prod([x.sizes[d] for d in others])) if others else 1
+    block = block or max(1, 8_000_000 // max(n * width, 1))
+    count, s, ss, cross = (np.zeros((n, n)) for _ in range(4))
+    shift = None
+    for a in range(0, n_loci, block):
+        v = np.asarray(x.isel(locus=slice(a, a + block)).values, dtype=np.float64).reshape(n, -1)
+        w = np.isfinite(v)
+        if shift is None:
+            # centring by a first estimate of each mean keeps the sums of squares small
+            # (correlation does not change under a shift)
+            n_known = w.sum(axis=1)
+            total = np.where(w, v, 0.0).sum(axis=1)
+            shift = (total / np.maximum(n_known, 1))[:, None]
+        v0 = np.where(w, v - shift, 0.0)
+        wf = w.astype(np.float64)
+        count += wf @ wf.T
+        s += v0 @ wf.T  # s[i, j]: sum of i's values where i and j are both defined
+        ss += (v0 * v0) @ wf.T
+        cross += v0 @ v0.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = count * cross - s * s.T
+        var = count * ss - s * s
+        r = cov / np.sqrt(var * var.T)
+    r[(count < 2) | (var <= 0) | (var.T <= 0)] = np.nan
+    r = np.clip(r, -1.0, 1.0)
+    names = [str(c) for c in x[dim].values]
+    return pd.DataFrame(r, index=pd.Index(names, name=dim), columns=names)
 
 
 class MostSimilar:
@@ -150,17 +230,16 @@ class MostSimilar:
     def similarity(self, target: str) -> dict[str, float]:
         """Pearson correlation of each candidate's input with the target's over training loci.
 
-        Computed lazily chunk by chunk (``xarray.corr``), each pair over the loci (and marks)
-        where both are defined; ``value`` is compared as ``log1p``.
+        :func:`cell_type_similarity` of the target and the candidates: each pair over the
+        loci (and marks) where both are defined; ``value`` is compared as ``log1p``.
         """
         x = take_loci(self.cube[[self.on]], self.train_loci_)[self.on]
         if self.on == "value":
             # numpy's stubs type ufuncs as returning ndarray; a DataArray stays a DataArray.
             x = cast(xr.DataArray, np.log1p(x.clip(min=0)))
-        dims = [d for d in x.dims if d != "cell_type"]
         cts = [c for c in self.candidates_ if c != target]
-        r = xr.corr(x.sel(cell_type=target), x.sel(cell_type=cts), dim=dims).compute()
-        return {str(c): float(v) for c, v in zip(r["cell_type"].values, r.values, strict=True)}
+        r = cell_type_similarity(x.sel(cell_type=[target, *cts])).loc[str(target)]
+        return {str(c): float(r[str(c)]) for c in cts}
 
     def predict(self, test: xr.Dataset) -> xr.DataArray:
         """The chosen cell type's labels, dims ``(cell_type, locus)``."""
@@ -396,8 +475,9 @@ def baseline_table(
         for ct, ap in score_predictions(test, scores).items():
             if ct == "n_unscored":
                 continue
-            rows.append({"predictor": name, "cell_type": ct, "ap": ap,
-                         "detail": (detail or {}).get(ct, "")})  # fmt: skip
+            rows.append(
+                {"predictor": name, "cell_type": ct, "ap": ap, "detail": (detail or {}).get(ct, "")}
+            )
 
     for b in BASELINES.values():
         model = b.make(cube, split, on=similar_on)
@@ -410,3 +490,58 @@ def baseline_table(
     for single in single_cell_types:
         add(f"{single} alone", AverageActivity(cube, cell_types=[single]).fit(train).predict(test))
     return pd.DataFrame(rows)
+
+
+def single_cell_type_aps(
+    labels: xr.DataArray,
+    target: Hashable,
+    similarity: pd.Series | Mapping[Hashable, float],
+    *,
+    dim: str = "cell_type",
+) -> pd.DataFrame:
+    """AP of each other cell type's labels used alone to predict the target's labels.
+
+    Single cell types as predictors: how far the best of them falls below the average of
+    all of them (:class:`AverageActivity`), against their similarity to the target.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray (cell_type, locus)
+        Binary labels (0, 1, NaN) of every cell type, the target included.
+    target : hashable
+        The target cell type (a value of the ``dim`` coordinate).
+    similarity : pandas.Series or mapping, cell type -> float
+        Similarity of each cell type to the target (e.g. correlation of inputs).
+        Cell types missing from it get NaN.
+    dim : str
+        The cell-type dim.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-target cell type, in the order of ``labels``: ``cell_type``,
+        ``similarity`` and ``ap``. Loci where the target's or the predictor's label is
+        NaN are left out of that predictor's AP; a predictor with no shared positive
+        gets NaN.
+    """
+    if not isinstance(labels, xr.DataArray):
+        raise TypeError("labels must be an xarray.DataArray with a cell-type dim")
+    sim = dict(similarity.items()) if isinstance(similarity, pd.Series) else dict(similarity)
+    cell_types = list(labels[dim].values)
+    if target not in cell_types:
+        raise ValueError(f"target {target!r} is not a {dim} of the labels")
+    y = labels.sel({dim: target}).values.astype(np.float64).ravel()
+    rows = []
+    for ct in cell_types:
+        if ct == target:
+            continue
+        s = labels.sel({dim: ct}).values.astype(np.float64).ravel()
+        known = ~np.isnan(s)
+        rows.append(
+            {
+                "cell_type": ct,
+                "similarity": float(sim.get(ct, np.nan)),
+                "ap": evaluate.ap_or_nan(y[known], s[known]),
+            }
+        )
+    return pd.DataFrame(rows, columns=["cell_type", "similarity", "ap"])

@@ -124,7 +124,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec).resolve()
     raw = tomllib.loads(spec_path.read_text())
     if args.store:
-        raw["cube"] = args.store if "://" in args.store else str(Path(args.store).resolve())
+        from pitfall.storage import is_url
+
+        raw["cube"] = args.store if is_url(args.store) else str(Path(args.store).resolve())
     spec = sweep.sweep_from_dict(raw, root=spec_path.parent, path=spec_path)
     table = sweep.run_sweep(
         spec.experiments,

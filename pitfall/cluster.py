@@ -26,11 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pitfall.storage import is_url
+
 __all__ = ["dask_client", "n_threads"]
 
 
 def _is_scheduler_file(scheduler: str) -> bool:
-    return "://" not in scheduler and (scheduler.endswith(".json") or Path(scheduler).is_file())
+    return not is_url(scheduler) and (scheduler.endswith(".json") or Path(scheduler).is_file())
 
 
 @contextlib.contextmanager

@@ -24,8 +24,6 @@ objects; :func:`fetch_items` fetches them into a folder ``DEST`` with :mod:`pooc
 
 A failed item does not stop the others: it becomes a :class:`Failure` of the
 :class:`DownloadReport`.
-
-Floor 2: imports only :mod:`pitfall.cube` (for sizes in words).
 """
 
 from __future__ import annotations

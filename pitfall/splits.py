@@ -27,8 +27,24 @@ import xarray as xr
 
 from pitfall.loci import chrom_order
 
+__all__ = [
+    "ROLES",
+    "SETTINGS",
+    "Role",
+    "Split",
+    "SplitError",
+    "chrom_names",
+    "cube_chroms",
+    "hybrid_grid",
+    "locus_indexer",
+    "locus_positions",
+    "preset",
+    "take_loci",
+]
+
 Role = Literal["train", "valid", "test"]
 ROLES: tuple[Role, ...] = ("train", "valid", "test")
+#: The paper's three settings, in the order tables and figures show them.
 SETTINGS = ("cross-chromosome", "cross-cell-type", "hybrid")
 
 
@@ -66,8 +82,14 @@ class Split:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for f in ("train_cell_types", "train_chroms", "valid_cell_types", "valid_chroms",
-                  "test_cell_types", "test_chroms"):  # fmt: skip
+        for f in (
+            "train_cell_types",
+            "train_chroms",
+            "valid_cell_types",
+            "valid_chroms",
+            "test_cell_types",
+            "test_chroms",
+        ):
             value = getattr(self, f)
             if isinstance(value, str):
                 value = (value,)

@@ -17,7 +17,7 @@ the standard ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) variable, or the
 (default ``us-east-1``). ``anonymous=True`` (or ``PITFALL_ANONYMOUS=1``) reads a public
 bucket without signing requests.
 
-Floor 1: imports nothing of the project.
+:func:`is_url` is pitfall's one test of whether a string names a URL or a local path.
 """
 
 from __future__ import annotations
@@ -37,11 +37,18 @@ if TYPE_CHECKING:
     from obstore.store import S3Config
 
 __all__ = [
+    "OBJECT_SCHEMES",
     "Location",
     "LocationError",
     "StorageError",
     "check_credentials",
+    "commit_lock",
+    "innermost_cause",
+    "is_url",
+    "list_objects",
+    "object_store",
     "parse_location",
+    "s3_endpoint",
     "storage",
     "storage_error",
 ]
@@ -92,8 +99,21 @@ class Location:
         return self.url
 
 
-def is_url(text: str | os.PathLike[str]) -> bool:
-    """Whether ``text`` is spelled as a URL (``scheme://...``), not as a path."""
+def is_url(text: Any) -> bool:
+    """Whether ``text`` is spelled as a URL (``scheme://...``), not as a path.
+
+    Parameters
+    ----------
+    text : str, path-like or anything else
+        A cube location, an input file, a scheduler address.
+
+    Returns
+    -------
+    bool
+        True for a string that starts with a scheme and ``://`` (``s3://``, ``https://``,
+        ``file://``, ``tcp://``); False for any other string and for anything that is not
+        a string (a :class:`pathlib.Path` is always a path).
+    """
     return isinstance(text, str) and _URL.match(text) is not None
 
 
@@ -303,20 +323,35 @@ class StorageError(OSError):
 
 #: Errnos of a network that did not carry a request (vs. a disk that refused a write).
 _NETWORK_ERRNOS = {
-    errno.ENETUNREACH, errno.ECONNABORTED, errno.ECONNRESET, errno.ETIMEDOUT,
-    errno.ECONNREFUSED, errno.EHOSTDOWN, errno.EHOSTUNREACH,
-}  # fmt: skip
+    errno.ENETUNREACH,
+    errno.ECONNABORTED,
+    errno.ECONNRESET,
+    errno.ETIMEDOUT,
+    errno.ECONNREFUSED,
+    errno.EHOSTDOWN,
+    errno.EHOSTUNREACH,
+}
 _SERVICE_CODE = re.compile(r'code: "(\w+)"|<Code>(\w+)</Code>')
 _OS_ERRNO = re.compile(r"\(os error (\d+)\)")
 _UNREACHABLE = (
-    "tcp connect error", "dns error", "connection refused", "connection reset", "timed out",
-    "error sending request", "dispatch failure", "failed to lookup address",
-)  # fmt: skip
+    "tcp connect error",
+    "dns error",
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "error sending request",
+    "dispatch failure",
+    "failed to lookup address",
+)
 _NO_CREDENTIALS = ("token request", "credential", "no valid credentials", "missing credentials")
 _REFUSED_CREDENTIALS = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "AuthenticationFailed", "Unauthorized",
-}  # fmt: skip
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AuthenticationFailed",
+    "Unauthorized",
+}
 _DENIED = {"AccessDenied", "Forbidden", "AuthorizationFailure", "AllAccessDisabled"}
 _MISSING_BUCKET = {"NoSuchBucket", "ContainerNotFound", "BucketNotFound"}
 
@@ -448,9 +483,11 @@ def storage_error(err: BaseException, where: Location | str) -> OSError | None:
 
 #: Where the Google libraries look for credentials besides the metadata server.
 _GOOGLE_CREDENTIAL_VARS = (
-    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_PATH",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
-)  # fmt: skip
+)
 _METADATA_SERVER = ("169.254.169.254", 80)
 
 

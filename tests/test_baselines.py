@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 from sklearn.metrics import average_precision_score
 
 from pitfall import baselines, cube, evaluate, splits
@@ -96,6 +98,22 @@ def test_most_similar__picks_the_best_correlated_input(ds) -> None:
     assert model.similarity("T")["B"] == pytest.approx(np.corrcoef(t, b)[0, 1])
 
 
+def test_cell_type_similarity__equals_pandas_pairwise_complete_in_blocks() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(4, 50)) * [[1], [100], [0.01], [5]] + [[0], [1e4], [3], [0]]
+    v[0, :10] = np.nan
+    v[2, 5:20] = np.nan
+    x = xr.DataArray(v, dims=("cell_type", "locus"), coords={"cell_type": list("abcd")})
+    ref = pd.DataFrame(v.T, columns=list("abcd")).corr()
+    for block in (7, 50, None):
+        got = baselines.cell_type_similarity(x, block=block)
+        np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10)
+    # marks flatten into the correlation: (cell_type, locus, mark)
+    s = xr.DataArray(rng.normal(size=(3, 20, 2)), dims=("cell_type", "locus", "mark"))
+    got = baselines.cell_type_similarity(s, block=6).to_numpy()
+    np.testing.assert_allclose(got, np.corrcoef(s.values.reshape(3, -1)), atol=1e-12)
+
+
 @pytest.mark.parametrize("on", ["label", "value"])
 def test_most_similar__refuses_the_targets_the_model_must_predict(ds, on) -> None:
     with pytest.raises(ValueError, match=f"cannot compare cell types on '{on}'.*never sees"):
@@ -107,10 +125,17 @@ def test_most_similar__refuses_the_targets_the_model_must_predict(ds, on) -> Non
 def _cube_with(tmp_path: Path, labels: dict, name: str):
     loci = cube.make_loci(["chr1"] * 3 + ["chr2"] * 3, np.arange(6) * 100, np.arange(6) * 100 + 50)
     slabs = [
-        cube.make_slab(ct, loci, label=np.array(labels[ct], dtype=float), value=np.arange(6.0),
-                       signal=np.array(SIGNAL[ct])[:, None], marks=["H3K4me3"], assembly="x")
+        cube.make_slab(
+            ct,
+            loci,
+            label=np.array(labels[ct], dtype=float),
+            value=np.arange(6.0),
+            signal=np.array(SIGNAL[ct])[:, None],
+            marks=["H3K4me3"],
+            assembly="x",
+        )
         for ct in labels
-    ]  # fmt: skip
+    ]
     cube.create_cube(tmp_path / name, slabs)
     return cube.open_cube(tmp_path / name)
 
@@ -135,13 +160,15 @@ def test_every_baseline__never_reads_target_labels_a_model_cannot_see(
     poisoned_labels["T"][hidden] = list(flipped[hidden])
     poisoned = _cube_with(tmp_path, poisoned_labels, "poisoned")
     if setting == "cross-chromosome":
-        split = splits.Split(("T",), ("chr2",), ("T",), ("chr2",), ("T",), ("chr1",),
-                             setting=setting)  # fmt: skip
+        split = splits.Split(
+            ("T",), ("chr2",), ("T",), ("chr2",), ("T",), ("chr1",), setting=setting
+        )
     else:
         test_chroms = ("chr1",) if setting == "hybrid" else ("chr1", "chr2")
         train_chroms = ("chr2",) if setting == "hybrid" else ("chr1", "chr2")
-        split = splits.Split(("A", "B"), train_chroms, ("C",), train_chroms, ("T",), test_chroms,
-                             setting=setting)  # fmt: skip
+        split = splits.Split(
+            ("A", "B"), train_chroms, ("C",), train_chroms, ("T",), test_chroms, setting=setting
+        )
     checked = 0
     for b in baselines.BASELINES.values():
         got = []
@@ -223,3 +250,35 @@ def test_average_activity_evaluation__matches_baseline_and_score_predictions(ds,
     assert one.n_unscored[target] == scored["n_unscored"]
     for g, ap in by_group.items():
         assert np.isclose(one.ap_by_group.loc[target, g], ap, atol=1e-12, equal_nan=True)
+
+
+def test_single_cell_type_aps__hand_made_four_cell_types() -> None:
+    labels = xr.DataArray(
+        [
+            [1, 1, 0, 0, 1, 0],  # T (target)
+            [1, 1, 0, 0, 1, 0],  # A: identical -> AP 1
+            [0, 0, 1, 1, 0, 1],  # B: opposite -> everyone tied within each class
+            [1, 0, np.nan, 0, 1, 0],  # C: NaN locus left out
+        ],
+        dims=("cell_type", "locus"),
+        coords={"cell_type": ["T", "A", "B", "C"]},
+    )
+    df = baselines.single_cell_type_aps(labels, "T", {"A": 0.9, "B": -0.5})
+    assert list(df.cell_type) == ["A", "B", "C"]
+    assert df.similarity.iloc[0] == 0.9
+    assert np.isnan(df.similarity.iloc[2])
+    assert df.ap.iloc[0] == pytest.approx(1.0)
+    # B: score 1 on the 3 negatives (P=0), score 0 adds the 3 positives: P=3/6, R=1.
+    assert df.ap.iloc[1] == pytest.approx(0.5)
+    # C on loci 0,1,3,4,5: y=[1,1,0,1,0], s=[1,0,0,1,0]; t=1: P=1, R=2/3; t=0: P=3/5.
+    # AP = 2/3 * 1 + 1/3 * 3/5 = 13/15.
+    assert df.ap.iloc[2] == pytest.approx(13 / 15)
+    assert df.ap.iloc[2] == pytest.approx(
+        average_precision_score([1, 1, 0, 1, 0], [1, 0, 0, 1, 0]), abs=1e-12
+    )
+
+
+def test_single_cell_type_aps__unknown_target_raises() -> None:
+    labels = xr.DataArray([[1.0, 0.0]], dims=("cell_type", "locus"), coords={"cell_type": ["A"]})
+    with pytest.raises(ValueError, match="not a cell_type"):
+        baselines.single_cell_type_aps(labels, "Z", pd.Series({"A": 1.0}))

@@ -292,8 +292,14 @@ def test_partitioned_evaluation__rows_counts_and_ap() -> None:
     scores = {"model": rng.random(n), "average": n_active / 2.0}
     df = ev.partitioned_evaluation(y, scores, n_active)
     assert list(df.columns) == [
-        "group", "predictor", "n_loci", "n_positive", "prevalence", "ap_random_expected", "ap",
-    ]  # fmt: skip
+        "group",
+        "predictor",
+        "n_loci",
+        "n_positive",
+        "prevalence",
+        "ap_random_expected",
+        "ap",
+    ]
     assert len(df) == 4 * 2
     for g in (1, 2):
         m = (n_active == g) & ~np.isnan(y)
@@ -400,41 +406,6 @@ def test_residual_target__misaligned_loci_raise() -> None:
     avg = xr.DataArray([0.5, 0.5], dims="locus", coords={"locus": [1, 2]})
     with pytest.raises(ValueError, match="do not align"):
         ev.residual_target(labels, avg)
-
-
-# ---------------------------------------------------------------- baselines
-
-
-def test_baseline_strength__hand_made_four_cell_types() -> None:
-    labels = xr.DataArray(
-        [
-            [1, 1, 0, 0, 1, 0],  # T (target)
-            [1, 1, 0, 0, 1, 0],  # A: identical -> AP 1
-            [0, 0, 1, 1, 0, 1],  # B: opposite -> everyone tied within each class
-            [1, 0, np.nan, 0, 1, 0],  # C: NaN locus left out
-        ],
-        dims=("cell_type", "locus"),
-        coords={"cell_type": ["T", "A", "B", "C"]},
-    )
-    df = ev.baseline_strength(labels, "T", {"A": 0.9, "B": -0.5})
-    assert list(df.cell_type) == ["A", "B", "C"]
-    assert df.similarity.iloc[0] == 0.9
-    assert np.isnan(df.similarity.iloc[2])
-    assert df.ap.iloc[0] == pytest.approx(1.0)
-    # B: score 1 on the 3 negatives (P=0), score 0 adds the 3 positives: P=3/6, R=1.
-    assert df.ap.iloc[1] == pytest.approx(0.5)
-    # C on loci 0,1,3,4,5: y=[1,1,0,1,0], s=[1,0,0,1,0]; t=1: P=1, R=2/3; t=0: P=3/5.
-    # AP = 2/3 * 1 + 1/3 * 3/5 = 13/15.
-    assert df.ap.iloc[2] == pytest.approx(13 / 15)
-    assert df.ap.iloc[2] == pytest.approx(
-        average_precision_score([1, 1, 0, 1, 0], [1, 0, 0, 1, 0]), abs=TOL
-    )
-
-
-def test_baseline_strength__unknown_target_raises() -> None:
-    labels = xr.DataArray([[1.0, 0.0]], dims=("cell_type", "locus"), coords={"cell_type": ["A"]})
-    with pytest.raises(ValueError, match="not a cell_type"):
-        ev.baseline_strength(labels, "Z", pd.Series({"A": 1.0}))
 
 
 # ----------------------------------------------------------- partitioned, chunked

@@ -62,22 +62,6 @@ def small(tmp_path: Path) -> xr.Dataset:
 # ------------------------------------------------------------------ S5 numbers
 
 
-def test_cell_type_correlation__equals_pandas_pairwise_complete_in_blocks() -> None:
-    rng = np.random.default_rng(0)
-    v = rng.normal(size=(4, 50)) * [[1], [100], [0.01], [5]] + [[0], [1e4], [3], [0]]
-    v[0, :10] = np.nan
-    v[2, 5:20] = np.nan
-    x = xr.DataArray(v, dims=("cell_type", "locus"), coords={"cell_type": list("abcd")})
-    ref = pd.DataFrame(v.T, columns=list("abcd")).corr()
-    for block in (7, 50, None):
-        got = figure_s5.cell_type_correlation(x, block=block)
-        np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10)
-    # marks flatten into the correlation: (cell_type, locus, mark)
-    s = xr.DataArray(rng.normal(size=(3, 20, 2)), dims=("cell_type", "locus", "mark"))
-    got = figure_s5.cell_type_correlation(s, block=6).to_numpy()
-    np.testing.assert_allclose(got, np.corrcoef(s.values.reshape(3, -1)), atol=1e-12)
-
-
 def test_baseline_vs_similarity__every_target_against_sklearn_and_numpy(small) -> None:
     table = figure_s5.baseline_vs_similarity(small, ["chr2"], ["chr1"])
     lab = {k: np.array(v, float) for k, v in LABELS.items()}

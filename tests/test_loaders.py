@@ -84,8 +84,10 @@ def naive_batch(cube, ct, loc, inputs: str, seed: int = 0, n_random: int = 100):
 
 def naive_epoch(cube, split, inputs: str, *, seed: int, epoch: int):
     ct, loc = naive_pairs(cube, split, seed=seed, epoch=epoch)
-    return [naive_batch(cube, ct[s : s + BS], loc[s : s + BS], inputs, seed)
-            for s in range(0, ct.size, BS)]  # fmt: skip
+    return [
+        naive_batch(cube, ct[s : s + BS], loc[s : s + BS], inputs, seed)
+        for s in range(0, ct.size, BS)
+    ]
 
 
 def assert_batches_equal(got, want) -> None:
@@ -109,8 +111,9 @@ def _loader(cube, split, **kw) -> Loader:
 
 @pytest.mark.parametrize("inputs", ["signal", "sequence", "both", "random"])
 @pytest.mark.parametrize("mode", ["streamed", "direct", "in memory"])
-def test_loader__batches_equal_naive_selection(cube, plain, chunked_cube_path, split, inputs,
-                                               mode) -> None:  # fmt: skip
+def test_loader__batches_equal_naive_selection(
+    cube, plain, chunked_cube_path, split, inputs, mode
+) -> None:
     opts = {
         "streamed": {},
         "direct": {"store": chunked_cube_path},
@@ -133,8 +136,9 @@ def test_loader__unbalanced_every_labelled_pair_once_in_seeded_order(cube, split
     ct, loc = np.asarray(cts)[j], loci[i]
     perm = np.random.default_rng([2, 4, 0]).permutation(ct.size)
     ct, loc = ct[perm], loc[perm]
-    want = [naive_batch(cube, ct[s : s + 50], loc[s : s + 50], "signal")
-            for s in range(0, ct.size, 50)]  # fmt: skip
+    want = [
+        naive_batch(cube, ct[s : s + 50], loc[s : s + 50], "signal") for s in range(0, ct.size, 50)
+    ]
     assert_batches_equal(loader.epoch(0), want)
     assert len(loader) == -(-ct.size // 50)
     assert want[-1][1].size == (ct.size % 50 or 50)
@@ -216,8 +220,9 @@ def test_locus_average__each_pair_without_its_own_label(cube, split) -> None:
     ct = np.repeat(np.arange(n_ct), n_loci)
     loc = np.tile(np.arange(n_loci), n_ct)
     y = cube["label"].values[ct, loc]
-    np.testing.assert_allclose(avg.values(loc, ct, y), naive_loo_average(cube, members, ct, loc),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        avg.values(loc, ct, y), naive_loo_average(cube, members, ct, loc), rtol=1e-6
+    )
     # a member's rows need their labels; a cell type outside the set gets the plain mean
     with pytest.raises(ValueError, match="labels"):
         avg.values(loc, ct)
@@ -238,8 +243,9 @@ def test_loader__average_input_is_each_pairs_leave_one_out_mean(cube, split, inp
     loader = _loader(cube, split, inputs=inputs, seed=3, average=avg)
     ct, loc = naive_pairs(cube, split, seed=3, epoch=0)
     got = list(loader.epoch(0))
-    want = [naive_batch(cube, ct[s : s + BS], loc[s : s + BS], inputs, 3)
-            for s in range(0, ct.size, BS)]  # fmt: skip
+    want = [
+        naive_batch(cube, ct[s : s + BS], loc[s : s + BS], inputs, 3) for s in range(0, ct.size, BS)
+    ]
     loo = naive_loo_average(cube, members, ct, loc)
     for b, (x, _) in enumerate(want):
         x["average"] = loo[b * BS : (b + 1) * BS, None]
@@ -254,9 +260,9 @@ def test_loader__average_input_is_each_pairs_leave_one_out_mean(cube, split, inp
 
     x, _ = _loader(cube, split, inputs=inputs, seed=3, average=avg, target=target).sample(40, key=2)
     assert set(seen["ct"]) <= set(loaders.cell_type_index(cube, split.train_cell_types))
-    np.testing.assert_allclose(x["average"][:, 0],
-                               naive_loo_average(cube, members, seen["ct"], seen["loc"]),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        x["average"][:, 0], naive_loo_average(cube, members, seen["ct"], seen["loc"]), rtol=1e-6
+    )
 
 
 def test_loader__pickles_and_refuses_bad_shards(cube, split) -> None:
@@ -346,8 +352,9 @@ def test_keras_pydataset__batches_equal_naive_selection(cube, split) -> None:
     assert isinstance(py, keras.utils.PyDataset) and len(py) == NB
     for epoch in (0, 1):
         py.on_epoch_begin()
-        assert_batches_equal([py[b] for b in range(len(py))],
-                             naive_epoch(cube, split, "signal", seed=3, epoch=epoch))  # fmt: skip
+        assert_batches_equal(
+            [py[b] for b in range(len(py))], naive_epoch(cube, split, "signal", seed=3, epoch=epoch)
+        )
         py.on_epoch_end()
     # Keras drives it: each fit epoch calls on_epoch_begin once
     py2 = _loader(cube, split, inputs="signal", seed=3).to_keras()
@@ -401,10 +408,12 @@ def test_torch_readme_loop__trains_two_steps(cube, split) -> None:
     # --- the README's PyTorch loop (pitfall.loaders) ---
     train = Loader(cube, split.train(cube), inputs="signal", seed=0)
     batches = train.to_torch()
-    data = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=2,
-                                       multiprocessing_context="spawn")  # fmt: skip
-    net = torch.nn.Sequential(torch.nn.Linear(cube.sizes["mark"], 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 1))  # fmt: skip
+    data = torch.utils.data.DataLoader(
+        batches, batch_size=None, num_workers=2, multiprocessing_context="spawn"
+    )
+    net = torch.nn.Sequential(
+        torch.nn.Linear(cube.sizes["mark"], 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)
+    )
     opt = torch.optim.Adam(net.parameters())
     losses = []
     for epoch in range(1):

@@ -15,6 +15,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
 from pitfall import evaluate, kernels, open_cube, splits, sweep  # noqa: E402
 from pitfall import loaders as ld  # noqa: E402
+from pitfall.average_activity import locus_mean  # noqa: E402
 from pitfall.models import (  # noqa: E402
     FAMILIES,
     ModelSpec,
@@ -299,8 +300,12 @@ def test_neural_model__sequence_model_predicts_every_cell_type(cube, cross_ct) -
     valid = cross_ct.valid(cube).isel(locus=slice(0, 40))
     pred = model.predict(valid)
     assert pred.shape == (1, 40) and np.isfinite(pred.values).all()
-    seq_only = make_model(ModelSpec("seq_conv", filters=(2,), units=(2,), permuted=True), cube,
-                          max_epochs=1, batches_per_epoch=2)  # fmt: skip
+    seq_only = make_model(
+        ModelSpec("seq_conv", filters=(2,), units=(2,), permuted=True),
+        cube,
+        max_epochs=1,
+        batches_per_epoch=2,
+    )
     seq_only.fit(cross_ct.train(cube))
     pred = seq_only.predict(cross_ct.train(cube).isel(locus=slice(0, 70)))
     assert pred.shape == (3, 70)
@@ -349,13 +354,17 @@ def test_residual_target__predictions_back_on_score_scale(cube, cross_ct) -> Non
     pred = model.predict(test)
     # the average over the cell types the model saw (training and validation)
     seen = [*cross_ct.train_cell_types, *cross_ct.valid_cell_types]
-    avg = inp.average_activity(cube, seen)[test["locus"].values]
+    avg = locus_mean(cube["label"].sel(cell_type=seen)).values[test["locus"].values]
     xs, _, _ = inp.assemble(cube, test, "signal")
     raw = model.model_.predict_on_batch(xs[0]).ravel()
     np.testing.assert_allclose(pred.values[0], raw + avg, atol=1e-5)
     assert np.nanmin(pred.values) >= -1 and np.nanmax(pred.values) <= 2
-    gbm = make_model(ModelSpec("xgboost", inputs="signal", n_trees=3, max_depth=2,
-                               target="residual"), cube, sample_size=300, n_jobs=1)  # fmt: skip
+    gbm = make_model(
+        ModelSpec("xgboost", inputs="signal", n_trees=3, max_depth=2, target="residual"),
+        cube,
+        sample_size=300,
+        n_jobs=1,
+    )
     gpred = gbm.fit(cross_ct.train(cube)).predict(test)
     assert np.isfinite(gpred.values).all()
 
@@ -367,11 +376,12 @@ def test_residual_target__refuses_the_test_cell_types_own_labels(cube, xchrom) -
         make_model(spec, cube, max_epochs=1, batches_per_epoch=2).fit(xchrom.train(cube))
     # given other cell types, the target's own labels still never enter its average
     others = [c for c in map(str, cube["cell_type"].values) if c != "E003"]
-    model = make_model(spec, cube, max_epochs=1, batches_per_epoch=2,
-                       average_cell_types=["E003", *others])  # fmt: skip
+    model = make_model(
+        spec, cube, max_epochs=1, batches_per_epoch=2, average_cell_types=["E003", *others]
+    )
     model.fit(xchrom.train(cube))
     test = xchrom.test(cube)
-    avg = inp.average_activity(cube, others)[test["locus"].values]
+    avg = locus_mean(cube["label"].sel(cell_type=others)).values[test["locus"].values]
     raw = model.model_.predict_on_batch(inp.assemble(cube, test, "signal")[0][0]).ravel()
     np.testing.assert_allclose(model.predict(test).values[0], raw + avg, atol=1e-5)
 
@@ -392,18 +402,27 @@ def _poisoned(cube, how: str):
 @pytest.mark.parametrize("how", ["nan", "flipped"])
 @pytest.mark.parametrize(
     "spec",
-    [ModelSpec("dense", units=(4,), average=True),
-     ModelSpec("seq_dense", units=(2,), average=True, target="residual"),
-     ModelSpec("xgboost", inputs="signal", n_trees=2, max_depth=2, average=True)],
+    [
+        ModelSpec("dense", units=(4,), average=True),
+        ModelSpec("seq_dense", units=(2,), average=True, target="residual"),
+        ModelSpec("xgboost", inputs="signal", n_trees=2, max_depth=2, average=True),
+    ],
     ids=lambda s: s.label,
-)  # fmt: skip
-def test_remedies__inputs_unchanged_when_the_target_labels_are_poisoned(cube, cross_ct, spec,
-                                                                       how) -> None:  # fmt: skip
+)
+def test_remedies__inputs_unchanged_when_the_target_labels_are_poisoned(
+    cube, cross_ct, spec, how
+) -> None:
     bad = _poisoned(cube, how)
-    assert not np.array_equal(np.nan_to_num(bad["label"].values, nan=-1),
-                              np.nan_to_num(cube["label"].values, nan=-1))  # fmt: skip
-    kw = {"max_epochs": 1, "batches_per_epoch": 4, "valid_size": 64, "sample_size": 64,
-          "in_memory": True}  # fmt: skip
+    assert not np.array_equal(
+        np.nan_to_num(bad["label"].values, nan=-1), np.nan_to_num(cube["label"].values, nan=-1)
+    )
+    kw = {
+        "max_epochs": 1,
+        "batches_per_epoch": 4,
+        "valid_size": 64,
+        "sample_size": 64,
+        "in_memory": True,
+    }
     models = []
     for ds in (cube, bad):
         m = make_model(spec, ds, **training_keywords(spec, kw))
@@ -412,8 +431,11 @@ def test_remedies__inputs_unchanged_when_the_target_labels_are_poisoned(cube, cr
     np.testing.assert_array_equal(clean.average_.sums, poisoned.average_.sums)
     np.testing.assert_array_equal(clean.average_.counts, poisoned.average_.counts)
     # what the model trains on, validates on, and scores at test: all the same
-    for a, b in zip(clean.loader(cross_ct.train(cube)).epoch(0),
-                    poisoned.loader(cross_ct.train(bad)).epoch(0), strict=True):  # fmt: skip
+    for a, b in zip(
+        clean.loader(cross_ct.train(cube)).epoch(0),
+        poisoned.loader(cross_ct.train(bad)).epoch(0),
+        strict=True,
+    ):
         for k in a[0]:
             np.testing.assert_array_equal(a[0][k], b[0][k])
         np.testing.assert_array_equal(a[1], b[1])
@@ -427,8 +449,10 @@ def test_remedies__inputs_unchanged_when_the_target_labels_are_poisoned(cube, cr
     assert fa.keys() == fb.keys() and "average" in fa
     for k in fa:
         np.testing.assert_array_equal(fa[k], fb[k])
-    bases = [[base for *_, base in m.iter_inputs(cross_ct.test(ds))]
-             for m, ds in ((clean, cube), (poisoned, bad))]  # fmt: skip
+    bases = [
+        [base for *_, base in m.iter_inputs(cross_ct.test(ds))]
+        for m, ds in ((clean, cube), (poisoned, bad))
+    ]
     for a, b in zip(*bases, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -454,10 +478,15 @@ def test_remedies__test_average_is_the_average_activity_baseline(cube, cross_ct)
 @pytest.mark.parametrize("target", ["label", "residual"])
 def test_remedies__run_end_to_end_in_a_sweep(cube, chunked_cube_path, target) -> None:
     spec = ModelSpec("dense", units=(4,), average=True, target=target)
-    exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="hybrid",
-                           target="E003", spec=spec, valid_cell_types=("E113",),
-                           training=(("batches_per_epoch", 8), ("max_epochs", 2),
-                                     ("valid_size", 64)))  # fmt: skip
+    exp = sweep.Experiment(
+        cube=str(chunked_cube_path),
+        task="expression",
+        setting="hybrid",
+        target="E003",
+        spec=spec,
+        valid_cell_types=("E113",),
+        training=(("batches_per_epoch", 8), ("max_epochs", 2), ("valid_size", 64)),
+    )
     row = sweep.run_experiment(exp)
     assert row["status"] == "ok", row["error"]
     assert 0 < row["ap"] <= 1 and "+average" in row["label"]
@@ -482,8 +511,9 @@ def test_make_model__accepts_a_dict(cube) -> None:
 # ------------------------------------------------------------------------------------ recipe
 
 
-def _reference_fit(spec, cube, train, valid, *, batches_per_epoch, max_epochs, patience,
-                   valid_size):  # fmt: skip
+def _reference_fit(
+    spec, cube, train, valid, *, batches_per_epoch, max_epochs, patience, valid_size
+):
     """The training loop before ``model.fit``: ``train_on_batch`` over the same balanced
     epochs, the validation loss computed by hand, early stopping and best weights by hand."""
     import keras
@@ -495,8 +525,9 @@ def _reference_fit(spec, cube, train, valid, *, batches_per_epoch, max_epochs, p
     enc = inp.InputEncoder(spec.inputs, seed=spec.seed, n_random=spec.n_random)
     reader = ld.MemoryReader(cube)
     cts, loci = ld.selection_index(cube, train)
-    stream = ld.BalancedBatches(reader, cts, loci, enc, batches_per_epoch=batches_per_epoch,
-                                seed=spec.seed, prefetch=False)  # fmt: skip
+    stream = ld.BalancedBatches(
+        reader, cts, loci, enc, batches_per_epoch=batches_per_epoch, seed=spec.seed, prefetch=False
+    )
     vcts, vloci = ld.selection_index(cube, valid)
     val = ld.BalancedBatches(reader, vcts, vloci, enc, seed=spec.seed).balanced(valid_size, (2,))
     val_x, val_y = enc.encode(val)[0].copy(), val["y"]
@@ -515,8 +546,13 @@ def _reference_fit(spec, cube, train, valid, *, batches_per_epoch, max_epochs, p
                 stopped = True
                 break
     model.set_weights(best_weights)
-    return {"epochs": len(val_losses), "best_epoch": best_epoch, "stopped": stopped,
-            "val_loss": np.array(val_losses), "model": model}  # fmt: skip
+    return {
+        "epochs": len(val_losses),
+        "best_epoch": best_epoch,
+        "stopped": stopped,
+        "val_loss": np.array(val_losses),
+        "model": model,
+    }
 
 
 @pytest.mark.parametrize(
@@ -531,8 +567,9 @@ def _reference_fit(spec, cube, train, valid, *, batches_per_epoch, max_epochs, p
     ],
     ids=["dense", "random"],
 )  # fmt: skip
-def test_neural_model__recipe_equals_the_train_on_batch_loop(cube, xchrom, spec, recipe,
-                                                             recorded) -> None:  # fmt: skip
+def test_neural_model__recipe_equals_the_train_on_batch_loop(
+    cube, xchrom, spec, recipe, recorded
+) -> None:
     train, valid, test = xchrom.train(cube), xchrom.valid(cube), xchrom.test(cube)
     model = make_model(spec, cube, **recipe).fit(train, valid)
     ref = _reference_fit(spec, cube, train, valid, **recipe)
@@ -541,8 +578,7 @@ def test_neural_model__recipe_equals_the_train_on_batch_loop(cube, xchrom, spec,
     assert model.stopped_early_ == ref["stopped"] is True
     assert model.epochs_run_ == model.best_epoch_ + 1 + recipe["patience"]
     # Keras computes the loss in float32: the same values within rounding
-    np.testing.assert_allclose([h["val_loss"] for h in model.history_], ref["val_loss"],
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose([h["val_loss"] for h in model.history_], ref["val_loss"], rtol=1e-5)
     # the best weights were restored: the same scores as the reference's best model
     xs, _, _ = inp.assemble(cube, test, spec.inputs, seed=spec.seed, n_random=spec.n_random)
     want = np.asarray(ref["model"].predict_on_batch(xs[0])).ravel()
@@ -604,9 +640,14 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
         test = xchrom.test(cube)
         assert evaluate.average_precision(test["label"], scores) > float(test["label"].mean())
         # the sweep builds it from the registry, and passes it only the keywords it takes
-        exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="cross-chromosome",
-                               target="E003", spec=spec,
-                               training=(("batches_per_epoch", 3), ("sample_size", 200)))  # fmt: skip
+        exp = sweep.Experiment(
+            cube=str(chunked_cube_path),
+            task="expression",
+            setting="cross-chromosome",
+            target="E003",
+            spec=spec,
+            training=(("batches_per_epoch", 3), ("sample_size", 200)),
+        )
         assert sweep._training_for(exp) == {"sample_size": 200, "store": str(chunked_cube_path)}
         row = sweep.run_experiment(exp)
         assert row["status"] == "ok", row["error"]
@@ -616,9 +657,14 @@ def test_registry__every_family_is_a_predictor_and_one_registration_adds_one(
 
 
 def test_sweep_row__names_the_device(chunked_cube_path) -> None:
-    exp = sweep.Experiment(cube=str(chunked_cube_path), task="expression", setting="cross-chromosome",
-                           target="E003", spec=ModelSpec("dense", units=(2,)),
-                           training=(("batches_per_epoch", 2), ("max_epochs", 1)))  # fmt: skip
+    exp = sweep.Experiment(
+        cube=str(chunked_cube_path),
+        task="expression",
+        setting="cross-chromosome",
+        target="E003",
+        spec=ModelSpec("dense", units=(2,)),
+        training=(("batches_per_epoch", 2), ("max_epochs", 1)),
+    )
     row = sweep.run_experiment(exp)
     assert row["status"] == "ok", row["error"]
     assert row["device"] == devices.tensorflow_device("auto") and "device" in sweep.columns()
@@ -662,7 +708,8 @@ def test_pin_worker_gpu__one_gpu_per_worker_by_index(visible, index, pinned) -> 
         f"got = pin_worker_gpu({index}); print(got, os.environ.get('CUDA_VISIBLE_DEVICES'))"
     )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[0] == str(pinned)
     assert out[1:] == ([pinned] if pinned else ([visible] if visible else []))

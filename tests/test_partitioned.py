@@ -67,17 +67,24 @@ def test_mann_whitney_by_group__perfect_separation_hits_the_exact_floor() -> Non
     assert row.p_floor == pytest.approx(1 / 35)
     two = evaluate.mann_whitney_by_group(_table(), "signal", "sequence", "two-sided").iloc[0]
     assert two.p_floor == pytest.approx(2 / 35)
-    assert two.p_value == pytest.approx(stats.mannwhitneyu([0.9, 0.85, 0.8],
-                                                           [0.5, 0.6, 0.55, 0.7]).pvalue)  # fmt: skip
+    assert two.p_value == pytest.approx(
+        stats.mannwhitneyu([0.9, 0.85, 0.8], [0.5, 0.6, 0.55, 0.7]).pvalue
+    )
 
 
 def test_mann_whitney_by_group__three_models_a_side_cannot_pass_five_percent() -> None:
-    t = pd.DataFrame({"group": 0, "predictor": ["signal"] * 3 + ["sequence"] * 3,
-                      "ap": [0.9, 0.95, 0.99, 0.1, 0.2, 0.3]})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "group": 0,
+            "predictor": ["signal"] * 3 + ["sequence"] * 3,
+            "ap": [0.9, 0.95, 0.99, 0.1, 0.2, 0.3],
+        }
+    )
     row = evaluate.mann_whitney_by_group(t, "signal", "sequence").iloc[0]
     assert row.p_floor == pytest.approx(0.05)
-    assert row.p_value == pytest.approx(stats.mannwhitneyu([0.9, 0.95, 0.99], [0.1, 0.2, 0.3],
-                                                           alternative="greater").pvalue)  # fmt: skip
+    assert row.p_value == pytest.approx(
+        stats.mannwhitneyu([0.9, 0.95, 0.99], [0.1, 0.2, 0.3], alternative="greater").pvalue
+    )
     assert row.p_value >= 0.05
 
 
@@ -91,8 +98,9 @@ def test_mann_whitney_by_group__controls_stay_out_unless_named() -> None:
     # pooling the random control (group 1: APs 0.95, 0.99) into the sequence side would
     # change the answer: the test must be asked for it explicitly
     pooled = evaluate.mann_whitney_by_group(table, "signal", ["sequence", "random"])
-    ref = stats.mannwhitneyu(APS[1]["signal"], APS[1]["sequence"] + APS[1]["random"],
-                             alternative="greater")  # fmt: skip
+    ref = stats.mannwhitneyu(
+        APS[1]["signal"], APS[1]["sequence"] + APS[1]["random"], alternative="greater"
+    )
     assert pooled.loc[pooled.group == 1, "p_value"].item() == pytest.approx(ref.pvalue)
     assert pooled.loc[pooled.group == 1, "p_value"].item() != pytest.approx(
         alone.loc[alone.group == 1, "p_value"].item()
@@ -100,9 +108,13 @@ def test_mann_whitney_by_group__controls_stay_out_unless_named() -> None:
 
 
 def test_mann_whitney_by_group__empty_side_is_nan_and_all_comes_last() -> None:
-    t = pd.DataFrame({"group": [1, 1, 0, "all", "all"],
-                      "predictor": ["signal", "sequence", "signal", "signal", "sequence"],
-                      "ap": [0.6, 0.5, 0.7, 0.65, 0.55]})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "group": [1, 1, 0, "all", "all"],
+            "predictor": ["signal", "sequence", "signal", "signal", "sequence"],
+            "ap": [0.6, 0.5, 0.7, 0.65, 0.55],
+        }
+    )
     res = evaluate.mann_whitney_by_group(t, "signal", "sequence")
     assert res["group"].tolist() == [0, 1, "all"]
     row0 = res.iloc[0]
@@ -135,8 +147,9 @@ TARGET = [1, 0, 1, 0, 1, 1, 0, 1]
 def small(tmp_path: Path) -> xr.Dataset:
     loci = cube.make_loci(["chr1"] * 8, np.arange(8) * 100, np.arange(8) * 100 + 50)
     labels = {"T": TARGET, **OTHERS}
-    slabs = [cube.make_slab(ct, loci, label=np.array(v, float), assembly="x")
-             for ct, v in labels.items()]  # fmt: skip
+    slabs = [
+        cube.make_slab(ct, loci, label=np.array(v, float), assembly="x") for ct, v in labels.items()
+    ]
     cube.create_cube(tmp_path / "c", slabs)
     return cube.open_cube(tmp_path / "c")
 
@@ -144,8 +157,9 @@ def small(tmp_path: Path) -> xr.Dataset:
 def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
     small: xr.Dataset, tmp_path: Path
 ) -> None:
-    split = splits.Split(tuple(OTHERS), ("chr1",), (), (), ("T",), ("chr1",),
-                         setting="cross-cell-type")  # fmt: skip
+    split = splits.Split(
+        tuple(OTHERS), ("chr1",), (), (), ("T",), ("chr1",), setting="cross-cell-type"
+    )
     rng = np.random.default_rng(3)
     models = [("signal", f"s{i}") for i in range(3)] + [("sequence", f"q{i}") for i in range(3)]
     models += [("random", "r0"), ("random", "r1"), ("permuted", "p0")]
@@ -153,11 +167,20 @@ def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
     pred_dir = tmp_path / "results" / "predictions"
     pred_dir.mkdir(parents=True)
     for mid, s in scores.items():
-        da = xr.DataArray(s[None, :].astype("float32"), dims=("cell_type", "locus"),
-                          coords={"cell_type": ["T"], "locus": np.arange(8)}, name="score")  # fmt: skip
+        da = xr.DataArray(
+            s[None, :].astype("float32"),
+            dims=("cell_type", "locus"),
+            coords={"cell_type": ["T"], "locus": np.arange(8)},
+            name="score",
+        )
         da.to_netcdf(pred_dir / f"{mid}.nc")
-    results = pd.DataFrame({"id": [m for _, m in models], "inputs": [p for p, _ in models],
-                            "label": [m for _, m in models]})  # fmt: skip
+    results = pd.DataFrame(
+        {
+            "id": [m for _, m in models],
+            "inputs": [p for p, _ in models],
+            "label": [m for _, m in models],
+        }
+    )
     table, tests = figure_s4.partitioned_table(small, split, results, str(tmp_path / "results"))
 
     groups = np.array(OTHERS["A"]) + OTHERS["B"] + OTHERS["C"] + OTHERS["D"] + OTHERS["E"]
@@ -172,8 +195,9 @@ def test_partitioned_table__tests_each_control_apart_from_the_sequence_models(
     m = groups == 3
     got = table[(table.predictor == figure_s4.RANDOM_RANKING) & (table.group == 3)]["ap"].item()
     orders = itertools.permutations(range(int(m.sum())))
-    expected = np.mean([average_precision_score(y[m][list(o)], -np.arange(m.sum()))
-                        for o in orders])  # fmt: skip
+    expected = np.mean(
+        [average_precision_score(y[m][list(o)], -np.arange(m.sum())) for o in orders]
+    )
     assert got == pytest.approx(expected, abs=1e-12)
 
     assert tests["comparison"].unique().tolist() == [

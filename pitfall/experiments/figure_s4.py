@@ -158,7 +158,7 @@ def plot(table: pd.DataFrame, tests: pd.DataFrame | None = None, title: str = ""
     ----------
     table : pandas.DataFrame
         Rows ``group, predictor, ap`` (one per model x group; several models per input
-        type make the boxes; :func:`pitfall.paper.partitioned_table`). A predictor with one
+        type make the boxes; :func:`partitioned_table`). A predictor with one
         AP per group (a reference, e.g. a random ranking's expected AP) is drawn as a line
         across the group, not a box.
     tests : pandas.DataFrame, optional

@@ -15,67 +15,11 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from pitfall import evaluate, splits, tasks
+from pitfall import baselines, evaluate, splits, tasks
 from pitfall.experiments._result import Result
 from pitfall.plotting import place_labels, pyplot
 
-__all__ = ["cell_type_correlation", "make", "plot", "similarity_summary", "baseline_vs_similarity"]
-
-
-def cell_type_correlation(
-    x: xr.DataArray, *, dim: str = "cell_type", block: int | None = None
-) -> pd.DataFrame:
-    """Pearson correlation of every pair of cell types, chunk by chunk over the loci.
-
-    Each pair is correlated over the loci (and any other dims, e.g. marks) where both are
-    defined (pairwise-complete, as :meth:`pandas.DataFrame.corr`), from sums accumulated
-    block by block, so a cube of millions of loci never sits in memory at once.
-
-    Parameters
-    ----------
-    x : xarray.DataArray, dims (dim, locus, ...)
-        Labels, values or signal of every cell type.
-    dim : str
-        The cell-type dim.
-    block : int, optional
-        Loci read at a time (default: about 8 million values per block).
-
-    Returns
-    -------
-    pandas.DataFrame, shape (n, n)
-        Indexed and columned by cell type; 1 on the diagonal; NaN for a pair with fewer
-        than two shared values or a constant one.
-    """
-    others = [d for d in x.dims if d not in (dim, "locus")]
-    x = x.transpose(dim, "locus", *others)
-    n, n_loci = x.sizes[dim], x.sizes["locus"]
-    width = int(np.prod([x.sizes[d] for d in others])) if others else 1
-    block = block or max(1, 8_000_000 // max(n * width, 1))
-    count, s, ss, cross = (np.zeros((n, n)) for _ in range(4))
-    shift = None
-    for a in range(0, n_loci, block):
-        v = np.asarray(x.isel(locus=slice(a, a + block)).values, dtype=np.float64).reshape(n, -1)
-        w = np.isfinite(v)
-        if shift is None:
-            # centring by a first estimate of each mean keeps the sums of squares small
-            # (correlation does not change under a shift)
-            n_known = w.sum(axis=1)
-            total = np.where(w, v, 0.0).sum(axis=1)
-            shift = (total / np.maximum(n_known, 1))[:, None]
-        v0 = np.where(w, v - shift, 0.0)
-        wf = w.astype(np.float64)
-        count += wf @ wf.T
-        s += v0 @ wf.T  # s[i, j]: sum of i's values where i and j are both defined
-        ss += (v0 * v0) @ wf.T
-        cross += v0 @ v0.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = count * cross - s * s.T
-        var = count * ss - s * s
-        r = cov / np.sqrt(var * var.T)
-    r[(count < 2) | (var <= 0) | (var.T <= 0)] = np.nan
-    r = np.clip(r, -1.0, 1.0)
-    names = [str(c) for c in x[dim].values]
-    return pd.DataFrame(r, index=pd.Index(names, name=dim), columns=names)
+__all__ = ["baseline_vs_similarity", "make", "plot", "similarity_summary"]
 
 
 def baseline_vs_similarity(
@@ -93,7 +37,7 @@ def baseline_vs_similarity(
     the loci on ``test_chroms`` (:func:`pitfall.evaluate.average_activity_evaluation`,
     one pass for every target). The target's similarity to each other cell type is the
     Pearson correlation of ``on`` over the loci on ``train_chroms`` only
-    (:func:`cell_type_correlation`), so the similarity never sees the loci it is
+    (:func:`pitfall.baselines.cell_type_similarity`), so the similarity never sees the loci it is
     compared with.
 
     Parameters
@@ -138,7 +82,7 @@ def baseline_vs_similarity(
     x = splits.take_loci(ds[[on]], train_pos)[on].sel(cell_type=cts)
     if on == "value":
         x = xr.apply_ufunc(np.log1p, x.clip(min=0), dask="allowed")
-    corr = cell_type_correlation(x)
+    corr = baselines.cell_type_similarity(x)
     off = corr.to_numpy(copy=True)
     np.fill_diagonal(off, np.nan)
     names = _coord(ds, "cell_type_name", cts)
@@ -219,7 +163,7 @@ def plot(
     Parameters
     ----------
     table : pandas.DataFrame
-        One row per target (:func:`pitfall.paper.baseline_vs_similarity`): ``cell_type``,
+        One row per target (:func:`baseline_vs_similarity`): ``cell_type``,
         ``ap``, ``ap_normalised``, the column ``x`` and optionally ``group``.
     x, xlabel : str
         The similarity column and its axis label.

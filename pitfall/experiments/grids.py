@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pitfall import splits
+from pitfall.storage import is_url
 
 __all__ = [
     "GAUSSIAN_SIZES",
@@ -241,7 +242,7 @@ def sweep_spec(
     """A sweep spec (the TOML's dict) for one task's three settings."""
     spec: dict[str, Any] = {
         # absolute: a sweep resolves relative paths against its own folder, not the cwd
-        "cube": cube_path if "://" in str(cube_path) else str(Path(cube_path).resolve()),
+        "cube": cube_path if is_url(str(cube_path)) else str(Path(cube_path).resolve()),
         "task": task,
         "target": target,
         "settings": list(splits.SETTINGS),

@@ -111,7 +111,7 @@ def plot(emb: pd.DataFrame, title: str = ""):
     Parameters
     ----------
     emb : pandas.DataFrame
-        One row per locus (:func:`pitfall.paper.signal_embedding`): ``PC1``, ``PC2``,
+        One row per locus (:func:`signal_embedding`): ``PC1``, ``PC2``,
         ``label`` (0, 1, NaN), optionally ``UMAP1``, ``UMAP2``; ``attrs["explained"]``
         (the two components' shares of the variance) and ``attrs["note"]`` (why UMAP is
         missing, when it is).

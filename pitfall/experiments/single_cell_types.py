@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import xarray as xr
 
-from pitfall import baselines, evaluate, splits
+from pitfall import baselines, splits
 from pitfall.experiments._result import Result
 from pitfall.plotting import scatter
 
@@ -29,12 +29,12 @@ def strength_vs_similarity(ds: xr.Dataset, target: str, on: str | None = None) -
     -------
     pandas.DataFrame
         ``cell_type``, ``similarity``, ``ap``, one row per other cell type
-        (:func:`pitfall.evaluate.baseline_strength`).
+        (:func:`pitfall.baselines.single_cell_type_aps`).
     """
     others = [str(c) for c in ds["cell_type"].values if str(c) != target]
     train = ds.sel(cell_type=others)
     sim = baselines.MostSimilar(ds, on=on).fit(train).similarity(target)
-    return evaluate.baseline_strength(ds["label"], target, sim)
+    return baselines.single_cell_type_aps(ds["label"], target, sim)
 
 
 def make(ds: xr.Dataset, target: str) -> Result:

@@ -1,11 +1,11 @@
-"""Each locus's average activity over a set of cell types, never counting a pair's own label.
+"""Each locus's average activity over a set of cell types, served per pair to models.
 
 The paper's two remedies (Schreiber et al. 2020, Discussion) both start from the locus's
 average activity over the cell types whose labels a model may see: give it to the model as
 one more input (as Nair et al. 2019 do), or train on the residual ``label - average``.
-:class:`LocusAverage` holds that average as per-locus sums and counts of labels over a set
-of cell types (read once from the cube, chunk by chunk) and serves it per (cell type, locus)
-pair:
+:class:`LocusAverage` holds that average (:mod:`pitfall.average_activity`) as per-locus sums
+and counts of labels over a set of cell types (read once from the cube, chunk by chunk) and
+serves it per (cell type, locus) pair, never counting a pair's own label:
 
 - a pair whose cell type is **not** in the set gets the plain mean over the set;
 - a pair whose cell type **is** in the set (a training or validation pair) gets the mean over
@@ -15,7 +15,7 @@ pair:
 So the value a training pair sees has the meaning it has at test time, "the mean label of
 this locus over the other known cell types", and no pair's input or residual contains its
 own label. Where no other cell type has a label, the set's overall prevalence stands in
-(a network cannot eat NaN).
+(a network cannot take NaN).
 
 Which cell types are in the set is the caller's choice; :class:`~pitfall.models.base.
 TrainableModel` uses the training and validation cell types, and :meth:`LocusAverage.without`
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from pitfall import average_activity
 from pitfall.loaders.readers import cell_type_index
 
 __all__ = ["LocusAverage"]
@@ -69,8 +70,7 @@ class LocusAverage:
         self.counts = np.asarray(counts, dtype=np.int32)  # cell types: int32 is plenty
         self.members = np.asarray(members, dtype=bool)
         self.cell_types = [str(c) for c in cell_types]
-        total = int(self.counts.sum())
-        self.fill = float(self.sums.sum() / total) if total else 0.5
+        self.fill = average_activity.prevalence(self.sums.sum(), int(self.counts.sum()))
 
     @classmethod
     def from_cube(cls, cube: xr.Dataset, cell_types: Sequence[str]) -> LocusAverage:
@@ -83,18 +83,14 @@ class LocusAverage:
         cell_types
             Names of the cell types averaged; at least one.
         """
-        import dask
-
         names = list(dict.fromkeys(str(c) for c in cell_types))
         if not names:
             raise ValueError("the average activity needs at least one cell type")
         pos = cell_type_index(cube, names)
-        lab = cube["label"].isel(cell_type=pos)
-        # One pass over the label chunks for both reductions.
-        sums, counts = dask.compute(lab.sum("cell_type", skipna=True), lab.count("cell_type"))
+        sums, counts = average_activity.label_sums(cube["label"].isel(cell_type=pos))
         members = np.zeros(cube.sizes["cell_type"], dtype=bool)
         members[pos] = True
-        return cls(np.asarray(sums.values), np.asarray(counts.values), members, names)
+        return cls(sums, counts, members, names)
 
     def without(self, cube: xr.Dataset, cell_types: Sequence[str]) -> LocusAverage:
         """The average over this set minus ``cell_types``, summed again from the cube.
@@ -118,9 +114,7 @@ class LocusAverage:
     def mean(self) -> np.ndarray:
         """Mean label over the set at every cube locus, float32 ``(n_loci,)``; NaN where no
         cell type of the set has a label."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = self.sums / self.counts
-        return np.where(self.counts > 0, out, np.nan).astype(np.float32)
+        return average_activity.mean(self.sums, self.counts).astype(np.float32)
 
     def values(
         self,
@@ -162,10 +156,6 @@ class LocusAverage:
                         "pairs of cell types in the average need their labels, to leave "
                         "them out of it"
                     )
-                y = np.asarray(y, dtype=np.float64)
-                known = own & ~np.isnan(y)
-                s = s - np.where(known, y, 0.0)
-                n = n - known
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(n > 0, s / np.maximum(n, 1), self.fill)
-        return out.astype(np.float32)
+                own_label = np.where(own, np.asarray(y, dtype=np.float64), np.nan)
+                s, n = average_activity.leave_own_out(s, n, own_label)
+        return average_activity.mean(s, n, self.fill).astype(np.float32)

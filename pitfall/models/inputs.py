@@ -1,36 +1,21 @@
-"""Model inputs and targets: what the models add to the loaders' inputs.
+"""Model inputs of a small selection, every (cell type, locus) pair at once.
 
 The inputs themselves -- one-hot sequence, signal, and the two locus-constant controls
 (:func:`permute_codes`, :func:`random_inputs`) -- are made by the loaders
-(:mod:`pitfall.loaders.encoding`, re-exported here). This module adds :func:`assemble` (every
-pair of a small selection at once), and the residual target: the label minus the locus's
-average activity over the training cell types (:func:`average_activity`, :func:`residual`,
-:func:`scores_from_residual`).
+(:mod:`pitfall.loaders.encoding`, re-exported here). This module adds :func:`assemble`, which
+reads every pair of a small selection straight from the cube, for tests and inspection. The
+locus's average activity (an input or the base of the residual target) is
+:mod:`pitfall.average_activity`, served per pair by :class:`pitfall.loaders.LocusAverage`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import xarray as xr
 
-from pitfall import evaluate
 from pitfall.loaders.encoding import InputEncoder, flatten, permute_codes, random_inputs
 
-__all__ = [
-    "InputEncoder",
-    "assemble",
-    "average_activity",
-    "flatten",
-    "permute_codes",
-    "random_inputs",
-    "residual",
-    "scores_from_residual",
-]
-
-
-# --------------------------------------------------------------------------------------------
+__all__ = ["InputEncoder", "assemble", "flatten", "permute_codes", "random_inputs"]
 
 
 def assemble(
@@ -80,24 +65,3 @@ def assemble(
     y = np.asarray(labels.values, dtype=np.float32).ravel()
     xs = [x.copy() for x in enc.encode(enc.prepare(raw))]
     return xs, y, labels
-
-
-def average_activity(cube: xr.Dataset, cell_types: Sequence[str]) -> np.ndarray:
-    """Mean label of every locus of the cube over ``cell_types``, shape ``(n_loci,)``.
-
-    NaN where none of them has a label. Read chunk by chunk (Dask); float32.
-    """
-    if not cell_types:
-        raise ValueError("average activity needs at least one cell type")
-    lab = cube["label"].sel(cell_type=list(cell_types))
-    return np.asarray(lab.mean("cell_type", skipna=True).values, dtype=np.float32)
-
-
-def residual(y: np.ndarray, loci: np.ndarray, avg: np.ndarray) -> np.ndarray:
-    """Residual target of rows: ``y - avg[loci]`` (:func:`pitfall.evaluate.residual_target`)."""
-    return np.asarray(evaluate.residual_target(y, avg[loci]), dtype=np.float32)
-
-
-def scores_from_residual(pred: np.ndarray, loci: np.ndarray, avg: np.ndarray) -> np.ndarray:
-    """Back to the score scale: ``pred + avg[loci]`` (:func:`pitfall.evaluate.score_from_residual`)."""
-    return np.asarray(evaluate.score_from_residual(pred, avg[loci]), dtype=np.float32)

@@ -12,7 +12,8 @@ library can take:
 
 Requests go through ``obstore`` (Rust ``object_store``, the engine under Icechunk's own
 storage), with credentials and endpoints from the environment as in
-:mod:`pitfall.storage`.
+:mod:`pitfall.storage`, whose :func:`~pitfall.storage.is_url` (re-exported here) tells a
+URL from a local path.
 """
 
 from __future__ import annotations
