@@ -6,8 +6,8 @@ Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which fixes g
 mmap threshold at 128 KiB, so every larger temporary becomes fresh pages that fault on first
 touch. This times what a build's compute tasks do (``jobs.compute_blocks`` over the demo
 preset, 3 cell types per task: signal window means, labels, file checksums) in child
-processes that differ only in that variable and in :data:`pitfall.buffers.KEEP_BYTES`
-(0 makes every buffer a fresh allocation per call, as before :mod:`pitfall.buffers`). The anchor is a plain
+processes that differ only in that variable and in :data:`pitfall._buffers.KEEP_BYTES`
+(0 makes every buffer a fresh allocation per call, as before :mod:`pitfall._buffers`). The anchor is a plain
 process without reused buffers. Each child prints the median seconds of ``--repeats``
 rounds over all cell types (wall and CPU time: CPU time leaves out what a shared machine's
 neighbours take), after one warm-up round, and the minor page faults of its last round.
@@ -30,8 +30,8 @@ from typing import Any
 CONFIGS = {
     "plain process, fresh buffers (anchor)": ({}, 0),
     "Dask worker's malloc, fresh buffers": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, 0),
-    "plain process, pitfall.buffers": ({}, None),
-    "Dask worker's malloc, pitfall.buffers": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, None),
+    "plain process, pitfall._buffers": ({}, None),
+    "Dask worker's malloc, pitfall._buffers": ({"MALLOC_TRIM_THRESHOLD_": "65536"}, None),
 }
 
 
@@ -39,7 +39,7 @@ def child(manifest: Path, keep: int | None, repeats: int) -> dict[str, Any]:
     import resource
     import time
 
-    from pitfall import buffers
+    from pitfall import _buffers as buffers
     from pitfall.featurize import load, plan, writer
     from pitfall.featurize.jobs import compute_blocks
 

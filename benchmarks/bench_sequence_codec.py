@@ -7,7 +7,7 @@ synthetic genome, read as a build reads it) is written to and read from an in-me
 array of one chunk, as a build's sequence task writes it and a loader reads it: with zarr's
 default compressor (zstd, the anchor) and with :data:`pitfall.schema.SEQUENCE_COMPRESSORS`
 (Blosc-zstd over bit-shuffled bytes), and with that codec written as
-:func:`pitfall.transaction.write_regions` writes, without zarr's check that a chunk is all
+:func:`pitfall._transaction.write_regions` writes, without zarr's check that a chunk is all
 fill value (``write_empty_chunks``). Medians of ``REPEATS``; the machine load is printed
 first: compare ratios measured in one run.
 """

@@ -707,8 +707,8 @@ def _classify(err: BaseException) -> tuple[int, str]:
     """(exit status, one-line message) of an error that reached the command line."""
     import icechunk
 
-    from pitfall.config_schema import ConfigError
-    from pitfall.repository import os_error_of
+    from pitfall._config_schema import ConfigError
+    from pitfall._repository import os_error_of
     from pitfall.storage import innermost_cause
 
     text = (str(err).strip().splitlines() or [""])[0]
@@ -746,7 +746,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     """pitfall's messages on stderr at the level -q / -v ask for; third-party noise off."""
     import logging
 
-    from pitfall.logs import quiet_third_party
+    from pitfall._logs import quiet_third_party
 
     if args.quiet:
         level = logging.ERROR

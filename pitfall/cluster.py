@@ -14,7 +14,7 @@ sweep):
   passes (:func:`gc.freeze`): with the scientific stack imported, a worker holds about
   135,000 objects, and each full pass over them stopped its task for about 0.1 s.
 
-Floor 1: imports only :mod:`pitfall.worker_setup` (when it starts worker processes).
+Floor 1: imports only :mod:`pitfall._worker_setup` (when it starts worker processes).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def dask_client(
     preload
         Modules each local worker process imports as it starts, before its objects are
         frozen out of full garbage collections
-        (:class:`~pitfall.worker_setup.FrozenImports`); a caller's client
+        (:class:`~pitfall._worker_setup.FrozenImports`); a caller's client
         and a running cluster's workers are left as they are.
     """
     from distributed import Client, LocalCluster
@@ -95,7 +95,7 @@ def dask_client(
     made = Client(cluster)
     try:
         if not in_process:
-            from pitfall.worker_setup import FrozenImports
+            from pitfall._worker_setup import FrozenImports
 
             made.register_plugin(FrozenImports(tuple(preload)))
         yield made

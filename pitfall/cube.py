@@ -13,10 +13,10 @@ The store is plain Zarr written the way xarray writes it, so
 This module holds the verbs on whole slabs (small cubes, tests, the synthetic compendium:
 :func:`create_cube`, :func:`append_cell_type`) and the readers (:func:`open_cube`,
 :func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
-:mod:`pitfall.transaction` directly, block by block, from workers.
+:mod:`pitfall._transaction` directly, block by block, from workers.
 
-Floor 1: imports :mod:`pitfall.atomic`, :mod:`pitfall.loci`, :mod:`pitfall.storage`,
-:mod:`pitfall.repository`, :mod:`pitfall.schema`, :mod:`pitfall.transaction`.
+Floor 1: imports :mod:`pitfall._atomic`, :mod:`pitfall.loci`, :mod:`pitfall.storage`,
+:mod:`pitfall._repository`, :mod:`pitfall.schema`, :mod:`pitfall._transaction`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from pitfall import _repository as repository
 from pitfall import loci as loci_mod
-from pitfall import repository
-from pitfall.atomic import atomic_path
+from pitfall._atomic import atomic_path
+from pitfall._repository import open_repository
+from pitfall._transaction import begin_append, begin_create, write_loci, write_regions
 from pitfall.loci import STR, LocusTable, chrom_order
-from pitfall.repository import open_repository
 from pitfall.schema import (
     CELL_TYPE_COORDS,
     DEFAULT_LOCUS_CHUNK,
@@ -52,7 +53,6 @@ from pitfall.schema import (
     Schema,
 )
 from pitfall.storage import Location, parse_location
-from pitfall.transaction import begin_append, begin_create, write_loci, write_regions
 
 __all__ = [
     "CubeError",
@@ -663,7 +663,7 @@ def export_cube(
 
     The store is complete under ``out`` or not there: a local export is written to a
     temporary folder beside ``out`` and renamed when complete
-    (:func:`pitfall.atomic.atomic_path`); an object-store export removes what it wrote when
+    (:func:`pitfall._atomic.atomic_path`); an object-store export removes what it wrote when
     it fails, and writes the consolidated metadata (what ``xr.open_zarr`` reads first) last.
 
     Raises

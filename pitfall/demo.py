@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from pitfall import cube, featurize, sweep, synth
-from pitfall.atomic import atomic_write_text
+from pitfall._atomic import atomic_write_text
+from pitfall._html_page import write_page
 from pitfall.experiments import (
     Result,
     figure1,
@@ -30,7 +31,6 @@ from pitfall.experiments import (
     remedies,
     single_cell_types,
 )
-from pitfall.html_page import write_page
 
 __all__ = ["DemoError", "FINDINGS", "build_cubes", "experiments", "run", "run_sweeps"]
 

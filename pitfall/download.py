@@ -40,10 +40,10 @@ from typing import Any
 
 import requests
 
-from pitfall import checksum
-from pitfall.atomic import atomic_write_text
+from pitfall import _checksum as checksum
+from pitfall._atomic import atomic_write_text
+from pitfall._logs import progress_bars
 from pitfall.cube import human_bytes
-from pitfall.logs import progress_bars
 
 __all__ = [
     "CHUNK",

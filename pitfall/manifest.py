@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pitfall.atomic import atomic_write_text
-from pitfall.config_schema import ConfigError, Key, Table, check
+from pitfall._atomic import atomic_write_text
+from pitfall._config_schema import ConfigError, Key, Table, check
 from pitfall.storage import is_url
 
 __all__ = [
@@ -72,7 +72,7 @@ class ManifestError(ConfigError):
 _PATH = Key(str, help="a path (relative to the manifest) or a URL")
 _BP = 100_000_000  # no window, bin or sequence is longer than a chromosome arm
 
-#: The manifest's declared schema (:mod:`pitfall.config_schema`): every key, its type and range.
+#: The manifest's declared schema (:mod:`pitfall._config_schema`): every key, its type and range.
 SCHEMA = Table(
     {
         "assembly": Key(str, required=True, help="the genome assembly, e.g. 'hg19'"),

@@ -173,7 +173,7 @@ SEQUENCE_COMPRESSORS = (
 def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec]:
     """The arrays of a new cube with ``cell_types``, as xarray's ``to_zarr`` would make them.
 
-    Written directly by :func:`pitfall.transaction.begin_create`: the same documents as
+    Written directly by :func:`pitfall._transaction.begin_create`: the same documents as
     ``Dataset.to_zarr(compute=False)`` of the equivalent dask-backed dataset, without the
     dask graph that call builds and discards (a third of the driver's time in a small
     build). Tests check the two agree.

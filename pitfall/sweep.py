@@ -46,9 +46,10 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall import baselines, config_schema, cube, splits, tasks
-from pitfall.atomic import atomic_path
-from pitfall.logs import progress_bars
+from pitfall import _config_schema as config_schema
+from pitfall import baselines, cube, splits, tasks
+from pitfall._atomic import atomic_path
+from pitfall._logs import progress_bars
 from pitfall.models.spec import ModelSpec
 from pitfall.storage import is_url
 
@@ -199,7 +200,7 @@ def _key_for(default: Any) -> config_schema.Key:
 
 
 def spec_schema() -> config_schema.Table:
-    """The sweep spec's declared schema (:mod:`pitfall.config_schema`)."""
+    """The sweep spec's declared schema (:mod:`pitfall._config_schema`)."""
     from dataclasses import fields
 
     value = config_schema.Key((int, float, bool, str, list))

@@ -26,11 +26,11 @@ so a caller can tell a window without any prediction from a prediction of 0. The
 taken run by run in float64 (no differences of prefix sums), so a window covered by one
 run of value ``v`` reads exactly ``v``.
 
-Files are written by :func:`pitfall.atomic.atomic_path`: under a temporary name, renamed
+Files are written by :func:`pitfall._atomic.atomic_path`: under a temporary name, renamed
 when complete, so a failure (a full disk, an unwritable place) leaves an earlier track as
 it was and no partial file behind.
 
-Floor 2: imports :mod:`pitfall.atomic`, :mod:`pitfall.cube`, :mod:`pitfall.loci` and
+Floor 2: imports :mod:`pitfall._atomic`, :mod:`pitfall.cube`, :mod:`pitfall.loci` and
 :mod:`pitfall.sources.annotation`.
 """
 
@@ -48,7 +48,7 @@ import pandas as pd
 import pyBigWig
 import xarray as xr
 
-from pitfall.atomic import atomic_path
+from pitfall._atomic import atomic_path
 from pitfall.cube import open_cube
 from pitfall.loci import chrom_order
 from pitfall.sources.annotation import read_chrom_sizes

@@ -1,4 +1,4 @@
-"""pitfall.buffers: per-thread buffers; pitfall.checksum, which reads files through one."""
+"""pitfall._buffers: per-thread buffers; pitfall._checksum, which reads files through one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pitfall import buffers, checksum
+from pitfall import _buffers as buffers
+from pitfall import _checksum as checksum
 from pitfall.featurize.plan import file_checksum
 
 

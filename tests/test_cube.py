@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pitfall import cube, repository, storage, transaction
+from pitfall import _repository as repository
+from pitfall import _transaction as transaction
+from pitfall import cube, storage
 from pitfall.schema import CellTypeInfo
 
 N_LOCI = 300

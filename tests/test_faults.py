@@ -16,7 +16,7 @@ the user, and that nothing already on disk changed. Classes:
    mounted), a folder where a file is expected, a closed pipe, a read-only cube;
 5. concurrency: two builds to one store, two sweeps into one results folder;
 6. SIGKILL at random moments of a build and of a sweep, then the rerun;
-7. files written whole or not at all (:mod:`pitfall.atomic`): a track or an export on a full
+7. files written whole or not at all (:mod:`pitfall._atomic`): a track or an export on a full
    disk (the earlier file unchanged, no temporary left, the rerun works), a track where no
    file can be created (``/proc``, a read-only disk), an existing file or folder or a
    non-empty S3 prefix as the target, a snapshot the cube lacks;
@@ -555,7 +555,7 @@ def test_sweep__sigkill_at_a_random_moment_keeps_a_readable_table(
 def test_build__a_creator_that_fails_spares_the_cube_another_build_committed(
     comp, tmp_path
 ) -> None:
-    from pitfall import repository
+    from pitfall import _repository as repository
 
     store = tmp_path / "s"
     _, created = repository.create_repository(store)  # build A made the repository...
@@ -569,7 +569,7 @@ def test_build__a_creator_that_fails_spares_the_cube_another_build_committed(
 
 
 # --------------------------------------------------------------------------------------------
-# 7. Files written whole or not at all (pitfall.atomic): tracks and exports on a full disk,
+# 7. Files written whole or not at all (pitfall._atomic): tracks and exports on a full disk,
 #    in places where nothing can be written, onto folders
 
 
@@ -648,7 +648,7 @@ def test_export_predictions__out_naming_a_folder_is_refused__13(preds, tiny_cube
 
 
 def test_atomic_path__a_failing_writer_leaves_the_old_file_and_no_temporary__1(tmp_path) -> None:
-    from pitfall.atomic import atomic_path, atomic_write_text
+    from pitfall._atomic import atomic_path, atomic_write_text
 
     final = atomic_write_text(tmp_path / "x.json", "old")
     assert final.stat().st_mode & 0o777 == 0o666 & ~_umask()
@@ -832,7 +832,7 @@ def own_s3(monkeypatch, tmp_path):
 
 def _stop_at_first_commit(monkeypatch, stop) -> None:
     """Call ``stop()`` once the build's first commit is in (its later commits then fail)."""
-    from pitfall import repository
+    from pitfall import _repository as repository
 
     original, done = repository.pause_point, []
 

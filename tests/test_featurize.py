@@ -26,7 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitfall import cube, featurize, repository, synth
+from pitfall import _repository as repository
+from pitfall import cube, featurize, synth
 from pitfall.featurize import writer
 from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
 

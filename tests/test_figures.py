@@ -1,5 +1,5 @@
 """The figures' numbers (pitfall.experiments) against independent oracles, and the figures' panels,
-labels and legibility (pitfall.plotting and each experiment's plot) by their artists' text and boxes, never their pixels.
+labels and legibility (pitfall._plotting and each experiment's plot) by their artists' text and boxes, never their pixels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import average_precision_score
 
-from pitfall import cube, plotting
+from pitfall import _plotting as plotting
+from pitfall import cube
 from pitfall.experiments import figure1, figure_s4, figure_s5, preprint_s1, preprint_s2
 
 plt = plotting.pyplot()

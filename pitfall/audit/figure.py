@@ -85,7 +85,7 @@ def audit_figure(report: AuditReport):
         from pitfall.audit.track_figure import continuous_figure
 
         return continuous_figure(report)
-    from pitfall.plotting import pyplot
+    from pitfall._plotting import pyplot
 
     plt = pyplot()
     pooled = report.summary.iloc[-1]

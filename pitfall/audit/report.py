@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pitfall.atomic import atomic_write_bytes
+from pitfall._atomic import atomic_write_bytes
 
 __all__ = [
     "CALLS",
@@ -482,7 +482,7 @@ class AuditReport:
             fig = self.figure()
         except ImportError:
             return None
-        from pitfall.plotting import pyplot
+        from pitfall._plotting import pyplot
 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)

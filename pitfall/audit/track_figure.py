@@ -44,7 +44,7 @@ def continuous_figure(report: AuditReport) -> Figure:
     after correction). The title names the cell type, the mark and the call; colours are
     Okabe and Ito's (:data:`pitfall.audit.report.PALETTE`).
     """
-    from pitfall.plotting import pyplot
+    from pitfall._plotting import pyplot
 
     plt = pyplot()
     row = report.summary.iloc[-1]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pitfall.atomic import atomic_write_text
+from pitfall._atomic import atomic_write_text
 from pitfall.manifest import dumps_manifest, load_manifest
 
 __all__ = ["require_file", "write_manifest_file"]
@@ -23,7 +23,7 @@ def require_file(path: Path) -> Path:
 
 
 def write_manifest_file(data: dict[str, Any], path: str | os.PathLike, header: str = "") -> Path:
-    """Write a manifest atomically (:func:`pitfall.atomic.atomic_write_text`) and check that
+    """Write a manifest atomically (:func:`pitfall._atomic.atomic_write_text`) and check that
     it loads.
 
     An interrupted run never leaves half a manifest that ``pitfall build`` would read.

@@ -62,9 +62,9 @@ from pathlib import Path
 import pandas as pd
 
 from pitfall import download
+from pitfall._logs import progress_bars
 from pitfall.datasets._folder import require_file, write_manifest_file
 from pitfall.genome import AUTOSOMES, CORE_MARKS
-from pitfall.logs import progress_bars
 
 __all__ = [
     "ANNOTATIONS",

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from pitfall.atomic import atomic_write_text
-from pitfall.plotting import save
+from pitfall._atomic import atomic_write_text
+from pitfall._plotting import save
 
 __all__ = ["Result"]
 
@@ -86,7 +86,7 @@ class Result:
         return out
 
     def section(self, tables: list[str] | None = None) -> dict[str, Any]:
-        """A section of :func:`pitfall.html_page.write_page` (save the figure first).
+        """A section of :func:`pitfall._html_page.write_page` (save the figure first).
 
         Parameters
         ----------

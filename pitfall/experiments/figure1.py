@@ -17,8 +17,8 @@ import pandas as pd
 from scipy import stats
 
 from pitfall import baselines, splits
+from pitfall._plotting import INPUT_COLORS, INPUT_NAMES, legend_entries, log_axis, pyplot
 from pitfall.experiments._result import Result
-from pitfall.plotting import INPUT_COLORS, INPUT_NAMES, legend_entries, log_axis, pyplot
 
 __all__ = ["EPIGENOMIC_MARGIN", "describe", "findings", "make", "plot", "trend"]
 
@@ -156,7 +156,7 @@ def plot(
 ):
     """Figure 1 d-f / g-i: AP against trainable parameters, one panel per setting.
 
-    Points are models coloured by input type (log-scale x, :func:`pitfall.plotting.log_axis`); horizontal
+    Points are models coloured by input type (log-scale x, :func:`pitfall._plotting.log_axis`); horizontal
     lines are the baselines' APs on the same test loci (the median over the panel's rows).
     The same figure shows Figure S1 (trees, ``xlabel="trees x leaves"``) and S2 (the
     controls).

@@ -17,8 +17,8 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import evaluate, random_ranking, splits, sweep, tasks
+from pitfall._plotting import INPUT_COLORS, INPUT_NAMES, pyplot
 from pitfall.experiments._result import Result
-from pitfall.plotting import INPUT_COLORS, INPUT_NAMES, pyplot
 
 __all__ = [
     "PARTITIONED_TESTS",

@@ -16,8 +16,8 @@ import xarray as xr
 from scipy import stats
 
 from pitfall import baselines, evaluate, splits, tasks
+from pitfall._plotting import place_labels, pyplot
 from pitfall.experiments._result import Result
-from pitfall.plotting import place_labels, pyplot
 
 __all__ = ["baseline_vs_similarity", "make", "plot", "similarity_summary"]
 

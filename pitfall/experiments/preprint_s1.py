@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pitfall._plotting import pyplot
 from pitfall.experiments._result import Result
-from pitfall.plotting import pyplot
 
 __all__ = ["make", "plot", "signal_embedding"]
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pitfall._plotting import log_axis, pyplot
 from pitfall.evaluate import average_precision
 from pitfall.experiments._result import Result
-from pitfall.plotting import log_axis, pyplot
 
 __all__ = [
     "GaussianSweep",

@@ -39,12 +39,12 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import baselines, cube, datasets, splits, sweep, tasks
-from pitfall.atomic import atomic_write_text
+from pitfall._atomic import atomic_write_text
+from pitfall._html_page import write_page
+from pitfall._plotting import legend_entries, pyplot
 from pitfall.experiments import figure1, figure_s5
 from pitfall.experiments._result import Result
 from pitfall.experiments.grids import TRAINING
-from pitfall.html_page import write_page
-from pitfall.plotting import legend_entries, pyplot
 
 __all__ = [
     "PLANS",

@@ -12,8 +12,8 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import baselines, splits
+from pitfall._plotting import scatter
 from pitfall.experiments._result import Result
-from pitfall.plotting import scatter
 
 __all__ = ["make", "strength_vs_similarity"]
 

@@ -4,7 +4,7 @@
 Both check every input before computing anything (:mod:`~pitfall.featurize.plan`), then
 run a Dask task graph whose tasks each take one block of loci (whole chunks), read the
 inputs for it (local paths or URLs) and write the block straight into the cube's Icechunk
-session (:mod:`~pitfall.featurize.jobs`; :mod:`pitfall.transaction`: the forked session
+session (:mod:`~pitfall.featurize.jobs`; :mod:`pitfall._transaction`: the forked session
 travels to the workers, their changes come back and are merged). The driver
 (:mod:`~pitfall.featurize.writer`) plans, merges and commits whole cell types (one per
 commit, or several small ones together), in the requested order; it never holds a cell
@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pitfall import _repository as repository
 from pitfall import loci as loci_mod
-from pitfall import repository
 from pitfall.cluster import dask_client
 from pitfall.featurize.plan import (
     BuildError,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pitfall import _transaction as transaction
 from pitfall import loci as loci_mod
-from pitfall import transaction
 from pitfall.featurize.plan import (
     BuildError,
     centred_windows,

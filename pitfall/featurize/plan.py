@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pitfall import checksum
+from pitfall import _checksum as checksum
 from pitfall import loci as loci_mod
 from pitfall.manifest import Manifest, Source, load_manifest
 from pitfall.sources import annotation, bigwig, fasta, labels, remote

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from pitfall import _repository as repository
+from pitfall import _transaction as transaction
 from pitfall import loci as loci_mod
-from pitfall import repository, transaction
+from pitfall._logs import progress_bars
 from pitfall.cluster import n_threads
 from pitfall.featurize.jobs import (
     CellTypeJob,
@@ -32,7 +34,6 @@ from pitfall.featurize.jobs import (
     write_sequence_block,
 )
 from pitfall.featurize.plan import locus_lengths, read_input, sequence_length
-from pitfall.logs import progress_bars
 from pitfall.manifest import Manifest
 from pitfall.schema import CellTypeInfo, Schema
 from pitfall.sources import labels

@@ -118,7 +118,7 @@ def add_window_arcsinh_sums(
         float64, shape (W,), updated in place.
     work : numpy.ndarray, optional
         float64, shape (>= 3R,): room for the runs' arcsinh values and their segment tree,
-        overwritten (:func:`pitfall.buffers.buffer` gives a reused one); allocated if None.
+        overwritten (:func:`pitfall._buffers.buffer` gives a reused one); allocated if None.
 
     Raises
     ------

@@ -78,7 +78,7 @@ def open_store(location: str | os.PathLike[str], snapshot: str | None = None) ->
     snapshot
         Snapshot id, e.g. ``cube.attrs["snapshot"]``, so the store shows what the Dataset shows.
     """
-    from pitfall.repository import open_repository
+    from pitfall._repository import open_repository
 
     repo = open_repository(location)
     if snapshot:
@@ -98,7 +98,7 @@ def zarr_arrays(cube: xr.Dataset, store: Any) -> dict[str, Any]:
     """
     import zarr
 
-    from pitfall.repository import zarr_array
+    from pitfall._repository import zarr_array
 
     try:
         group = zarr.open_group(store, mode="r")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pitfall.logs import native_stderr_silenced
+from pitfall._logs import native_stderr_silenced
 
 __all__ = ["output_signature", "tf_dataset"]
 

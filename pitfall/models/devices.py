@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pitfall.logs import native_stderr_silenced
+from pitfall._logs import native_stderr_silenced
 
 __all__ = [
     "DEVICES",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pitfall import buffers
+from pitfall import _buffers as buffers
 from pitfall.sources import remote
 from pitfall.sources.bigwig.blocks import decode_bigwig_blocks
 from pitfall.sources.bigwig.errors import label_of, unreadable

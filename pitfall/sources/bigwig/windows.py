@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pitfall import buffers, kernels
+from pitfall import _buffers as buffers
+from pitfall import kernels
 from pitfall.sources.bigwig.backends import (
     Backend,
     Opened,

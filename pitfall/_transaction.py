@@ -11,7 +11,7 @@ The data variables are chunked 1 along ``cell_type``, so an append writes only n
 of them (and the last chunk of each small cell-type coordinate, :data:`~pitfall.schema.
 CELL_TYPE_COORD_CHUNK`).
 
-Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.storage`, :mod:`pitfall.repository`,
+Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.storage`, :mod:`pitfall._repository`,
 :mod:`pitfall.schema`.
 """
 
@@ -26,8 +26,8 @@ import icechunk
 import numpy as np
 import zarr
 
+from pitfall import _repository as repository
 from pitfall import loci as loci_mod
-from pitfall import repository
 from pitfall.loci import STR, LocusTable
 from pitfall.schema import (
     CELL_TYPE_COORDS,

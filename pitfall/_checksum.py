@@ -2,11 +2,11 @@
 
 Downloads verify files against their recorded sha256 (and resume a hash over a partial
 file); builds record the sha256 of every input of a cell type. Each reads files of up to
-gigabytes, so the reads go through one per-thread buffer (:mod:`pitfall.buffers`) instead of
+gigabytes, so the reads go through one per-thread buffer (:mod:`pitfall._buffers`) instead of
 a fresh ``bytes`` object per read: under Dask's ``MALLOC_TRIM_THRESHOLD_`` each fresh 1 MiB
 read faulted in new pages (18,000 faults per round of the demo preset's compute).
 
-Floor 1, one step above :mod:`pitfall.buffers`, the only module it imports.
+Floor 1, one step above :mod:`pitfall._buffers`, the only module it imports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 import os
 from typing import Any
 
-from pitfall import buffers
+from pitfall import _buffers as buffers
 
 __all__ = ["READ_BYTES", "sha256_of", "update_from_file"]
 

@@ -8,7 +8,7 @@ a reader never sees half a file, and a rerun finds the place as it was.
 
 ::
 
-    from pitfall.atomic import atomic_path, atomic_write_text
+    from pitfall._atomic import atomic_path, atomic_write_text
 
     with atomic_path("out/x.bw") as tmp:   # tmp: out/.x.bw.<random>.part, created empty
         write_bigwig(tmp)                  # any writer that takes a path

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pitfall.atomic import atomic_write_text
+from pitfall._atomic import atomic_write_text
 
 __all__ = ["write_page"]
 

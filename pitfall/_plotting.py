@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pitfall.atomic import atomic_path
+from pitfall._atomic import atomic_path
 
 __all__ = [
     "INPUT_COLORS",
