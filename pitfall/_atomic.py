@@ -18,8 +18,6 @@ The temporary is created before the writer runs, so an unwritable place (a read-
 ``/proc``, a missing permission) fails with Python's ``OSError`` for that place, before
 any native library gets to open it. A final name that is a folder (for a file) or a file
 (for a folder) is refused with :class:`FileExistsError`, naming it.
-
-Floor 1: imports nothing of the project.
 """
 
 from __future__ import annotations

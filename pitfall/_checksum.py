@@ -5,8 +5,6 @@ file); builds record the sha256 of every input of a cell type. Each reads files 
 gigabytes, so the reads go through one per-thread buffer (:mod:`pitfall._buffers`) instead of
 a fresh ``bytes`` object per read: under Dask's ``MALLOC_TRIM_THRESHOLD_`` each fresh 1 MiB
 read faulted in new pages (18,000 faults per round of the demo preset's compute).
-
-Floor 1, one step above :mod:`pitfall._buffers`, the only module it imports.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ through ``TF_CPP_MIN_LOG_LEVEL`` (and, before its logger starts, straight to the
 stderr), Icechunk through its Rust log filter, Dask and numba through Python loggers.
 :func:`quiet_third_party` turns each down to errors; pitfall's own messages use the
 ``pitfall`` logger (the command line's ``-q`` / ``-v`` set its level).
-
-Floor 1: imports nothing of the project.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 A repository is where a cube's snapshots live (:mod:`pitfall.storage` says where). Creating
 one refuses any location that already holds something (a cube, or files pitfall did not
 write); an empty repository left by a build killed before its first commit is reused.
-
-Floor 1: imports only :mod:`pitfall.storage`.
 """
 
 from __future__ import annotations

@@ -10,9 +10,6 @@ Icechunk's optimistic concurrency: a commit whose parent moved raises
 The data variables are chunked 1 along ``cell_type``, so an append writes only new chunks
 of them (and the last chunk of each small cell-type coordinate, :data:`~pitfall.schema.
 CELL_TYPE_COORD_CHUNK`).
-
-Floor 1: imports :mod:`pitfall.loci`, :mod:`pitfall.storage`, :mod:`pitfall._repository`,
-:mod:`pitfall.schema`.
 """
 
 from __future__ import annotations

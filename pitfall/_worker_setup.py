@@ -2,9 +2,6 @@
 
 Kept apart from :mod:`pitfall.cluster` because a plugin must subclass Dask's, and importing
 :mod:`distributed` costs half a second that only a cluster should pay.
-
-Floor 1, one step below :mod:`pitfall.cluster`: imports nothing of the project (the modules
-it preloads are named by its caller, and imported on the workers).
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ sweep):
   it starts (``preload``), then exempts them from the cyclic garbage collector's full
   passes (:func:`gc.freeze`): with the scientific stack imported, a worker holds about
   135,000 objects, and each full pass over them stopped its task for about 0.1 s.
-
-Floor 1: imports only :mod:`pitfall._worker_setup` (when it starts worker processes).
 """
 
 from __future__ import annotations

@@ -14,9 +14,6 @@ This module holds the verbs on whole slabs (small cubes, tests, the synthetic co
 :func:`create_cube`, :func:`append_cell_type`) and the readers (:func:`open_cube`,
 :func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
 :mod:`pitfall._transaction` directly, block by block, from workers.
-
-Floor 1: imports :mod:`pitfall._atomic`, :mod:`pitfall.loci`, :mod:`pitfall.storage`,
-:mod:`pitfall._repository`, :mod:`pitfall.schema`, :mod:`pitfall._transaction`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Genome and epigenome constants shared by the data sets, the manifests and the pipelines.
-
-Floor 1: imports nothing of the project.
-"""
+"""Genome and epigenome constants shared by the data sets, the manifests and the pipelines."""
 
 from __future__ import annotations
 

@@ -12,8 +12,6 @@ kinds of locus set describe them:
 Both answer ``len()``, :meth:`~LocusTable.block` (a :class:`LocusTable` of loci
 ``[i0, i1)``) and :meth:`~LocusTable.chrom_counts`; :func:`fingerprint` hashes any locus set
 block by block, so the same loci give the same digest however they were described.
-
-Floor 1: imports nothing of the project.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ predicts scores for its test selection::
 The sweep, the report, the audit and the pipelines only ever call these two methods, so a
 new baseline or model family is one class plus one registration
 (:mod:`pitfall.baselines`, :mod:`pitfall.models`).
-
-Floor 1: imports nothing of the project.
 """
 
 from __future__ import annotations

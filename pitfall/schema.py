@@ -14,8 +14,6 @@ along ``locus``: the integer index ``locus`` (0 .. n-1, stored), ``chrom``, ``st
 ``end`` and, where they carry information, ``strand`` and ``name``. Strings are
 variable-length UTF-8 (numpy ``StringDType`` on read). :func:`layout` lists every array of
 a new cube as xarray's ``to_zarr`` writes it, so plain xarray reads the cube back.
-
-Floor 1: imports only :mod:`pitfall.loci`.
 """
 
 from __future__ import annotations

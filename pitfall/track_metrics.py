@@ -1,7 +1,5 @@
 """The ENCODE Imputation Challenge's metrics for a continuous track, exact and block-bootstrappable.
 
-Floor 1: imports nothing from the project (numpy, numba, scipy only).
-
 A *track* is one mark in one cell type: one value per bin (here the mean of arcsinh(signal)
 over each locus window). ``y_true`` is the observed track, ``y_pred`` the imputed one (or a
 baseline). The metrics are those of the challenge's scoring code (Schreiber et al. 2020,

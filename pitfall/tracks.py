@@ -29,9 +29,6 @@ run of value ``v`` reads exactly ``v``.
 Files are written by :func:`pitfall._atomic.atomic_path`: under a temporary name, renamed
 when complete, so a failure (a full disk, an unwritable place) leaves an earlier track as
 it was and no partial file behind.
-
-Floor 2: imports :mod:`pitfall._atomic`, :mod:`pitfall.cube`, :mod:`pitfall.loci` and
-:mod:`pitfall.sources.annotation`.
 """
 
 from __future__ import annotations

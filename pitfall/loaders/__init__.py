@@ -23,8 +23,6 @@ for data-parallel workers.
 Importing this package imports neither TensorFlow, Keras nor PyTorch: the adapters
 (:mod:`~pitfall.loaders.to_tf`, :mod:`~pitfall.loaders.to_keras`,
 :mod:`~pitfall.loaders.to_torch`) import theirs when used.
-
-Floor 2: imports :mod:`pitfall.kernels` and :mod:`pitfall._repository`.
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ cell type and every process:
 - :func:`permute_codes`: each locus's sequence shuffled by its own permutation. The locus stays
   identifiable (its base composition is kept), the motif grammar is gone.
 - :func:`random_inputs`: a Gaussian vector per locus. It carries no biology, only identity.
-
-Floor 2: imports only :mod:`pitfall.kernels` (and the loaders' own average).
 """
 
 from __future__ import annotations
