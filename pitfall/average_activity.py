@@ -46,6 +46,14 @@ def locus_mean(labels: xr.DataArray, dim: str = "cell_type") -> xr.DataArray:
     xarray.DataArray, dims (locus, ...)
         The mean of the known labels, in [0, 1]; NaN where no cell type has a label. The
         dtype is the labels' floating dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from pitfall.average_activity import locus_mean
+    >>> labels = xr.DataArray([[1, 0, np.nan], [1, 1, np.nan]], dims=("cell_type", "locus"))
+    >>> locus_mean(labels).values
+    array([1. , 0.5, nan])
     """
     return labels.mean(dim, skipna=True)
 

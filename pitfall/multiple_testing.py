@@ -40,6 +40,14 @@ def adjust_pvalues(p: npt.ArrayLike, method: str = "holm") -> np.ndarray:
     numpy.ndarray
         float64, shape (m,): a test is significant at level alpha when its adjusted
         p-value is at most alpha.
+
+    Examples
+    --------
+    >>> from pitfall.multiple_testing import adjust_pvalues
+    >>> adjust_pvalues([0.01, 0.04, 0.03], "holm").round(3)
+    array([0.03, 0.06, 0.06])
+    >>> adjust_pvalues([0.01, 0.04, 0.03], "bh").round(3)
+    array([0.03, 0.04, 0.04])
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -185,6 +185,14 @@ def expected_ap(n: npt.ArrayLike, k: npt.ArrayLike) -> np.ndarray | float:
     -------
     float or numpy.ndarray
         float64, the broadcast shape of ``n`` and ``k``.
+
+    Examples
+    --------
+    >>> from pitfall.random_ranking import expected_ap
+    >>> expected_ap(2, 1)  # the positive first (AP 1) or second (AP 1/2), equally likely
+    0.75
+    >>> expected_ap([10, 1000], [1, 100]).round(4)
+    array([0.2929, 0.1058])
     """
     n_arr, k_arr = np.broadcast_arrays(
         np.asarray(n, dtype=np.float64), np.asarray(k, dtype=np.float64)

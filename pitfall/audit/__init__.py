@@ -205,8 +205,8 @@ def audit_predictions(
     ...                       coords={"cell_type": ["T"], "locus": np.arange(400)})
     >>> report = audit_predictions(scores, cube, train_cell_types=["A", "B", "C", "D"],
     ...                            n_bootstrap=200)
-    >>> report.call
-    'no gain'
+    >>> report.call  # the scores are the training cell types' average activity itself
+    'memorising'
     """
     options = Options(level=level, n_bootstrap=n_bootstrap, block_size=block_size,
                       n_permutations=n_permutations, adjust=adjust, alpha=alpha, seed=seed)  # fmt: skip

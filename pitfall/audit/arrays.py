@@ -191,7 +191,7 @@ def audit_arrays(
     --------
     >>> import numpy as np
     >>> from pitfall.audit import audit_arrays
-    >>> rng = np.random.default_rng(1)
+    >>> rng = np.random.default_rng(0)
     >>> labels = (rng.random((6, 300)) < 0.4).astype(float)
     >>> report = audit_arrays(labels, labels[:5].mean(0) + rng.normal(0, 0.01, 300),
     ...                       target="T", cell_types=["A", "B", "C", "D", "E", "T"],

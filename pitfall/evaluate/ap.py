@@ -63,6 +63,14 @@ def average_precision(y_true: ArrayLike, y_score: ArrayLike) -> float:
     ValueError
         When the shapes differ, when no labelled item is positive, when a label is not
         0/1/NaN, or when a score is NaN at a labelled item.
+
+    Examples
+    --------
+    >>> from pitfall.evaluate import average_precision
+    >>> round(average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]), 4)
+    0.8333
+    >>> round(average_precision([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.1]), 4)  # ties: one threshold
+    0.6667
     """
     y_true, y_score = align_pair(y_true, y_score)
     if is_lazy(y_true) or is_lazy(y_score):
@@ -100,6 +108,18 @@ def random_ap(y_true: ArrayLike) -> float:
     ------
     ValueError
         When no item is labelled.
+
+    Examples
+    --------
+    The prevalence is the large-sample limit; a random ranking of few loci earns more on
+    average (:func:`pitfall.random_ranking.expected_ap`):
+
+    >>> from pitfall.evaluate import random_ap
+    >>> from pitfall.random_ranking import expected_ap
+    >>> random_ap([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    0.1
+    >>> round(expected_ap(10, 1), 4)
+    0.2929
     """
     y = to_numpy(y_true).ravel().astype(np.float64)
     y = y[~np.isnan(y)]

@@ -217,6 +217,15 @@ def one_hot_dna(
     -------
     numpy.ndarray
         Shape (L, 4) (or (..., L, 4) for an array), dtype ``dtype``; ``out`` itself when given.
+
+    Examples
+    --------
+    >>> from pitfall.kernels import one_hot_dna
+    >>> one_hot_dna("ACgN").astype(int)
+    array([[1, 0, 0, 0],
+           [0, 1, 0, 0],
+           [0, 0, 1, 0],
+           [0, 0, 0, 0]])
     """
     if isinstance(seq, str):
         # 'replace' keeps one byte per character, so a non-ASCII letter becomes '?' -> N.
