@@ -12,8 +12,8 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
-# Each object is documented where it is defined, not again where a package re-exports it.
-autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
+# Each module documents its __all__, so a package documents the names it re-exports.
+autodoc_default_options = {"members": True, "show-inheritance": True}
 # Type hints name classes of numpy, xarray and the rest; they are not ours to resolve.
 nitpicky = False
 exclude_patterns = ["_build"]
