@@ -92,19 +92,6 @@ def log_axis(ax, values: Sequence[float] | pd.Series, axis: str = "x") -> None:
     which.set_minor_formatter(ticker.NullFormatter())
 
 
-def _legend_entries(axes) -> tuple[list[Any], list[str]]:
-    """Legend handles and labels of ``axes``, each label once (its first handle), in order:
-    panels that draw the same series share one figure legend."""
-    handles: list[Any] = []
-    labels: list[str] = []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    return handles, labels
-
-
 def _plain_number(x: float, _pos: int | None = None) -> str:
     return f"{x:,.0f}" if x >= 1 else f"{x:g}"
 
