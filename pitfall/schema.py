@@ -162,10 +162,14 @@ SEQUENCE_COMPRESSORS = (
     {
         "name": "blosc",
         "configuration": {
-            "cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "typesize": 1, "blocksize": 0,
+            "cname": "zstd",
+            "clevel": 1,
+            "shuffle": "bitshuffle",
+            "typesize": 1,
+            "blocksize": 0,
         },
     },
-)  # fmt: skip
+)
 
 
 def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec]:
@@ -200,8 +204,11 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     ]
     if schema.marks:
         m = len(schema.marks)
-        out.append(ArraySpec("mark", ("mark",), (m,), (m,), str, "",
-                             data=np.array(schema.marks, dtype=object)))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "mark", ("mark",), (m,), (m,), str, "", data=np.array(schema.marks, dtype=object)
+            )
+        )
     for name in locus_coords:
         string = name in ("chrom", "strand", "name")
         out.append(
@@ -216,14 +223,42 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     nan = {"_FillValue": _NAN_FILL_ATTR}
     for name in ("label", "value"):
         if name == "label" or schema.value:
-            out.append(ArraySpec(name, PER_CELL_TYPE_VARS[name], (k, n), (1, c), np.float32,
-                                 np.nan, {"coordinates": by_ct, **nan}))  # fmt: skip
+            out.append(
+                ArraySpec(
+                    name,
+                    PER_CELL_TYPE_VARS[name],
+                    (k, n),
+                    (1, c),
+                    np.float32,
+                    np.nan,
+                    {"coordinates": by_ct, **nan},
+                )
+            )
     if schema.marks:
         m = len(schema.marks)
-        out.append(ArraySpec("signal", PER_CELL_TYPE_VARS["signal"], (k, n, m), (1, c, m),
-                             np.float32, np.nan, {"coordinates": by_ct, **nan}))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "signal",
+                PER_CELL_TYPE_VARS["signal"],
+                (k, n, m),
+                (1, c, m),
+                np.float32,
+                np.nan,
+                {"coordinates": by_ct, **nan},
+            )
+        )
     if schema.sequence_length:
         L = schema.sequence_length
-        out.append(ArraySpec("sequence", SHARED_VARS["sequence"], (n, L), (c, L), np.uint8, 0,
-                             {"coordinates": by_locus}, compressors=SEQUENCE_COMPRESSORS))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "sequence",
+                SHARED_VARS["sequence"],
+                (n, L),
+                (c, L),
+                np.uint8,
+                0,
+                {"coordinates": by_locus},
+                compressors=SEQUENCE_COMPRESSORS,
+            )
+        )
     return out

@@ -354,9 +354,12 @@ class Writer:
         committed = self.batches[b][-1] + 1  # batches are committed in order
         self.bar.set_postfix(committed=f"{committed}/{len(self.cell_types)}", last=cts[-1])
         log.info(
-            "committed %s (%d of %d cell types) at %.1f s", ", ".join(cts), committed,
-            len(self.cell_types), time.perf_counter() - self.t0,
-        )  # fmt: skip
+            "committed %s (%d of %d cell types) at %.1f s",
+            ", ".join(cts),
+            committed,
+            len(self.cell_types),
+            time.perf_counter() - self.t0,
+        )
         if b + 1 < len(self.batches):
             self._begin(b + 1)
 
@@ -371,18 +374,32 @@ class Writer:
                 )
             else:
                 self._submit(
-                    kind, a, write_sequence_block, self.fork_bytes, self.m.fasta, self.loci, a,
-                    b, sequence_length(self.m),
-                )  # fmt: skip
+                    kind,
+                    a,
+                    write_sequence_block,
+                    self.fork_bytes,
+                    self.m.fasta,
+                    self.loci,
+                    a,
+                    b,
+                    sequence_length(self.m),
+                )
             self.n_head += 1
             self.n_extra += 1
         for g in self.batch_groups[self.head]:
             while self.todo[g] and self.n_head < self.limit:
                 it = self.todo[g].popleft()
                 it.future = self._submit(
-                    "write", it, compute_write_block, self.fork_bytes, self._index(g),
-                    self._jobs(g), self.loci, it.i0, it.i1,
-                )  # fmt: skip
+                    "write",
+                    it,
+                    compute_write_block,
+                    self.fork_bytes,
+                    self._index(g),
+                    self._jobs(g),
+                    self.loci,
+                    it.i0,
+                    it.i1,
+                )
                 it.state = "writing"
                 self.n_head += 1
         self._fill_ahead(self.batch_groups[self.head][-1] + 1)
