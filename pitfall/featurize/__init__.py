@@ -163,7 +163,7 @@ def _describe(client: Any) -> str:
 
 
 #: Below this many (locus x cell type x input) values a build runs in this process: starting
-#: worker processes and importing the stack in each (about 2 s) would cost more than the work.
+#: worker processes and importing the stack in each would cost more than the work.
 IN_PROCESS_BELOW = 2_000_000
 
 

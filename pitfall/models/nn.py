@@ -154,9 +154,9 @@ def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
         """Per epoch: the training loss and time; the loss on the fixed validation sample,
         put in ``logs["val_loss"]`` for the callbacks after this one (early stopping).
 
-        The validation runs here, as the loop before ``model.fit`` ran it (one prediction of
-        the sample, the loss in float64), rather than through ``validation_data``: Keras's
-        evaluation loop costs ~50 ms an epoch more, which small models notice.
+        The validation runs here (one prediction of the sample, the loss in float64) rather
+        than through ``validation_data``: Keras's evaluation loop adds a fixed cost to every
+        epoch, which small models notice.
         """
 
         def on_train_begin(self, logs: dict | None = None) -> None:
