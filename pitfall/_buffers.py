@@ -10,7 +10,7 @@ measures the difference). The runs a batch decodes to are still fresh arrays, as
 returned to the caller.
 
 A thread keeps each named buffer, at most :data:`KEEP_BYTES`, until it exits: a bigWig
-reader's thread about 2 x 32 MiB at most.
+reader's thread keeps two, its inflated blocks and its window sums.
 """
 
 from __future__ import annotations

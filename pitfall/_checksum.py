@@ -3,8 +3,8 @@
 Downloads verify files against their recorded sha256 (and resume a hash over a partial
 file); builds record the sha256 of every input of a cell type. Each reads files of up to
 gigabytes, so the reads go through one per-thread buffer (:mod:`pitfall._buffers`) instead of
-a fresh ``bytes`` object per read: under Dask's ``MALLOC_TRIM_THRESHOLD_`` each fresh 1 MiB
-read faulted in new pages (18,000 faults per round of the demo preset's compute).
+a fresh ``bytes`` object per read: under Dask's ``MALLOC_TRIM_THRESHOLD_`` each fresh
+buffer faults in new pages.
 """
 
 from __future__ import annotations

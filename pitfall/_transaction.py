@@ -259,8 +259,8 @@ def write_regions(
     async def write(name: str, data: np.ndarray) -> None:
         arr = await open_array(store=session.store, path=name, mode="r+")
         # Every region is new chunks, so zarr's check that a chunk is all fill value (to
-        # skip storing it) is pure cost: a full scan with temporaries, 21 ms of the 34 ms it
-        # takes to write the demo preset's 6 MB sequence chunk.
+        # skip storing it) is pure cost: a full scan with temporaries, most of a chunk's
+        # write time.
         await arr.with_config({"write_empty_chunks": True}).setitem(selection(data), data)
 
     async def write_all() -> None:

@@ -1,7 +1,7 @@
 """What a worker process that pitfall starts does first: import its tasks' modules, then freeze.
 
 Kept apart from :mod:`pitfall.cluster` because a plugin must subclass Dask's, and importing
-:mod:`distributed` costs half a second that only a cluster should pay.
+:mod:`distributed` takes a noticeable start-up time that only a cluster should pay.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ class FrozenImports(WorkerPlugin):
     """Import ``modules``, then move every object so far out of the cyclic GC's full passes.
 
     :func:`gc.freeze` puts them in a permanent generation that collections skip (reference
-    counting still frees them); a full pass then scans what tasks made, not the libraries.
-    Measured on the demo preset's build (2 workers, 16 builds): full passes took about 0.1 s
-    each, stopping the task that triggered them, and 20-30 ms once frozen. The cost: a
-    reference cycle among the frozen objects is never collected, and imports make few.
+    counting still frees them); a full pass then scans what tasks made, not the libraries,
+    and stops the task that triggered it for much less time (``docs/performance.rst``). The
+    cost: a reference cycle among the frozen objects is never collected, and imports make few.
     """
 
     name = "pitfall-frozen-imports"

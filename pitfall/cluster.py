@@ -11,8 +11,8 @@ sweep):
   (``workers=0``: one worker thread in this process, which is what small jobs and
   debuggers want). Each of those processes imports the modules its tasks will need when
   it starts (``preload``), then exempts them from the cyclic garbage collector's full
-  passes (:func:`gc.freeze`): with the scientific stack imported, a worker holds about
-  135,000 objects, and each full pass over them stopped its task for about 0.1 s.
+  passes (:func:`gc.freeze`): with the scientific stack imported, a worker holds so many
+  objects that each full pass over them stops its task noticeably.
 """
 
 from __future__ import annotations

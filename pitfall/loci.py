@@ -182,9 +182,13 @@ class LocusTable:
 
         extra = {k: v[rows] for k, v in self.extra.items()} if self.extra else None
         return LocusTable(
-            self.chrom[rows], self.start[rows], self.end[rows], pick(self.strand),
-            pick(self.name), extra,
-        )  # fmt: skip
+            self.chrom[rows],
+            self.start[rows],
+            self.end[rows],
+            pick(self.strand),
+            pick(self.name),
+            extra,
+        )
 
     def chrom_runs(self) -> list[tuple[str, int, int]]:
         """Maximal runs of one chromosome: ``(chrom, i0, i1)`` in order."""

@@ -57,9 +57,8 @@ SHARED_VARS = {"sequence": ("locus", "position")}
 VAR_DTYPES = {"signal": np.float32, "label": np.float32, "value": np.float32, "sequence": np.uint8}
 DEFAULT_LOCUS_CHUNK = 4096
 #: Cell types per chunk of the cell-type coordinates (``cell_type`` and its names, groups).
-#: Not 1 like the data variables: three tiny chunks per cell type were half of a new cube's
-#: array creation and of opening a cube (18 cell types: 43 -> 23 ms and 98 -> 55 ms). An
-#: append rewrites the last chunk of each inside its own commit, so a failed one changes
+#: Not 1 like the data variables: three tiny chunks per cell type would dominate a new cube's
+#: array creation and the opening of a cube (``docs/performance.rst``). An append rewrites the last chunk of each inside its own commit, so a failed one changes
 #: nothing.
 CELL_TYPE_COORD_CHUNK = 1024
 
@@ -156,16 +155,20 @@ class ArraySpec:
 _NAN_FILL_ATTR = "AAAAAAAA+H8="
 
 #: The codec of ``sequence``: five codes use 3 of each byte's 8 bits, which bit-shuffling
-#: lays out for zstd. Against zarr's default (zstd alone) on the demo's sequence: 18%
-#: smaller, written in 0.55x the time, read as fast (``benchmarks/bench_sequence_codec.py``).
+#: lays out for zstd: smaller and faster to write than zarr's default (zstd alone), as fast
+#: to read (``benchmarks/bench_sequence_codec.py``, ``docs/performance.rst``).
 SEQUENCE_COMPRESSORS = (
     {
         "name": "blosc",
         "configuration": {
-            "cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "typesize": 1, "blocksize": 0,
+            "cname": "zstd",
+            "clevel": 1,
+            "shuffle": "bitshuffle",
+            "typesize": 1,
+            "blocksize": 0,
         },
     },
-)  # fmt: skip
+)
 
 
 def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec]:
@@ -173,8 +176,8 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
 
     Written directly by :func:`pitfall._transaction.begin_create`: the same documents as
     ``Dataset.to_zarr(compute=False)`` of the equivalent dask-backed dataset, without the
-    dask graph that call builds and discards (a third of the driver's time in a small
-    build). Tests check the two agree.
+    dask graph that call builds and discards (a sizeable part of the driver's time in a
+    small build). Tests check the two agree.
 
     Returns
     -------
@@ -200,8 +203,11 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     ]
     if schema.marks:
         m = len(schema.marks)
-        out.append(ArraySpec("mark", ("mark",), (m,), (m,), str, "",
-                             data=np.array(schema.marks, dtype=object)))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "mark", ("mark",), (m,), (m,), str, "", data=np.array(schema.marks, dtype=object)
+            )
+        )
     for name in locus_coords:
         string = name in ("chrom", "strand", "name")
         out.append(
@@ -216,14 +222,42 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     nan = {"_FillValue": _NAN_FILL_ATTR}
     for name in ("label", "value"):
         if name == "label" or schema.value:
-            out.append(ArraySpec(name, PER_CELL_TYPE_VARS[name], (k, n), (1, c), np.float32,
-                                 np.nan, {"coordinates": by_ct, **nan}))  # fmt: skip
+            out.append(
+                ArraySpec(
+                    name,
+                    PER_CELL_TYPE_VARS[name],
+                    (k, n),
+                    (1, c),
+                    np.float32,
+                    np.nan,
+                    {"coordinates": by_ct, **nan},
+                )
+            )
     if schema.marks:
         m = len(schema.marks)
-        out.append(ArraySpec("signal", PER_CELL_TYPE_VARS["signal"], (k, n, m), (1, c, m),
-                             np.float32, np.nan, {"coordinates": by_ct, **nan}))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "signal",
+                PER_CELL_TYPE_VARS["signal"],
+                (k, n, m),
+                (1, c, m),
+                np.float32,
+                np.nan,
+                {"coordinates": by_ct, **nan},
+            )
+        )
     if schema.sequence_length:
         L = schema.sequence_length
-        out.append(ArraySpec("sequence", SHARED_VARS["sequence"], (n, L), (c, L), np.uint8, 0,
-                             {"coordinates": by_locus}, compressors=SEQUENCE_COMPRESSORS))  # fmt: skip
+        out.append(
+            ArraySpec(
+                "sequence",
+                SHARED_VARS["sequence"],
+                (n, L),
+                (c, L),
+                np.uint8,
+                0,
+                {"coordinates": by_locus},
+                compressors=SEQUENCE_COMPRESSORS,
+            )
+        )
     return out

@@ -74,18 +74,53 @@ __all__ = [
 
 RESULTS_FILE = "results.parquet"
 _LAYER_FIELDS = ("units", "filters", "seq_units")
-_VERSIONED = ("pitfall", "numpy", "xarray", "zarr", "icechunk", "dask", "numba", "keras",
-              "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost")  # fmt: skip
-_BEFORE_BASELINES = ["id", "task", "setting", "target", "test_chroms", "inputs", "family",
-                     "label", "spec", "n_params", "ap"]  # fmt: skip
-_AFTER_BASELINES = ["epochs", "train_seconds", "device", "seed", "snapshot", "versions", "status",
-                    "error", "finished_at"]  # fmt: skip
+_VERSIONED = (
+    "pitfall",
+    "numpy",
+    "xarray",
+    "zarr",
+    "icechunk",
+    "dask",
+    "numba",
+    "keras",
+    "tensorflow-cpu",
+    "tensorflow",
+    "xgboost-cpu",
+    "xgboost",
+)
+_BEFORE_BASELINES = [
+    "id",
+    "task",
+    "setting",
+    "target",
+    "test_chroms",
+    "inputs",
+    "family",
+    "label",
+    "spec",
+    "n_params",
+    "ap",
+]
+_AFTER_BASELINES = [
+    "epochs",
+    "train_seconds",
+    "device",
+    "seed",
+    "snapshot",
+    "versions",
+    "status",
+    "error",
+    "finished_at",
+]
 
 
 def columns() -> list[str]:
     """The results table's columns: one ``ap_<name>`` per registered baseline."""
-    return [*_BEFORE_BASELINES, *(b.column for b in baselines.BASELINES.values()),
-            *_AFTER_BASELINES]  # fmt: skip
+    return [
+        *_BEFORE_BASELINES,
+        *(b.column for b in baselines.BASELINES.values()),
+        *_AFTER_BASELINES,
+    ]
 
 
 class SweepError(config_schema.ConfigError):
@@ -110,8 +145,15 @@ class Experiment:
     @property
     def id(self) -> str:
         """Stable id: the same experiment always gets the same id (restart skips it)."""
-        parts: list[Any] = [self.cube, self.task, self.setting, self.target, self.spec.to_dict(),
-                 list(self.training), self.valid_cell_types]  # fmt: skip
+        parts: list[Any] = [
+            self.cube,
+            self.task,
+            self.setting,
+            self.target,
+            self.spec.to_dict(),
+            list(self.training),
+            self.valid_cell_types,
+        ]
         if self.test_chroms or self.valid_chroms:
             # only then, so that tables written before folds existed keep their ids
             parts.append([list(self.test_chroms), list(self.valid_chroms)])
@@ -253,7 +295,7 @@ def sweep_from_dict(raw: dict[str, Any], *, root: Path, path: Path | None = None
     targets = raw.get("targets") or [raw.get("target", "E003")]
     folds = [
         (tuple(f["test"]), tuple(f["valid"])) for f in raw.get("folds", [{"test": [], "valid": []}])
-    ]  # fmt: skip
+    ]
     experiments = []
     for i, table in enumerate(raw["models"]):
         try:
@@ -448,9 +490,10 @@ def _check_results_dir(results_dir: Path) -> None:
     if not results_dir.is_dir():
         raise FileExistsError(f"{results_dir}: --results names a file, not a folder")
     foreign = sorted(
-        p.name for p in results_dir.iterdir()
+        p.name
+        for p in results_dir.iterdir()
         if p.name not in _RESULTS_FILES and not p.name.endswith(".tmp")
-    )  # fmt: skip
+    )
     if foreign:
         raise FileExistsError(
             f"{results_dir} holds files a sweep did not write ({', '.join(foreign[:3])}"
@@ -534,8 +577,12 @@ def run_sweep(
 
         # One thread per worker, and TensorFlow's pools sized to match, so n workers use n
         # cores instead of fighting over them.
-        env = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
-               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+        env = {
+            "OMP_NUM_THREADS": "1",
+            "TF_NUM_INTRAOP_THREADS": "1",
+            "TF_NUM_INTEROP_THREADS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
         with dask_client(workers=workers, scheduler=scheduler, env=env) as client:
             futures = [client.submit(run_experiment, e, pred_dir, pure=False) for e in todo]
             for fut in as_completed(futures):

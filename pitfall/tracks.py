@@ -316,9 +316,13 @@ def write_track(
             )
         # Windows are clipped to the chromosome, as the featurizer and read_track clip them.
         s, e, v = resolve_overlaps(
-            np.maximum(start[m], 0), np.minimum(end[m], sizes[c]), values[m], overlaps,
-            names=None if names is None else names[m], chrom=c,
-        )  # fmt: skip
+            np.maximum(start[m], 0),
+            np.minimum(end[m], sizes[c]),
+            values[m],
+            overlaps,
+            names=None if names is None else names[m],
+            chrom=c,
+        )
         runs.append((c, s, e, v))
     # Written whole under a temporary name, then renamed: a failure leaves ``path`` as it was.
     with atomic_path(path) as tmp:

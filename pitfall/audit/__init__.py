@@ -208,10 +208,24 @@ def audit_predictions(
     >>> report.call  # the scores are the training cell types' average activity itself
     'memorising'
     """
-    options = Options(level=level, n_bootstrap=n_bootstrap, block_size=block_size,
-                      n_permutations=n_permutations, adjust=adjust, alpha=alpha, seed=seed)  # fmt: skip
-    ds = prepare(cube, options, margin, memorisation_threshold,
-                 figure=figure, json_path=json_path, html_path=html_path)  # fmt: skip
+    options = Options(
+        level=level,
+        n_bootstrap=n_bootstrap,
+        block_size=block_size,
+        n_permutations=n_permutations,
+        adjust=adjust,
+        alpha=alpha,
+        seed=seed,
+    )
+    ds = prepare(
+        cube,
+        options,
+        margin,
+        memorisation_threshold,
+        figure=figure,
+        json_path=json_path,
+        html_path=html_path,
+    )
     cube_cts = [str(c) for c in ds["cell_type"].values]
     train_cell_types = _check_names(train_cell_types, cube_cts, "training cell type")
     if train_chroms is not None:
@@ -272,8 +286,9 @@ def audit_predictions(
         "similarity_on": "signal" if "signal" in ds else None,
         "cube_snapshot": ds.attrs.get("snapshot"),
     }
-    report = _finish_binary(rows, groups, parts, settings, log, notes, margin,
-                            memorisation_threshold)  # fmt: skip
+    report = _finish_binary(
+        rows, groups, parts, settings, log, notes, margin, memorisation_threshold
+    )
     report.save(figure=figure, json_path=json_path, html_path=html_path)
     return report
 

@@ -207,8 +207,9 @@ def audit_arrays(
     if continuous:
         from pitfall.audit.continuous import audit_track
 
-        cube = as_cube(truth, variable="signal", cell_types=cell_types, chroms=chroms,
-                       starts=starts)  # fmt: skip
+        cube = as_cube(
+            truth, variable="signal", cell_types=cell_types, chroms=chroms, starts=starts
+        )
         if len(by_target) != 1:
             raise ValueError("a continuous audit takes one target track at a time")
         ((t, s),) = by_target.items()

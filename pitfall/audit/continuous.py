@@ -175,8 +175,9 @@ def _metric_table(
     for key, pred in predictors.items():
         if pred is None:
             continue
-        stats = tm.block_statistics(observed, pred, local_blocks, n_blocks, regions=regions,
-                                    variance=variance)  # fmt: skip
+        stats = tm.block_statistics(
+            observed, pred, local_blocks, n_blocks, regions=regions, variance=variance
+        )
         points[key] = {
             m: float(v) for m, v in tm.metrics_from_statistics(stats.sum(axis=0)).items()
         }
@@ -262,7 +263,7 @@ def _tracks(ds: xr.Dataset, cell_type: str, mark: str, refs: list[str]) -> _Targ
                 ds["cell_type"].values,
                 sig.sel(mark=mark).notnull().any("locus").values,
                 strict=True,
-            )  # fmt: skip
+            )
             if ok
         ]
         raise ValueError(
@@ -517,10 +518,24 @@ def audit_track(
     >>> report.call
     'memorising'
     """
-    options = Options(level=level, n_bootstrap=n_bootstrap, block_size=block_size,
-                      n_permutations=n_permutations, adjust=adjust, alpha=alpha, seed=seed)  # fmt: skip
-    ds = prepare(cube, options, margin, memorisation_threshold,
-                 figure=figure, json_path=json_path, html_path=html_path)  # fmt: skip
+    options = Options(
+        level=level,
+        n_bootstrap=n_bootstrap,
+        block_size=block_size,
+        n_permutations=n_permutations,
+        adjust=adjust,
+        alpha=alpha,
+        seed=seed,
+    )
+    ds = prepare(
+        cube,
+        options,
+        margin,
+        memorisation_threshold,
+        figure=figure,
+        json_path=json_path,
+        html_path=html_path,
+    )
     cell_type, mark = str(cell_type), str(mark)
     _check_target(ds, cell_type, mark)
     cube_cts = [str(c) for c in ds["cell_type"].values]
@@ -537,8 +552,9 @@ def audit_track(
     if not refs:
         raise ValueError(f"no reference cell type other than the target {cell_type} to average")
     log: list[str] = []
-    pred, read_as = _prediction(prediction, ds, cell_type, loci_by=loci_by,
-                                chrom_sizes=chrom_sizes, log=log)  # fmt: skip
+    pred, read_as = _prediction(
+        prediction, ds, cell_type, loci_by=loci_by, chrom_sizes=chrom_sizes, log=log
+    )
     target = _tracks(ds, cell_type, mark, refs)
     notes = list(target.notes)
     regions = region_masks(ds, genes=genes, enhancers=enhancers, notes=notes)
@@ -582,15 +598,23 @@ def audit_track(
     ids: dict[str, int] = {}
     chrom = bootstrap.chrom_ids(ds["chrom"].values, ids)
     start = np.asarray(ds["start"].values, dtype=np.int64) if "start" in ds.coords else None
-    keys = bootstrap.block_keys(chrom, start, block_size=options.block_size,
-                                block_loci=options.block_loci)  # fmt: skip
+    keys = bootstrap.block_keys(
+        chrom, start, block_size=options.block_size, block_loci=options.block_loci
+    )
     local, n_blocks = bootstrap.renumber(keys[scored])
     local = local.astype(np.int64)
     weights = bootstrap.block_weights(n_blocks, options.n_bootstrap, options.seed)
     kept_regions = {k: v[scored] for k, v in regions.items()}
     predictors = {"model": model, "average": avg, "most_similar": ms, "zero": np.zeros_like(obs)}
-    table, reps = _metric_table(obs, predictors, regions=kept_regions, variance=var,
-                                local_blocks=local, weights=weights, level=options.level)  # fmt: skip
+    table, reps = _metric_table(
+        obs,
+        predictors,
+        regions=kept_regions,
+        variance=var,
+        local_blocks=local,
+        weights=weights,
+        level=options.level,
+    )
     tests = residual_correlations(obs, model, avg, var, options, cell_type)
     gain_reps = bootstrap_gain(obs, model, avg, tests, local, weights)
     pearson, spearman = correlations(model, avg)
@@ -647,7 +671,8 @@ def audit_track(
         "memorisation_threshold": memorisation_threshold,
         "level": options.level,
         "n_bootstrap": options.n_bootstrap,
-        "blocks": f"{options.block_size:,} bp genomic blocks" if start is not None
+        "blocks": f"{options.block_size:,} bp genomic blocks"
+        if start is not None
         else f"blocks of {options.block_loci} consecutive loci",
         "block_size": options.block_size,
         "n_blocks": n_blocks,
@@ -668,7 +693,7 @@ def audit_track(
         "genes": None if genes is None else str(genes),
         "enhancers": None if enhancers is None else str(enhancers),
         "cube_snapshot": ds.attrs.get("snapshot"),
-    }  # fmt: skip
+    }
     keep = np.unique(
         np.linspace(0, scored.size - 1, min(scored.size, MAX_CURVE_BINS)).astype(np.int64)
     )
@@ -701,9 +726,18 @@ def audit_track(
 
 #: Columns of the per-decile table in the text and HTML report.
 DECILE_COLUMNS: list[str] = [
-    "group", "n_loci", "variance_low", "variance_high", "mse_model", "mse_average",
-    "residual_corr", "null_low", "null_high", "p", "p_adjusted",
-]  # fmt: skip
+    "group",
+    "n_loci",
+    "variance_low",
+    "variance_high",
+    "mse_model",
+    "mse_average",
+    "residual_corr",
+    "null_low",
+    "null_high",
+    "p",
+    "p_adjusted",
+]
 #: The caption of that table.
 DECILE_CAPTION = (
     "within deciles of the mark's variance across the training cell types, pooled: residual "
@@ -724,9 +758,13 @@ def summary_table(report: AuditReport) -> pd.DataFrame:
     for m in tm.METRICS:
         e = row["metrics"][m]
         cells = {"metric": m, "better": "lower" if e["lower_is_better"] else "higher"}
-        for key, name in (("model", "model"), ("average", "Average"),
-                          ("most_similar", similar), ("zero", "zero"),
-                          ("diff_average", "model - Average")):  # fmt: skip
+        for key, name in (
+            ("model", "model"),
+            ("average", "Average"),
+            ("most_similar", similar),
+            ("zero", "zero"),
+            ("diff_average", "model - Average"),
+        ):
             v, ci = e[key], e[f"{key}_ci"]
             fmt = "+.4g" if key == "diff_average" else ".4g"
             cells[name] = "-" if not math.isfinite(v) else f"{v:{fmt}} {_ci(ci, fmt)}"

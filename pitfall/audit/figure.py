@@ -66,17 +66,31 @@ def group_panel(
 ) -> None:
     """The model per group (filled where significant after correction) over the central
     interval of its permutation null (a band) and the reference it is tested against."""
-    ax.fill_between(groups, null[0], null[1], color=PALETTE["random"], alpha=0.3, lw=0,
-                    label=band_label)  # fmt: skip
+    ax.fill_between(
+        groups, null[0], null[1], color=PALETTE["random"], alpha=0.3, lw=0, label=band_label
+    )
     if np.ndim(reference) == 0:
         ax.axhline(float(reference), color=PALETTE["random"], lw=1.2, label=reference_label)
     else:
         ax.plot(groups, reference, color=PALETTE["random"], lw=1.5, label=reference_label)
     ax.plot(groups, values, color=PALETTE["model"], lw=1, alpha=0.6)
-    ax.scatter(groups[significant], values[significant], color=PALETTE["model"], s=28,
-               zorder=3, label="model (significant after correction)")  # fmt: skip
-    ax.scatter(groups[~significant], values[~significant], facecolor="white",
-               edgecolor=PALETTE["model"], s=28, zorder=3, label="model (not significant)")  # fmt: skip
+    ax.scatter(
+        groups[significant],
+        values[significant],
+        color=PALETTE["model"],
+        s=28,
+        zorder=3,
+        label="model (significant after correction)",
+    )
+    ax.scatter(
+        groups[~significant],
+        values[~significant],
+        facecolor="white",
+        edgecolor=PALETTE["model"],
+        s=28,
+        zorder=3,
+        label="model (not significant)",
+    )
 
 
 def audit_figure(report: AuditReport):
@@ -93,11 +107,17 @@ def audit_figure(report: AuditReport):
     y = report.curves["y"]
     labels = {
         "model": ("model", "ap_model", None),
-        "average activity": ("average activity", "ap_average_activity_random_ties",
-                             "ap_average_activity"),
-        "most similar cell type": (f"most similar ({pooled.get('most_similar') or 'per target'})",
-                                   "ap_most_similar_random_ties", "ap_most_similar"),
-    }  # fmt: skip
+        "average activity": (
+            "average activity",
+            "ap_average_activity_random_ties",
+            "ap_average_activity",
+        ),
+        "most similar cell type": (
+            f"most similar ({pooled.get('most_similar') or 'per target'})",
+            "ap_most_similar_random_ties",
+            "ap_most_similar",
+        ),
+    }
     for name, s in report.curves["scores"].items():
         if s is None:
             continue
@@ -107,12 +127,23 @@ def audit_figure(report: AuditReport):
         if tied is not None and abs(pooled[tied] - ap) >= 5e-4:
             text += f"\n  (ties grouped {pooled[tied]:.3f})"
         r, p = pr_curve(y, s)
-        ax1.step(r, p, where="post", color=PALETTE[name], lw=2.0 if name == "model" else 1.4,
-                 ls="-" if name == "model" else "--", label=text)  # fmt: skip
+        ax1.step(
+            r,
+            p,
+            where="post",
+            color=PALETTE[name],
+            lw=2.0 if name == "model" else 1.4,
+            ls="-" if name == "model" else "--",
+            label=text,
+        )
     prevalence = float(np.mean(y == 1))
-    ax1.axhline(prevalence, color=PALETTE["random"], ls=":", lw=1.2,
-                label=f"random ranking: precision {prevalence:.3f}, expected AP "
-                f"{pooled['ap_random']:.3f}")  # fmt: skip
+    ax1.axhline(
+        prevalence,
+        color=PALETTE["random"],
+        ls=":",
+        lw=1.2,
+        label=f"random ranking: precision {prevalence:.3f}, expected AP {pooled['ap_random']:.3f}",
+    )
     ax1.set_xlabel("recall")
     ax1.set_ylabel("precision")
     ax1.set_xlim(0, 1)

@@ -233,8 +233,15 @@ _INTERVALS = {
     "within_group_gain": "within_group_gain_ci",
 }
 _PARTITION_COLUMNS = [
-    "group", "n_loci", "n_positive", "ap_model", "ap_random_expected", "gain", "p", "p_adjusted",
-]  # fmt: skip
+    "group",
+    "n_loci",
+    "n_positive",
+    "ap_model",
+    "ap_random_expected",
+    "gain",
+    "p",
+    "p_adjusted",
+]
 
 
 @dataclass

@@ -62,8 +62,16 @@ def continuous_figure(report: AuditReport) -> Figure:
         lo, hi = lo - 0.5, hi + 0.5
     for ax, key, cmap in ((ax_model, "model", "Blues"), (ax_avg, "average", "Greys")):
         name = "model" if key == "model" else "Average"
-        hb = ax.hexbin(obs, curves[key], gridsize=45, bins="log", mincnt=1, cmap=cmap,
-                       extent=(lo, hi, lo, hi), linewidths=0)  # fmt: skip
+        hb = ax.hexbin(
+            obs,
+            curves[key],
+            gridsize=45,
+            bins="log",
+            mincnt=1,
+            cmap=cmap,
+            extent=(lo, hi, lo, hi),
+            linewidths=0,
+        )
         ax.plot(
             [lo, hi], [lo, hi], color=PALETTE["bad"], ls=":", lw=1.2, label="predicted = observed"
         )
@@ -82,8 +90,11 @@ def continuous_figure(report: AuditReport) -> Figure:
 
     names = list(tm.METRICS)
     y = np.arange(len(names))[::-1]
-    predictors = [("model", "model"), ("most_similar", f"most similar ({row['most_similar']})"),
-                  ("zero", "zero")]  # fmt: skip
+    predictors = [
+        ("model", "model"),
+        ("most_similar", f"most similar ({row['most_similar']})"),
+        ("zero", "zero"),
+    ]
     offsets = {"model": 0.0, "most_similar": -0.2, "zero": 0.2}
     ratios_seen = [1.0]
     xmax = 3.0
@@ -112,18 +123,36 @@ def continuous_figure(report: AuditReport) -> Figure:
             colour = PALETTE[_PALETTE_KEYS[key]]
             clipped = min(ratio, xmax)
             marker = ">" if ratio > xmax else ("o" if key == "model" else "s")
-            ax_metrics.scatter([clipped], [yy], color=colour, marker=marker, s=36 if key == "model" else 22,
-                               zorder=3, label=label if first else None)  # fmt: skip
+            ax_metrics.scatter(
+                [clipped],
+                [yy],
+                color=colour,
+                marker=marker,
+                s=36 if key == "model" else 22,
+                zorder=3,
+                label=label if first else None,
+            )
             first = False
             if ratio > xmax:
-                ax_metrics.annotate(f"{ratio:.1f}x", (clipped, yy), xytext=(-4, 4),
-                                    textcoords="offset points", ha="right", fontsize=7,
-                                    color=colour)  # fmt: skip
+                ax_metrics.annotate(
+                    f"{ratio:.1f}x",
+                    (clipped, yy),
+                    xytext=(-4, 4),
+                    textcoords="offset points",
+                    ha="right",
+                    fontsize=7,
+                    color=colour,
+                )
             if key == "model":
                 low, high = entry["model_ci"]
                 if math.isfinite(low) and math.isfinite(high):
-                    ax_metrics.plot([min(low / base, xmax), min(high / base, xmax)], [yy, yy],
-                                    color=colour, lw=2, zorder=2)  # fmt: skip
+                    ax_metrics.plot(
+                        [min(low / base, xmax), min(high / base, xmax)],
+                        [yy, yy],
+                        color=colour,
+                        lw=2,
+                        zorder=2,
+                    )
     ax_metrics.axvline(1.0, color=PALETTE["average activity"], lw=1.2, label="Average (= 1)")
     labels = []
     for m in names:
@@ -142,8 +171,9 @@ def continuous_figure(report: AuditReport) -> Figure:
         f"{level} interval",
         fontsize=10,
     )
-    ax_metrics.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4, fontsize=8,
-                      frameon=False)  # fmt: skip
+    ax_metrics.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4, fontsize=8, frameon=False
+    )
 
     part = report.partitions[report.partitions["cell_type"] == "pooled"]
     g = part["group"].to_numpy(dtype=float)

@@ -123,9 +123,15 @@ def _group_sums(a: np.ndarray, b: np.ndarray, key: np.ndarray, size: int) -> tup
 
 
 def _correlation_from_sums(
-    n: np.ndarray, sa: np.ndarray, sb: np.ndarray, saa: np.ndarray, sbb: np.ndarray,
-    sab: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    n: np.ndarray,
+    sa: np.ndarray,
+    sb: np.ndarray,
+    saa: np.ndarray,
+    sbb: np.ndarray,
+    sab: np.ndarray,
+    scale_a: np.ndarray,
+    scale_b: np.ndarray,
+) -> np.ndarray:
     """Pearson correlation from sums, NaN for fewer than 3 bins or a constant side.
 
     A side counts as constant when its variance is at most 1e-12 of ``scale`` (its sum of
@@ -218,8 +224,9 @@ def residual_correlations(
     w = np.where(tested, n, 0.0)
     gain = float(np.sum(w * np.where(tested, r, 0.0)) / w.sum())
     null_gain = (w[:, None] * null).sum(axis=0) / w.sum()
-    return DecileTests(group, rows, gain, permutation_p(gain, null_gain), n_tested, n_perm,
-                      tested, centre)  # fmt: skip
+    return DecileTests(
+        group, rows, gain, permutation_p(gain, null_gain), n_tested, n_perm, tested, centre
+    )
 
 
 def bootstrap_gain(

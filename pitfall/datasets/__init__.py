@@ -70,8 +70,11 @@ def build_from_folder(
     local = kind != "ctcf"
     featurize.ensure_built(
         lambda: FOLDER_MANIFESTS[kind](Path(data), out / "manifests" / kind),
-        store, workers=1 if local else workers, processes=not local, progress=progress,
-    )  # fmt: skip
+        store,
+        workers=1 if local else workers,
+        processes=not local,
+        progress=progress,
+    )
     return store
 
 

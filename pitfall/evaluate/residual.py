@@ -1,7 +1,7 @@
 """The paper's residual target: a label minus the locus's average activity, and back.
 
-Training on the residual is one of the paper's two remedies: the model no longer earns
-anything for the part of a label that the locus's average activity
+Training on the residual is one of the paper's two remedies: the model earns nothing
+for the part of a label that the locus's average activity
 (:mod:`pitfall.average_activity`) already predicts.
 """
 

@@ -24,8 +24,9 @@ __all__ = ["EPIGENOMIC_MARGIN", "describe", "findings", "make", "plot", "trend"]
 
 
 #: How far apart the largest epigenomic model's APs across cell types and on unseen
-#: chromosomes may be before its gain counts as memorised (in 30 quick-recipe runs of the
-#: synthetic compendium at three artefact and noise levels the gap stayed within 0.016).
+#: chromosomes may be before its gain counts as memorised: above the gaps that seeded
+#: quick-recipe runs of the synthetic compendium show at several artefact and noise levels
+#: (``docs/performance.rst``).
 EPIGENOMIC_MARGIN = 0.02
 
 

@@ -1,6 +1,6 @@
 """Every model grid and training recipe of the experiments, one definition per size.
 
-Sizes ``quick`` and ``demo`` fit 2 CPU cores; ``paper`` is the paper's grid (Schreiber et
+Sizes ``quick`` and ``demo`` fit a laptop's CPU; ``paper`` is the paper's grid (Schreiber et
 al. 2020, Methods): every power of two the methods list, for both tasks alike. Each grid
 is a list of ``[[models]]`` tables of a sweep (:mod:`pitfall.sweep`); :func:`sweep_spec`
 wraps one in a sweep spec.
@@ -35,7 +35,7 @@ __all__ = [
 
 
 #: Training recipe per size: the paper's (32 x 400 batches, <= 100 epochs, patience 5) is
-#: the "paper" size; smaller sizes shorten epochs so a sweep fits on 2 cores.
+#: the "paper" size; smaller sizes shorten epochs so a sweep fits a laptop's CPU.
 TRAINING = {
     "quick": {
         "batches_per_epoch": 40,
@@ -151,9 +151,9 @@ def model_grid(task: str, size: str = "demo") -> list[dict[str, Any]]:
     locus-constant random inputs as the epigenomic grid (65), the permuted sequence as the
     sequence dense grid (33).
 
-    ``quick`` and ``demo``: subsets that fit 2 CPU cores. Each family keeps both ends of its range: its smallest model (one unit or filter
-    per layer, as few parameters as the paper's smallest) and the largest affordable on a
-    CPU, at least two decades bigger. ``demo`` has every family of ``paper``; ``quick`` the
+    ``quick`` and ``demo``: subsets that fit a laptop's CPU. Each family keeps both ends of
+    its range: its smallest model (one unit or filter per layer, as few parameters as the
+    paper's smallest) and the largest affordable on a CPU, at least two decades bigger. ``demo`` has every family of ``paper``; ``quick`` the
     three the demo's findings read (epigenomic, sequence dense, random control), its
     epigenomic models from 4 units (see the comment there). Both tasks get the same families.
     """

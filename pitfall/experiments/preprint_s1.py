@@ -41,7 +41,7 @@ def signal_embedding(
         Whose signal and labels.
     umap : bool
         Also embed by UMAP when ``umap-learn`` is installed (its first run in a process
-        compiles for about half a minute). Without it, or with ``umap=False``, the table
+        spends a while compiling). Without it, or with ``umap=False``, the table
         has no UMAP columns and ``attrs["note"]`` says why (the figure then shows PCA
         alone, with the note).
     max_points : int

@@ -109,13 +109,13 @@ class Plan:
 _POWERS = tuple((2**k,) for k in range(0, 13, 2))  # 1, 4, 16, ..., 4096 units
 
 
-#: Plans by size: ``paper`` is the report; ``quick`` checks the machinery in minutes.
+#: Plans by size: ``paper`` is the report; ``quick`` checks the machinery with a short recipe.
 PLANS: dict[str, Plan] = {
     "paper": Plan(
         training=TRAINING["paper"],
         curve_units=(*_POWERS, (1024, 1024)),
-        # 10^5 parameters memorise as well as 4096 units here (AP 0.949 against 0.946 for
-        # E003) at a quarter of the cost; 10^6 would take the grid past two hours.
+        # 10^5 parameters memorise as well as 4096 units here at a fraction of the cost;
+        # 10^6 would make the grid much longer (``docs/performance.rst``).
         grid_units=((1,), (1024,)),
         tad_units=_POWERS,
     ),
@@ -532,7 +532,7 @@ def run(
         Output folder: ``store/`` (cubes), ``results/`` (the sweep table and test scores),
         ``figures/``, ``findings.json``, ``report.html``. A rerun skips what is done.
     size
-        ``"paper"`` (the paper's recipe; about an hour on 2 cores) or ``"quick"``.
+        ``"paper"`` (the paper's recipe) or ``"quick"`` (a short recipe).
     plan
         Overrides ``size`` with an explicit :class:`Plan`.
     workers, scheduler

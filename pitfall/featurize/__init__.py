@@ -134,10 +134,20 @@ def _featurize(
     ) as c:
         log.info("workers ready in %.1f s (%s)", time.perf_counter() - t0, _describe(c))
         w = Writer(
-            c, loc, m, loci, cell_types, jobs, cube_schema(m, loci), create=create,
-            planned=planned, repo=repo, progress=progress, writer_id=writer_id,
+            c,
+            loc,
+            m,
+            loci,
+            cell_types,
+            jobs,
+            cube_schema(m, loci),
+            create=create,
+            planned=planned,
+            repo=repo,
+            progress=progress,
+            writer_id=writer_id,
             per_commit=per_commit,
-        )  # fmt: skip
+        )
         # The cube's storage failing (a full disk, a server gone) is said here, naming the cube.
         with repository.native_errors(loc):
             w.run()
@@ -153,7 +163,7 @@ def _describe(client: Any) -> str:
 
 
 #: Below this many (locus x cell type x input) values a build runs in this process: starting
-#: worker processes and importing the stack in each (about 2 s) would cost more than the work.
+#: worker processes and importing the stack in each would cost more than the work.
 IN_PROCESS_BELOW = 2_000_000
 
 
@@ -175,10 +185,18 @@ def _check_per_commit(n: int | None) -> None:
 #: Featurization parameters an append must share with the cube (dotted paths into
 #: :meth:`~pitfall.manifest.Manifest.featurization`); file paths may differ, values not.
 SHARED_PARAMETERS = (
-    "loci.kind", "loci.upstream", "loci.downstream", "loci.bin_size", "chroms",
-    "sequence_length", "feature_window", "marks", "target.kind", "target.threshold",
+    "loci.kind",
+    "loci.upstream",
+    "loci.downstream",
+    "loci.bin_size",
+    "chroms",
+    "sequence_length",
+    "feature_window",
+    "marks",
+    "target.kind",
+    "target.threshold",
     "signal_transform",
-)  # fmt: skip
+)
 
 
 def _param(tree: dict[str, Any], dotted: str) -> Any:
@@ -309,11 +327,20 @@ def build(
     writer_id = uuid.uuid4().hex
     try:
         w = _featurize(
-            m, loci, todo, loc, create=create, planned=cts, repo=repo,
+            m,
+            loci,
+            todo,
+            loc,
+            create=create,
+            planned=cts,
+            repo=repo,
             workers=_workers(workers, processes, m, len(loci), len(todo)),
-            scheduler=scheduler, client=client, progress=progress, writer_id=writer_id,
+            scheduler=scheduler,
+            client=client,
+            progress=progress,
+            writer_id=writer_id,
             per_commit=cell_types_per_commit,
-        )  # fmt: skip
+        )
     except Exception:
         # A failed build leaves no cube: the repository it created goes (unless another build
         # committed into it first). An interrupted or killed one leaves whole cell types in a
@@ -402,11 +429,19 @@ def append(
     _check_same_featurization(attrs.get("featurization") or {}, m.featurization(), m, loc)
     notes = check_inputs(m, loci, cts)
     w = _featurize(
-        m, loci, cts, loc, create=False, planned=[], repo=repo,
+        m,
+        loci,
+        cts,
+        loc,
+        create=False,
+        planned=[],
+        repo=repo,
         workers=_workers(workers, processes, m, len(loci), len(cts)),
-        scheduler=scheduler, client=client, progress=progress,
+        scheduler=scheduler,
+        client=client,
+        progress=progress,
         per_commit=cell_types_per_commit,
-    )  # fmt: skip
+    )
     return _summary(w, m, loci, cts, t0, gene_matching, notes)
 
 

@@ -2,7 +2,7 @@
 
 Cell types are committed in the requested order, in *batches*: one cell type per commit when
 it is large, several small ones together (:func:`commit_batches`), since a commit costs the
-driver a fixed tenth of a second or so that no worker can share. While batch *k* is being
+driver a fixed time that no worker can share. While batch *k* is being
 written, workers with nothing left to do for it compute the blocks of later batches ahead
 (kept on the worker that computed them); they are written as soon as *k* commits. A commit
 that loses a race with another writer (another machine appending to the same object store)
@@ -78,7 +78,7 @@ AHEAD_BYTES = 64 << 20
 AHEAD_MAX_BLOCKS = 32
 
 #: Above this many loci, a locus table is sent to every worker once instead of with each
-#: task (about 60 bytes a locus when pickled, and pickled again by the scheduler).
+#: task (a large table is costly to pickle, and the scheduler pickles it again).
 SCATTER_LOCI = 1_000
 
 #: A commit carries at least this many values (loci x cell types x (marks + 1)) when the
@@ -121,10 +121,8 @@ def commit_batches(
 #: scheduler's messages, on the driver's cores) is paid once for several.
 TASK_MIN_VALUES = 100_000
 #: ...while each worker thread still gets at least this many tasks of a batch to balance.
-#: Two, not three: each task also costs a write of its block and the scheduler's round trips.
-#: On the demo preset (18 cell types, 2 warm workers), alternating both on one cluster, 4
-#: tasks built 5-8% faster than 6 in three runs of 16-20 pairs; in a fourth the two 4-task
-#: settings (the same grouping) differed by 9% and bracketed the 6-task one.
+#: Two, not three: each task also costs a write of its block and the scheduler's round trips,
+#: so fewer, larger tasks build a small cube faster (``docs/performance.rst``).
 TASK_ROUNDS = 2
 
 
@@ -354,9 +352,12 @@ class Writer:
         committed = self.batches[b][-1] + 1  # batches are committed in order
         self.bar.set_postfix(committed=f"{committed}/{len(self.cell_types)}", last=cts[-1])
         log.info(
-            "committed %s (%d of %d cell types) at %.1f s", ", ".join(cts), committed,
-            len(self.cell_types), time.perf_counter() - self.t0,
-        )  # fmt: skip
+            "committed %s (%d of %d cell types) at %.1f s",
+            ", ".join(cts),
+            committed,
+            len(self.cell_types),
+            time.perf_counter() - self.t0,
+        )
         if b + 1 < len(self.batches):
             self._begin(b + 1)
 
@@ -371,18 +372,32 @@ class Writer:
                 )
             else:
                 self._submit(
-                    kind, a, write_sequence_block, self.fork_bytes, self.m.fasta, self.loci, a,
-                    b, sequence_length(self.m),
-                )  # fmt: skip
+                    kind,
+                    a,
+                    write_sequence_block,
+                    self.fork_bytes,
+                    self.m.fasta,
+                    self.loci,
+                    a,
+                    b,
+                    sequence_length(self.m),
+                )
             self.n_head += 1
             self.n_extra += 1
         for g in self.batch_groups[self.head]:
             while self.todo[g] and self.n_head < self.limit:
                 it = self.todo[g].popleft()
                 it.future = self._submit(
-                    "write", it, compute_write_block, self.fork_bytes, self._index(g),
-                    self._jobs(g), self.loci, it.i0, it.i1,
-                )  # fmt: skip
+                    "write",
+                    it,
+                    compute_write_block,
+                    self.fork_bytes,
+                    self._index(g),
+                    self._jobs(g),
+                    self.loci,
+                    it.i0,
+                    it.i1,
+                )
                 it.state = "writing"
                 self.n_head += 1
         self._fill_ahead(self.batch_groups[self.head][-1] + 1)
@@ -466,7 +481,7 @@ class Writer:
         try:
             # Workers compute while the driver prepares the first commit's metadata (a
             # worker's queue of blocks ahead also spares it a round trip to the driver
-            # between tasks: measured faster on 1 and 2 workers than one block each).
+            # between tasks).
             self._fill_ahead(0)
             self._begin(0)
             while True:

@@ -187,10 +187,12 @@ class Loader:
         self.cell_types = [str(c) for c in selection["cell_type"].values]
         kw: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "prefetch": False}
         self.source: EpochSource = (
-            BalancedBatches(reader, cts, loci, self.encoder, batches_per_epoch=batches_per_epoch, **kw)
+            BalancedBatches(
+                reader, cts, loci, self.encoder, batches_per_epoch=batches_per_epoch, **kw
+            )
             if balanced
             else AllPairs(reader, cts, loci, self.encoder, shuffle=shuffle, **kw)
-        )  # fmt: skip
+        )
         self.balanced = balanced
         self.seed = seed
         self.batch_size = batch_size

@@ -223,8 +223,12 @@ class InputEncoder:
     def shapes(self, *, n_marks: int = 0, seq_len: int = 0) -> dict[str, tuple[int, ...]]:
         """Per-row shape of each input: ``sequence`` ``(seq_len, 4)``, ``signal``
         ``(n_marks,)``, ``random`` ``(n_random,)``, ``average`` ``(1,)``; all float32."""
-        every = {"sequence": (seq_len, 4), "signal": (n_marks,), "random": (self.n_random,),
-                 "average": (1,)}  # fmt: skip
+        every = {
+            "sequence": (seq_len, 4),
+            "signal": (n_marks,),
+            "random": (self.n_random,),
+            "average": (1,),
+        }
         return {k: every[k] for k in self.names}
 
     def inputs_of(

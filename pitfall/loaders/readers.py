@@ -6,12 +6,12 @@ recent chunks in a small LRU cache.
 
 Where the chunks come from:
 
-- **Zarr, straight from the store** (fast: ~0.2 ms a chunk). The store is the one given
+- **Zarr, straight from the store** (fast). The store is the one given
   (``store=``: a zarr store such as an Icechunk session's, or the cube's location, opened
   read-only at the cube's snapshot) or, when the cube carries one, ``cube.encoding["store"]``.
   It is used only when it holds exactly the variables of ``cube`` (same shapes, dims, cell
   types and marks, in order), so what it returns is what the Dataset would.
-- **Dask** otherwise (any lazy cube, a selection of one; ~8 ms a chunk of graph and
+- **Dask** otherwise (any lazy cube, a selection of one; each chunk pays graph and
   scheduler overhead): the same values, through xarray's public API.
 
 :class:`MemoryReader` serves the same chunks from numpy arrays loaded up front: the

@@ -17,8 +17,8 @@ loads a selection whole:
    read once (:class:`~pitfall.loaders.readers.ChunkReader`, LRU cache across epochs) and
    the rows gathered.
 4. **Encode on the fly.** An epoch keeps sequence as uint8 codes ``(n, L)``; each batch is
-   one-hot encoded when it is served (4 x 4 bytes per base would make an epoch of 2 kbp
-   sequences 400 MB).
+   one-hot encoded when it is served (float32 one-hot takes 16 bytes per base, the codes
+   one).
 
 :class:`AllPairs` is the unbalanced counterpart: every labelled pair of the selection once
 per epoch, in a seeded permutation.

@@ -15,7 +15,7 @@ def output_signature(loader: Any) -> tuple[dict[str, Any], Any]:
     ``b`` is the batch size when every batch has it (balanced loaders), else None (the last
     batch of an unbalanced epoch is short). A static batch size lets TensorFlow plan the
     model's graph for one shape, as it does for ``train_on_batch`` on numpy arrays (a
-    convolutional model trains ~10% faster on CPU than with an unknown batch size).
+    convolutional model trains faster on CPU than with an unknown batch size).
     """
     with native_stderr_silenced():  # its oneDNN notice, printed at import
         import tensorflow as tf

@@ -269,9 +269,12 @@ class TrainableModel(abc.ABC):
         order = np.argsort(loci, kind="stable")
         avg = self._test_average(test) if self.uses_average else None
         encoder = InputEncoder(
-            self.spec.inputs, permuted=self.spec.permuted, seed=self.spec.seed,
-            n_random=self.spec.n_random, average=avg if self.spec.average else None,
-        )  # fmt: skip
+            self.spec.inputs,
+            permuted=self.spec.permuted,
+            seed=self.spec.seed,
+            n_random=self.spec.n_random,
+            average=avg if self.spec.average else None,
+        )
         residual = avg if self.spec.target == "residual" else None
         seq_len = self.seq_len if self.spec.uses_sequence else 0
         max_rows = max(64, min(8192, block_bytes // max(1, 16 * seq_len)))

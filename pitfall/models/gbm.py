@@ -166,8 +166,12 @@ def _validate(spec: ModelSpec) -> None:
         raise SpecError(f"xgboost needs n_trees >= 1, got {spec.n_trees}")
     if not 1 <= spec.max_depth <= 20:
         raise SpecError(f"xgboost needs max_depth in 1..20, got {spec.max_depth}")
-    neural = {"units": spec.units, "filters": spec.filters, "seq_units": spec.seq_units,
-              "joint_units": spec.joint_units}  # fmt: skip
+    neural = {
+        "units": spec.units,
+        "filters": spec.filters,
+        "seq_units": spec.seq_units,
+        "joint_units": spec.joint_units,
+    }
     used = [k for k, v in neural.items() if v]
     if used:
         raise SpecError(f"xgboost takes no layer sizes, got {used}")

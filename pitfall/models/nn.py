@@ -154,9 +154,9 @@ def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
         """Per epoch: the training loss and time; the loss on the fixed validation sample,
         put in ``logs["val_loss"]`` for the callbacks after this one (early stopping).
 
-        The validation runs here, as the loop before ``model.fit`` ran it (one prediction of
-        the sample, the loss in float64), rather than through ``validation_data``: Keras's
-        evaluation loop costs ~50 ms an epoch more, which small models notice.
+        The validation runs here (one prediction of the sample, the loss in float64) rather
+        than through ``validation_data``: Keras's evaluation loop adds a fixed cost to every
+        epoch, which small models notice.
         """
 
         def on_train_begin(self, logs: dict | None = None) -> None:
@@ -167,8 +167,11 @@ def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             t_valid = time.perf_counter()
-            row = {"epoch": epoch, "loss": float((logs or {}).get("loss", np.nan)),
-                   "seconds": t_valid - self.t_epoch}  # fmt: skip
+            row = {
+                "epoch": epoch,
+                "loss": float((logs or {}).get("loss", np.nan)),
+                "seconds": t_valid - self.t_epoch,
+            }
             if valid is not None:
                 x, y = valid
                 residual = model.spec.target == "residual"
@@ -256,9 +259,11 @@ class NeuralModel(TrainableModel):
         stop = None
         if valid is not None:
             stop = keras.callbacks.EarlyStopping(
-                monitor="val_loss", mode="min", patience=self.patience,
+                monitor="val_loss",
+                mode="min",
+                patience=self.patience,
                 restore_best_weights=True,
-            )  # fmt: skip
+            )
             callbacks.append(stop)
         with devices.tensorflow_scope(self.device_):
             self.model_ = build_model(
@@ -293,8 +298,10 @@ class NeuralModel(TrainableModel):
                 # One input shape for every call: a short last block would make TensorFlow
                 # trace the predict function again for each new size.
                 pad = _PREDICT_ROWS - rows
-                block = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
-                         for k, v in block.items()}  # fmt: skip
+                block = {
+                    k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
+                    for k, v in block.items()
+                }
             parts.append(np.asarray(self.model_.predict_on_batch(block))[:rows])
         return np.concatenate(parts).reshape(-1).astype(np.float32)
 
@@ -314,8 +321,9 @@ def _validate(spec: ModelSpec) -> None:
     if f in _DENSE_RANGE:
         lo, hi, max_units = _DENSE_RANGE[f]
         check_stack("units", spec.units, lo, hi, max_units)
-        check_unused(f, filters=spec.filters, seq_units=spec.seq_units,
-                     joint_units=spec.joint_units)  # fmt: skip
+        check_unused(
+            f, filters=spec.filters, seq_units=spec.seq_units, joint_units=spec.joint_units
+        )
     elif f == "seq_conv":
         check_stack("filters", spec.filters, 1, 3, _MAX_FILTERS)
         check_stack("units", spec.units, 1, 1, _MAX_CONV_DENSE)

@@ -112,9 +112,14 @@ def read_genes(path: str | os.PathLike) -> pd.DataFrame:
 
 def _read_gtf(path: Path) -> pd.DataFrame:
     gtf = pd.read_csv(
-        path, sep="\t", comment="#", header=None, names=GTF_COLUMNS, dtype={"chrom": str},
+        path,
+        sep="\t",
+        comment="#",
+        header=None,
+        names=GTF_COLUMNS,
+        dtype={"chrom": str},
         compression=compression_of(path),
-    )  # fmt: skip
+    )
     gtf = gtf[gtf["feature"] == "gene"]
     if gtf.empty:
         raise AnnotationError(f"{path}: no 'gene' records (column 3) in this GTF")
@@ -140,9 +145,14 @@ def _read_gtf(path: Path) -> pd.DataFrame:
 
 def _read_bed6(path: Path) -> pd.DataFrame:
     bed = pd.read_csv(
-        path, sep="\t", comment="#", header=None, usecols=range(6), dtype={0: str, 3: str},
+        path,
+        sep="\t",
+        comment="#",
+        header=None,
+        usecols=range(6),
+        dtype={0: str, 3: str},
         compression=compression_of(path),
-    )  # fmt: skip
+    )
     bed = bed[~bed[0].str.startswith(("track", "browser"))]
     return pd.DataFrame(
         {
@@ -261,9 +271,13 @@ def read_bed_regions(path: str | os.PathLike, chroms: Sequence[str] | None = Non
     path = _check_file(path)
     try:
         bed = pd.read_csv(
-            path, sep="\t", comment="#", header=None, dtype={0: str},
+            path,
+            sep="\t",
+            comment="#",
+            header=None,
+            dtype={0: str},
             compression=compression_of(path),
-        )  # fmt: skip
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise AnnotationError(f"{path}: cannot be read as BED ({err})") from err
     if bed.shape[1] < 3:

@@ -118,9 +118,15 @@ def window_codes(
         text = np.memmap(path, dtype=np.uint8, mode="r")
         try:
             return fasta_window_codes(
-                text, rec.offset, rec.lenc, rec.lenb, rec.rlen, starts, length,
+                text,
+                rec.offset,
+                rec.lenc,
+                rec.lenb,
+                rec.rlen,
+                starts,
+                length,
                 np.asarray(strands) == "-",
-            )  # fmt: skip
+            )
         except ValueError as err:
             raise FastaError(
                 f"{path}: reading {chrom} failed ({err}); download the FASTA again and "
