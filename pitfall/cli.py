@@ -648,7 +648,7 @@ def parser() -> argparse.ArgumentParser:
         "--size",
         choices=("paper", "quick"),
         default="paper",
-        help="paper: the paper's recipe, about an hour on 2 cores; quick: minutes",
+        help="paper: the paper's recipe; quick: fewer, shorter models (times: docs/performance.rst)",
     )
     q.add_argument("--workers", type=int, default=None, help="local workers; 0 = in-process")
     q.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")

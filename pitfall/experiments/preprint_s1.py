@@ -91,7 +91,7 @@ def signal_embedding(
                 ).fit_transform(z[take])
             out["UMAP1"], out["UMAP2"] = emb[:, 0], emb[:, 1]
     else:
-        note = "UMAP not computed here (it takes about a minute); PCA only."
+        note = "UMAP not computed here (umap=False); PCA only."
     out["label"] = ds["label"].sel(cell_type=cell_type).values[take]
     total = float((s**2).sum())
     out.attrs.update(
