@@ -35,6 +35,7 @@ import xarray as xr
 
 from pitfall import average_activity, evaluate
 from pitfall.predictor import Predictor
+from pitfall.registry import Registry
 from pitfall.splits import Split, take_loci
 
 __all__ = [
@@ -313,15 +314,18 @@ class Baseline:
 
 
 #: Every baseline, by name (:func:`register_baseline` adds one).
-BASELINES: dict[str, Baseline] = {}
+BASELINES: Registry[Baseline] = Registry("baseline")
 
 
 def register_baseline(baseline: Baseline) -> Baseline:
-    """Add a baseline to :data:`BASELINES`; return it."""
-    if baseline.name in BASELINES:
-        raise ValueError(f"baseline {baseline.name!r} is already registered")
-    BASELINES[baseline.name] = baseline
-    return baseline
+    """Add a baseline to :data:`BASELINES`; return it.
+
+    Raises
+    ------
+    pitfall.registry.RegistryError
+        Its name is taken.
+    """
+    return BASELINES.register(baseline)
 
 
 def figure_styles(names: Sequence[str] | None = None) -> dict[str, tuple[str, str, str]]:

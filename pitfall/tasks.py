@@ -30,14 +30,14 @@ from dataclasses import dataclass
 import xarray as xr
 
 from pitfall import splits
-from pitfall.registry import closest
+from pitfall.registry import Registry, RegistryError
 
 __all__ = ["TASKS", "Task", "TaskError", "get_task", "register_task", "resolve_cell_types"]
 
 DEFAULT_BASELINES = ("average_activity", "most_similar", "random")
 
 
-class TaskError(ValueError):
+class TaskError(RegistryError):
     """An unknown task, or a task that does not fit a cube; the message says what to do."""
 
 
@@ -121,26 +121,36 @@ class Task:
 
 
 #: Every task, by name (:func:`register_task` adds one).
-TASKS: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry("task", error=TaskError)
 
 
 def register_task(task: Task) -> Task:
-    """Add a task to :data:`TASKS`; return it."""
-    if task.name in TASKS:
-        raise TaskError(f"task {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
+    """Add a task to :data:`TASKS`; return it.
+
+    Raises
+    ------
+    TaskError
+        Its name is taken.
+    """
+    return TASKS.register(task)
 
 
 def get_task(name: str | Task) -> Task:
-    """A registered task by name (or the task itself)."""
+    """A registered task by name (or the task itself).
+
+    Examples
+    --------
+    >>> from pitfall.tasks import get_task
+    >>> get_task("expression").name
+    'expression'
+    >>> get_task("expresion")
+    Traceback (most recent call last):
+    ...
+    pitfall.tasks.TaskError: unknown task 'expresion' (did you mean 'expression'?); known: ...
+    """
     if isinstance(name, Task):
         return name
-    if name not in TASKS:
-        raise TaskError(
-            f"unknown task {name!r}{closest(str(name), TASKS)}; known: {', '.join(TASKS)}"
-        )
-    return TASKS[name]
+    return TASKS.get(name)
 
 
 def resolve_cell_types(

@@ -30,8 +30,9 @@ def registered():
     namespace: dict = {}
     exec(compile(python, str(README), "exec"), namespace)  # noqa: S102 - the README's own code
     yield namespace
-    tasks.TASKS.pop("expression-e004", None)
-    baselines.BASELINES.pop("max_activity", None)
+    for registry, name in ((tasks.TASKS, "expression-e004"), (baselines.BASELINES, "max_activity")):
+        if name in registry:
+            registry.unregister(name)
     if "logistic" in FAMILIES:
         FAMILIES.unregister("logistic")
 
