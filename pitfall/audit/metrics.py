@@ -131,7 +131,8 @@ class TargetScores:
     n_active : numpy.ndarray
         int64, shape (n,): reference cell types in which each locus is active.
     blocks : numpy.ndarray
-        int32, shape (n,): each locus's genomic block, an index into ``block_keys``.
+        int16 (int32 beyond 2**15 blocks), shape (n,): each locus's genomic block, an index
+        into ``block_keys``.
     block_keys : numpy.ndarray
         int64, shape (n_blocks,), sorted: the blocks' keys (:func:`pitfall.bootstrap.block_keys`),
         the same for the same block in every target, so that a block pooled over targets is
@@ -263,10 +264,12 @@ def score_target(
         )
         run_start, run_key = [first], [keys]
         del codes_all
+    run_start_all = np.concatenate(run_start or [np.zeros(0, np.int64)])
+    run_key_all = np.concatenate(run_key or [np.zeros(0, np.int64)])
+    # Ids as small as the number of blocks allows (1 Mb blocks of a genome: int16).
+    small = np.unique(run_key_all).size <= 2**15
     blocks, block_keys = bootstrap.number_runs(
-        np.concatenate(run_start or [np.zeros(0, np.int64)]),
-        np.concatenate(run_key or [np.zeros(0, np.int64)]),
-        n,
+        run_start_all, run_key_all, n, dtype=np.int16 if small else np.int32
     )
     prevalence_ref = n_pos_ref / n_known_ref if n_known_ref else 0.5
     np.copyto(avg, np.float32(prevalence_ref), where=np.isnan(avg))
@@ -548,9 +551,7 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     n_known = int(np.count_nonzero(known))
     n_pos = int(np.count_nonzero(ts.y == 1))
     # Block ids over the labelled loci, kept at every locus: the sorts skip unlabelled ones.
-    local, n_blocks = bootstrap.renumber(ts.blocks, known, dtype=np.int32)
-    if n_blocks <= 2**15:
-        local = local.astype(np.int16)
+    local, n_blocks = bootstrap.renumber(ts.blocks, known, dtype=ts.blocks.dtype)
     del known
     weights = np.vstack(
         [
@@ -573,12 +574,13 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         return corr, boots
 
     # The sorts and the kernels release the GIL: the baselines, the permutation tests and
-    # the model's bootstrap share the machine's cores.
+    # the model's bootstrap share the machine's cores; the baselines' sorts start once the
+    # model's is done, so that two sorts never hold their words at once.
     with ThreadPoolExecutor(max_workers=2) as pool_:
-        baselines_job = pool_.submit(by_baselines)
         overall, grouped = bootstrap.SortedLoci.overall_and_by_segment(
             ts.y, ts.model, local, ts.n_active
         )
+        baselines_job = pool_.submit(by_baselines)
         started = _start_group_tests(grouped, options, pool_.submit)
         ap_model = overall.bootstrap(weights).ap[0]
         del overall
