@@ -17,9 +17,10 @@ the predictions):
 
 The predictions are computed once, chunk by chunk, into ``.npy`` files under ``--work``
 (reused by later runs). Times are wall seconds inside the child (imports, cube opening and
-mapping the predictions excluded), medians of ``--repeats`` children. ``--loci`` audits N
-bins only (from chr2 on: the peak files leave chr1 unlabelled), to see how time and memory
-grow with the number of loci.
+mapping the predictions excluded), medians of ``--repeats`` children; ``cpu ratio`` is the
+ratio of their CPU seconds (every thread), which other processes on the machine disturb
+less than the wall time. ``--loci`` audits N bins only (from chr2 on: the peak files leave
+chr1 unlabelled), to see how time and memory grow with the number of loci.
 
 Usage::
 
@@ -46,6 +47,12 @@ MARK = "RESULT "
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    """User and system time of every thread of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def prepare(cube_path: str, work: Path) -> list[str]:
@@ -113,7 +120,7 @@ def child(path: str, cube_path: str, work: Path, target: str, n_loci: int, boot:
         from pitfall import audit, evaluate  # noqa: F401
 
         return {"seconds": 0.0}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     if path == "audit":
         from pitfall.audit import AuditWarning, audit_predictions
 
@@ -133,6 +140,7 @@ def child(path: str, cube_path: str, work: Path, target: str, n_loci: int, boot:
             warnings.simplefilter("ignore")
             result = {"ap": float(evaluate.average_precision(labels, score))}
     result["seconds"] = time.perf_counter() - t0
+    result["cpu"] = _cpu_seconds() - cpu0
     return result
 
 
@@ -167,8 +175,9 @@ def main() -> None:
     print(f"cube {args.cube}: {len(lines)} lines; {args.bootstrap} bootstrap replicates; "
           f"medians of {args.repeats} children")  # fmt: skip
     print(f"{'bins':>10} {'line':>9} {'AP':>7} {'anchor s':>9} {'audit s':>8} {'ratio':>6} "
-          f"{'anchor MB':>10} {'audit MB':>9}  call")  # fmt: skip
+          f"{'cpu ratio':>9} {'anchor MB':>10} {'audit MB':>9}  call")  # fmt: skip
     totals: dict[str, float] = {"anchor": 0.0, "audit": 0.0}
+    peaks: dict[str, float] = {"anchor": 0.0, "audit": 0.0}
     for n_loci in sizes:
         floor = run_child(args, "floor", targets[0], n_loci)["peak_mb"]
         for target in targets:
@@ -177,7 +186,10 @@ def main() -> None:
                 for path in ("anchor", "audit"):
                     runs[path].append(run_child(args, path, target, n_loci))
             med = {p: statistics.median(r["seconds"] for r in runs[p]) for p in runs}
+            cpu = {p: statistics.median(r["cpu"] for r in runs[p]) for p in runs}
             mem = {p: max(r["peak_mb"] for r in runs[p]) - floor for p in runs}
+            for p in runs:
+                peaks[p] = max(peaks[p], mem[p] + floor)
             a = runs["audit"][0]
             if abs(a["ap"] - runs["anchor"][0]["ap"]) > 1e-9:
                 sys.exit(f"{target}: the audit's AP {a['ap']} differs from the anchor's")
@@ -187,8 +199,10 @@ def main() -> None:
             shown = n_loci if n_loci > 0 else "all"
             print(f"{shown:>10} {target:>9} {a['ap']:7.4f} {med['anchor']:9.2f} "
                   f"{med['audit']:8.2f} {med['audit'] / med['anchor']:6.2f} "
+                  f"{cpu['audit'] / cpu['anchor']:9.2f} "
                   f"{mem['anchor']:10.0f} {mem['audit']:9.0f}  {a['call']}", flush=True)  # fmt: skip
-        print(f"  floor (imports, cube, mapped predictions): {floor:.0f} MB")
+        print(f"  floor (imports, cube, mapped predictions): {floor:.0f} MB; largest whole "
+              f"process: anchor {peaks['anchor']:.0f} MB, audit {peaks['audit']:.0f} MB")  # fmt: skip
     if totals["anchor"]:
         print(
             f"every line: anchor {totals['anchor']:.1f} s, audit {totals['audit']:.1f} s, "

@@ -7,18 +7,25 @@ genomic blocks instead: the loci are cut into blocks (:func:`genomic_blocks`, 1 
 default), each replicate draws as many blocks as there are, uniformly with replacement, and
 every locus of a block drawn ``c`` times counts ``c`` times (:func:`block_weights`). Each
 replicate's statistic comes from those multiplicities; the interval is the percentile
-interval of the replicates, centred on the estimate (:func:`percentile_interval`). It assumes the blocks are
-exchangeable and long enough that the dependence between loci does not reach across many
-of them.
+interval of the replicates, centred on the estimate (:func:`percentile_interval`). It
+assumes the blocks are exchangeable and long enough that the dependence between loci does
+not reach across many of them.
 
 :func:`bootstrap_ap` computes, for every replicate at once, the AP with tied scores grouped
 (scikit-learn's) and, on request, its expectation when the ties are broken at random
-(:mod:`pitfall.random_ranking`), in one pass over the loci sorted by score: per locus one
-multiply-add per replicate, so ``R`` replicates of ``n`` loci cost ``O(n R)`` after one sort,
-and memory is the sorted loci plus ``(n_blocks, R)`` weights. Segments (e.g. groups of loci
-of equal activity) are handled in the same pass, each with its own AP.
+(:mod:`pitfall.random_ranking`), in one pass over the loci sorted by score. The loci
+above a positive enter the replicates' counts block by block, weighted, when that positive
+is reached, so ``R`` replicates of ``n`` loci cost at most ``O(n R)`` after one sort (far
+less when positives are few or tie groups large), and memory is the sorted loci (a label,
+a block id and a tie flag each) plus ``(n_blocks, R)`` weights. Segments (e.g. groups of
+loci of equal activity) are handled in the same pass, each with its own AP.
 
-Each Numba kernel sits next to its obvious twin (``naive_*``), the oracle of the tests.
+:class:`SortedLoci` sorts the labelled loci once per scoring: each becomes one 64-bit word
+holding its score's rank and its label, block and segment, and the words are sorted in
+place, with no index array (the layout is described where the words are built).
+
+:func:`naive_bootstrap_ap` is the obvious twin of the sort and the pass together, the
+oracle of the tests.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ __all__ = [
     "bootstrap_ap",
     "score_order",
     "genomic_blocks",
+    "key_runs",
     "naive_bootstrap_ap",
+    "number_runs",
     "percentile_interval",
     "renumber",
 ]
@@ -110,25 +119,77 @@ def chrom_ids(chrom: np.ndarray, ids: dict[str, int] | None = None) -> np.ndarra
     return np.repeat(np.asarray(run_ids, np.int32), np.diff(np.r_[starts, chrom.size]))
 
 
-def renumber(keys: np.ndarray) -> tuple[np.ndarray, int]:
+def key_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal consecutive keys: each run's first index and its key.
+
+    Returns
+    -------
+    start : numpy.ndarray
+        int64, shape (r,).
+    key : numpy.ndarray
+        Shape (r,), the dtype of ``keys``.
+    """
+    keys = np.asarray(keys).ravel()
+    if keys.size == 0:
+        return np.zeros(0, np.int64), keys
+    start = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    return start, keys[start]
+
+
+def number_runs(
+    start: np.ndarray, key: np.ndarray, n: int, *, dtype: npt.DTypeLike = np.int32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Number ``n`` loci given as runs of block keys (:func:`key_runs`, runs may repeat a key).
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        ``dtype``, shape (n,): each locus's key's rank among the distinct keys.
+    keys : numpy.ndarray
+        Shape (n_blocks,): the distinct keys, sorted (``keys[ids]`` are the loci's keys).
+    """
+    uniq, run_ids = np.unique(key, return_inverse=True)
+    lengths = np.diff(np.r_[np.asarray(start, np.int64), n])
+    return np.repeat(run_ids.astype(dtype), lengths), uniq
+
+
+def renumber(
+    keys: np.ndarray, where: np.ndarray | None = None, *, dtype: npt.DTypeLike = np.int32
+) -> tuple[np.ndarray, int]:
     """Block keys (:func:`block_keys`) as ids 0 .. n_blocks - 1, in key order.
 
     Keys come in runs (loci sorted along the genome), so only the runs' keys are sorted,
     not every locus's.
 
+    Parameters
+    ----------
+    keys : numpy.ndarray
+        Integers, shape (n,): keys, or ids from an earlier numbering.
+    where : numpy.ndarray, optional
+        bool, shape (n,): number only the blocks holding a locus where True, as
+        ``renumber(keys[where])`` does, but keep every locus (the others' ids are in
+        range and mean nothing).
+    dtype
+        Integer dtype of the ids.
+
     Returns
     -------
     ids : numpy.ndarray
-        int32, shape (n,).
+        ``dtype``, shape (n,).
     n_blocks : int
         At least 1.
     """
     keys = np.asarray(keys).ravel()
     if keys.size == 0:
-        return np.zeros(0, np.int32), 1
-    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
-    uniq, run_ids = np.unique(keys[starts], return_inverse=True)
-    return np.repeat(run_ids.astype(np.int32), np.diff(np.r_[starts, keys.size])), int(uniq.size)
+        return np.zeros(0, dtype), 1
+    start, run_key = key_runs(keys)
+    if where is None:
+        ids, uniq = number_runs(start, run_key, keys.size, dtype=dtype)
+        return ids, max(int(uniq.size), 1)
+    uniq = np.unique(run_key[np.logical_or.reduceat(np.asarray(where, bool), start)])
+    run_ids = np.minimum(np.searchsorted(uniq, run_key), max(uniq.size - 1, 0))
+    ids = np.repeat(run_ids.astype(dtype), np.diff(np.r_[start, keys.size]))
+    return ids, max(int(uniq.size), 1)
 
 
 def genomic_blocks(
@@ -202,32 +263,6 @@ class BootstrapAP:
 
 
 @numba.njit(cache=True, nogil=True)
-def _gather(
-    order: np.ndarray,
-    positive: np.ndarray,
-    score: np.ndarray,
-    block: np.ndarray,
-    seg_end: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, blocks and tie-group ends in sorted order, read in one pass: the bootstrap
-    then streams them instead of jumping through memory once per replicate loop."""
-    n = order.size
-    pos_sorted = np.empty(n, np.bool_)
-    block_sorted = np.empty(n, block.dtype)
-    tie_end = np.ones(n, np.bool_)
-    s = 0
-    for i in range(n):
-        j = order[i]
-        pos_sorted[i] = positive[j]
-        block_sorted[i] = block[j]
-        while s < seg_end.size and seg_end[s] <= i:
-            s += 1
-        if i + 1 < seg_end[s]:
-            tie_end[i] = score[order[i + 1]] != score[j]
-    return pos_sorted, block_sorted, tie_end
-
-
-@numba.njit(cache=True, nogil=True)
 def _bootstrap_segments(
     positive: np.ndarray,
     block: np.ndarray,
@@ -236,8 +271,12 @@ def _bootstrap_segments(
     weights_t: np.ndarray,
     with_expectation: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # The loci above a threshold enter the replicates' counts only where a positive needs
+    # them: until then a locus is one count of its block (``pending``), and the blocks'
+    # counts are added up, weighted, at the next positive. Every count is an integer below
+    # 2**53, so the sums are exact in any order.
     n_seg = seg_end.size
-    n_rep = weights_t.shape[1]
+    n_blocks, n_rep = weights_t.shape
     ap = np.zeros((n_seg, n_rep))
     expect = np.zeros((n_seg, n_rep))
     total_n = np.zeros((n_seg, n_rep))
@@ -246,61 +285,95 @@ def _bootstrap_segments(
     n_g = np.zeros(n_rep)
     above_k = np.zeros(n_rep)
     above_n = np.zeros(n_rep)
+    pending = np.zeros(n_blocks, np.int64)
+    touched = np.empty(n_blocks, np.int64)
+    group_all = np.zeros(n_blocks, np.int64)
+    group_pos = np.zeros(n_blocks, np.int64)
+    group_touched = np.empty(n_blocks, np.int64)
     start = 0
     for s in range(n_seg):
         above_k[:] = 0.0
         above_n[:] = 0.0
         stop = seg_end[s]
-        group_start = start
-        has_positive = False
-        for i in range(start, stop):
-            w = weights_t[block[i]]
-            if tie_end[i] and i == group_start:
-                # A locus alone at its score (most loci, for continuous scores). Its copies
-                # in a replicate stand for distinct loci of a new sample, which would not
-                # tie: each copy is its own threshold (a negative only adds to the loci
-                # called below it).
-                if positive[i]:
-                    for r in range(n_rep):
-                        if w[r] > 0.0:
-                            term = _tie_group_sum(above_k[r], above_n[r], w[r], w[r])
-                            ap[s, r] += term
-                            expect[s, r] += term
-                            above_k[r] += w[r]
-                            above_n[r] += w[r]
-                else:
-                    for r in range(n_rep):
-                        above_n[r] += w[r]
-                group_start = i + 1
+        n_touched = 0
+        i = start
+        while i < stop:
+            j = i
+            while not tie_end[j]:
+                j += 1
+            has_positive = False
+            for q in range(i, j + 1):
+                if positive[q]:
+                    has_positive = True
+                    break
+            if not has_positive:
+                for q in range(i, j + 1):
+                    b = block[q]
+                    if pending[b] == 0:
+                        touched[n_touched] = b
+                        n_touched += 1
+                    pending[b] += 1
+                i = j + 1
                 continue
-            if positive[i]:
-                has_positive = True
+            for t in range(n_touched):
+                b = touched[t]
+                c = np.float64(pending[b])
+                w = weights_t[b]
                 for r in range(n_rep):
-                    tp_g[r] += w[r]
-                    n_g[r] += w[r]
-            else:
+                    above_n[r] += c * w[r]
+                pending[b] = 0
+            n_touched = 0
+            if j == i:
+                # A positive alone at its score (most, for continuous scores). Its copies
+                # in a replicate stand for distinct loci of a new sample, which would not
+                # tie: each copy is its own threshold.
+                w = weights_t[block[i]]
                 for r in range(n_rep):
-                    n_g[r] += w[r]
-            if tie_end[i]:
-                if has_positive:
-                    for r in range(n_rep):
-                        if tp_g[r] > 0.0:
-                            k_new = above_k[r] + tp_g[r]
-                            ap[s, r] += tp_g[r] * k_new / (above_n[r] + n_g[r])
-                            if with_expectation:
-                                expect[s, r] += _tie_group_sum(
-                                    above_k[r], above_n[r], tp_g[r], n_g[r]
-                                )
-                            above_k[r] = k_new
-                        above_n[r] += n_g[r]
-                        tp_g[r] = 0.0
-                        n_g[r] = 0.0
-                else:
-                    for r in range(n_rep):
-                        above_n[r] += n_g[r]
-                        n_g[r] = 0.0
-                group_start = i + 1
-                has_positive = False
+                    if w[r] > 0.0:
+                        term = _tie_group_sum(above_k[r], above_n[r], w[r], w[r])
+                        ap[s, r] += term
+                        expect[s, r] += term
+                        above_k[r] += w[r]
+                        above_n[r] += w[r]
+                i = j + 1
+                continue
+            n_group = 0
+            for q in range(i, j + 1):
+                b = block[q]
+                if group_all[b] == 0:
+                    group_touched[n_group] = b
+                    n_group += 1
+                group_all[b] += 1
+                if positive[q]:
+                    group_pos[b] += 1
+            for t in range(n_group):
+                b = group_touched[t]
+                c_all = np.float64(group_all[b])
+                c_pos = np.float64(group_pos[b])
+                w = weights_t[b]
+                for r in range(n_rep):
+                    n_g[r] += c_all * w[r]
+                    tp_g[r] += c_pos * w[r]
+                group_all[b] = 0
+                group_pos[b] = 0
+            for r in range(n_rep):
+                if tp_g[r] > 0.0:
+                    k_new = above_k[r] + tp_g[r]
+                    ap[s, r] += tp_g[r] * k_new / (above_n[r] + n_g[r])
+                    if with_expectation:
+                        expect[s, r] += _tie_group_sum(above_k[r], above_n[r], tp_g[r], n_g[r])
+                    above_k[r] = k_new
+                above_n[r] += n_g[r]
+                tp_g[r] = 0.0
+                n_g[r] = 0.0
+            i = j + 1
+        for t in range(n_touched):
+            b = touched[t]
+            c = np.float64(pending[b])
+            w = weights_t[b]
+            for r in range(n_rep):
+                above_n[r] += c * w[r]
+            pending[b] = 0
         for r in range(n_rep):
             total_n[s, r] = above_n[r]
             total_k[s, r] = above_k[r]
@@ -335,6 +408,284 @@ def score_order(y: npt.ArrayLike, score: npt.ArrayLike) -> np.ndarray:
     return order
 
 
+# --------------------------------------------------------------------------------------------
+# Sorting the labelled loci: one 64-bit word per locus, sorted in place
+#
+# A word holds the locus's tie group in its high 32 bits (ascending from the highest score)
+# and, in its low 32 bits, either what the passes read of the locus (its label, block and
+# segment code: the payload) or its index. Sorting the words sorts the loci by decreasing
+# score with no index array; any order within a tie group gives the same APs, replicates
+# and tests, since every pass adds a tie group's loci up before using them.
+
+_LOW = np.uint64(0xFFFFFFFF)
+_NAN_SCORE = -1
+_NOT_FLOAT32 = -2
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_labelled(y: np.ndarray) -> int:
+    m = 0
+    for i in range(y.size):
+        if not np.isnan(y[i]):
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_words(
+    y: np.ndarray,
+    score: np.ndarray,
+    check_float32: bool,
+    block: np.ndarray,
+    seg: np.ndarray,
+    seg_lo: int,
+    block_bits: int,
+    by_index: bool,
+    out: np.ndarray,
+) -> int:
+    # Words of the labelled loci, in locus order: the tie group is the order-reversing
+    # uint32 image of the float32 score (+0.0 for -0.0: they tie). Returns how many, or
+    # _NAN_SCORE / _NOT_FLOAT32 (a float64 score float32 cannot hold: ties would merge).
+    # (Here and below, the words' layout is written out in each loop: numba compiles a
+    # helper taking the arrays into slow, reference-counting code.)
+    code_shift = np.uint64(block_bits + 1)
+    m = 0
+    for i in range(y.size):
+        if np.isnan(y[i]):
+            continue
+        v = score[i]
+        if np.isnan(v):
+            return _NAN_SCORE
+        f = np.float32(v)
+        if check_float32 and np.float64(f) != v:
+            return _NOT_FLOAT32
+        f = f + np.float32(0.0)
+        bits = np.uint64(np.float32(f).view(np.uint32))
+        if bits >= np.uint64(0x80000000):
+            key = bits  # negative: the larger the magnitude, the later
+        else:
+            key = np.uint64(0x7FFFFFFF) - bits
+        if by_index:
+            low = np.uint64(i)
+        else:
+            low = (np.uint64(block[i]) << np.uint64(1)) | np.uint64(y[i] == 1)
+            if seg.size:
+                low |= np.uint64(seg[i] - seg_lo) << code_shift
+        out[m] = (key << np.uint64(32)) | low
+        m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _words_in_order(
+    order: np.ndarray,
+    y: np.ndarray,
+    score: np.ndarray,
+    block: np.ndarray,
+    seg: np.ndarray,
+    seg_lo: int,
+    block_bits: int,
+    by_index: bool,
+    out: np.ndarray,
+) -> None:
+    # Words of loci already in decreasing score order: the tie group counts distinct scores.
+    code_shift = np.uint64(block_bits + 1)
+    group = np.uint64(0)
+    for i in range(order.size):
+        j = order[i]
+        if i and score[j] != score[order[i - 1]]:
+            group += np.uint64(1)
+        if by_index:
+            low = np.uint64(j)
+        else:
+            low = (np.uint64(block[j]) << np.uint64(1)) | np.uint64(y[j] == 1)
+            if seg.size:
+                low |= np.uint64(seg[j] - seg_lo) << code_shift
+        out[i] = (group << np.uint64(32)) | low
+
+
+@numba.njit(cache=True, nogil=True)
+def _code_counts(
+    words: np.ndarray,
+    seg: np.ndarray,
+    seg_lo: int,
+    code_shift: np.uint64,
+    by_index: bool,
+    n_codes: int,
+) -> np.ndarray:
+    # Loci per segment code.
+    counts = np.zeros(n_codes, np.int64)
+    if not seg.size:
+        counts[0] = words.size
+        return counts
+    for i in range(words.size):
+        low = words[i] & _LOW
+        if by_index:
+            counts[seg[np.int64(low)] - seg_lo] += 1
+        else:
+            counts[np.int64(low >> code_shift)] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread(
+    words: np.ndarray,
+    y: np.ndarray,
+    block: np.ndarray,
+    seg: np.ndarray,
+    seg_lo: int,
+    block_bits: int,
+    by_index: bool,
+    n_codes: int,
+    positive: np.ndarray,
+    block_sorted: np.ndarray,
+    tie_end: np.ndarray,
+) -> np.ndarray:
+    # Sorted words to labels, blocks and tie ends ordered by (segment code, word): a stable
+    # counting sort by code (none when ``seg`` is empty), so each segment keeps the score
+    # order. Returns the loci per code.
+    mask = (np.uint64(1) << np.uint64(block_bits)) - np.uint64(1)
+    shift = np.uint64(block_bits + 1)
+    counts = _code_counts(words, seg, seg_lo, shift, by_index, n_codes)
+    at = np.zeros(n_codes, np.int64)
+    for c in range(1, n_codes):
+        at[c] = at[c - 1] + counts[c - 1]
+    # Per code: the last locus placed and its tie group.
+    last = np.full((n_codes, 2), -1, np.int64)
+    for i in range(words.size):
+        w = words[i]
+        low = w & _LOW
+        if by_index:
+            j = np.int64(low)
+            pos = y[j] == 1
+            b = np.int64(block[j])
+            code = np.int64(seg[j] - seg_lo) if seg.size else np.int64(0)
+        else:
+            pos = (low & np.uint64(1)) == np.uint64(1)
+            b = np.int64((low >> np.uint64(1)) & mask)
+            code = np.int64(low >> shift) if seg.size else np.int64(0)
+        p = at[code]
+        at[code] = p + 1
+        positive[p] = pos
+        block_sorted[p] = b
+        group = np.int64(w >> np.uint64(32))
+        q = last[code, 0]
+        if q >= 0:
+            tie_end[q] = group != last[code, 1]
+        last[code, 0] = p
+        last[code, 1] = group
+    for c in range(n_codes):
+        if last[c, 0] >= 0:
+            tie_end[last[c, 0]] = True
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_tie_ends(tie_end: np.ndarray, out: np.ndarray) -> None:
+    start = 0
+    for i in range(tie_end.size):
+        if tie_end[i]:
+            for j in range(start, i + 1):
+                out[j] = i + 1
+            start = i + 1
+
+
+def _segment_codes(segments: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """(codes, offset, labels): ``codes - offset`` numbers the labels 0.. in sorted order.
+
+    Small integer labels are their own codes (offset: the smallest), labels absent from
+    the loci included; any other labels are factorized.
+    """
+    if segments.dtype.kind in "iu" and segments.size:
+        lo, hi = int(segments.min()), int(segments.max())
+        if hi - lo < 2**16:
+            labels = np.arange(lo, hi + 1).astype(segments.dtype)
+            if segments.dtype == np.uint64:
+                # numba computes uint64 minus int64 in floats
+                segments = segments.astype(np.int64)
+            return segments, lo, labels
+    codes, labels = pd.factorize(segments, sort=True)
+    if codes.size and codes.min() < 0:
+        raise ValueError("segments must not be missing (NaN or None)")
+    return codes, 0, np.asarray(labels)
+
+
+class _Words:
+    """The labelled loci's sorted words and how to read them (module comment above)."""
+
+    def __init__(
+        self,
+        y: np.ndarray,
+        score: np.ndarray,
+        blocks: np.ndarray,
+        segments: np.ndarray | None,
+        order: np.ndarray | None,
+    ) -> None:
+        if y.size >= 2**32:
+            raise ValueError(f"{y.size} loci: at most 2**32 - 1 can be sorted")
+        if y.dtype not in (np.float32, np.float64):
+            y = y.astype(np.float64)
+        if segments is None:
+            seg, self.seg_lo, self.labels = np.zeros(0, np.int64), 0, np.zeros(1, np.int64)
+        else:
+            seg, self.seg_lo, self.labels = _segment_codes(segments)
+        self.y, self.block, self.seg = y, blocks, seg
+        n_codes = self.labels.size
+        hi = int(blocks.max()) if blocks.size else 0
+        self.block_bits = max(hi.bit_length(), 1)
+        code_bits = (n_codes - 1).bit_length()
+        fits = blocks.size == 0 or int(blocks.min()) >= 0
+        self.by_index = not (fits and 1 + self.block_bits + code_bits <= 32)
+        layout = (blocks, seg, self.seg_lo, self.block_bits, self.by_index)
+        if order is None and score.dtype in (np.float32, np.float64):
+            words = np.empty(_count_labelled(y), np.uint64)
+            m = _pack_words(y, score, score.dtype == np.float64, *layout, words)
+            if m == _NAN_SCORE:
+                raise ValueError("scores must not be NaN where the label is known")
+            if m >= 0:
+                words.sort()
+                self.words = words
+                return
+            del words
+        if order is None:
+            order = score_order(y, score)
+        self.words = np.empty(order.size, np.uint64)
+        _words_in_order(np.asarray(order, np.int64), y, score, *layout, self.words)
+
+    def sorted_loci(self, by_segment: bool, *, every_label: bool = False) -> SortedLoci:
+        """The loci by decreasing score, or by (segment, decreasing score).
+
+        The segments are the labels of the labelled loci, or with ``every_label`` those of
+        every locus given (a label whose loci are all unlabelled makes an empty segment).
+        """
+        m = self.words.size
+        positive, tie_end = np.empty(m, np.bool_), np.empty(m, np.bool_)
+        block = np.empty(m, self.block.dtype)
+        seg = self.seg if by_segment else self.seg[:0]
+        n_codes = self.labels.size if by_segment else 1
+        counts = _spread(
+            self.words,
+            self.y,
+            self.block,
+            seg,
+            self.seg_lo,
+            self.block_bits,
+            self.by_index,
+            n_codes,
+            positive,
+            block,
+            tie_end,
+        )
+        if not by_segment:
+            return SortedLoci(
+                positive, block, tie_end, np.array([m], np.int64), np.zeros(1, np.int64)
+            )
+        keep = counts > 0
+        if every_label:
+            keep = np.bincount(seg - self.seg_lo, minlength=n_codes) > 0
+        return SortedLoci(positive, block, tie_end, np.cumsum(counts)[keep], self.labels[keep])
+
+
 @dataclass
 class SortedLoci:
     """Labelled loci sorted by (segment, decreasing score), ready for any number of passes.
@@ -363,21 +714,13 @@ class SortedLoci:
     seg_end: np.ndarray
     segments: np.ndarray
 
-    @classmethod
-    def from_arrays(
-        cls,
+    @staticmethod
+    def _inputs(
         y: npt.ArrayLike,
         score: npt.ArrayLike,
         blocks: npt.ArrayLike,
-        segments: npt.ArrayLike | None = None,
-        *,
-        order: np.ndarray | None = None,
-    ) -> SortedLoci:
-        """Sort labels 0/1/NaN (shape (n,)), scores, integer blocks and optional segments.
-
-        ``order`` (:func:`score_order` of the same labels and scores) spares the sort by
-        score when several sortings of one scoring are needed.
-        """
+        segments: npt.ArrayLike | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         y = np.asarray(y).ravel()
         s = np.asarray(score).ravel()
         if s.dtype.kind != "f":
@@ -392,36 +735,62 @@ class SortedLoci:
                 f"labels, scores, blocks and segments differ in length: {y.size}, {s.size}, "
                 f"{b.size}, {n_seg if seg is not None else '-'}"
             )
-        # Any order within a tie group gives the same AP; then a stable sort by segment,
-        # which numpy does by radix for codes of 16 bits or fewer.
-        if order is None:
-            order = score_order(y, s)
-        if seg is None:
-            seg_end = np.array([order.size], np.int64)
-            values = np.zeros(1, np.int64)
-        else:
-            codes, values = pd.factorize(seg, sort=True)
-            small = np.uint16 if len(values) < 2**16 else np.int64
-            seg_sorted = codes[order].astype(small)
-            by_seg = np.argsort(seg_sorted, kind="stable")
-            order = order[by_seg]
-            seg_end = np.searchsorted(seg_sorted[by_seg], np.arange(len(values)), side="right")
-            del seg_sorted, by_seg
-        seg_end = np.asarray(seg_end, np.int64)
-        positive, block, tie_end = _gather(order, y == 1, s, b, seg_end)
-        return cls(positive, block, tie_end, seg_end, np.asarray(values))
+        return y, s, b, seg
+
+    @classmethod
+    def from_arrays(
+        cls,
+        y: npt.ArrayLike,
+        score: npt.ArrayLike,
+        blocks: npt.ArrayLike,
+        segments: npt.ArrayLike | None = None,
+        *,
+        order: np.ndarray | None = None,
+    ) -> SortedLoci:
+        """Sort labels 0/1/NaN (shape (n,)), scores, integer blocks and optional segments.
+
+        Every segment label among the loci given is a segment, even one whose loci are all
+        unlabelled (then empty). ``order`` (:func:`score_order` of the same labels and
+        scores) spares the sort by score.
+        """
+        y, s, b, seg = cls._inputs(y, score, blocks, segments)
+        words = _Words(y, s, b, seg, order)
+        return words.sorted_loci(seg is not None, every_label=True)
+
+    @classmethod
+    def overall_and_by_segment(
+        cls,
+        y: npt.ArrayLike,
+        score: npt.ArrayLike,
+        blocks: npt.ArrayLike,
+        segments: npt.ArrayLike,
+    ) -> tuple[SortedLoci, SortedLoci]:
+        """The loci by decreasing score, and by (segment, decreasing score), from one sort.
+
+        The segments are the labels of the labelled loci (shape (n,) like the others).
+        """
+        y, s, b, seg = cls._inputs(y, score, blocks, segments)
+        words = _Words(y, s, b, seg, None)
+        return words.sorted_loci(False), words.sorted_loci(True)
 
     def segment(self, i: int) -> slice:
         """The loci of segment ``i`` in sorted order."""
         return slice(int(self.seg_end[i - 1]) if i else 0, int(self.seg_end[i]))
 
     def tie_ends(self, i: int) -> np.ndarray:
-        """Segment ``i``'s tie ends (int64, 1-based within the segment): for each locus, how
-        many of the segment's loci score at least as high (what
-        :func:`pitfall.random_ranking.permuted_aps` takes)."""
+        """Segment ``i``'s tie ends (1-based within the segment): for each locus, how many of
+        the segment's loci score at least as high (what
+        :func:`pitfall.random_ranking.permuted_aps` takes).
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 (int64 for a segment of 2**31 loci or more), shape (segment size,).
+        """
         flags = self.tie_end[self.segment(i)]
-        last = np.flatnonzero(flags)
-        return np.repeat(last + 1, np.diff(last, prepend=-1)).astype(np.int64)
+        ends = np.empty(flags.size, np.int32 if flags.size < 2**31 else np.int64)
+        _fill_tie_ends(flags, ends)
+        return ends
 
     def bootstrap(self, weights: np.ndarray, *, tied_expectation: bool = False) -> BootstrapAP:
         """Every replicate's AP per segment (:func:`bootstrap_ap`)."""

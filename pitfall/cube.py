@@ -530,7 +530,10 @@ def open_cube(
             f"{parse_location(location)} holds an empty repository (a build that never "
             "committed a cell type); build into it again or remove it"
         )
-    ds = xr.open_zarr(session.store, consolidated=False)
+    # The stored ``locus`` coordinate is each locus's position (written so by every
+    # transaction): a RangeIndex holds the same values without reading or keeping them.
+    ds = xr.open_zarr(session.store, consolidated=False, drop_variables=["locus"])
+    ds = ds.assign_coords(locus=pd.RangeIndex(ds.sizes["locus"], name="locus"))
     build = ds.attrs.get("build") or {}
     if build and not build.get("complete", True):
         done = ds.sizes["cell_type"]

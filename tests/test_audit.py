@@ -448,6 +448,57 @@ def test_load_predictions__unmatched_integers_suggest_positions(tiny: dict) -> N
     np.testing.assert_array_equal(preds.table["pos"], np.arange(len(pred)))
 
 
+def test_load_predictions__positions_dataarray_is_read_without_copies(tiny: dict) -> None:
+    ds = tiny["ds"]
+    pred = memorising(tiny, ["E003", "E004"], seed=4)
+    n = ds.sizes["locus"]
+    values = pred["score"].to_numpy().reshape(2, n).astype(np.float32)
+    da = xr.DataArray(
+        values, dims=("cell_type", "locus"),
+        coords={"cell_type": ["E003", "E004"], "locus": np.arange(n)},
+    )  # fmt: skip
+    preds = load_predictions(da, ds)
+    pos, scores = preds.scores("E003")
+    # in cube order and all finite: the DataArray's own arrays, float32 kept
+    assert scores.dtype == np.float32 and np.shares_memory(scores, values)
+    np.testing.assert_array_equal(pos, np.arange(n))
+    assert preds.table["score"].dtype == np.float64
+    # the same numbers as the float64 table of the same scores
+    table = pred.assign(score=values.ravel().astype(np.float64))
+    pd.testing.assert_frame_equal(
+        audit_predictions(da, ds).to_frame(), audit_predictions(table, ds).to_frame()
+    )
+    # reordered positions with a NaN: sorted and dropped, a copy
+    values[0, 3] = np.nan
+    shuffled = da.isel(locus=np.r_[1:n, 0])
+    with pytest.warns(AuditWarning, match="1 of 800 scores are NaN"):
+        preds = load_predictions(shuffled, ds)
+    pos, scores = preds.scores("E003")
+    np.testing.assert_array_equal(pos, np.delete(np.arange(n), 3))
+    np.testing.assert_array_equal(scores, np.delete(values[0], 3))
+
+
+def test_pool__a_block_is_one_block_over_targets() -> None:
+    from pitfall.audit.metrics import TargetScores, pool
+
+    def part(name: str, keys: list[int], blocks: list[int]) -> TargetScores:
+        n = len(blocks)
+        return TargetScores(
+            name=name, y=np.ones(n, np.float32), model=np.ones(n, np.float32),
+            baselines={"average_activity": np.ones(n, np.float32), "most_similar": None},
+            n_active=np.zeros(n, np.int16), blocks=np.asarray(blocks, np.int32),
+            block_keys=np.asarray(keys, np.int64),
+        )  # fmt: skip
+
+    a, b = part("A", [3, 8], [0, 0, 1]), part("B", [1, 8, 9], [2, 1, 0, 1])
+    pooled = pool([a, b])
+    np.testing.assert_array_equal(pooled.block_keys, [1, 3, 8, 9])
+    np.testing.assert_array_equal(pooled.block_keys[pooled.blocks], [3, 3, 8, 9, 8, 1, 8])
+    # one target: its own arrays
+    alone = pool([a])
+    assert alone.blocks is a.blocks and alone.y is a.y and alone.model is a.model
+
+
 # ------------------------------------------------------------------------- tracks
 
 

@@ -61,6 +61,121 @@ def test_bootstrap_ap__bad_input() -> None:
         bs.bootstrap_ap([1, 0], [np.nan, 2], [0, 0], np.ones((2, 1)))
 
 
+def _scores(kind: str, rng: np.random.Generator, n: int, n_values: int) -> np.ndarray:
+    """Scores with ties: float32, float64 that float32 holds exactly, float64 that it does
+    not (the sort by argsort), or signed zeros among integers (-0.0 ties +0.0)."""
+    base = rng.integers(0, n_values, n)
+    if kind == "float32":
+        return (base / 7.0).astype(np.float32)
+    if kind == "float64 exact":
+        return (base / 8.0).astype(np.float64)
+    if kind == "float64":
+        return base / 7.0
+    return np.where(base == 0, rng.choice([-0.0, 0.0], n), base - n_values / 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["float32", "float64 exact", "float64", "signed zeros"]),
+    n_blocks=st.integers(1, 12),
+    per_block=st.integers(1, 15),
+    n_values=st.integers(1, 30),
+    nan_share=st.floats(0, 0.3),
+    seed=st.integers(0, 2**31),
+)
+def test_sorted_loci__every_sort_equals_the_resampling_written_out(
+    kind: str, n_blocks: int, per_block: int, n_values: int, nan_share: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = n_blocks * per_block
+    y = (rng.random(n) < 0.4).astype(rng.choice([np.float32, np.float64]))
+    y[rng.random(n) < nan_share] = np.nan
+    s = _scores(kind, rng, n, n_values)
+    blocks = rng.permutation(np.repeat(np.arange(n_blocks), per_block)).astype(np.int16)
+    weights = bs.block_weights(n_blocks, 25, seed)
+    naive = bs.naive_bootstrap_ap(y, s, blocks, weights)
+    got = bs.bootstrap_ap(y, s, blocks, weights).ap[0]
+    np.testing.assert_allclose(got, naive, atol=1e-12)
+    # the sort by argsort (an order given) gives the very same replicates
+    order = bs.score_order(y, s)
+    by_order = bs.SortedLoci.from_arrays(y, s, blocks, order=order).bootstrap(weights).ap[0]
+    np.testing.assert_array_equal(by_order, got)
+    # one sort for both layouts: as the labelled loci sorted twice
+    seg = rng.integers(2, 6, n).astype(np.int16)
+    overall, grouped = bs.SortedLoci.overall_and_by_segment(y, s, blocks, seg)
+    known = ~np.isnan(y)
+    alone = bs.SortedLoci.from_arrays(y[known], s[known], blocks[known], seg[known])
+    np.testing.assert_array_equal(overall.bootstrap(weights).ap[0], got)
+    np.testing.assert_array_equal(grouped.seg_end, alone.seg_end)
+    np.testing.assert_array_equal(grouped.segments, alone.segments)
+    a, b = (
+        grouped.bootstrap(weights, tied_expectation=True),
+        alone.bootstrap(weights, tied_expectation=True),
+    )
+    for field in ("ap", "tied_expectation", "n", "positives"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    for i, label in enumerate(grouped.segments):
+        m = known & (seg == label)
+        ends = grouped.tie_ends(i)
+        assert ends.dtype == np.int32
+        np.testing.assert_array_equal(ends, rr.tie_ends(np.sort(s[m])[::-1]))
+        assert grouped.positive[grouped.segment(i)].sum() == np.sum(y[m] == 1)
+
+
+def test_sorted_loci__loci_read_by_index_when_their_fields_overflow_a_word() -> None:
+    # Segment labels spanning 2**16 and 40,000 blocks need 33 bits besides the score's 32:
+    # the words then hold the loci's indices, and the passes give the same numbers.
+    rng = np.random.default_rng(4)
+    n, n_blocks = 3000, 40_000
+    y = (rng.random(n) < 0.3).astype(float)
+    y[rng.random(n) < 0.1] = np.nan
+    s = rng.integers(0, 40, n).astype(np.float32)
+    blocks = rng.integers(0, n_blocks, n)
+    seg = rng.choice([0, 5, 2**16 - 1], n)
+    weights = bs.block_weights(n_blocks, 5, 1)
+    overall, grouped = bs.SortedLoci.overall_and_by_segment(y, s, blocks, seg)
+    np.testing.assert_allclose(
+        overall.bootstrap(weights).ap[0], bs.naive_bootstrap_ap(y, s, blocks, weights), atol=1e-12
+    )
+    np.testing.assert_array_equal(grouped.segments, [0, 5, 2**16 - 1])
+    for g, label in enumerate(grouped.segments):
+        m = (seg == label) & ~np.isnan(y)
+        expected = average_precision_score(y[m], s[m])
+        assert grouped.bootstrap(np.ones((1, n_blocks))).ap[g, 0] == pytest.approx(expected)
+
+
+def test_sorted_loci__segments_of_unlabelled_loci() -> None:
+    y = np.array([1.0, 0.0, np.nan, np.nan, 1.0, 0.0])
+    s = np.array([0.9, 0.1, 0.5, 0.4, 0.3, 0.2], np.float32)
+    seg = np.array([1, 1, 7, 7, 3, 3])
+    blocks = np.zeros(6, np.int64)
+    # given arrays: every label is a segment, one empty; the audit's: labelled loci only
+    every = bs.SortedLoci.from_arrays(y, s, blocks, seg)
+    np.testing.assert_array_equal(every.segments, [1, 3, 7])
+    np.testing.assert_array_equal(every.seg_end, [2, 4, 4])
+    _, labelled = bs.SortedLoci.overall_and_by_segment(y, s, blocks, seg)
+    np.testing.assert_array_equal(labelled.segments, [1, 3])
+    with pytest.raises(ValueError, match="must not be missing"):
+        bs.SortedLoci.from_arrays(y, s, blocks, np.array(["a", None, "b", "b", "a", "a"]))
+    with pytest.raises(ValueError, match="NaN where the label is known"):
+        bs.SortedLoci.from_arrays([1.0, 0.0], np.array([np.nan, 2.0], np.float32), [0, 0])
+
+
+def test_renumber__only_the_blocks_of_the_loci_kept() -> None:
+    keys = np.array([5, 5, 9, 9, 2, 2, 7])
+    where = np.array([True, False, False, False, True, True, True])
+    ids, n_blocks = bs.renumber(keys, where)
+    ref, n_ref = bs.renumber(keys[where])
+    assert n_blocks == n_ref == 3
+    np.testing.assert_array_equal(ids[where], ref)
+    assert ids.max() < n_blocks and ids.dtype == np.int32
+    start, run_key = bs.key_runs(keys)
+    np.testing.assert_array_equal(start, [0, 2, 4, 6])
+    ids, uniq = bs.number_runs(start, run_key, keys.size, dtype=np.int16)
+    np.testing.assert_array_equal(uniq[ids], keys)
+    assert ids.dtype == np.int16
+
+
 def test_genomic_blocks__by_position_and_by_runs() -> None:
     chrom = ["chr1", "chr1", "chr1", "chr2", "chr2"]
     start = [0, 999_999, 1_000_000, 10, 5_000_000]

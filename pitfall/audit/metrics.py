@@ -123,7 +123,7 @@ class TargetScores:
     y : numpy.ndarray
         float64, shape (n,): the cube's labels (0, 1, NaN: unlabelled, left out of metrics).
     model : numpy.ndarray
-        float64, shape (n,): the user's scores.
+        float32 or float64 (as the predictions gave them), shape (n,): the user's scores.
     baselines : dict
         Key of :data:`BASELINE_LABELS` -> float64 array, shape (n,), or None where the
         baseline could not be computed (then ``notes`` says why). The average activity has
@@ -131,8 +131,12 @@ class TargetScores:
     n_active : numpy.ndarray
         int64, shape (n,): reference cell types in which each locus is active.
     blocks : numpy.ndarray
-        int64, shape (n,): each locus's genomic block (:func:`pitfall.bootstrap.genomic_blocks`),
-        numbered over the whole cube, so the same block pooled over targets is one block.
+        int16 (int32 beyond 2**15 blocks), shape (n,): each locus's genomic block, an index
+        into ``block_keys``.
+    block_keys : numpy.ndarray
+        int64, shape (n_blocks,), sorted: the blocks' keys (:func:`pitfall.bootstrap.block_keys`),
+        the same for the same block in every target, so that a block pooled over targets is
+        one block.
     most_similar_name : str or None
         The chosen reference cell type.
     leaked : float
@@ -148,6 +152,7 @@ class TargetScores:
     baselines: dict[str, np.ndarray | None]
     n_active: np.ndarray
     blocks: np.ndarray
+    block_keys: np.ndarray
     most_similar_name: str | None = None
     leaked: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -198,7 +203,8 @@ def score_target(
     target : str
         The target cell type.
     pos, scores : numpy.ndarray
-        int64 and float64, shape (n,): scored positions (ascending) and the user's scores.
+        int64 and float32 or float64, shape (n,): scored positions (ascending) and the
+        user's scores.
     refs : sequence of str
         Reference cell types (never the target): what the baselines average and compare.
     train_chroms : sequence of str or None
@@ -211,38 +217,60 @@ def score_target(
     y = np.empty(n, np.float32)
     avg = np.empty(n, np.float32)
     n_active = np.empty(n, np.int16 if len(refs) < 2**15 else np.int32)
-    blocks = np.empty(n, np.int64)
     has_start = "start" in ds.coords
+    # Block keys as runs (loci run along the genome): (first locus, key) of each.
+    run_start: list[np.ndarray] = []
+    run_key: list[np.ndarray] = []
+    codes_all = np.empty(0 if has_start else n, np.int32)
     chrom_ids: dict[str, int] = {}
     n_pos_ref = n_known_ref = leaked = 0
+    labels = ds[["label"]].sel(cell_type=[*refs, target])
+    # Of the per-locus coordinates only chrom and start are read (each costs a decode).
+    unread = [c for c in labels.coords if "locus" in labels[c].dims]
+    labels = labels.drop_vars([c for c in unread if c not in ("locus", "chrom", "start")])
     for a in range(0, n, READ_LOCI):
         at = pos[a : a + READ_LOCI]
-        part = take_loci(ds[["label"]].sel(cell_type=[*refs, target]), at)
+        part = take_loci(labels, at)
         # Positions within the block: AverageActivity selects the test loci by position.
         part = part.load().assign_coords(locus=np.arange(part.sizes["locus"]))
-        ref_labels = part["label"].sel(cell_type=refs)
         test = part.sel(cell_type=[target])
         stop = a + at.size
-        y[a:stop] = test["label"].values[0]
+        # (cell type, locus): the references in the order of ``refs``, then the target.
+        values = part["label"].values
+        ref_labels = values[:-1]
+        y[a:stop] = values[-1]
         avg[a:stop] = AverageActivity(part, cell_types=refs).fit(part).predict(test).values[0]
-        n_active[a:stop] = np.asarray(evaluate.partition_by_activity(ref_labels))
-        known = ref_labels.notnull()
-        n_pos_ref += int((ref_labels == 1).sum())
-        n_known_ref += int(known.sum())
+        n_active[a:stop] = evaluate.partition_by_activity(ref_labels)
+        known = ~np.isnan(ref_labels)
+        n_pos_ref += int(np.count_nonzero(ref_labels == 1))
+        n_known_ref += int(np.count_nonzero(known))
         codes = bootstrap.chrom_ids(part["chrom"].values, chrom_ids)
-        seen = known.any("cell_type").values
+        seen = known.any(axis=0)
         if train_chroms is not None:
             seen &= np.isin(codes, [chrom_ids.get(c, -1) for c in train_chroms])
         leaked += int(np.count_nonzero(seen))
         if has_start:
-            blocks[a:stop] = bootstrap.block_keys(
-                codes, part["start"].values, block_size=options.block_size
+            first, keys = bootstrap.key_runs(
+                bootstrap.block_keys(codes, part["start"].values, block_size=options.block_size)
             )
+            run_start.append(first + a)
+            run_key.append(keys)
         else:
-            blocks[a:stop] = codes
+            codes_all[a:stop] = codes
     if not has_start:
         # Runs of consecutive loci need each chromosome whole, not a block of it.
-        blocks = bootstrap.block_keys(blocks, block_loci=options.block_loci)
+        first, keys = bootstrap.key_runs(
+            bootstrap.block_keys(codes_all, block_loci=options.block_loci)
+        )
+        run_start, run_key = [first], [keys]
+        del codes_all
+    run_start_all = np.concatenate(run_start or [np.zeros(0, np.int64)])
+    run_key_all = np.concatenate(run_key or [np.zeros(0, np.int64)])
+    # Ids as small as the number of blocks allows (1 Mb blocks of a genome: int16).
+    small = np.unique(run_key_all).size <= 2**15
+    blocks, block_keys = bootstrap.number_runs(
+        run_start_all, run_key_all, n, dtype=np.int16 if small else np.int32
+    )
     prevalence_ref = n_pos_ref / n_known_ref if n_known_ref else 0.5
     np.copyto(avg, np.float32(prevalence_ref), where=np.isnan(avg))
     notes: list[str] = []
@@ -250,10 +278,11 @@ def score_target(
     return TargetScores(
         name=target,
         y=y,
-        model=np.asarray(scores, dtype=np.float64),
+        model=scores if scores.dtype in (np.float32, np.float64) else scores.astype(np.float64),
         baselines={"average_activity": avg, "most_similar": ms},
         n_active=n_active,
         blocks=blocks,
+        block_keys=block_keys,
         most_similar_name=ms_name,
         leaked=float(leaked),
         notes=notes,
@@ -303,12 +332,20 @@ def pool(parts: Sequence[TargetScores]) -> TargetScores:
     """Every target's (cell type, locus) pairs together, as ``"pooled"``."""
 
     def cat(values: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(values)
+        # One target: its own arrays (read only from here on), not a copy.
+        return values[0] if len(values) == 1 else np.concatenate(values)
 
     baselines: dict[str, np.ndarray | None] = {}
     for key in BASELINE_LABELS:
         got = [p.baselines.get(key) for p in parts]
         baselines[key] = None if any(g is None for g in got) else cat(got)  # type: ignore[arg-type]
+    blocks, keys = parts[0].blocks, parts[0].block_keys
+    if len(parts) > 1:
+        # Every target's block ids renumbered over the keys of all of them.
+        keys = np.unique(np.concatenate([p.block_keys for p in parts]))
+        blocks = np.concatenate(
+            [np.searchsorted(keys, p.block_keys).astype(np.int32)[p.blocks] for p in parts]
+        )
     notes = []
     if baselines["most_similar"] is None and any(
         p.baselines.get("most_similar") is not None for p in parts
@@ -320,7 +357,8 @@ def pool(parts: Sequence[TargetScores]) -> TargetScores:
         model=cat([p.model for p in parts]),
         baselines=baselines,
         n_active=cat([p.n_active for p in parts]),
-        blocks=cat([p.blocks for p in parts]),
+        blocks=blocks,
+        block_keys=keys,
         leaked=float(sum(p.leaked for p in parts)),
         notes=notes,
     )
@@ -407,12 +445,20 @@ def _start_group_tests(
     jobs = {}
     for (i, _, n, k), seed in zip(counts, seeds, strict=False):
         if 0 < k < n:
-            positive, ends = grouped.positive[grouped.segment(i)], grouped.tie_ends(i)
             jobs[i] = [
-                submit(random_ranking.permuted_aps, positive, ends, size, int(part))
+                submit(_placements, grouped, i, size, int(part))
                 for size, part in zip(halves, seed.generate_state(2), strict=True)
             ]
     return counts, jobs, n_perm
+
+
+def _placements(
+    grouped: bootstrap.SortedLoci, i: int, size: int, seed: int
+) -> tuple[float, np.ndarray]:
+    """:func:`pitfall.random_ranking.permuted_aps` of group ``i``: its tie ends are built
+    here, by the job that runs, so that queued jobs hold none."""
+    ends = grouped.tie_ends(i)
+    return random_ranking.permuted_aps(grouped.positive[grouped.segment(i)], ends, size, seed)
 
 
 def _finish_group_tests(
@@ -502,10 +548,11 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         :class:`GroupTests` rows.
     """
     known = ~np.isnan(ts.y)
-    every = bool(known.all())
-    y = ts.y if every else ts.y[known]
-    model = ts.model if every else ts.model[known]
-    local, n_blocks = bootstrap.renumber(ts.blocks if every else ts.blocks[known])
+    n_known = int(np.count_nonzero(known))
+    n_pos = int(np.count_nonzero(ts.y == 1))
+    # Block ids over the labelled loci, kept at every locus: the sorts skip unlabelled ones.
+    local, n_blocks = bootstrap.renumber(ts.blocks, known, dtype=ts.blocks.dtype)
+    del known
     weights = np.vstack(
         [
             np.ones((1, n_blocks)),
@@ -513,33 +560,30 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         ]
     )
     level = options.level
-    n_known = int(known.sum())
-    n_pos = int(np.count_nonzero(y == 1))
-    segments = ts.n_active if every else ts.n_active[known]
 
     def by_baselines() -> tuple[tuple[float, float], dict[str, bootstrap.BootstrapAP]]:
-        corr = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
         boots = {
-            key: bootstrap.SortedLoci.from_arrays(
-                y, scores if every else scores[known], local
-            ).bootstrap(weights, tied_expectation=True)
+            key: bootstrap.SortedLoci.from_arrays(ts.y, scores, local).bootstrap(
+                weights, tied_expectation=True
+            )
             for key, scores in ts.baselines.items()
             if scores is not None
         }
+        # Last: by then the sorts' words are freed (the correlations rank both scorings).
+        corr = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
         return corr, boots
 
     # The sorts and the kernels release the GIL: the baselines, the permutation tests and
-    # the model's bootstrap share the machine's cores.
+    # the model's bootstrap share the machine's cores; the baselines' sorts start once the
+    # model's is done, so that two sorts never hold their words at once.
     with ThreadPoolExecutor(max_workers=2) as pool_:
-        baselines_job = pool_.submit(by_baselines)
-        order = bootstrap.score_order(y, model)
-        grouped = bootstrap.SortedLoci.from_arrays(y, model, local, segments=segments,
-                                                   order=order)  # fmt: skip
-        started = _start_group_tests(grouped, options, pool_.submit)
-        ap_model = (
-            bootstrap.SortedLoci.from_arrays(y, model, local, order=order).bootstrap(weights).ap[0]
+        overall, grouped = bootstrap.SortedLoci.overall_and_by_segment(
+            ts.y, ts.model, local, ts.n_active
         )
-        del order
+        baselines_job = pool_.submit(by_baselines)
+        started = _start_group_tests(grouped, options, pool_.submit)
+        ap_model = overall.bootstrap(weights).ap[0]
+        del overall
         gains = _within_gain(grouped.bootstrap(weights))
         tests = _finish_group_tests(ts, started, options)
         (pearson, spearman), boots = baselines_job.result()

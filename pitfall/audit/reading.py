@@ -30,8 +30,6 @@ How loci are matched (``loci_by``), never guessed from the values:
   refused with a message that says how to choose. A DataArray's integer ``locus``
   coordinate is the cube's position index (as every predictor returns it), a string one
   holds names.
-
-Floor 4: imports :mod:`pitfall.cube` and :mod:`pitfall.tracks`.
 """
 
 from __future__ import annotations
@@ -260,8 +258,9 @@ class Predictions:
     log : list of str
         Every warning raised while reading and matching.
     arrays : dict or None
-        Per cell type, positions (int64, ascending) and scores (float64): what a DataArray
-        over the cube's positions gives without a long table.
+        Per cell type, positions (int64, ascending) and scores (float32 when the DataArray
+        holds float32, else float64; views of the DataArray where it needs no reordering
+        or dropping): what a DataArray over the cube's positions gives without a long table.
     """
 
     _table: pd.DataFrame | None
@@ -275,14 +274,17 @@ class Predictions:
         if self._table is None:
             assert self.arrays is not None
             parts = [
-                pd.DataFrame({"locus": pos, "cell_type": ct, "pos": pos, "score": score})
+                pd.DataFrame(
+                    {"locus": pos, "cell_type": ct, "pos": pos, "score": score.astype(np.float64)}
+                )
                 for ct, (pos, score) in self.arrays.items()
             ]
             self._table = pd.concat(parts, ignore_index=True)
         return self._table
 
     def scores(self, cell_type: str) -> tuple[np.ndarray, np.ndarray]:
-        """Positions (int64, shape (n,), ascending) and scores (float64, (n,)) of a cell type."""
+        """Positions (int64, shape (n,), ascending) and scores (shape (n,), float64, or
+        float32 as the DataArray gave them: :attr:`arrays`) of a cell type."""
         if self.arrays is not None:
             return self.arrays[cell_type]
         sub = self.table[self.table["cell_type"] == cell_type].sort_values("pos")
@@ -402,16 +404,17 @@ def _positions_array(
         raise ValueError(
             f"none of the {pos.size} predicted positions lies in the cube's 0..{n_loci - 1}"
         )
-    if outside.any():
+    has_outside = bool(outside.any())
+    if has_outside:
         _warn(
             f"{int(outside.sum())} predicted position(s) lie outside the cube's "
             f"0..{n_loci - 1} (e.g. {_examples(pos[outside])}) and are dropped",
             log,
         )
     # A predictor returns its loci in cube order: sort only when they are not.
-    order = np.arange(pos.size) if np.all(pos[1:] > pos[:-1]) else np.argsort(pos, kind="stable")
-    ordered = pos[order]
-    if np.any(ordered[1:] == ordered[:-1]):
+    in_order = bool(np.all(pos[1:] > pos[:-1]))
+    order = None if in_order else np.argsort(pos, kind="stable")
+    if order is not None and np.any(np.diff(pos[order]) == 0):
         raise ValueError("the predictions' locus coordinate repeats positions: one score each")
     cts = [str(c) for c in _str_array(da["cell_type"].values)]
     if cell_type is not None:
@@ -432,14 +435,23 @@ def _positions_array(
     all_cts = [str(c) for c in _str_array(da["cell_type"].values)]
     arrays = {}
     n_nan, n_all = 0, 0
+    n_inside = pos.size - int(np.count_nonzero(outside))
     for ct in cts:
         if ct in unknown:
             continue
-        values = np.asarray(da.isel(cell_type=all_cts.index(ct)).values, dtype=np.float64)
-        keep = np.isfinite(values) & ~outside
-        n_nan += int(np.count_nonzero(~np.isfinite(values) & ~outside))
-        n_all += int(np.count_nonzero(~outside))
-        ok = order[keep[order]]
+        values = np.asarray(da.isel(cell_type=all_cts.index(ct)).values)
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
+        keep = np.isfinite(values)
+        n_nan += n_inside - int(np.count_nonzero(keep[~outside] if has_outside else keep))
+        n_all += n_inside
+        if has_outside:
+            keep &= ~outside
+        if in_order and keep.all():
+            # Every score kept, in cube order: the input's own arrays, no copy.
+            arrays[ct] = (pos, values)
+            continue
+        ok = np.flatnonzero(keep) if order is None else order[keep[order]]
         arrays[ct] = (pos[ok], values[ok])
     if n_nan == n_all:
         raise ValueError(f"all {n_all} matched scores are NaN or infinite")
