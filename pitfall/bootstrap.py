@@ -219,8 +219,9 @@ def genomic_blocks(
     numpy.ndarray
         int32, shape (n,).
     """
-    keys = block_keys(chrom_ids(np.asarray(chrom)), start, block_size=block_size,
-                      block_loci=block_loci)  # fmt: skip
+    keys = block_keys(
+        chrom_ids(np.asarray(chrom)), start, block_size=block_size, block_loci=block_loci
+    )
     return renumber(keys)[0]
 
 
@@ -801,9 +802,13 @@ class SortedLoci:
         if b.size and (b.min() < 0 or b.max() >= weights.shape[1]):
             raise ValueError(f"block ids must lie in 0 .. {weights.shape[1] - 1}")
         ap, expect, n, k = _bootstrap_segments(
-            self.positive, b, self.tie_end, self.seg_end, np.ascontiguousarray(weights.T),
+            self.positive,
+            b,
+            self.tie_end,
+            self.seg_end,
+            np.ascontiguousarray(weights.T),
             tied_expectation,
-        )  # fmt: skip
+        )
         return BootstrapAP(ap, expect if tied_expectation else None, n, k)
 
 

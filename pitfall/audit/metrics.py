@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pitfall import bootstrap, evaluate, random_ranking, track_metrics
+from pitfall import average_activity, bootstrap, evaluate, random_ranking, track_metrics
 from pitfall.baselines import AverageActivity, MostSimilar
 from pitfall.multiple_testing import METHODS, adjust_pvalues
 from pitfall.splits import take_loci
@@ -271,7 +271,7 @@ def score_target(
     blocks, block_keys = bootstrap.number_runs(
         run_start_all, run_key_all, n, dtype=np.int16 if small else np.int32
     )
-    prevalence_ref = n_pos_ref / n_known_ref if n_known_ref else 0.5
+    prevalence_ref = average_activity.prevalence(n_pos_ref, n_known_ref)
     np.copyto(avg, np.float32(prevalence_ref), where=np.isnan(avg))
     notes: list[str] = []
     ms_name, ms = _most_similar(ds, target, refs, pos, notes)
@@ -601,18 +601,28 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     for key in BASELINE_LABELS:
         diff = "ap_diff" if key == "average_activity" else f"ap_diff_{key}"
         if key not in boots:
-            row.update({f"ap_{key}": float("nan"), f"ap_{key}_ci": nan2,
-                        f"ap_{key}_random_ties": float("nan"), f"ap_{key}_random_ties_ci": nan2,
-                        diff: float("nan"), f"{diff}_ci": nan2})  # fmt: skip
+            row.update(
+                {
+                    f"ap_{key}": float("nan"),
+                    f"ap_{key}_ci": nan2,
+                    f"ap_{key}_random_ties": float("nan"),
+                    f"ap_{key}_random_ties_ci": nan2,
+                    diff: float("nan"),
+                    f"{diff}_ci": nan2,
+                }
+            )
             continue
         tied, fair = boots[key].ap[0], boots[key].tied_expectation[0]  # type: ignore[index]
-        row.update({
-            f"ap_{key}": float(tied[0]), f"ap_{key}_ci": _interval(tied[0], tied[1:], level),
-            f"ap_{key}_random_ties": float(fair[0]),
-            f"ap_{key}_random_ties_ci": _interval(fair[0], fair[1:], level),
-            diff: float(ap_model[0] - fair[0]),
-            f"{diff}_ci": _interval(ap_model[0] - fair[0], ap_model[1:] - fair[1:], level),
-        })  # fmt: skip
+        row.update(
+            {
+                f"ap_{key}": float(tied[0]),
+                f"ap_{key}_ci": _interval(tied[0], tied[1:], level),
+                f"ap_{key}_random_ties": float(fair[0]),
+                f"ap_{key}_random_ties_ci": _interval(fair[0], fair[1:], level),
+                diff: float(ap_model[0] - fair[0]),
+                f"{diff}_ci": _interval(ap_model[0] - fair[0], ap_model[1:] - fair[1:], level),
+            }
+        )
     row["most_similar"] = ts.most_similar_name
     row["pearson_avg"] = pearson
     row["spearman_avg"] = spearman
