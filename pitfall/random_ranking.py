@@ -240,13 +240,49 @@ def _ap_of_positions(pos: np.ndarray, k: int, ends: np.ndarray) -> float:
     return total / k
 
 
+#: A placement's drawn positions are sorted by radix, ``_RADIX_BITS`` a pass, from this many
+#: on (a comparison sort's ``m log m`` is most of a placement's time in a large group).
+_RADIX_FROM = 1024
+_RADIX_BITS = 12
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_positions(
+    values: np.ndarray, m: int, n: int, out: np.ndarray, scratch: np.ndarray, counts: np.ndarray
+) -> None:
+    """``values[:m]`` (in ``0 .. n - 1``) sorted into ``out[:m]``, ``values`` unchanged: a
+    least-significant-digit radix sort (``scratch``: m items, ``counts``: 2**_RADIX_BITS)."""
+    mask = (1 << _RADIX_BITS) - 1
+    n_pass = 1
+    while (n - 1) >> (n_pass * _RADIX_BITS) > 0:
+        n_pass += 1
+    src = values
+    for p in range(n_pass):
+        # alternate between the buffers so that the last pass writes ``out``
+        dst = out if (n_pass - p) % 2 == 1 else scratch
+        shift = p * _RADIX_BITS
+        counts[:] = 0
+        for i in range(m):
+            counts[(src[i] >> shift) & mask] += 1
+        total = 0
+        for d in range(mask + 1):
+            c = counts[d]
+            counts[d] = total
+            total += c
+        for i in range(m):
+            d = (src[i] >> shift) & mask
+            dst[counts[d]] = src[i]
+            counts[d] += 1
+        src = dst
+
+
 @numba.njit(cache=True, nogil=True)
 def _permuted_aps(ends: np.ndarray, k: int, n_perm: int, rng: np.random.Generator) -> np.ndarray:
     """AP of ``n_perm`` uniformly random placements of ``k`` positives among ``n`` items.
 
     Floyd's algorithm draws the smaller of the positives and the negatives; the positions
     come out sorted either by a scan of the marks (dense draws) or by sorting the drawn
-    ones (sparse draws).
+    ones (sparse draws; by radix when they are many).
     """
     n = ends.size
     out = np.empty(n_perm)
@@ -256,6 +292,9 @@ def _permuted_aps(ends: np.ndarray, k: int, n_perm: int, rng: np.random.Generato
     drawn = np.empty(max(m, 1), np.int64)
     pos = np.empty(max(k, 1), np.int64)
     scan = complement or m * max(math.log2(max(m, 2)), 1.0) > n
+    radix = not scan and m >= _RADIX_FROM
+    scratch = np.empty(m if radix else 0, np.int64)
+    counts = np.zeros(1 << _RADIX_BITS if radix else 0, np.int64)
     for b in range(n_perm):
         for i, j in enumerate(range(n - m, n)):
             t = int(rng.integers(0, j + 1))
@@ -269,6 +308,8 @@ def _permuted_aps(ends: np.ndarray, k: int, n_perm: int, rng: np.random.Generato
                 if mark[p] != complement:
                     pos[c] = p
                     c += 1
+        elif radix:
+            _sort_positions(drawn, m, n, pos, scratch, counts)
         else:
             pos[:m] = np.sort(drawn[:m])
         for i in range(m):

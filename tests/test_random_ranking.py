@@ -198,3 +198,43 @@ def test_permutation_aps__edges() -> None:
         rr.permutation_aps([1, 0], [np.nan, 1], 10, 0)
     with pytest.raises(ValueError, match="at least 1"):
         rr.permutation_aps([1, 0], [1, 0], 0, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2**30),
+    m=st.integers(0, 3000),
+    seed=st.integers(0, 2**31),
+)
+def test_sort_positions__radix_sort_equals_numpy_sort(n: int, m: int, seed: int) -> None:
+    # The placements' positions sorted by radix (one, two or three passes of 12 bits) are
+    # the comparison sort's, so the nulls are the same whichever sorts them.
+    rng = np.random.default_rng(seed)
+    m = min(m, n)
+    values = (
+        rng.choice(n, m, replace=False).astype(np.int64)
+        if n < 10**6
+        else np.unique(rng.integers(0, n, m)).astype(np.int64)
+    )
+    values = rng.permutation(values)
+    kept = values.copy()
+    out = np.empty(values.size, np.int64)
+    rr._sort_positions(
+        values, values.size, n, out, np.empty_like(values), np.zeros(2**rr._RADIX_BITS, np.int64)
+    )
+    np.testing.assert_array_equal(out, np.sort(kept))
+    np.testing.assert_array_equal(values, kept)
+
+
+def test_permuted_aps__many_sparse_positives_equal_sklearn_on_their_placements() -> None:
+    # A large group with enough positives for the radix sort: each null value is the AP of
+    # some placement (here without ties: the mean precision at the positives), and the
+    # observed one is scikit-learn's.
+    rng = np.random.default_rng(3)
+    n, k = 300_000, 1500
+    positive = np.zeros(n, bool)
+    positive[rng.choice(n, k, replace=False)] = True
+    observed, null = rr.permuted_aps(positive, np.arange(1, n + 1, dtype=np.int32), 50, 1)
+    scores = np.arange(n, 0, -1)
+    assert observed == pytest.approx(average_precision_score(positive, scores), abs=1e-12)
+    assert null.mean() == pytest.approx(rr.expected_ap(n, k), rel=0.05)
