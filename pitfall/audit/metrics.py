@@ -121,15 +121,16 @@ class TargetScores:
     name : str
         The target cell type, or ``"pooled"``.
     y : numpy.ndarray
-        float64, shape (n,): the cube's labels (0, 1, NaN: unlabelled, left out of metrics).
+        float32, shape (n,): the cube's labels (0, 1, NaN: unlabelled, left out of metrics).
     model : numpy.ndarray
         float32 or float64 (as the predictions gave them), shape (n,): the user's scores.
     baselines : dict
-        Key of :data:`BASELINE_LABELS` -> float64 array, shape (n,), or None where the
+        Key of :data:`BASELINE_LABELS` -> float array, shape (n,), or None where the
         baseline could not be computed (then ``notes`` says why). The average activity has
         no NaN: loci without a reference label get the reference prevalence.
     n_active : numpy.ndarray
-        int64, shape (n,): reference cell types in which each locus is active.
+        int16 (int32 for 2**15 reference cell types or more), shape (n,): reference cell
+        types in which each locus is active.
     blocks : numpy.ndarray
         int16 (int32 beyond 2**15 blocks), shape (n,): each locus's genomic block, an index
         into ``block_keys``.
@@ -226,8 +227,8 @@ def score_target(
     n_pos_ref = n_known_ref = leaked = 0
     labels = ds[["label"]].sel(cell_type=[*refs, target])
     # Of the per-locus coordinates only chrom and start are read (each costs a decode).
-    unread = [c for c in labels.coords if "locus" in labels[c].dims]
-    labels = labels.drop_vars([c for c in unread if c not in ("locus", "chrom", "start")])
+    per_locus = [c for c in labels.coords if "locus" in labels[c].dims]
+    labels = labels.drop_vars([c for c in per_locus if c not in ("locus", "chrom", "start")])
     for a in range(0, n, READ_LOCI):
         at = pos[a : a + READ_LOCI]
         part = take_loci(labels, at)
