@@ -126,3 +126,25 @@ def test_partitioned_baselines__control_against_a_random_ranking_within_groups(
         assert s["within_group_gain"] == pytest.approx(float((weights * both["gain"]).sum()))
     sentences = real_labels.describe_partitioned(summary)
     assert len(sentences) == 2 and "against a random ranking of each group" in sentences[0]
+
+
+@pytest.mark.slow
+def test_report_real_command__quick_size_as_the_readme_gives_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "real"
+    cmd = [sys.executable, "-m", "pitfall.cli", "report", "real", str(shared_data)]
+    proc = subprocess.run(
+        [*cmd, "--size", "quick", "--out", str(out), "--workers", "0"],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads((out / "findings.json").read_text())
+    plan = real_labels.PLANS["quick"]
+    assert found["run"]["n_models"] == found["run"]["n_trained_now"] > 0
+    assert found["run"]["plan"] == json.loads(json.dumps(plan.to_dict(), default=str))
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
