@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -803,5 +805,27 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
 
+def run() -> None:
+    """The ``pitfall`` console script: :func:`main`, then an exit that skips finalization.
+
+    Icechunk completes zarr's reads on its own threads. One that returns from a call made
+    without the GIL while the interpreter finalizes is ended by ``pthread_exit`` through
+    Rust frames, which aborts the process (SIGABRT) after the command has finished and
+    printed its result (now and then, after quick commands). So the exit does what
+    Python's would, short of finalization: join the other non-daemon threads, run the
+    ``atexit`` handlers (Dask, zarr, logging), flush, and end the process.
+    """
+    code = main()
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
