@@ -18,8 +18,6 @@ from typing import Any
 
 __all__ = ["main", "run"]
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from pitfall import synth
