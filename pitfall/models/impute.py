@@ -8,9 +8,9 @@ Three families register here (:mod:`pitfall.models.registry`), each fitted on an
 family             model
 ================== ==========================================================================
 ``impute_dense``   the paper's dense network (``units``, ReLU, one linear output, MSE): the
-                   target cell type's *other* observed marks at a locus -> the target mark
-                   (cell-type-specific inputs); ``inputs="random"``: the locus-constant
-                   random vector instead (the control that carries only the locus identity)
+                   cell type's *other* marks at a locus (0 where an experiment is missing)
+                   -> its target mark (cell-type-specific inputs); ``inputs="random"``: the
+                   locus-constant random vector instead (only the locus's identity)
 ``avocado``        a factorization in the style of Avocado (Schreiber et al. 2020, Genome
                    Biology): embeddings of the cell type, the mark, the locus and the block
                    of ``block_size`` loci (the position at two resolutions), widths
@@ -238,7 +238,7 @@ class ImputationModel:
             r = random_inputs(ids, self.spec.seed, self.spec.n_random)
             return np.tile(r, (cts.size, 1)).astype(np.float32)
         _, j = self._index(split)
-        others = [k for k in range(self.signal.shape[2]) if k != j]
+        others = np.array([k for k in range(self.signal.shape[2]) if k != j])
         x = self.signal[np.ix_(cts, loci, others)].reshape(-1, len(others))
         return np.nan_to_num(x, nan=0.0).astype(np.float32)
 
@@ -259,7 +259,7 @@ class ImputationModel:
             return x, self.signal[c, locus, m].astype(np.float32)
         rows = np.array([cts.index(c) for c in split.reference_cell_types(self.cube)])
         loci = split.train_loci(self.cube)
-        y = self.signal[np.ix_(rows, loci, [j])].reshape(-1)
+        y = self.signal[np.ix_(rows, loci, np.array([j]))].reshape(-1)
         keep = np.isfinite(y)
         xd = self._dense_x(split, rows, loci)[keep]
         return {self.spec.inputs: xd}, y[keep].astype(np.float32)
