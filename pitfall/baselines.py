@@ -11,6 +11,11 @@ cell types carry at the test loci. Every baseline reads the cube chunk by chunk.
   with the target's over the training loci.
 - :class:`RandomScores`: a constant score; its average precision is the prevalence.
 
+For imputation (a continuous target track, :class:`pitfall.imputation.ImputationSplit`),
+:data:`TRACK_BASELINES`: :class:`TrackAverage` (the challenge's Average), :class:`TrackMostSimilar`
+and :class:`TrackZero`, built on :func:`track_average` and :func:`track_similarity`, which
+the continuous audit (:mod:`pitfall.audit.continuous`) uses too.
+
 Beside them: :func:`cell_type_similarity`, the Pearson correlation of cell types that
 :class:`MostSimilar` chooses by, and :func:`single_cell_type_aps`, each other cell type's
 labels used alone as a predictor of the target's.
@@ -25,6 +30,8 @@ target's inputs.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,6 +41,7 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import average_activity, evaluate
+from pitfall.imputation import ImputationSplit
 from pitfall.predictor import Predictor
 from pitfall.registry import Registry
 from pitfall.splits import Split, take_loci
@@ -45,13 +53,20 @@ __all__ = [
     "Baseline",
     "MostSimilar",
     "RandomScores",
+    "TRACK_BASELINES",
+    "TrackAverage",
+    "TrackMostSimilar",
+    "TrackZero",
     "baseline_aps",
     "baseline_table",
     "cell_type_similarity",
     "figure_styles",
     "register_baseline",
     "score_predictions",
+    "register_track_baseline",
     "single_cell_type_aps",
+    "track_average",
+    "track_similarity",
 ]
 
 #: The variables a model predicts: no baseline reads them for a test cell type.
@@ -380,6 +395,213 @@ register_baseline(
         color="0.65",
         linestyle=":",
         description="a constant score: its AP is the prevalence of the test labels",
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Imputation: baselines of a continuous target track
+
+
+def track_average(
+    cube: xr.Dataset, mark: str, cell_types: Sequence[str], loci: np.ndarray | None = None
+) -> np.ndarray:
+    """The Average: the mean of ``mark`` over ``cell_types`` at each locus, float64 ``(n,)``.
+
+    :func:`pitfall.average_activity.locus_mean` of the signal: cell types without the mark
+    at a locus (NaN) are left out; NaN where none has it. ``loci``: positions along
+    ``locus`` (default every locus).
+    """
+    sig = cube["signal"].sel(cell_type=list(cell_types), mark=mark)
+    if loci is not None:
+        sig = sig.isel(locus=np.asarray(loci))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN loci: NaN, as documented
+        mean = average_activity.locus_mean(sig.astype(np.float64))
+    return np.asarray(mean.values, dtype=np.float64)
+
+
+def track_similarity(
+    cube: xr.Dataset,
+    cell_type: str,
+    candidates: Sequence[str],
+    marks: Sequence[str],
+    loci: np.ndarray,
+) -> dict[str, float]:
+    """Pearson correlation of each candidate's ``marks`` with ``cell_type``'s, over ``loci``.
+
+    :meth:`MostSimilar.similarity` on the signal of ``marks`` only (never the target mark,
+    which is what an imputation model predicts), pairwise-complete over loci and marks; NaN
+    for a candidate sharing no defined value with the target or a constant one.
+
+    Returns
+    -------
+    dict
+        Candidate -> correlation.
+    """
+    sub = cube[["signal"]].sel(mark=list(marks))
+    model = MostSimilar(sub, on="signal").fit(
+        take_loci(sub.sel(cell_type=list(candidates)), np.asarray(loci))
+    )
+    with warnings.catch_warnings():
+        # A constant or absent candidate has no correlation: NaN, never chosen.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return model.similarity(cell_type)
+
+
+def _track(cube: xr.Dataset, split: ImputationSplit, values: np.ndarray, name: str) -> xr.DataArray:
+    loci = split.test_loci(cube)
+    return xr.DataArray(
+        np.asarray(values, np.float32)[None, :],
+        dims=("cell_type", "locus"),
+        coords={"cell_type": [split.cell_type], "locus": cube["locus"].values[loci]},
+        name=name,
+    )
+
+
+class TrackAverage:
+    """The Average of an imputation split: the target mark's mean at each test locus over
+    the other cell types that have it observed (:func:`track_average`).
+
+    Parameters
+    ----------
+    cube
+        The whole cube, with ``signal`` (cell_type, locus, mark).
+    split
+        The target track and its test loci.
+
+    Attributes
+    ----------
+    cell_types_ : list of str
+        The cell types averaged.
+    """
+
+    name = "Average"
+
+    def __init__(self, cube: xr.Dataset, split: ImputationSplit) -> None:
+        self.cube = cube
+        self.split = split
+
+    def fit(self, train: Any = None, valid: Any = None) -> TrackAverage:
+        """Record the cell types averaged (the split's references)."""
+        self.cell_types_ = self.split.reference_cell_types(self.cube)
+        return self
+
+    def predict(self, test: Any = None) -> xr.DataArray:
+        """The Average at the test loci, float32, dims ``(cell_type, locus)`` (one cell type)."""
+        loci = self.split.test_loci(self.cube)
+        avg = track_average(self.cube, self.split.mark, self.cell_types_, loci)
+        return _track(self.cube, self.split, avg, "track_average")
+
+
+class TrackMostSimilar:
+    """The target mark of the reference cell type whose other marks correlate best with the
+    target cell type's (:func:`track_similarity` over the split's training loci, on the
+    target's other observed marks; the target track is never read).
+
+    Attributes
+    ----------
+    chosen_ : tuple
+        ``(cell type, correlation)``, or None where no candidate correlates (no other
+        observed mark of the target); :meth:`predict` then raises.
+    similarity_on_ : list of str
+        The marks compared.
+    """
+
+    name = "most similar cell type"
+
+    def __init__(self, cube: xr.Dataset, split: ImputationSplit) -> None:
+        self.cube = cube
+        self.split = split
+
+    def fit(self, train: Any = None, valid: Any = None) -> TrackMostSimilar:
+        """Choose the reference cell type."""
+        refs = self.split.reference_cell_types(self.cube)
+        self.similarity_on_ = self.split.input_marks(self.cube)
+        self.chosen_: tuple[str, float] | None = None
+        if self.similarity_on_ and refs:
+            sims = track_similarity(
+                self.cube,
+                self.split.cell_type,
+                refs,
+                self.similarity_on_,
+                self.split.train_loci(self.cube),
+            )
+            finite = {c: r for c, r in sims.items() if math.isfinite(r)}
+            if finite:
+                best = max(finite, key=lambda c: finite[c])
+                self.chosen_ = (best, finite[best])
+        return self
+
+    def predict(self, test: Any = None) -> xr.DataArray:
+        """The chosen cell type's target mark at the test loci, dims ``(cell_type, locus)``."""
+        if self.chosen_ is None:
+            raise ValueError(
+                f"{self.split.name}: no reference cell type with {self.split.mark} correlates "
+                f"with {self.split.cell_type} on its other marks ({self.similarity_on_ or 'none'})"
+            )
+        loci = self.split.test_loci(self.cube)
+        values = self.cube["signal"].sel(cell_type=self.chosen_[0], mark=self.split.mark)
+        return _track(self.cube, self.split, values.isel(locus=loci).values, "track_most_similar")
+
+
+class TrackZero:
+    """Zero at every test locus (the challenge's floor; correlations are undefined)."""
+
+    name = "zero"
+
+    def __init__(self, cube: xr.Dataset, split: ImputationSplit) -> None:
+        self.cube = cube
+        self.split = split
+
+    def fit(self, train: Any = None, valid: Any = None) -> TrackZero:
+        """Nothing to learn."""
+        return self
+
+    def predict(self, test: Any = None) -> xr.DataArray:
+        """Zeros, dims ``(cell_type, locus)``."""
+        n = self.split.test_loci(self.cube).size
+        return _track(self.cube, self.split, np.zeros(n), "zero")
+
+
+#: The baselines of imputation splits, by name (``make(cube, split)`` takes an
+#: :class:`~pitfall.imputation.ImputationSplit`); apart from :data:`BASELINES`, whose
+#: members every binary results table carries a column of.
+TRACK_BASELINES: Registry[Baseline] = Registry("track baseline")
+
+
+def register_track_baseline(baseline: Baseline) -> Baseline:
+    """Add a baseline of imputation splits to :data:`TRACK_BASELINES`; return it."""
+    return TRACK_BASELINES.register(baseline)
+
+
+register_track_baseline(
+    Baseline(
+        "track_average",
+        "Average",
+        TrackAverage,
+        color="black",
+        description="the target mark's mean at each locus over the other cell types with it",
+    )
+)
+register_track_baseline(
+    Baseline(
+        "track_most_similar",
+        "most similar cell type",
+        TrackMostSimilar,
+        color="0.45",
+        linestyle="--",
+        description="the target mark of the cell type whose other marks correlate best",
+    )
+)
+register_track_baseline(
+    Baseline(
+        "zero",
+        "zero",
+        TrackZero,
+        color="0.65",
+        linestyle=":",
+        description="zero everywhere",
     )
 )
 

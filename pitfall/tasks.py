@@ -16,7 +16,9 @@ Built in (the paper's, Schreiber et al. 2020):
   E037 E106; every chromosome but the test and validation ones trains;
 - ``tad``: TAD boundaries on 40 kb bins; target hESC, validation GM12878; only chr3 trains,
   and across cell types the models see chr2-3 only;
-- ``binding``: TF binding on 200 bp bins (ENCODE-DREAM style), the expression rules.
+- ``binding``: TF binding on 200 bp bins (ENCODE-DREAM style), the expression rules;
+- ``imputation``: one (cell type, mark) track of the signal, an :class:`ImputationTask`
+  whose splits are :class:`pitfall.imputation.ImputationSplit` (cross-cell-type and hybrid).
 
 Cell types given by name (``"GM12878"``) match a cube's ids first, then its display names
 (``cell_type_name``), so the same task fits the synthetic compendium and the real data.
@@ -30,12 +32,20 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-from pitfall import splits
+from pitfall import imputation, splits
 from pitfall.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "Task", "TaskError", "get_task", "register_task", "resolve_cell_types"]
+__all__ = [
+    "TASKS",
+    "ImputationTask",
+    "Task",
+    "TaskError",
+    "get_task",
+    "register_task",
+    "resolve_cell_types",
+]
 
 DEFAULT_BASELINES = ("average_activity", "most_similar", "random")
 
@@ -123,6 +133,58 @@ class Task:
             valid_chroms=valid_chroms,
             train_chroms=train_chroms,
             cross_cell_type_on_train_only=self.cross_cell_type_on_train_only,
+        )
+
+
+@dataclass(frozen=True)
+class ImputationTask(Task):
+    """Imputation of one (cell type, mark) track from the cube's other experiments.
+
+    Its splits are :class:`pitfall.imputation.ImputationSplit` (settings
+    ``cross-cell-type`` and ``hybrid``, :data:`pitfall.imputation.SETTINGS`); its baselines
+    the continuous ones (``track_average``, ``track_most_similar``, ``zero``), its families
+    those of :mod:`pitfall.models.impute`.
+
+    Attributes
+    ----------
+    mark
+        Default target mark.
+    """
+
+    mark: str = "H3K27ac"
+
+    def split(  # type: ignore[override]
+        self,
+        ds: xr.Dataset,
+        setting: str,
+        target: str | None = None,
+        *,
+        mark: str | None = None,
+        test_chroms: Sequence[str] = ("chr1",),
+        **_: object,
+    ) -> imputation.ImputationSplit:
+        """The imputation split of ``setting`` for (``target``, ``mark``) on this cube.
+
+        Parameters
+        ----------
+        ds
+            The cube (its ``observed`` experiments and chromosomes are read).
+        setting
+            ``"cross-cell-type"`` or ``"hybrid"``.
+        target, mark
+            The target track; default the task's (the cell type an id or a display name).
+        test_chroms
+            Hybrid: the held-out chromosomes of the test loci.
+        **_
+            The binary tasks' chromosome roles (validation, training), unused here.
+        """
+        if setting not in imputation.SETTINGS:
+            raise splits.SplitError(
+                f"the imputation task has settings {imputation.SETTINGS}, not {setting!r}"
+            )
+        (target_id,) = resolve_cell_types(ds, [target or self.target], strict=True)
+        return imputation.imputation_split(
+            ds, setting, target_id, mark or self.mark, test_chroms=test_chroms
         )
 
 
@@ -214,5 +276,15 @@ register_task(
         "transcription-factor binding on genome bins",
         label_kinds=("peaks",),
         target="H1-hESC",
+    )
+)
+register_task(
+    ImputationTask(
+        "imputation",
+        "imputation of one (cell type, mark) signal track from the other experiments",
+        label_kinds=(),
+        target="E003",
+        baselines=("track_average", "track_most_similar", "zero"),
+        mark="H3K27ac",
     )
 )

@@ -282,3 +282,90 @@ def test_single_cell_type_aps__unknown_target_raises() -> None:
     labels = xr.DataArray([[1.0, 0.0]], dims=("cell_type", "locus"), coords={"cell_type": ["A"]})
     with pytest.raises(ValueError, match="not a cell_type"):
         baselines.single_cell_type_aps(labels, "Z", pd.Series({"A": 1.0}))
+
+
+# --------------------------------------------------------------------------------------------
+# Imputation: the baselines of a continuous target track (TRACK_BASELINES)
+
+IMP_MARKS = ["m0", "m1", "m2"]
+
+
+def _imputation_cube(seed: int = 0) -> xr.Dataset:
+    """5 cell types x 60 loci (chr1: 0-29, chr2: 30-59) x 3 marks; c4 lacks m2, c3 lacks m0."""
+    rng = np.random.default_rng(seed)
+    sig = rng.normal(size=(5, 60, 3)).astype(np.float32)
+    sig[1] = sig[0] * 2 + rng.normal(0, 0.1, (60, 3))  # c1 follows the target c0
+    obs = np.ones((5, 3), bool)
+    obs[4, 2] = obs[3, 0] = False
+    sig = np.where(obs[:, None, :], sig, np.nan)
+    return xr.Dataset(
+        {"signal": (("cell_type", "locus", "mark"), sig)},
+        coords={
+            "cell_type": [f"c{i}" for i in range(5)],
+            "locus": np.arange(60),
+            "mark": IMP_MARKS,
+            "chrom": ("locus", np.array(["chr1"] * 30 + ["chr2"] * 30)),
+            "observed": (("cell_type", "mark"), obs),
+        },
+    )
+
+
+def _imputation_split(ds, setting):
+    from pitfall.imputation import imputation_split
+
+    return imputation_split(ds, setting, "c0", "m2", test_chroms=["chr2"])
+
+
+@pytest.mark.parametrize("setting", ["cross-cell-type", "hybrid"])
+def test_track_baselines__against_numpy(setting) -> None:
+    ds = _imputation_cube()
+    split = _imputation_split(ds, setting)
+    test = np.arange(60) if setting == "cross-cell-type" else np.arange(30, 60)
+    train = np.arange(60) if setting == "cross-cell-type" else np.arange(30)
+    sig = ds["signal"].values.astype(np.float64)
+    refs = [1, 2, 3]  # c4 has no m2
+    average = sig[refs][:, test, 2].mean(axis=0)
+    got = baselines.TrackAverage(ds, split).fit().predict()
+    assert got.dims == ("cell_type", "locus")
+    np.testing.assert_allclose(got.values[0], average, rtol=1e-6)
+    np.testing.assert_array_equal(got["locus"].values, test)
+    # most similar: Pearson over the target's other observed marks (m0, m1), pairwise complete
+    r = {}
+    for i in refs:
+        a, b = sig[0][train][:, :2].ravel(), sig[i][train][:, :2].ravel()
+        ok = np.isfinite(a) & np.isfinite(b)
+        r[i] = np.corrcoef(a[ok], b[ok])[0, 1]
+    best = max(r, key=lambda i: r[i])
+    model = baselines.TrackMostSimilar(ds, split).fit()
+    assert model.chosen_[0] == f"c{best}" == "c1"
+    assert model.chosen_[1] == pytest.approx(r[best])
+    np.testing.assert_allclose(model.predict().values[0], sig[best, test, 2], rtol=1e-6)
+    zero = baselines.TrackZero(ds, split).fit().predict()
+    np.testing.assert_array_equal(zero.values, np.zeros((1, test.size)))
+
+
+@pytest.mark.parametrize("setting", ["cross-cell-type", "hybrid"])
+def test_every_track_baseline__never_reads_the_target_track(setting) -> None:
+    ds = _imputation_cube()
+    poisoned = ds.copy(deep=True)
+    sig = poisoned["signal"].values
+    # the target track poisoned to follow a loser cell type's inputs: nothing may change
+    sig[0, :, 2] = sig[2, :, 2] * -50 + 7
+    split = _imputation_split(ds, setting)
+    assert list(baselines.TRACK_BASELINES) == ["track_average", "track_most_similar", "zero"]
+    for b in baselines.TRACK_BASELINES.values():
+        clean = b.make(ds, split).fit().predict()
+        dirty = b.make(poisoned, split).fit().predict()
+        xr.testing.assert_equal(clean, dirty)
+        assert np.isfinite(clean.values).all(), b.name
+
+
+def test_track_most_similar__without_other_marks_refuses() -> None:
+    ds = _imputation_cube()
+    obs = ds["observed"].values.copy()
+    obs[0, :2] = False
+    ds = ds.assign_coords(observed=(("cell_type", "mark"), obs))
+    model = baselines.TrackMostSimilar(ds, _imputation_split(ds, "hybrid")).fit()
+    assert model.chosen_ is None
+    with pytest.raises(ValueError, match="correlates"):
+        model.predict()

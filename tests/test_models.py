@@ -713,3 +713,19 @@ def test_pin_worker_gpu__one_gpu_per_worker_by_index(visible, index, pinned) -> 
     ).stdout.split()
     assert out[0] == str(pinned)
     assert out[1:] == ([pinned] if pinned else ([visible] if visible else []))
+
+
+def test_imputation_families__registered_with_their_class_and_labels() -> None:
+    from pitfall.models.impute import FAMILIES_IMPUTATION, ImputationModel
+
+    assert all(f in FAMILIES for f in FAMILIES_IMPUTATION)
+    assert all(FAMILIES[f].model is ImputationModel for f in FAMILIES_IMPUTATION)
+    spec = ModelSpec("avocado", units=(8,), embed=(2, 2, 4, 2), block_size=10)
+    assert spec.label == "avocado embed 2/2/4/2 (block 10) / dense 8"
+    assert ModelSpec("impute_xgboost", n_trees=5, max_depth=2).label == (
+        "xgboost regression 5x2 (signal)"
+    )
+    assert ModelSpec("impute_dense", units=(4,), inputs="random").label == "dense 4 (random)"
+    # the fields added for avocado stay out of other specs' dicts (their experiment ids)
+    assert not {"embed", "block_size"} & set(ModelSpec("dense", units=(4,)).to_dict())
+    assert {"embed", "block_size"} <= set(spec.to_dict())

@@ -97,7 +97,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,9 +114,9 @@ from pitfall.audit.reading import LociBy, _warn
 from pitfall.audit.report import AuditReport, _ci, _p, call_of, leakage_sentence
 from pitfall.audit.track_inputs import _prediction, feature_window, region_masks
 from pitfall.audit.track_tests import N_GROUPS, bootstrap_gain, residual_correlations
-from pitfall.baselines import MostSimilar
+from pitfall.baselines import track_similarity
 from pitfall.multiple_testing import adjust_pvalues
-from pitfall.splits import cube_chroms, take_loci
+from pitfall.splits import cube_chroms
 
 __all__ = [
     "BASELINES",
@@ -318,18 +317,11 @@ def _most_similar(
             "the model predicts)"
         )
         return
-    sub = ds[["signal"]].sel(mark=other)
     n = ds.sizes["locus"]
     loci = np.arange(n)
     if n > MAX_SIMILARITY_LOCI:
         loci = np.linspace(0, n - 1, MAX_SIMILARITY_LOCI).astype(np.int64)
-    model = MostSimilar(sub, on="signal").fit(
-        take_loci(sub.sel(cell_type=target.average_cell_types), loci)
-    )
-    with warnings.catch_warnings():
-        # A constant or absent reference has no correlation: NaN, never chosen.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sims = model.similarity(cell_type)
+    sims = track_similarity(ds, cell_type, target.average_cell_types, other, loci)
     finite = {c: r for c, r in sims.items() if math.isfinite(r)}
     if not finite:
         target.notes.append(

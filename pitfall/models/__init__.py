@@ -22,6 +22,7 @@ from pitfall.models.spec import INPUTS, ModelSpec, SpecError
 # The paper's families register themselves on import: networks, then trees.
 from pitfall.models import nn  # noqa: F401
 from pitfall.models import gbm  # noqa: F401
+from pitfall.models import impute  # noqa: F401
 from pitfall.models.base import TrainableModel
 
 # isort: on

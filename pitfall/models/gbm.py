@@ -167,6 +167,8 @@ def _validate(spec: ModelSpec) -> None:
     if not 1 <= spec.max_depth <= 20:
         raise SpecError(f"xgboost needs max_depth in 1..20, got {spec.max_depth}")
     neural = {
+        "embed": spec.embed,
+        "block_size": spec.block_size,
         "units": spec.units,
         "filters": spec.filters,
         "seq_units": spec.seq_units,

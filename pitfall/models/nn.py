@@ -318,6 +318,7 @@ def _validate(spec: ModelSpec) -> None:
     f = spec.family
     if spec.n_trees or spec.max_depth:
         raise SpecError(f"n_trees and max_depth are for xgboost, not {f!r}")
+    check_unused(f, embed=spec.embed, block_size=spec.block_size)
     if f in _DENSE_RANGE:
         lo, hi, max_units = _DENSE_RANGE[f]
         check_stack("units", spec.units, lo, hi, max_units)

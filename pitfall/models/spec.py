@@ -17,6 +17,10 @@ family        architecture
 ``xgboost``   gradient-boosted trees, ``n_trees`` trees of depth <= ``max_depth``
 ============= =====================================================================
 
+The imputation families (a continuous target track, :mod:`pitfall.models.impute`):
+``impute_dense``, ``avocado`` (embeddings ``embed`` of cell type, mark, locus and blocks of
+``block_size`` loci, combined by ``units``) and ``impute_xgboost``.
+
 Every hidden layer uses ReLU and the output is one sigmoid unit (``tanh`` for the residual
 target, whose range is [-1, 1]); neither choice changes the parameter count.
 
@@ -59,7 +63,7 @@ TARGETS = ("label", "residual")
 KERNEL_SIZE = 8
 POOL_SIZE = 4
 DEFAULT_N_RANDOM = 100
-_LATER_FIELDS = ("average",)
+_LATER_FIELDS = ("average", "embed", "block_size")
 
 
 class SpecError(ValueError):
@@ -113,6 +117,10 @@ class ModelSpec:
         Give the model the locus's average activity over the cell types it sees (the
         remedy of Nair et al. 2019): one more input, ``average`` ``(1,)``, never counting
         the pair's own label (:class:`pitfall.loaders.LocusAverage`).
+    embed
+        ``avocado`` only: embedding widths ``(cell type, mark, locus, block)``.
+    block_size
+        ``avocado`` only: loci per block of the coarser position embedding.
     """
 
     family: str
@@ -128,9 +136,11 @@ class ModelSpec:
     target: str = "label"
     seed: int = 0
     average: bool = False
+    embed: tuple[int, ...] = ()
+    block_size: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("units", "filters", "seq_units"):
+        for name in ("units", "filters", "seq_units", "embed"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if self.family not in FAMILIES:
             raise SpecError(f"family {self.family!r} is not one of {tuple(FAMILIES)}")
@@ -218,7 +228,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists for the layer sizes), e.g. for a results table or JSON.
 
-        Fields added after the first sweeps (``average``) appear only when set, so the ids
+        Fields added after the first sweeps (``average``, ``embed``, ``block_size``)
+        appear only when set, so the ids
         of earlier sweeps' experiments (a hash of this dict) stay the same.
         """
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
