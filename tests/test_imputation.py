@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 from pitfall import baselines, imputation, splits, tasks
+from pitfall.experiments import grids
 from pitfall.imputation import ImputationSplit, observed
 from pitfall.models import ModelSpec, SpecError, make_model
 from pitfall.models.impute import build_imputation_model, n_params
@@ -242,3 +243,36 @@ def test_impute_dense__beats_the_average_on_cell_type_specific_marks() -> None:
     pred = _model("impute_dense", ds).fit(split).predict(split).values[0]
     print(f"dense hybrid mse {mse(pred, truth):.4f}, Average {mse(average, truth):.4f}")
     assert mse(pred, truth) < 0.5 * mse(average, truth)
+
+
+@pytest.mark.slow
+def test_imputation_figure__findings_from_the_table_and_the_average_by_numpy(tmp_path) -> None:
+    from pitfall.experiments import imputation as figure
+
+    ds = imputation_cube()
+    result = figure.make(ds, cell_type="c0", mark="m3", size="quick", test_chroms=("chr2",))
+    table = result.tables["models"]
+    assert set(table["setting"]) == {"cross-cell-type", "hybrid"}
+    assert len(table[table["kind"] != "baseline"]) == 2 * len(grids.imputation_grid("quick"))
+    sig = ds["signal"].values
+    obs = ds["observed"].values
+    on_chr2 = ds["chrom"].values == "chr2"
+    for setting, loci in (("cross-cell-type", np.ones_like(on_chr2)), ("hybrid", on_chr2)):
+        # the Average by hand: m3's mean over the other cell types that have it
+        others = [i for i in range(1, sig.shape[0]) if obs[i, 3]]
+        average = sig[others][:, loci, 3].mean(axis=0)
+        truth = sig[0, loci, 3]
+        found = result.findings[setting]
+        assert found["baselines"]["track_average"]["mse"] == pytest.approx(
+            mse(average, truth), rel=1e-5
+        )
+        assert found["baselines"]["track_average"]["gwcorr"] == pytest.approx(
+            float(np.corrcoef(average, truth)[0, 1]), rel=1e-5
+        )
+        rows = table[(table["setting"] == setting) & (table["kind"] == "avocado")]
+        assert found["families"]["avocado"]["best_mse"] == rows["mse"].min()
+        assert found["avocado_trend"]["first"]["n_params"] == rows["n_params"].min()
+    assert len(result.figure.axes) == 4
+    assert any("Average" in s for s in result.sentences)
+    result.save(tmp_path)
+    assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000

@@ -19,6 +19,7 @@ from pitfall.storage import is_url
 
 __all__ = [
     "GAUSSIAN_SIZES",
+    "IMPUTATION_TRAINING",
     "MAX_COMBINED_PARAMS",
     "N_COMBINED",
     "PAPER_SHAPE",
@@ -27,6 +28,7 @@ __all__ = [
     "TRAINING",
     "combined_draw",
     "gbm_grid",
+    "imputation_grid",
     "model_grid",
     "remedies_spec",
     "remedy_grid",
@@ -340,3 +342,59 @@ GAUSSIAN_SIZES: dict[str, dict[str, Any]] = {
         "max_iter": 300,
     },
 }
+
+
+#: The imputation families' training per size: passes over the training values, mini-batch
+#: and Adam's rate (:class:`pitfall.models.impute.ImputationModel`).
+IMPUTATION_TRAINING: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 3, "batch_size": 512, "learning_rate": 3e-3},
+    "demo": {"epochs": 8, "batch_size": 512, "learning_rate": 2e-3},
+    "paper": {"epochs": 20, "batch_size": 1024, "learning_rate": 1e-3},
+}
+
+
+def imputation_grid(size: str = "quick") -> list[dict[str, Any]]:
+    """Model specs (``ModelSpec.to_dict()`` form) of the imputation figure, per size.
+
+    Each family spans several decades of parameters: dense networks on the target cell
+    type's other marks, their locus-constant random control, the Avocado-style
+    factorization (its position embeddings grow with ``embed``), and XGBoost regression.
+    """
+    dense = {
+        "quick": [[8], [64]],
+        "demo": [[4], [32], [256], [256, 256]],
+        "paper": [[4], [32], [256], [1024, 1024], [2048, 2048, 2048]],
+    }
+    random = {"quick": [[64]], "demo": [[32], [256]], "paper": [[32], [256], [1024, 1024]]}
+    avocado = {
+        "quick": [((1, 1, 1, 1), [8]), ((8, 4, 8, 4), [32]), ((32, 8, 32, 8), [64])],
+        "demo": [
+            ((1, 1, 1, 1), [8]),
+            ((4, 4, 4, 4), [32]),
+            ((16, 8, 16, 8), [64]),
+            ((64, 8, 64, 16), [128]),
+        ],
+        "paper": [
+            ((1, 1, 1, 1), [8]),
+            ((4, 4, 4, 4), [32]),
+            ((16, 8, 16, 8), [64]),
+            ((64, 16, 64, 16), [256]),
+            ((256, 32, 256, 32), [512, 512]),
+        ],
+    }
+    trees = {"quick": [4, 32], "demo": [4, 16, 64], "paper": [4, 16, 64, 256]}
+    if size not in dense:
+        raise ValueError(f"size must be one of {tuple(dense)}, got {size!r}")
+    out: list[dict[str, Any]] = [
+        {"family": "impute_dense", "inputs": "signal", "units": u} for u in dense[size]
+    ]
+    out += [{"family": "impute_dense", "inputs": "random", "units": u} for u in random[size]]
+    out += [
+        {"family": "avocado", "inputs": "signal", "embed": list(e), "units": u, "block_size": 40}
+        for e, u in avocado[size]
+    ]
+    out += [
+        {"family": "impute_xgboost", "inputs": "signal", "n_trees": n, "max_depth": 6}
+        for n in trees[size]
+    ]
+    return out

@@ -1,0 +1,313 @@
+"""Imputation across cell types: MSE and correlation against parameters, per family and setting.
+
+The Figure 1 layout for a continuous target (issue 26): one (cell type, mark) track of the
+cube is imputed by every model of :func:`pitfall.experiments.grids.imputation_grid` in the
+cross-cell-type and hybrid settings (:mod:`pitfall.imputation`), and scored with the
+ENCODE Imputation Challenge's ``mse`` and ``gwcorr`` (:mod:`pitfall.track_metrics`) beside
+the track baselines (:data:`pitfall.baselines.TRACK_BASELINES`: the Average, the most
+similar cell type, zero) on the same loci.
+
+What the hybrid setting means differs by family (:mod:`pitfall.models.impute`): the dense
+networks and XGBoost read the target cell type's other marks and never train on a test
+locus; the factorization family (Avocado) learns one embedding per position, so it trains
+at the test loci on the other marks of every cell type, never on the target mark there.
+Across cell types every family may read the target mark of the other cell types at every
+locus: memorising a locus's average activity pays there, and only there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from pitfall import baselines, imputation
+from pitfall._plotting import OKABE_ITO, legend_entries, log_axis, pyplot
+from pitfall.experiments._result import Result
+from pitfall.experiments.grids import IMPUTATION_TRAINING, imputation_grid
+from pitfall.models import make_model
+from pitfall.models.spec import ModelSpec
+from pitfall.track_metrics import track_metrics
+
+__all__ = ["FAMILY_NAMES", "describe", "findings", "make", "plot", "run"]
+
+#: Display name and colour of each imputation family (the random control apart).
+FAMILY_NAMES: dict[str, tuple[str, str]] = {
+    "impute_dense": ("dense network (other marks)", OKABE_ITO[5]),
+    "avocado": ("Avocado-style factorization", OKABE_ITO[4]),
+    "impute_xgboost": ("XGBoost (other marks)", OKABE_ITO[2]),
+    "random": ("locus-constant random inputs (control)", OKABE_ITO[6]),
+}
+METRICS = ("mse", "gwcorr")
+_METRIC_LABELS = {"mse": "MSE (log scale; lower is better)", "gwcorr": "Pearson r (gwcorr)"}
+
+
+def _kind(spec: ModelSpec) -> str:
+    return "random" if spec.inputs == "random" else spec.family
+
+
+def _scores(y: np.ndarray, pred: xr.DataArray) -> dict[str, float]:
+    m = track_metrics(y, np.asarray(pred.values, np.float64).reshape(-1))
+    return {k: float(m[k]) for k in METRICS}
+
+
+def run(
+    ds: xr.Dataset,
+    *,
+    cell_type: str,
+    mark: str,
+    size: str = "quick",
+    settings: Sequence[str] = imputation.SETTINGS,
+    test_chroms: Sequence[str] = ("chr1",),
+    say: Any = None,
+) -> pd.DataFrame:
+    """Train every model of the grid in each setting and score it with the baselines.
+
+    Parameters
+    ----------
+    ds
+        A cube with ``signal`` (cell_type, locus, mark) and its ``observed`` experiments.
+    cell_type, mark
+        The target track (observed in the cube).
+    size
+        The grid and recipe (:func:`pitfall.experiments.grids.imputation_grid`).
+    settings
+        Of :data:`pitfall.imputation.SETTINGS`.
+    test_chroms
+        The hybrid setting's held-out chromosomes.
+    say
+        Called with a line of progress per model (default: nothing).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (setting, model or baseline): ``setting``, ``kind`` (family, ``random``
+        or ``baseline``), ``label``, ``n_params`` (NaN for baselines), ``mse``, ``gwcorr``,
+        ``train_seconds``.
+    """
+    ds = ds.load()
+    rows: list[dict[str, Any]] = []
+    training = IMPUTATION_TRAINING[size]
+    for setting in settings:
+        split = imputation.imputation_split(ds, setting, cell_type, mark, test_chroms=test_chroms)
+        loci = split.test_loci(ds)
+        y = imputation.signal_array(ds)[
+            list(map(str, ds["cell_type"].values)).index(cell_type),
+            loci,
+            list(map(str, ds["mark"].values)).index(mark),
+        ].astype(np.float64)
+        for name in baselines.TRACK_BASELINES:
+            b = baselines.TRACK_BASELINES[name]
+            predictor = b.make(ds, split)
+            if predictor is None:
+                continue
+            # Track baselines read the split they were made for: no selections to pass.
+            track: Any = predictor
+            pred = track.fit().predict()
+            rows.append(
+                {
+                    "setting": setting,
+                    "kind": "baseline",
+                    "label": b.label,
+                    "baseline": name,
+                    "n_params": np.nan,
+                    **_scores(y, pred),
+                    "train_seconds": 0.0,
+                }
+            )
+        for raw in imputation_grid(size):
+            spec = ModelSpec.from_dict(raw)
+            t0 = time.perf_counter()
+            model = make_model(spec, ds, **training).fit(split)
+            pred = model.predict(split)
+            row = {
+                "setting": setting,
+                "kind": _kind(spec),
+                "label": spec.label,
+                "baseline": "",
+                "n_params": int(model.n_params_),
+                **_scores(y, pred),
+                "train_seconds": time.perf_counter() - t0,
+            }
+            rows.append(row)
+            if say is not None:
+                say(f"{setting}: {spec.label}: MSE {row['mse']:.4f}, r {row['gwcorr']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def findings(table: pd.DataFrame) -> dict[str, Any]:
+    """Per setting: each baseline's metrics, each family's best, and Avocado over size.
+
+    Returns
+    -------
+    dict
+        ``{setting: {"baselines": {name: {mse, gwcorr}}, "families": {kind: {best_mse,
+        best_mse_label, best_mse_params, best_gwcorr, beats_average_mse,
+        beats_average_gwcorr}}, "avocado_trend": {spearman_mse, first, last}}}``.
+    """
+    out: dict[str, Any] = {}
+    for setting, part in table.groupby("setting", sort=False):
+        base = part[part["kind"] == "baseline"].set_index("baseline")
+        avg = base.loc["track_average"]
+        entry: dict[str, Any] = {
+            "baselines": {b: {m: float(base.loc[b, m]) for m in METRICS} for b in base.index},
+            "families": {},
+        }
+        for kind, rows in part[part["kind"] != "baseline"].groupby("kind", sort=False):
+            best = rows.loc[rows["mse"].idxmin()]
+            entry["families"][kind] = {
+                "best_mse": float(best["mse"]),
+                "best_mse_label": str(best["label"]),
+                "best_mse_params": int(best["n_params"]),
+                "best_gwcorr": float(rows["gwcorr"].max()),
+                "beats_average_mse": bool(best["mse"] < avg["mse"]),
+                "beats_average_gwcorr": bool(rows["gwcorr"].max() > avg["gwcorr"]),
+            }
+        av = part[part["kind"] == "avocado"].sort_values("n_params")
+        if len(av) >= 2:
+            rho = stats.spearmanr(np.log10(av["n_params"].astype(float)), av["mse"]).statistic
+            ends = {
+                key: {
+                    "n_params": int(av["n_params"].iloc[i]),
+                    "mse": float(av["mse"].iloc[i]),
+                    "gwcorr": float(av["gwcorr"].iloc[i]),
+                }
+                for key, i in (("first", 0), ("last", -1))
+            }
+            entry["avocado_trend"] = {"spearman_mse": float(rho), **ends}
+        out[str(setting)] = entry
+    return out
+
+
+def describe(f: dict[str, Any]) -> list[str]:
+    """The findings in words, one sentence per setting and one on Avocado's size."""
+    lines = []
+    for setting, e in f.items():
+        avg = e["baselines"]["track_average"]
+        parts = []
+        for kind, d in e["families"].items():
+            name = FAMILY_NAMES.get(kind, (kind, ""))[0]
+            verdict = "beats" if d["beats_average_mse"] else "does not beat"
+            parts.append(
+                f"the best {name} ({d['best_mse_label']}, {d['best_mse_params']:,} parameters) "
+                f"scores MSE {d['best_mse']:.4f} and r {d['best_gwcorr']:.3f} ({verdict} it)"
+            )
+        lines.append(
+            f"{setting}: the Average scores MSE {avg['mse']:.4f} and r {avg['gwcorr']:.3f}; "
+            + "; ".join(parts)
+            + "."
+        )
+    trends = {s: e["avocado_trend"] for s, e in f.items() if "avocado_trend" in e}
+    if trends:
+        bits = [
+            f"{s}: MSE {t['first']['mse']:.4f} at {t['first']['n_params']:,} parameters to "
+            f"{t['last']['mse']:.4f} at {t['last']['n_params']:,}"
+            for s, t in trends.items()
+        ]
+        lines.append("As Avocado's embeddings grow, " + "; ".join(bits) + ".")
+    return lines
+
+
+def plot(table: pd.DataFrame, title: str = ""):
+    """MSE and correlation against parameters: rows metrics, columns settings.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Points are models coloured by family (:data:`FAMILY_NAMES`), x log-scaled; lines
+        are the track baselines on the same loci.
+    """
+    plt = pyplot()
+    settings = list(dict.fromkeys(table["setting"]))
+    fig, axes = plt.subplots(
+        len(METRICS),
+        len(settings),
+        figsize=(4.4 * len(settings), 6.6),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
+    )
+    models = table[table["kind"] != "baseline"]
+    for j, setting in enumerate(settings):
+        part = table[table["setting"] == setting]
+        for i, metric in enumerate(METRICS):
+            ax = axes[i, j]
+            for kind, rows in part[part["kind"] != "baseline"].groupby("kind", sort=False):
+                name, colour = FAMILY_NAMES.get(kind, (kind, "0.3"))
+                ax.scatter(
+                    rows["n_params"],
+                    rows[metric],
+                    s=24,
+                    color=colour,
+                    label=name,
+                    edgecolor="white",
+                    linewidth=0.4,
+                    zorder=3,
+                )
+            for _, b in part[part["kind"] == "baseline"].iterrows():
+                spec = baselines.TRACK_BASELINES[b["baseline"]]
+                if np.isfinite(b[metric]):
+                    ax.axhline(
+                        b[metric], color=spec.color, ls=spec.linestyle, lw=1.2, label=spec.label
+                    )
+            if metric == "mse":
+                # zero's MSE is the track's mean square: far above every model's
+                ax.set_yscale("log")
+            log_axis(ax, models["n_params"])
+            ax.grid(alpha=0.25, lw=0.5)
+            if i == 0:
+                ax.set_title(setting)
+            if j == 0:
+                ax.set_ylabel(_METRIC_LABELS[metric])
+            if i == len(METRICS) - 1:
+                ax.set_xlabel("trainable parameters (XGBoost: leaves)")
+    handles, labels_ = legend_entries(list(axes.ravel()))
+    fig.legend(handles, labels_, loc="lower center", ncol=3, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+CAPTION = (
+    "Each point is one trained imputation model (x: trainable parameters, log scale; for "
+    "XGBoost its leaves), coloured by family; lines are the track baselines on the same "
+    "loci. Across cell types every family may read the target mark of other cell types at "
+    "every locus; in the hybrid setting the test loci are on held-out chromosomes."
+)
+
+
+def make(
+    ds: xr.Dataset,
+    *,
+    cell_type: str,
+    mark: str,
+    size: str = "quick",
+    test_chroms: Sequence[str] = ("chr1",),
+    say: Any = None,
+) -> Result:
+    """The imputation figure for one track: train the grid, score, plot, say.
+
+    Returns
+    -------
+    Result
+        ``findings``: :func:`findings`; ``sentences``: :func:`describe`;
+        ``tables["models"]``: :func:`run`'s table.
+    """
+    table = run(ds, cell_type=cell_type, mark=mark, size=size, test_chroms=test_chroms, say=say)
+    found = findings(table)
+    title = f"Imputation across cell types: {mark} in {cell_type}"
+    return Result(
+        name="imputation",
+        title=title,
+        figure=plot(table, title=title),
+        findings=found,
+        sentences=describe(found),
+        tables={"models": table},
+        caption=[CAPTION],
+    )
