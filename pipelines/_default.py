@@ -37,9 +37,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def cubes(args: argparse.Namespace) -> dict[str, Path | str]:
-    """The user's cube (as both tasks' cube) or the synthetic default's two cubes."""
+    """The user's cube (as every task's cube) or the synthetic default's cubes."""
     if args.cube is not None:
-        return {"expression": args.cube, "tad": args.cube}
+        return {"expression": args.cube, "tad": args.cube, "imputation": args.cube}
     return demo.build_cubes(args.out, args.workers)
 
 
