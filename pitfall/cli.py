@@ -35,6 +35,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         f"{len(comp.marks)} marks in {args.dir}"
     )
     print(f"  manifests: {comp.manifest} (expression), {comp.manifest_tad} (TAD boundaries)")
+    print(
+        f"  imputation: {comp.manifest_imputation} ({int(comp.observed.sum())} of "
+        f"{comp.observed.size} experiments observed)"
+    )
     return 0
 
 

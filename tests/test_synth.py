@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import re
@@ -13,16 +14,27 @@ import pandas as pd
 import pyBigWig
 import pyfaidx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pitfall import cli
 from pitfall.synth import (
     BIN_MOTIF,
     CELL_TYPES,
     CORE_MARKS,
     GENE_MOTIF,
+    MARK_EFFECTS,
     PRESETS,
     SynthCompendium,
     SynthParams,
     synthesize,
+)
+from pitfall.synth.model import (
+    cell_table,
+    layout_bins,
+    observed_matrix,
+    simulate,
+    simulate_imputation,
 )
 
 
@@ -208,6 +220,7 @@ def test_synthesize__same_seed_same_bytes_other_seed_differs(
     differ = [k for k in again if again[k] != other[k]]
     assert "genome.fa" in differ and "rpkm.tsv.gz" in differ and "truth.npz" in differ
     assert "bigwig/E003-H3K4me3.bw" in differ and "domains/E003.bed" in differ
+    assert "truth_imputation.npz" in differ and "manifest_imputation.toml" in differ
 
 
 # --------------------------------------------------------------------------- the biology
@@ -408,6 +421,10 @@ def test_params__presets_and_overrides() -> None:
         ({"marks": ("H3K4me2",)}, "marks must be distinct names from"),
         ({"n_lineages": 0}, "n_lineages must be None or >= 1, got 0"),
         ({"artefact_strength": -0.1}, "artefact_strength must be >= 0, got -0.1"),
+        ({"missing_fraction": 1.0}, "missing_fraction must be in [0, 1), got 1.0"),
+        ({"missing_fraction": -0.1}, "missing_fraction must be in [0, 1), got -0.1"),
+        ({"imputation_cell": -1.0}, "imputation_cell must be >= 0, got -1.0"),
+        ({"imputation_noise": -0.5}, "imputation_noise must be >= 0, got -0.5"),
     ],
 )
 def test_params__rejects_out_of_range(bad: dict, message: str) -> None:
@@ -423,3 +440,244 @@ def test_synthesize__overrides_marks_and_lineages(tmp_path: Path) -> None:
         f"{cid}-{m}.bw" for cid in c.cell_types for m in ("H3K4me3", "H3K27ac")
     )
     assert tomllib.loads(c.manifest.read_text())["signal"]["marks"] == ["H3K4me3", "H3K27ac"]
+
+
+# --------------------------------------------------------------------------- imputation
+
+# sha256 of every file of the "tiny" preset as main wrote it before the imputation files
+# came: those files must keep their bytes (the demo's findings rest on them).
+_TINY_DIGESTS = {
+    ".pitfall-synth": "4d1d70273ed1bba1a0a3adba52a8f4263f856a9444a887958fe35598cf3adb7c",
+    "bigwig/E003-H3K27me3.bw": "33ad03c7eea12bbbfb1458b162650fdf338f29b86d09275dbac0581cb2ac879c",
+    "bigwig/E003-H3K36me3.bw": "6a360babf27af5855faaf7a94ca0be6c79fde2d146ff94cb81fbc1b30fd82e21",
+    "bigwig/E003-H3K4me1.bw": "1ca26673207001c529ca4eeea625064cacc0d901e2a1907de2c6892331a1889d",
+    "bigwig/E003-H3K4me3.bw": "63209508baefb7068109b4f6c21b18138abf6d32eb0d86c2be127225a04205f0",
+    "bigwig/E003-H3K9me3.bw": "fb72579fc3281b3132ed641558b4c4a3c56e1f5cf0c01004d076004fb51689c8",
+    "bigwig/E004-H3K27me3.bw": "f168187adf0bbd0f3c7ee59dae939a97c928653c76248f648bce06012589b74f",
+    "bigwig/E004-H3K36me3.bw": "c0f5502888ced82f439920498d02e7260d285c12b0e74c53c2b4c02ab7023a31",
+    "bigwig/E004-H3K4me1.bw": "1b38a408941ac9845bbe62ded2c2f22fb4d51d625972c775eafc362b7f8a7ff8",
+    "bigwig/E004-H3K4me3.bw": "24bcd3538848f89231cbf005865f22078255dbad7cb0592fc1149b673b0e8e4f",
+    "bigwig/E004-H3K9me3.bw": "78dad9ee5aab82a8471c268d7a8cf2a71ff9a68c934e487ce12a537c0269c013",
+    "bigwig/E037-H3K27me3.bw": "1e3f166f30cc9c57efaf8f0934adf04471fe8e8a7f98dd75dae9ba340f7dee63",
+    "bigwig/E037-H3K36me3.bw": "3b7b65219b75bf92b4e9477bb88a5eb66109560072a97705f5df9f488265f96a",
+    "bigwig/E037-H3K4me1.bw": "154fd434ae03ff7df126f68a6c82f492d38b5f08064115e00d712f9b3aa47db8",
+    "bigwig/E037-H3K4me3.bw": "640fd532a059183213030916a030758e830b0bc8975289b8b592e2c993374348",
+    "bigwig/E037-H3K9me3.bw": "0279a6db5f49a73f302f8653a000c9588f456d75f20f97aa58e441fb8798e610",
+    "bigwig/E106-H3K27me3.bw": "e03ce2dcf9cab2bcfdf34c5e999a7978d958b2c60b6cb844aa7eef6d78ce4699",
+    "bigwig/E106-H3K36me3.bw": "eaa6ab8bfc3982774561c74129166a7160aebb26a2da288472b121ec9d506ae6",
+    "bigwig/E106-H3K4me1.bw": "fd3e35ac91b8aa87aa3c2351a2d7faf150df1bd4a8dc0541958a9fbf498344ab",
+    "bigwig/E106-H3K4me3.bw": "e7b71a065f8dbf549de023740c24438572bf8d9954e13ea55c7e717276f457a0",
+    "bigwig/E106-H3K9me3.bw": "ae4e6672b40028904dc00730378b262f238311b8350f04a81a613ca9aa6b8c19",
+    "bigwig/E113-H3K27me3.bw": "c27f38798466aefedd3ce95000679dc9028217d0eb6ae9809e779108fdb00db5",
+    "bigwig/E113-H3K36me3.bw": "af308ebf103acdabed34fcc1f6905f988c442fd24a9fc23f60e9d15f214355e0",
+    "bigwig/E113-H3K4me1.bw": "aac54d48c17ce0ea4f2694b6c3eae214a08e61410e827df74659c0af3883dfe0",
+    "bigwig/E113-H3K4me3.bw": "51912202b8c02fe0cf3584ad4e2a6516702fd726a8ae4570bebf31ee502811fa",
+    "bigwig/E113-H3K9me3.bw": "fe7533edefee209b5c167bc6957a7fdb0da02638a325a2adaf020905c9fd221e",
+    "bigwig/E116-H3K27me3.bw": "7c2d9bf71b022b24c094cae327ed96096bfd926e29ca62c35bfc5d029097fb4e",
+    "bigwig/E116-H3K36me3.bw": "a25eb30d53c4e66ae77c885ab80e2eda85bdc4363fc83f9dc1712289346dbc97",
+    "bigwig/E116-H3K4me1.bw": "46e3ad9f246d79c7a691373ac3de4322e7a8768ce7b365509e44e47a3839a877",
+    "bigwig/E116-H3K4me3.bw": "385108739d23334c74f695f40033f14cf5c50d8accfe8372413734c0ff87184e",
+    "bigwig/E116-H3K9me3.bw": "2dd30e8745b40f2069d034553d066ccaf8447a18befa2c694abdfef5ca9329d8",
+    "chrom.sizes": "a2e90bfed9194b4c1ee3399e6a95076048aafcb1e7d8fbce1677fee5fbccd3c3",
+    "domains/E003.bed": "3d298a5d1fcb6ee49bee382eed4cabc6ff4eba275cae2e82ba9f3923fa3a4ca9",
+    "domains/E004.bed": "dee408d283600ade6f8316deb1227aca47ccdba340584fd3b158cd771a3c4826",
+    "domains/E037.bed": "25b1aa47bc1c2cfe8914b15b432d9c8ee30130b4652e2dba0ff50b3754c8d686",
+    "domains/E106.bed": "f215f3dcee308c6682bc49a84174ef39047ce8d327bd663f5bab6a43c02c0956",
+    "domains/E113.bed": "9154ac313c78e78642e185c36e4a6ac00938ee9decb53f376824f34ab1ff0a43",
+    "domains/E116.bed": "092481e0c741df9684f1994d14d3f9d167491fed61b18bb5e83480cec2e28f1c",
+    "genes.gtf.gz": "48fd952b7d2266eac6d14be981b57102f6e07b1ee9f2cf8c00879c4a53485712",
+    "genome.fa": "b353a083e840fe67290f24a1889f51d923b01450d10ebcb722cc2f7ede3cb367",
+    "manifest.toml": "6f2cf2ee061706a6ef9250485e9cf32cddef7f08a15528182f0876d4932722f9",
+    "manifest_tad.toml": "20624f3970f95a4d3aee022224791d8b948c64b2526e252eb3452d7ebabd7a04",
+    "rpkm.tsv.gz": "bdef75a0be760df7956a8b337d1760d38388abafb3a84a8946977d15aa3d774e",
+    "truth.npz": "057a0c5c38e0e07e76330f47a4c753648c2af929354b4a9ce7064b06a97481fe",
+}
+_IMPUTATION_FILES = {"manifest_imputation.toml", "truth_imputation.npz"}
+
+
+def test_synthesize__existing_files_of_tiny_keep_their_bytes(comp: SynthCompendium) -> None:
+    digests = _digests(comp.root)
+    assert {k: digests.get(k) for k in _TINY_DIGESTS} == _TINY_DIGESTS
+    new = set(digests) - set(_TINY_DIGESTS)
+    imputation_bigwigs = {
+        f"bigwig_imputation/{cid}-{m}.bw" for cid in comp.cell_types for m in comp.marks
+    }
+    assert new == _IMPUTATION_FILES | imputation_bigwigs
+
+
+def _max_missing(n_c: int, n_m: int) -> int:
+    """Most experiments the rules let go missing, counted by hand.
+
+    E003's row stays whole; each of the other ``n_c - 1`` rows keeps 2 marks, and each mark
+    needs one observer besides E003: at least ``max(2 (n_c - 1), n_m)`` observed off E003.
+    """
+    if n_c < 2 or n_m < 2:
+        return 0
+    return (n_c - 1) * n_m - max(2 * (n_c - 1), n_m)
+
+
+def _assert_rules(observed: np.ndarray) -> None:
+    assert observed.dtype == bool
+    assert observed[0].all()  # E003, the target, keeps every mark
+    if observed.shape[1] >= 2 and observed.shape[0] >= 2:
+        assert (observed.sum(axis=0) >= 2).all()
+        assert (observed.sum(axis=1) >= 2).all()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo", "paper"])
+def test_observed_matrix__rules_and_fraction_for_several_seeds(preset: str) -> None:
+    seen = set()
+    for seed in range(6):
+        p = SynthParams.preset(preset, seed=seed)
+        obs = observed_matrix(p, p.n_cell_types)
+        assert obs.shape == (p.n_cell_types, len(p.marks))
+        _assert_rules(obs)
+        assert (~obs).sum() == round(p.missing_fraction * obs.size)
+        assert abs((~obs).mean() - p.missing_fraction) <= 0.5 / obs.size + 1e-12
+        np.testing.assert_array_equal(obs, observed_matrix(p, p.n_cell_types))
+        seen.add(obs.tobytes())
+    assert len(seen) == 6  # each seed its own draw
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_c=st.integers(1, 20),
+    n_m=st.integers(1, len(MARK_EFFECTS)),
+    fraction=st.floats(0.0, 0.95),
+    seed=st.integers(0, 2**16),
+)
+def test_observed_matrix__rules_hold_and_missing_as_many_as_asked_or_allowed(
+    n_c: int, n_m: int, fraction: float, seed: int
+) -> None:
+    p = SynthParams.preset(
+        "tiny", seed=seed, marks=tuple(MARK_EFFECTS)[:n_m], missing_fraction=fraction
+    )
+    obs = observed_matrix(p, n_c)
+    _assert_rules(obs)
+    assert (~obs).sum() == min(round(fraction * n_c * n_m), _max_missing(n_c, n_m))
+
+
+def test_manifest_imputation__lists_observed_experiments_of_their_own_bigwigs(
+    comp: SynthCompendium,
+) -> None:
+    m = tomllib.loads(comp.manifest_imputation.read_text())
+    full = tomllib.loads(comp.manifest.read_text())
+    # The expression task's loci, target and cell types; only the signal differs.
+    assert {k: m[k] for k in ("assembly", "loci", "sequence", "signal", "target")} == {
+        k: full[k] for k in ("assembly", "loci", "sequence", "signal", "target")
+    }
+    assert list(m["cell_types"]) == list(comp.cell_types)
+    imp = comp.truth_imputation()
+    assert list(imp["cell_types"]) == list(comp.cell_types)
+    assert list(imp["marks"]) == list(comp.marks)
+    np.testing.assert_array_equal(imp["observed"], comp.observed)
+    _assert_rules(imp["observed"])
+    on_disk = sorted(p.name for p in (comp.root / "bigwig_imputation").iterdir())
+    listed = []
+    for c, (cid, spec) in enumerate(m["cell_types"].items()):
+        assert spec["name"] == full["cell_types"][cid]["name"]
+        want = [mk for k, mk in enumerate(comp.marks) if imp["observed"][c, k]]
+        assert list(spec["signal"]) == want
+        assert spec["signal"] == {mk: f"bigwig_imputation/{cid}-{mk}.bw" for mk in want}
+        listed += [Path(p).name for p in spec["signal"].values()]
+    assert set(listed) <= set(on_disk) and len(listed) == comp.observed.sum()
+    # Missing experiments keep their files, the held-back truth, out of the manifest.
+    assert on_disk == sorted(f"{cid}-{mk}.bw" for cid in comp.cell_types for mk in comp.marks)
+    assert (~comp.observed).sum() == round(comp.params.missing_fraction * comp.observed.size)
+
+
+def test_manifest_imputation__bigwigs_carry_the_imputation_levels(
+    comp: SynthCompendium, truth: dict[str, np.ndarray]
+) -> None:
+    imp = comp.truth_imputation()
+    log_level = np.log(imp["signal_level"].astype(float))
+    c, k = 0, list(comp.marks).index("H3K27me3")
+    sig = _window_arcsinh_means(comp.bigwigs_imputation["E003"]["H3K27me3"], truth)
+    assert np.corrcoef(sig, log_level[c, :, k])[0, 1] > 0.8
+    # Not the expression task's track of the same experiment.
+    old = _window_arcsinh_means(comp.bigwigs["E003"]["H3K27me3"], truth)
+    assert np.corrcoef(sig, old)[0, 1] < 0.8
+
+
+def _imputation_truth(preset: str, seed: int) -> tuple[SynthParams, dict[str, np.ndarray]]:
+    p = SynthParams.preset(preset, seed=seed)
+    _, _, groups = cell_table(p)
+    truth = simulate(p, groups, len(layout_bins(p)["start"]))
+    return p, simulate_imputation(p, truth)
+
+
+def _imputation_mses(log_level: np.ndarray) -> np.ndarray:
+    """Per mark: MSE on held-out cell types of (regression on the cell type's other marks,
+    per-locus mean over training cell types, global mean over training cell types).
+
+    Every third cell type, E003 first, is held out; the regression is numpy's lstsq with an
+    intercept, fitted on every training cell type and locus.
+    """
+    n_c, n_g, n_m = log_level.shape
+    test = np.arange(n_c) % 3 == 0
+    train, held = log_level[~test], log_level[test]
+    out = []
+    for m in range(n_m):
+        others = [k for k in range(n_m) if k != m]
+
+        def design(x: np.ndarray, others: list[int] = others) -> np.ndarray:
+            flat = x[:, :, others].reshape(-1, len(others))
+            return np.column_stack([flat, np.ones(len(flat))])
+
+        w = np.linalg.lstsq(design(train), train[:, :, m].ravel(), rcond=None)[0]
+        target = held[:, :, m]
+        regression = np.mean((design(held) @ w - target.ravel()) ** 2)
+        per_locus = np.mean((train[:, :, m].mean(axis=0)[None, :] - target) ** 2)
+        global_mean = np.mean((train[:, :, m].mean() - target) ** 2)
+        out.append((regression, per_locus, global_mean))
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("preset", "seed"), [("demo", 0), ("demo", 1), ("demo", 2), ("paper", 0)])
+def test_imputation_truth__other_marks_beat_the_average_which_beats_the_global_mean(
+    preset: str, seed: int
+) -> None:
+    p, imp = _imputation_truth(preset, seed)
+    mse = _imputation_mses(np.log(imp["signal_level"].astype(np.float64)))
+    regression, per_locus, global_mean = mse.T
+    shown = dict(zip(p.marks, mse.round(3).tolist(), strict=True))
+    # (a) the cell type's other marks carry what is specific to it, which the Average misses
+    assert (regression < 0.8 * per_locus).all(), shown
+    # (b) the locus-constant component makes remembering loci pay over knowing nothing
+    assert (per_locus < 0.8 * global_mean).all(), shown
+
+
+def test_imputation_truth__components_off_remove_what_they_carry() -> None:
+    p = SynthParams.preset("tiny")
+    _, _, groups = cell_table(p)
+    truth = simulate(p, groups, len(layout_bins(p)["start"]))
+    no_cell = simulate_imputation(dataclasses.replace(p, imputation_cell=0.0), truth)
+    no_locus = simulate_imputation(dataclasses.replace(p, imputation_locus=0.0), truth)
+    # Without the cell-type component other marks know no more than the locus average.
+    reg, avg, _ = _imputation_mses(np.log(no_cell["signal_level"].astype(np.float64))).T
+    assert (reg > avg).all()
+    # Without the locus component the per-locus mean is no better than the global mean.
+    _, avg, glob = _imputation_mses(np.log(no_locus["signal_level"].astype(np.float64))).T
+    assert (avg > 0.95 * glob).all()
+    # The components are the ones the truth reports, at the given scales.
+    full = simulate_imputation(p, truth)
+    log_level = np.log(full["signal_level"].astype(np.float64))
+    parts = (
+        p.imputation_locus * full["locus_component"][None]
+        + p.imputation_cell * full["loading"][None, None] * full["cell_component"][:, :, None]
+    )
+    resid = log_level - parts
+    assert abs((resid - resid.mean()).std() - p.imputation_noise) < 0.02
+    dev = truth["activity_level"].astype(float) - truth["propensity"][None].astype(float)
+    assert np.corrcoef(full["cell_component"].ravel(), dev.ravel())[0, 1] > 0.999
+
+
+def test_cli_synth__tiny_writes_and_mentions_the_imputation_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["synth", str(tmp_path / "c"), "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "c" / "manifest_imputation.toml") in out
+    n = 6 * len(CORE_MARKS)
+    assert f"{n - round(0.25 * n)} of {n} experiments observed" in out
+    assert (tmp_path / "c" / "manifest_imputation.toml").is_file()

@@ -39,6 +39,24 @@ Files written by :func:`synthesize` (paths relative to ``out_dir``):
     every file of the compendium is byte-identical for a given seed.
 ``manifest.toml``, ``manifest_tad.toml``
     The expression task (gene upstream windows) and the TAD task (40 kb bins).
+``bigwig_imputation/{CELL}-{MARK}.bw``
+    The imputation signal, one bigWig per cell type and mark, missing experiments included
+    (the imputation manifest leaves those out; they are the held-back truth): laid out as the
+    ``bigwig/`` files (runs tiling gene windows, a background in bins that follows the
+    boundary state without the artefact factors), but the window levels are the imputation truth's ``signal_level``, whose log adds a
+    cell-type-specific component shared by the cell type's marks, a locus-constant one per
+    mark and noise (:func:`pitfall.synth.model.simulate_imputation`).
+``manifest_imputation.toml``
+    The imputation task: gene upstream windows and the expression target as in
+    ``manifest.toml``, but each cell type's ``signal`` lists only its observed marks, from
+    ``bigwig_imputation/`` (``missing_fraction`` of the experiments are missing; E003 keeps
+    every mark, every mark is observed in at least 2 cell types, every cell type keeps at
+    least 2 marks).
+``truth_imputation.npz``
+    The imputation truth: ``cell_types`` (C,), ``marks`` (M,), ``observed`` (C, M) bool,
+    ``signal_level`` (C, G, M) of every experiment, missing ones included,
+    ``cell_component`` (C, G), ``locus_component`` (G, M), ``loading`` (M,); genes in
+    genomic order as in ``truth.npz``.
 """
 
 from __future__ import annotations
@@ -50,7 +68,16 @@ from typing import Any
 
 import numpy as np
 
-from pitfall.synth.model import cell_table, gene_ids, layout_bins, layout_genes, simulate
+from pitfall.synth.model import (
+    STREAM_IMPUTATION_SIGNAL,
+    cell_table,
+    gene_ids,
+    layout_bins,
+    layout_genes,
+    observed_matrix,
+    simulate,
+    simulate_imputation,
+)
 from pitfall.synth.params import SynthParams
 from pitfall.synth.sequence import write_genome
 from pitfall.synth.signal import write_bigwigs
@@ -61,7 +88,14 @@ __all__ = ["MARKER", "SynthCompendium", "synthesize"]
 
 @dataclass
 class SynthCompendium:
-    """Everything :func:`synthesize` wrote, with the parameters that made it."""
+    """Everything :func:`synthesize` wrote, with the parameters that made it.
+
+    ``manifest_imputation`` is the imputation task's manifest, ``bigwigs_imputation``
+    ``[cell_type][mark]`` the imputation signal's bigWigs (every experiment; the manifest
+    names the observed ones), ``observed`` the (C, M)
+    bool matrix of observed experiments (cell types x marks, in the order of
+    ``cell_types`` and ``marks``) and ``truth_imputation_path`` its truth.
+    """
 
     root: Path
     params: SynthParams
@@ -76,12 +110,21 @@ class SynthCompendium:
     truth_path: Path
     manifest: Path
     manifest_tad: Path
+    manifest_imputation: Path
+    truth_imputation_path: Path
+    observed: np.ndarray
     bigwigs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    bigwigs_imputation: dict[str, dict[str, Path]] = field(default_factory=dict)
     domains: dict[str, Path] = field(default_factory=dict)
 
     def truth(self) -> dict[str, np.ndarray]:
         """Load ``truth.npz`` into a dict of arrays (keys described in :func:`synthesize`)."""
         with np.load(self.truth_path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def truth_imputation(self) -> dict[str, np.ndarray]:
+        """Load ``truth_imputation.npz`` (keys described in :mod:`pitfall.synth.compendium`)."""
+        with np.load(self.truth_imputation_path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
 
@@ -150,6 +193,7 @@ def synthesize(
     _claim(root)
     (root / "bigwig").mkdir(parents=True, exist_ok=True)
     (root / "domains").mkdir(parents=True, exist_ok=True)
+    (root / "bigwig_imputation").mkdir(parents=True, exist_ok=True)
     ids, names, groups = cell_table(params)
     chroms = np.array(params.chroms)
 
@@ -212,6 +256,42 @@ def synthesize(
     }
     write_npz(root / "truth.npz", arrays)
 
+    observed = observed_matrix(params, len(ids))
+    imputation = simulate_imputation(params, truth)
+    bigwigs_imputation = {
+        cid: {m: root / "bigwig_imputation" / f"{cid}-{m}.bw" for m in params.marks} for cid in ids
+    }
+    write_bigwigs(
+        bigwigs_imputation,
+        params,
+        genes,
+        bins,
+        {"signal_level": imputation["signal_level"], "bin_signal_level": truth["bin_signal_plain"]},
+        seqinfo["n_runs"],
+        workers,
+        key=STREAM_IMPUTATION_SIGNAL,
+    )
+    (root / "manifest_imputation.toml").write_text(
+        manifest_text(
+            params,
+            ids,
+            names,
+            groups,
+            tad=False,
+            observed=observed,
+            bigwig_dir="bigwig_imputation",
+        )
+    )
+    write_npz(
+        root / "truth_imputation.npz",
+        {
+            "cell_types": np.array(ids),
+            "marks": np.array(params.marks),
+            "observed": observed,
+            **imputation,
+        },
+    )
+
     return SynthCompendium(
         root=root,
         params=params,
@@ -226,6 +306,10 @@ def synthesize(
         truth_path=root / "truth.npz",
         manifest=root / "manifest.toml",
         manifest_tad=root / "manifest_tad.toml",
+        manifest_imputation=root / "manifest_imputation.toml",
+        truth_imputation_path=root / "truth_imputation.npz",
+        observed=observed,
         bigwigs=bigwigs,
+        bigwigs_imputation=bigwigs_imputation,
         domains=domains,
     )

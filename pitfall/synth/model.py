@@ -15,6 +15,12 @@ All on a latent scale where 0 separates active from inactive:
   ChIP-seq: it carries no activity, only the locus's identity, which a model seeing a locus
   in many training cell types can memorise from the signal as from the sequence.
 
+The imputation manifest's signal (:func:`simulate_imputation`) is written apart, in log
+levels that add three components: a cell-type-specific one (the cell type's own deviation of
+activity from the propensity, shared by its marks with mark-specific loadings), a
+locus-constant one per mark (the same in every cell type), and noise. Which experiments it
+lists is :func:`observed_matrix`.
+
 The motifs of the sequence (:mod:`pitfall.synth.sequence`) follow the propensities, so the
 sequence reveals the *average* activity of a locus over cell types, never what is specific
 to one cell type.
@@ -38,22 +44,31 @@ __all__ = [
     "STREAM_MODEL",
     "STREAM_SEQUENCE",
     "STREAM_SIGNAL",
+    "STREAM_IMPUTATION",
+    "STREAM_IMPUTATION_SIGNAL",
+    "STREAM_MISSING",
     "cell_table",
     "gene_ids",
     "layout_bins",
     "layout_genes",
+    "observed_matrix",
     "simulate",
+    "simulate_imputation",
     "stream",
 ]
 
 #: Keys of the independent random streams, one per stage, so that changing one stage (e.g.
 #: the number of marks) leaves every other stage's draws unchanged.
 STREAM_LAYOUT, STREAM_MODEL, STREAM_SEQUENCE, STREAM_SIGNAL, STREAM_ARTEFACT = 1, 2, 3, 4, 6
+STREAM_IMPUTATION, STREAM_MISSING, STREAM_IMPUTATION_SIGNAL = 7, 8, 9
 
 _SHARPNESS = 1.0  # slope of the chromatin state's logistic response to the latent activity
 # Share of an artefact's log-scale variance common to all marks of a locus (mappability hits
 # every assay alike); the rest is mark-specific (GC and CpG biases differ between antibodies).
 _ARTEFACT_SHARED = 0.5
+# Median level of the imputation signal: high enough that the arcsinh a cube takes of it is
+# close to a log over most of its range.
+_IMPUTATION_BASE = 4.0
 
 
 def stream(params: SynthParams, *key: int) -> np.random.Generator:
@@ -204,8 +219,10 @@ def simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, n
     dict of str to numpy.ndarray
         ``lineage_index`` (C,), ``propensity`` (G,), ``activity_level`` and ``activity``
         (C, G), ``rpkm`` (C, G), ``signal_level`` (C, G, M), ``boundary_propensity`` (B,),
-        ``boundary_level`` (C, B), ``bin_signal_level`` (C, B, M), ``signal_artefact``
-        (G, M) and ``bin_signal_artefact`` (B, M).
+        ``boundary_level`` (C, B), ``bin_signal_level`` (C, B, M), ``bin_signal_plain``
+        (C, B, M, the bin levels without their artefact factor, which the imputation
+        signal's background takes), ``signal_artefact`` (G, M) and ``bin_signal_artefact``
+        (B, M).
     """
     rng = stream(params, STREAM_MODEL)
     _, lineage = np.unique(np.array(groups), return_inverse=True)
@@ -227,20 +244,21 @@ def simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, n
         top: float,
         discord: float,
         artefact: np.ndarray,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         chromatin = lat + rng.normal(0.0, discord, lat.shape)
         act = expit(_SHARPNESS * chromatin)[:, :, None]
         x = np.where(sign > 0, act, 1.0 - act)
         log_level = np.log(bg) + strength * np.log(top / bg) * x
         log_level = log_level + rng.normal(0.0, params.mark_noise, log_level.shape)
-        return (np.exp(log_level) * depth[:, None, :] * artefact[None, :, :]).astype(np.float32)
+        plain = np.exp(log_level) * depth[:, None, :]
+        return (plain * artefact[None, :, :]).astype(np.float32), plain.astype(np.float32)
 
     gene_artefact = _artefacts(params, n_g, 0)
     bin_artefact = _artefacts(params, n_bins, 1)
-    gene_level = levels(z, s_gene, 0.3, 30.0, params.chromatin_noise, gene_artefact)
+    gene_level, _ = levels(z, s_gene, 0.3, 30.0, params.chromatin_noise, gene_artefact)
     # Discordance between chromatin and activity is a promoter notion (poised genes, RNA
     # turnover); a boundary's marks follow its state up to mark noise only.
-    bin_level = levels(y, s_bin, 0.2, 20.0, 0.0, bin_artefact)
+    bin_level, bin_plain = levels(y, s_bin, 0.2, 20.0, 0.0, bin_artefact)
     # RPKM > 0.5 exactly when z > 0; Roadmap writes three decimals, so a barely active gene
     # that would print as 0.500 is printed as 0.501 to keep the label rule exact.
     rpkm = np.round(0.5 * np.exp(1.3 * z), 3)
@@ -255,8 +273,110 @@ def simulate(params: SynthParams, groups: list[str], n_bins: int) -> dict[str, n
         "boundary_propensity": beta.astype(np.float32),
         "boundary_level": y.astype(np.float32),
         "bin_signal_level": bin_level,
+        "bin_signal_plain": bin_plain,
         "signal_artefact": gene_artefact.astype(np.float32),
         "bin_signal_artefact": bin_artefact.astype(np.float32),
+    }
+
+
+def observed_matrix(params: SynthParams, n_cell_types: int) -> np.ndarray:
+    """Which (cell type, mark) experiments the imputation manifest lists.
+
+    The first cell type (E003, the tasks' target) keeps every mark. Among the others, a
+    skeleton that keeps the rules is drawn first: a random cycle of the marks dealt two at a
+    time to each cell type, then every mark the deal missed given to a random cell type; so
+    every mark is observed in E003 and at least one other cell type, and every cell type
+    keeps at least 2 marks. Then ``round(missing_fraction * C * M)`` experiments (or every
+    one outside E003 and the skeleton, when fewer) chosen at random off the skeleton are
+    missing. With a single mark or a single cell type nothing is missing.
+
+    Parameters
+    ----------
+    params : SynthParams
+        The compendium's parameters (``seed``, ``marks``, ``missing_fraction``).
+    n_cell_types : int
+        ``C``, cell types in the order of :func:`cell_table`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (C, M), bool: True where the experiment is observed.
+    """
+    n_m = len(params.marks)
+    observed = np.ones((n_cell_types, n_m), dtype=bool)
+    n_others = n_cell_types - 1
+    if n_others < 1 or n_m < 2:
+        return observed
+    rng = stream(params, STREAM_MISSING)
+    skeleton = np.zeros((n_others, n_m), dtype=bool)
+    # Consecutive entries of a cycle of distinct marks differ, so each pair is two marks.
+    deal = np.resize(rng.permutation(n_m), 2 * n_others).reshape(n_others, 2)
+    skeleton[np.arange(n_others)[:, None], deal] = True
+    for m in np.flatnonzero(~skeleton.any(axis=0)):
+        skeleton[rng.integers(n_others), m] = True
+    free = np.flatnonzero(~skeleton.ravel())
+    n_missing = min(round(params.missing_fraction * n_cell_types * n_m), free.size)
+    drop = rng.permutation(free)[:n_missing]
+    rest = np.ones(n_others * n_m, dtype=bool)
+    rest[drop] = False
+    observed[1:] = rest.reshape(n_others, n_m)
+    return observed
+
+
+def simulate_imputation(params: SynthParams, truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The imputation manifest's signal levels at gene upstream windows.
+
+    ``log level[c, g, m] = log(base) + imputation_locus * u[g, m] + imputation_cell *
+    loading[m] * a[c, g] + imputation_noise * e[c, g, m]``, where ``a`` is the cell type's
+    deviation of latent activity from the propensity (``activity_level - propensity``, the
+    lineage shift and cell noise), divided by its standard deviation over every cell type
+    and gene; ``u = sqrt(1/2) * sign[m] * standardised propensity + sqrt(1/2) * v[g, m]``
+    with ``v`` standard normal, the same in every cell type; ``e`` standard normal.
+    Draws come from their own stream, so this signal leaves every other file unchanged.
+
+    Parameters
+    ----------
+    params : SynthParams
+        The compendium's parameters.
+    truth : dict of str to numpy.ndarray
+        :func:`simulate`'s output; ``propensity`` (G,) and ``activity_level`` (C, G) are
+        read.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``signal_level`` (C, G, M) float32, the level the window's runs scatter around;
+        ``cell_component`` ``a`` (C, G); ``locus_component`` ``u`` (G, M); ``loading`` (M,).
+    """
+    mu = truth["propensity"].astype(np.float64)
+    dev = truth["activity_level"].astype(np.float64) - mu[None, :]
+    a = dev / max(float(dev.std()), 1e-12)
+    mu_std = (mu - mu.mean()) / max(float(mu.std()), 1e-12)
+    sign = np.array([MARK_EFFECTS[m][0] for m in params.marks], dtype=np.float64)
+    loading = sign * (0.5 + 0.5 * np.array([MARK_EFFECTS[m][1] for m in params.marks]))
+    names = list(MARK_EFFECTS)
+    # Keyed by each mark's place in MARK_EFFECTS, as the artefacts, so a mark's draws do not
+    # depend on which other marks are synthesized.
+    v = np.stack(
+        [
+            stream(params, STREAM_IMPUTATION, 1 + names.index(m)).standard_normal(mu.size)
+            for m in params.marks
+        ],
+        axis=1,
+    )
+    u = np.sqrt(0.5) * sign[None, :] * mu_std[:, None] + np.sqrt(0.5) * v
+    noise = stream(params, STREAM_IMPUTATION, 0).standard_normal((*a.shape, sign.size))
+    log_level = (
+        np.log(_IMPUTATION_BASE)
+        + params.imputation_locus * u[None, :, :]
+        + params.imputation_cell * loading[None, None, :] * a[:, :, None]
+        + params.imputation_noise * noise
+    )
+    return {
+        "signal_level": np.exp(log_level).astype(np.float32),
+        "cell_component": a.astype(np.float32),
+        "locus_component": u.astype(np.float32),
+        "loading": loading.astype(np.float32),
     }
 
 

@@ -196,6 +196,29 @@ class SynthParams:
         as sequence input.
     gene_body_median : int
         Median gene length in bp (log-normal); shrunk when genes would not fit.
+    missing_fraction : float
+        Fraction of the (cell type, mark) experiments that the imputation manifest
+        (``manifest_imputation.toml``) leaves out, in ``[0, 1)``: ``round(missing_fraction *
+        C * M)`` of them, or as many as the rules allow when fewer. The rules: E003 (the
+        tasks' target) keeps every mark, every mark stays observed in at least 2 cell types,
+        every cell type keeps at least 2 marks. The other manifests list every experiment.
+    imputation_cell : float
+        Scale of the imputation signal's cell-type-specific component: the log level of mark
+        ``m`` in cell type ``c`` at gene ``g`` moves by ``imputation_cell * loading[m] *
+        a[c, g]``, where ``a`` is the cell type's own deviation of activity from the gene's
+        propensity (lineage shift and cell noise, as in ``activity_level``), standardised and
+        shared by all marks of the cell type, and ``loading[m] = sign * (0.5 + 0.5 *
+        strength)`` from ``MARK_EFFECTS``. A model reading the cell type's other marks can
+        recover it; the mark's average over other cell types cannot.
+    imputation_locus : float
+        Standard deviation of the imputation signal's locus-constant component: a per gene
+        and mark log-level offset, the same in every cell type, half of its variance the
+        gene's standardised propensity (signed by the mark, so the sequence's motifs reveal
+        it), half mark-specific. The average over other cell types, or a model memorising
+        loci, recovers it.
+    imputation_noise : float
+        Standard deviation of the imputation signal's log-level noise per cell type, gene and
+        mark, which nothing predicts.
     """
 
     n_chroms: int = 4
@@ -222,6 +245,10 @@ class SynthParams:
     bin_runs: int = 6
     bin_sequence: int = 4000
     gene_body_median: int = 10_000
+    missing_fraction: float = 0.25
+    imputation_cell: float = 1.5
+    imputation_locus: float = 1.0
+    imputation_noise: float = 0.5
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise marks to a tuple (a list from an override is common).
@@ -239,6 +266,11 @@ class SynthParams:
             )
         if not self.artefact_strength >= 0:
             raise ValueError(f"artefact_strength must be >= 0, got {self.artefact_strength}")
+        if not 0 <= self.missing_fraction < 1:
+            raise ValueError(f"missing_fraction must be in [0, 1), got {self.missing_fraction}")
+        for name in ("imputation_cell", "imputation_locus", "imputation_noise"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.n_lineages is not None and self.n_lineages < 1:
             raise ValueError(f"n_lineages must be None or >= 1, got {self.n_lineages}")
         if self.n_genes < 2 or self.window < 1 or self.bin_size < 4000:

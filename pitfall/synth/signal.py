@@ -96,16 +96,18 @@ def write_bigwigs(
     truth: dict[str, np.ndarray],
     forbidden: list[np.ndarray],
     workers: int,
+    key: int = STREAM_SIGNAL,
 ) -> None:
-    """Write every cell type's and mark's bigWig, in ``workers`` processes when above 1.
+    """Write every listed cell type's and mark's bigWig, in ``workers`` processes when above 1.
 
     Each file draws from its own (cell type, mark) stream, so the bytes do not depend on how
-    many workers write them or in which order.
+    many workers write them, in which order, or which other files are listed.
 
     Parameters
     ----------
     paths : dict
-        ``paths[cell_type][mark]``: where to write, cell types in the truth's order.
+        ``paths[cell_type][mark]``: where to write, cell types in the truth's order; a mark
+        a cell type does not list gets no file.
     params : SynthParams
         The compendium's parameters.
     genes, bins : dict of str to numpy.ndarray
@@ -117,6 +119,8 @@ def write_bigwigs(
         Per chromosome, (n, 2) runs of N where no background run may fall.
     workers : int
         Processes writing the files; 1 or less writes them here.
+    key : int
+        The ``STREAM_*`` key of the files' streams (one per set of bigWigs).
     """
     tasks = [
         (
@@ -127,10 +131,11 @@ def write_bigwigs(
             truth["signal_level"][c, :, m],
             truth["bin_signal_level"][c, :, m],
             forbidden,
-            (STREAM_SIGNAL, c, m),
+            (key, c, m),
         )
         for c, cid in enumerate(paths)
         for m, mark in enumerate(params.marks)
+        if mark in paths[cid]
     ]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

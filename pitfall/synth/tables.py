@@ -55,8 +55,25 @@ def manifest_text(
     names: list[str],
     groups: list[str],
     tad: bool,
+    observed: np.ndarray | None = None,
+    bigwig_dir: str = "bigwig",
 ) -> str:
-    """The TOML manifest of the expression task, or of the TAD task when ``tad``."""
+    """The TOML manifest of the expression task, or of the TAD task when ``tad``.
+
+    Parameters
+    ----------
+    params : SynthParams
+        The compendium's parameters.
+    ids, names, groups : list of str
+        Cell types' ids, display names and lineages, shape (C,).
+    tad : bool
+        The TAD task's bins and domains instead of the expression task's gene windows.
+    observed : numpy.ndarray or None
+        Shape (C, M), bool: each cell type's ``signal`` lists only its observed marks (the
+        imputation manifest); None lists every mark.
+    bigwig_dir : str
+        Folder of the bigWigs, relative to the manifest, holding ``{CELL}-{MARK}.bw``.
+    """
     marks = ", ".join(_toml_str(m) for m in params.marks)
     head = [f"assembly = {_toml_str(ASSEMBLY)}", "", "[loci]"]
     if tad:
@@ -72,8 +89,12 @@ def manifest_text(
         head += ['kind = "domains"']
     else:
         head += ['kind = "expression"', 'table = "rpkm.tsv.gz"', "threshold = 0.5"]
-    for cid, name, group in zip(ids, names, groups, strict=True):
-        signal = ", ".join(f"{m} = {_toml_str(f'bigwig/{cid}-{m}.bw')}" for m in params.marks)
+    for c, (cid, name, group) in enumerate(zip(ids, names, groups, strict=True)):
+        signal = ", ".join(
+            f"{m} = {_toml_str(f'{bigwig_dir}/{cid}-{m}.bw')}"
+            for k, m in enumerate(params.marks)
+            if observed is None or observed[c, k]
+        )
         head += ["", f"[cell_types.{cid}]", f"name = {_toml_str(name)}"]
         head += [f"group = {_toml_str(group)}", f"signal = {{ {signal} }}"]
         if tad:
