@@ -75,6 +75,7 @@ __all__ = [
     "locus_strands",
     "make_loci",
     "make_slab",
+    "observed_grid",
     "observed_matrix",
     "open_cube",
     "validate",
@@ -730,7 +731,32 @@ def observed_matrix(ds: xr.Dataset) -> np.ndarray:
     """Which experiments exist: shape ``(n_cell_type, n_mark)`` bool (empty without signal)."""
     if "observed" not in ds.coords:
         return np.zeros((ds.sizes["cell_type"], 0), dtype=bool)
-    return np.asarray(ds["observed"].transpose("cell_type", "mark").values, dtype=bool)
+    # Synchronously: a handful of tiny chunks, and no thread pool left for the CLI's exit to join.
+    observed = ds["observed"].transpose("cell_type", "mark").load(scheduler="synchronous")
+    return np.asarray(observed.values, dtype=bool)
+
+
+#: Cell types shown by :func:`observed_grid` (the rest are counted in one line).
+GRID_ROWS = 100
+
+
+def observed_grid(
+    cell_types: Sequence[str], marks: Sequence[str], observed: Sequence[Sequence[bool]]
+) -> list[str]:
+    """The observed matrix as text lines: a header of marks, one row per cell type.
+
+    ``x`` marks an observed experiment, ``.`` a missing one; at most :data:`GRID_ROWS` cell
+    types are drawn.
+    """
+    width = max((len(c) for c in cell_types), default=0)
+    cols = [max(1, len(m)) for m in marks]
+    lines = [" " * width + "  " + " ".join(m for m in marks)]
+    for ct, row in list(zip(cell_types, observed, strict=True))[:GRID_ROWS]:
+        cells = " ".join(("x" if has else ".").ljust(w) for has, w in zip(row, cols, strict=True))
+        lines.append(f"{ct:<{width}}  {cells}".rstrip())
+    if len(cell_types) > GRID_ROWS:
+        lines.append(f"... {len(cell_types) - GRID_ROWS} more cell types (--json lists them all)")
+    return lines
 
 
 def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[str, Any]:
