@@ -731,9 +731,7 @@ def observed_matrix(ds: xr.Dataset) -> np.ndarray:
     """Which experiments exist: shape ``(n_cell_type, n_mark)`` bool (empty without signal)."""
     if "observed" not in ds.coords:
         return np.zeros((ds.sizes["cell_type"], 0), dtype=bool)
-    # Synchronously: a handful of tiny chunks, and no thread pool left for the CLI's exit to join.
-    observed = ds["observed"].transpose("cell_type", "mark").load(scheduler="synchronous")
-    return np.asarray(observed.values, dtype=bool)
+    return np.asarray(ds["observed"].transpose("cell_type", "mark").values, dtype=bool)
 
 
 #: Cell types shown by :func:`observed_grid` (the rest are counted in one line).

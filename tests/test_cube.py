@@ -228,6 +228,8 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
     import dask.array as da
     from xarray.coding.strings import create_vlen_dtype
 
+    from pitfall import schema as schema_mod
+
     vstr = create_vlen_dtype(str)
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
 
@@ -255,6 +257,13 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
             lazy((k, n, m), np.float32, (1, c, m)),
         )
         coords["mark"] = ("mark", np.array(schema.marks, dtype=object))
+        # The oracle of each row: the marks a cell type names (None: every mark).
+        rows = [[ct.marks is None or mk in ct.marks for mk in schema.marks] for ct in cell_types]
+        coords["observed"] = (
+            ("cell_type", "mark"),
+            np.array(rows, dtype=bool),
+            dict(schema_mod.OBSERVED_ATTRS),
+        )
     if schema.sequence_length:
         L = schema.sequence_length
         data_vars["sequence"] = (("locus", "position"), lazy((n, L), np.uint8, (c, L)))
@@ -290,7 +299,11 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
     from pitfall import schema as schema_mod
 
     schema = schema_mod.Schema(**shape)
-    cell_types = [CellTypeInfo("E003", "H1", "ES"), CellTypeInfo("E004", "H1 BMP4", "")]
+    # E004 lacks the first mark (a missing experiment) where the cube has marks.
+    cell_types = [
+        CellTypeInfo("E003", "H1", "ES"),
+        CellTypeInfo("E004", "H1 BMP4", "", marks=tuple(schema.marks[1:])),
+    ]
     attrs = {"assembly": "hg19", "n": 3}
     ours = zarr.storage.MemoryStore()
     transaction._make_arrays(ours, schema_mod.layout(schema, cell_types), attrs)
@@ -302,6 +315,8 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
         encoding[name] = {"chunks": (schema_mod.CELL_TYPE_COORD_CHUNK,)}
     if "sequence" in encoding:
         encoding["sequence"]["compressors"] = schema_mod.SEQUENCE_COMPRESSORS
+    if "observed" in ds.coords:
+        encoding["observed"] = {"chunks": (1, len(schema.marks))}
     ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
     # The locus index is an array xarray would load, not a lazy one: zarr makes it.
     zarr.open_group(theirs, mode="r+").create_array(
