@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,11 +74,18 @@ def cube_path(where: str) -> str:
     return where
 
 
-def _assert_values(ds: xr.Dataset, cell_type: str, seed: int) -> None:
+def _assert_values(
+    ds: xr.Dataset, cell_type: str, seed: int, observed: set[str] | None = None
+) -> None:
+    """The cell type's values are its slab's; signal NaN for marks not in ``observed``."""
     expected = _slab(cell_type, seed)
     got = ds.sel(cell_type=cell_type)
-    for var in ("label", "value", "signal"):
+    for var in ("label", "value"):
         np.testing.assert_array_equal(got[var].values, expected[var].values[0])
+    signal = expected["signal"].values[0].copy()
+    if observed is not None:
+        signal[:, [mk not in observed for mk in MARKS]] = np.nan
+    np.testing.assert_array_equal(got["signal"].values, signal)
     assert str(got["cell_type_name"].values) == f"name of {cell_type}"
 
 
@@ -671,12 +679,17 @@ def _run_machine(where_factory, kill_at) -> None:
 
     points = st.sampled_from(["before_write", "during_write", "after_write", "after_commit"])
     ids = st.integers(min_value=0, max_value=9).map(lambda i: f"C{i}")
+    marks = st.sampled_from(MARKS)
+    # The marks a new cell type has, in the cube's order (none at all included).
+    subsets = st.sets(marks).map(lambda have: [mk for mk in MARKS if mk in have])
 
     class CubeMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.where = where_factory()
             self.model: list[str] = []  # cell types, in cube order
+            self.observed: dict[str, set[str]] = {}  # cell type -> the marks it has
+            self.log: list[tuple[list[str], list[str]]] = []  # (cell types, marks) per commit
             self.commits = 0
 
         def _write(self, fn, *args, point=None) -> bool:
@@ -691,21 +704,43 @@ def _run_machine(where_factory, kill_at) -> None:
             return True
 
         @precondition(lambda self: not self.model)
-        @rule(first=ids, point=st.none() | points)
-        def create(self, first: str, point: str | None) -> None:
-            slab = _slab(first, int(first[1:]))
+        @rule(first=ids, have=subsets, point=st.none() | points)
+        def create(self, first: str, have: list[str], point: str | None) -> None:
+            slab = _slab(first, int(first[1:]), observed=have)
             if self._write(cube.create_cube, self.where, slab, point=point):
                 self.model, self.commits = [first], 1
+                self.observed = {first: set(have)}
 
         @precondition(lambda self: bool(self.model))
-        @rule(ct=ids, point=st.none() | points)
-        def append(self, ct: str, point: str | None) -> None:
+        @rule(ct=ids, have=subsets, point=st.none() | points)
+        def append(self, ct: str, have: list[str], point: str | None) -> None:
             if ct in self.model:
                 with pytest.raises(cube.CubeError, match="already in the cube"):
                     cube.append_cell_type(self.where, _slab(ct, 99))
                 return
-            if self._write(cube.append_cell_type, self.where, _slab(ct, int(ct[1:])), point=point):
+            slab = _slab(ct, int(ct[1:]), observed=have)
+            if self._write(cube.append_cell_type, self.where, slab, point=point):
                 self.model.append(ct)
+                self.observed[ct] = set(have)
+                self.log.append(([ct], []))
+                self.commits += 1
+
+        @precondition(lambda self: bool(self.model))
+        @rule(which=st.integers(0, 9), new=st.lists(marks, min_size=1, max_size=2, unique=True),
+              point=st.none() | points)  # fmt: skip
+        def append_experiments(self, which: int, new: list[str], point: str | None) -> None:
+            ct = self.model[which % len(self.model)]
+            full = _slab(ct, int(ct[1:]))["signal"].values[0]
+            signal = {mk: full[:, MARKS.index(mk)] for mk in new}
+            had = [mk for mk in new if mk in self.observed[ct]]
+            if had:
+                message = re.escape(f"cell type {ct} already has mark {', '.join(had)} in")
+                with pytest.raises(cube.CubeError, match=message):
+                    cube.append_experiments(self.where, ct, signal)
+                return
+            if self._write(cube.append_experiments, self.where, ct, signal, point=point):
+                self.observed[ct] |= set(new)
+                self.log.append(([ct], list(new)))
                 self.commits += 1
 
         @invariant()
@@ -717,16 +752,16 @@ def _run_machine(where_factory, kill_at) -> None:
             ds = cube.open_cube(self.where)
             assert list(ds["cell_type"].values) == self.model
             for ct in self.model:
-                _assert_values(ds, ct, int(ct[1:]))
+                _assert_values(ds, ct, int(ct[1:]), self.observed[ct])
+            want = np.array([[mk in self.observed[ct] for mk in MARKS] for ct in self.model])
+            np.testing.assert_array_equal(cube.observed_matrix(ds), want)
             log = cube.cube_log(self.where)
-            assert [c.cell_types for c in log if c.cell_types][::-1][1:] == [
-                [c] for c in self.model[1:]
-            ]
+            assert [(c.cell_types, c.marks) for c in log if c.cell_types][::-1][1:] == self.log
             assert len(log) == 1 + self.commits
 
     CubeMachine.TestCase.settings = settings(
         max_examples=8,
-        stateful_step_count=6,
+        stateful_step_count=7,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
