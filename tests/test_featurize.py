@@ -1009,3 +1009,28 @@ def test_cli_append_mark__end_to_end_in_a_subprocess(comp, built, tmp_path) -> N
     }
     as_json = json.loads(pitfall("cube", "info", store, "--json").stdout)
     assert as_json["observed"] == [[True] * 5, [mk not in DROPPED["E037"] for mk in marks]]
+
+
+def test_readme_cube_append__commands_run_as_written(comp, tmp_path) -> None:
+    # The folder the README's commands name: a cube at store/mycube of E003 (lacking
+    # H3K27me3) and E004, and manifest.toml naming every file.
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- cube:append -->\n```bash\n(.*?)```", text, re.S)
+    assert m, "README lacks the block cube:append"
+    block = m.group(1)
+    assert "--cell-type E003 --mark H3K27me3" in block
+    missing, _ = _missing_manifest(comp, tmp_path, {"E003": ["H3K27me3"]})
+    featurize.build(missing, tmp_path / "store" / "mycube", cell_types=["E003", "E004"], **INPROC)
+    _write(_raw_manifest(comp.manifest), tmp_path / "manifest.toml")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "added 1 experiments of E003" in out.stdout
+    assert "experiments: 15 of 15 observed, 0 missing" in out.stdout
+    ds = cube.open_cube(tmp_path / "store" / "mycube")
+    assert list(ds["cell_type"].values) == ["E003", "E004", "E037"]
+    assert bool(ds["observed"].all())
+    assert [c.marks for c in cube.cube_log(tmp_path / "store" / "mycube")[:2]] == [
+        ["H3K27me3"], []
+    ]  # fmt: skip
