@@ -234,7 +234,11 @@ def begin_append(
     fork = session.fork()
     with repository.quiet_zarr():
         group = zarr.open_group(fork.store, mode="r+")
-        marks = [str(m) for m in np.asarray(group["mark"][:])] if "mark" in group else []
+        marks = (
+            [str(m) for m in np.asarray(repository.zarr_array(group, "mark")[:])]
+            if "mark" in group
+            else []
+        )
         rows = np.stack([ct.observed(marks) for ct in cell_types]) if marks else None
         if rows is not None and "observed" not in group and not rows.all():
             lacking = [ct.id for ct, row in zip(cell_types, rows, strict=True) if not row.all()]
@@ -367,7 +371,7 @@ def write_marks(
         i1 = i0 + values.shape[0]
         block = np.asarray(arr[index, i0:i1, :])
         block[:, list(columns)] = values
-        arr.with_config({"write_empty_chunks": True})[index, i0:i1, :] = block  # type: ignore[attr-defined]
+        arr.with_config({"write_empty_chunks": True})[index, i0:i1, :] = block
     return session
 
 

@@ -143,8 +143,7 @@ class CellTypeInfo:
         unknown = sorted(set(self.marks) - set(marks))
         if unknown:
             raise CubeError(
-                f"cell type {self.id}: marks {unknown} are not among the cube's marks "
-                f"{list(marks)}"
+                f"cell type {self.id}: marks {unknown} are not among the cube's marks {list(marks)}"
             )
         return np.isin(np.asarray(marks, dtype=object), list(self.marks))
 

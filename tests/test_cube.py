@@ -234,9 +234,7 @@ def test_append_experiments__one_commit_keeps_other_marks_and_cell_types(where: 
 def test_append_experiments__refused_and_nothing_written(
     where: str, request, cell_type: str, marks: list[str], message: str
 ) -> None:
-    cube.create_cube(
-        where, [_slab("E003", 3, observed=[]), _slab("E004", 4)], locus_chunk=64
-    )
+    cube.create_cube(where, [_slab("E003", 3, observed=[]), _slab("E004", 4)], locus_chunk=64)
     old = _stored(where, request)
     signal = {mk: np.zeros(N_LOCI) for mk in marks}
     with pytest.raises(cube.CubeError, match=message):

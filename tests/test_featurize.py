@@ -894,9 +894,7 @@ def test_build__missing_experiments_are_nan_and_not_observed(comp, built, missin
     assert (info["n_observed"], info["n_missing"]) == (want.size - 3, 3)
 
 
-def test_append_experiments__equals_the_full_build_in_one_commit(
-    comp, built, tmp_path
-) -> None:
+def test_append_experiments__equals_the_full_build_in_one_commit(comp, built, tmp_path) -> None:
     manifest, raw = _missing_manifest(comp, tmp_path)
     store = tmp_path / "cube"
     featurize.build(manifest, store, cell_types=["E003", "E037"], **INPROC)

@@ -71,7 +71,9 @@ class BuildSummary:
                 f"  loci: {self.n_loci:,} on {len(self.loci_per_chrom)} chromosomes",
             ]
             if self.retries:
-                lines.append(f"  redone {self.retries} time(s) after another writer committed first")
+                lines.append(
+                    f"  redone {self.retries} time(s) after another writer committed first"
+                )
             return "\n".join(lines + [f"  warning: {w}" for w in self.warnings])
         lines = [
             f"wrote {len(self.cell_types)} cell types to {self.store} in {self.seconds:.1f} s",
@@ -526,7 +528,7 @@ def append_experiments(
     if lacking:
         raise BuildError(
             f"{m.path}: [cell_types.{cell_type}] signal names no file for mark "
-            f"{', '.join(lacking)}; add one there (signal = {{ {lacking[0]} = \"FILE.bw\" }})"
+            f'{", ".join(lacking)}; add one there (signal = {{ {lacking[0]} = "FILE.bw" }})'
         )
     # Only the new experiments' files are read: a manifest naming just them is what is checked.
     only = dataclasses.replace(
@@ -547,9 +549,7 @@ def append_experiments(
     snapshot, retried = "", 0
     with repository.native_errors(loc):
         for attempt in range(retries + 1):
-            txn = transaction.begin_experiments(
-                loc, cell_type, marks, sources=sources, repo=repo
-            )
+            txn = transaction.begin_experiments(loc, cell_type, marks, sources=sources, repo=repo)
             step = max(1, MAX_BLOCK_LOCI // block) * block
             for i0, i1 in loci_mod.blocks(len(loci), step):
                 table = loci.block(i0, i1)

@@ -266,9 +266,7 @@ class Writer:
             spec = self.m.cell_types.get(ct)
             marks = tuple(mk for mk in self.m.marks if mk in spec.signal) if spec else None
             infos.append(
-                CellTypeInfo(
-                    ct, spec.name if spec else ct, spec.group if spec else "", marks=marks
-                )
+                CellTypeInfo(ct, spec.name if spec else ct, spec.group if spec else "", marks=marks)
             )
         first = self.create and b == 0
         if first:
