@@ -925,6 +925,21 @@ def test_append_experiments__equals_the_full_build_in_one_commit(comp, built, tm
     assert "sha256" in sources["signal:H3K4me3"]
 
 
+def test_append__cell_type_lacking_marks_gets_its_observed_row(comp, built, tmp_path) -> None:
+    manifest, raw = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E004"], **INPROC)
+    featurize.append(store, manifest, ["E037", "E003"], cell_types_per_commit=1, **INPROC)
+    ds, full = _load(store), _load(built["expr"])
+    cts = ["E004", "E037", "E003"]
+    want = _oracle_observed(raw, cts)
+    np.testing.assert_array_equal(ds["observed"].values, want)
+    keep = np.broadcast_to(want[:, None, :], ds["signal"].shape)
+    ref = full["signal"].sel(cell_type=cts).values
+    np.testing.assert_array_equal(ds["signal"].values[keep], ref[keep])
+    assert np.isnan(ds["signal"].values[~keep]).all()
+
+
 @pytest.mark.parametrize(
     ("cell_type", "marks", "exc", "pattern"),
     [
