@@ -7,9 +7,13 @@ arrays, or the cell-type axis grown by the new cell types). That fork is what wo
 :meth:`Transaction.commit` merges them all and commits. Writers on different machines rely on
 Icechunk's optimistic concurrency: a commit whose parent moved raises
 :class:`icechunk.ConflictError`, and the writer starts its cell types again at the new tip.
-The data variables are chunked 1 along ``cell_type``, so an append writes only new chunks
-of them (and the last chunk of each small cell-type coordinate, :data:`~pitfall.schema.
-CELL_TYPE_COORD_CHUNK`).
+The data variables (and ``observed``) are chunked 1 along ``cell_type``, so an append writes
+only new chunks of them (and the last chunk of each small cell-type coordinate,
+:data:`~pitfall.schema.CELL_TYPE_COORD_CHUNK`).
+
+:func:`begin_experiments` starts a commit that adds experiments (marks) to a cell type
+already in the cube: it flips the cell type's row of ``observed`` in the fork, and
+:func:`write_marks` rewrites the cell type's ``signal`` chunks with the new columns.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from pitfall.schema import (
 )
 from pitfall.storage import Location, commit_lock, parse_location
 
-__all__ = ["Transaction", "begin_append", "begin_create", "write_loci", "write_regions"]
+__all__ = [
+    "Transaction",
+    "begin_append",
+    "begin_create",
+    "begin_experiments",
+    "write_loci",
+    "write_marks",
+    "write_regions",
+]
 
 
 @dataclass
@@ -55,7 +67,11 @@ class Transaction:
     index
         Position of the first new cell type along ``cell_type``.
     cell_types
-        Ids of the cell types this commit adds.
+        Ids of the cell types this commit adds (of the one cell type it adds experiments to).
+    marks
+        The marks an experiment append adds (empty for other commits).
+    columns
+        Their positions along ``mark``.
     """
 
     location: Location
@@ -66,6 +82,8 @@ class Transaction:
     action: str
     attrs: dict[str, Any] = field(default_factory=dict)
     writer: str = ""
+    marks: list[str] = field(default_factory=list)
+    columns: list[int] = field(default_factory=list)
 
     def commit(self, forks: Sequence[Any] = (), *, message: str | None = None) -> str:
         """Merge the workers' forks (or this transaction's own) and commit; return the snapshot.
@@ -82,12 +100,16 @@ class Transaction:
                 # One write of the root's document (``attrs.update`` writes it once per key).
                 group.update_attributes(repository.json_attrs(self.attrs))
         repository.pause_point("after_write")
+        default = f"{self.action} {', '.join(self.cell_types)}"
+        if self.marks:
+            default = f"append experiments {', '.join(self.cell_types)}: {', '.join(self.marks)}"
         with commit_lock(self.location):
             snapshot = self.session.commit(
-                message or f"{self.action} {', '.join(self.cell_types)}",
+                message or default,
                 metadata={
                     "action": self.action,
                     "cell_types": list(self.cell_types),
+                    **({"marks": list(self.marks)} if self.marks else {}),
                     **({"writer": self.writer} if self.writer else {}),
                 },
             )
@@ -178,7 +200,10 @@ def begin_append(
     """Start a commit that adds ``cell_types`` at the end of the ``cell_type`` axis.
 
     Refuses (:class:`CubeError`, nothing written) a cell type already in the cube or named
-    twice, and loci whose ``fingerprint`` differs from the cube's.
+    twice, loci whose ``fingerprint`` differs from the cube's, and a cell type lacking marks
+    (:attr:`~pitfall.schema.CellTypeInfo.marks`) in a cube without ``observed`` (schema
+    version 2, where every cell type has every mark). Each cell type's row of ``observed``
+    is written with its coordinates.
     """
     loc = parse_location(location)
     if not cell_types:
@@ -209,10 +234,23 @@ def begin_append(
     fork = session.fork()
     with repository.quiet_zarr():
         group = zarr.open_group(fork.store, mode="r+")
+        marks = (
+            [str(m) for m in np.asarray(repository.zarr_array(group, "mark")[:])]
+            if "mark" in group
+            else []
+        )
+        rows = np.stack([ct.observed(marks) for ct in cell_types]) if marks else None
+        if rows is not None and "observed" not in group and not rows.all():
+            lacking = [ct.id for ct, row in zip(cell_types, rows, strict=True) if not row.all()]
+            raise CubeError(
+                f"cell type {', '.join(lacking)} lacks marks of the cube at {loc}, which "
+                "predates missing experiments (schema version 2: every cell type has every "
+                "mark); build a new cube to hold cell types with missing marks"
+            )
         for name in [
             "cell_type",
             *CELL_TYPE_COORDS,
-            *(v for v in PER_CELL_TYPE_VARS if v in group),
+            *(v for v in ("observed", *PER_CELL_TYPE_VARS) if v in group),
         ]:
             arr = repository.zarr_array(group, name)
             arr.resize((n + g, *arr.shape[1:]))
@@ -223,9 +261,118 @@ def begin_append(
             ("cell_type_group", [ct.group for ct in cell_types]),
         ):
             repository.zarr_array(group, name)[n : n + g] = np.array(values, dtype=object)
+        if rows is not None and "observed" in group:
+            repository.zarr_array(group, "observed")[n : n + g] = rows
     sources = dict(attrs.get("cell_type_sources", {}))
     sources.update({ct.id: dict(ct.sources) for ct in cell_types})
     return Transaction(loc, session, fork, n, ids, "append", attrs={"cell_type_sources": sources})
+
+
+def begin_experiments(
+    location: str | os.PathLike[str] | Location,
+    cell_type: str,
+    marks: Sequence[str],
+    *,
+    sources: Mapping[str, Any] | None = None,
+    repo: icechunk.Repository | None = None,
+    **storage_options: Any,
+) -> Transaction:
+    """Start a commit that adds the experiments ``marks`` to ``cell_type``, already in the cube.
+
+    Flips the cell type's ``observed`` for ``marks`` in the fork; the caller then writes the
+    signal of those marks (:func:`write_marks`, over every locus) and commits. Refuses
+    (:class:`CubeError`, nothing written) a cell type not in the cube, a mark not among the
+    cube's marks or named twice, and a mark the cell type already has.
+
+    Parameters
+    ----------
+    sources
+        What each new experiment was computed from (``signal:<mark>`` -> checksum), added
+        to the cell type's entry of the ``cell_type_sources`` attribute.
+    """
+    loc = parse_location(location)
+    marks = [str(m) for m in marks]
+    if not marks:
+        raise CubeError(f"an experiment append to {cell_type} needs at least one mark")
+    twice = sorted({m for m in marks if marks.count(m) > 1})
+    if twice:
+        raise CubeError(f"marks {twice} are named twice in one experiment append to {cell_type}")
+    repo = repo or repository.open_repository(loc, **storage_options)
+    session = repo.writable_session("main")
+    repository.pause_point("before_write")
+    with repository.quiet_zarr():
+        group = zarr.open_group(session.store, mode="r")
+        present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
+        attrs: dict[str, Any] = dict(group.attrs)
+        if "signal" not in group:
+            raise CubeError(
+                f"the cube at {loc} holds no signal (no [signal] marks); experiments are "
+                "marks of a cell type, so it can take none"
+            )
+        cube_marks = [str(m) for m in np.asarray(repository.zarr_array(group, "mark")[:])]
+        if cell_type not in present:
+            raise CubeError(
+                f"cell type {cell_type} is not in the cube at {loc}; add it whole first "
+                f"(pitfall append {loc} MANIFEST --cell-type {cell_type})"
+            )
+        index = present.index(cell_type)
+        unknown = [m for m in marks if m not in cube_marks]
+        if unknown:
+            raise CubeError(
+                f"mark {', '.join(unknown)} (for cell type {cell_type}) is not among the marks "
+                f"of the cube at {loc} ({', '.join(cube_marks)}); a cube's marks are fixed at "
+                "its build: build a new cube with that mark in [signal] marks"
+            )
+        row = (
+            np.asarray(repository.zarr_array(group, "observed")[index])
+            if "observed" in group
+            else np.ones(len(cube_marks), dtype=bool)
+        )
+    columns = [cube_marks.index(m) for m in marks]
+    have = [m for m, j in zip(marks, columns, strict=True) if row[j]]
+    if have:
+        raise CubeError(
+            f"cell type {cell_type} already has mark {', '.join(have)} in the cube at {loc}; an "
+            "experiment is added once (pitfall cube info shows which it has; build a new cube "
+            "to replace one)"
+        )
+    fork = session.fork()
+    with repository.quiet_zarr():
+        group = zarr.open_group(fork.store, mode="r+")
+        row[columns] = True
+        repository.zarr_array(group, "observed")[index] = row
+    all_sources = dict(attrs.get("cell_type_sources", {}))
+    all_sources[cell_type] = {**all_sources.get(cell_type, {}), **dict(sources or {})}
+    return Transaction(
+        loc,
+        session,
+        fork,
+        index,
+        [cell_type],
+        "append_experiments",
+        attrs={"cell_type_sources": all_sources},
+        marks=marks,
+        columns=columns,
+    )
+
+
+def write_marks(
+    session: Any, index: int, i0: int, columns: Sequence[int], values: np.ndarray
+) -> Any:
+    """Write columns ``columns`` of ``signal`` for cell type ``index`` from locus ``i0``.
+
+    Read-modify-write of the cell type's ``signal`` chunks over loci ``[i0, i0 + len)``
+    (the other marks' values stay as stored). ``values`` has shape ``(n_block, len(columns))``
+    and covers whole chunks along ``locus`` (the last may be partial). Returns ``session``.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    with repository.quiet_zarr():
+        arr = zarr.open_array(store=session.store, path="signal", mode="r+")
+        i1 = i0 + values.shape[0]
+        block = np.asarray(arr[index, i0:i1, :])
+        block[:, list(columns)] = values
+        arr.with_config({"write_empty_chunks": True})[index, i0:i1, :] = block
+    return session
 
 
 def write_regions(

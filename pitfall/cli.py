@@ -61,6 +61,23 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_append(args: argparse.Namespace) -> int:
     from pitfall import featurize
 
+    if args.mark:
+        if len(args.cell_type) != 1:
+            raise ValueError(
+                f"--mark adds experiments to one cell type; {len(args.cell_type)} were named "
+                f"(--cell-type {' --cell-type '.join(args.cell_type)}): run one append per "
+                "cell type"
+            )
+        print(
+            featurize.append_experiments(
+                args.store,
+                args.manifest,
+                args.cell_type[0],
+                args.mark,
+                progress=sys.stderr.isatty(),
+            )
+        )
+        return 0
     summary = featurize.append(
         args.store,
         args.manifest,
@@ -112,6 +129,14 @@ def cmd_cube_info(args: argparse.Namespace) -> int:
     per_chrom = info["loci_per_chrom"]
     print(f"  loci: {info['n_loci']:,} on {len(per_chrom)} chromosomes")
     print(f"  marks: {', '.join(info['marks']) or 'none'}")
+    if info["marks"]:
+        total = info["n_observed"] + info["n_missing"]
+        print(
+            f"  experiments: {info['n_observed']} of {total} observed, {info['n_missing']} "
+            "missing (x observed, . missing)"
+        )
+        for line in cube.observed_grid(info["cell_types"], info["marks"], info["observed"]):
+            print(f"    {line}")
     for name, var in info["variables"].items():
         dims = " x ".join(f"{d}={s:,}" for d, s in zip(var["dims"], var["shape"], strict=True))
         chunks = " x ".join(map(str, var["chunks"]))
@@ -620,10 +645,22 @@ def parser() -> argparse.ArgumentParser:
     _commit_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("append", help="add cell types from a manifest to a cube", parents=[storage])
+    p = sub.add_parser(
+        "append",
+        help="add cell types (or, with --mark, experiments of a cell type) from a manifest "
+        "to a cube",
+        parents=[storage],
+    )
     p.add_argument("store", help="the cube: a folder or s3:// gs:// az:// URL")
     p.add_argument("manifest")
     p.add_argument("--cell-type", action="append", required=True, help="repeatable")
+    p.add_argument(
+        "--mark",
+        action="append",
+        default=None,
+        help="add this experiment (mark) of the one --cell-type, already in the cube, as one "
+        "commit (repeatable)",
+    )
     _cluster_args(p)
     _commit_args(p)
     p.set_defaults(func=cmd_append)

@@ -10,8 +10,12 @@ The store is plain Zarr written the way xarray writes it, so
 ``xr.open_zarr(repo.readonly_session("main").store)`` without pitfall gives what
 :func:`open_cube` gives.
 
+Missing experiments: a cell type may lack marks; ``signal`` is NaN there and the
+``observed`` coordinate (cell_type, mark) says which experiments exist
+(:mod:`pitfall.schema`). :func:`append_experiments` adds marks to a cell type in the cube.
+
 This module holds the verbs on whole slabs (small cubes, tests, the synthetic compendium:
-:func:`create_cube`, :func:`append_cell_type`) and the readers (:func:`open_cube`,
+:func:`create_cube`, :func:`append_cell_type`, :func:`append_experiments`) and the readers (:func:`open_cube`,
 :func:`cube_log`, :func:`cube_info`, :func:`export_cube`). Featurization writes through
 :mod:`pitfall._transaction` directly, block by block, from workers.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,14 @@ from pitfall import _repository as repository
 from pitfall import loci as loci_mod
 from pitfall._atomic import atomic_path
 from pitfall._repository import open_repository
-from pitfall._transaction import begin_append, begin_create, write_loci, write_regions
+from pitfall._transaction import (
+    begin_append,
+    begin_create,
+    begin_experiments,
+    write_loci,
+    write_marks,
+    write_regions,
+)
 from pitfall.loci import STR, LocusTable, chrom_order
 from pitfall.schema import (
     CELL_TYPE_COORDS,
@@ -54,6 +65,7 @@ from pitfall.storage import Location, parse_location
 __all__ = [
     "CubeError",
     "append_cell_type",
+    "append_experiments",
     "chrom_order",
     "create_cube",
     "cube_info",
@@ -63,6 +75,8 @@ __all__ = [
     "locus_strands",
     "make_loci",
     "make_slab",
+    "observed_grid",
+    "observed_matrix",
     "open_cube",
     "validate",
 ]
@@ -144,6 +158,7 @@ def make_slab(
     name: str | None = None,
     group: str | None = None,
     sources: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Return one cell type's slab, ready for :func:`create_cube` or :func:`append_cell_type`.
 
@@ -165,11 +180,15 @@ def make_slab(
         Display name and group (lineage) of the cell type.
     sources
         What the slab was computed from (paths, checksums); kept in the cube's attributes.
+    observed
+        The marks the cell type has (a subset of ``marks``); default every one. The
+        signal of the others is set to NaN.
 
     Returns
     -------
     xarray.Dataset
-        Dims ``cell_type`` (1), ``locus`` and, with signal, ``mark``.
+        Dims ``cell_type`` (1), ``locus`` and, with signal, ``mark``; with signal, the
+        ``observed`` coordinate (cell_type, mark) bool.
     """
     table = _as_table(loci)
     n = len(table)
@@ -198,8 +217,21 @@ def make_slab(
                 f"cell type {cell_type}: signal has shape {signal.shape}, expected "
                 f"({n}, {len(marks or [])}) with one column per mark"
             )
+        have = np.ones(len(marks), dtype=bool)
+        if observed is not None:
+            unknown = sorted(set(observed) - set(marks))
+            if unknown:
+                raise CubeError(
+                    f"cell type {cell_type}: observed marks {unknown} are not among the "
+                    f"marks {list(marks)}"
+                )
+            have = np.isin(np.asarray(list(marks), dtype=object), list(observed))
+            signal = np.where(have[None, :], signal, np.float32(np.nan))
         data_vars["signal"] = (("cell_type", "locus", "mark"), signal[None, :, :])
         coords["mark"] = ("mark", _strings(marks))
+        coords["observed"] = (("cell_type", "mark"), have[None, :])
+    elif observed is not None:
+        raise CubeError(f"cell type {cell_type}: observed marks given without signal")
     attrs: dict[str, Any] = {"assembly": assembly}
     if sources:
         attrs["cell_type_sources"] = {cell_type: dict(sources)}
@@ -239,6 +271,10 @@ def validate(ds: xr.Dataset, *, what: str = "dataset") -> None:
             raise CubeError(f"{what}: coordinate {coord!r} must have dims ('locus',)")
     if "signal" in ds and "mark" not in ds.coords:
         raise CubeError(f"{what} has signal but no 'mark' coordinate")
+    if "observed" in ds.coords and (
+        ds["observed"].dims != ("cell_type", "mark") or ds["observed"].dtype != bool
+    ):
+        raise CubeError(f"{what}: coordinate 'observed' must be bool with dims (cell_type, mark)")
     cell_types = [str(c) for c in ds["cell_type"].values]
     dup = sorted({c for c in cell_types if cell_types.count(c) > 1})
     if dup:
@@ -354,6 +390,22 @@ def _schema_of(ds: xr.Dataset, locus_chunk: int) -> Schema:
     )
 
 
+def _info(slab: xr.Dataset) -> CellTypeInfo:
+    """The coordinates, provenance and observed marks of a one-cell-type slab."""
+    ct = str(slab["cell_type"].values[0])
+    marks = None
+    if "observed" in slab.coords:
+        row = np.asarray(slab["observed"].values[0], dtype=bool)
+        marks = tuple(str(m) for m, has in zip(slab["mark"].values, row, strict=True) if has)
+    return CellTypeInfo(
+        ct,
+        str(slab["cell_type_name"].values[0]),
+        str(slab["cell_type_group"].values[0]),
+        slab.attrs.get("cell_type_sources", {}).get(ct, {}),
+        marks,
+    )
+
+
 def _write_cell_types(fork: Any, ds: xr.Dataset, index: int) -> None:
     regions = {var: np.asarray(ds[var].values) for var in PER_CELL_TYPE_VARS if var in ds}
     write_regions(fork, regions, 0, slice(index, index + ds.sizes["cell_type"]))
@@ -409,15 +461,7 @@ def create_cube(
         if seq.ndim != 2 or seq.shape[0] != ds.sizes["locus"]:
             raise CubeError(f"sequence has shape {seq.shape}, expected ({ds.sizes['locus']}, L)")
         schema = Schema(**{**schema.__dict__, "sequence_length": seq.shape[1]})
-    infos = [
-        CellTypeInfo(
-            str(slab["cell_type"].values[0]),
-            str(slab["cell_type_name"].values[0]),
-            str(slab["cell_type_group"].values[0]),
-            slab.attrs.get("cell_type_sources", {}).get(str(slab["cell_type"].values[0]), {}),
-        )
-        for slab in slabs
-    ]
+    infos = [_info(slab) for slab in slabs]
     loc = parse_location(location)
     repo, created = repository.create_repository(loc, **storage_options)
     try:
@@ -467,13 +511,7 @@ def append_cell_type(
             f"a slab holds one cell type, this one {slab.sizes['cell_type']}; append them one "
             "at a time so each is its own commit"
         )
-    ct = str(slab["cell_type"].values[0])
-    info = CellTypeInfo(
-        ct,
-        str(slab["cell_type_name"].values[0]),
-        str(slab["cell_type_group"].values[0]),
-        slab.attrs.get("cell_type_sources", {}).get(ct, {}),
-    )
+    info = _info(slab)
     loc = parse_location(location)
     repo = open_repository(loc, **storage_options)
     for attempt in range(retries + 1):
@@ -481,6 +519,65 @@ def append_cell_type(
         _check_slab(cube, slab)
         txn = begin_append(loc, [info], repo=repo)
         _write_cell_types(txn.fork, slab, txn.index)
+        repository.pause_point("during_write")
+        try:
+            return txn.commit(message=message)
+        except icechunk.ConflictError:
+            if attempt == retries:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def append_experiments(
+    location: str | os.PathLike[str],
+    cell_type: str,
+    signal: Mapping[str, np.ndarray],
+    *,
+    sources: Mapping[str, Any] | None = None,
+    message: str | None = None,
+    retries: int = 20,
+    **storage_options: Any,
+) -> str:
+    """Add experiments (marks) to a cell type already in the cube, as one Icechunk commit.
+
+    Writes each mark's signal into the cell type's ``signal`` (the other marks' values are
+    kept) and sets its ``observed`` True. Refused (:class:`CubeError`, nothing written): a
+    cell type not in the cube, a mark not among the cube's marks, a mark the cell type has
+    already. A killed append leaves the cube as it was; a writer that loses a race with
+    another one starts again at the new tip, up to ``retries`` times.
+
+    Parameters
+    ----------
+    cell_type
+        A cell type of the cube.
+    signal
+        Mark -> values, shape ``(n_loci,)`` (mean arcsinh signal per locus, NaN unknown).
+    sources
+        What the experiments were computed from, added to the cell type's sources.
+
+    Returns
+    -------
+    str
+        The snapshot id of the commit.
+    """
+    marks = [str(m) for m in signal]
+    values = [np.asarray(signal[m], dtype=np.float32) for m in marks]
+    loc = parse_location(location)
+    repo = open_repository(loc, **storage_options)
+    for attempt in range(retries + 1):
+        txn = begin_experiments(loc, cell_type, marks, sources=sources, repo=repo)
+        with repository.quiet_zarr():
+            arr = zarr.open_array(store=txn.fork.store, path="signal", mode="r")
+            n, chunk = arr.shape[1], arr.chunks[1]
+        for m, v in zip(marks, values, strict=True):
+            if v.shape != (n,):
+                raise CubeError(
+                    f"cell type {cell_type}, mark {m}: signal has shape {v.shape}, expected ({n},)"
+                )
+        block = np.stack(values, axis=1)
+        for a, b in loci_mod.blocks(n, chunk):
+            write_marks(txn.fork, txn.index, a, txn.columns, block[a:b])
         repository.pause_point("during_write")
         try:
             return txn.commit(message=message)
@@ -512,6 +609,11 @@ def open_cube(
     ``locus`` coordinate is each locus's position in the cube, so any selection (a split's
     test loci, say) can be matched back to the whole cube with ``ds.sel(locus=part.locus)``.
 
+    A cube with ``signal`` has the ``observed`` coordinate (cell_type, mark), bool (lazy,
+    like plain xarray's). A cube built before missing experiments (schema version 2, no
+    ``observed`` stored) required every mark of every cell type: its ``observed`` is all
+    True, made here.
+
     Parameters
     ----------
     location
@@ -534,6 +636,9 @@ def open_cube(
     # transaction): a RangeIndex holds the same values without reading or keeping them.
     ds = xr.open_zarr(session.store, consolidated=False, drop_variables=["locus"])
     ds = ds.assign_coords(locus=pd.RangeIndex(ds.sizes["locus"], name="locus"))
+    if "signal" in ds and "observed" not in ds.coords:
+        shape = (ds.sizes["cell_type"], ds.sizes["mark"])
+        ds = ds.assign_coords(observed=(("cell_type", "mark"), np.ones(shape, dtype=bool)))
     build = ds.attrs.get("build") or {}
     if build and not build.get("complete", True):
         done = ds.sizes["cell_type"]
@@ -595,6 +700,7 @@ class Commit:
     written_at: pd.Timestamp
     message: str
     cell_types: list[str]
+    marks: list[str] = field(default_factory=list)  # an experiment append's marks
 
 
 def cube_log(location: str | os.PathLike[str], **storage_options: Any) -> list[Commit]:
@@ -606,6 +712,7 @@ def cube_log(location: str | os.PathLike[str], **storage_options: Any) -> list[C
             written_at=pd.Timestamp(info.written_at),
             message=info.message,
             cell_types=list((info.metadata or {}).get("cell_types", [])),
+            marks=list((info.metadata or {}).get("marks", [])),
         )
         for info in repo.ancestry(branch="main")
     ]
@@ -620,12 +727,48 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def observed_matrix(ds: xr.Dataset) -> np.ndarray:
+    """Which experiments exist: shape ``(n_cell_type, n_mark)`` bool (empty without signal)."""
+    if "observed" not in ds.coords:
+        return np.zeros((ds.sizes["cell_type"], 0), dtype=bool)
+    return np.asarray(ds["observed"].transpose("cell_type", "mark").values, dtype=bool)
+
+
+#: Cell types shown by :func:`observed_grid` (the rest are counted in one line).
+GRID_ROWS = 100
+
+
+def observed_grid(
+    cell_types: Sequence[str], marks: Sequence[str], observed: Sequence[Sequence[bool]]
+) -> list[str]:
+    """The observed matrix as text lines: a header of marks, one row per cell type.
+
+    ``x`` marks an observed experiment, ``.`` a missing one; at most :data:`GRID_ROWS` cell
+    types are drawn.
+    """
+    width = max((len(c) for c in cell_types), default=0)
+    cols = [max(1, len(m)) for m in marks]
+    lines = [" " * width + "  " + " ".join(m for m in marks)]
+    for ct, row in list(zip(cell_types, observed, strict=True))[:GRID_ROWS]:
+        cells = " ".join(("x" if has else ".").ljust(w) for has, w in zip(row, cols, strict=True))
+        lines.append(f"{ct:<{width}}  {cells}".rstrip())
+    if len(cell_types) > GRID_ROWS:
+        lines.append(f"... {len(cell_types) - GRID_ROWS} more cell types (--json lists them all)")
+    return lines
+
+
 def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[str, Any]:
-    """Summarise a cube: cell types, loci, marks, variables, chunking and stored bytes."""
+    """Summarise a cube: cell types, loci, marks, variables, chunking and stored bytes.
+
+    ``observed`` is the experiment matrix: a list per cell type (in ``cell_types`` order)
+    of a bool per mark (in ``marks`` order); ``n_observed`` counts the True, ``n_missing``
+    the False.
+    """
     loc = parse_location(location)
     ds = open_cube(loc, **storage_options)
     repo = open_repository(loc, **storage_options)
     chroms = pd.Series(_strings(ds["chrom"].values)).value_counts(sort=False)
+    observed = observed_matrix(ds)
     return {
         "path": str(loc),
         "snapshot": ds.attrs["snapshot"],
@@ -635,6 +778,9 @@ def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[
         "n_loci": ds.sizes["locus"],
         "loci_per_chrom": {str(k): int(v) for k, v in chroms.items()},
         "marks": [str(m) for m in ds["mark"].values] if "mark" in ds.coords else [],
+        "observed": observed.tolist(),
+        "n_observed": int(observed.sum()),
+        "n_missing": int(observed.size - observed.sum()),
         "variables": {
             name: {
                 "dims": list(var.dims),

@@ -32,6 +32,10 @@ Relative paths resolve against the manifest's folder. Shape::
     signal = { H3K4me3 = "bw/E003-H3K4me3.bw" }
     target = "tads/E003.bed"         # domains and peaks: one file per cell type
 
+A cell type's ``signal`` names the marks it has, any subset of ``[signal] marks``: a missing
+experiment is NaN in the cube's ``signal`` and False in its ``observed`` (and may be added
+later: ``pitfall append STORE MANIFEST --cell-type ID --mark MARK``).
+
 An expression manifest without ``[cell_types]`` takes every column of the table (less
 ``exclude``) as a cell type with no signal.
 """
@@ -122,7 +126,10 @@ SCHEMA = Table(
 
 @dataclass
 class CellTypeSpec:
-    """One cell type of a manifest: display name, group, signal files per mark, target file."""
+    """One cell type of a manifest: display name, group, signal files per mark, target file.
+
+    ``signal`` holds the marks the cell type has (a subset of the manifest's marks).
+    """
 
     id: str
     name: str
@@ -176,6 +183,13 @@ class Manifest:
                 "threshold": self.threshold,
             },
             "signal_transform": "mean over the window of arcsinh(value); no data counts as 0",
+        }
+
+    def observed(self) -> dict[str, list[str]]:
+        """Cell type -> the marks it has, in ``[signal] marks`` order."""
+        return {
+            ct: [mk for mk in self.marks if mk in spec.signal]
+            for ct, spec in self.cell_types.items()
         }
 
     def input_files(self, cell_types: list[str] | None = None) -> list[Source]:
@@ -284,13 +298,6 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         unknown_marks = sorted(set(signal) - set(m.marks))
         if unknown_marks:
             raise _fail(path, f"{where}signal names marks {unknown_marks} not in [signal] marks")
-        missing_marks = [mk for mk in m.marks if mk not in signal]
-        if missing_marks:
-            raise _fail(
-                path,
-                f"{where}has no signal file for marks {missing_marks} (every cell type needs "
-                "every mark of [signal] marks)",
-            )
         target_file = spec.get("target")
         m.cell_types[ct] = CellTypeSpec(
             id=ct,

@@ -9,7 +9,9 @@ variable     dims                       dtype   meaning
 ``sequence`` (locus, position)          uint8   A=0 C=1 G=2 T=3 N=4, strand-aware
 ============ ========================== ======= ===========================================
 
-Coordinates: ``cell_type`` (with ``cell_type_name`` and ``cell_type_group``), ``mark``, and
+Coordinates: ``cell_type`` (with ``cell_type_name`` and ``cell_type_group``), ``mark``,
+``observed`` (dims ``(cell_type, mark)``, bool, chunks ``(1, n_marks)``, fill False: whether
+the experiment exists; ``signal`` is NaN where it does not; cubes with signal only), and
 along ``locus``: the integer index ``locus`` (0 .. n-1, stored), ``chrom``, ``start``,
 ``end`` and, where they carry information, ``strand`` and ``name``. Strings are
 variable-length UTF-8 (numpy ``StringDType`` on read). :func:`layout` lists every array of
@@ -33,6 +35,7 @@ __all__ = [
     "CellTypeInfo",
     "CubeError",
     "DEFAULT_LOCUS_CHUNK",
+    "OBSERVED_ATTRS",
     "LOCUS_COORDS",
     "PER_CELL_TYPE_VARS",
     "REQUIRED_LOCUS_COORDS",
@@ -44,7 +47,9 @@ __all__ = [
     "layout",
 ]
 
-SCHEMA_VERSION = 2
+#: 3: the ``observed`` (cell_type, mark) coordinate. Cubes of version 2 (every cell type has
+#: every mark) open with ``observed`` all True (:func:`pitfall.cube.open_cube`).
+SCHEMA_VERSION = 3
 LOCUS_COORDS = ("chrom", "start", "end", "strand", "name")
 REQUIRED_LOCUS_COORDS = ("chrom", "start", "end")
 CELL_TYPE_COORDS = ("cell_type_name", "cell_type_group")
@@ -61,6 +66,14 @@ DEFAULT_LOCUS_CHUNK = 4096
 #: array creation and the opening of a cube (``docs/performance.rst``). An append rewrites the last chunk of each inside its own commit, so a failed one changes
 #: nothing.
 CELL_TYPE_COORD_CHUNK = 1024
+
+
+#: CF attributes of ``observed`` (a flag variable).
+OBSERVED_ATTRS = {
+    "long_name": "whether the experiment (cell type, mark) exists; signal is NaN where not",
+    "flag_values": [0, 1],
+    "flag_meanings": "missing observed",
+}
 
 
 class CubeError(ValueError):
@@ -112,12 +125,27 @@ class Schema:
 
 @dataclass(frozen=True)
 class CellTypeInfo:
-    """A cell type's coordinates and provenance, written with its slab."""
+    """A cell type's coordinates and provenance, written with its slab.
+
+    ``marks`` are the marks it has (its row of ``observed``); None: every mark of the cube.
+    """
 
     id: str
     name: str = ""
     group: str = ""
     sources: Mapping[str, Any] = field(default_factory=dict)
+    marks: tuple[str, ...] | None = None
+
+    def observed(self, marks: Sequence[str]) -> np.ndarray:
+        """Its row of ``observed`` over the cube's ``marks``: shape ``(n_marks,)`` bool."""
+        if self.marks is None:
+            return np.ones(len(marks), dtype=bool)
+        unknown = sorted(set(self.marks) - set(marks))
+        if unknown:
+            raise CubeError(
+                f"cell type {self.id}: marks {unknown} are not among the cube's marks {list(marks)}"
+            )
+        return np.isin(np.asarray(marks, dtype=object), list(self.marks))
 
 
 @dataclass(frozen=True)
@@ -182,8 +210,8 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     Returns
     -------
     list of ArraySpec
-        Coordinates first (``cell_type``, its names and groups, ``mark``, the locus
-        coordinates and the ``locus`` index), then the data variables.
+        Coordinates first (``cell_type``, its names and groups, ``mark``, ``observed``, the
+        locus coordinates and the ``locus`` index), then the data variables.
     """
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
     locus_coords = ["chrom", "start", "end"]
@@ -206,6 +234,18 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
         out.append(
             ArraySpec(
                 "mark", ("mark",), (m,), (m,), str, "", data=np.array(schema.marks, dtype=object)
+            )
+        )
+        out.append(
+            ArraySpec(
+                "observed",
+                ("cell_type", "mark"),
+                (k, m),
+                (1, m),
+                np.bool_,
+                False,
+                dict(OBSERVED_ATTRS),
+                data=np.stack([ct.observed(schema.marks) for ct in cell_types]),
             )
         )
     for name in locus_coords:
@@ -235,6 +275,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
             )
     if schema.marks:
         m = len(schema.marks)
+        by_signal = " ".join(sorted([*CELL_TYPE_COORDS, *locus_coords, "observed"]))
         out.append(
             ArraySpec(
                 "signal",
@@ -243,7 +284,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
                 (1, c, m),
                 np.float32,
                 np.nan,
-                {"coordinates": by_ct, **nan},
+                {"coordinates": by_signal, **nan},
             )
         )
     if schema.sequence_length:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,11 +74,18 @@ def cube_path(where: str) -> str:
     return where
 
 
-def _assert_values(ds: xr.Dataset, cell_type: str, seed: int) -> None:
+def _assert_values(
+    ds: xr.Dataset, cell_type: str, seed: int, observed: set[str] | None = None
+) -> None:
+    """The cell type's values are its slab's; signal NaN for marks not in ``observed``."""
     expected = _slab(cell_type, seed)
     got = ds.sel(cell_type=cell_type)
-    for var in ("label", "value", "signal"):
+    for var in ("label", "value"):
         np.testing.assert_array_equal(got[var].values, expected[var].values[0])
+    signal = expected["signal"].values[0].copy()
+    if observed is not None:
+        signal[:, [mk not in observed for mk in MARKS]] = np.nan
+    np.testing.assert_array_equal(got["signal"].values, signal)
     assert str(got["cell_type_name"].values) == f"name of {cell_type}"
 
 
@@ -158,6 +166,143 @@ def test_append_cell_type__coordinates_across_their_chunks(tmp_path: Path, monke
     assert list(cube.open_cube(where, snapshot=first)["cell_type"].values) == ids[:3]
 
 
+# --------------------------------------------------------------------------------------------
+# Missing experiments: the observed coordinate, experiment appends, cubes made before them
+
+
+def test_create_cube__missing_marks_are_nan_and_not_observed(where: str) -> None:
+    cube.create_cube(
+        where, [_slab("E003", 3, observed=["H3K27me3"]), _slab("E004", 4)], locus_chunk=64
+    )
+    ds = cube.open_cube(where)
+    assert ds["observed"].dims == ("cell_type", "mark") and ds["observed"].dtype == bool
+    assert ds["observed"].chunks == ((1, 1), (2,))
+    np.testing.assert_array_equal(ds["observed"].values, [[False, True], [True, True]])
+    _assert_values(ds, "E003", 3, {"H3K27me3"})
+    assert np.isnan(ds["signal"].sel(cell_type="E003", mark="H3K4me3").values).all()
+    _assert_values(ds, "E004", 4)
+    # Plain xarray, without pitfall, sees it as a coordinate too.
+    plain = xr.open_zarr(
+        repository.open_repository(where).readonly_session("main").store, consolidated=False
+    )
+    assert "observed" in plain.coords and "observed" not in plain.data_vars
+    np.testing.assert_array_equal(plain["observed"].values, [[False, True], [True, True]])
+    assert plain["observed"].attrs["flag_meanings"] == "missing observed"
+
+
+def test_append_experiments__one_commit_keeps_other_marks_and_cell_types(where: str) -> None:
+    cube.create_cube(
+        where, [_slab("E003", 3, observed=[]), _slab("E004", 4, observed=["H3K4me3"])],
+        locus_chunk=64,
+    )  # fmt: skip
+    before = cube.open_cube(where).load()
+    full = _slab("E004", 4)["signal"].values[0]
+    cube.append_experiments(where, "E004", {"H3K27me3": full[:, 1]}, sources={"s": "x.bw"})
+    ds = cube.open_cube(where)
+    np.testing.assert_array_equal(cube.observed_matrix(ds), [[False, False], [True, True]])
+    _assert_values(ds, "E004", 4)  # every mark now, the first one untouched
+    xr.testing.assert_identical(
+        ds.sel(cell_type="E003").load().drop_attrs(),
+        before.sel(cell_type="E003").drop_attrs(),
+    )
+    log = cube.cube_log(where)
+    assert (log[0].cell_types, log[0].marks) == (["E004"], ["H3K27me3"])
+    assert "append experiments E004: H3K27me3" in log[0].message
+    assert len(log) == 3
+    assert ds.attrs["cell_type_sources"]["E004"] == {"H3K4me3": "E004-H3K4me3.bw", "s": "x.bw"}
+    # A cell type appended later gets its own row; E003's marks can still come.
+    cube.append_cell_type(where, _slab("E037", 37, observed=["H3K27me3"]))
+    e003 = _slab("E003", 3)["signal"].values[0]
+    cube.append_experiments(where, "E003", {"H3K4me3": e003[:, 0], "H3K27me3": e003[:, 1]})
+    ds = cube.open_cube(where)
+    np.testing.assert_array_equal(
+        cube.observed_matrix(ds), [[True, True], [True, True], [False, True]]
+    )
+    _assert_values(ds, "E003", 3)
+    _assert_values(ds, "E037", 37, {"H3K27me3"})
+
+
+@pytest.mark.parametrize(
+    ("cell_type", "marks", "message"),
+    [
+        ("E004", ["H3K4me3"], "cell type E004 already has mark H3K4me3 in the cube"),
+        ("E003", ["H3K9ac"], r"mark H3K9ac \(for cell type E003\) is not among the marks"),
+        ("E999", ["H3K4me3"], "cell type E999 is not in the cube"),
+        ("E003", [], "at least one mark"),
+    ],
+)
+def test_append_experiments__refused_and_nothing_written(
+    where: str, request, cell_type: str, marks: list[str], message: str
+) -> None:
+    cube.create_cube(where, [_slab("E003", 3, observed=[]), _slab("E004", 4)], locus_chunk=64)
+    old = _stored(where, request)
+    signal = {mk: np.zeros(N_LOCI) for mk in marks}
+    with pytest.raises(cube.CubeError, match=message):
+        cube.append_experiments(where, cell_type, signal)
+    assert _stored(where, request) == old
+
+
+def test_append_experiments__wrong_shape_is_refused(where: str, request) -> None:
+    cube.create_cube(where, [_slab("E003", 3, observed=[])], locus_chunk=64)
+    old = _stored(where, request)
+    with pytest.raises(cube.CubeError, match=r"E003, mark H3K4me3: .*shape \(5,\)"):
+        cube.append_experiments(where, "E003", {"H3K4me3": np.zeros(5)})
+    assert _stored(where, request) == old
+
+
+def _drop_observed(path: str) -> None:
+    """Make ``path`` a cube as schema version 2 wrote it: no ``observed`` array."""
+    import zarr
+
+    session = repository.open_repository(path).writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    del group["observed"]
+    signal = group["signal"]
+    coords = signal.attrs["coordinates"].split()
+    signal.attrs["coordinates"] = " ".join(c for c in coords if c != "observed")
+    group.attrs["pitfall_schema_version"] = 2
+    session.commit("as schema version 2")
+
+
+def test_open_cube__version_2_cube_opens_with_observed_all_true(tmp_path: Path) -> None:
+    path = str(tmp_path / "cube")
+    cube.create_cube(path, [_slab("E003", 3), _slab("E004", 4)], locus_chunk=64)
+    _drop_observed(path)
+    import zarr
+
+    assert "observed" not in zarr.open_group(
+        repository.open_repository(path).readonly_session("main").store, mode="r"
+    )
+    ds = cube.open_cube(path)
+    np.testing.assert_array_equal(ds["observed"].values, np.ones((2, 2), dtype=bool))
+    assert cube.cube_info(path)["observed"] == [[True, True], [True, True]]
+    # Every mark counts as present: an experiment append is refused, a whole cell type lands.
+    with pytest.raises(cube.CubeError, match="E003 already has mark H3K4me3"):
+        cube.append_experiments(path, "E003", {"H3K4me3": np.zeros(N_LOCI)})
+    cube.append_cell_type(path, _slab("E037", 37))
+    _assert_values(cube.open_cube(path), "E037", 37)
+    # ...but not one lacking a mark: that cube has nowhere to say so.
+    with pytest.raises(cube.CubeError, match="E106 lacks marks.*schema version 2"):
+        cube.append_cell_type(path, _slab("E106", 106, observed=["H3K4me3"]))
+    assert list(cube.open_cube(path)["cell_type"].values) == ["E003", "E004", "E037"]
+
+
+def test_cube_info__observed_matrix_and_grid(tmp_path: Path) -> None:
+    path = str(tmp_path / "cube")
+    have = {"E003": ["H3K27me3"], "E004": MARKS, "E037": []}
+    cube.create_cube(path, [_slab(ct, i, observed=m) for i, (ct, m) in enumerate(have.items())])
+    info = cube.cube_info(path)
+    want = [[mk in have[ct] for mk in MARKS] for ct in have]
+    assert info["observed"] == want
+    assert (info["n_observed"], info["n_missing"]) == (3, 3)
+    assert "observed" not in info["variables"]
+    grid = cube.observed_grid(info["cell_types"], info["marks"], info["observed"])
+    assert grid[0].split() == MARKS
+    assert [line.split() for line in grid[1:]] == [
+        ["E003", ".", "x"], ["E004", "x", "x"], ["E037", ".", "."]
+    ]  # fmt: skip
+
+
 def test_open_cube__earlier_snapshot_is_unchanged(cube_path: str) -> None:
     first = cube.cube_log(cube_path)[0].snapshot
     cube.append_cell_type(cube_path, _slab("E037", 37))
@@ -228,6 +373,8 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
     import dask.array as da
     from xarray.coding.strings import create_vlen_dtype
 
+    from pitfall import schema as schema_mod
+
     vstr = create_vlen_dtype(str)
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
 
@@ -255,6 +402,13 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
             lazy((k, n, m), np.float32, (1, c, m)),
         )
         coords["mark"] = ("mark", np.array(schema.marks, dtype=object))
+        # The oracle of each row: the marks a cell type names (None: every mark).
+        rows = [[ct.marks is None or mk in ct.marks for mk in schema.marks] for ct in cell_types]
+        coords["observed"] = (
+            ("cell_type", "mark"),
+            np.array(rows, dtype=bool),
+            dict(schema_mod.OBSERVED_ATTRS),
+        )
     if schema.sequence_length:
         L = schema.sequence_length
         data_vars["sequence"] = (("locus", "position"), lazy((n, L), np.uint8, (c, L)))
@@ -290,7 +444,11 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
     from pitfall import schema as schema_mod
 
     schema = schema_mod.Schema(**shape)
-    cell_types = [CellTypeInfo("E003", "H1", "ES"), CellTypeInfo("E004", "H1 BMP4", "")]
+    # E004 lacks the first mark (a missing experiment) where the cube has marks.
+    cell_types = [
+        CellTypeInfo("E003", "H1", "ES"),
+        CellTypeInfo("E004", "H1 BMP4", "", marks=tuple(schema.marks[1:])),
+    ]
     attrs = {"assembly": "hg19", "n": 3}
     ours = zarr.storage.MemoryStore()
     transaction._make_arrays(ours, schema_mod.layout(schema, cell_types), attrs)
@@ -302,6 +460,8 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
         encoding[name] = {"chunks": (schema_mod.CELL_TYPE_COORD_CHUNK,)}
     if "sequence" in encoding:
         encoding["sequence"]["compressors"] = schema_mod.SEQUENCE_COMPRESSORS
+    if "observed" in ds.coords:
+        encoding["observed"] = {"chunks": (1, len(schema.marks))}
     ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
     # The locus index is an array xarray would load, not a lazy one: zarr makes it.
     zarr.open_group(theirs, mode="r+").create_array(
@@ -624,6 +784,118 @@ def test_append_cell_type__four_simultaneous_writers_all_land(cube_path: str) ->
     assert len(cube.cube_log(cube_path)) == 1 + 1 + 4
 
 
+EXPERIMENT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_cube import MARKS, _slab
+    from pitfall import cube
+    full = _slab({cell_type!r}, {seed})["signal"].values[0]
+    cube.append_experiments(
+        {path!r}, {cell_type!r}, {{m: full[:, MARKS.index(m)] for m in {marks!r}}}
+    )
+    """
+)
+
+
+def _start_experiments(path: str, cell_type: str, seed: int, marks, env=None):
+    script = EXPERIMENT_SCRIPT.format(
+        tests=str(TESTS), path=path, cell_type=cell_type, seed=seed, marks=list(marks)
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def lacking_cube(where: str) -> str:
+    """E003 without either mark, E004 without H3K27me3."""
+    slabs = [_slab("E003", 3, observed=[]), _slab("E004", 4, observed=["H3K4me3"])]
+    cube.create_cube(where, slabs, locus_chunk=64)
+    return where
+
+
+@pytest.mark.parametrize("point", ["before_write", "during_write", "after_write", "after_commit"])
+def test_append_experiments__sigkill_leaves_old_or_complete_cube(
+    lacking_cube: str, tmp_path: Path, point: str
+) -> None:
+    before = cube.open_cube(lacking_cube).load()
+    marker = tmp_path / "paused"
+    env = {"PITFALL_PAUSE_AT": point, "PITFALL_PAUSE_FILE": str(marker)}
+    proc = _start_experiments(lacking_cube, "E004", 4, ["H3K27me3"], env)
+    _wait_paused(proc, marker)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    ds = cube.open_cube(lacking_cube)
+    if point == "after_commit":
+        np.testing.assert_array_equal(cube.observed_matrix(ds), [[False, False], [True, True]])
+        _assert_values(ds, "E004", 4)
+        xr.testing.assert_identical(
+            ds.sel(cell_type="E003").load().drop_attrs(), before.sel(cell_type="E003").drop_attrs()
+        )
+    else:
+        xr.testing.assert_identical(ds.load().drop_attrs(), before.drop_attrs())
+        # Nothing of the killed writer lingers: the same append goes through.
+        full = _slab("E004", 4)["signal"].values[0]
+        cube.append_experiments(lacking_cube, "E004", {"H3K27me3": full[:, 1]})
+        _assert_values(cube.open_cube(lacking_cube), "E004", 4)
+
+
+def test_append_experiments__overtaken_by_another_writer_retries_and_both_land(
+    lacking_cube: str, tmp_path: Path
+) -> None:
+    # Paused with its chunks written, the experiment append is overtaken by a cell-type
+    # append and an experiment append of another cell type (running side by side): it
+    # starts again at the new tip.
+    marker, resume = tmp_path / "paused", tmp_path / "resume"
+    env = {
+        "PITFALL_PAUSE_AT": "after_write",
+        "PITFALL_PAUSE_FILE": str(marker),
+        "PITFALL_RESUME_FILE": str(resume),
+    }
+    first = _start_experiments(lacking_cube, "E004", 4, ["H3K27me3"], env)
+    _wait_paused(first, marker)
+    for proc in (
+        _start_append(lacking_cube, "E037", 37),
+        _start_experiments(lacking_cube, "E003", 3, ["H3K4me3"]),
+    ):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    resume.write_text("go")
+    _, err1 = first.communicate(timeout=120)
+    assert first.returncode == 0, err1.decode()
+    ds = cube.open_cube(lacking_cube)
+    assert list(ds["cell_type"].values) == ["E003", "E004", "E037"]
+    np.testing.assert_array_equal(
+        cube.observed_matrix(ds), [[True, False], [True, True], [True, True]]
+    )
+    _assert_values(ds, "E003", 3, {"H3K4me3"})
+    _assert_values(ds, "E004", 4)
+    _assert_values(ds, "E037", 37)
+    log = cube.cube_log(lacking_cube)
+    # The two others ran side by side (either may commit first); the paused one last.
+    assert (log[0].cell_types, log[0].marks) == (["E004"], ["H3K27me3"])
+    assert sorted((c.cell_types, c.marks) for c in log[1:3]) == [
+        (["E003"], ["H3K4me3"]), (["E037"], [])
+    ]  # fmt: skip
+
+
+def test_append_experiments__two_simultaneous_writers_of_one_cell_type_both_land(
+    lacking_cube: str,
+) -> None:
+    procs = [_start_experiments(lacking_cube, "E003", 3, [mk]) for mk in MARKS]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    ds = cube.open_cube(lacking_cube)
+    _assert_values(ds, "E003", 3)
+    assert bool(ds["observed"].sel(cell_type="E003").all())
+
+
 # --------------------------------------------------------------------------------------------
 # A stateful test: random sequences of create, append, killed writes and opens, against a
 # plain in-memory model of what the cube must hold.
@@ -656,12 +928,17 @@ def _run_machine(where_factory, kill_at) -> None:
 
     points = st.sampled_from(["before_write", "during_write", "after_write", "after_commit"])
     ids = st.integers(min_value=0, max_value=9).map(lambda i: f"C{i}")
+    marks = st.sampled_from(MARKS)
+    # The marks a new cell type has, in the cube's order (none at all included).
+    subsets = st.sets(marks).map(lambda have: [mk for mk in MARKS if mk in have])
 
     class CubeMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.where = where_factory()
             self.model: list[str] = []  # cell types, in cube order
+            self.observed: dict[str, set[str]] = {}  # cell type -> the marks it has
+            self.log: list[tuple[list[str], list[str]]] = []  # (cell types, marks) per commit
             self.commits = 0
 
         def _write(self, fn, *args, point=None) -> bool:
@@ -676,21 +953,43 @@ def _run_machine(where_factory, kill_at) -> None:
             return True
 
         @precondition(lambda self: not self.model)
-        @rule(first=ids, point=st.none() | points)
-        def create(self, first: str, point: str | None) -> None:
-            slab = _slab(first, int(first[1:]))
+        @rule(first=ids, have=subsets, point=st.none() | points)
+        def create(self, first: str, have: list[str], point: str | None) -> None:
+            slab = _slab(first, int(first[1:]), observed=have)
             if self._write(cube.create_cube, self.where, slab, point=point):
                 self.model, self.commits = [first], 1
+                self.observed = {first: set(have)}
 
         @precondition(lambda self: bool(self.model))
-        @rule(ct=ids, point=st.none() | points)
-        def append(self, ct: str, point: str | None) -> None:
+        @rule(ct=ids, have=subsets, point=st.none() | points)
+        def append(self, ct: str, have: list[str], point: str | None) -> None:
             if ct in self.model:
                 with pytest.raises(cube.CubeError, match="already in the cube"):
                     cube.append_cell_type(self.where, _slab(ct, 99))
                 return
-            if self._write(cube.append_cell_type, self.where, _slab(ct, int(ct[1:])), point=point):
+            slab = _slab(ct, int(ct[1:]), observed=have)
+            if self._write(cube.append_cell_type, self.where, slab, point=point):
                 self.model.append(ct)
+                self.observed[ct] = set(have)
+                self.log.append(([ct], []))
+                self.commits += 1
+
+        @precondition(lambda self: bool(self.model))
+        @rule(which=st.integers(0, 9), new=st.lists(marks, min_size=1, max_size=2, unique=True),
+              point=st.none() | points)  # fmt: skip
+        def append_experiments(self, which: int, new: list[str], point: str | None) -> None:
+            ct = self.model[which % len(self.model)]
+            full = _slab(ct, int(ct[1:]))["signal"].values[0]
+            signal = {mk: full[:, MARKS.index(mk)] for mk in new}
+            had = [mk for mk in new if mk in self.observed[ct]]
+            if had:
+                message = re.escape(f"cell type {ct} already has mark {', '.join(had)} in")
+                with pytest.raises(cube.CubeError, match=message):
+                    cube.append_experiments(self.where, ct, signal)
+                return
+            if self._write(cube.append_experiments, self.where, ct, signal, point=point):
+                self.observed[ct] |= set(new)
+                self.log.append(([ct], list(new)))
                 self.commits += 1
 
         @invariant()
@@ -702,16 +1001,16 @@ def _run_machine(where_factory, kill_at) -> None:
             ds = cube.open_cube(self.where)
             assert list(ds["cell_type"].values) == self.model
             for ct in self.model:
-                _assert_values(ds, ct, int(ct[1:]))
+                _assert_values(ds, ct, int(ct[1:]), self.observed[ct])
+            want = np.array([[mk in self.observed[ct] for mk in MARKS] for ct in self.model])
+            np.testing.assert_array_equal(cube.observed_matrix(ds), want)
             log = cube.cube_log(self.where)
-            assert [c.cell_types for c in log if c.cell_types][::-1][1:] == [
-                [c] for c in self.model[1:]
-            ]
+            assert [(c.cell_types, c.marks) for c in log if c.cell_types][::-1][1:] == self.log
             assert len(log) == 1 + self.commits
 
     CubeMachine.TestCase.settings = settings(
         max_examples=8,
-        stateful_step_count=6,
+        stateful_step_count=7,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )

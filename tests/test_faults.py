@@ -15,7 +15,7 @@ the user, and that nothing already on disk changed. Classes:
 4. the environment: a full disk, a read-only disk (a small tmpfs; skipped where it cannot be
    mounted), a folder where a file is expected, a closed pipe, a read-only cube;
 5. concurrency: two builds to one store, two sweeps into one results folder;
-6. SIGKILL at random moments of a build and of a sweep, then the rerun;
+6. SIGKILL at random moments of a build, an experiment append and a sweep, then the rerun;
 7. files written whole or not at all (:mod:`pitfall._atomic`): a track or an export on a full
    disk (the earlier file unchanged, no temporary left, the rerun works), a track where no
    file can be created (``/proc``, a read-only disk), an existing file or folder or a
@@ -45,8 +45,10 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -527,6 +529,49 @@ def test_build__sigkill_at_a_random_moment_then_rerun(comp, tmp_path, delay) -> 
     else:
         assert rerun.returncode == 0, (state, err)
     assert list(cube.open_cube(store)["cell_type"].values) == list(comp.cell_types)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.0, 2.5, 4.0])
+def test_append_experiments__sigkill_at_a_random_moment_then_rerun(comp, tmp_path, delay) -> None:
+    raw = _raw_manifest(comp.manifest)
+    del raw["cell_types"]["E003"]["signal"]["H3K27me3"]
+    missing = tmp_path / "missing.toml"
+    missing.write_text(dumps_manifest(raw))
+    store = tmp_path / "s"
+    featurize.build(missing, store, cell_types=["E003", "E004"], workers=0, progress=False)
+    before = cube.open_cube(store).load()
+    j = list(before["mark"].values).index("H3K27me3")
+    args = ("append", store, comp.manifest, "--cell-type", "E003", "--mark", "H3K27me3")
+    proc = _cli(*args)
+    time.sleep(delay * random.Random(delay).uniform(0.8, 1.2))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The moment decides the state: the cube as it was, or with the whole experiment.
+    ds = cube.open_cube(store).load()
+    done = bool(ds["observed"].sel(cell_type="E003", mark="H3K27me3"))
+    if done:
+        assert not np.isnan(ds["signal"].sel(cell_type="E003").values[:, j]).all()
+        xr.testing.assert_identical(
+            ds.sel(cell_type="E004").drop_attrs(), before.sel(cell_type="E004").drop_attrs()
+        )
+    else:
+        xr.testing.assert_identical(ds.drop_attrs(), before.drop_attrs())
+    rerun = _cli(*args)
+    _, err = rerun.communicate(timeout=300)
+    if done:
+        assert rerun.returncode == 2 and "E003 already has mark H3K27me3" in err, err
+    else:
+        assert rerun.returncode == 0, err
+    ds = cube.open_cube(store).load()
+    assert bool(ds["observed"].all())
+    # The experiment equals the one a build of the complete manifest writes.
+    whole = tmp_path / "whole"
+    featurize.build(comp.manifest, whole, cell_types=["E003"], workers=0, progress=False)
+    np.testing.assert_array_equal(
+        ds["signal"].sel(cell_type="E003").values,
+        cube.open_cube(whole)["signal"].sel(cell_type="E003").values,
+    )
 
 
 @pytest.mark.slow

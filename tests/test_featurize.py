@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -682,9 +683,13 @@ def test_append__failure_leaves_cube_unchanged(comp, tmp_path) -> None:
         (lambda raw: raw.update(colour="blue"), "colour"),
         (lambda raw: raw.pop("target"), "'target'"),
         (lambda raw: raw["loci"].update(bins="chrom.sizes"), r"bins.*tss|tss.*bins"),
-        (lambda raw: raw["cell_types"]["E004"]["signal"].pop("H3K27me3"), "H3K27me3"),
+        # A cell type may lack marks (missing experiments), not name one the cube lacks.
+        (
+            lambda raw: raw["cell_types"]["E004"]["signal"].update(H3K9ac="x.bw"),
+            r"\[cell_types.E004\].*H3K9ac.*not in \[signal\] marks",
+        ),
     ],
-    ids=["unknown_key", "missing_target", "two_loci_kinds", "cell_type_lacks_mark"],
+    ids=["unknown_key", "missing_target", "two_loci_kinds", "cell_type_names_unknown_mark"],
 )
 def test_manifest__error_names_file_and_key(comp, tmp_path, edit, key) -> None:
     raw, path = _variant(comp, tmp_path)
@@ -826,3 +831,219 @@ def test_build_summary__html_for_jupyter(comp, tmp_path) -> None:
     summary = featurize.build(comp.manifest, tmp_path / "s", cell_types=["E003"], **INPROC)
     text = summary._repr_html_()
     assert "E003" in text and "400 on 3 chromosomes" in text and str(tmp_path / "s") in text
+
+
+# --------------------------------------------------------------------------------------------
+# Missing experiments: a manifest's cell types list only the marks they have
+
+
+#: The experiments dropped from the tiny compendium's manifest: cell type -> marks.
+DROPPED = {"E003": ["H3K27me3"], "E037": ["H3K4me3", "H3K9me3"]}
+
+
+def _missing_manifest(comp, tmp_path: Path, dropped=DROPPED) -> tuple[Path, dict]:
+    """A copy of the manifest without the files of ``dropped``; and the manifest dict."""
+    raw = _raw_manifest(comp.manifest)
+    for ct, marks in dropped.items():
+        for mk in marks:
+            del raw["cell_types"][ct]["signal"][mk]
+    return _write(raw, tmp_path / "missing.toml"), raw
+
+
+def _oracle_observed(raw: dict, cell_types) -> np.ndarray:
+    """The observed matrix as the manifest dict says: cell types x ``[signal] marks``."""
+    marks = raw["signal"]["marks"]
+    return np.array([[mk in raw["cell_types"][ct]["signal"] for mk in marks] for ct in cell_types])
+
+
+@pytest.fixture(scope="module")
+def missing_cube(comp, built, tmp_path_factory) -> tuple[Path, dict]:
+    """The expression cube of every cell type, built from the manifest lacking DROPPED."""
+    root = tmp_path_factory.mktemp("missing")
+    manifest, raw = _missing_manifest(comp, root)
+    featurize.build(manifest, root / "cube", **INPROC)
+    return root / "cube", raw
+
+
+def test_build__missing_experiments_are_nan_and_not_observed(comp, built, missing_cube) -> None:
+    store, raw = missing_cube
+    ds, full = _load(store), _load(built["expr"])
+    cts = list(comp.cell_types)
+    want = _oracle_observed(raw, cts)
+    assert want.sum() == want.size - 3  # the oracle itself: three experiments dropped
+    assert ds["observed"].dims == ("cell_type", "mark") and ds["observed"].dtype == bool
+    np.testing.assert_array_equal(ds["observed"].sel(cell_type=cts).values, want)
+    got = ds["signal"].sel(cell_type=cts).values
+    ref = full["signal"].sel(cell_type=cts).values
+    # NaN exactly where the manifest lacks a file; elsewhere the full build's values.
+    assert np.isnan(got[~want[:, None, :].repeat(got.shape[1], 1)]).all()
+    keep = np.broadcast_to(want[:, None, :], got.shape)
+    np.testing.assert_array_equal(got[keep], ref[keep])
+    for var in ("label", "value", "sequence"):
+        np.testing.assert_array_equal(ds[var].values, full[var].values)
+    # Plain xarray sees the same coordinate.
+    repo = repository.open_repository(store)
+    import xarray as xr
+
+    plain = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    assert "observed" in plain.coords and "observed" not in plain.data_vars
+    np.testing.assert_array_equal(plain["observed"].sel(cell_type=cts).values, want)
+    assert plain["observed"].encoding["chunks"] == (1, len(raw["signal"]["marks"]))
+    info = cube.cube_info(store)
+    assert info["observed"] == want.tolist()
+    assert (info["n_observed"], info["n_missing"]) == (want.size - 3, 3)
+
+
+def test_append_experiments__equals_the_full_build_in_one_commit(comp, built, tmp_path) -> None:
+    manifest, raw = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E003", "E037"], **INPROC)
+    before = cube.cube_log(store)
+    # The complete manifest names the dropped files: the same featurization.
+    summary = featurize.append_experiments(
+        store, comp.manifest, "E037", ["H3K9me3", "H3K4me3"], progress=False
+    )
+    assert summary.marks == ["H3K9me3", "H3K4me3"] and summary.cell_types == ["E037"]
+    assert "added 2 experiments of E037" in str(summary)
+    log = cube.cube_log(store)
+    assert len(log) == len(before) + 1
+    assert (log[0].cell_types, log[0].marks) == (["E037"], ["H3K9me3", "H3K4me3"])
+    ds, full = _load(store), _load(built["expr"])
+    observed = ds["observed"].values
+    np.testing.assert_array_equal(observed, _oracle_observed(raw, ["E003", "E037"]) | [
+        [False] * 5, [mk in ("H3K9me3", "H3K4me3") for mk in raw["signal"]["marks"]]
+    ])  # fmt: skip
+    # E037 is now complete: every mark as the full build has it; E003 unchanged.
+    np.testing.assert_array_equal(
+        ds["signal"].sel(cell_type="E037").values, full["signal"].sel(cell_type="E037").values
+    )
+    e003 = ds["signal"].sel(cell_type="E003").values
+    j = raw["signal"]["marks"].index("H3K27me3")
+    assert np.isnan(e003[:, j]).all()
+    sources = ds.attrs["cell_type_sources"]["E037"]
+    assert sources["signal:H3K9me3"]["path"].endswith("E037-H3K9me3.bw")
+    assert "sha256" in sources["signal:H3K4me3"]
+
+
+def test_append__cell_type_lacking_marks_gets_its_observed_row(comp, built, tmp_path) -> None:
+    manifest, raw = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E004"], **INPROC)
+    featurize.append(store, manifest, ["E037", "E003"], cell_types_per_commit=1, **INPROC)
+    ds, full = _load(store), _load(built["expr"])
+    cts = ["E004", "E037", "E003"]
+    want = _oracle_observed(raw, cts)
+    np.testing.assert_array_equal(ds["observed"].values, want)
+    keep = np.broadcast_to(want[:, None, :], ds["signal"].shape)
+    ref = full["signal"].sel(cell_type=cts).values
+    np.testing.assert_array_equal(ds["signal"].values[keep], ref[keep])
+    assert np.isnan(ds["signal"].values[~keep]).all()
+
+
+@pytest.mark.parametrize(
+    ("cell_type", "marks", "exc", "pattern"),
+    [
+        ("E003", ["H3K4me3"], cube.CubeError, "cell type E003 already has mark H3K4me3"),
+        ("E003", ["H3K9ac"], cube.CubeError, "mark H3K9ac .*E003.* not among the marks"),
+        ("E106", ["H3K27me3"], cube.CubeError, "cell type E106 is not in the cube.*append"),
+        ("E003", ["H3K27me3", "H3K27me3"], cube.CubeError, "named twice"),
+    ],
+    ids=["mark_present", "mark_not_in_cube", "unknown_cell_type", "mark_twice"],
+)
+def test_append_experiments__refused_naming_cell_type_and_mark(
+    comp, tmp_path, cell_type, marks, exc, pattern
+) -> None:
+    manifest, _ = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E003", "E037"], **INPROC)
+    before = {str(p): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    with pytest.raises(exc, match=pattern):
+        featurize.append_experiments(store, comp.manifest, cell_type, marks, progress=False)
+    assert {str(p): p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
+def test_append_experiments__another_featurization_is_refused(comp, tmp_path) -> None:
+    manifest, raw = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E003"], **INPROC)
+    raw["target"]["threshold"] = 2.0
+    raw["cell_types"]["E003"]["signal"]["H3K27me3"] = str(comp.bigwigs["E003"]["H3K27me3"])
+    other = _write(raw, tmp_path / "other.toml")
+    before = cube.cube_log(store)
+    with pytest.raises(cube.CubeError, match="target.threshold"):
+        featurize.append_experiments(store, other, "E003", ["H3K27me3"], progress=False)
+    assert cube.cube_log(store) == before
+
+
+def test_append_experiments__manifest_without_the_file_is_named(comp, tmp_path) -> None:
+    manifest, _ = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E003"], **INPROC)
+    with pytest.raises(featurize.BuildError, match=r"\[cell_types.E003\].*H3K27me3"):
+        featurize.append_experiments(store, manifest, "E003", ["H3K27me3"], progress=False)
+
+
+def test_cli_append_mark__end_to_end_in_a_subprocess(comp, built, tmp_path) -> None:
+    manifest, raw = _missing_manifest(comp, tmp_path)
+    store = tmp_path / "cube"
+    featurize.build(manifest, store, cell_types=["E003", "E037"], **INPROC)
+
+    def pitfall(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pitfall.cli", *map(str, args)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    done = pitfall("append", store, comp.manifest, "--cell-type", "E003", "--mark", "H3K27me3")
+    assert done.returncode == 0, done.stderr
+    assert "added 1 experiments of E003" in done.stdout
+    ds, full = _load(store), _load(built["expr"])
+    assert bool(ds["observed"].sel(cell_type="E003").all())
+    np.testing.assert_array_equal(
+        ds["signal"].sel(cell_type="E003").values, full["signal"].sel(cell_type="E003").values
+    )
+    again = pitfall("append", store, comp.manifest, "--cell-type", "E003", "--mark", "H3K27me3")
+    assert again.returncode == 2, again.stderr
+    assert "E003 already has mark H3K27me3" in again.stderr and "Traceback" not in again.stderr
+    two = pitfall("append", store, comp.manifest, "--cell-type", "E003", "--cell-type", "E037",
+                  "--mark", "H3K4me3")  # fmt: skip
+    assert two.returncode == 2 and "one cell type" in two.stderr, two.stderr
+    info = pitfall("cube", "info", store)
+    assert info.returncode == 0, info.stderr
+    marks = raw["signal"]["marks"]
+    # The grid: a header of marks, then a row per cell type (E037 lacks two of five).
+    assert "experiments: 8 of 10 observed, 2 missing" in info.stdout
+    lines = info.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == marks)
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1 : header + 3]}
+    assert rows == {
+        "E003": ["x"] * 5,
+        "E037": ["x" if mk not in DROPPED["E037"] else "." for mk in marks],
+    }
+    as_json = json.loads(pitfall("cube", "info", store, "--json").stdout)
+    assert as_json["observed"] == [[True] * 5, [mk not in DROPPED["E037"] for mk in marks]]
+
+
+def test_readme_cube_append__commands_run_as_written(comp, tmp_path) -> None:
+    # The folder the README's commands name: a cube at store/mycube of E003 (lacking
+    # H3K27me3) and E004, and manifest.toml naming every file.
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- cube:append -->\n```bash\n(.*?)```", text, re.S)
+    assert m, "README lacks the block cube:append"
+    block = m.group(1)
+    assert "--cell-type E003 --mark H3K27me3" in block
+    missing, _ = _missing_manifest(comp, tmp_path, {"E003": ["H3K27me3"]})
+    featurize.build(missing, tmp_path / "store" / "mycube", cell_types=["E003", "E004"], **INPROC)
+    _write(_raw_manifest(comp.manifest), tmp_path / "manifest.toml")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "added 1 experiments of E003" in out.stdout
+    assert "experiments: 15 of 15 observed, 0 missing" in out.stdout
+    ds = cube.open_cube(tmp_path / "store" / "mycube")
+    assert list(ds["cell_type"].values) == ["E003", "E004", "E037"]
+    assert bool(ds["observed"].all())
+    assert [c.marks for c in cube.cube_log(tmp_path / "store" / "mycube")[:2]] == [
+        ["H3K27me3"], []
+    ]  # fmt: skip

@@ -1,6 +1,7 @@
 """Featurize real files into a cube: workers read inputs and write their own chunks.
 
-``build`` writes a new cube from a manifest; ``append`` adds cell types to an existing one.
+``build`` writes a new cube from a manifest; ``append`` adds cell types to an existing one;
+``append_experiments`` adds marks (experiments) to a cell type already in it.
 Both check every input before computing anything (:mod:`~pitfall.featurize.plan`), then
 run a Dask task graph whose tasks each take one block of loci (whole chunks), read the
 inputs for it (local paths or URLs) and write the block straight into the cube's Icechunk
@@ -38,7 +39,7 @@ from pitfall.manifest import Manifest
 from pitfall.schema import CubeError
 from pitfall.storage import Location, parse_location
 
-__all__ = ["BuildError", "BuildSummary", "append", "build"]
+__all__ = ["BuildError", "BuildSummary", "append", "append_experiments", "build"]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,21 @@ class BuildSummary:
     warnings: list[str] = field(default_factory=list)
     retries: int = 0
     resumed: list[str] = field(default_factory=list)
+    experiments: bool = False  # an experiment append: ``marks`` added to ``cell_types[0]``
 
     def __str__(self) -> str:
+        if self.experiments:
+            lines = [
+                f"added {len(self.marks)} experiments of {self.cell_types[0]} to {self.store} "
+                f"in {self.seconds:.1f} s (one commit)",
+                f"  marks: {', '.join(self.marks)}",
+                f"  loci: {self.n_loci:,} on {len(self.loci_per_chrom)} chromosomes",
+            ]
+            if self.retries:
+                lines.append(
+                    f"  redone {self.retries} time(s) after another writer committed first"
+                )
+            return "\n".join(lines + [f"  warning: {w}" for w in self.warnings])
         lines = [
             f"wrote {len(self.cell_types)} cell types to {self.store} in {self.seconds:.1f} s",
             f"  cell types: {', '.join(self.cell_types)}",
@@ -443,6 +457,128 @@ def append(
         per_commit=cell_types_per_commit,
     )
     return _summary(w, m, loci, cts, t0, gene_matching, notes)
+
+
+def append_experiments(
+    store: str | os.PathLike,
+    manifest: str | os.PathLike | Manifest,
+    cell_type: str,
+    marks: Sequence[str],
+    *,
+    progress: bool = True,
+    retries: int = 20,
+    **storage_options: Any,
+) -> BuildSummary:
+    """Add experiments (``marks``) of a cell type already in the cube at ``store``: one commit.
+
+    The manifest must describe the cube (same loci and featurization, as :func:`append`
+    checks) and name a signal file for each of ``marks`` under the cell type. Refused before
+    anything is computed (:class:`~pitfall.schema.CubeError`, cube unchanged): a cell type
+    not in the cube, a mark not among the cube's marks, a mark the cell type has already
+    (:func:`pitfall._transaction.begin_experiments`). The driver computes the marks' signal
+    block by block of loci (whole chunks, at most
+    :data:`~pitfall.featurize.writer.MAX_BLOCK_LOCI` loci: memory does not grow with the
+    cube) and rewrites the cell type's ``signal`` chunks inside the transaction; a killed
+    append leaves the cube as it was, and one that loses a race with another writer is
+    computed again at the new tip (up to ``retries`` times).
+
+    Returns
+    -------
+    BuildSummary
+        ``cell_types`` is ``[cell_type]``, ``marks`` the marks added.
+    """
+    import dataclasses
+
+    import icechunk
+
+    from pitfall import _transaction as transaction
+    from pitfall.featurize.jobs import CellTypeJob, compute_signal
+    from pitfall.featurize.plan import centred_windows, file_checksum
+    from pitfall.featurize.writer import MAX_BLOCK_LOCI
+
+    t0 = time.perf_counter()
+    m = load(manifest)
+    loc = parse_location(store)
+    marks = [str(mk) for mk in marks]
+    repo = repository.open_repository(loc, **storage_options)
+    attrs = repository.root_attrs(repo)
+    loci, _ = plan_loci(m)
+    check_not_empty(m, loci)
+    block = int(attrs.get("locus_fingerprint_block") or 0)
+    if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        raise CubeError(
+            f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
+            "same loci source, windows and chromosomes as the build"
+        )
+    _check_same_featurization(attrs.get("featurization") or {}, m.featurization(), m, loc)
+    unknown = [mk for mk in marks if mk not in m.marks]
+    if unknown:
+        raise CubeError(
+            f"mark {', '.join(unknown)} (for cell type {cell_type}) is not among the marks of "
+            f"the cube at {loc} ({', '.join(m.marks) or 'none'}); a cube's marks are fixed at "
+            "its build: build a new cube with that mark in [signal] marks"
+        )
+    spec = m.cell_types.get(cell_type)
+    if spec is None:
+        raise BuildError(
+            f"{m.path}: cell type {cell_type} is not in the manifest; name its signal files "
+            f"under [cell_types.{cell_type}]"
+        )
+    lacking = [mk for mk in marks if mk not in spec.signal]
+    if lacking:
+        raise BuildError(
+            f"{m.path}: [cell_types.{cell_type}] signal names no file for mark "
+            f'{", ".join(lacking)}; add one there (signal = {{ {lacking[0]} = "FILE.bw" }})'
+        )
+    # Only the new experiments' files are read: a manifest naming just them is what is checked.
+    only = dataclasses.replace(
+        m,
+        cell_types={
+            cell_type: dataclasses.replace(spec, signal={mk: spec.signal[mk] for mk in marks})
+        },
+    )
+    notes = check_inputs(only, loci, [cell_type])
+    job = CellTypeJob(
+        id=cell_type,
+        kind=m.target_kind,
+        marks=tuple(marks),
+        signal=tuple(spec.signal[mk] for mk in marks),
+        window=m.feature_window,
+    )
+    sources = {f"signal:{mk}": file_checksum(spec.signal[mk]) for mk in marks}
+    snapshot, retried = "", 0
+    with repository.native_errors(loc):
+        for attempt in range(retries + 1):
+            txn = transaction.begin_experiments(loc, cell_type, marks, sources=sources, repo=repo)
+            step = max(1, MAX_BLOCK_LOCI // block) * block
+            for i0, i1 in loci_mod.blocks(len(loci), step):
+                table = loci.block(i0, i1)
+                values = compute_signal(
+                    job, table, table.chrom_runs(), centred_windows(table, job.window), notes
+                )
+                transaction.write_marks(txn.fork, txn.index, i0, txn.columns, values)
+                repository.pause_point("during_write")
+            try:
+                snapshot = txn.commit()
+                break
+            except icechunk.ConflictError:
+                if attempt == retries:
+                    raise
+                retried += 1
+                time.sleep(0.05 * (attempt + 1))
+    return BuildSummary(
+        store=str(loc),
+        cell_types=[cell_type],
+        n_loci=len(loci),
+        loci_per_chrom=loci.chrom_counts(),
+        marks=marks,
+        sequence_length=None,
+        snapshots=[snapshot],
+        seconds=time.perf_counter() - t0,
+        warnings=_dedupe(notes),
+        retries=retried,
+        experiments=True,
+    )
 
 
 def _summary(

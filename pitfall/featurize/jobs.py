@@ -34,6 +34,7 @@ __all__ = [
     "CellTypeJob",
     "checksums",
     "compute_blocks",
+    "compute_signal",
     "compute_write_block",
     "sequence_codes",
     "write_block",
@@ -49,7 +50,7 @@ class CellTypeJob:
     id: str
     kind: str  # a pitfall.sources.labels.LABEL_KINDS name
     marks: tuple[str, ...]
-    signal: tuple[Source, ...]
+    signal: tuple[Source | None, ...]  # per mark; None: a missing experiment (NaN)
     target: Source | None = None
     values: np.ndarray | None = None  # table kinds: one value per locus of the cube
     threshold: float = 0.5
@@ -115,23 +116,41 @@ def _compute(
         ]
     signal = None
     if job.marks:
-        signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
-        lo, hi = windows
-        for j, path in enumerate(job.signal):
-            # One reader per file and block: a URL's header and index travel once.
-            with bigwig.open_bigwig(str(path)) as handle:
-                if not bigwig.has_data(handle):
-                    # Without a value anywhere its mark is unknown (NaN), not 0 everywhere.
-                    notes.append(no_data_note(path, job.id))
-                    continue
-                for chrom, a, b in runs:
-                    try:
-                        signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])
-                    except bigwig.MissingChromosome:
-                        notes.append(missing_chrom_note(path, chrom))
+        signal = compute_signal(job, table, runs, windows, notes)
     # Each cell type's files are checksummed once, by the task of its first block.
     sources = checksums(job) if i0 == 0 else None
     return BlockData(i0, label, value, signal, notes, sources)
+
+
+def compute_signal(
+    job: CellTypeJob,
+    table: loci_mod.LocusTable,
+    runs: list[tuple[str, int, int]],
+    windows: tuple[np.ndarray, np.ndarray],
+    notes: list[str],
+) -> np.ndarray:
+    """The job's signal over the loci of ``table``: shape ``(n_block, len(job.marks))`` float32.
+
+    NaN for a mark without a file (a missing experiment), a file without data and a
+    chromosome a file lacks (the last two appended to ``notes``).
+    """
+    signal = np.full((len(table), len(job.marks)), np.nan, dtype=np.float32)
+    lo, hi = windows
+    for j, path in enumerate(job.signal):
+        if path is None:
+            continue
+        # One reader per file and block: a URL's header and index travel once.
+        with bigwig.open_bigwig(str(path)) as handle:
+            if not bigwig.has_data(handle):
+                # Without a value anywhere its mark is unknown (NaN), not 0 everywhere.
+                notes.append(no_data_note(path, job.id))
+                continue
+            for chrom, a, b in runs:
+                try:
+                    signal[a:b, j] = bigwig.window_means(handle, chrom, lo[a:b], hi[a:b])
+                except bigwig.MissingChromosome:
+                    notes.append(missing_chrom_note(path, chrom))
+    return signal
 
 
 def _fresh(fork_bytes: bytes) -> Any:

@@ -264,7 +264,10 @@ class Writer:
         for k in self.batches[b]:
             ct = self.cell_types[k]
             spec = self.m.cell_types.get(ct)
-            infos.append(CellTypeInfo(ct, spec.name if spec else ct, spec.group if spec else ""))
+            marks = tuple(mk for mk in self.m.marks if mk in spec.signal) if spec else None
+            infos.append(
+                CellTypeInfo(ct, spec.name if spec else ct, spec.group if spec else "", marks=marks)
+            )
         first = self.create and b == 0
         if first:
             self.txn = transaction.begin_create(
@@ -522,7 +525,7 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 id=ct,
                 kind=m.target_kind,
                 marks=tuple(m.marks),
-                signal=tuple(spec.signal[mk] for mk in m.marks) if spec else (),
+                signal=tuple(spec.signal.get(mk) for mk in m.marks) if spec else (),
                 target=spec.target if spec else None,
                 values=values_of.get(ct),
                 threshold=m.threshold,
