@@ -23,7 +23,10 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--mark", default="H3K4me3", help="the target mark")
     ap.add_argument(
-        "--test-chroms", nargs="+", default=["chr1"], help="the hybrid setting's held-out chromosomes"
+        "--test-chroms",
+        nargs="+",
+        default=["chr1"],
+        help="the hybrid setting's held-out chromosomes",
     )
     args = ap.parse_args()
     ds = cube.open_cube(cubes(args)["imputation"])

@@ -26,13 +26,22 @@ from pitfall.experiments import (
     figure_s4,
     figure_s5,
     grids,
+    imputation,
     preprint_s1,
     preprint_s2,
     remedies,
     single_cell_types,
 )
 
-__all__ = ["DemoError", "FINDINGS", "build_cubes", "experiments", "run", "run_sweeps"]
+__all__ = [
+    "DemoError",
+    "FINDINGS",
+    "IMPUTATION_MARK",
+    "build_cubes",
+    "experiments",
+    "run",
+    "run_sweeps",
+]
 
 
 class DemoError(RuntimeError):
@@ -44,9 +53,14 @@ def _say(msg: str) -> None:
 
 
 def build_cubes(out: Path, workers: int | None) -> dict[str, Path]:
-    """Synthesize the demo compendium and build its two cubes (skipped when present)."""
+    """Synthesize the demo compendium and build its cubes (skipped when present)."""
     comp_dir, store = out / "compendium", out / "store"
-    if not (comp_dir / "manifest.toml").exists():
+    manifests = {
+        "expression": "manifest.toml",
+        "tad": "manifest_tad.toml",
+        "imputation": "manifest_imputation.toml",
+    }
+    if not all((comp_dir / m).exists() for m in manifests.values()):
         # A run killed while synthesizing left a partial compendium: synthesize writes over
         # its own (marked) folder, and refuses one it did not write.
         t0 = time.perf_counter()
@@ -57,7 +71,7 @@ def build_cubes(out: Path, workers: int | None) -> dict[str, Path]:
             f"({time.perf_counter() - t0:.0f} s)"
         )
     paths = {"compendium": comp_dir}
-    for task, manifest in (("expression", "manifest.toml"), ("tad", "manifest_tad.toml")):
+    for task, manifest in manifests.items():
         path = store / task
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the summary lists them
@@ -109,11 +123,20 @@ def experiments(
     made["embedding"] = preprint_s1.make(ds, "E003", umap=size != "quick")
     made["gaussians"] = preprint_s2.make(size)
     made["single_cell_types"] = single_cell_types.make(ds, "E003")
+    made["imputation"] = imputation.make(
+        cube.open_cube(paths["imputation"]),
+        cell_type="E003",
+        mark=IMPUTATION_MARK,
+        size=size,
+        say=lambda line: _say(f"imputation: {line}"),
+    )
     return made
 
 
 #: The experiments whose findings ``findings.json`` keeps.
-FINDINGS = ("expression", "tad", "partitioned", "baseline_vs_similarity", "gaussians")
+FINDINGS = ("expression", "tad", "partitioned", "baseline_vs_similarity", "gaussians", "imputation")
+#: The imputed track's mark (in E003, the demo's target cell type).
+IMPUTATION_MARK = "H3K4me3"
 
 
 def run(out: Path, *, quick: bool = False, workers: int | None = None) -> Path:

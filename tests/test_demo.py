@@ -11,12 +11,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pitfall import demo, sweep  # noqa: E402
+from pitfall import cube, demo, sweep  # noqa: E402
 from pitfall.experiments import figure1, grids  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -116,3 +117,25 @@ def test_demo__report_has_the_remedies(quick: Path) -> None:
     assert len(table) == len(grids.remedy_grid("quick")) * len(grids.REMEDY_SETTINGS)
     html = (quick / "report.html").read_text()
     assert "Remedies: the average activity as an input" in html
+
+
+def test_demo__imputation_findings_against_the_cube(quick: Path) -> None:
+    f = json.loads((quick / "findings.json").read_text())["imputation"]
+    ds = cube.open_cube(quick / "store" / "imputation")
+    sig = ds["signal"].sel(mark=demo.IMPUTATION_MARK).values  # (cell_type, locus)
+    obs = ds["observed"].sel(mark=demo.IMPUTATION_MARK).values
+    cts = [str(c) for c in ds["cell_type"].values]
+    target = cts.index("E003")
+    others = [i for i in range(len(cts)) if i != target and obs[i]]
+    # the Average by hand: the mark's mean over the other cell types that have it
+    average, truth = sig[others].mean(axis=0), sig[target]
+    on_chr1 = ds["chrom"].values == "chr1"
+    for setting, loci in (("cross-cell-type", np.ones_like(on_chr1)), ("hybrid", on_chr1)):
+        got = f[setting]["baselines"]["track_average"]["mse"]
+        assert got == pytest.approx(float(np.mean((average - truth)[loci] ** 2)), rel=1e-4)
+    # the other marks carry E003's own activity: XGBoost reading them beats the Average on
+    # unseen chromosomes, which locus-constant random inputs cannot
+    assert f["hybrid"]["families"]["impute_xgboost"]["beats_average_mse"]
+    assert not f["hybrid"]["families"]["random"]["beats_average_mse"]
+    html = (quick / "report.html").read_text()
+    assert "Imputation across cell types: H3K4me3 in E003" in html

@@ -152,6 +152,29 @@ def test_pipeline_run__single_cell_types(default: Path) -> None:
 
 
 @pytest.mark.slow
+def test_pipeline_run__imputation(default: Path) -> None:
+    from pitfall import cube
+    from pitfall.experiments import grids
+
+    _run("imputation", "--size", "quick", "--out", default, cwd=default)
+    _png(default, "imputation")
+    table = pd.read_csv(default / "results" / "imputation_models.tsv", sep="\t")
+    models = table[table["kind"] != "baseline"]
+    assert len(models) == len(grids.imputation_grid("quick")) * 2  # every model, both settings
+    # zero's MSE is the target track's mean square, counted from the cube
+    ds = cube.open_cube(default / "store" / "imputation")
+    y = ds["signal"].sel(cell_type="E003", mark="H3K4me3").values.astype(np.float64)
+    on_chr1 = ds["chrom"].values == "chr1"
+    zero = table[table["baseline"] == "zero"].set_index("setting")["mse"]
+    assert zero["cross-cell-type"] == pytest.approx(float(np.mean(y**2)), rel=1e-5)
+    assert zero["hybrid"] == pytest.approx(float(np.mean(y[on_chr1] ** 2)), rel=1e-5)
+    found = json.loads((default / "results" / "imputation.json").read_text())
+    for setting, rows in models.groupby("setting"):
+        best = rows.groupby("kind")["mse"].min()
+        for kind, d in found["findings"][setting]["families"].items():
+            assert d["best_mse"] == pytest.approx(best[kind])
+
+
 def test_pipeline_run__figS4_partitioned(default: Path) -> None:
     _run("figS4_partitioned", "--size", "quick", "--workers", "0", "--out", default, cwd=default)
     _png(default, "figure_s4_partitioned")
