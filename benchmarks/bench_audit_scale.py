@@ -96,13 +96,24 @@ def cube_bins(cube_path: str) -> int:
 
 
 def _loci(ds, n_loci: int) -> slice:
-    """Every bin, or N bins from chr2 on (the peak files leave chr1 unlabelled)."""
+    """Every bin, or N bins from chr2 on (the peak files leave chr1 unlabelled).
+
+    The first bin past chr1 is found a stored chunk of names at a time, so that the
+    child's peak holds no more names than one chunk's.
+    """
     import numpy as np
 
+    n = ds.sizes["locus"]
     if n_loci <= 0:
-        return slice(0, ds.sizes["locus"])
-    first = int(np.argmin(np.asarray(ds["chrom"].values[:2_000_000]).astype(object) == "chr1"))
-    return slice(first, min(first + n_loci, ds.sizes["locus"]))
+        return slice(0, n)
+    step, first = 1 << 18, 0
+    for a in range(0, n, step):
+        names = np.asarray(ds["chrom"].isel(locus=slice(a, a + step)).values).astype(object)
+        past = np.flatnonzero(names != "chr1")
+        if past.size:
+            first = a + int(past[0])
+            break
+    return slice(first, min(first + n_loci, n))
 
 
 def _predictions(work: Path, target: str, loci: slice):
