@@ -20,13 +20,9 @@ Everything else lives in its module: :mod:`pitfall.splits`, :mod:`pitfall.baseli
 
 from __future__ import annotations
 
-import os
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-# TensorFlow's C++ INFO lines would reach every user of the nn extra; set before any import.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 try:
     __version__ = version("pitfall")

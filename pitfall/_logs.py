@@ -15,24 +15,30 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["native_stderr_silenced", "progress_bars", "quiet_third_party"]
+__all__ = ["native_stderr_silenced", "progress_bars", "quiet_tensorflow", "quiet_third_party"]
 
 _PYTHON_LOGGERS = ("distributed", "tensorflow", "absl", "numba", "h5py", "matplotlib", "fsspec")
+
+
+def quiet_tensorflow() -> None:
+    """Quiet TensorFlow's C++ core unless the user set its level (``TF_CPP_MIN_LOG_LEVEL``).
+
+    Read once, when TensorFlow is imported: the functions that import it call this first.
+    Importing pitfall changes no environment variable.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def quiet_third_party(debug: bool = False) -> None:
     """Turn the libraries' logs down to errors (``debug``: leave them as they are)."""
     if debug:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     for name in _PYTHON_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import icechunk
+    from pitfall.storage import set_icechunk_logs
 
-        icechunk.set_logs_filter("icechunk=error")
-    except ImportError:  # pragma: no cover - icechunk is a dependency
-        pass
+    set_icechunk_logs("icechunk=error")
 
 
 def progress_bars(progress: bool) -> bool:

@@ -19,6 +19,8 @@ from pitfall._atomic import atomic_path
 __all__ = [
     "INPUT_COLORS",
     "INPUT_NAMES",
+    "OKABE_ITO",
+    "group_styles",
     "legend_entries",
     "log_axis",
     "place_labels",
@@ -28,12 +30,37 @@ __all__ = [
 ]
 
 
+#: Okabe and Ito's colour-blind-safe palette, less black (kept for baselines and text).
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+_MARKERS = "osD^vPX*<>"
+
+
+def group_styles(groups: list[str]) -> dict[str, tuple[str, str]]:
+    """A (colour, marker) per group, every pair distinct, colours from :data:`OKABE_ITO`.
+
+    Colour and marker both change from one group to the next, with periods 7 and 10, so
+    that no two of the first 70 groups share a pair and neighbours in a legend never look
+    alike; a reader who cannot tell two colours apart still has the markers.
+
+    Examples
+    --------
+    >>> styles = group_styles(["ES", "blood", "brain"])
+    >>> styles["ES"], styles["blood"]
+    (('#E69F00', 'o'), ('#56B4E9', 's'))
+    """
+    return {
+        g: (OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)])
+        for i, g in enumerate(groups)
+    }
+
+
+#: A colour per model input, from :data:`OKABE_ITO` (colour-blind safe).
 INPUT_COLORS = {
-    "sequence": "#1b9e77",
-    "signal": "#d95f02",
-    "both": "#7570b3",
-    "random": "#e7298a",
-    "permuted": "#66a61e",
+    "sequence": "#009E73",
+    "signal": "#D55E00",
+    "both": "#0072B2",
+    "random": "#CC79A7",
+    "permuted": "#E69F00",
 }
 
 

@@ -49,10 +49,6 @@ __all__ = [
     "zarr_array",
 ]
 
-# Icechunk's local storage warns on every open that concurrent commits are unsafe; local
-# commits are serialised by pitfall.storage.commit_lock, so the warning is noise.
-icechunk.set_logs_filter("icechunk=error")
-
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 log = logging.getLogger(__name__)

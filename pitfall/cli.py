@@ -18,8 +18,6 @@ from typing import Any
 
 __all__ = ["main", "run"]
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from pitfall import synth
@@ -812,14 +810,15 @@ def run() -> None:
     without the GIL while the interpreter finalizes is ended by ``pthread_exit`` through
     Rust frames, which aborts the process (SIGABRT) after the command has finished and
     printed its result (now and then, after quick commands). So the exit does what
-    Python's would, short of finalization: join the other non-daemon threads, run the
-    ``atexit`` handlers (Dask, zarr, logging), flush, and end the process.
+    Python's would, short of finalization: stop thread pools and join the other non-daemon
+    threads, run the ``atexit`` handlers (Dask, zarr, logging), flush, and end the process.
     """
     code = main()
-    main_thread = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main_thread and not thread.daemon:
-            thread.join()
+    # Python's own first step of exit: stop the thread pools (concurrent.futures registers
+    # there, not in atexit) and join the other non-daemon threads.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ cell type: 100% for cross-cell-type, 0% for hybrid and cross-chromosome.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -40,8 +41,11 @@ __all__ = [
     "locus_indexer",
     "locus_positions",
     "preset",
+    "replacement_valid_cell_types",
     "take_loci",
 ]
+
+log = logging.getLogger(__name__)
 
 Role = Literal["train", "valid", "test"]
 ROLES: tuple[Role, ...] = ("train", "valid", "test")
@@ -336,12 +340,42 @@ def cube_chroms(ds: xr.Dataset) -> list[str]:
 # Presets
 
 
+def replacement_valid_cell_types(cell_types: Sequence[str], target: str) -> tuple[str, ...]:
+    """Validation cell types for a cube that has none of those asked for.
+
+    One in five of the cell types other than the target, at least one and at most four
+    (the paper validates on 4 of 56), taken evenly spaced through the cube's order so that
+    they span its lineages; at least one other cell type is left to train on, so a cube of
+    two cell types gets none.
+
+    Parameters
+    ----------
+    cell_types
+        The cube's cell types, in its order.
+    target
+        The test cell type (never chosen).
+
+    Examples
+    --------
+    >>> replacement_valid_cell_types(["E003", "E004", "E005", "E006", "E007", "E008"], "E003")
+    ('E004',)
+    >>> replacement_valid_cell_types([f"c{i}" for i in range(12)], "c0")
+    ('c1', 'c11')
+    """
+    others = [c for c in cell_types if c != target]
+    if len(others) < 2:
+        return ()
+    k = min(4, max(1, len(others) // 5))
+    picks = np.linspace(0, len(others) - 1, k).round().astype(int)
+    return tuple(others[i] for i in dict.fromkeys(picks.tolist()))
+
+
 def preset(
     ds: xr.Dataset,
     setting: str,
     target: str,
     *,
-    valid_cell_types: Sequence[str] = (),
+    valid_cell_types: Sequence[str] | None = None,
     test_chroms: Sequence[str] = ("chr1",),
     valid_chroms: Sequence[str] = ("chr2",),
     train_chroms: Sequence[str] | None = None,
@@ -361,7 +395,10 @@ def preset(
     target
         The test cell type (an id of the cube).
     valid_cell_types
-        Validation cell types across cell types (ids; the target is dropped from them).
+        Validation cell types across cell types (ids; the target and absent ones are
+        dropped). None, or none of them in the cube: :func:`replacement_valid_cell_types`
+        chooses them, and a warning on the ``pitfall.splits`` logger names them. An empty
+        sequence asks for no validation cell types.
     test_chroms, valid_chroms
         Test and validation chromosomes.
     train_chroms
@@ -377,10 +414,10 @@ def preset(
     if train_chroms is None:
         train_chroms = [c for c in all_chroms if c not in held]
     train_chroms = tuple(train_chroms)
-    valid_cell_types = tuple(c for c in valid_cell_types if c != target)
     cell_types = [str(c) for c in ds["cell_type"].values]
     if target not in cell_types:
         raise SplitError(f"target cell type {target!r} is not in the cube ({cell_types[:10]}...)")
+    valid_cell_types = _valid_cell_types(valid_cell_types, cell_types, target, setting)
     others = tuple(c for c in cell_types if c != target and c not in valid_cell_types)
     non_test = tuple(c for c in all_chroms if c not in set(test_chroms))
     if setting == "cross-chromosome":
@@ -410,6 +447,29 @@ def preset(
         )
     split.check(ds)
     return split
+
+
+def _valid_cell_types(
+    asked: Sequence[str] | None, cell_types: list[str], target: str, setting: str
+) -> tuple[str, ...]:
+    """The validation cell types of a split: those asked for, else stated replacements."""
+    if asked is not None and not asked:
+        return ()
+    present = tuple(c for c in dict.fromkeys(asked or ()) if c != target and c in cell_types)
+    if present or setting == "cross-chromosome":
+        return present
+    chosen = replacement_valid_cell_types(cell_types, target)
+    why = (
+        "no validation cell types were given"
+        if asked is None
+        else f"none of the validation cell types {list(asked)} is in the cube"
+    )
+    log.warning(
+        "%s: validating on %s instead (pass valid_cell_types to choose)",
+        why,
+        ", ".join(chosen) if chosen else "no cell type (the cube has too few to spare one)",
+    )
+    return chosen
 
 
 def hybrid_grid(

@@ -49,6 +49,7 @@ __all__ = [
     "object_store",
     "parse_location",
     "s3_endpoint",
+    "set_icechunk_logs",
     "storage",
     "storage_error",
 ]
@@ -56,6 +57,9 @@ __all__ = [
 OBJECT_SCHEMES = ("s3", "gs", "az")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 _TRUE = {"1", "true", "yes", "on"}
+#: Icechunk's log filter for the whole process, as :func:`set_icechunk_logs` last set it
+#: (None: ``ICECHUNK_LOG``, else Icechunk's default).
+_icechunk_logs: str | None = None
 
 
 class LocationError(ValueError):
@@ -164,6 +168,39 @@ def s3_endpoint(endpoint_url: str | None = None) -> str | None:
     )
 
 
+def set_icechunk_logs(directive: str | None) -> None:
+    """Set Icechunk's log filter for the whole process (the command line's quiet mode).
+
+    Parameters
+    ----------
+    directive
+        A ``tracing`` filter such as ``"icechunk=error"``; None: ``ICECHUNK_LOG``, else
+        Icechunk's default. Scoped quieting inside pitfall restores this one.
+    """
+    global _icechunk_logs
+    _icechunk_logs = directive
+    icechunk.set_logs_filter(directive)
+
+
+@contextlib.contextmanager
+def _local_storage_quiet() -> Iterator[None]:
+    """Hide Icechunk's warning that local storage is unsafe for concurrent commits.
+
+    pitfall serialises local commits itself (:func:`commit_lock`), so the warning, printed
+    on every open, says nothing to its users. Icechunk's filter is process-wide: it is
+    turned down only while the storage is made, then set back, and left alone where the
+    user asked for Icechunk's logs (``ICECHUNK_LOG``).
+    """
+    if "ICECHUNK_LOG" in os.environ:
+        yield
+        return
+    icechunk.set_logs_filter("icechunk=error")
+    try:
+        yield
+    finally:
+        icechunk.set_logs_filter(_icechunk_logs)
+
+
 def storage(
     location: str | os.PathLike[str] | Location,
     *,
@@ -191,7 +228,8 @@ def storage(
         if loc.path.exists() and not loc.path.is_dir():
             # Icechunk would abort the process on it (a Rust panic), not raise.
             raise FileExistsError(f"{loc.path} is a file; a cube location is a folder or a URL")
-        return icechunk.local_filesystem_storage(loc.prefix)
+        with _local_storage_quiet():
+            return icechunk.local_filesystem_storage(loc.prefix)
     if loc.scheme == "s3":
         endpoint = s3_endpoint(endpoint_url)
         kw: dict[str, Any] = {

@@ -24,6 +24,7 @@ Cell types given by name (``"GM12878"``) match a cube's ids first, then its disp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ import xarray as xr
 
 from pitfall import splits
 from pitfall.registry import Registry, RegistryError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TASKS", "Task", "TaskError", "get_task", "register_task", "resolve_cell_types"]
 
@@ -101,9 +104,12 @@ class Task:
             Chromosome roles; ``train_chroms`` overrides the task's rule.
         """
         (target_id,) = resolve_cell_types(ds, [target or self.target], strict=True)
-        valid = resolve_cell_types(
-            ds, self.valid_cell_types if valid_cell_types is None else valid_cell_types
-        )
+        asked = self.valid_cell_types if valid_cell_types is None else tuple(valid_cell_types)
+        valid = resolve_cell_types(ds, asked)
+        missing = [name for name in asked if not resolve_cell_types(ds, [name])]
+        if missing:
+            # When none is left, preset also says which it validates on instead.
+            log.warning("validation cell types %s are not in the cube", missing)
         if train_chroms is None and self.n_train_chroms is not None:
             held = set(test_chroms) | set(valid_chroms)
             rest = [c for c in splits.cube_chroms(ds) if c not in held]
@@ -112,7 +118,7 @@ class Task:
             ds,
             setting,
             target_id,
-            valid_cell_types=valid,
+            valid_cell_types=valid if valid or not asked else None,
             test_chroms=test_chroms,
             valid_chroms=valid_chroms,
             train_chroms=train_chroms,

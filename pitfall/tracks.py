@@ -12,8 +12,9 @@ value per base, so where windows overlap (TSS windows of nearby genes do) a rule
 
 Windows are cut at every window start and end, and each piece gets the rule's value, so a
 locus whose window overlaps no other is written exactly as its score. bigWig stores 32-bit
-floats: scores are rounded to float32 (use bedGraph, written with 17 significant digits, to
-keep float64). Chromosome sizes for the bigWig header come from ``chrom_sizes`` (a mapping
+floats: scores are rounded to float32 (use bedGraph to keep float64). bedGraph writes each
+score in the shortest decimal that reads back to the same value of the scores' own dtype
+(``0.289806`` for that float32, not its float64 expansion). Chromosome sizes for the bigWig header come from ``chrom_sizes`` (a mapping
 or a ``chrom.sizes`` file) or default to the largest locus end of each chromosome.
 
 Reading (:func:`window_means`, :func:`read_track`) follows the rules of the signal kernel
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyBigWig
 import xarray as xr
@@ -282,6 +284,7 @@ def write_track(
             "returns them) to place each score on its locus"
         )
     pos = np.asarray(one["locus"].values, dtype=np.int64)
+    stored = one.dtype if one.dtype.kind == "f" and one.dtype.itemsize >= 4 else np.float64
     values = np.asarray(one.values, dtype=np.float64)
     n = ds.sizes["locus"]
     if pos.size and (pos.min() < 0 or pos.max() >= n):
@@ -329,7 +332,9 @@ def write_track(
         if fmt == "bigwig":
             _write_bigwig(tmp, [(c, sizes[c]) for c in order], runs)
         else:
-            _write_bedgraph(tmp, runs, name or path.name.split(".")[0], path.name.endswith(".gz"))
+            _write_bedgraph(
+                tmp, runs, name or path.name.split(".")[0], path.name.endswith(".gz"), stored
+            )
     return path
 
 
@@ -391,14 +396,17 @@ def _write_bedgraph(
     runs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     name: str,
     compress: bool,
+    dtype: npt.DTypeLike,
 ) -> None:
     opener = gzip.open if compress else open
     with opener(path, "wt") as fh:
         fh.write(f'track type=bedGraph name="{name}"\n')
         for c, s, e, v in runs:
-            # 17 significant digits: the float64 score reads back exactly.
-            frame = pd.DataFrame({"chrom": c, "start": s, "end": e, "value": v})
-            frame.to_csv(fh, sep="\t", header=False, index=False, float_format="%.17g")
+            # pandas writes the shortest decimal that reads back to the same value of the
+            # column's dtype: the scores' own precision, never more digits.
+            value = v.astype(dtype)
+            frame = pd.DataFrame({"chrom": c, "start": s, "end": e, "value": value})
+            frame.to_csv(fh, sep="\t", header=False, index=False)
         fh.flush()
     # A full disk may show only when the data reach it.
     with open(path, "rb") as raw:

@@ -168,7 +168,7 @@ def test_log_axis__trees_range_labels_do_not_overlap() -> None:
     assert not _overlapping(_boxes(labels, r))
     assert all(not t.get_text() for t in ax.get_xticklabels(minor=True))
     plt.close(fig)
-    # the real-label trees figure: 142 to 34,418 parameters on a half-width panel
+    # the real-label trees figure: 142 to 34,418 leaves on a half-width panel
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     x = [142, 550, 2600, 10500, 34418]
     ax.scatter(x, np.linspace(0.6, 0.9, 5))
@@ -267,10 +267,27 @@ def test_baseline_vs_similarity__two_panels_with_scipys_spearman(small) -> None:
     ref_n = stats.spearmanr(table["mean_similarity"], table["ap_normalised"])
     assert b.get_title().startswith(f"Spearman rho = {ref_n.statistic:.2f}")
     assert {t.get_text() for t in b.get_legend().get_texts()} == {"ES", "blood", "brain"}
+    # colour-blind safe: every group's points in an Okabe-Ito colour, each with its own marker
+    from matplotlib.colors import to_hex
+
+    points = [c for c in a.collections if c.get_label() in {"ES", "blood", "brain"}]
+    colours = {to_hex(c.get_facecolor()[0]).upper() for c in points}
+    assert len(points) == 3 and colours <= set(plotting.OKABE_ITO) and len(colours) == 3
+    assert len({tuple(c.get_paths()[0].vertices.ravel().round(3)) for c in points}) == 3
     labelled = {t.get_text() for t in a.texts} - {"a"}
     assert labelled <= set(table.nsmallest(3, "ap")["cell_type"]) and labelled
     assert fig._suptitle.get_text() == "S5"
     plt.close(fig)
+
+
+def test_group_styles__every_pair_distinct_and_colour_blind_safe() -> None:
+    groups = [f"g{i}" for i in range(70)]
+    styles = plotting.group_styles(groups)
+    assert len(set(styles.values())) == 70  # no two groups look alike
+    assert {c for c, _ in styles.values()} == set(plotting.OKABE_ITO)
+    # neighbours in a legend differ in colour and in marker
+    for a, b in zip(groups, groups[1:], strict=False):
+        assert styles[a][0] != styles[b][0] and styles[a][1] != styles[b][1]
 
 
 def test_gaussians__data_panel_and_flat_ap_panel() -> None:

@@ -73,6 +73,9 @@ def test_run__report_and_findings_against_naive_numbers(report: Path) -> None:
     assert grid["cross_cell_type_largest"]["n_cells"] == grid["hybrid"]["n_cells"] // 2 == 4
     assert set(found["gbm"]) == {"cross-cell-type", "hybrid"} and "tad_curve" in found
     assert found["s5"]["n_targets"] == 56
+    # trees are sized in leaves, networks in parameters
+    said = real_labels.describe(found)
+    assert " leaves; best" in said["gbm"][0] and " parameters; best" in said["curve"][0]
     figures = sorted(p.name for p in (report / "figures").glob("*.png"))
     assert figures == sorted(["real_curve.png", "real_tad_curve.png", "real_gbm.png",
                               "real_grid.png", "real_partitioned.png",
@@ -148,3 +151,5 @@ def test_report_real_command__quick_size_as_the_readme_gives_it(
     assert found["run"]["plan"] == json.loads(json.dumps(plan.to_dict(), default=str))
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
+    # the quick recipe says what it cannot show, once before each memorisation curve
+    assert html.count("too little for the random control to memorise") == 3

@@ -75,6 +75,36 @@ def test_preset__any_target_and_validation(ds) -> None:
     assert set(s.train_cell_types) == {"E003", "E004", "E037", "E106", "E113"}
 
 
+def test_preset__no_validation_cell_types_given_chooses_and_says(ds, caplog) -> None:
+    caplog.set_level("WARNING", logger="pitfall.splits")
+    split = splits.preset(ds, "cross-cell-type", "E003")
+    # 6 others: one in five, at least one: the first of them in the cube's order.
+    assert split.valid_cell_types == ("E004",)
+    assert split.train_cell_types == ("E037", "E106", "E113", "E005", "E006")
+    assert "no validation cell types were given: validating on E004" in caplog.text
+    caplog.clear()
+    none = splits.preset(ds, "hybrid", "E003", valid_cell_types=())  # asked for none
+    assert none.valid_cell_types == () and caplog.text == ""
+
+
+def test_preset__absent_validation_cell_types_never_leave_it_empty_in_silence(
+    tmp_path: Path, caplog
+) -> None:
+    cts = [f"X{i:02d}" for i in range(11)]  # none of the expression task's E113, E004...
+    ds = _tiny_cube(tmp_path, cell_types=cts, chroms=CHROMS[:4])
+    caplog.set_level("WARNING")
+    split = EXPRESSION.split(ds, "cross-cell-type", "X00")
+    assert split.valid_cell_types == ("X01", "X10")  # 10 others: 2, evenly spaced
+    assert "validation cell types ['E113', 'E004', 'E037', 'E106'] are not in the cube" in (
+        caplog.text
+    )
+    assert "validating on X01, X10 instead" in caplog.text
+    two = _tiny_cube(tmp_path / "two", cell_types=["X00", "X01"], chroms=CHROMS[:4])
+    caplog.clear()
+    assert EXPRESSION.split(two, "hybrid", "X00").valid_cell_types == ()
+    assert "validating on no cell type (the cube has too few to spare one)" in caplog.text
+
+
 def test_split__selections_are_the_roles_cells_and_chromosomes(ds) -> None:
     s = EXPRESSION.split(ds, "hybrid", "E003")
     test = s.test(ds)

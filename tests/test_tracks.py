@@ -192,15 +192,28 @@ def test_write_track__bedgraph_text_hand_checked(tmp_path: Path) -> None:
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     assert lines == [
         'track type=bedGraph name="b"',
-        "chr1\t100\t250\t0.10000000000000001",
-        "chr1\t250\t300\t0.15000000000000002",
-        "chr1\t300\t400\t0.20000000000000001",
-        "chr1\t500\t600\t0.29999999999999999",
-        "chr2\t0\t50\t0.40000000000000002",
+        "chr1\t100\t250\t0.1",
+        "chr1\t250\t300\t0.15000000000000002",  # (0.1 + 0.2) / 2 in float64
+        "chr1\t300\t400\t0.2",
+        "chr1\t500\t600\t0.3",
+        "chr2\t0\t50\t0.4",
         "chr10\t10\t20\t0.5",
     ]
     means = tracks.read_track(path, ds)[0]
     assert means[2:].tolist() == [0.3, 0.4, 0.5]  # float64 scores come back exactly
+
+
+def test_write_track__bedgraph_float32_at_its_own_precision(tmp_path: Path) -> None:
+    ds = small_cube()
+    scores = small_scores(ds).astype(np.float32)
+    path = tracks.write_track(scores, ds, tmp_path / "b.bedGraph", cell_type="B", overlaps="mean")
+    values = [line.split("\t")[3] for line in path.read_text().splitlines()[1:]]
+    f32 = scores.sel(cell_type="B").values
+    mean = np.float32((np.float64(f32[0]) + np.float64(f32[1])) / 2)
+    expected = [f32[0], mean, f32[1], f32[2], f32[3], f32[4]]
+    # numpy prints a float32 as its shortest round-trip decimal (0.1, not 0.10000000149...).
+    assert values == [str(v) for v in expected]
+    assert [np.float32(float(v)) for v in values] == expected
 
 
 def test_write_track__refuses_what_it_cannot_place(tmp_path: Path) -> None:

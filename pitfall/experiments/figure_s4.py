@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from pitfall import evaluate, random_ranking, splits, sweep, tasks
-from pitfall._plotting import INPUT_COLORS, INPUT_NAMES, pyplot
+from pitfall._plotting import INPUT_COLORS, INPUT_NAMES, OKABE_ITO, pyplot
 from pitfall.experiments._result import Result
 
 __all__ = [
@@ -211,7 +211,7 @@ def plot(table: pd.DataFrame, tests: pd.DataFrame | None = None, title: str = ""
             table[(table.group == g) & (table.predictor == pred)]["ap"].dropna() for g in groups
         ]
         pos = np.arange(len(groups)) + (i - (len(predictors) - 1) / 2) * width
-        color = INPUT_COLORS.get(pred, plt.cm.tab10(i))
+        color = INPUT_COLORS.get(pred, OKABE_ITO[i % len(OKABE_ITO)])
         box = ax.boxplot(
             data,
             positions=pos,

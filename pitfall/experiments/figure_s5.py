@@ -16,7 +16,7 @@ import xarray as xr
 from scipy import stats
 
 from pitfall import baselines, evaluate, splits, tasks
-from pitfall._plotting import place_labels, pyplot
+from pitfall._plotting import group_styles, place_labels, pyplot
 from pitfall.experiments._result import Result
 
 __all__ = ["baseline_vs_similarity", "make", "plot", "similarity_summary"]
@@ -183,12 +183,7 @@ def plot(
     groups = list(dict.fromkeys(table["group"])) if "group" in table else []
     has_groups = len(groups) > 1
     fig, axes = plt.subplots(1, 2, figsize=(12.5 if has_groups else 10, 4.6))
-    # ten distinct colours, then the same colours with another marker: tab20's paired
-    # light/dark shades are too alike to tell groups apart
-    markers = "osD^v"
-    styles = {
-        g: (plt.cm.tab10(i % 10), markers[(i // 10) % len(markers)]) for i, g in enumerate(groups)
-    }
+    styles = group_styles([str(g) for g in groups])
     low = set(table.nsmallest(n_labels, "ap")["cell_type"]) if n_labels else set()
     for ax, (col, ylabel) in zip(
         axes,
@@ -203,7 +198,7 @@ def plot(
         if has_groups:
             for g in groups:
                 sel = (table["group"] == g).to_numpy()
-                color, marker = styles[g]
+                color, marker = styles[str(g)]
                 ax.scatter(
                     xs[sel],
                     ys[sel],

@@ -405,13 +405,20 @@ class Loader:
     # ------------------------------------------------------------------------------------
     def to_tf(self, **kw: Any) -> Any:
         """A ``tf.data.Dataset`` of the batches (:func:`pitfall.loaders.to_tf.tf_dataset`)."""
+        from pitfall._logs import quiet_tensorflow
+
+        quiet_tensorflow()
         from pitfall.loaders.to_tf import tf_dataset
 
         return tf_dataset(self, **kw)
 
     def to_keras(self, **kw: Any) -> Any:
         """A Keras ``PyDataset`` of the batches (:class:`pitfall.loaders.to_keras.KerasBatches`)."""
-        from pitfall.loaders.to_keras import KerasBatches
+        from pitfall._logs import native_stderr_silenced, quiet_tensorflow
+
+        quiet_tensorflow()
+        with native_stderr_silenced():  # TensorFlow's oneDNN notice, printed at import
+            from pitfall.loaders.to_keras import KerasBatches
 
         return KerasBatches(self, **kw)
 

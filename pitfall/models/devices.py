@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pitfall._logs import native_stderr_silenced
+from pitfall._logs import native_stderr_silenced, quiet_tensorflow
 
 __all__ = [
     "DEVICES",
@@ -158,7 +158,7 @@ def tensorflow() -> Any:
     """
     # Silence TensorFlow's C++ start-up chatter unless the user asked for it (its oneDNN
     # notice comes before its log level is read: only the descriptor can be quieted).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     try:
         with native_stderr_silenced():
             import tensorflow as tf
