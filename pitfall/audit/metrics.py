@@ -501,9 +501,13 @@ class _SharedEnds:
             else:
                 build = False
         if build:
-            entry[1] = self.grouped.tie_ends(i)
-            entry[0].set()
+            try:
+                entry[1] = self.grouped.tie_ends(i)
+            finally:
+                entry[0].set()  # never leave the group's other job waiting
         entry[0].wait()
+        if entry[1] is None:
+            raise RuntimeError(f"the tie ends of activity group {i} could not be built")
         return entry[1]
 
     def done(self, i: int) -> None:
@@ -590,8 +594,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def _release_freed() -> None:
-    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``;
-    nothing elsewhere). glibc keeps the pages of freed arrays below its mapping threshold
+    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``; a
+    C library without it is left as it is). glibc keeps the pages of freed arrays below its mapping threshold
     for reuse, and arrays of a later size then land beside them: without this the process's
     resident memory would grow with every stage and chunk, not with the largest."""
     trim = _malloc_trim()
