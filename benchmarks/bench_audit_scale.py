@@ -20,7 +20,8 @@ The predictions are computed once, chunk by chunk, into ``.npy`` files under ``-
 mapping the predictions excluded), medians of ``--repeats`` children; ``cpu ratio`` is the
 ratio of their CPU seconds (every thread), which other processes on the machine disturb
 less than the wall time. ``--loci`` audits N bins only (from chr2 on: the peak files leave
-chr1 unlabelled), to see how time and memory grow with the number of loci.
+chr1 unlabelled), to see how time and memory grow with the number of loci: with several
+sizes, the growth of the audit's peak above the floor per bin between them (its slope).
 
 Usage::
 
@@ -87,14 +88,32 @@ def prepare(cube_path: str, work: Path) -> list[str]:
     return lines
 
 
+def cube_bins(cube_path: str) -> int:
+    """The cube's number of bins."""
+    from pitfall.cube import open_cube
+
+    return int(open_cube(cube_path).sizes["locus"])
+
+
 def _loci(ds, n_loci: int) -> slice:
-    """Every bin, or N bins from chr2 on (the peak files leave chr1 unlabelled)."""
+    """Every bin, or N bins from chr2 on (the peak files leave chr1 unlabelled).
+
+    The first bin past chr1 is found a stored chunk of names at a time, so that the
+    child's peak holds no more names than one chunk's.
+    """
     import numpy as np
 
+    n = ds.sizes["locus"]
     if n_loci <= 0:
-        return slice(0, ds.sizes["locus"])
-    first = int(np.argmin(np.asarray(ds["chrom"].values[:2_000_000]).astype(object) == "chr1"))
-    return slice(first, min(first + n_loci, ds.sizes["locus"]))
+        return slice(0, n)
+    step, first = 1 << 18, 0
+    for a in range(0, n, step):
+        names = np.asarray(ds["chrom"].isel(locus=slice(a, a + step)).values).astype(object)
+        past = np.flatnonzero(names != "chr1")
+        if past.size:
+            first = a + int(past[0])
+            break
+    return slice(first, min(first + n_loci, n))
 
 
 def _predictions(work: Path, target: str, loci: slice):
@@ -178,8 +197,10 @@ def main() -> None:
           f"{'cpu ratio':>9} {'anchor MB':>10} {'audit MB':>9}  call")  # fmt: skip
     totals: dict[str, float] = {"anchor": 0.0, "audit": 0.0}
     peaks: dict[str, float] = {"anchor": 0.0, "audit": 0.0}
+    above: dict[int, float] = {}  # bins -> the audit's largest peak above the floor
     for n_loci in sizes:
         floor = run_child(args, "floor", targets[0], n_loci)["peak_mb"]
+        n_bins = n_loci if n_loci > 0 else int(cube_bins(args.cube))
         for target in targets:
             runs: dict[str, list[dict[str, Any]]] = {"anchor": [], "audit": []}
             for _ in range(args.repeats):
@@ -190,6 +211,7 @@ def main() -> None:
             mem = {p: max(r["peak_mb"] for r in runs[p]) - floor for p in runs}
             for p in runs:
                 peaks[p] = max(peaks[p], mem[p] + floor)
+            above[n_bins] = max(above.get(n_bins, 0.0), mem["audit"])
             a = runs["audit"][0]
             if abs(a["ap"] - runs["anchor"][0]["ap"]) > 1e-9:
                 sys.exit(f"{target}: the audit's AP {a['ap']} differs from the anchor's")
@@ -203,6 +225,11 @@ def main() -> None:
                   f"{mem['anchor']:10.0f} {mem['audit']:9.0f}  {a['call']}", flush=True)  # fmt: skip
         print(f"  floor (imports, cube, mapped predictions): {floor:.0f} MB; largest whole "
               f"process: anchor {peaks['anchor']:.0f} MB, audit {peaks['audit']:.0f} MB")  # fmt: skip
+    bins = sorted(above)
+    for small, large in zip(bins, bins[1:], strict=False):
+        slope = (above[large] - above[small]) * 2**20 / (large - small)
+        print(f"audit peak above the floor: {above[small]:.0f} MB at {small:,} bins, "
+              f"{above[large]:.0f} MB at {large:,}: {slope:.1f} bytes per bin")  # fmt: skip
     if totals["anchor"]:
         print(
             f"every line: anchor {totals['anchor']:.1f} s, audit {totals['audit']:.1f} s, "

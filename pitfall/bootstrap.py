@@ -30,7 +30,9 @@ oracle of the tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -55,6 +57,8 @@ __all__ = [
     "percentile_interval",
     "renumber",
 ]
+
+T = TypeVar("T")
 
 #: Default genomic block length (bp).
 BLOCK_SIZE = 1_000_000
@@ -432,6 +436,21 @@ def _count_labelled(y: np.ndarray) -> int:
     return m
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _low_word(
+    index: int, positive: bool, block: int, code: int, code_shift: np.uint64, by_index: bool
+) -> np.uint64:
+    # A word's low 32 bits: the locus's index, or its payload (label, block, segment code;
+    # ``code`` -1 without segments). Scalars only: a helper taking the arrays compiles
+    # into slow, reference-counting code.
+    if by_index:
+        return np.uint64(index)
+    low = (np.uint64(block) << np.uint64(1)) | np.uint64(positive)
+    if code >= 0:
+        low |= np.uint64(code) << code_shift
+    return low
+
+
 @numba.njit(cache=True, nogil=True)
 def _pack_words(
     y: np.ndarray,
@@ -447,8 +466,6 @@ def _pack_words(
     # Words of the labelled loci, in locus order: the tie group is the order-reversing
     # uint32 image of the float32 score (+0.0 for -0.0: they tie). Returns how many, or
     # _NAN_SCORE / _NOT_FLOAT32 (a float64 score float32 cannot hold: ties would merge).
-    # (Here and below, the words' layout is written out in each loop: numba compiles a
-    # helper taking the arrays into slow, reference-counting code.)
     code_shift = np.uint64(block_bits + 1)
     m = 0
     for i in range(y.size):
@@ -466,13 +483,10 @@ def _pack_words(
             key = bits  # negative: the larger the magnitude, the later
         else:
             key = np.uint64(0x7FFFFFFF) - bits
-        if by_index:
-            low = np.uint64(i)
-        else:
-            low = (np.uint64(block[i]) << np.uint64(1)) | np.uint64(y[i] == 1)
-            if seg.size:
-                low |= np.uint64(seg[i] - seg_lo) << code_shift
-        out[m] = (key << np.uint64(32)) | low
+        code = seg[i] - seg_lo if seg.size else -1
+        out[m] = (key << np.uint64(32)) | _low_word(
+            i, y[i] == 1, block[i], code, code_shift, by_index
+        )
         m += 1
     return m
 
@@ -496,13 +510,10 @@ def _words_in_order(
         j = order[i]
         if i and score[j] != score[order[i - 1]]:
             group += np.uint64(1)
-        if by_index:
-            low = np.uint64(j)
-        else:
-            low = (np.uint64(block[j]) << np.uint64(1)) | np.uint64(y[j] == 1)
-            if seg.size:
-                low |= np.uint64(seg[j] - seg_lo) << code_shift
-        out[i] = (group << np.uint64(32)) | low
+        code = seg[j] - seg_lo if seg.size else -1
+        out[i] = (group << np.uint64(32)) | _low_word(
+            j, y[j] == 1, block[j], code, code_shift, by_index
+        )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -770,9 +781,29 @@ class SortedLoci:
 
         The segments are the labels of the labelled loci (shape (n,) like the others).
         """
+        return cls.overall_then_by_segment(y, score, blocks, segments, lambda overall: overall)
+
+    @classmethod
+    def overall_then_by_segment(
+        cls,
+        y: npt.ArrayLike,
+        score: npt.ArrayLike,
+        blocks: npt.ArrayLike,
+        segments: npt.ArrayLike,
+        on_overall: Callable[[SortedLoci], T],
+    ) -> tuple[T, SortedLoci]:
+        """:meth:`overall_and_by_segment`, the loci by decreasing score handed to
+        ``on_overall`` and dropped before the loci by segment are built, so that the two
+        orders are never held at once unless ``on_overall`` keeps the first.
+
+        Returns
+        -------
+        (what ``on_overall`` returned, the loci by (segment, decreasing score))
+        """
         y, s, b, seg = cls._inputs(y, score, blocks, segments)
         words = _Words(y, s, b, seg, None)
-        return words.sorted_loci(False), words.sorted_loci(True)
+        result = on_overall(words.sorted_loci(False))
+        return result, words.sorted_loci(True)
 
     def segment(self, i: int) -> slice:
         """The loci of segment ``i`` in sorted order."""

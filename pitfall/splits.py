@@ -35,6 +35,7 @@ __all__ = [
     "Split",
     "SplitError",
     "chrom_names",
+    "chrom_runs",
     "cube_chroms",
     "hybrid_grid",
     "locus_indexer",
@@ -319,6 +320,15 @@ def locus_indexer(ds: xr.Dataset, chroms: Sequence[str]) -> slice | np.ndarray:
 
 def _compact(chroms: Sequence[str]) -> str:
     return ",".join(chroms) if len(chroms) <= 4 else f"{chroms[0]}..{chroms[-1]} ({len(chroms)})"
+
+
+def chrom_runs(ds: xr.Dataset) -> dict[str, list[tuple[int, int]]]:
+    """Each chromosome's loci as runs of positions ``[(start, stop), ...]`` along ``locus``.
+
+    Chromosomes in the cube's order (of their first locus), read without decoding every
+    locus's name; the mapping is shared by every caller (read it, never change it).
+    """
+    return _chrom_index(ds)
 
 
 def cube_chroms(ds: xr.Dataset) -> list[str]:

@@ -924,3 +924,30 @@ def test_read_prediction_table__gzipped_table_named_tsv_is_read(tiny: dict, tmp_
         audit_predictions(tmp_path / "pred.tsv", tiny["ds"]).to_frame(),
         audit_predictions(pred, tiny["ds"]).to_frame(),
     )
+
+
+def test_score_target__pooled_targets_on_different_chromosomes_keep_distinct_blocks() -> None:
+    from pitfall.audit.metrics import Options, pool, score_target
+
+    # chr1 at loci 0..99, chr2 at 100..199, each 1 Mb long: ten 100 kb blocks each
+    n = 200
+    rng = np.random.default_rng(3)
+    labels = (rng.random((3, n)) < 0.4).astype(np.float32)
+    chrom = np.array(["chr1"] * 100 + ["chr2"] * 100)
+    start = (np.arange(n) % 100) * 10_000
+    ds = xr.Dataset(
+        {"label": (("cell_type", "locus"), labels)},
+        coords={"cell_type": ["A", "B", "C"], "locus": np.arange(n), "chrom": ("locus", chrom),
+                "start": ("locus", start), "end": ("locus", start + 10_000)},
+    )  # fmt: skip
+    options = Options(block_size=100_000)
+    on_chr2, on_chr1 = np.arange(100, 200), np.arange(0, 100)
+    a = score_target(ds, "A", on_chr2, rng.random(100), ["C"], train_chroms=None, options=options)
+    b = score_target(ds, "B", on_chr1, rng.random(100), ["C"], train_chroms=None, options=options)
+    pooled = pool([a, b])
+    # by hand: chromosome by its place in the cube, block by start // block_size
+    code = {"chr1": 0, "chr2": 1}
+    loci = np.r_[on_chr2, on_chr1]
+    by_hand = np.array([code[c] for c in chrom[loci]]) * 2**40 + start[loci] // 100_000
+    np.testing.assert_array_equal(pooled.block_keys[pooled.blocks], by_hand)
+    assert pooled.block_keys.size == 20

@@ -11,7 +11,11 @@ number means is in :mod:`pitfall.audit`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +28,7 @@ import xarray as xr
 from pitfall import average_activity, bootstrap, evaluate, random_ranking, track_metrics
 from pitfall.baselines import AverageActivity, MostSimilar
 from pitfall.multiple_testing import METHODS, adjust_pvalues
-from pitfall.splits import take_loci
+from pitfall.splits import chrom_runs, take_loci
 
 __all__ = [
     "BASELINE_LABELS",
@@ -168,6 +172,7 @@ def correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     if not ok.all():
         a, b = a[ok], b[ok]
+    del ok  # not held while both scorings are ranked
     m = track_metrics.track_metrics(a, b)
     return float(m["gwcorr"]), float(m["gwspear"])
 
@@ -178,6 +183,23 @@ def _values(da: xr.DataArray) -> np.ndarray:
 
 #: Scored loci read from the cube at a time (labels of every reference cell type).
 READ_LOCI = 1 << 20
+
+
+class _ChromCodes:
+    """Each locus's chromosome as an integer, numbered in the cube's order
+    (:func:`pitfall.splits.chrom_runs`), so that the same block has the same key in every
+    target, whichever chromosomes each covers."""
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        runs = chrom_runs(ds)
+        self.ids = {c: i for i, c in enumerate(runs)}
+        pairs = sorted((a, self.ids[c]) for c, rs in runs.items() for a, _ in rs)
+        self.first = np.asarray([a for a, _ in pairs], np.int64)
+        self.code = np.asarray([i for _, i in pairs], np.int32)
+
+    def __call__(self, pos: np.ndarray) -> np.ndarray:
+        """int32, shape (n,): the chromosome code of each position (int, shape (n,))."""
+        return self.code[np.searchsorted(self.first, pos, side="right") - 1]
 
 
 def score_target(
@@ -223,12 +245,15 @@ def score_target(
     run_start: list[np.ndarray] = []
     run_key: list[np.ndarray] = []
     codes_all = np.empty(0 if has_start else n, np.int32)
-    chrom_ids: dict[str, int] = {}
+    chrom_code = _ChromCodes(ds)
+    train_codes = None
+    if train_chroms is not None:
+        train_codes = [chrom_code.ids.get(c, -1) for c in train_chroms]
     n_pos_ref = n_known_ref = leaked = 0
     labels = ds[["label"]].sel(cell_type=[*refs, target])
-    # Of the per-locus coordinates only chrom and start are read (each costs a decode).
+    # Of the per-locus coordinates only start is read: chromosomes come from their runs.
     per_locus = [c for c in labels.coords if "locus" in labels[c].dims]
-    labels = labels.drop_vars([c for c in per_locus if c not in ("locus", "chrom", "start")])
+    labels = labels.drop_vars([c for c in per_locus if c not in ("locus", "start")])
     for a in range(0, n, READ_LOCI):
         at = pos[a : a + READ_LOCI]
         part = take_loci(labels, at)
@@ -245,10 +270,10 @@ def score_target(
         known = ~np.isnan(ref_labels)
         n_pos_ref += int(np.count_nonzero(ref_labels == 1))
         n_known_ref += int(np.count_nonzero(known))
-        codes = bootstrap.chrom_ids(part["chrom"].values, chrom_ids)
+        codes = chrom_code(at)
         seen = known.any(axis=0)
-        if train_chroms is not None:
-            seen &= np.isin(codes, [chrom_ids.get(c, -1) for c in train_chroms])
+        if train_codes is not None:
+            seen &= np.isin(codes, train_codes)
         leaked += int(np.count_nonzero(seen))
         if has_start:
             first, keys = bootstrap.key_runs(
@@ -258,6 +283,8 @@ def score_target(
             run_key.append(keys)
         else:
             codes_all[a:stop] = codes
+        del part, test, values, ref_labels, known, codes, seen
+        _release_freed()
     if not has_start:
         # Runs of consecutive loci need each chromosome whole, not a block of it.
         first, keys = bootstrap.key_runs(
@@ -443,23 +470,63 @@ def _start_group_tests(
     n_perm = options.permutations_for(len(tested))
     halves = ((n_perm + 1) // 2, n_perm // 2)
     seeds = np.random.SeedSequence([options.seed, 1]).spawn(max(len(counts), 1))
+    shared = _SharedEnds(grouped, len(halves))
     jobs = {}
     for (i, _, n, k), seed in zip(counts, seeds, strict=False):
         if 0 < k < n:
             jobs[i] = [
-                submit(_placements, grouped, i, size, int(part))
+                submit(_placements, shared, i, size, int(part))
                 for size, part in zip(halves, seed.generate_state(2), strict=True)
             ]
     return counts, jobs, n_perm
 
 
-def _placements(
-    grouped: bootstrap.SortedLoci, i: int, size: int, seed: int
-) -> tuple[float, np.ndarray]:
-    """:func:`pitfall.random_ranking.permuted_aps` of group ``i``: its tie ends are built
-    here, by the job that runs, so that queued jobs hold none."""
-    ends = grouped.tie_ends(i)
-    return random_ranking.permuted_aps(grouped.positive[grouped.segment(i)], ends, size, seed)
+class _SharedEnds:
+    """Each group's tie ends, built by the first of its jobs that runs and dropped when the
+    last is done: queued jobs hold none, and the jobs of one group share one array."""
+
+    def __init__(self, grouped: bootstrap.SortedLoci, jobs_per_group: int) -> None:
+        self.grouped = grouped
+        self.jobs = jobs_per_group
+        self.lock = threading.Lock()
+        self.ends: dict[int, list[Any]] = {}
+
+    def take(self, i: int) -> np.ndarray:
+        """Group ``i``'s tie ends (:meth:`pitfall.bootstrap.SortedLoci.tie_ends`)."""
+        with self.lock:
+            entry = self.ends.get(i)
+            if entry is None:
+                entry = self.ends[i] = [threading.Event(), None, self.jobs]
+                build = True
+            else:
+                build = False
+        if build:
+            try:
+                entry[1] = self.grouped.tie_ends(i)
+            finally:
+                entry[0].set()  # never leave the group's other job waiting
+        entry[0].wait()
+        if entry[1] is None:
+            raise RuntimeError(f"the tie ends of activity group {i} could not be built")
+        return entry[1]
+
+    def done(self, i: int) -> None:
+        """A job of group ``i`` no longer needs its tie ends."""
+        with self.lock:
+            entry = self.ends[i]
+            entry[2] -= 1
+            if entry[2] == 0:
+                del self.ends[i]
+
+
+def _placements(shared: _SharedEnds, i: int, size: int, seed: int) -> tuple[float, np.ndarray]:
+    """:func:`pitfall.random_ranking.permuted_aps` of group ``i``."""
+    grouped = shared.grouped
+    ends = shared.take(i)
+    try:
+        return random_ranking.permuted_aps(grouped.positive[grouped.segment(i)], ends, size, seed)
+    finally:
+        shared.done(i)
 
 
 def _finish_group_tests(
@@ -518,6 +585,24 @@ def _finish_group_tests(
     return GroupTests(rows, gain, p, len(tested), n_perm)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_freed() -> None:
+    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``; a
+    C library without it is left as it is). glibc keeps the pages of freed arrays below its mapping threshold
+    for reuse, and arrays of a later size then land beside them: without this the process's
+    resident memory would grow with every stage and chunk, not with the largest."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _interval(point: float, reps: np.ndarray, level: float) -> list[float]:
     low, high = bootstrap.percentile_interval(reps, level, estimate=point)
     return [float(low), float(high)]
@@ -548,6 +633,10 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     groups : list of dict
         :class:`GroupTests` rows.
     """
+    # First, while the loci's arrays are the target's alone: the ranks of both scorings
+    # are the largest stage.
+    pearson, spearman = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
+    _release_freed()
     known = ~np.isnan(ts.y)
     n_known = int(np.count_nonzero(known))
     n_pos = int(np.count_nonzero(ts.y == 1))
@@ -561,33 +650,27 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         ]
     )
     level = options.level
-
-    def by_baselines() -> tuple[tuple[float, float], dict[str, bootstrap.BootstrapAP]]:
-        boots = {
-            key: bootstrap.SortedLoci.from_arrays(ts.y, scores, local).bootstrap(
-                weights, tied_expectation=True
-            )
-            for key, scores in ts.baselines.items()
-            if scores is not None
-        }
-        # Last: by then the sorts' words are freed (the correlations rank both scorings).
-        corr = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
-        return corr, boots
-
-    # The sorts and the kernels release the GIL: the baselines, the permutation tests and
-    # the model's bootstrap share the machine's cores; the baselines' sorts start once the
-    # model's is done, so that two sorts never hold their words at once.
+    # One stage at a time, each freeing its arrays before the next allocates its own: the
+    # model's sort, its permutation tests (on both cores) with the grouped bootstrap, each
+    # baseline's sort. The largest stage sets the peak, not their sum.
+    ap_model, grouped = bootstrap.SortedLoci.overall_then_by_segment(
+        ts.y, ts.model, local, ts.n_active, lambda overall: overall.bootstrap(weights).ap[0]
+    )
+    _release_freed()
     with ThreadPoolExecutor(max_workers=2) as pool_:
-        overall, grouped = bootstrap.SortedLoci.overall_and_by_segment(
-            ts.y, ts.model, local, ts.n_active
-        )
-        baselines_job = pool_.submit(by_baselines)
         started = _start_group_tests(grouped, options, pool_.submit)
-        ap_model = overall.bootstrap(weights).ap[0]
-        del overall
         gains = _within_gain(grouped.bootstrap(weights))
         tests = _finish_group_tests(ts, started, options)
-        (pearson, spearman), boots = baselines_job.result()
+    del grouped, started
+    _release_freed()
+    boots = {}
+    for key, scores in ts.baselines.items():
+        if scores is not None:
+            boots[key] = bootstrap.SortedLoci.from_arrays(ts.y, scores, local).bootstrap(
+                weights, tied_expectation=True
+            )
+            _release_freed()
+    del local
     row: dict[str, Any] = {
         "cell_type": ts.name,
         "n_scored": int(ts.y.size),
