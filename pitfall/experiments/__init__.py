@@ -17,6 +17,7 @@ module                     what it makes
 :mod:`.controls`           the controls (permuted sequence, locus-constant random) over size
 :mod:`.remedies`           the paper's two remedies, scored against the baseline
 :mod:`.single_cell_types`  single cell types as predictors, against similarity
+:mod:`.imputation`         imputation of a mark's track: MSE and correlation against parameters
 :mod:`.real_labels`        the real-label report (Roadmap expression, TAD boundaries)
 :mod:`.robustness`         the demo's findings over artefact and noise levels
 :mod:`.grids`              every model grid and training recipe, per size
