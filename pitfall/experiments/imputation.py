@@ -222,6 +222,8 @@ def plot(table: pd.DataFrame, title: str = ""):
         Points are models coloured by family (:data:`FAMILY_NAMES`), x log-scaled; lines
         are the track baselines on the same loci.
     """
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     plt = pyplot()
     settings = list(dict.fromkeys(table["setting"]))
     fig, axes = plt.subplots(
@@ -258,6 +260,9 @@ def plot(table: pd.DataFrame, title: str = ""):
             if metric == "mse":
                 # zero's MSE is the track's mean square: far above every model's
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             log_axis(ax, models["n_params"])
             ax.grid(alpha=0.25, lw=0.5)
             if i == 0:
