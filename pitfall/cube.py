@@ -484,6 +484,20 @@ def create_cube(
     return txn.commit(message=message or f"create with {', '.join(txn.cell_types)}")
 
 
+def _commit_or_wait(txn: Any, message: str | None, attempt: int, retries: int) -> str | None:
+    """Commit ``txn``: its snapshot id, or None after a conflict (wait, then try again).
+
+    The last attempt's conflict is raised.
+    """
+    try:
+        return txn.commit(message=message)
+    except icechunk.ConflictError:
+        if attempt == retries:
+            raise
+        time.sleep(0.05 * (attempt + 1))
+        return None
+
+
 def append_cell_type(
     location: str | os.PathLike[str],
     slab: xr.Dataset,
@@ -520,12 +534,9 @@ def append_cell_type(
         txn = begin_append(loc, [info], repo=repo)
         _write_cell_types(txn.fork, slab, txn.index)
         repository.pause_point("during_write")
-        try:
-            return txn.commit(message=message)
-        except icechunk.ConflictError:
-            if attempt == retries:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+        snapshot = _commit_or_wait(txn, message, attempt, retries)
+        if snapshot is not None:
+            return snapshot
     raise AssertionError("unreachable")
 
 
@@ -579,12 +590,9 @@ def append_experiments(
         for a, b in loci_mod.blocks(n, chunk):
             write_marks(txn.fork, txn.index, a, txn.columns, block[a:b])
         repository.pause_point("during_write")
-        try:
-            return txn.commit(message=message)
-        except icechunk.ConflictError:
-            if attempt == retries:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+        snapshot = _commit_or_wait(txn, message, attempt, retries)
+        if snapshot is not None:
+            return snapshot
     raise AssertionError("unreachable")
 
 

@@ -274,6 +274,22 @@ def _resume_plan(
     return repo, planned, [ct for ct in planned if ct not in present]
 
 
+def _check_same_loci(
+    m: Manifest, loci: loci_mod.LocusSet, attrs: dict[str, Any], loc: Location
+) -> int:
+    """Refuse a manifest whose loci are not the cube's (an append adds to the same loci).
+
+    Returns the loci per block of the cube's fingerprint (a multiple of its chunk).
+    """
+    block = int(attrs.get("locus_fingerprint_block") or 0)
+    if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        raise CubeError(
+            f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
+            "same loci source, windows and chromosomes as the build"
+        )
+    return block
+
+
 def build(
     manifest: str | os.PathLike | Manifest,
     store: str | os.PathLike,
@@ -434,12 +450,7 @@ def append(
         raise CubeError(f"cell types {present} are already in the cube at {loc}")
     loci, gene_matching = plan_loci(m)
     check_not_empty(m, loci)
-    block = int(attrs.get("locus_fingerprint_block") or 0)
-    if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
-        raise CubeError(
-            f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
-            "same loci source, windows and chromosomes as the build"
-        )
+    _check_same_loci(m, loci, attrs, loc)
     _check_same_featurization(attrs.get("featurization") or {}, m.featurization(), m, loc)
     notes = check_inputs(m, loci, cts)
     w = _featurize(
@@ -504,12 +515,7 @@ def append_experiments(
     attrs = repository.root_attrs(repo)
     loci, _ = plan_loci(m)
     check_not_empty(m, loci)
-    block = int(attrs.get("locus_fingerprint_block") or 0)
-    if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
-        raise CubeError(
-            f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
-            "same loci source, windows and chromosomes as the build"
-        )
+    block = _check_same_loci(m, loci, attrs, loc)
     _check_same_featurization(attrs.get("featurization") or {}, m.featurization(), m, loc)
     unknown = [mk for mk in marks if mk not in m.marks]
     if unknown:
