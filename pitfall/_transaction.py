@@ -189,6 +189,25 @@ def _make_arrays(store: Any, specs: Sequence[Any], attrs: Mapping[str, Any]) -> 
     sync(make())
 
 
+def _named_twice(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def _open_tip(
+    loc: Location, repo: icechunk.Repository | None, storage_options: Mapping[str, Any]
+) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """A writable session at main's tip: (session, root group, cell types, root attributes)."""
+    repo = repo or repository.open_repository(loc, **storage_options)
+    session = repo.writable_session("main")
+    repository.pause_point("before_write")
+    with repository.quiet_zarr():
+        group = zarr.open_group(session.store, mode="r")
+        present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
+        attrs: dict[str, Any] = dict(group.attrs)
+    return session, group, present, attrs
+
+
 def begin_append(
     location: str | os.PathLike[str] | Location,
     cell_types: Sequence[CellTypeInfo],
@@ -209,16 +228,10 @@ def begin_append(
     if not cell_types:
         raise CubeError("an append needs at least one cell type")
     ids = [ct.id for ct in cell_types]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    twice = _named_twice(ids)
     if twice:
         raise CubeError(f"cell types {twice} are named twice in one append")
-    repo = repo or repository.open_repository(loc, **storage_options)
-    session = repo.writable_session("main")
-    repository.pause_point("before_write")
-    with repository.quiet_zarr():
-        group = zarr.open_group(session.store, mode="r")
-        present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
-        attrs: dict[str, Any] = dict(group.attrs)
+    session, group, present, attrs = _open_tip(loc, repo, storage_options)
     again = [i for i in ids if i in present]
     if again:
         raise CubeError(
@@ -294,16 +307,11 @@ def begin_experiments(
     marks = [str(m) for m in marks]
     if not marks:
         raise CubeError(f"an experiment append to {cell_type} needs at least one mark")
-    twice = sorted({m for m in marks if marks.count(m) > 1})
+    twice = _named_twice(marks)
     if twice:
         raise CubeError(f"marks {twice} are named twice in one experiment append to {cell_type}")
-    repo = repo or repository.open_repository(loc, **storage_options)
-    session = repo.writable_session("main")
-    repository.pause_point("before_write")
+    session, group, present, attrs = _open_tip(loc, repo, storage_options)
     with repository.quiet_zarr():
-        group = zarr.open_group(session.store, mode="r")
-        present = [str(c) for c in np.asarray(repository.zarr_array(group, "cell_type")[:])]
-        attrs: dict[str, Any] = dict(group.attrs)
         if "signal" not in group:
             raise CubeError(
                 f"the cube at {loc} holds no signal (no [signal] marks); experiments are "

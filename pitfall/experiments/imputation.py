@@ -93,22 +93,19 @@ def run(
     ds = ds.load()
     rows: list[dict[str, Any]] = []
     training = IMPUTATION_TRAINING[size]
+    # The target track, read once; the split checks that it is observed.
+    track = np.asarray(ds["signal"].sel(cell_type=cell_type, mark=mark).values, np.float64)
     for setting in settings:
         split = imputation.imputation_split(ds, setting, cell_type, mark, test_chroms=test_chroms)
-        loci = split.test_loci(ds)
-        y = imputation.signal_array(ds)[
-            list(map(str, ds["cell_type"].values)).index(cell_type),
-            loci,
-            list(map(str, ds["mark"].values)).index(mark),
-        ].astype(np.float64)
+        y = track[split.test_loci(ds)]
         for name in baselines.TRACK_BASELINES:
             b = baselines.TRACK_BASELINES[name]
             predictor = b.make(ds, split)
             if predictor is None:
                 continue
             # Track baselines read the split they were made for: no selections to pass.
-            track: Any = predictor
-            pred = track.fit().predict()
+            baseline: Any = predictor
+            pred = baseline.fit().predict()
             rows.append(
                 {
                     "setting": setting,
