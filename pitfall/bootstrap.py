@@ -1014,11 +1014,11 @@ def naive_precision_recall(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Slow twin of :meth:`SortedLoci.precision_recall` on unsorted labels 0/1/NaN and
     scores (shape (n,)): a stable sort, cumulative counts, then the same thinning."""
-    y, s = np.asarray(y).ravel(), np.asarray(score, np.float64).ravel()
-    keep = labelled(y)
-    y, s = y[keep], s[keep]
+    labels, s = np.asarray(y).ravel(), np.asarray(score, np.float64).ravel()
+    keep = labelled(labels)
+    labels, s = labels[keep], s[keep]
     order = np.argsort(-s, kind="stable")
-    ss, yy = s[order], y[order] == 1
+    ss, yy = s[order], np.asarray(labels[order] == 1)
     if not ss.size:
         return np.zeros(1), np.ones(1)
     tp = np.cumsum(yy)
