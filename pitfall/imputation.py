@@ -20,6 +20,7 @@ The target track itself is never in training in either setting.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -184,6 +185,16 @@ class ImputationSplit:
             for c, ok in zip(ds["cell_type"].values, obs.values, strict=True)
             if ok and str(c) != self.cell_type
         ]
+
+    def reference_variance(self, ds: xr.Dataset) -> np.ndarray:
+        """The target mark's population variance across :meth:`reference_cell_types` at
+        each test locus (what the audit's ``msevar`` weighs and its deciles rank): float64,
+        ``(n_test,)``; NaN where no reference has a value."""
+        sig = ds["signal"].sel(cell_type=self.reference_cell_types(ds), mark=self.mark)
+        values = np.asarray(sig.isel(locus=self.test_loci(ds)).values, np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a locus no reference has: NaN
+            return np.nanvar(values, axis=0)
 
     def input_marks(self, ds: xr.Dataset) -> list[str]:
         """The target cell type's other observed marks (the cell-type-specific inputs)."""

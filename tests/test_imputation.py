@@ -272,7 +272,32 @@ def test_imputation_figure__findings_from_the_table_and_the_average_by_numpy(tmp
         rows = table[(table["setting"] == setting) & (table["kind"] == "avocado")]
         assert found["families"]["avocado"]["best_mse"] == rows["mse"].min()
         assert found["avocado_trend"]["first"]["n_params"] == rows["n_params"].min()
-    assert len(result.figure.axes) == 4
+        # the Average's MSE per decile of m3's variance over the same references, by hand
+        variance = sig[others][:, loci, 3].var(axis=0)
+        order = np.argsort(variance, kind="stable")
+        avg_row = table[(table["setting"] == setting) & (table["baseline"] == "track_average")]
+        # decile d: the loci of rank r (least variable first) with r * 10 // n == d
+        k, n = figure.N_DECILES, order.size
+        deciles = [order[[r for r in range(n) if r * k // n == d]] for d in range(k)]
+        for d, members in enumerate(deciles):
+            want = mse(average[members], truth[members])
+            assert avg_row[figure.DECILE_COLUMNS[d]].iloc[0] == pytest.approx(want, rel=1e-5)
+        # every row: the deciles' MSEs weighted by their bins give the whole track's
+        n_per = np.array([m.size for m in deciles])
+        part = table[table["setting"] == setting]
+        pooled = part[list(figure.DECILE_COLUMNS)].to_numpy() @ n_per / n_per.sum()
+        np.testing.assert_allclose(pooled, part["mse"].to_numpy(), rtol=1e-6)
+        best = rows.loc[rows["mse"].idxmin()]
+        ratio = found["families"]["avocado"]["decile_ratio"]
+        np.testing.assert_allclose(
+            ratio, best[list(figure.DECILE_COLUMNS)].to_numpy(float) / avg_row[
+                list(figure.DECILE_COLUMNS)].to_numpy(float)[0], rtol=1e-12
+        )  # fmt: skip
+        assert found["families"]["avocado"]["deciles_beating_average"] == sum(
+            r < 1 for r in ratio
+        )
+    assert len(result.figure.axes) == 6
     assert any("Average" in s for s in result.sentences)
+    assert any("decile of the mark's variance" in s for s in result.sentences)
     result.save(tmp_path)
     assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000
