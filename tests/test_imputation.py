@@ -293,9 +293,7 @@ def test_imputation_figure__findings_from_the_table_and_the_average_by_numpy(tmp
             ratio, best[list(figure.DECILE_COLUMNS)].to_numpy(float) / avg_row[
                 list(figure.DECILE_COLUMNS)].to_numpy(float)[0], rtol=1e-12
         )  # fmt: skip
-        assert found["families"]["avocado"]["deciles_beating_average"] == sum(
-            r < 1 for r in ratio
-        )
+        assert found["families"]["avocado"]["deciles_beating_average"] == sum(r < 1 for r in ratio)
     assert len(result.figure.axes) == 6
     assert any("Average" in s for s in result.sentences)
     assert any("decile of the mark's variance" in s for s in result.sentences)
