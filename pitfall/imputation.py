@@ -155,7 +155,9 @@ class ImputationSplit:
         obs.loc[{"cell_type": self.cell_type, "mark": self.mark}] = False
         return obs
 
-    def train_mask(self, ds: xr.Dataset, *, transductive: bool = False) -> np.ndarray:
+    def train_mask(
+        self, ds: xr.Dataset, *, transductive: bool = False, loci: np.ndarray | None = None
+    ) -> np.ndarray:
         """Which values of the cube training may read: bool ``(cell_type, locus, mark)``.
 
         Parameters
@@ -164,17 +166,22 @@ class ImputationSplit:
             Hybrid only: also read, at the test loci, every observed experiment of a mark
             other than the target mark (what the factorization family learns the held-out
             positions' embeddings from).
+        loci
+            Positions along ``locus`` (default every locus): the mask at those loci only,
+            ``(cell_type, len(loci), mark)``, for a reader going a block of loci at a time.
         """
         self.check(ds)
         exp = self.train_experiments(ds).values
         n = ds.sizes["locus"]
-        loci = np.zeros(n, dtype=bool)
-        loci[self.train_loci(ds)] = True
-        mask = exp[:, None, :] & loci[None, :, None]
+        train = np.zeros(n, dtype=bool)
+        train[self.train_loci(ds)] = True
+        if loci is not None:
+            train = train[np.asarray(loci)]
+        mask = exp[:, None, :] & train[None, :, None]
         if transductive and self.setting == "hybrid":
             other = exp.copy()
             other[:, [str(m) for m in ds["mark"].values].index(self.mark)] = False
-            mask |= other[:, None, :] & ~loci[None, :, None]
+            mask |= other[:, None, :] & ~train[None, :, None]
         return mask
 
     def reference_cell_types(self, ds: xr.Dataset) -> list[str]:

@@ -299,3 +299,44 @@ def test_imputation_figure__findings_from_the_table_and_the_average_by_numpy(tmp
     assert any("decile of the mark's variance" in s for s in result.sentences)
     result.save(tmp_path)
     assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000
+
+
+def _rows(x: dict, y: np.ndarray) -> np.ndarray:
+    """The examples as sorted rows (inputs by name, then the target)."""
+    cols = [np.asarray(x[k], np.float64).reshape(y.size, -1) for k in sorted(x)]
+    table = np.hstack([*cols, y.astype(np.float64)[:, None]])
+    return table[np.lexsort(table.T[::-1])]
+
+
+@pytest.mark.parametrize("family", ["impute_dense", "avocado"])
+@pytest.mark.parametrize("setting", ["cross-cell-type", "hybrid"])
+def test_track_batches__an_epoch_is_the_training_data_once(family, setting) -> None:
+    from pitfall.loaders import TrackBatches
+
+    ds = imputation_cube()
+    split = _split(ds, setting)
+    model = _model(family, ds)
+    x, y = model.training_data(split)
+    stream = TrackBatches(model, split, batch_size=5, seed=3, block_loci=7, shuffle_blocks=2)
+    batches = list(stream.epoch(0))
+    assert all(b[1].size == 5 for b in batches[:-1]) and 0 < batches[-1][1].size <= 5
+    got_x = {k: np.concatenate([b[0][k] for b in batches]) for k in x}
+    got_y = np.concatenate([b[1] for b in batches])
+    np.testing.assert_array_equal(_rows(got_x, got_y), _rows(x, y))
+    # seeded: the same epoch again is the same order, another epoch another one
+    again = np.concatenate([b[1] for b in stream.epoch(0)])
+    other = np.concatenate([b[1] for b in stream.epoch(1)])
+    np.testing.assert_array_equal(again, got_y)
+    assert not np.array_equal(other, got_y)
+
+
+def test_track_batches__streamed_training_never_reads_the_whole_signal() -> None:
+    ds = imputation_cube()
+    split = _split(ds, "hybrid")
+    truth = ds["signal"].sel(cell_type=TARGET, mark=MARK).values[split.test_loci(ds)]
+    spec = ModelSpec("impute_dense", **SPECS["impute_dense"])
+    model = make_model(spec, ds, **TRAINING, stream=True).fit(split)
+    pred = model.predict(split)
+    assert model._signal is None  # never read whole
+    assert len(model.history_) == TRAINING["epochs"]
+    assert mse(pred.values[0], truth) < 0.5 * mse(0, truth)

@@ -49,6 +49,7 @@ from pitfall.loaders.sampling import (
     gather,
     iter_selection,
 )
+from pitfall.loaders.tracks import TrackBatches
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -63,6 +64,7 @@ __all__ = [
     "Loader",
     "LocusAverage",
     "MemoryReader",
+    "TrackBatches",
     "cell_type_index",
     "flatten",
     "gather",
