@@ -43,6 +43,7 @@ TINY = real_fetched.FetchedPlan(
         {"family": "dense", "inputs": "signal", "units": [[2], [64]]},
         {"family": "seq_dense", "units": [[64]]},
         {"family": "seq_conv", "filters": [[2]], "units": [[4]]},
+        {"family": "combined", "filters": [1], "seq_units": [1], "units": [2], "joint_units": 1},
         {"family": "combined", "filters": [2], "seq_units": [4], "units": [4], "joint_units": 4},
         {"family": "dense", "inputs": "random", "units": [[1], [64]]},
         {"family": "seq_dense", "permuted": True, "units": [[1], [64]]},
@@ -51,7 +52,7 @@ TINY = real_fetched.FetchedPlan(
          for i in ("signal", "random")],
     umap=False,
     imputation_size="quick",
-    imputation_bin=1000,
+    imputation_bin=2000,
 )  # fmt: skip
 
 FIGURES = {
@@ -278,3 +279,27 @@ def test_report_real_command__dispatches_on_a_fetched_folder(
     argv = ["report", "real", str(fetched), "--out", str(tmp_path), "--size", "quick"]
     assert cli.main(argv) == 0
     assert seen == [(fetched, "quick")]
+
+
+def test_pipeline_real_roadmap__imputes_from_the_fetched_folder(
+    fetched: Path, compendium: SynthCompendium, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(root / "pipelines" / "real_roadmap.py"), str(fetched), "--impute",
+         "H3K27me3", "--chroms", "chr3", "chr1", "--bin-size", "10000", "--workers", "0",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bins of 10000 bp on chr3, chr1" in proc.stdout
+    assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000
+    found = json.loads((tmp_path / "results" / "imputation.json").read_text())["findings"]
+    ds = cube.open_cube(tmp_path / "store" / "imputation_fetched")
+    assert list(ds["mark"].values) == list(MARKS) and set(found) == {"cross-cell-type", "hybrid"}
+    sizes = dict(zip(compendium.params.chroms, compendium.params.chrom_lengths, strict=True))
+    assert ds.sizes["locus"] == sum(-(-sizes[c] // 10000) for c in ("chr3", "chr1"))

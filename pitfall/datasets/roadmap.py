@@ -642,8 +642,11 @@ def imputation_manifest(
             "impute) first"
         )
     m = load_manifest(path)
-    if not m.marks:
-        raise FileNotFoundError(f"{path}: no [signal]; fetch with --marks to impute marks")
+    if not m.marks or m.table is None:
+        raise FileNotFoundError(
+            f"{path}: no [signal] or no expression table; it is not what `pitfall fetch "
+            "roadmap` writes: fetch again into an empty folder"
+        )
     if m.fasta is not None:
         from pitfall.sources import fasta
 

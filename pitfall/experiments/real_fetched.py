@@ -46,7 +46,15 @@ from pitfall.experiments import (
 )
 from pitfall.experiments._result import Result
 
-__all__ = ["PLANS", "FetchedPlan", "IMPUTATION_MARK", "TARGET", "run", "which_section"]
+__all__ = [
+    "IMPUTATION_MARK",
+    "PLANS",
+    "QUICK_EXTRA",
+    "TARGET",
+    "FetchedPlan",
+    "run",
+    "which_section",
+]
 
 #: The paper's target: H1 (E003).
 TARGET = "E003"
@@ -54,10 +62,12 @@ TARGET = "E003"
 IMPUTATION_MARK = "H3K4me3"
 
 #: What the quick recipe adds to :func:`pitfall.experiments.grids.model_grid`'s ``quick``
-#: grid so that every family of the paper has a model: a convolutional sequence network, a
-#: combined network and the permuted-sequence control (small and large).
+#: grid so that every family of the paper has models: a convolutional sequence network, two
+#: combined networks (Figure S4 draws a family with one model per group as a line, not a
+#: box) and the permuted-sequence control (small and large).
 QUICK_EXTRA: list[dict[str, Any]] = [
     {"family": "seq_conv", "filters": [[4]], "units": [[16]]},
+    {"family": "combined", "filters": [1], "seq_units": [1], "units": [4], "joint_units": 1},
     {"family": "combined", "filters": [4], "seq_units": [16], "units": [16], "joint_units": 16},
     {"family": "seq_dense", "permuted": True, "units": [[1], [512]]},
 ]
@@ -273,7 +283,9 @@ def run(
         imp_manifest = roadmap.imputation_manifest(
             data, out / "manifests" / "imputation", chroms=chroms, bin_size=plan.imputation_bin
         )
-        imp_store = _build(imp_manifest, out / "store" / "imputation_fetched", workers, "imputation")
+        imp_store = _build(
+            imp_manifest, out / "store" / "imputation_fetched", workers, "imputation"
+        )
         imp = cube.open_cube(imp_store)
         mark = IMPUTATION_MARK if IMPUTATION_MARK in imp["mark"].values else str(imp["mark"][0])
         made["imputation"] = imputation.make(
@@ -339,4 +351,3 @@ def run(
     )
     say(f"report: {path} ({time.perf_counter() - t0:.0f} s)")
     return path
-
