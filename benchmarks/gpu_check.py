@@ -117,8 +117,12 @@ def generated_fetch(work: Path, preset: str) -> Path:
     comp = synth.synthesize(work / f"{preset}_mirror_source", preset)
     www = roadmap.write_mirror(comp, work / f"{preset}_www")
 
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:  # one line per file would drown the output
+            pass
+
     def handler(*a: Any, **kw: Any) -> http.server.SimpleHTTPRequestHandler:
-        return http.server.SimpleHTTPRequestHandler(*a, directory=str(www), **kw)
+        return Quiet(*a, directory=str(www), **kw)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

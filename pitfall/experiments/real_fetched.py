@@ -48,10 +48,11 @@ from pitfall.experiments._result import Result
 
 __all__ = [
     "IMPUTATION_MARK",
-    "PLANS",
+    "SIZES",
     "QUICK_EXTRA",
     "TARGET",
     "FetchedPlan",
+    "make_plan",
     "run",
     "which_section",
 ]
@@ -106,27 +107,34 @@ class FetchedPlan:
         return asdict(self)
 
 
-#: Plans by size: ``paper`` is the paper's grid and recipe (a GPU's work at full size);
-#: ``quick`` checks the machinery.
-PLANS: dict[str, FetchedPlan] = {
-    "paper": FetchedPlan(
-        training=grids.TRAINING["paper"],
-        models=grids.model_grid("expression", "paper"),
-        gbm=grids.gbm_grid("paper"),
-        imputation_size="paper",
-    ),
-    "quick": FetchedPlan(
-        training=grids.TRAINING["quick"],
-        models=grids.model_grid("expression", "quick") + QUICK_EXTRA,
-        gbm=grids.gbm_grid("quick"),
-        umap=False,
-        note=(
-            "The quick recipe checks the machinery: a few models per family, trained for a "
-            "few short epochs on a sample of the pairs; the paper's grid and recipe "
-            "(--size paper) are the ones to read trends with size from."
-        ),
-    ),
-}
+#: The sizes of :func:`make_plan`: ``paper`` is the paper's grid and recipe (a GPU's work at
+#: full size); ``quick`` checks the machinery.
+SIZES = ("quick", "paper")
+
+
+def make_plan(size: str) -> FetchedPlan:
+    """The plan of a size of :data:`SIZES` (built on call: the paper's grid draws its
+    combined architectures, :func:`pitfall.experiments.grids.combined_draw`)."""
+    if size == "paper":
+        return FetchedPlan(
+            training=grids.TRAINING["paper"],
+            models=grids.model_grid("expression", "paper"),
+            gbm=grids.gbm_grid("paper"),
+            imputation_size="paper",
+        )
+    if size == "quick":
+        return FetchedPlan(
+            training=grids.TRAINING["quick"],
+            models=grids.model_grid("expression", "quick") + QUICK_EXTRA,
+            gbm=grids.gbm_grid("quick"),
+            umap=False,
+            note=(
+                "The quick recipe checks the machinery: a few models per family, trained for "
+                "a few short epochs on a sample of the pairs; the paper's grid and recipe "
+                "(--size paper) are the ones to read trends with size from."
+            ),
+        )
+    raise ValueError(f"size {size!r} is not one of {', '.join(SIZES)}")
 
 
 def which_section(kind: str, data: Path, why: Sequence[str]) -> dict[str, Any]:
@@ -145,9 +153,7 @@ def which_section(kind: str, data: Path, why: Sequence[str]) -> dict[str, Any]:
     if kind == "full":
         text = [
             f"Full report: {data} holds a complete `pitfall fetch roadmap` (the genome, the "
-            f"consolidated mark bigWigs and the RPKM matrix): {'; '.join(why)}. Every family "
-            "of the paper ran: sequence-only, epigenomic-only, combined, the permuted-sequence "
-            "and locus-constant random controls, and gradient-boosted trees."
+            f"consolidated mark bigWigs and the RPKM matrix): {'; '.join(why)}."
         ]
     else:
         text = [
@@ -209,7 +215,7 @@ def run(
         test scores), ``figures/``, ``findings.json``, ``report.html``. A rerun skips what
         is done.
     size, plan
-        A plan of :data:`PLANS` by name, or an explicit :class:`FetchedPlan`.
+        A size of :func:`make_plan`, or an explicit :class:`FetchedPlan`.
     imputation_chroms
         Chromosomes of the imputation cube (default: the last two of the fetch's; the
         hybrid setting tests the first of them).
@@ -232,9 +238,7 @@ def run(
     t0 = time.perf_counter()
     data, out = Path(data).resolve(), Path(out).resolve()
     if plan is None:
-        if size not in PLANS:
-            raise ValueError(f"size {size!r} is not one of {', '.join(PLANS)}")
-        plan = PLANS[size]
+        plan = make_plan(size)
     manifest, missing = roadmap.fetched_manifest(data)
     if manifest is None:
         raise FileNotFoundError(f"{data} is not a complete fetch: missing {'; '.join(missing)}")
@@ -302,6 +306,11 @@ def run(
             "n_loci": int(imp.sizes["locus"]),
             "mark": mark,
         }
+    ran = table[table["status"] == "ok"].groupby(["family", "inputs"], sort=False).size()
+    holds.append(
+        "models trained: "
+        + ", ".join(f"{n} {family} on {inputs}" for (family, inputs), n in ran.items())
+    )
     sections = [which_section("full", data, holds)]
     for exp in made.values():
         exp.save_figure(out / "figures")
