@@ -86,6 +86,9 @@ class FetchedPlan:
         ``[[models]]`` tables: the networks of Figure 1 and the trees of Figure S1.
     umap
         Preprint Figure S1 with UMAP (else PCA alone).
+    gbm_sample
+        Training pairs of each tree model (None: the recipe's); one-hot sequence of every
+        pair of a full compendium would not fit in memory.
     imputation_size
         The imputation grid and recipe (:func:`pitfall.experiments.grids.imputation_grid`);
         None leaves imputation out.
@@ -99,6 +102,7 @@ class FetchedPlan:
     models: list[dict[str, Any]]
     gbm: list[dict[str, Any]]
     umap: bool = True
+    gbm_sample: int | None = None
     imputation_size: str | None = "quick"
     imputation_bin: int = roadmap.IMPUTATION_BIN
     note: str = ""
@@ -120,6 +124,8 @@ def make_plan(size: str) -> FetchedPlan:
             training=grids.TRAINING["paper"],
             models=grids.model_grid("expression", "paper"),
             gbm=grids.gbm_grid("paper"),
+            # as the labels-only report's trees (real_labels.PLANS["paper"].gbm_sample)
+            gbm_sample=400_000,
             imputation_size="paper",
         )
     if size == "quick":
@@ -186,6 +192,8 @@ def _experiments(cube_path: Path, target: str, plan: FetchedPlan, out: Path) -> 
     spec["training"] = dict(plan.training)
     nets = dict(spec, models=plan.models)
     trees = dict(spec, models=plan.gbm)
+    if plan.gbm_sample is not None:
+        trees["training"] = dict(plan.training, sample_size=plan.gbm_sample)
     return [
         *sweep.sweep_from_dict(nets, root=out).experiments,
         *sweep.sweep_from_dict(trees, root=out).experiments,
