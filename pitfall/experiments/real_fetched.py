@@ -316,7 +316,7 @@ def run(
         }
     ran = table[table["status"] == "ok"].groupby(["family", "inputs"], sort=False).size()
     holds.append(
-        "models trained: "
+        "models trained (sizes x settings): "
         + ", ".join(f"{n} {family} on {inputs}" for (family, inputs), n in ran.items())
     )
     sections = [which_section("full", data, holds)]
