@@ -14,7 +14,7 @@ demo calls on the synthetic compendium:
 - Figure S4 (:mod:`.figure_s4`): epigenomic against sequence models within activity groups;
 - Figure S5 (:mod:`.figure_s5`) and preprint Figure S1 (:mod:`.preprint_s1`: PCA and UMAP
   of the marks);
-- imputation (:mod:`.imputation`) on a second cube: genome bins over a few chromosomes with
+- imputation (:mod:`pitfall.experiments.imputation`) on a second cube: genome bins over a few chromosomes with
   every epigenome's consolidated marks (:func:`pitfall.datasets.roadmap.imputation_manifest`).
 
 Sweeps are rows of :mod:`pitfall.sweep`: a killed report restarts where it stopped.
