@@ -282,21 +282,22 @@ def test_report_real_command__dispatches_on_a_fetched_folder(
 
 
 def test_pipeline_real_roadmap__imputes_from_the_fetched_folder(
-    fetched: Path, compendium: SynthCompendium, tmp_path: Path
+    fetched: Path,
+    compendium: SynthCompendium,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import subprocess
+    """The pipeline's command line, run in this process (its models are the report's)."""
+    import runpy
     import sys
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
-    proc = subprocess.run(
-        [sys.executable, str(root / "pipelines" / "real_roadmap.py"), str(fetched), "--impute",
-         "H3K27me3", "--chroms", "chr3", "chr1", "--bin-size", "10000", "--workers", "0",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "bins of 10000 bp on chr3, chr1" in proc.stdout
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "real_roadmap.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(fetched), "--impute", "H3K27me3",
+                                      "--chroms", "chr3", "chr1", "--bin-size", "10000",
+                                      "--workers", "0", "--out", str(tmp_path)])  # fmt: skip
+    runpy.run_path(str(script), run_name="__main__")
+    assert "bins of 10000 bp on chr3, chr1" in capsys.readouterr().out
     assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000
     found = json.loads((tmp_path / "results" / "imputation.json").read_text())["findings"]
     ds = cube.open_cube(tmp_path / "store" / "imputation_fetched")
