@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANNOTATIONS",
     "DOWNSTREAM",
+    "FETCHED_MANIFEST",
     "FetchReport",
     "IMPUTATION_BIN",
     "Plan",
