@@ -680,10 +680,15 @@ def parser() -> argparse.ArgumentParser:
     report_sub = p.add_subparsers(dest="report_command", required=True)
     q = report_sub.add_parser(
         "real",
-        help="the pitfall on real Roadmap and TAD labels (memorisation curves, a grid of "
-        "targets, folds and seeds, XGBoost, partitioned baselines, Figure S5)",
+        help="the pitfall on real data: every family of the paper on a fetched Roadmap folder, "
+        "else on real Roadmap and TAD labels (memorisation curves, a grid of targets, folds "
+        "and seeds, XGBoost, partitioned baselines, Figure S5)",
     )
-    q.add_argument("data", help="data folder laid out as ../shared/data (roadmap/, tads/)")
+    q.add_argument(
+        "data",
+        help="a folder `pitfall fetch roadmap` filled (genome and marks: every family of the "
+        "paper), else one laid out as ../shared/data (roadmap/, tads/: the labels-only report)",
+    )
     q.add_argument("--out", default="out/real", help="output folder (default out/real)")
     q.add_argument(
         "--size",
