@@ -203,12 +203,15 @@ SHARED_PARAMETERS = (
     "loci.upstream",
     "loci.downstream",
     "loci.bin_size",
+    "loci.stride",
     "chroms",
     "sequence_length",
     "feature_window",
     "marks",
     "target.kind",
     "target.threshold",
+    "target.rule",
+    "target.min_overlap",
     "signal_transform",
 )
 
