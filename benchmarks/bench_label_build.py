@@ -10,8 +10,9 @@ The cubes (CTCF peaks of seven ENCODE lines over chr1-22):
   bin, NaN where only a relaxed peak does, NaN where the blacklist overlaps it;
 - ``tiling``: the same rules on non-overlapping 200 bp bins (14.4 M bins).
 
-Each cube is built twice in one run, in fresh processes: by ``pitfall build`` (a local
-cluster of ``--workers`` processes), and by the naive anchor the issue names: the narrowPeak
+Each cube is built twice in one run, in fresh processes: by ``pitfall build`` as the
+command runs it (a labels-only manifest builds in the calling process; ``--workers N``: a
+local cluster of N worker processes instead), and by the naive anchor the issue names: the narrowPeak
 files read with pandas, each peak placed with integer arithmetic (the bins a peak ``[s, e)``
 overlaps are ``ceil((s - 199) / 50) .. (e - 1) // 50``: a +1/-1 difference array summed
 along the chromosome) into one preallocated ``(cell_type, locus)`` array, coordinates
@@ -58,20 +59,28 @@ def write_manifest(kind: str, data: str, folder: Path) -> Path:
 # ----------------------------------------------------------------------------- children
 
 
-def run_pitfall(manifest: str, store: str, workers: int) -> dict[str, Any]:
-    """``pitfall build`` on a local cluster; peaks of the driver and of each worker."""
+def run_pitfall(manifest: str, store: str, workers: int | None) -> dict[str, Any]:
+    """``pitfall build``: as the command runs it (``workers`` None: its own choice, in this
+    process for a labels-only manifest), or on a local cluster of ``workers`` processes
+    whose peaks are gathered before it closes."""
     import warnings
 
     from pitfall import featurize
     from pitfall.cluster import dask_client
 
-    with dask_client(workers=workers, preload=featurize.WORKER_MODULES) as client:
+    warnings.simplefilter("ignore")
+    if workers is None:
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            summary = featurize.build(manifest, store, client=client, progress=False)
+        summary = featurize.build(manifest, store, progress=False)
         seconds = time.perf_counter() - t0
-        workers_mb = sorted(client.run(_peak_mb).values())
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        workers_mb = [children] if children > 0 else []
+    else:
+        with dask_client(workers=workers, preload=featurize.WORKER_MODULES) as client:
+            t0 = time.perf_counter()
+            summary = featurize.build(manifest, store, client=client, progress=False)
+            seconds = time.perf_counter() - t0
+            workers_mb = sorted(client.run(_peak_mb).values())
     return {"seconds": seconds, "driver_mb": _peak_mb(), "workers_mb": workers_mb,
             "n_loci": summary.n_loci}  # fmt: skip
 
@@ -165,9 +174,13 @@ def compare(pitfall_store: str, numpy_store: str) -> dict[str, Any]:
     return {"same": same, "seconds": 0.0, "driver_mb": _peak_mb(), "workers_mb": []}
 
 
-def _child(kind: str, manifest: str, store: str, workers: int, other: str = "") -> dict[str, Any]:
+def _child(
+    kind: str, manifest: str, store: str, workers: int | None, other: str = ""
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--manifest", manifest, "--store", store,
-           "--workers", str(workers), "--other", other]  # fmt: skip
+           "--other", other]  # fmt: skip
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed:\n{proc.stderr[-3000:]}")
@@ -189,7 +202,12 @@ def main() -> None:
         "data", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
     )
     ap.add_argument("--cubes", default="dream,tiling", help="dream and/or tiling")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pitfall build's local worker processes (default: its own choice)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--store", default=None, help=argparse.SUPPRESS)

@@ -107,7 +107,7 @@ def manifest_from_folder(
     extra = {}
     if ambiguous:
         extra = {
-            ct: {"ambiguous": str(data / relaxed_file(ct))}
+            ct: {"ambiguous": str(require_file(data / relaxed_file(ct)))}
             for ct in CTCF_CELL_LINES
             if (data / relaxed_file(ct)).is_file()
         }

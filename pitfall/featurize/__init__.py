@@ -188,7 +188,16 @@ def _workers(
         return 0
     if workers is None and n_loci * n_cell_types * (len(m.marks) + 1) < IN_PROCESS_BELOW:
         return 0
+    if workers is None and _labels_only(m):
+        # Placing peaks or domains is a few vectorised passes per block: worker processes
+        # would spend longer starting and shipping each block's session than computing it.
+        return 0
     return workers
+
+
+def _labels_only(m: Manifest) -> bool:
+    """Whether a manifest's cube holds labels alone (no signal, no sequence)."""
+    return not m.marks and m.fasta is None
 
 
 def _check_per_commit(n: int | None) -> None:
@@ -323,7 +332,8 @@ def build(
         Subset of the manifest's cell types; default all.
     workers
         Local Dask workers (processes, one thread each); 0 runs in this process; default:
-        in this process for small builds (:data:`IN_PROCESS_BELOW`), else ``min(2, cores)``.
+        in this process for small builds (:data:`IN_PROCESS_BELOW`) and for labels-only
+        manifests (no signal, no sequence), else ``min(2, cores)``.
     scheduler
         Address or scheduler file of a running Dask cluster; overrides ``workers``.
     client

@@ -45,7 +45,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -362,22 +362,36 @@ def _rename_chroms(chrom: pd.Series, chroms: Sequence[str] | None) -> pd.Series:
 # Placing points in bins
 
 
+class _Block(NamedTuple):
+    """One chromosome's bins: row positions, sorted starts, matching ends, and the running
+    maximum of those ends (what a binary search for "ends at or after" needs)."""
+
+    rows: np.ndarray | slice
+    starts: np.ndarray
+    ends: np.ndarray
+    reach: np.ndarray
+
+
+def _block(rows: np.ndarray | slice, starts: np.ndarray, ends: np.ndarray) -> _Block:
+    return _Block(rows, starts, ends, np.maximum.accumulate(ends) if len(ends) else ends)
+
+
 def _bin_blocks(
     bins: pd.DataFrame | LocusTable,
-) -> dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]]:
+) -> dict[str, _Block]:
     """Per chromosome: bin row positions, their sorted starts and matching ends."""
     if isinstance(bins, LocusTable):
         runs = bins.chrom_runs()
         if len({c for c, _, _ in runs}) == len(runs):
             # One sorted run per chromosome (bins, sorted tables): no per-locus strings needed.
-            out: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
+            out: dict[str, _Block] = {}
             for name, lo, hi in runs:
                 s = bins.start[lo:hi]
                 if np.all(s[1:] >= s[:-1]):
-                    out[name] = (slice(lo, hi), s, bins.end[lo:hi])
+                    out[name] = _block(slice(lo, hi), s, bins.end[lo:hi])
                 else:
                     order = np.argsort(s, kind="stable")
-                    out[name] = (lo + order, s[order], bins.end[lo:hi][order])
+                    out[name] = _block(lo + order, s[order], bins.end[lo:hi][order])
             return out
         chrom = pd.Series(bins.chrom.astype(object))
         starts, ends = bins.start, bins.end
@@ -395,27 +409,27 @@ def _bin_blocks(
         names = chrom.iloc[edges].astype(str).tolist()
     if len(chrom) == 0:
         return {}
-    blocks: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
+    blocks: dict[str, _Block] = {}
     if len(set(names)) == len(names):
         bounds = [*edges.tolist(), len(chrom)]
         for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             s = starts[lo:hi]
             if np.all(s[1:] >= s[:-1]):
-                blocks[name] = (slice(lo, hi), s, ends[lo:hi])
+                blocks[name] = _block(slice(lo, hi), s, ends[lo:hi])
             else:
                 order = np.argsort(s, kind="stable")
-                blocks[name] = (lo + order, s[order], ends[lo:hi][order])
+                blocks[name] = _block(lo + order, s[order], ends[lo:hi][order])
         return blocks
     codes, uniques = pd.factorize(chrom)
     for k, name in enumerate(uniques):
         rows = np.flatnonzero(codes == k)
         order = np.argsort(starts[rows], kind="stable")
         rows = rows[order]
-        blocks[str(name)] = (rows, starts[rows], ends[rows])
+        blocks[str(name)] = _block(rows, starts[rows], ends[rows])
     return blocks
 
 
-def _place(points: np.ndarray, block: tuple[np.ndarray | slice, np.ndarray, np.ndarray]):
+def _place(points: np.ndarray, block: _Block):
     """Row positions of the bins holding ``points`` (several per point where bins overlap);
     also a mask of points in no bin."""
     return _overlapping(block, points, points + 1, 1)
@@ -428,6 +442,7 @@ def _region_labels(
     what: str,
     missing: Literal["zero", "nan"],
     return_summary: bool,
+    blocks: dict[str, _Block] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Shared core of :func:`domain_boundaries` and :func:`peak_labels`: label 1 for every
     bin holding one of the points of a record (``what``: ``"domains"`` or ``"peaks"``).
@@ -441,7 +456,7 @@ def _region_labels(
     path = records.attrs.get("path", what)
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
-    blocks = _bin_blocks(bins)
+    blocks = _bin_blocks(bins) if blocks is None else blocks
     file_chroms = chrom.unique().tolist()
     check_chrom_names(file_chroms, blocks, path)
     label = np.zeros(len(bins), dtype=np.float32)
@@ -725,21 +740,19 @@ def peak_labels(
         raise LabelError(f"min_overlap must be a whole number of bp, got {min_overlap!r}")
     if min_overlap < 1:
         raise LabelError(f"min_overlap must be at least 1 bp, got {min_overlap}")
+    blocks = _bin_blocks(bins)
     if rule == "summit":
         points = [peaks["summit_pos"].to_numpy(np.int64)]
-        label, summary = _region_labels(peaks, points, bins, "peaks", missing, True)
+        label, summary = _region_labels(peaks, points, bins, "peaks", missing, True, blocks)
     else:
-        label, summary = _interval_labels(peaks, bins, min_overlap, missing)
-    blocks = None
+        label, summary = _interval_labels(peaks, blocks, len(bins), min_overlap, missing)
     n_ambiguous = n_blacklisted = 0
     if ambiguous is not None:
-        blocks = _bin_blocks(bins)
         marked = _marked(ambiguous, blocks, len(bins), rule, min_overlap)
         hit = marked & (label == 0)
         n_ambiguous = int(hit.sum())
         label[hit] = np.nan
     if blacklist is not None:
-        blocks = _bin_blocks(bins) if blocks is None else blocks
         hit = _marked(blacklist, blocks, len(bins), "overlap", 1)
         n_blacklisted = int(hit.sum())
         label[hit] = np.nan
@@ -757,17 +770,16 @@ def peak_labels(
 
 
 def _overlapping(
-    block: tuple[np.ndarray | slice, np.ndarray, np.ndarray],
+    block: _Block,
     start: np.ndarray,
     end: np.ndarray,
     min_overlap: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of the bins sharing ``min_overlap`` bp with an interval; also a mask of
     the intervals that share it with no bin."""
-    rows, starts, ends = block
+    rows, starts, ends, reach = block
     # Candidates: from the first bin whose running-maximum end reaches s + k (every earlier
     # bin ends before it) to the last bin starting at or before e - k (sorted starts).
-    reach = np.maximum.accumulate(ends) if len(ends) else ends
     lo = np.searchsorted(reach, start + min_overlap, side="left")
     hi = np.searchsorted(starts, end - min_overlap, side="right")
     n = np.maximum(hi - lo, 0)
@@ -785,7 +797,8 @@ def _overlapping(
 
 def _interval_labels(
     peaks: pd.DataFrame,
-    bins: pd.DataFrame | LocusTable,
+    blocks: dict[str, _Block],
+    n_bins: int,
     min_overlap: int,
     missing: Literal["zero", "nan"],
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -794,11 +807,10 @@ def _interval_labels(
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
     chrom = peaks["chrom"].astype(str)
     path = peaks.attrs.get("path", "peaks")
-    blocks = _bin_blocks(bins)
     check_chrom_names(chrom.unique().tolist(), blocks, path)
     start = peaks["start"].to_numpy(np.int64)
     end = peaks["end"].to_numpy(np.int64)
-    label = np.zeros(len(bins), dtype=np.float32)
+    label = np.zeros(n_bins, dtype=np.float32)
     by_chrom = pd.Series(np.arange(len(chrom))).groupby(chrom.to_numpy()).indices
     outside_bins = 0
     without = []
@@ -825,7 +837,7 @@ def _interval_labels(
 
 def _marked(
     regions: pd.DataFrame,
-    blocks: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]],
+    blocks: dict[str, _Block],
     n_bins: int,
     rule: str,
     min_overlap: int,
