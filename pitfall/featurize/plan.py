@@ -284,10 +284,12 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
         if kind.per_cell_type_file:
             # Read now (they are small) so an empty or malformed call set stops the build
             # before any work, not from inside a task.
-            for path in (spec.target, spec.ambiguous):
-                if path is not None:
-                    regions = read_input(m.target_kind, path)
-                    labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, path)
+            for region_file in (spec.target, spec.ambiguous):
+                if region_file is not None:
+                    regions = read_input(m.target_kind, region_file)
+                    labels.check_chrom_names(
+                        list(pd.unique(regions["chrom"])), loci_chroms, region_file
+                    )
     if kind.per_cell_type_file and m.blacklist is not None:
         regions = read_input(m.target_kind, m.blacklist)
         labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, m.blacklist)

@@ -42,6 +42,7 @@ import logging
 import os
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,6 +436,29 @@ def _place(points: np.ndarray, block: _Block):
     return _overlapping(block, points, points + 1, 1)
 
 
+#: id(frame) -> (weak reference, its rows by chromosome, its length): see _rows_by_chrom.
+_ROWS_BY_CHROM: dict[int, tuple[weakref.ref, dict[str, np.ndarray], int]] = {}
+
+
+def _rows_by_chrom(records: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions of each chromosome's records, in file order.
+
+    Remembered per frame (held weakly): a build's worker places the same cached file on
+    every block of loci, and grouping its chromosome names is most of a small block's cost.
+    """
+    key = id(records)
+    hit = _ROWS_BY_CHROM.get(key)
+    if hit is not None and hit[0]() is records and hit[2] == len(records):
+        return hit[1]
+    chrom = records["chrom"].astype(str).to_numpy()
+    groups = pd.Series(np.arange(len(chrom))).groupby(chrom).indices
+    groups = {str(c): rows for c, rows in groups.items()}
+    if len(_ROWS_BY_CHROM) >= 64:
+        _ROWS_BY_CHROM.clear()
+    _ROWS_BY_CHROM[key] = (weakref.ref(records), groups, len(records))
+    return groups
+
+
 def _region_labels(
     records: pd.DataFrame,
     points: list[np.ndarray],
@@ -452,15 +476,13 @@ def _region_labels(
     without any record are logged; a caller that asks for the summary reports them itself,
     once, rather than once per block of loci.
     """
-    chrom = records["chrom"].astype(str)
     path = records.attrs.get("path", what)
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
     blocks = _bin_blocks(bins) if blocks is None else blocks
-    file_chroms = chrom.unique().tolist()
-    check_chrom_names(file_chroms, blocks, path)
+    by_chrom = _rows_by_chrom(records)
+    check_chrom_names(list(by_chrom), blocks, path)
     label = np.zeros(len(bins), dtype=np.float32)
-    by_chrom = pd.Series(np.arange(len(chrom))).groupby(chrom.to_numpy()).indices
     outside_bins = 0
     without = []
     for name, block in blocks.items():
@@ -476,7 +498,7 @@ def _region_labels(
             outside_bins += int(out.sum())
     off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
     summary: dict[str, Any] = {
-        f"n_{what}": len(chrom),
+        f"n_{what}": len(records),
         "chroms_without": chrom_order(without),
         "off_bins_chroms": {c: off[c] for c in chrom_order(off)},
         f"n_{what}_off_bins_chroms": sum(off.values()),
@@ -805,13 +827,12 @@ def _interval_labels(
     """:func:`peak_labels` with the overlap rule, before ambiguous and blacklisted bins."""
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
-    chrom = peaks["chrom"].astype(str)
     path = peaks.attrs.get("path", "peaks")
-    check_chrom_names(chrom.unique().tolist(), blocks, path)
+    by_chrom = _rows_by_chrom(peaks)
+    check_chrom_names(list(by_chrom), blocks, path)
     start = peaks["start"].to_numpy(np.int64)
     end = peaks["end"].to_numpy(np.int64)
     label = np.zeros(n_bins, dtype=np.float32)
-    by_chrom = pd.Series(np.arange(len(chrom))).groupby(chrom.to_numpy()).indices
     outside_bins = 0
     without = []
     for name, block in blocks.items():
@@ -826,7 +847,7 @@ def _interval_labels(
         outside_bins += int(out.sum())
     off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
     summary: dict[str, Any] = {
-        "n_peaks": len(chrom),
+        "n_peaks": len(peaks),
         "chroms_without": chrom_order(without),
         "off_bins_chroms": {c: off[c] for c in chrom_order(off)},
         "n_peaks_off_bins_chroms": sum(off.values()),
@@ -843,13 +864,9 @@ def _marked(
     min_overlap: int,
 ) -> np.ndarray:
     """Shape (n_bins,) bool: the bins ``regions`` mark under ``rule``."""
-    check_chrom_names(
-        regions["chrom"].astype(str).unique().tolist(), blocks, regions.attrs.get("path")
-    )
+    by_chrom = _rows_by_chrom(regions)
+    check_chrom_names(list(by_chrom), blocks, regions.attrs.get("path"))
     out = np.zeros(n_bins, dtype=bool)
-    by_chrom = (
-        pd.Series(np.arange(len(regions))).groupby(regions["chrom"].astype(str).to_numpy()).indices
-    )
     start = regions["start"].to_numpy(np.int64)
     end = regions["end"].to_numpy(np.int64)
     summit = regions["summit_pos"].to_numpy(np.int64) if rule == "summit" else None
