@@ -437,7 +437,7 @@ def _place(points: np.ndarray, block: _Block):
 
 
 #: id(frame) -> (weak reference, its rows by chromosome, its length): see _rows_by_chrom.
-_ROWS_BY_CHROM: dict[int, tuple[weakref.ref, dict[str, np.ndarray], int]] = {}
+_ROWS_BY_CHROM: dict[int, tuple[weakref.ref[pd.DataFrame], dict[str, np.ndarray], int]] = {}
 
 
 def _rows_by_chrom(records: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -446,16 +446,16 @@ def _rows_by_chrom(records: pd.DataFrame) -> dict[str, np.ndarray]:
     Remembered per frame (held weakly): a build's worker places the same cached file on
     every block of loci, and grouping its chromosome names is most of a small block's cost.
     """
-    key = id(records)
+    key, n = id(records), len(records)
     hit = _ROWS_BY_CHROM.get(key)
-    if hit is not None and hit[0]() is records and hit[2] == len(records):
+    if hit is not None and hit[2] == n and hit[0]() is records:
         return hit[1]
-    chrom = records["chrom"].astype(str).to_numpy()
-    groups = pd.Series(np.arange(len(chrom))).groupby(chrom).indices
-    groups = {str(c): rows for c, rows in groups.items()}
+    chrom = np.asarray(records["chrom"].astype(str).to_numpy(), dtype=object)
+    indices = pd.Series(np.arange(chrom.size)).groupby(chrom).indices
+    groups = {str(c): rows for c, rows in indices.items()}
     if len(_ROWS_BY_CHROM) >= 64:
         _ROWS_BY_CHROM.clear()
-    _ROWS_BY_CHROM[key] = (weakref.ref(records), groups, len(records))
+    _ROWS_BY_CHROM[key] = (weakref.ref(records), groups, n)
     return groups
 
 
