@@ -436,3 +436,24 @@ def test_real_ctcf__overlap_rule_held_out_aps_match_readme(shared_data: Path) ->
         "IMR-90": 0.710, "K562": 0.724, "MCF-7": 0.670,
     }  # fmt: skip
     assert aps == pytest.approx(expected, abs=0.001)
+
+
+def test_build__labels_only_manifest_builds_in_process(tmp_path: Path, monkeypatch) -> None:
+    """A manifest without signal or sequence builds in the calling process unless workers are
+    asked for, whatever its size."""
+    from pitfall import featurize
+    from pitfall.cluster import dask_client
+
+    asked: list[int | None] = []
+
+    def recording(**kw):
+        asked.append(kw.get("workers"))
+        return dask_client(**{**kw, "workers": 0})
+
+    monkeypatch.setattr(featurize, "dask_client", recording)
+    monkeypatch.setattr(featurize, "IN_PROCESS_BELOW", 0)  # every build counts as large
+    tiny_ctcf_folder(tmp_path / "data")
+    manifest = ctcf.dream_manifest(tmp_path / "data", tmp_path / "manifest")
+    featurize.build(manifest, tmp_path / "a", progress=False)
+    featurize.build(manifest, tmp_path / "b", workers=2, progress=False)
+    assert asked == [0, 2]
