@@ -457,3 +457,22 @@ def test_build__labels_only_manifest_builds_in_process(tmp_path: Path, monkeypat
     featurize.build(manifest, tmp_path / "a", progress=False)
     featurize.build(manifest, tmp_path / "b", workers=2, progress=False)
     assert asked == [0, 2]
+
+
+def test_append__peaks_cube_without_rule_attributes_takes_summit_manifests(tmp_path: Path) -> None:
+    """A peaks cube whose featurization does not state the rule was labelled by summits: a
+    summit manifest appends to it, an overlap one is refused."""
+    from pitfall.featurize import _check_same_featurization
+    from pitfall.schema import CubeError
+
+    path = _manifest(tmp_path, {"bin_size": 200}, {"kind": "peaks"})
+    m = load_manifest(path)
+    old = m.featurization()
+    for key in ("rule", "min_overlap", "blacklist"):
+        del old["target"][key]
+    _check_same_featurization(old, m.featurization(), m, "cube")
+    overlap = load_manifest(
+        _manifest(tmp_path, {"bin_size": 200}, {"kind": "peaks", "rule": "overlap"})
+    )
+    with pytest.raises(CubeError, match="target.rule is 'overlap'"):
+        _check_same_featurization(old, overlap.featurization(), overlap, "cube")

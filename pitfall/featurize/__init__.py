@@ -225,6 +225,11 @@ SHARED_PARAMETERS = (
 )
 
 
+#: Peak-label parameters a cube's featurization may lack (a peaks cube that does not state
+#: them was labelled with these values).
+IMPLICIT_PARAMETERS = {"target.rule": "summit", "target.min_overlap": 1}
+
+
 def _param(tree: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         tree = tree.get(part) if isinstance(tree, dict) else None  # type: ignore[assignment]
@@ -237,6 +242,8 @@ def _check_same_featurization(
     """Refuse an append whose manifest would featurize differently from the cube's."""
     for name in SHARED_PARAMETERS:
         a, b = _param(cube_params, name), _param(new, name)
+        if a is None and b is not None and name in IMPLICIT_PARAMETERS:
+            a = IMPLICIT_PARAMETERS[name]
         if cube_params and a != b:
             raise CubeError(
                 f"{m.path} featurizes differently from the cube at {loc}: {name} is {b!r} "
