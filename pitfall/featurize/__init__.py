@@ -188,7 +188,16 @@ def _workers(
         return 0
     if workers is None and n_loci * n_cell_types * (len(m.marks) + 1) < IN_PROCESS_BELOW:
         return 0
+    if workers is None and _labels_only(m):
+        # Placing peaks or domains is a few vectorised passes per block: worker processes
+        # would spend longer starting and shipping each block's session than computing it.
+        return 0
     return workers
+
+
+def _labels_only(m: Manifest) -> bool:
+    """Whether a manifest's cube holds labels alone (no signal, no sequence)."""
+    return not m.marks and m.fasta is None
 
 
 def _check_per_commit(n: int | None) -> None:
@@ -203,14 +212,22 @@ SHARED_PARAMETERS = (
     "loci.upstream",
     "loci.downstream",
     "loci.bin_size",
+    "loci.stride",
     "chroms",
     "sequence_length",
     "feature_window",
     "marks",
     "target.kind",
     "target.threshold",
+    "target.rule",
+    "target.min_overlap",
     "signal_transform",
 )
+
+
+#: Peak-label parameters a cube's featurization may lack (a peaks cube that does not state
+#: them was labelled with these values).
+IMPLICIT_PARAMETERS = {"target.rule": "summit", "target.min_overlap": 1}
 
 
 def _param(tree: dict[str, Any], dotted: str) -> Any:
@@ -225,6 +242,8 @@ def _check_same_featurization(
     """Refuse an append whose manifest would featurize differently from the cube's."""
     for name in SHARED_PARAMETERS:
         a, b = _param(cube_params, name), _param(new, name)
+        if a is None and b is not None and name in IMPLICIT_PARAMETERS:
+            a = IMPLICIT_PARAMETERS[name]
         if cube_params and a != b:
             raise CubeError(
                 f"{m.path} featurizes differently from the cube at {loc}: {name} is {b!r} "
@@ -320,7 +339,8 @@ def build(
         Subset of the manifest's cell types; default all.
     workers
         Local Dask workers (processes, one thread each); 0 runs in this process; default:
-        in this process for small builds (:data:`IN_PROCESS_BELOW`), else ``min(2, cores)``.
+        in this process for small builds (:data:`IN_PROCESS_BELOW`) and for labels-only
+        manifests (no signal, no sequence), else ``min(2, cores)``.
     scheduler
         Address or scheduler file of a running Dask cluster; overrides ``workers``.
     client

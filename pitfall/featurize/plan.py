@@ -167,7 +167,7 @@ def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
             raise BuildError(f"{m.loci_path}: chromosomes {missing} (from the manifest) are absent")
         if m.bin_size is None:
             raise BuildError(f"{m.path}: [loci] bins needs bin_size (e.g. 40000)")
-        return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms), None
+        return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms, m.stride), None
     frame = _read(annotation.read_bed_regions, m.loci_path, m.chroms)
     return loci_mod.LocusTable.from_frame(frame), None
 
@@ -284,8 +284,15 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
         if kind.per_cell_type_file:
             # Read now (they are small) so an empty or malformed call set stops the build
             # before any work, not from inside a task.
-            regions = read_input(m.target_kind, spec.target)
-            labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, spec.target)
+            for region_file in (spec.target, spec.ambiguous):
+                if region_file is not None:
+                    regions = read_input(m.target_kind, region_file)
+                    labels.check_chrom_names(
+                        list(pd.unique(regions["chrom"])), loci_chroms, region_file
+                    )
+    if kind.per_cell_type_file and m.blacklist is not None:
+        regions = read_input(m.target_kind, m.blacklist)
+        labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, m.blacklist)
     if m.fasta is not None:
         fasta_sizes = _fasta_sizes(m.fasta)
         labels.check_chrom_names(list(fasta_sizes), loci_chroms, m.fasta)

@@ -518,8 +518,10 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
             values_of[ct] = table[ct].to_numpy(dtype=np.float32)[rows]  # a copy
             values_of[ct][rows < 0] = np.nan
     jobs = []
+    options = labels.label_kind(m).options
     for ct in cell_types:
         spec = m.cell_types.get(ct)
+        values, files = options(m, ct) if options is not None else ({}, {})
         jobs.append(
             CellTypeJob(
                 id=ct,
@@ -531,6 +533,8 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 threshold=m.threshold,
                 window=m.feature_window,
                 files=_files(m, ct),
+                place_options=tuple(values.items()),
+                place_files=tuple(files.items()),
             )
         )
     return jobs
@@ -544,8 +548,11 @@ def _files(m: Manifest, ct: str) -> tuple[tuple[str, Any], ...]:
         files = {f"signal:{k}": v for k, v in spec.signal.items()}
         if spec.target is not None:
             files["target"] = spec.target
-    if m.table is not None:
-        files["table"] = m.table
+        if spec.ambiguous is not None:
+            files["ambiguous"] = spec.ambiguous
+    for role, path in (("table", m.table), ("blacklist", m.blacklist)):
+        if path is not None:
+            files[role] = path
     return tuple(files.items())
 
 
