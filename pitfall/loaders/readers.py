@@ -36,6 +36,7 @@ __all__ = [
     "VARIABLES",
     "cell_type_index",
     "open_store",
+    "refuse_forked",
     "selection_index",
     "zarr_arrays",
 ]
@@ -66,6 +67,22 @@ def selection_index(cube: xr.Dataset, selection: xr.Dataset) -> tuple[np.ndarray
     if loci.size and (loci.min() < 0 or loci.max() >= n):
         raise ValueError("selection loci are not positions in this cube (open it with open_cube)")
     return cell_type_index(cube, selection["cell_type"].values), loci
+
+
+def refuse_forked(home: int, reader: ChunkReader) -> None:
+    """Raise a RuntimeError when this process is a fork of ``home`` and ``reader`` streams.
+
+    Icechunk's I/O runtime (tokio) does not survive ``fork()``: a forked process waits forever
+    on its first read of a cube opened before the fork, or even of one opened after it. A
+    :class:`MemoryReader` reads nothing after the fork.
+    """
+    if os.getpid() != home and not isinstance(reader, MemoryReader):
+        raise RuntimeError(
+            "this loader was forked from the process that opened the cube, and Icechunk "
+            "cannot read after a fork: start data workers with 'spawn' or 'forkserver' "
+            "(DataLoader(..., multiprocessing_context='spawn')), use threads, or load "
+            "the cube in memory (in_memory=True)"
+        )
 
 
 def open_store(location: str | os.PathLike[str], snapshot: str | None = None) -> Any:
