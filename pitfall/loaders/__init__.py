@@ -14,7 +14,7 @@
     py = train.to_keras()              # keras.utils.PyDataset
     th = train.to_torch()              # torch.utils.data.IterableDataset, sequence (32, 4, L)
 
-    data = PairDataset(cube, split.train(cube), inputs="both", layout="NCL")
+    data = PairDataset(cube, split.train(cube), inputs="both")  # sequence (4, L)
     x, y, meta = data[0]               # one example: map-style, for DataLoader / samplers
     preds = to_dataarray(cube, ids, scores)   # any order -> (cell_type, locus) DataArray
 

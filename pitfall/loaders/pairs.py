@@ -4,7 +4,7 @@
 
     from torch.utils.data import DataLoader, DistributedSampler
 
-    data = PairDataset(cube, split.train(cube), inputs="sequence", layout="NCL")
+    data = PairDataset(cube, split.train(cube), inputs="sequence")
     x, y, meta = data[0]            # x["sequence"] (4, L); meta: locus, name, chrom, ...
     batches = DataLoader(data, batch_size=32, shuffle=True, num_workers=2,
                          multiprocessing_context="spawn")
@@ -81,8 +81,9 @@ class PairDataset:
     inputs
         ``"signal"``, ``"sequence"``, ``"both"`` or ``"random"`` (as :class:`Loader`).
     layout
-        Of the one-hot sequence: ``"NLC"`` ``(L, 4)`` per example or ``"NCL"`` ``(4, L)``
-        (PyTorch's ``Conv1d``).
+        Of the one-hot sequence: ``"NCL"`` ``(4, L)`` per example (the default: PyTorch's
+        ``Conv1d``, whose ``DataLoader`` is what this dataset is for) or ``"NLC"``
+        ``(L, 4)``.
     permuted, n_random, seed, target, average
         As :class:`~pitfall.loaders.core.Loader` (``seed`` seeds the controls and the
         augmentation).
@@ -115,7 +116,7 @@ class PairDataset:
         selection: xr.Dataset,
         *,
         inputs: str = "signal",
-        layout: str = "NLC",
+        layout: str = "NCL",
         permuted: bool = False,
         n_random: int = 100,
         seed: int = 0,
