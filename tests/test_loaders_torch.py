@@ -173,7 +173,7 @@ def test_loader_ids__round_trip_to_cube_names(cube, split) -> None:
     labels = cube["label"].values
     pairs = loader.pairs(1)
     seen = []
-    for x, y, ids in loader.epoch(1):
+    for _x, y, ids in loader.epoch(1):
         assert set(ids) == {"locus", "cell_type_index"} and ids["locus"].dtype == np.int64
         np.testing.assert_array_equal(y, labels[ids["cell_type_index"], ids["locus"]])
         seen.append(ids["locus"])
@@ -279,7 +279,7 @@ def test_loader__augmented_batches_equal_naive(cube, split) -> None:
                     ids=True)  # fmt: skip
     plain = Loader(cube, split.train(cube), inputs="sequence", batch_size=BS,
                    batches_per_epoch=4, seed=3)  # fmt: skip
-    for (x, y, ids), (px, py) in zip(loader.epoch(1), plain.epoch(1), strict=True):
+    for (x, y, ids), (_px, py) in zip(loader.epoch(1), plain.epoch(1), strict=True):
         ct, loc = ids["cell_type_index"], ids["locus"]
         flip, shift = loader.augment.draws(1, ct, loc)
         codes = naive_augment(cube["sequence"].values[loc], flip, shift)
