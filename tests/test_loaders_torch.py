@@ -347,6 +347,19 @@ def test_distributed_sampler__two_replicas_cover_each_example_once(cube, split) 
             shares.append(np.concatenate([m["index"].numpy() for _, _, m in dl]))
         assert not set(shares[0]) & set(shares[1])
         assert sorted(np.concatenate(shares).tolist()) == list(range(len(data)))
+    # whole batches: a BatchSampler over each replica's share, data[indices] per batch
+    shares = []
+    for rank in (0, 1):
+        sampler = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=rank, seed=4)
+        batches = torch.utils.data.BatchSampler(sampler, 16, drop_last=False)
+        dl = torch.utils.data.DataLoader(data, batch_size=None, sampler=batches)
+        for (x, y, meta), indices in zip(dl, batches, strict=True):
+            want_x, want_y, want_meta = data.batch(indices)
+            np.testing.assert_array_equal(x["signal"].numpy(), want_x["signal"])
+            np.testing.assert_array_equal(y.numpy(), want_y)
+            assert meta["index"] == indices and meta["name"] == want_meta["name"].tolist()
+            shares.append(np.asarray(meta["index"]))
+    assert sorted(np.concatenate(shares).tolist()) == list(range(len(data)))
 
 
 def test_pair_dataset__pickles_with_its_epoch(cube, split) -> None:

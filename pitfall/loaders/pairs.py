@@ -284,7 +284,18 @@ class PairDataset:
             for r in range(y.size)
         ]
 
-    def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], np.float32, dict[str, Any]]:
+    def __getitem__(self, i: Any) -> Any:
+        """Example ``i`` (an int): ``(x, y, meta)``; or, for a list or array of indices, the
+        whole batch -- what ``DataLoader(data, batch_size=None, sampler=BatchSampler(sampler,
+        32, drop_last=False))`` asks for, skipping the per-example collation.
+
+        A batch is :meth:`batch`'s ``(x, y, meta)`` with ``meta``'s columns as lists: a worker
+        sends a list by pickle, a tensor through shared memory and a file descriptor each,
+        which costs the receiving process more than the list.
+        """
+        if isinstance(i, (list, tuple, np.ndarray)):
+            x, y, meta = self.batch(i)
+            return x, y, {k: v.tolist() for k, v in meta.items()}
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"a dataset index is an int, got {type(i).__name__}")
+            raise TypeError(f"a dataset index is an int or a list of ints, got {type(i).__name__}")
         return self.__getitems__([int(i)])[0]

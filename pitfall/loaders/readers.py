@@ -178,6 +178,7 @@ class ChunkReader:
             store = open_store(store, cube.attrs.get("snapshot"))
         self.store = store
         self._stored: dict[str, Any] | None = None
+        self._chunks: dict[str, int] = {}
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
@@ -206,6 +207,13 @@ class ChunkReader:
 
     def chunk(self, var: str) -> int:
         """Loci per chunk of ``var``."""
+        # Asked for every gather, and cube[var] builds a DataArray each time: kept.
+        size = self._chunks.get(var)
+        if size is None:
+            size = self._chunks[var] = self._chunk(var)
+        return size
+
+    def _chunk(self, var: str) -> int:
         da = self.cube[var]
         axis = da.dims.index("locus")
         # The stored chunk first: a selection on top of the cube shifts Dask's chunks, the
