@@ -18,7 +18,10 @@ store with 2 spawned, persistent workers:
   shards of :class:`pitfall.loaders.core.Loader`;
 
 each with prefetch off (``prefetch_factor=1``; the loader's epoch prefetch thread off) and on
-(``prefetch_factor=4``; the thread on). Throughput is batches per second over ``--epochs``
+(``prefetch_factor=4``; the thread on); and each in the main process (``num_workers=0``,
+the loader's prefetch thread on): what reading and encoding cost without the workers' inter-
+process transfer (each tensor of a batch crosses through shared memory and a file
+descriptor of its own). Throughput is batches per second over ``--epochs``
 epochs after a first one (worker start, first reads) left out; the consumer only counts the
 rows. Median of ``--repeats`` runs per mode, the modes interleaved so load drifts hit them
 alike; ratio = mode / anchor (target >= 0.9). The load average is printed before and after.
@@ -72,13 +75,18 @@ def anchor_loader(data: PairDataset) -> DataLoader:
     return DataLoader(tensors, batch_size=BATCH, shuffle=True)
 
 
-def streamed(kind: str, prefetch: bool, cube: Any, selection: Any, store: Path) -> DataLoader:
-    workers: dict[str, Any] = {
-        "num_workers": WORKERS,
-        "multiprocessing_context": "spawn",
-        "persistent_workers": True,
-        "prefetch_factor": 4 if prefetch else 1,
-    }
+def streamed(
+    kind: str, prefetch: bool | None, cube: Any, selection: Any, store: Path
+) -> DataLoader:
+    """``kind`` through a DataLoader: 2 workers (prefetch off or on), or none (None)."""
+    workers: dict[str, Any] = {}
+    if prefetch is not None:
+        workers = {
+            "num_workers": WORKERS,
+            "multiprocessing_context": "spawn",
+            "persistent_workers": True,
+            "prefetch_factor": 4 if prefetch else 1,
+        }
     if kind.startswith("PairDataset"):
         data = PairDataset(cube, selection, inputs="both", store=store)
         if kind == "PairDataset":
@@ -86,7 +94,7 @@ def streamed(kind: str, prefetch: bool, cube: Any, selection: Any, store: Path) 
         batches = BatchSampler(RandomSampler(data), BATCH, drop_last=False)
         return DataLoader(data, batch_size=None, sampler=batches, **workers)
     loader = Loader(cube, selection, inputs="both", balanced=False, batch_size=BATCH,
-                    store=store, prefetch=prefetch)  # fmt: skip
+                    store=store, prefetch=prefetch is not False)  # fmt: skip
     return DataLoader(loader.to_torch(), batch_size=None, **workers)
 
 
@@ -121,10 +129,13 @@ def main() -> None:
     n = len(anchor_data)
     print(f"{n:,} examples ({selection.sizes['cell_type']} cell types), "
           f"{-(-n // BATCH)} batches of {BATCH} an epoch; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    modes = {"one-hot once, in memory (anchor)": None}
-    for kind in ("PairDataset", "PairDataset, BatchSampler", "Loader.to_torch()"):
+    modes: dict[str, tuple[str, bool | None] | None] = {"one-hot once, in memory (anchor)": None}
+    kinds = ("PairDataset", "PairDataset, BatchSampler", "Loader.to_torch()")
+    for kind in kinds:
         for prefetch in (False, True):
             modes[f"{kind}, 2 workers, prefetch {'on' if prefetch else 'off'}"] = (kind, prefetch)
+    for kind in kinds:
+        modes[f"{kind}, main process"] = (kind, None)
     results: dict[str, list[float]] = {m: [] for m in modes}
     anchor = anchor_loader(anchor_data)
     for r in range(args.repeats):
