@@ -381,9 +381,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     }
     by = (CELL_TYPE_COORD_CHUNK,)
     out = [
-        ArraySpec(
-            name, ("cell_type",), (k,), by, str, "", cf(name), data=np.array(v, dtype=object)
-        )
+        ArraySpec(name, ("cell_type",), (k,), by, str, "", cf(name), data=np.array(v, dtype=object))
         for name, v in per_ct.items()
     ]
     if schema.marks:

@@ -31,6 +31,7 @@ from pitfall import _repository as repository
 from pitfall import cube, featurize, synth
 from pitfall.featurize import writer
 from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
+from pitfall.schema import root_attr
 
 INPROC = {"workers": 1, "processes": False, "progress": False}
 CODES = {"A": 0, "C": 1, "G": 2, "T": 3}
@@ -208,7 +209,7 @@ def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
 
 
 def test_build__records_each_input_file_checksum(comp, built) -> None:
-    sources = _load(built["expr"]).attrs["cell_type_sources"]
+    sources = root_attr(_load(built["expr"]).attrs, "cell_type_sources")
     assert sorted(sources) == sorted(comp.cell_types)
     for ct in comp.cell_types:
         want = {f"signal:{mk}": p for mk, p in comp.bigwigs[ct].items()}
@@ -277,7 +278,7 @@ def test_build__feature_window_is_the_middle_of_each_bin(comp, tmp_path) -> None
         [_naive_codes(fa, c, m - 1000, m + 1000, ".") for c, m in zip(chrom_of, mid, strict=True)]
     )
     np.testing.assert_array_equal(ds["sequence"].values, want)
-    assert ds.attrs["featurization"]["feature_window"] == 2000
+    assert root_attr(ds.attrs, "featurization")["feature_window"] == 2000
 
 
 def test_build__process_cluster_equals_in_process(comp, built, tmp_path) -> None:
@@ -920,7 +921,7 @@ def test_append_experiments__equals_the_full_build_in_one_commit(comp, built, tm
     e003 = ds["signal"].sel(cell_type="E003").values
     j = raw["signal"]["marks"].index("H3K27me3")
     assert np.isnan(e003[:, j]).all()
-    sources = ds.attrs["cell_type_sources"]["E037"]
+    sources = root_attr(ds.attrs, "cell_type_sources")["E037"]
     assert sources["signal:H3K9me3"]["path"].endswith("E037-H3K9me3.bw")
     assert "sha256" in sources["signal:H3K4me3"]
 

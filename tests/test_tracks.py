@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,10 @@ def test_resolve_overlaps__hand_checked() -> None:
 # ------------------------------------------------------------------------- writing
 
 
+#: The chromosome sizes :func:`small_cube` stores (as a cube stores them: a JSON root attribute).
+SMALL_SIZES = {"chr1": 600, "chr2": 50, "chr10": 20}
+
+
 def small_cube() -> xr.Dataset:
     """Five loci: two overlapping windows on chr1, one on chr2 and one on chr10."""
     chrom = np.array(["chr1", "chr1", "chr1", "chr2", "chr10"], dtype=object)
@@ -153,6 +158,7 @@ def small_cube() -> xr.Dataset:
             "end": ("locus", np.array([300, 400, 600, 50, 20])),
             "name": ("locus", np.array(["g1", "g2", "g3", "g4", "g5"], dtype=object)),
         },
+        attrs={"chrom_sizes": json.dumps(SMALL_SIZES)},
     )
 
 
