@@ -113,6 +113,12 @@ def _strings(values: Any) -> np.ndarray:
     return np.asarray([str(v) for v in values.ravel()], dtype=object)
 
 
+def _fixed_width(values: Any) -> np.ndarray:
+    """Strings as a fixed-width ``str`` array (``<U`` as wide as the longest)."""
+    values = loci_mod.strings(values)
+    return values.astype(f"<U{loci_mod.string_width(values)}")
+
+
 def locus_names(ds: xr.Dataset) -> np.ndarray:
     """Locus names, shape ``(n_locus,)`` ``StringDType``: stored, or ``chrom:start-end``."""
     if "name" in ds.coords:
@@ -750,8 +756,15 @@ def open_cube(
             f"{len(build.get('cell_types', []))} cell types; it was killed or is still "
             "running): run the same `pitfall build` again to finish it"
         )
-    # Tiny, and read by almost every caller: loaded once here (plain xarray leaves them lazy).
-    ds = ds.assign_coords({c: ds[c].load() for c in CELL_TYPE_COORDS if c in ds.coords})
+    # Tiny, and read by almost every caller: loaded once here (plain xarray leaves them lazy),
+    # as ``str`` arrays (stored variable-length, so that appends can grow them).
+    ds = ds.assign_coords(
+        {
+            c: (ds[c].dims, _fixed_width(ds[c].values), ds[c].attrs)
+            for c in ("cell_type", *CELL_TYPE_COORDS, "mark")
+            if c in ds.coords
+        }
+    )
     ds.attrs["snapshot"] = session.snapshot_id
     # Loaders read chunks straight from it (pitfall.loaders.ChunkReader), past Dask.
     ds.encoding["store"] = session.store

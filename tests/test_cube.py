@@ -1040,3 +1040,193 @@ def test_cube_state_machine__local(tmp_path: Path, kill_at) -> None:
 
 def test_cube_state_machine__s3(s3, kill_at) -> None:
     _run_machine(s3.url, kill_at)
+
+
+# ------------------------------------------------------------------------- CF and intervals
+
+#: Hand-made loci near chromosome ends: a TSS window starting before chr1, one inside it, one
+#: running past the end of chr2 (1,000 bp).
+EDGE_SIZES = {"chr1": 5000, "chr2": 1000}
+
+
+def _edge_loci():
+    return cube.make_loci(
+        ["chr1", "chr1", "chr2"], [-1300, 500, 900], [700, 2500, 1100], ["+", "-", "+"],
+        ["TSS_near_start", "inside", "past_end"],
+    )  # fmt: skip
+
+
+def _edge_cube(path: Path, *, sizes=EDGE_SIZES) -> str:
+    loci = _edge_loci()
+    slabs = [_slab("E003", 3, loci), _slab("E004", 4, loci)]
+    seq = np.random.default_rng(0).integers(0, 5, (3, 2000)).astype(np.uint8)
+    cube.create_cube(path, slabs, sequence=seq, chrom_sizes=sizes)
+    return str(path)
+
+
+def test_create_cube__loci_clipped_windows_kept__hand_checked(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    ds = cube.open_cube(path)
+    # [-1300, 700) starts before chr1: [0, 700); [900, 1100) ends past chr2's 1,000 bp.
+    assert ds["start"].values.tolist() == [0, 500, 900]
+    assert ds["end"].values.tolist() == [700, 2500, 1000]
+    assert ds["window_start"].values.tolist() == [-1300, 500, 900]
+    assert ds["window_end"].values.tolist() == [700, 2500, 1100]
+    assert cube.chrom_sizes(ds) == EDGE_SIZES
+    assert cube.cube_info(path)["chrom_sizes"] == EDGE_SIZES
+    # A slab with the loci as made appends: it is clipped as the cube was.
+    cube.append_cell_type(path, _slab("E037", 37, _edge_loci()))
+    got = cube.open_cube(path).sel(cell_type="E037")
+    want = _slab("E037", 37, _edge_loci())
+    for var in ("label", "value", "signal"):
+        np.testing.assert_array_equal(got[var].values, want[var].values[0])
+    # A locus with nothing inside its chromosome cannot be clipped: refused, named.
+    bad = cube.make_loci(["chr2"], [1200], [1300], ["+"], ["outside"])
+    with pytest.raises(cube.CubeError, match=r"outside at chr2:1200-1300 \(chr2 has length 1,000"):
+        cube.create_cube(tmp_path / "bad", _slab("E003", 3, bad), chrom_sizes=EDGE_SIZES)
+
+
+def test_create_cube__without_sizes_clips_at_zero_and_stores_none(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c", sizes=None)
+    ds = cube.open_cube(path)
+    assert ds["start"].values.tolist() == [0, 500, 900]
+    assert ds["end"].values.tolist() == [700, 2500, 1100]
+    assert ds["window_start"].values.tolist() == [-1300, 500, 900]
+    assert cube.chrom_sizes(ds) is None and cube.cube_info(path)["chrom_sizes"] is None
+    code, out = _cli_out("cube", "info", path)
+    assert code == 0 and "chromosome sizes: none stored" in out and "--chrom-sizes" in out
+    code, out = _cli_out("cube", "info", _edge_cube(tmp_path / "sized"))
+    assert "chromosome sizes: chr1 5,000, chr2 1,000" in out
+
+
+def _cli_out(*argv: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from pitfall import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue()
+
+
+def test_open_cube__cf_attributes_on_every_variable(tmp_path: Path) -> None:
+    from pitfall import kernels
+
+    path = _edge_cube(tmp_path / "c")
+    plain = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    for ds in (cube.open_cube(path), plain):
+        for name, var in ds.variables.items():
+            attrs = var.attrs
+            assert attrs.get("long_name"), name
+            if var.dtype.kind not in "OUT":  # numbers and flags: units, or flags with meanings
+                flags = "flag_values" in attrs and "flag_meanings" in attrs
+                assert "units" in attrs or flags, name
+                if flags:
+                    assert len(attrs["flag_values"]) == len(attrs["flag_meanings"].split()), name
+        alphabet = ds["sequence"].attrs["alphabet"]
+        # The alphabet names each code as the encoding kernel assigns it.
+        codes = kernels.encode_dna(np.frombuffer(alphabet.encode(), dtype=np.uint8))
+        assert codes.tolist() == list(range(len(alphabet))) == ds["sequence"].attrs["flag_values"]
+        assert ds["sequence"].attrs["flag_meanings"].split() == list(alphabet)
+        assert ds["label"].attrs["flag_values"] == [0.0, 1.0]
+
+
+def _plain(values) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind not in "OTU":
+        return values
+    return np.array([str(v) for v in values.ravel()]).reshape(values.shape)
+
+
+def test_to_netcdf__cube_selection_round_trips_through_plain_xarray(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    plain = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    for k, ds in enumerate((cube.open_cube(path), plain)):
+        part = ds.sel(cell_type=["E004"]).isel(locus=[0, 2])
+        out = tmp_path / f"part{k}.nc"
+        part.to_netcdf(out, engine="scipy")  # netCDF3: the strictest writer of attributes
+        with xr.open_dataset(out, engine="scipy") as back:
+            assert set(back.variables) == set(part.variables)
+            for name, var in part.variables.items():
+                np.testing.assert_array_equal(
+                    _plain(back[name].values), _plain(var.values), err_msg=str(name)
+                )
+                for key, value in var.attrs.items():
+                    np.testing.assert_array_equal(back[name].attrs[key], value, err_msg=key)
+            for key in part.attrs:
+                assert cube.root_attr(back.attrs, key) == cube.root_attr(part.attrs, key), key
+            assert cube.root_attr(back.attrs, "cell_type_sources")["E004"] == {
+                "H3K4me3": "E004-H3K4me3.bw"
+            }
+            assert cube.chrom_sizes(back) == EDGE_SIZES
+
+
+def test_open_cube__locus_strings_fixed_width_cell_types_still_append(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    cube.append_cell_type(path, _slab("E037_a_much_longer_id", 37, _edge_loci()))
+    cube.export_cube(path, tmp_path / "plain.zarr")
+    opened = [
+        cube.open_cube(path),
+        xr.open_zarr(
+            repository.open_repository(path).readonly_session("main").store, consolidated=False
+        ),
+        xr.open_zarr(tmp_path / "plain.zarr"),
+    ]
+    for ds in opened:
+        for name in ("chrom", "strand", "name"):
+            assert ds[name].dtype.kind == "U", (name, ds[name].dtype)
+        assert ds["name"].values.astype(str).tolist() == ["TSS_near_start", "inside", "past_end"]
+        assert ds["chrom"].dtype.itemsize == 4 * len("chr1")  # as wide as the longest
+        # Variable-length on disk (they grow); str through pitfall, StringDType elsewhere.
+        assert ds["cell_type"].values.tolist()[-1] == "E037_a_much_longer_id"
+    assert opened[0]["cell_type"].dtype.kind == "U"
+    assert opened[0]["cell_type"].values.astype(str).tolist()[0] == "E003"
+
+
+def test_where__lazy_chrom_mask_with_the_documented_idiom(tmp_path: Path) -> None:
+    ds = cube.open_cube(_edge_cube(tmp_path / "c"))
+    want = np.flatnonzero(np.asarray(ds["chrom"].values) == "chr1")
+    # The idiom of pitfall.cube's docstring: a lazy mask is computed before dropping.
+    got = ds.where((ds.chrom == "chr1").compute(), drop=True)
+    assert got["locus"].values.tolist() == want.tolist() == [0, 1]
+    np.testing.assert_array_equal(got["label"].values, ds["label"].values[:, want])
+    assert ds.sel(locus=(ds.chrom == "chr1").values)["name"].values.tolist() == [
+        "TSS_near_start",
+        "inside",
+    ]
+
+
+def _as_version_3(path: str) -> None:
+    """Make ``path`` a cube as schema version 3 wrote it: nested root attributes, no CF."""
+    import zarr
+
+    session = repository.open_repository(path).writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    with repository.quiet_zarr():  # rewriting fixed-width strings' metadata warns
+        for _, arr in group.arrays():
+            keep = {k: v for k, v in arr.attrs.items() if k in ("coordinates", "_FillValue")}
+            arr.attrs.clear()
+            arr.attrs.update(keep)
+    group.attrs["cell_type_sources"] = json.loads(group.attrs["cell_type_sources"])
+    del group.attrs["chrom_sizes"]
+    group.attrs["pitfall_schema_version"] = 3
+    session.commit("as schema version 3")
+
+
+def test_open_cube__version_3_cube_opens_with_cf_attributes(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    _as_version_3(path)
+    raw = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    assert "long_name" not in raw["label"].attrs
+    ds = cube.open_cube(path)
+    assert all(var.attrs.get("long_name") for var in ds.variables.values())
+    assert cube.root_attr(ds.attrs, "cell_type_sources")["E003"] == {"H3K4me3": "E003-H3K4me3.bw"}
+    assert cube.chrom_sizes(ds) is None

@@ -182,11 +182,15 @@ def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
     names = [str(n) for n in ds["name"].values]
     assert sorted(names) == sorted(genes.index)
     g = genes.loc[names]
-    np.testing.assert_array_equal(ds["start"].values, g["w0"])
-    np.testing.assert_array_equal(ds["end"].values, g["w1"])
+    # The windows as made; the loci themselves clipped to the chromosome.
+    length = g["chrom"].map(sizes)
+    np.testing.assert_array_equal(ds["window_start"].values, g["w0"])
+    np.testing.assert_array_equal(ds["window_end"].values, g["w1"])
+    np.testing.assert_array_equal(ds["start"].values, np.maximum(g["w0"], 0))
+    np.testing.assert_array_equal(ds["end"].values, np.minimum(g["w1"], length))
+    assert cube.chrom_sizes(ds) == {c: sizes[c] for c in cube.chrom_order(g["chrom"])}
     assert list(ds["strand"].values) == list(g["strand"])
     # synth's edge genes: one window runs past a chromosome's start, one past its end.
-    length = g["chrom"].map(sizes)
     assert (g["w0"] < 0).sum() >= 1 and (g["w1"] > length).sum() >= 1
     assert list(ds["cell_type"].values) == list(comp.cell_types)
 
@@ -279,6 +283,31 @@ def test_build__feature_window_is_the_middle_of_each_bin(comp, tmp_path) -> None
     )
     np.testing.assert_array_equal(ds["sequence"].values, want)
     assert root_attr(ds.attrs, "featurization")["feature_window"] == 2000
+
+
+def test_build__chrom_sizes_stored_from_sizes_file_fasta_or_bigwig_headers(
+    comp, built, tmp_path
+) -> None:
+    sizes = _chrom_sizes(comp.chrom_sizes)
+    tad = _load(built["tad"])  # genome bins: the [loci] bins sizes file
+    assert cube.chrom_sizes(tad) == {c: sizes[c] for c in cube.chrom_order(tad["chrom"].values)}
+    # Without a FASTA, the bigWig headers; the first TSS window still starts before chr1.
+    raw = _raw_manifest(comp.manifest)
+    del raw["sequence"]
+    raw["cell_types"] = {ct: raw["cell_types"][ct] for ct in list(raw["cell_types"])[:1]}
+    featurize.build(_write(raw, tmp_path / "m.toml"), tmp_path / "bw", **INPROC)
+    ds = _load(tmp_path / "bw")
+    bw = pyBigWig.open(str(next(iter(comp.bigwigs[ds["cell_type"].values[0]].values()))))
+    header = bw.chroms()
+    bw.close()
+    assert cube.chrom_sizes(ds) == {c: header[c] for c in cube.chrom_order(ds["chrom"].values)}
+    assert int(ds["window_start"].min()) < 0 <= int(ds["start"].min())
+    # With neither (no FASTA, no signal), the cube says it stores none.
+    del raw["signal"], raw["cell_types"]
+    featurize.build(_write(raw, tmp_path / "m2.toml"), tmp_path / "none", **INPROC)
+    assert cube.cube_info(tmp_path / "none")["chrom_sizes"] is None
+    ds = _load(tmp_path / "none")
+    assert int(ds["start"].min()) == 0 and int(ds["window_start"].min()) < 0
 
 
 def test_build__process_cluster_equals_in_process(comp, built, tmp_path) -> None:
