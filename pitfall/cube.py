@@ -760,7 +760,7 @@ def open_cube(
     # as ``str`` arrays (stored variable-length, so that appends can grow them).
     ds = ds.assign_coords(
         {
-            c: (ds[c].dims, _fixed_width(ds[c].values), ds[c].attrs)
+            c: ds[c].variable.copy(deep=False, data=_fixed_width(ds[c].values))
             for c in ("cell_type", *CELL_TYPE_COORDS, "mark")
             if c in ds.coords
         }

@@ -374,11 +374,9 @@ def test_begin_append__refuses_bad_cell_types(cube_path: str, ids, message: str)
 def _xarray_template(schema, cell_types) -> xr.Dataset:
     """The new cube as the module docstring of pitfall.schema describes it, dask-backed."""
     import dask.array as da
-    from xarray.coding.strings import create_vlen_dtype
 
     from pitfall import schema as schema_mod
 
-    vstr = create_vlen_dtype(str)
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
     # The loci never change: their strings are fixed-width, as wide as the longest.
     width = {"chrom": schema.chrom_width, "strand": 1, "name": schema.name_width}
@@ -1135,7 +1133,7 @@ def test_open_cube__cf_attributes_on_every_variable(tmp_path: Path) -> None:
         assert ds["label"].attrs["flag_values"] == [0.0, 1.0]
 
 
-def _plain(values) -> np.ndarray:
+def _as_str(values) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype.kind not in "OTU":
         return values
@@ -1155,7 +1153,7 @@ def test_to_netcdf__cube_selection_round_trips_through_plain_xarray(tmp_path: Pa
             assert set(back.variables) == set(part.variables)
             for name, var in part.variables.items():
                 np.testing.assert_array_equal(
-                    _plain(back[name].values), _plain(var.values), err_msg=str(name)
+                    _as_str(back[name].values), _as_str(var.values), err_msg=str(name)
                 )
                 for key, value in var.attrs.items():
                     np.testing.assert_array_equal(back[name].attrs[key], value, err_msg=key)
