@@ -165,27 +165,31 @@ CHROM_SIZES_ATTR = "chrom_sizes"
 def encode_root_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Root attributes as netCDF writers take them: nested values become JSON strings.
 
-    Strings and numbers stay; dicts, lists, booleans and None become JSON text
+    The attributes of :data:`JSON_ROOT_ATTRS` become JSON text whatever they hold; of the
+    others, strings and numbers stay and dicts, lists, booleans and None become JSON text
     (:func:`root_attr` reads them back). Values must be JSON already (numpy scalars are not:
     :func:`pitfall._repository.json_attrs` makes them so).
     """
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
-        out[key] = value if plain else json.dumps(value)
+        out[key] = value if plain and key not in JSON_ROOT_ATTRS else json.dumps(value)
     return out
 
 
 def root_attr(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Root attribute ``key`` with a JSON string (:data:`JSON_ROOT_ATTRS`) parsed back.
+    """Root attribute ``key``, a JSON string parsed back (:func:`encode_root_attrs`).
 
     The one reader of the cube's nested attributes: ``attrs`` is ``ds.attrs`` of a cube (any
     version: older ones hold the nested values as such) or the root group's attributes.
+    Parsed: the attributes of :data:`JSON_ROOT_ATTRS`, and any other string holding a JSON
+    object or array.
     """
     if key not in attrs:
         return default
     value = attrs[key]
-    if key in JSON_ROOT_ATTRS and isinstance(value, str):
+    nested = key in JSON_ROOT_ATTRS or (isinstance(value, str) and value[:1] in ("{", "["))
+    if nested and isinstance(value, str):
         try:
             return json.loads(value)
         except ValueError:

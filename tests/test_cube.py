@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pitfall import _repository as repository
 from pitfall import _transaction as transaction
 from pitfall import cube, storage
+from pitfall import schema as schema_mod
 from pitfall.schema import CellTypeInfo
 
 N_LOCI = 300
@@ -1228,3 +1231,22 @@ def test_open_cube__version_3_cube_opens_with_cf_attributes(tmp_path: Path) -> N
     assert all(var.attrs.get("long_name") for var in ds.variables.values())
     assert cube.root_attr(ds.attrs, "cell_type_sources")["E003"] == {"H3K4me3": "E003-H3K4me3.bw"}
     assert cube.chrom_sizes(ds) is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.dictionaries(st.sampled_from(schema_mod.JSON_ROOT_ATTRS), _JSON, max_size=4))
+def test_encode_root_attrs__netcdf_types_that_root_attr_reads_back(values: dict) -> None:
+    encoded = schema_mod.encode_root_attrs(values)
+    for value in encoded.values():
+        # What every netCDF writer takes: text and plain numbers.
+        assert isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    for key, value in values.items():
+        assert cube.root_attr(encoded, key) == value
+        assert cube.root_attr(values, key) == value  # a cube before version 4: as stored
