@@ -155,6 +155,7 @@ def chrom_sizes(m: Manifest, chroms: Sequence[str]) -> tuple[dict[str, int], str
         known = _read(annotation.read_chrom_sizes, m.loci_path)
         where = str(m.loci_path)
     elif m.fasta is not None:
+        _exists(m.fasta, m)
         known = _fasta_sizes(m.fasta)
         where = f"{m.fasta} (its index)"
     else:
@@ -163,6 +164,7 @@ def chrom_sizes(m: Manifest, chroms: Sequence[str]) -> tuple[dict[str, int], str
             for path in spec.signal.values():
                 if all(c in known for c in wanted):
                     break
+                _exists(path, m)  # the message check_inputs gives, naming the manifest
                 header, _ = _track_header(path)
                 if any(c in header and c not in known for c in wanted):
                     files.append(str(path))
