@@ -36,7 +36,7 @@ from pitfall.featurize.plan import (
 )
 from pitfall.featurize.writer import Writer, cube_schema, jobs_for
 from pitfall.manifest import Manifest
-from pitfall.schema import CubeError
+from pitfall.schema import CubeError, decode_root_attrs
 from pitfall.storage import Location, parse_location
 
 __all__ = ["BuildError", "BuildSummary", "append", "append_experiments", "build"]
@@ -271,7 +271,7 @@ def _resume_plan(
         repo = repository.open_repository(loc, **storage_options)
     except FileNotFoundError:
         return None
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     build_state = attrs.get("build") or {}
     if not build_state or build_state.get("complete", True):
         return None
@@ -302,9 +302,16 @@ def _check_same_loci(
     """
     block = int(attrs.get("locus_fingerprint_block") or 0)
     if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        old = ""
+        if int(attrs.get("pitfall_schema_version") or 0) < 4:
+            # Such a cube holds its loci un-clipped; the manifest's are clipped.
+            old = (
+                f" (the cube predates schema version 4, whose loci are clipped to their "
+                f"chromosome: rebuild it with `pitfall build {m.path} --store NEW`)"
+            )
         raise CubeError(
             f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
-            "same loci source, windows and chromosomes as the build"
+            f"same loci source, windows and chromosomes as the build{old}"
         )
     return block
 
@@ -463,7 +470,7 @@ def append(
     m = load(manifest)
     loc = parse_location(store)
     repo = repository.open_repository(loc, **storage_options)
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     cts = resolve_cell_types(m, cell_types)
     present = sorted(set(cts) & set(repository.cell_types_of(repo)))
     if present:
@@ -532,7 +539,7 @@ def append_experiments(
     loc = parse_location(store)
     marks = [str(mk) for mk in marks]
     repo = repository.open_repository(loc, **storage_options)
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     loci, _ = plan_loci(m)
     check_not_empty(m, loci)
     block = _check_same_loci(m, loci, attrs, loc)

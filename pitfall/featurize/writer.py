@@ -35,7 +35,7 @@ from pitfall.featurize.jobs import (
 )
 from pitfall.featurize.plan import locus_lengths, read_input, sequence_length
 from pitfall.manifest import Manifest
-from pitfall.schema import CellTypeInfo, Schema
+from pitfall.schema import CHROM_SIZES_ATTR, CellTypeInfo, Schema
 from pitfall.sources import labels
 from pitfall.storage import Location
 
@@ -206,6 +206,7 @@ class Writer:
         self.planned = planned
         self.writer_id = writer_id
         self.n_loci = len(loci)
+        self.sizes = loci_mod.chrom_sizes(loci)
         threads = n_threads(client)
         self.limit = threads
         bytes_per_locus = 4 * (2 + len(schema.marks))  # label, value and signal, float32
@@ -271,7 +272,12 @@ class Writer:
         first = self.create and b == 0
         if first:
             self.txn = transaction.begin_create(
-                self.loc, self.schema, infos, assembly=self.m.assembly, repo=self.repo
+                self.loc,
+                self.schema,
+                infos,
+                assembly=self.m.assembly,
+                attrs={CHROM_SIZES_ATTR: self.sizes} if self.sizes else None,
+                repo=self.repo,
             )
         else:
             self.txn = transaction.begin_append(self.loc, infos, repo=self.repo)
@@ -557,16 +563,30 @@ def _files(m: Manifest, ct: str) -> tuple[tuple[str, Any], ...]:
 
 
 def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:
+    """The shape of the cube of ``m`` over ``loci`` (string widths from the loci)."""
     seq_len = None
     if m.fasta is not None:
         seq_len = sequence_length(m) or int(locus_lengths(loci)[0])
-    bins = isinstance(loci, loci_mod.GenomeBins)
+    if isinstance(loci, loci_mod.GenomeBins):
+        chroms = np.array([c for c, _ in loci.sizes], dtype=object)
+        widths = {"chrom_width": loci_mod.string_width(chroms)}
+        strand = name = window = False
+    else:
+        table = loci.block(0, len(loci))
+        widths = {
+            "chrom_width": loci_mod.string_width(table.chrom),
+            "name_width": loci_mod.string_width(table.names()),
+        }
+        strand = name = True
+        window = table.window_start is not None
     return Schema(
         n_loci=len(loci),
         locus_chunk=m.locus_chunk,
         marks=tuple(m.marks),
         value=labels.label_kind(m).table,
         sequence_length=seq_len,
-        strand=not bins,
-        name=not bins,
+        strand=strand,
+        name=name,
+        window=window,
+        **widths,
     )
