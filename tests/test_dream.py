@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from pitfall import genome
+from pitfall.cube import root_attr
 from pitfall.datasets import ctcf
 from pitfall.loci import GenomeBins
 from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
@@ -276,9 +277,9 @@ def test_build__dream_manifest_labels_match_naive_loop(tmp_path: Path) -> None:
             expected[naive_overlap(bins, relaxed, 1) & ~bound] = np.nan
         expected[black | no_peaks] = np.nan
         np.testing.assert_array_equal(ds["label"].sel(cell_type=line).values, expected)
-    sources = ds.attrs["cell_type_sources"]["A549"]
+    sources = root_attr(ds.attrs, "cell_type_sources")["A549"]
     assert {"target", "ambiguous", "blacklist"} <= set(sources)
-    assert ds.attrs["featurization"]["target"]["rule"] == "overlap"
+    assert root_attr(ds.attrs, "featurization")["target"]["rule"] == "overlap"
 
 
 # ------------------------------------------------------------------------------------------
