@@ -351,7 +351,7 @@ def plot(table: pd.DataFrame, title: str = ""):
 
 def _decile_panel(ax: Any, part: pd.DataFrame, *, first: bool) -> None:
     """Each family's best model: MSE over the Average's per decile of variance."""
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     base = part[part["kind"] == "baseline"].set_index("baseline")
     avg = np.asarray(base.loc["track_average", list(DECILE_COLUMNS)], np.float64)
@@ -367,6 +367,7 @@ def _decile_panel(ax: Any, part: pd.DataFrame, *, first: bool) -> None:
     spec = baselines.TRACK_BASELINES["track_average"]
     ax.axhline(1.0, color=spec.color, ls=spec.linestyle, lw=1.2, label=spec.label)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(x)
