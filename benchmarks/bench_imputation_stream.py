@@ -110,6 +110,12 @@ def child(cube_path: str, family: str, way: str, steps: int, batch: int) -> dict
 
 
 def _peak_mb() -> float:
+    """This process's peak RSS since its exec (``VmHWM``: ``ru_maxrss`` keeps the forking
+    parent's when that was larger, as after the cube was built here)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
