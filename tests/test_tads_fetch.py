@@ -251,3 +251,36 @@ def test_fetch_tads__unknown_compendium_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["fetch", "tads", "--compendium", "rao2014", "--dest", str(tmp_path)])
     assert exit_.value.code == 2
+
+
+def test_real_tads_pipeline__on_a_fetched_compendium(mirror, truth, tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sklearn.metrics import average_precision_score
+
+    dest = tmp_path / "tads"
+    assert run_cli(fetch_argv(mirror, dest)) == 0
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "real_tads.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(dest), "--compendium", "dixon2015", "--out", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    found = json.loads((tmp_path / "out" / "results" / "real_tads_dixon2015.json").read_text())
+    assert set(found) == {"cross-cell-type", "hybrid"}
+    # hybrid: H1 (E003) on chr1, by hand from the served domain lists
+    label = {ct: naive_boundaries(rows)["chr1"].astype(np.float64) for ct, rows in truth.items()}
+    others = [ct for ct in truth if ct != "E003"]  # the baseline averages every other line
+    want = {
+        "random": float(label["E003"].mean()),
+        "E017 alone": average_precision_score(label["E003"], label["E017"]),
+        "average activity": average_precision_score(
+            label["E003"], np.mean([label[ct] for ct in others], axis=0)
+        ),
+    }
+    got = {row["predictor"]: row["ap"] for row in found["hybrid"]}
+    assert got == pytest.approx(want, abs=1e-9)
