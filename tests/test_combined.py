@@ -68,10 +68,36 @@ def test_start_from_branch__combined_computes_the_branch(
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+RECIPE = {"max_epochs": 4, "patience": 1, "batches_per_epoch": 10, "valid_size": 256}
+SMALL = ModelSpec("combined", units=(8,), filters=(2,), seq_units=(8,), joint_units=4)
+
+
+def test_neural_model__combined_starts_from_its_epigenomic_branch(cube, xchrom) -> None:
+    model = make_model(SMALL, cube, **RECIPE).fit(xchrom.train(cube), xchrom.valid(cube))
+    stages = [row["stage"] for row in model.history_]
+    n_signal = stages.count("signal")
+    assert n_signal >= 1 and stages == ["signal"] * n_signal + ["combined"] * (
+        len(stages) - n_signal
+    )
+    assert model.start_ == "signal"
+    x, y = model.validation_sample(xchrom.valid(cube))
+    final = nn_models.validation_loss(y, model.score(x))
+    start = min(r["val_loss"] for r in model.history_ if r["stage"] == "signal")
+    assert final <= start + 1e-4
+
+
+def test_neural_model__combined_from_scratch_or_a_bad_warm_start(cube, xchrom) -> None:
+    model = make_model(SMALL, cube, warm_start="none", **RECIPE)
+    model.fit(xchrom.train(cube), xchrom.valid(cube))
+    assert model.start_ is None and "stage" not in model.history_[0]
+    with pytest.raises(ValueError, match="warm_start must be one of"):
+        make_model(SMALL, cube, warm_start="epigenome")
+
+
 def test_neural_model__combined_starts_from_the_better_branch(cube, xchrom) -> None:
-    spec = ModelSpec("combined", units=(8,), filters=(2,), seq_units=(8,), joint_units=4)
-    recipe = {"max_epochs": 4, "patience": 1, "batches_per_epoch": 10, "valid_size": 256}
-    model = make_model(spec, cube, **recipe).fit(xchrom.train(cube), xchrom.valid(cube))
+    spec = SMALL
+    model = make_model(spec, cube, warm_start="better", **RECIPE)
+    model.fit(xchrom.train(cube), xchrom.valid(cube))
     stages = [row["stage"] for row in model.history_]
     # the branches alone, then the whole network, each by the recipe
     assert stages == sorted(stages, key=["sequence", "signal", "combined"].index)

@@ -7,13 +7,15 @@ validation sample of 3,200 has not improved for 5 epochs, restoring the best wei
 (Keras's ``EarlyStopping(monitor="val_loss", restore_best_weights=True)``, fed the sample's
 loss by a callback after each epoch). Every number is a keyword of :class:`NeuralModel`.
 
-A combined (sequence + epigenome) network is warm-started: each branch is first trained
-alone by the same recipe (:func:`branch_models`), the network is set to compute the branch
-whose validation loss is lower (:func:`start_from_branch`), then trained whole; it keeps that
-start unless training lowers the validation loss below it. Trained from scratch, its
-sequence branch memorises the training loci within an epoch or two, long before the
-epigenomic branch has learnt, and early stopping keeps a network worse than either branch
-alone.
+A combined (sequence + epigenome) network is warm-started (``warm_start``): its epigenomic
+branch is first trained alone by the same recipe (:func:`branch_models`), the network is set
+to compute it (:func:`start_from_branch`), then trained whole; it keeps that start unless
+training lowers the validation loss below it. Trained from scratch, its sequence branch
+memorises the training loci within an epoch or two, long before the epigenomic branch has
+learnt, and early stopping keeps a network worse than the epigenomic one alone. The
+epigenomic branch is the default start because it carries the target cell type's own
+activity and is cheap to train; ``warm_start="better"`` trains both branches alone and
+starts from the one with the lower validation loss.
 
 Batches come from :class:`pitfall.loaders.Loader` through a prefetching ``tf.data`` pipeline;
 epoch ``e`` of ``fit`` is the loader's epoch ``e``, so a fixed seed gives the batches of the
@@ -54,6 +56,7 @@ __all__ = [
     "BRANCHES",
     "MAX_STEPS_PER_EXECUTION",
     "NeuralModel",
+    "WARM_STARTS",
     "branch_models",
     "build_model",
     "start_from_branch",
@@ -152,6 +155,8 @@ def build_model(
 
 #: The combined model's branches, in the order of its concatenation.
 BRANCHES = ("sequence", "signal")
+#: How a combined network may start (:class:`NeuralModel`'s ``warm_start``).
+WARM_STARTS = ("signal", "sequence", "better", "none")
 #: Shift that lets a single ReLU unit pass a logit through: ``relu(z + c) - c = z`` for
 #: ``z > -c``; below, the probability is under ``sigmoid(-c)`` (about 5e-5) either way.
 _PASS_SHIFT = 10.0
@@ -301,6 +306,11 @@ class NeuralModel(TrainableModel):
     steps_per_execution
         Most mini-batches per call into TensorFlow (the largest divisor of
         ``batches_per_epoch`` up to it is used; 1: one call per batch).
+    warm_start
+        How a combined network starts (other families ignore it): ``"signal"`` or
+        ``"sequence"``, from that branch trained alone; ``"better"``, from the branch (both
+        trained alone) with the lower validation loss; ``"none"``, from scratch. Needs a
+        validation set (without one, every network starts from scratch).
     verbose
         Print one line per epoch.
     **common
@@ -340,17 +350,23 @@ class NeuralModel(TrainableModel):
         patience: int = 5,
         valid_size: int = 3200,
         steps_per_execution: int = MAX_STEPS_PER_EXECUTION,
+        warm_start: str = "signal",
         verbose: bool = False,
         **common: Any,
     ) -> None:
         if not spec.is_neural:
             raise ValueError(f"NeuralModel takes neural families, not {spec.family!r}")
+        if warm_start not in WARM_STARTS:
+            raise ValueError(
+                f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm_start!r}"
+            )
         super().__init__(spec, cube, valid_size=valid_size, **common)
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.max_epochs = max_epochs
         self.patience = patience
         self.steps_per_execution = steps_per_execution
+        self.warm_start = warm_start
         self.verbose = verbose
 
     def resolve_device(self) -> str:
@@ -371,6 +387,7 @@ class NeuralModel(TrainableModel):
             self.n_params_ = int(self.model_.count_params())
             rows: list[dict[str, Any]] = []
             warm = self.spec.family == "combined" and valid is not None
+            warm = warm and self.warm_start != "none"
             if warm:
                 assert valid is not None
                 rows, start_loss = self._warm_start(train, valid, spe)
@@ -447,20 +464,18 @@ class NeuralModel(TrainableModel):
         return log.rows, stop
 
     def _warm_start(self, train: Loader, valid: Batch, spe: int) -> tuple[list[dict], float]:
-        """Train each branch of the combined model alone (the same recipe), then set the
-        combined model to compute the branch whose validation loss is lower
-        (:func:`start_from_branch`).
-
-        A combined network trained from scratch lets its sequence branch memorise the
-        training loci long before its epigenomic branch has learnt, and early stopping
-        then keeps a network worse than either branch alone; started from the better
-        branch, and kept there unless training improves on it (:meth:`fit_loader`), it is
-        at least as good on the validation sample.
+        """Train the ``warm_start`` branch (or both) of the combined model alone by the
+        recipe, then set the combined model to compute it (or the one whose validation loss
+        is lower; :func:`start_from_branch`). Kept there unless training improves on it
+        (:meth:`fit_loader`), the network is at least as good on the validation sample as
+        that branch alone.
 
         Returns the branches' per-epoch rows and the start's validation loss.
         """
         rows: list[dict[str, Any]] = []
         branches = branch_models(self.model_, self.spec, steps_per_execution=spe)
+        if self.warm_start != "better":
+            branches = {self.warm_start: branches[self.warm_start]}
         residual = self.spec.target == "residual"
         x, y = valid
         losses = {}
