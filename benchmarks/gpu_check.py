@@ -9,6 +9,13 @@ types, 2 kbp; ``tiny`` for a quick look), then on the cross-cell-type split of E
 - ``xgboost`` ``--trees`` trees of depth 6 on the flattened one-hot sequence and signal of a
   balanced sample of ``--sample`` pairs: fit seconds and trees per second, on each device.
 
+With ``--report quick|paper`` it then runs the real-data report of a fetched folder
+(``pitfall report real DEST --size SIZE``, every family of the paper, Figure S4, preprint S1
+and imputation): on ``--data DEST`` when given (a folder ``pitfall fetch roadmap`` filled),
+else on the ``--preset`` compendium laid out as a Roadmap mirror, served on 127.0.0.1 and
+fetched as a user would. It prints the report's seconds, the models trained and the devices
+they trained on.
+
 It prints what the libraries report (TensorFlow's CUDA build and GPUs, with memory growth;
 XGBoost's CUDA build; the CUDA driver's device count), the device each model trained on, and
 the GPU / CPU ratios. Without a usable GPU it says "no GPU" and reports the CPU alone, so it
@@ -17,7 +24,12 @@ runs anywhere.
 Usage::
 
     python benchmarks/gpu_check.py [--work DIR] [--preset demo|tiny] [--epochs 3]
-        [--batches 100] [--trees 100] [--sample 12800]
+        [--batches 100] [--trees 100] [--sample 12800] [--report quick|paper] [--data DEST]
+
+The paper-size run on the real inputs, on a GPU machine::
+
+    pitfall fetch roadmap --dest DEST --epigenomes all
+    python benchmarks/gpu_check.py --report paper --data DEST
 """
 
 from __future__ import annotations
@@ -91,6 +103,57 @@ def xgb_time(cube: Any, split: Any, device: str, args: argparse.Namespace) -> tu
     return model.device_, time.perf_counter() - t0
 
 
+def generated_fetch(work: Path, preset: str) -> Path:
+    """The ``preset`` compendium as a Roadmap mirror on 127.0.0.1, fetched into ``work``."""
+    import http.server
+    import threading
+
+    from pitfall import synth
+    from pitfall.datasets import roadmap
+
+    dest = work / f"{preset}_fetched"
+    if roadmap.fetched_manifest(dest)[0] is not None:
+        return dest
+    comp = synth.synthesize(work / f"{preset}_mirror_source", preset)
+    www = roadmap.write_mirror(comp, work / f"{preset}_www")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:  # one line per file would drown the output
+            pass
+
+    def handler(*a: Any, **kw: Any) -> http.server.SimpleHTTPRequestHandler:
+        return Quiet(*a, directory=str(www), **kw)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        report = roadmap.fetch(dest, ["all"], comp.marks, mirror=url, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if report.manifest is None:
+        raise SystemExit(f"the fetch from the generated mirror failed: {report.notes}")
+    return dest
+
+
+def fetched_report(work: Path, args: argparse.Namespace) -> None:
+    """``pitfall report real`` on a fetched folder at ``args.report`` size: time, devices."""
+    from pitfall import sweep
+    from pitfall.experiments import real_labels
+
+    data = args.data or generated_fetch(work, args.preset)
+    out = work / f"report_{args.report}_{data.name}"
+    t0 = time.perf_counter()
+    real_labels.run(data, out, size=args.report, progress=False)
+    seconds = time.perf_counter() - t0
+    table = sweep.read_results(out / "results")
+    devices = table.groupby(["family", "device"]).size().to_dict()
+    print(f"report real --size {args.report} on {data}: {seconds:.0f} s, {len(table)} models "
+          f"({int((table['status'] == 'ok').sum())} ok); by family and device: {devices}")  # fmt: skip
+    print(f"  report: {out / 'report.html'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="folder for the cube")
@@ -99,6 +162,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100, help="mini-batches per epoch")
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--sample", type=int, default=12_800, help="XGBoost training pairs")
+    parser.add_argument(
+        "--report",
+        choices=["quick", "paper"],
+        default=None,
+        help="also run the real-data report of a fetched folder at this size",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a folder `pitfall fetch roadmap` filled (default: generated)",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.gettempdir()) / "pitfall-gpu-check"
     work.mkdir(parents=True, exist_ok=True)
@@ -127,6 +202,8 @@ def main() -> None:
               f"{cube.sizes['position'] * 4 + cube.sizes['mark']} features)")  # fmt: skip
     if "cuda" in seconds:
         print(f"  GPU / CPU: {seconds['cpu'] / seconds['cuda']:.1f}x")
+    if args.report:
+        fetched_report(work, args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -37,7 +37,9 @@ from pitfall.schema import (
     CellTypeInfo,
     CubeError,
     Schema,
+    encode_root_attrs,
     layout,
+    root_attr,
 )
 from pitfall.storage import Location, commit_lock, parse_location
 
@@ -98,7 +100,7 @@ class Transaction:
             with repository.quiet_zarr():
                 group = zarr.open_group(self.session.store, mode="r+")
                 # One write of the root's document (``attrs.update`` writes it once per key).
-                group.update_attributes(repository.json_attrs(self.attrs))
+                group.update_attributes(encode_root_attrs(repository.json_attrs(self.attrs)))
         repository.pause_point("after_write")
         default = f"{self.action} {', '.join(self.cell_types)}"
         if self.marks:
@@ -139,14 +141,16 @@ def begin_create(
         raise CubeError("a new cube needs at least one cell type")
     session = repo.writable_session("main")
     fork = session.fork()
-    attrs = repository.json_attrs(
-        {
-            **(attrs or {}),
-            "assembly": assembly,
-            "pitfall_schema_version": SCHEMA_VERSION,
-            "locus_fingerprint_block": schema.chunk,
-            "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
-        }
+    attrs = encode_root_attrs(
+        repository.json_attrs(
+            {
+                **(attrs or {}),
+                "assembly": assembly,
+                "pitfall_schema_version": SCHEMA_VERSION,
+                "locus_fingerprint_block": schema.chunk,
+                "cell_type_sources": {ct.id: dict(ct.sources) for ct in cell_types},
+            }
+        )
     )
     with repository.quiet_zarr():
         _make_arrays(fork.store, layout(schema, cell_types), attrs)
@@ -186,7 +190,9 @@ def _make_arrays(store: Any, specs: Sequence[Any], attrs: Mapping[str, Any]) -> 
             )
         )
 
-    sync(make())
+    # Fixed-width strings (the loci's) warn that their Zarr v3 representation may change.
+    with repository.quiet_zarr():
+        sync(make())
 
 
 def _named_twice(names: Sequence[str]) -> list[str]:
@@ -276,7 +282,7 @@ def begin_append(
             repository.zarr_array(group, name)[n : n + g] = np.array(values, dtype=object)
         if rows is not None and "observed" in group:
             repository.zarr_array(group, "observed")[n : n + g] = rows
-    sources = dict(attrs.get("cell_type_sources", {}))
+    sources = dict(root_attr(attrs, "cell_type_sources", {}))
     sources.update({ct.id: dict(ct.sources) for ct in cell_types})
     return Transaction(loc, session, fork, n, ids, "append", attrs={"cell_type_sources": sources})
 
@@ -349,7 +355,7 @@ def begin_experiments(
         group = zarr.open_group(fork.store, mode="r+")
         row[columns] = True
         repository.zarr_array(group, "observed")[index] = row
-    all_sources = dict(attrs.get("cell_type_sources", {}))
+    all_sources = dict(root_attr(attrs, "cell_type_sources", {}))
     all_sources[cell_type] = {**all_sources.get(cell_type, {}), **dict(sources or {})}
     return Transaction(
         loc,
@@ -427,7 +433,10 @@ def write_regions(
 
 
 def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
-    """Write the locus coordinates of ``table`` from locus ``i0``; return its digest."""
+    """Write the locus coordinates of ``table`` from locus ``i0``; return its digest.
+
+    Strings are written at the schema's fixed widths, which hold the longest of the loci.
+    """
     regions = {
         "locus": np.arange(i0, i0 + len(table), dtype=np.int64),
         "chrom": table.chrom,
@@ -444,5 +453,17 @@ def write_loci(session: Any, table: LocusTable, i0: int, schema: Schema) -> str:
             if table.name is not None
             else loci_mod.bin_names(table.chrom, table.start, table.end)
         )
+    if schema.window:
+        regions["window_start"], regions["window_end"] = table.windows()
+    for coord in ("chrom", "strand", "name"):
+        if coord in regions:
+            dtype = schema.string_dtype(coord)
+            width = loci_mod.string_width(regions[coord])
+            if width > dtype.itemsize // 4:
+                raise CubeError(
+                    f"locus {coord} strings of up to {width} characters do not fit the cube's "
+                    f"{dtype} (set from the loci at the build)"
+                )
+            regions[coord] = np.asarray(regions[coord]).astype(dtype)
     write_regions(session, regions, i0)
     return loci_mod.block_digest(table)

@@ -43,16 +43,20 @@ from pitfall.random_ranking import _tie_group_sum
 
 __all__ = [
     "BLOCK_SIZE",
+    "MAX_LEVELS",
     "BootstrapAP",
     "SortedLoci",
     "block_keys",
     "block_weights",
     "chrom_ids",
+    "few_levels",
     "bootstrap_ap",
     "score_order",
     "genomic_blocks",
     "key_runs",
+    "labelled",
     "naive_bootstrap_ap",
+    "naive_precision_recall",
     "number_runs",
     "percentile_interval",
     "renumber",
@@ -141,19 +145,35 @@ def key_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def number_runs(
-    start: np.ndarray, key: np.ndarray, n: int, *, dtype: npt.DTypeLike = np.int32
+    start: np.ndarray,
+    key: np.ndarray,
+    n: int,
+    *,
+    dtype: npt.DTypeLike = np.int32,
+    where: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Number ``n`` loci given as runs of block keys (:func:`key_runs`, runs may repeat a key).
+
+    ``where`` (bool, shape (n,)) numbers only the blocks holding a locus where True, as
+    :func:`renumber` does: the other loci's ids are in range and mean nothing.
 
     Returns
     -------
     ids : numpy.ndarray
         ``dtype``, shape (n,): each locus's key's rank among the distinct keys.
     keys : numpy.ndarray
-        Shape (n_blocks,): the distinct keys, sorted (``keys[ids]`` are the loci's keys).
+        Shape (n_blocks,): the distinct keys, sorted (``keys[ids]`` are the loci's keys
+        where ``where`` holds).
     """
-    uniq, run_ids = np.unique(key, return_inverse=True)
-    lengths = np.diff(np.r_[np.asarray(start, np.int64), n])
+    start = np.asarray(start, np.int64)
+    lengths = np.diff(np.r_[start, n])
+    if where is None:
+        uniq, run_ids = np.unique(key, return_inverse=True)
+        return np.repeat(run_ids.astype(dtype), lengths), uniq
+    if not start.size:
+        return np.zeros(n, dtype), np.zeros(0, np.asarray(key).dtype)
+    uniq = np.unique(key[np.logical_or.reduceat(np.asarray(where, bool), start)])
+    run_ids = np.minimum(np.searchsorted(uniq, key), max(uniq.size - 1, 0))
     return np.repeat(run_ids.astype(dtype), lengths), uniq
 
 
@@ -187,12 +207,7 @@ def renumber(
     if keys.size == 0:
         return np.zeros(0, dtype), 1
     start, run_key = key_runs(keys)
-    if where is None:
-        ids, uniq = number_runs(start, run_key, keys.size, dtype=dtype)
-        return ids, max(int(uniq.size), 1)
-    uniq = np.unique(run_key[np.logical_or.reduceat(np.asarray(where, bool), start)])
-    run_ids = np.minimum(np.searchsorted(uniq, run_key), max(uniq.size - 1, 0))
-    ids = np.repeat(run_ids.astype(dtype), np.diff(np.r_[start, keys.size]))
+    ids, uniq = number_runs(start, run_key, keys.size, dtype=dtype, where=where)
     return ids, max(int(uniq.size), 1)
 
 
@@ -392,8 +407,14 @@ def _bootstrap_segments(
     return ap, expect, total_n, total_k
 
 
+def labelled(y: np.ndarray) -> np.ndarray:
+    """bool, shape of ``y``: where a label is known (0 or 1). Unlabelled loci are NaN (or
+    negative), so labels fit a float array or an int8 one with -1 (a byte per locus)."""
+    return np.asarray(y) >= 0
+
+
 def score_order(y: npt.ArrayLike, score: npt.ArrayLike) -> np.ndarray:
-    """The labelled loci (label not NaN) in decreasing score order.
+    """The labelled loci (:func:`labelled`) in decreasing score order.
 
     Returns
     -------
@@ -404,10 +425,9 @@ def score_order(y: npt.ArrayLike, score: npt.ArrayLike) -> np.ndarray:
     y = np.asarray(y).ravel()
     s = np.asarray(score).ravel()
     order = np.argsort(-s)
-    if y.dtype.kind == "f":
-        known = ~np.isnan(y)
-        if not known.all():
-            order = order[known[order]]
+    known = labelled(y)
+    if not known.all():
+        order = order[known[order]]
     if np.isnan(s[order]).any():
         raise ValueError("scores must not be NaN where the label is known")
     return order
@@ -431,7 +451,7 @@ _NOT_FLOAT32 = -2
 def _count_labelled(y: np.ndarray) -> int:
     m = 0
     for i in range(y.size):
-        if not np.isnan(y[i]):
+        if y[i] >= 0:  # False for NaN
             m += 1
     return m
 
@@ -469,7 +489,7 @@ def _pack_words(
     code_shift = np.uint64(block_bits + 1)
     m = 0
     for i in range(y.size):
-        if np.isnan(y[i]):
+        if not y[i] >= 0:  # NaN or negative: unlabelled
             continue
         v = score[i]
         if np.isnan(v):
@@ -622,6 +642,78 @@ def _segment_codes(segments: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     return codes, 0, np.asarray(labels)
 
 
+#: Most distinct scores a counting sort handles (:func:`few_levels`); beyond, words are sorted.
+MAX_LEVELS = 4096
+
+
+def few_levels(y: np.ndarray, score: np.ndarray, chunk: int = 1 << 20) -> np.ndarray | None:
+    """The distinct scores of the labelled loci, descending, when there are at most
+    :data:`MAX_LEVELS` of them (a baseline averaging a few cell types' labels); else None.
+
+    Read a chunk at a time, so a scoring with many values stops at its first chunk.
+    """
+    found = np.zeros(0, np.float64)
+    for a in range(0, y.size, chunk):
+        yy, ss = y[a : a + chunk], score[a : a + chunk]
+        known = labelled(yy)
+        found = np.union1d(found, np.unique(np.asarray(ss[known], np.float64)))
+        if found.size > MAX_LEVELS:
+            return None
+    if np.isnan(found).any():
+        return None  # the word sort reports NaN scores
+    return found[::-1].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_of(levels: np.ndarray, v: float) -> int:
+    # Index of v in the descending levels (binary search; v is one of them).
+    lo, hi = 0, levels.size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if levels[mid] > v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _place_by_level(
+    y: np.ndarray,
+    score: np.ndarray,
+    block: np.ndarray,
+    levels: np.ndarray,
+    positive: np.ndarray,
+    block_sorted: np.ndarray,
+    tie_end: np.ndarray,
+) -> int:
+    # Counting sort of the labelled loci by level (stable: locus order within a level);
+    # the last locus of each level ends its tie group. Returns -1 for a NaN score.
+    counts = np.zeros(levels.size, np.int64)
+    for i in range(y.size):
+        if not y[i] >= 0:  # NaN or negative: unlabelled
+            continue
+        v = np.float64(score[i])
+        if np.isnan(v):
+            return -1
+        counts[_level_of(levels, v)] += 1
+    at = np.zeros(levels.size, np.int64)
+    for k in range(1, levels.size):
+        at[k] = at[k - 1] + counts[k - 1]
+    for k in range(levels.size):
+        if counts[k]:
+            tie_end[at[k] + counts[k] - 1] = True
+    for i in range(y.size):
+        if not y[i] >= 0:  # NaN or negative: unlabelled
+            continue
+        k = _level_of(levels, np.float64(score[i]))
+        p = at[k]
+        at[k] = p + 1
+        positive[p] = y[i] == 1
+        block_sorted[p] = block[i]
+    return 0
+
+
 class _Words:
     """The labelled loci's sorted words and how to read them (module comment above)."""
 
@@ -635,7 +727,7 @@ class _Words:
     ) -> None:
         if y.size >= 2**32:
             raise ValueError(f"{y.size} loci: at most 2**32 - 1 can be sorted")
-        if y.dtype not in (np.float32, np.float64):
+        if y.dtype.kind not in "fi":
             y = y.astype(np.float64)
         if segments is None:
             seg, self.seg_lo, self.labels = np.zeros(0, np.int64), 0, np.zeros(1, np.int64)
@@ -759,15 +851,35 @@ class SortedLoci:
         *,
         order: np.ndarray | None = None,
     ) -> SortedLoci:
-        """Sort labels 0/1/NaN (shape (n,)), scores, integer blocks and optional segments.
+        """Sort labels 0/1/NaN or int8 0/1/-1 (shape (n,), :func:`labelled`), scores,
+        integer blocks and optional segments.
 
         Every segment label among the loci given is a segment, even one whose loci are all
         unlabelled (then empty). ``order`` (:func:`score_order` of the same labels and
         scores) spares the sort by score.
         """
         y, s, b, seg = cls._inputs(y, score, blocks, segments)
+        if seg is None and order is None:
+            levels = few_levels(y, s)
+            if levels is not None:
+                return cls._by_level(y, s, b, levels)
         words = _Words(y, s, b, seg, order)
         return words.sorted_loci(seg is not None, every_label=True)
+
+    @classmethod
+    def _by_level(
+        cls, y: np.ndarray, score: np.ndarray, blocks: np.ndarray, levels: np.ndarray
+    ) -> SortedLoci:
+        """The loci by decreasing score through a counting sort over the scores' distinct
+        values (``levels``, descending): no sort words, one tie group per level."""
+        if y.dtype.kind not in "fi":
+            y = y.astype(np.float64)
+        m = _count_labelled(y)
+        positive, tie_end = np.empty(m, np.bool_), np.zeros(m, np.bool_)
+        block = np.empty(m, blocks.dtype)
+        if _place_by_level(y, score, blocks, levels, positive, block, tie_end) < 0:
+            raise ValueError("scores must not be NaN where the label is known")
+        return cls(positive, block, tie_end, np.array([m], np.int64), np.zeros(1, np.int64))
 
     @classmethod
     def overall_and_by_segment(
@@ -842,6 +954,85 @@ class SortedLoci:
         )
         return BootstrapAP(ap, expect if tied_expectation else None, n, k)
 
+    def precision_recall(self, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+        """Recall and precision at every distinct score, high to low, from recall 0 (the
+        curve of one segment: the loci by decreasing score alone).
+
+        With more than ``max_points`` thresholds, only the first reaching each of
+        ``max_points`` evenly spaced recalls in 0..1 is kept, and the last: what
+        :func:`pitfall.audit.figure.pr_curve` computes from the unsorted arrays.
+
+        Returns
+        -------
+        recall, precision : numpy.ndarray
+            float64, shape (points,).
+        """
+        if self.seg_end.size > 1:
+            raise ValueError("a precision-recall curve needs the loci of one segment")
+        n_points = int(np.count_nonzero(self.tie_end)) + 1
+        grid = np.linspace(0.0, 1.0, max_points) if n_points > max_points else np.empty(0)
+        n_pos = int(np.count_nonzero(self.positive))
+        recall = np.empty(min(n_points, max_points + 1), np.float64)
+        precision = np.empty_like(recall)
+        used = _pr_points(self.positive, self.tie_end, max(n_pos, 1), grid, recall, precision)
+        return recall[:used], precision[:used]
+
+
+@numba.njit(cache=True, nogil=True)
+def _pr_points(
+    positive: np.ndarray,
+    tie_end: np.ndarray,
+    n_pos: int,
+    grid: np.ndarray,
+    recall: np.ndarray,
+    precision: np.ndarray,
+) -> int:
+    # Points (recall, precision) at recall 0 and each tie end. With a grid, a point is kept
+    # when it is the first to reach the next grid recall, and the last point always: the
+    # points numpy's searchsorted(recall, grid) picks from the whole curve.
+    recall[0], precision[0] = 0.0, 1.0
+    used, g, tp = 1, 1 if grid.size else 0, 0
+    last = positive.size - 1
+    for i in range(positive.size):
+        if positive[i]:
+            tp += 1
+        if not tie_end[i]:
+            continue
+        r = tp / n_pos
+        if grid.size and i != last:
+            if g >= grid.size or r < grid[g]:
+                continue
+            while g < grid.size and grid[g] <= r:
+                g += 1
+        recall[used], precision[used] = r, tp / (i + 1)
+        used += 1
+    return used
+
+
+def naive_precision_recall(
+    y: npt.ArrayLike, score: npt.ArrayLike, max_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slow twin of :meth:`SortedLoci.precision_recall` on unsorted labels 0/1/NaN and
+    scores (shape (n,)): a stable sort, cumulative counts, then the same thinning."""
+    labels, s = np.asarray(y).ravel(), np.asarray(score, np.float64).ravel()
+    keep = labelled(labels)
+    labels, s = labels[keep], s[keep]
+    order = np.argsort(-s, kind="stable")
+    ss, yy = s[order], np.asarray(labels[order] == 1)
+    if not ss.size:
+        return np.zeros(1), np.ones(1)
+    tp = np.cumsum(yy)
+    last = np.append(np.flatnonzero(np.diff(ss) != 0), ss.size - 1)
+    tp, called = tp[last], last + 1
+    n_pos = max(int(yy.sum()), 1)
+    recall, precision = np.r_[0.0, tp / n_pos], np.r_[1.0, tp / called]
+    if recall.size > max_points:
+        grid = np.linspace(0, 1, max_points)
+        keep_at = np.unique(np.r_[np.searchsorted(recall, grid), recall.size - 1])
+        keep_at = keep_at[keep_at < recall.size]
+        recall, precision = recall[keep_at], precision[keep_at]
+    return recall, precision
+
 
 def bootstrap_ap(
     y: npt.ArrayLike,
@@ -895,10 +1086,10 @@ def naive_bootstrap_ap(
     numpy.ndarray
         float64, shape (R,).
     """
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)
     s = np.asarray(score, dtype=np.float64)
     b = np.asarray(blocks, dtype=np.int64)
-    known = ~np.isnan(y)
+    known = labelled(y)
     y, s, b = y[known], s[known], b[known]
     # A locus alone at its score: its copies are separate thresholds (bootstrap_ap).
     _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)

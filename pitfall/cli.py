@@ -128,6 +128,15 @@ def cmd_cube_info(args: argparse.Namespace) -> int:
     print(f"  cell types: {len(cts)}: {shown}")
     per_chrom = info["loci_per_chrom"]
     print(f"  loci: {info['n_loci']:,} on {len(per_chrom)} chromosomes")
+    if info["chrom_sizes"]:
+        sizes = ", ".join(f"{c} {n:,}" for c, n in list(info["chrom_sizes"].items())[:6])
+        more = f", ... ({len(info['chrom_sizes'])} in all)" if len(info["chrom_sizes"]) > 6 else ""
+        print(f"  chromosome sizes: {sizes}{more}")
+    else:
+        print(
+            "  chromosome sizes: none stored (no FASTA, sizes file or bigWig in the manifest, "
+            "or built before schema 4): export-predictions needs --chrom-sizes"
+        )
     print(f"  marks: {', '.join(info['marks']) or 'none'}")
     if info["marks"]:
         total = info["n_observed"] + info["n_missing"]
@@ -460,7 +469,7 @@ def _add_export_predictions(sub: Any) -> None:
     p.add_argument(
         "--chrom-sizes",
         default=None,
-        help="chrom.sizes of the assembly (default: each chromosome's last locus end)",
+        help="chrom.sizes of the assembly (default: the sizes the cube stores)",
     )
     p.set_defaults(func=cmd_export_predictions)
 
@@ -744,10 +753,15 @@ def parser() -> argparse.ArgumentParser:
     report_sub = p.add_subparsers(dest="report_command", required=True)
     q = report_sub.add_parser(
         "real",
-        help="the pitfall on real Roadmap and TAD labels (memorisation curves, a grid of "
-        "targets, folds and seeds, XGBoost, partitioned baselines, Figure S5)",
+        help="the pitfall on real data: every family of the paper on a fetched Roadmap folder, "
+        "else on real Roadmap and TAD labels (memorisation curves, a grid of targets, folds "
+        "and seeds, XGBoost, partitioned baselines, Figure S5)",
     )
-    q.add_argument("data", help="data folder laid out as ../shared/data (roadmap/, tads/)")
+    q.add_argument(
+        "data",
+        help="a folder `pitfall fetch roadmap` filled (genome and marks: every family of the "
+        "paper), else one laid out as ../shared/data (roadmap/, tads/: the labels-only report)",
+    )
     q.add_argument("--out", default="out/real", help="output folder (default out/real)")
     q.add_argument(
         "--size",

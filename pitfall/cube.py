@@ -10,6 +10,15 @@ The store is plain Zarr written the way xarray writes it, so
 ``xr.open_zarr(repo.readonly_session("main").store)`` without pitfall gives what
 :func:`open_cube` gives.
 
+Loci lie inside their chromosome (``0 <= start < end <= size``); where a locus's window
+reaches past a chromosome end (a TSS window near a chromosome start) the cube keeps it as
+``window_start``, ``window_end``, and the chromosome sizes are stored (:func:`chrom_sizes`,
+used by every export). Every variable carries CF attributes and the root attributes are
+plain values or JSON strings (:func:`root_attr` reads them), so ``ds.to_netcdf`` takes any
+selection. Boolean selection on a lazy coordinate computes the mask first:
+``ds.where((ds.chrom == "chr1").compute(), drop=True)`` (xarray refuses a lazy mask with
+``drop=True``).
+
 Missing experiments: a cell type may lack marks; ``signal`` is NaN there and the
 ``observed`` coordinate (cell_type, mark) says which experiments exist
 (:mod:`pitfall.schema`). :func:`append_experiments` adds marks to a cell type in the cube.
@@ -50,15 +59,22 @@ from pitfall._transaction import (
 from pitfall.loci import STR, LocusTable, chrom_order
 from pitfall.schema import (
     CELL_TYPE_COORDS,
+    CF_ATTRS,
+    CHROM_SIZES_ATTR,
     DEFAULT_LOCUS_CHUNK,
     LOCUS_COORDS,
     PER_CELL_TYPE_VARS,
     REQUIRED_LOCUS_COORDS,
+    SCHEMA_VERSION,
     SHARED_VARS,
     VAR_DTYPES,
+    WINDOW_COORDS,
     CellTypeInfo,
     CubeError,
     Schema,
+    chrom_sizes_attr,
+    encode_root_attrs,
+    root_attr,
 )
 from pitfall.storage import Location, parse_location
 
@@ -67,17 +83,20 @@ __all__ = [
     "append_cell_type",
     "append_experiments",
     "chrom_order",
+    "chrom_sizes",
     "create_cube",
     "cube_info",
     "cube_log",
     "export_cube",
     "locus_names",
     "locus_strands",
+    "locus_table",
     "make_loci",
     "make_slab",
     "observed_grid",
     "observed_matrix",
     "open_cube",
+    "root_attr",
     "validate",
 ]
 
@@ -92,6 +111,12 @@ def _strings(values: Any) -> np.ndarray:
     if values.dtype.kind in "OTU":
         return values.astype(object).ravel()
     return np.asarray([str(v) for v in values.ravel()], dtype=object)
+
+
+def _fixed_width(values: Any) -> np.ndarray:
+    """Strings as a fixed-width ``str`` array (``<U`` as wide as the longest)."""
+    values = loci_mod.strings(values)
+    return values.astype(f"<U{loci_mod.string_width(values)}")
 
 
 def locus_names(ds: xr.Dataset) -> np.ndarray:
@@ -143,6 +168,9 @@ def _locus_coords(loci: LocusTable) -> dict[str, tuple[str, np.ndarray]]:
         coords["strand"] = ("locus", loci.strand.astype(object))
     if loci.name is not None:
         coords["name"] = ("locus", loci.name.astype(object))
+    if loci.window_start is not None and loci.window_end is not None:
+        coords["window_start"] = ("locus", loci.window_start)
+        coords["window_end"] = ("locus", loci.window_end)
     return coords
 
 
@@ -234,7 +262,11 @@ def make_slab(
         raise CubeError(f"cell type {cell_type}: observed marks given without signal")
     attrs: dict[str, Any] = {"assembly": assembly}
     if sources:
-        attrs["cell_type_sources"] = {cell_type: dict(sources)}
+        attrs.update(
+            encode_root_attrs(
+                repository.json_attrs({"cell_type_sources": {cell_type: dict(sources)}})
+            )
+        )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -266,7 +298,7 @@ def validate(ds: xr.Dataset, *, what: str = "dataset") -> None:
     for coord in (*REQUIRED_LOCUS_COORDS, *CELL_TYPE_COORDS, "cell_type"):
         if coord not in ds.coords:
             raise CubeError(f"{what} lacks coordinate {coord!r}; build slabs with make_slab")
-    for coord in LOCUS_COORDS:
+    for coord in (*LOCUS_COORDS, *WINDOW_COORDS):
         if coord in ds.coords and ds[coord].dims != ("locus",):
             raise CubeError(f"{what}: coordinate {coord!r} must have dims ('locus',)")
     if "signal" in ds and "mark" not in ds.coords:
@@ -293,19 +325,56 @@ def validate(ds: xr.Dataset, *, what: str = "dataset") -> None:
             raise CubeError(f"{what}: strand values {sorted(strands)}; expected '+', '-' or '.'")
 
 
-def _table_of(ds: xr.Dataset) -> LocusTable:
+def locus_table(ds: xr.Dataset) -> LocusTable:
+    """A cube's (or a slab's) loci as a :class:`~pitfall.loci.LocusTable`, windows included.
+
+    Loads the locus coordinates. The table's :meth:`~pitfall.loci.LocusTable.windows` are
+    the windows the cube's features were read over (``window_start``, ``window_end`` where
+    stored, else ``start``, ``end``); its ``sizes`` are the stored chromosome sizes.
+    """
+    windows = all(c in ds.coords for c in WINDOW_COORDS)
+    sizes = chrom_sizes(ds)
     return LocusTable(
         loci_mod.strings(ds["chrom"].values),
         np.asarray(ds["start"].values, dtype=np.int64),
         np.asarray(ds["end"].values, dtype=np.int64),
         loci_mod.strings(ds["strand"].values) if "strand" in ds.coords else None,
         loci_mod.strings(ds["name"].values) if "name" in ds.coords else None,
+        window_start=np.asarray(ds["window_start"].values, dtype=np.int64) if windows else None,
+        window_end=np.asarray(ds["window_end"].values, dtype=np.int64) if windows else None,
+        sizes=tuple(sizes.items()) if sizes else None,
     )
+
+
+def chrom_sizes(ds: xr.Dataset) -> dict[str, int] | None:
+    """The chromosome sizes a cube stores (chromosome -> bp), None where it stores none.
+
+    Stored at the build from the manifest's sizes file, FASTA index or bigWig headers
+    (:func:`pitfall.featurize.plan.chrom_sizes`), or given to :func:`create_cube`; cubes
+    before schema version 4 store none.
+    """
+    return chrom_sizes_attr(ds.attrs)
+
+
+def _clips(cube_attrs: Mapping[str, Any]) -> bool:
+    # Cubes before schema version 4 hold their loci as made, un-clipped.
+    return int(cube_attrs.get("pitfall_schema_version", SCHEMA_VERSION)) >= 4
+
+
+def _cube_loci(ds: xr.Dataset, cube_attrs: Mapping[str, Any]) -> LocusTable:
+    """The loci of a slab as a cube with ``cube_attrs`` stores them (clipped to its sizes)."""
+    table = locus_table(ds)
+    if not _clips(cube_attrs):
+        return table
+    try:
+        return table.clip(chrom_sizes_attr(cube_attrs) or {}, what="slab loci")
+    except ValueError as err:
+        raise CubeError(str(err)) from None
 
 
 def locus_fingerprint(ds: xr.Dataset, block: int) -> str:
     """Fingerprint of a dataset's loci (:func:`pitfall.loci.fingerprint`, blocks of ``block``)."""
-    return loci_mod.fingerprint(_table_of(ds), block)
+    return loci_mod.fingerprint(locus_table(ds), block)
 
 
 def _first_locus_difference(cube: xr.Dataset, slab: xr.Dataset) -> str | None:
@@ -313,7 +382,12 @@ def _first_locus_difference(cube: xr.Dataset, slab: xr.Dataset) -> str | None:
     if cube.sizes["locus"] != slab.sizes["locus"]:
         return f"the cube has {cube.sizes['locus']} loci, the slab {slab.sizes['locus']}"
     derived = {"name": locus_names, "strand": locus_strands}
-    for coord in LOCUS_COORDS:
+    for coord in (*LOCUS_COORDS, *WINDOW_COORDS):
+        if coord in WINDOW_COORDS and coord not in cube.coords and coord not in slab.coords:
+            continue
+        if coord in WINDOW_COORDS and (coord not in cube.coords or coord not in slab.coords):
+            where = "cube" if coord in cube.coords else "slab"
+            return f"only the {where} has locus windows ({coord!r})"
         if coord in derived:
             a, b = (derived[coord](x) for x in (cube, slab))
         else:
@@ -360,8 +434,10 @@ def _check_slab(cube: xr.Dataset, slab: xr.Dataset) -> None:
     # The fingerprint saves loading millions of cube coordinates on every append; only a
     # mismatch pays for finding the first differing locus.
     block = int(cube.attrs.get("locus_fingerprint_block", 0)) or cube.sizes["locus"] or 1
-    if locus_fingerprint(slab, block) != cube.attrs.get("locus_fingerprint"):
-        diff = _first_locus_difference(cube, slab)
+    table = _cube_loci(slab, cube.attrs)
+    if loci_mod.fingerprint(table, block) != cube.attrs.get("locus_fingerprint"):
+        slab = slab.drop_vars([c for c in WINDOW_COORDS if c in slab.coords])
+        diff = _first_locus_difference(cube, slab.assign_coords(_locus_coords(table)))
         if diff is not None:
             raise CubeError(f"slab loci do not match the cube: {diff}")
 
@@ -378,7 +454,7 @@ def _check_slab(cube: xr.Dataset, slab: xr.Dataset) -> None:
 # In-memory verbs (slabs): small cubes, tests, the synthetic compendium
 
 
-def _schema_of(ds: xr.Dataset, locus_chunk: int) -> Schema:
+def _schema_of(ds: xr.Dataset, table: LocusTable, locus_chunk: int) -> Schema:
     return Schema(
         n_loci=ds.sizes["locus"],
         locus_chunk=locus_chunk,
@@ -387,6 +463,9 @@ def _schema_of(ds: xr.Dataset, locus_chunk: int) -> Schema:
         sequence_length=ds.sizes["position"] if "sequence" in ds else None,
         strand="strand" in ds.coords,
         name="name" in ds.coords,
+        window=table.window_start is not None,
+        chrom_width=loci_mod.string_width(table.chrom),
+        name_width=loci_mod.string_width(table.names()),
     )
 
 
@@ -401,7 +480,7 @@ def _info(slab: xr.Dataset) -> CellTypeInfo:
         ct,
         str(slab["cell_type_name"].values[0]),
         str(slab["cell_type_group"].values[0]),
-        slab.attrs.get("cell_type_sources", {}).get(ct, {}),
+        (root_attr(slab.attrs, "cell_type_sources") or {}).get(ct, {}),
         marks,
     )
 
@@ -418,10 +497,15 @@ def create_cube(
     sequence: xr.DataArray | np.ndarray | None = None,
     locus_chunk: int = DEFAULT_LOCUS_CHUNK,
     attrs: Mapping[str, Any] | None = None,
+    chrom_sizes: Mapping[str, int] | None = None,
     message: str | None = None,
     **storage_options: Any,
 ) -> str:
     """Create a cube at ``location`` from a first set of cell-type slabs, as one commit.
+
+    The loci are clipped to their chromosome (at 0, and at ``chrom_sizes`` where given),
+    each keeping its window (``window_start``, ``window_end``) where it changed; slabs
+    appended later are clipped alike (:meth:`pitfall.loci.LocusTable.clip`).
 
     Parameters
     ----------
@@ -436,6 +520,9 @@ def create_cube(
         writes only new chunks of them.
     attrs
         Extra root attributes, e.g. the featurization parameters.
+    chrom_sizes
+        Chromosome -> length in bp, stored (those of the loci's chromosomes) and used by
+        every export (:func:`pitfall.tracks.write_track`); default none stored.
     storage_options
         ``anonymous``, ``endpoint_url``, ``region`` (:func:`pitfall.storage.storage`).
 
@@ -449,13 +536,16 @@ def create_cube(
         raise CubeError("create_cube needs at least one cell-type slab")
     first = slabs[0]
     validate(first, what=f"slab {first['cell_type'].values.tolist()}")
-    table = _table_of(first)
-    first = first.assign_attrs(locus_fingerprint=loci_mod.fingerprint(table, locus_chunk))
+    order = loci_mod.chrom_order(pd.unique(_strings(first["chrom"].values)))
+    sizes = {c: int(chrom_sizes[c]) for c in order if c in chrom_sizes} if chrom_sizes else {}
+    first = first.assign_attrs(encode_root_attrs({CHROM_SIZES_ATTR: sizes}) if sizes else {})
+    table = _cube_loci(first, first.attrs)
+    first.attrs["locus_fingerprint"] = loci_mod.fingerprint(table, locus_chunk)
     first.attrs["locus_fingerprint_block"] = locus_chunk
     for slab in slabs[1:]:
         _check_slab(first, slab)
     ds = xr.concat(slabs, dim="cell_type", data_vars="all", coords="different", compat="equals")
-    schema = _schema_of(ds, locus_chunk)
+    schema = _schema_of(ds, table, locus_chunk)
     if sequence is not None:
         seq = np.asarray(sequence, dtype=np.uint8)
         if seq.ndim != 2 or seq.shape[0] != ds.sizes["locus"]:
@@ -465,8 +555,9 @@ def create_cube(
     loc = parse_location(location)
     repo, created = repository.create_repository(loc, **storage_options)
     try:
+        extra = {**(attrs or {}), **({CHROM_SIZES_ATTR: sizes} if sizes else {})}
         txn = begin_create(
-            loc, schema, infos, assembly=first.attrs["assembly"], attrs=attrs, repo=repo
+            loc, schema, infos, assembly=first.attrs["assembly"], attrs=extra, repo=repo
         )
         digests = [
             write_loci(txn.fork, table.block(a, b), a, schema) for a, b in schema.chunk_blocks()
@@ -620,7 +711,12 @@ def open_cube(
     A cube with ``signal`` has the ``observed`` coordinate (cell_type, mark), bool (lazy,
     like plain xarray's). A cube built before missing experiments (schema version 2, no
     ``observed`` stored) required every mark of every cell type: its ``observed`` is all
-    True, made here.
+    True, made here. Cubes before version 4 get their CF attributes here; their loci are as
+    they were built (``start`` may be negative), with variable-length strings, and they
+    store no chromosome sizes (rebuild with ``pitfall build`` for all of these).
+
+    Every variable has CF attributes; nested root attributes are JSON strings
+    (:func:`root_attr` parses them), so ``ds.to_netcdf`` writes any selection.
 
     Parameters
     ----------
@@ -644,10 +740,15 @@ def open_cube(
     # transaction): a RangeIndex holds the same values without reading or keeping them.
     ds = xr.open_zarr(session.store, consolidated=False, drop_variables=["locus"])
     ds = ds.assign_coords(locus=pd.RangeIndex(ds.sizes["locus"], name="locus"))
+    ds["locus"].attrs.update(CF_ATTRS["locus"])
+    # Cubes before schema version 4 carry no CF attributes: the same ones, made here.
+    for name, var in ds.variables.items():
+        for key, value in CF_ATTRS.get(str(name), {}).items():
+            var.attrs.setdefault(key, value)
     if "signal" in ds and "observed" not in ds.coords:
         shape = (ds.sizes["cell_type"], ds.sizes["mark"])
         ds = ds.assign_coords(observed=(("cell_type", "mark"), np.ones(shape, dtype=bool)))
-    build = ds.attrs.get("build") or {}
+    build = root_attr(ds.attrs, "build") or {}
     if build and not build.get("complete", True):
         done = ds.sizes["cell_type"]
         raise CubeError(
@@ -655,8 +756,15 @@ def open_cube(
             f"{len(build.get('cell_types', []))} cell types; it was killed or is still "
             "running): run the same `pitfall build` again to finish it"
         )
-    # Tiny, and read by almost every caller: loaded once here (plain xarray leaves them lazy).
-    ds = ds.assign_coords({c: ds[c].load() for c in CELL_TYPE_COORDS if c in ds.coords})
+    # Tiny, and read by almost every caller: loaded once here (plain xarray leaves them lazy),
+    # as ``str`` arrays (stored variable-length, so that appends can grow them).
+    ds = ds.assign_coords(
+        {
+            c: ds[c].variable.copy(deep=False, data=_fixed_width(ds[c].values))
+            for c in ("cell_type", *CELL_TYPE_COORDS, "mark")
+            if c in ds.coords
+        }
+    )
     ds.attrs["snapshot"] = session.snapshot_id
     # Loaders read chunks straight from it (pitfall.loaders.ChunkReader), past Dask.
     ds.encoding["store"] = session.store
@@ -770,11 +878,13 @@ def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[
 
     ``observed`` is the experiment matrix: a list per cell type (in ``cell_types`` order)
     of a bool per mark (in ``marks`` order); ``n_observed`` counts the True, ``n_missing``
-    the False.
+    the False. ``chrom_sizes`` is what the cube stores (:func:`chrom_sizes`), None where it
+    stores none (then exports need sizes given: ``--chrom-sizes``).
     """
     loc = parse_location(location)
     ds = open_cube(loc, **storage_options)
     repo = open_repository(loc, **storage_options)
+    sizes = chrom_sizes(ds)
     chroms = pd.Series(_strings(ds["chrom"].values)).value_counts(sort=False)
     observed = observed_matrix(ds)
     return {
@@ -785,6 +895,8 @@ def cube_info(location: str | os.PathLike[str], **storage_options: Any) -> dict[
         "cell_type_names": [str(c) for c in ds["cell_type_name"].values],
         "n_loci": ds.sizes["locus"],
         "loci_per_chrom": {str(k): int(v) for k, v in chroms.items()},
+        "chrom_sizes": sizes,
+        "schema_version": int(ds.attrs.get("pitfall_schema_version", 0)),
         "marks": [str(m) for m in ds["mark"].values] if "mark" in ds.coords else [],
         "observed": observed.tolist(),
         "n_observed": int(observed.sum()),
@@ -833,10 +945,17 @@ def export_cube(
     _check_export_target(target, storage_options)
     ds = open_cube(location, snapshot=snapshot, **storage_options)
     ds.attrs.pop("snapshot")
-    ds.attrs["exported_from"] = {
-        "cube": str(parse_location(location)),
-        "snapshot": snapshot or open_cube(location, **storage_options).attrs["snapshot"],
-    }
+    ds.attrs.update(
+        encode_root_attrs(
+            {
+                "exported_from": {
+                    "cube": str(parse_location(location)),
+                    "snapshot": snapshot
+                    or open_cube(location, **storage_options).attrs["snapshot"],
+                }
+            }
+        )
+    )
     for var in ds.variables.values():
         chunks = var.encoding.get("chunks")
         var.encoding = {"chunks": chunks} if chunks else {}

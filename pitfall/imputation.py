@@ -20,6 +20,7 @@ The target track itself is never in training in either setting.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -154,7 +155,9 @@ class ImputationSplit:
         obs.loc[{"cell_type": self.cell_type, "mark": self.mark}] = False
         return obs
 
-    def train_mask(self, ds: xr.Dataset, *, transductive: bool = False) -> np.ndarray:
+    def train_mask(
+        self, ds: xr.Dataset, *, transductive: bool = False, loci: np.ndarray | None = None
+    ) -> np.ndarray:
         """Which values of the cube training may read: bool ``(cell_type, locus, mark)``.
 
         Parameters
@@ -163,17 +166,22 @@ class ImputationSplit:
             Hybrid only: also read, at the test loci, every observed experiment of a mark
             other than the target mark (what the factorization family learns the held-out
             positions' embeddings from).
+        loci
+            Positions along ``locus`` (default every locus): the mask at those loci only,
+            ``(cell_type, len(loci), mark)``, for a reader going a block of loci at a time.
         """
         self.check(ds)
         exp = self.train_experiments(ds).values
         n = ds.sizes["locus"]
-        loci = np.zeros(n, dtype=bool)
-        loci[self.train_loci(ds)] = True
-        mask = exp[:, None, :] & loci[None, :, None]
+        train = np.zeros(n, dtype=bool)
+        train[self.train_loci(ds)] = True
+        if loci is not None:
+            train = train[np.asarray(loci)]
+        mask = exp[:, None, :] & train[None, :, None]
         if transductive and self.setting == "hybrid":
             other = exp.copy()
             other[:, [str(m) for m in ds["mark"].values].index(self.mark)] = False
-            mask |= other[:, None, :] & ~loci[None, :, None]
+            mask |= other[:, None, :] & ~train[None, :, None]
         return mask
 
     def reference_cell_types(self, ds: xr.Dataset) -> list[str]:
@@ -184,6 +192,16 @@ class ImputationSplit:
             for c, ok in zip(ds["cell_type"].values, obs.values, strict=True)
             if ok and str(c) != self.cell_type
         ]
+
+    def reference_variance(self, ds: xr.Dataset) -> np.ndarray:
+        """The target mark's population variance across :meth:`reference_cell_types` at
+        each test locus (what the audit's ``msevar`` weighs and its deciles rank): float64,
+        ``(n_test,)``; NaN where no reference has a value."""
+        sig = ds["signal"].sel(cell_type=self.reference_cell_types(ds), mark=self.mark)
+        values = np.asarray(sig.isel(locus=self.test_loci(ds)).values, np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a locus no reference has: NaN
+            return np.nanvar(values, axis=0)
 
     def input_marks(self, ds: xr.Dataset) -> list[str]:
         """The target cell type's other observed marks (the cell-type-specific inputs)."""

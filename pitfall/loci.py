@@ -1,7 +1,10 @@
 """Locus sets without per-locus Python objects: tables, genome bins, blocks and fingerprints.
 
-A cube's loci are ``n`` half-open windows with ``chrom, start, end, strand, name``. Two
-kinds of locus set describe them:
+A cube's loci are ``n`` half-open intervals with ``chrom, start, end, strand, name``, inside
+their chromosome (``0 <= start < end <= size``); a locus whose window reaches past a
+chromosome end (a TSS window near a chromosome start) keeps that window as ``window_start,
+window_end`` (:meth:`LocusTable.clip`), which the featurizer reads. Two kinds of locus set
+describe them:
 
 - :class:`LocusTable`: the columns as numpy arrays (integers, and numpy ``StringDType``
   strings: one buffer, not a Python object per locus), for TSS windows and BED regions;
@@ -16,6 +19,7 @@ block by block, so the same loci give the same digest however they were describe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -32,7 +36,9 @@ __all__ = [
     "LocusSet",
     "LocusTable",
     "chrom_order",
+    "chrom_sizes",
     "fingerprint",
+    "string_width",
     "strings",
 ]
 
@@ -66,6 +72,13 @@ def strings(values: Any) -> np.ndarray:
     return np.asarray([str(v) for v in arr.ravel()], dtype=STR)
 
 
+def string_width(values: np.ndarray) -> int:
+    """Characters of the longest string of ``values`` (at least 1): a fixed-width dtype's size."""
+    if len(values) == 0:
+        return 1
+    return max(1, int(np.strings.str_len(strings(values)).max()))
+
+
 class LocusSet(Protocol):
     """What the cube and the featurizer need of a locus set."""
 
@@ -93,6 +106,12 @@ class LocusTable:
         Optional per-locus columns carried along (e.g. ``gene_id`` for expression labels).
     runs
         The chromosome runs (:meth:`chrom_runs`) when the maker knows them (genome bins).
+    window_start, window_end
+        int64, the window each locus was made from where it reaches past a chromosome end
+        (:meth:`clip`); None where every window lies inside its chromosome (then the window
+        is ``start, end``).
+    sizes
+        ``(chrom, length)`` pairs the loci were clipped to (:meth:`clip`), when known.
     """
 
     chrom: np.ndarray
@@ -102,10 +121,15 @@ class LocusTable:
     name: np.ndarray | None
     extra: Mapping[str, np.ndarray] | None = None
     runs: tuple[tuple[str, int, int], ...] | None = None
+    window_start: np.ndarray | None = None
+    window_end: np.ndarray | None = None
+    sizes: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.start)
-        for col in ("chrom", "end", "strand", "name"):
+        if (self.window_start is None) != (self.window_end is None):
+            raise ValueError("window_start and window_end go together (both or neither)")
+        for col in ("chrom", "end", "strand", "name", "window_start", "window_end"):
             if getattr(self, col) is not None and len(getattr(self, col)) != n:
                 raise ValueError(
                     f"locus column {col!r} has {len(getattr(self, col))} rows, not {n}"
@@ -119,6 +143,8 @@ class LocusTable:
         end: Sequence[int],
         strand: Sequence[str] | None = None,
         name: Sequence[str] | None = None,
+        window_start: Sequence[int] | None = None,
+        window_end: Sequence[int] | None = None,
         **extra: Sequence[Any],
     ) -> LocusTable:
         """Build a table; default strand ``"."`` and names ``chrom:start-end``."""
@@ -128,11 +154,25 @@ class LocusTable:
         strands = np.full(len(starts), ".", dtype=STR) if strand is None else strings(strand)
         names = bin_names(chroms, starts, ends) if name is None else strings(name)
         ext = {k: np.asarray(v) for k, v in extra.items()} or None
-        return cls(chroms, starts, ends, strands, names, ext)
+
+        def ints(col: Sequence[int] | None) -> np.ndarray | None:
+            return None if col is None else np.asarray(col, dtype=np.int64).ravel()
+
+        return cls(
+            chroms,
+            starts,
+            ends,
+            strands,
+            names,
+            ext,
+            window_start=ints(window_start),
+            window_end=ints(window_end),
+        )
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> LocusTable:
-        """From a data frame with columns ``chrom, start, end`` (``strand``, ``name`` optional)."""
+        """From a data frame with columns ``chrom, start, end`` (``strand``, ``name``,
+        ``window_start``, ``window_end`` optional; other columns become :attr:`extra`)."""
         missing = [c for c in ("chrom", "start", "end") if c not in frame.columns]
         if missing:
             raise ValueError(f"locus table lacks columns {missing}")
@@ -143,6 +183,8 @@ class LocusTable:
             frame["end"].to_numpy(),
             frame["strand"].to_numpy() if "strand" in frame else None,
             frame["name"].to_numpy() if "name" in frame else None,
+            frame["window_start"].to_numpy() if "window_start" in frame else None,
+            frame["window_end"].to_numpy() if "window_end" in frame else None,
             **extra,
         )
 
@@ -155,6 +197,8 @@ class LocusTable:
             "strand": self.strands().astype(object),
             "name": self.names().astype(object),
         }
+        if self.window_start is not None:
+            cols["window_start"], cols["window_end"] = self.window_start, self.window_end
         for k, v in (self.extra or {}).items():
             cols[k] = v.astype(object) if v.dtype == STR else v
         return pd.DataFrame(cols)
@@ -169,6 +213,59 @@ class LocusTable:
     def names(self) -> np.ndarray:
         """The name column, ``chrom:start-end`` where none is stored."""
         return bin_names(self.chrom, self.start, self.end) if self.name is None else self.name
+
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The window of each locus: ``(window_start, window_end)``, else ``(start, end)``.
+
+        What features are read over (:func:`pitfall.featurize.plan.centred_windows`); it may
+        reach past the chromosome's ends, which the kernels handle.
+        """
+        if self.window_start is None or self.window_end is None:
+            return self.start, self.end
+        return self.window_start, self.window_end
+
+    def clip(self, sizes: Mapping[str, int], *, what: str = "loci") -> LocusTable:
+        """The loci clipped to their chromosome, each keeping its window.
+
+        ``start`` becomes ``max(start, 0)`` and ``end`` ``min(end, size)`` (a chromosome
+        absent from ``sizes`` is clipped at 0 only); ``window_start, window_end`` keep the
+        windows as they were when any locus changed (else None: nothing to keep).
+
+        Parameters
+        ----------
+        sizes
+            Chromosome -> length in bp.
+        what
+            Names the loci in errors (e.g. their file).
+
+        Raises
+        ------
+        ValueError
+            A locus with nothing inside its chromosome (it would be empty once clipped),
+            naming it.
+        """
+        lo, hi = self.windows()
+        size = np.full(len(self), np.iinfo(np.int64).max, dtype=np.int64)
+        for c, a, b in self.chrom_runs():
+            if c in sizes:
+                size[a:b] = int(sizes[c])
+        start = np.maximum(lo, 0)
+        end = np.minimum(hi, size)
+        empty = np.flatnonzero(end <= start)
+        if empty.size:
+            i = int(empty[0])
+            c = str(self.chrom[i])
+            length = f"length {sizes[c]:,}" if c in sizes else "starting at 0"
+            raise ValueError(
+                f"{what}: {empty.size} loci lie outside their chromosome, e.g. "
+                f"{self.names()[i]} at {c}:{int(lo[i])}-{int(hi[i])} ({c} has {length}); the "
+                "loci and the genome are from different assemblies (or a file is truncated)"
+            )
+        if np.array_equal(start, lo) and np.array_equal(end, hi):
+            return self
+        return dataclasses.replace(
+            self, start=start, end=end, window_start=np.asarray(lo), window_end=np.asarray(hi)
+        )
 
     def block(self, i0: int, i1: int) -> LocusTable:
         """Loci ``[i0, i1)`` as a table (views, no copy)."""
@@ -188,6 +285,9 @@ class LocusTable:
             pick(self.strand),
             pick(self.name),
             extra,
+            window_start=pick(self.window_start),
+            window_end=pick(self.window_end),
+            sizes=self.sizes,
         )
 
     def chrom_runs(self) -> list[tuple[str, int, int]]:
@@ -216,7 +316,7 @@ class LocusTable:
         return self.take(np.lexsort((self.start, chrom_rank)))
 
 
-_COLUMNS = ("chrom", "start", "end", "strand", "name")
+_COLUMNS = ("chrom", "start", "end", "strand", "name", "window_start", "window_end")
 
 
 def bin_names(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -230,7 +330,12 @@ def bin_names(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarr
 
 @dataclass(frozen=True)
 class GenomeBins:
-    """Chromosomes tiled by bins of ``bin_size``; each chromosome's last bin is clipped.
+    """Chromosomes tiled by bins of ``bin_size`` starting every ``stride`` bp.
+
+    Bin ``k`` of a chromosome of length ``n`` is ``[k * stride, k * stride + bin_size)``
+    clipped at ``n``; a chromosome has ``1 + ceil(max(0, n - bin_size) / stride)`` bins, so
+    the last one reaches its end. With ``stride == bin_size`` (the default) the bins tile
+    the chromosome; a smaller stride makes them overlap (ENCODE-DREAM: 200 bp every 50 bp).
 
     Parameters
     ----------
@@ -238,28 +343,48 @@ class GenomeBins:
         ``(chrom, length)`` pairs in cube order.
     bin_size
         Bin length in bp.
+    stride
+        Distance between consecutive bin starts in bp (None: ``bin_size``).
     """
 
     sizes: tuple[tuple[str, int], ...]
     bin_size: int
+    stride: int | None = None
 
     def __post_init__(self) -> None:
         if self.bin_size <= 0:
             raise ValueError(f"bin_size must be positive, got {self.bin_size}")
+        if self.stride is not None and not 0 < self.stride <= self.bin_size:
+            raise ValueError(
+                f"stride must be between 1 and bin_size ({self.bin_size}), got {self.stride}"
+            )
+
+    @property
+    def step(self) -> int:
+        """Distance between consecutive bin starts in bp."""
+        return self.bin_size if self.stride is None else self.stride
 
     @classmethod
     def from_sizes(
-        cls, sizes: Mapping[str, int], bin_size: int, chroms: Sequence[str] | None = None
+        cls,
+        sizes: Mapping[str, int],
+        bin_size: int,
+        chroms: Sequence[str] | None = None,
+        stride: int | None = None,
     ) -> GenomeBins:
         """Bins over ``chroms`` (default every chromosome of ``sizes``, natural order)."""
         chroms = chrom_order(sizes) if chroms is None else list(chroms)
         missing = [c for c in chroms if c not in sizes]
         if missing:
             raise ValueError(f"chromosomes {missing} are not in the chromosome sizes")
-        return cls(tuple((c, int(sizes[c])) for c in chroms), int(bin_size))
+        step = None if stride is None or stride == bin_size else int(stride)
+        return cls(tuple((c, int(sizes[c])) for c in chroms), int(bin_size), step)
 
     def _counts(self) -> np.ndarray:
-        return np.array([-(-n // self.bin_size) for _, n in self.sizes], dtype=np.int64)
+        step = self.step
+        return np.array(
+            [1 + max(0, -(-(n - self.bin_size) // step)) for _, n in self.sizes], dtype=np.int64
+        )
 
     def __len__(self) -> int:
         return int(self._counts().sum())
@@ -284,10 +409,16 @@ class GenomeBins:
             a, b = lo - i0, hi - i0
             # Filling a slice is several times faster than building StringDType arrays anew.
             chrom[a:b] = c
-            start[a:b] = (np.arange(lo, hi, dtype=np.int64) - offsets[k]) * self.bin_size
+            start[a:b] = (np.arange(lo, hi, dtype=np.int64) - offsets[k]) * self.step
             np.minimum(start[a:b] + self.bin_size, size, out=end[a:b])
             runs.append((c, int(a), int(b)))
         return LocusTable(chrom, start, end, None, None, runs=tuple(runs))
+
+
+def chrom_sizes(loci: LocusSet) -> dict[str, int] | None:
+    """The chromosome sizes a locus set knows (genome bins, clipped tables), else None."""
+    sizes = getattr(loci, "sizes", None)
+    return {str(c): int(n) for c, n in sizes} if sizes else None
 
 
 def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -297,10 +428,12 @@ def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def block_digest(table: LocusTable) -> str:
-    """Hash of one block's coordinates (chromosome runs, start, end, strand, name).
+    """Hash of one block's coordinates (chromosome runs, start, end, strand, name, windows).
 
     A strand or name column that is not stored hashes as its derived value's marker, not as
-    the derived strings: bins cost no string building to fingerprint.
+    the derived strings: bins cost no string building to fingerprint. Windows are hashed only
+    where some locus was clipped (:meth:`LocusTable.clip`), so loci inside their
+    chromosomes hash as they did before windows existed.
     """
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps([(c, b - a) for c, a, b in table.chrom_runs()]).encode())
@@ -308,6 +441,9 @@ def block_digest(table: LocusTable) -> str:
     h.update(table.end.astype("<i8").tobytes())
     for col in (table.strand, table.name):
         h.update(b"\x01" if col is None else "\x00".join(col.tolist()).encode() + b"\x02")
+    if table.window_start is not None and table.window_end is not None:
+        h.update(b"\x03" + table.window_start.astype("<i8").tobytes())
+        h.update(table.window_end.astype("<i8").tobytes())
     return h.hexdigest()
 
 

@@ -9,7 +9,8 @@ Relative paths resolve against the manifest's folder. Shape::
     tss = "genes.gtf.gz"             # GTF gene records or BED6, window relative to the TSS
     upstream = 2000
     downstream = 0
-    # bins = "hg19.chrom.sizes"  with  bin_size = 40000
+    # bins = "hg19.chrom.sizes"  with  bin_size = 40000 (and optionally stride = 50:
+    #   a bin every 50 bp, overlapping when smaller than bin_size)
     # bed = "regions.bed"
     [features]                       # optional
     window = 2000                    # signal and sequence over this many bp centred on each
@@ -26,11 +27,22 @@ Relative paths resolve against the manifest's folder. Shape::
     table = "rpkm.tsv.gz"            # expression: genes x cell types
     threshold = 0.5                  # label = value > threshold
     exclude = ["E000"]               # expression without [cell_types]: columns to leave out
+    rule = "summit"                  # peaks: "summit" (a summit in the bin) or "overlap"
+    min_overlap = 1                  # peaks, rule "overlap": bp a peak must share with a bin
+    blacklist = "blacklist.bed.gz"   # peaks: bins overlapping these regions are NaN everywhere
     [cell_types.E003]
     name = "H1"
     group = "ES"
     signal = { H3K4me3 = "bw/E003-H3K4me3.bw" }
     target = "tads/E003.bed"         # domains and peaks: one file per cell type
+    ambiguous = "relaxed.narrowPeak.gz"  # peaks: bins this marks but target does not are NaN
+
+Peak labels (``kind = "peaks"``) follow the ENCODE-DREAM challenge when asked: with
+``stride = 50``, ``bin_size = 200``, ``rule = "overlap"``, each cell type's conservative peaks
+as ``target`` and its relaxed peaks as ``ambiguous``, and the challenge's blacklist, a bin is
+bound (1) when it shares at least ``min_overlap`` bp with a conservative peak, ambiguous
+(NaN) when only a relaxed peak marks it, unbound (0) otherwise, and NaN in every cell type
+when it overlaps a blacklisted region. NaN labels take part in no average precision.
 
 A cell type's ``signal`` names the marks it has, any subset of ``[signal] marks``: a missing
 experiment is NaN in the cube's ``signal`` and False in its ``observed`` (and may be added
@@ -57,6 +69,7 @@ __all__ = [
     "LOCI_KINDS",
     "Manifest",
     "ManifestError",
+    "PEAK_RULES",
     "SCHEMA",
     "dump_manifest",
     "dumps_manifest",
@@ -90,6 +103,7 @@ SCHEMA = Table(
                 "upstream": Key(int, low=0, high=1_000_000),
                 "downstream": Key(int, low=0, high=1_000_000),
                 "bin_size": Key(int, low=1, high=_BP),
+                "stride": Key(int, low=1, high=_BP, help="bp between bin starts"),
             },
             required=True,
             help="exactly one of tss, bins, bed",
@@ -107,6 +121,9 @@ SCHEMA = Table(
                 "table": _PATH,
                 "threshold": Key(float),
                 "exclude": Key(list, items=str),
+                "rule": Key(str, help="peaks: 'summit' or 'overlap'"),
+                "min_overlap": Key(int, low=1, high=_BP, help="peaks, rule 'overlap': bp"),
+                "blacklist": _PATH,
             },
             required=True,
         ),
@@ -117,6 +134,7 @@ SCHEMA = Table(
                     "group": Key(str),
                     "signal": Table(any_key=_PATH),
                     "target": _PATH,
+                    "ambiguous": _PATH,
                 }
             )
         ),
@@ -136,6 +154,11 @@ class CellTypeSpec:
     group: str = ""
     signal: dict[str, Source] = field(default_factory=dict)
     target: Source | None = None
+    ambiguous: Source | None = None
+
+
+#: How peaks become bin labels (``[target] rule``): a summit in the bin, or an overlap.
+PEAK_RULES = ("summit", "overlap")
 
 
 @dataclass
@@ -151,6 +174,7 @@ class Manifest:
     upstream: int = 2000
     downstream: int = 0
     bin_size: int | None = None
+    stride: int | None = None
     fasta: Source | None = None
     sequence_length: int | None = None
     feature_window: int | None = None
@@ -158,6 +182,9 @@ class Manifest:
     table: Source | None = None
     threshold: float = 0.5
     exclude: list[str] = field(default_factory=list)
+    rule: str = "summit"
+    min_overlap: int = 1
+    blacklist: Source | None = None
     cell_types: dict[str, CellTypeSpec] = field(default_factory=dict)
     locus_chunk: int = 4096
 
@@ -171,6 +198,7 @@ class Manifest:
                 "upstream": self.upstream,
                 "downstream": self.downstream,
                 "bin_size": self.bin_size,
+                "stride": self.stride,
             },
             "chroms": self.chroms,
             "sequence": str(self.fasta) if self.fasta else None,
@@ -181,8 +209,17 @@ class Manifest:
                 "kind": self.target_kind,
                 "table": str(self.table) if self.table else None,
                 "threshold": self.threshold,
+                **(self.peak_options() if self.target_kind == "peaks" else {}),
             },
             "signal_transform": "mean over the window of arcsinh(value); no data counts as 0",
+        }
+
+    def peak_options(self) -> dict[str, Any]:
+        """How peaks become labels: ``rule``, ``min_overlap`` and the ``blacklist`` file."""
+        return {
+            "rule": self.rule,
+            "min_overlap": self.min_overlap,
+            "blacklist": str(self.blacklist) if self.blacklist else None,
         }
 
     def observed(self) -> dict[str, list[str]]:
@@ -195,12 +232,11 @@ class Manifest:
     def input_files(self, cell_types: list[str] | None = None) -> list[Source]:
         """Every file the build of these cell types reads."""
         files = [self.loci_path]
-        files += [p for p in (self.fasta, self.table) if p is not None]
+        files += [p for p in (self.fasta, self.table, self.blacklist) if p is not None]
         for ct in cell_types or list(self.cell_types):
             spec = self.cell_types[ct]
             files += list(spec.signal.values())
-            if spec.target is not None:
-                files.append(spec.target)
+            files += [p for p in (spec.target, spec.ambiguous) if p is not None]
         return files
 
 
@@ -262,8 +298,17 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         if "bin_size" not in loci:
             raise _fail(path, "[loci] bins needs bin_size (e.g. 40000)")
         m.bin_size = loci["bin_size"]
-    elif "bin_size" in loci:
-        raise _fail(path, f"[loci] bin_size goes with bins, not with {loci_kind}")
+        if "stride" in loci:
+            if loci["stride"] > m.bin_size:
+                raise _fail(
+                    path,
+                    f"[loci] stride {loci['stride']} is larger than bin_size {m.bin_size}: "
+                    "bins would leave gaps; use a stride of at most bin_size",
+                )
+            m.stride = None if loci["stride"] == m.bin_size else loci["stride"]
+    elif "bin_size" in loci or "stride" in loci:
+        key = "bin_size" if "bin_size" in loci else "stride"
+        raise _fail(path, f"[loci] {key} goes with bins, not with {loci_kind}")
     if loci_kind != "tss":
         for key in ("upstream", "downstream"):
             if key in loci:
@@ -290,6 +335,23 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         m.threshold = float(target["threshold"])
     if "exclude" in target:
         m.exclude = [str(x) for x in target["exclude"]]
+    peak_keys = [k for k in ("rule", "min_overlap", "blacklist") if k in target]
+    if peak_keys and m.target_kind != "peaks":
+        raise _fail(
+            path, f"[target] {peak_keys[0]} goes with kind = 'peaks', not {m.target_kind!r}"
+        )
+    if "rule" in target:
+        if target["rule"] not in PEAK_RULES:
+            raise _fail(
+                path, f"[target] rule is {target['rule']!r}; use one of {', '.join(PEAK_RULES)}"
+            )
+        m.rule = target["rule"]
+    if "min_overlap" in target:
+        if m.rule != "overlap":
+            raise _fail(path, "[target] min_overlap goes with rule = 'overlap'")
+        m.min_overlap = target["min_overlap"]
+    if "blacklist" in target:
+        m.blacklist = resolve(target["blacklist"])
 
     cell_types = raw["cell_types"] if "cell_types" in raw else {}
     for ct, spec in cell_types.items():
@@ -299,12 +361,16 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         if unknown_marks:
             raise _fail(path, f"{where}signal names marks {unknown_marks} not in [signal] marks")
         target_file = spec.get("target")
+        ambiguous = spec.get("ambiguous")
+        if ambiguous is not None and m.target_kind != "peaks":
+            raise _fail(path, f"{where}ambiguous goes with [target] kind = 'peaks'")
         m.cell_types[ct] = CellTypeSpec(
             id=ct,
             name=str(spec.get("name", ct)),
             group=str(spec.get("group", "")),
             signal={mk: resolve(str(p)) for mk, p in signal.items()},
             target=resolve(str(target_file)) if target_file is not None else None,
+            ambiguous=resolve(str(ambiguous)) if ambiguous is not None else None,
         )
     if not m.cell_types and m.marks:
         raise _fail(path, "[signal] marks are set but no [cell_types.<id>] names the files")

@@ -13,13 +13,24 @@ Coordinates: ``cell_type`` (with ``cell_type_name`` and ``cell_type_group``), ``
 ``observed`` (dims ``(cell_type, mark)``, bool, chunks ``(1, n_marks)``, fill False: whether
 the experiment exists; ``signal`` is NaN where it does not; cubes with signal only), and
 along ``locus``: the integer index ``locus`` (0 .. n-1, stored), ``chrom``, ``start``,
-``end`` and, where they carry information, ``strand`` and ``name``. Strings are
-variable-length UTF-8 (numpy ``StringDType`` on read). :func:`layout` lists every array of
-a new cube as xarray's ``to_zarr`` writes it, so plain xarray reads the cube back.
+``end`` (inside the chromosome: ``0 <= start < end <= size``) and, where they carry
+information, ``strand``, ``name`` and ``window_start``, ``window_end`` (the window each
+locus was made from, which the features were read over, where some window reaches past a
+chromosome end). The loci never change after the build, so their strings are fixed-width
+(numpy ``<U`` on every open path); the cell-type strings grow with appends and are
+variable-length UTF-8 (numpy ``StringDType`` on read).
+
+Every variable carries CF attributes (:data:`CF_ATTRS`: ``long_name``, and ``units`` or
+``flag_values``/``flag_meanings``; the alphabet of ``sequence``). Root attributes are
+strings and numbers, nested values JSON strings (:func:`encode_root_attrs`, read back by
+:func:`root_attr`), so any netCDF writer takes a selection; ``chrom_sizes`` holds the
+chromosome sizes (:func:`chrom_sizes_attr`). :func:`layout` lists every array of a new cube
+as xarray's ``to_zarr`` writes it, so plain xarray reads the cube back.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,25 +43,41 @@ __all__ = [
     "ArraySpec",
     "CELL_TYPE_COORDS",
     "CELL_TYPE_COORD_CHUNK",
+    "CF_ATTRS",
+    "CHROM_SIZES_ATTR",
     "CellTypeInfo",
     "CubeError",
     "DEFAULT_LOCUS_CHUNK",
+    "JSON_ROOT_ATTRS",
     "OBSERVED_ATTRS",
     "LOCUS_COORDS",
     "PER_CELL_TYPE_VARS",
     "REQUIRED_LOCUS_COORDS",
     "SCHEMA_VERSION",
+    "SEQUENCE_ALPHABET",
     "SEQUENCE_COMPRESSORS",
     "SHARED_VARS",
     "Schema",
     "VAR_DTYPES",
+    "WINDOW_COORDS",
+    "chrom_sizes_attr",
+    "decode_root_attrs",
+    "encode_root_attrs",
     "layout",
+    "root_attr",
 ]
 
-#: 3: the ``observed`` (cell_type, mark) coordinate. Cubes of version 2 (every cell type has
-#: every mark) open with ``observed`` all True (:func:`pitfall.cube.open_cube`).
-SCHEMA_VERSION = 3
+#: 4: chromosome sizes (root attribute ``chrom_sizes``), loci clipped to their chromosome
+#: with ``window_start``/``window_end`` where a window reaches past an end, fixed-width
+#: locus strings, CF attributes on every variable, nested root attributes as JSON strings.
+#: 3: the ``observed`` (cell_type, mark) coordinate. Older cubes open as they are, with
+#: what each version lacks made on read (:func:`pitfall.cube.open_cube`): version 2 cubes
+#: (every cell type has every mark) get ``observed`` all True, cubes before 4 their CF
+#: attributes; their loci stay un-clipped and they store no chromosome sizes.
+SCHEMA_VERSION = 4
 LOCUS_COORDS = ("chrom", "start", "end", "strand", "name")
+#: The window each locus was made from, stored where some window reaches past a chromosome end.
+WINDOW_COORDS = ("window_start", "window_end")
 REQUIRED_LOCUS_COORDS = ("chrom", "start", "end")
 CELL_TYPE_COORDS = ("cell_type_name", "cell_type_group")
 PER_CELL_TYPE_VARS = {
@@ -75,6 +102,113 @@ OBSERVED_ATTRS = {
     "flag_meanings": "missing observed",
 }
 
+#: The codes of ``sequence``, in order: code ``i`` is ``SEQUENCE_ALPHABET[i]``.
+SEQUENCE_ALPHABET = "ACGTN"
+
+#: CF attributes of every variable and coordinate a cube may hold. Counts and coordinates
+#: in base pairs are dimensionless for CF (``units = "1"``); the long name says what they count.
+CF_ATTRS: dict[str, dict[str, Any]] = {
+    "signal": {
+        "long_name": "mean over the locus window of arcsinh(signal), NaN where not assayed",
+        "units": "1",
+    },
+    "label": {
+        "long_name": "binary target (1 active, boundary or bound; 0 not; NaN unknown)",
+        "flag_values": [0.0, 1.0],
+        "flag_meanings": "inactive active",
+    },
+    "value": {
+        "long_name": "continuous target the label was thresholded from (e.g. RPKM)",
+        "units": "1",
+    },
+    "sequence": {
+        "long_name": "DNA of the locus window as codes A=0 C=1 G=2 T=3 N=4, strand-aware",
+        "flag_values": list(range(len(SEQUENCE_ALPHABET))),
+        "flag_meanings": " ".join(SEQUENCE_ALPHABET),
+        "alphabet": SEQUENCE_ALPHABET,
+    },
+    "observed": OBSERVED_ATTRS,
+    "cell_type": {"long_name": "cell type identifier"},
+    "cell_type_name": {"long_name": "cell type display name"},
+    "cell_type_group": {"long_name": "cell type group (lineage)"},
+    "mark": {"long_name": "assay (mark) of each signal column"},
+    "locus": {"long_name": "position of the locus in the cube", "units": "1"},
+    "chrom": {"long_name": "chromosome"},
+    "start": {
+        "long_name": "locus start inside the chromosome (0-based, base pairs)",
+        "units": "1",
+    },
+    "end": {
+        "long_name": "locus end inside the chromosome (exclusive, base pairs)",
+        "units": "1",
+    },
+    "strand": {"long_name": "strand of the locus (+, - or .)"},
+    "name": {"long_name": "locus name"},
+    "window_start": {
+        "long_name": "start of the window the features were read over (base pairs; may lie "
+        "before the chromosome start)",
+        "units": "1",
+    },
+    "window_end": {
+        "long_name": "end of the window the features were read over (base pairs; may lie past "
+        "the chromosome end)",
+        "units": "1",
+    },
+}
+
+#: Root attributes holding nested values, stored as JSON strings (:func:`encode_root_attrs`).
+JSON_ROOT_ATTRS = ("cell_type_sources", "build", "featurization", "exported_from", "chrom_sizes")
+#: The root attribute of the chromosome sizes (chromosome -> bp, JSON), and of their source.
+CHROM_SIZES_ATTR = "chrom_sizes"
+
+
+def encode_root_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Root attributes as netCDF writers take them: nested values become JSON strings.
+
+    The attributes of :data:`JSON_ROOT_ATTRS` become JSON text whatever they hold; of the
+    others, strings and numbers stay and dicts, lists, booleans and None become JSON text
+    (:func:`root_attr` reads them back). Values must be JSON already (numpy scalars are not:
+    :func:`pitfall._repository.json_attrs` makes them so).
+    """
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        out[key] = value if plain and key not in JSON_ROOT_ATTRS else json.dumps(value)
+    return out
+
+
+def root_attr(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """Root attribute ``key``, a JSON string parsed back (:func:`encode_root_attrs`).
+
+    The one reader of the cube's nested attributes: ``attrs`` is ``ds.attrs`` of a cube (any
+    version: older ones hold the nested values as such) or the root group's attributes.
+    Parsed: the attributes of :data:`JSON_ROOT_ATTRS`, and any other string holding a JSON
+    object or array.
+    """
+    if key not in attrs:
+        return default
+    value = attrs[key]
+    nested = key in JSON_ROOT_ATTRS or (isinstance(value, str) and value[:1] in ("{", "["))
+    if nested and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def decode_root_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every root attribute, nested values parsed back (:func:`root_attr`)."""
+    return {key: root_attr(attrs, key) for key in attrs}
+
+
+def chrom_sizes_attr(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    """The chromosome sizes a cube stores (chromosome -> bp), None where it stores none."""
+    sizes = root_attr(attrs, CHROM_SIZES_ATTR)
+    if not sizes:
+        return None
+    return {str(c): int(n) for c, n in dict(sizes).items()}
+
 
 class CubeError(ValueError):
     """A slab or cube that does not fit the schema, or a write the cube must refuse."""
@@ -98,6 +232,12 @@ class Schema:
         Bases per locus of ``sequence`` (None: no sequence).
     strand, name
         Whether the loci store a strand and a name coordinate.
+    window
+        Whether the loci store ``window_start``, ``window_end`` (some window reaches past a
+        chromosome end).
+    chrom_width, name_width
+        Characters of the fixed-width ``chrom`` and ``name`` strings (the longest of the
+        loci; :func:`pitfall.loci.string_width`).
     """
 
     n_loci: int
@@ -107,6 +247,9 @@ class Schema:
     sequence_length: int | None = None
     strand: bool = True
     name: bool = True
+    window: bool = False
+    chrom_width: int = 1
+    name_width: int = 1
 
     def __post_init__(self) -> None:
         if self.n_loci <= 0:
@@ -121,6 +264,22 @@ class Schema:
     def chunk_blocks(self) -> list[tuple[int, int]]:
         """``[i0, i1)`` of every locus chunk (the unit of a worker's write and of a digest)."""
         return list(loci_mod.blocks(self.n_loci, self.chunk))
+
+    def locus_coords(self) -> list[str]:
+        """The locus coordinates this cube stores, in :data:`LOCUS_COORDS` order, then windows."""
+        coords = ["chrom", "start", "end"]
+        if self.strand:
+            coords.append("strand")
+        if self.name:
+            coords.append("name")
+        if self.window:
+            coords += list(WINDOW_COORDS)
+        return coords
+
+    def string_dtype(self, coord: str) -> np.dtype:
+        """The fixed-width dtype of a locus string coordinate (``chrom``, ``strand``, ``name``)."""
+        width = {"chrom": self.chrom_width, "strand": 1, "name": self.name_width}[coord]
+        return np.dtype(f"<U{width}")
 
 
 @dataclass(frozen=True)
@@ -214,11 +373,11 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
         locus coordinates and the ``locus`` index), then the data variables.
     """
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
-    locus_coords = ["chrom", "start", "end"]
-    if schema.strand:
-        locus_coords.append("strand")
-    if schema.name:
-        locus_coords.append("name")
+    locus_coords = schema.locus_coords()
+
+    def cf(name: str) -> dict[str, Any]:
+        return dict(CF_ATTRS[name])
+
     per_ct = {
         "cell_type": [ct.id for ct in cell_types],
         "cell_type_name": [ct.name or ct.id for ct in cell_types],
@@ -226,14 +385,21 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
     }
     by = (CELL_TYPE_COORD_CHUNK,)
     out = [
-        ArraySpec(name, ("cell_type",), (k,), by, str, "", data=np.array(v, dtype=object))
+        ArraySpec(name, ("cell_type",), (k,), by, str, "", cf(name), data=np.array(v, dtype=object))
         for name, v in per_ct.items()
     ]
     if schema.marks:
         m = len(schema.marks)
         out.append(
             ArraySpec(
-                "mark", ("mark",), (m,), (m,), str, "", data=np.array(schema.marks, dtype=object)
+                "mark",
+                ("mark",),
+                (m,),
+                (m,),
+                str,
+                "",
+                cf("mark"),
+                data=np.array(schema.marks, dtype=object),
             )
         )
         out.append(
@@ -244,18 +410,15 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
                 (1, m),
                 np.bool_,
                 False,
-                dict(OBSERVED_ATTRS),
+                cf("observed"),
                 data=np.stack([ct.observed(schema.marks) for ct in cell_types]),
             )
         )
     for name in locus_coords:
         string = name in ("chrom", "strand", "name")
-        out.append(
-            ArraySpec(
-                name, ("locus",), (n,), (c,), str if string else np.int64, "" if string else 0
-            )
-        )
-    out.append(ArraySpec("locus", ("locus",), (n,), (c,), np.int64, 0))
+        dtype = schema.string_dtype(name) if string else np.int64
+        out.append(ArraySpec(name, ("locus",), (n,), (c,), dtype, "" if string else 0, cf(name)))
+    out.append(ArraySpec("locus", ("locus",), (n,), (c,), np.int64, 0, cf("locus")))
     # xarray names, on each data variable, the non-dimension coordinates that share its dims.
     by_ct = " ".join(sorted([*CELL_TYPE_COORDS, *locus_coords]))
     by_locus = " ".join(sorted(locus_coords))
@@ -270,7 +433,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
                     (1, c),
                     np.float32,
                     np.nan,
-                    {"coordinates": by_ct, **nan},
+                    {**cf(name), "coordinates": by_ct, **nan},
                 )
             )
     if schema.marks:
@@ -284,7 +447,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
                 (1, c, m),
                 np.float32,
                 np.nan,
-                {"coordinates": by_signal, **nan},
+                {**cf("signal"), "coordinates": by_signal, **nan},
             )
         )
     if schema.sequence_length:
@@ -297,7 +460,7 @@ def layout(schema: Schema, cell_types: Sequence[CellTypeInfo]) -> list[ArraySpec
                 (c, L),
                 np.uint8,
                 0,
-                {"coordinates": by_locus},
+                {**cf("sequence"), "coordinates": by_locus},
                 compressors=SEQUENCE_COMPRESSORS,
             )
         )

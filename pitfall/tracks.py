@@ -14,8 +14,10 @@ Windows are cut at every window start and end, and each piece gets the rule's va
 locus whose window overlaps no other is written exactly as its score. bigWig stores 32-bit
 floats: scores are rounded to float32 (use bedGraph to keep float64). bedGraph writes each
 score in the shortest decimal that reads back to the same value of the scores' own dtype
-(``0.289806`` for that float32, not its float64 expansion). Chromosome sizes for the bigWig header come from ``chrom_sizes`` (a mapping
-or a ``chrom.sizes`` file) or default to the largest locus end of each chromosome.
+(``0.289806`` for that float32, not its float64 expansion). Chromosome sizes for the bigWig
+header come from ``chrom_sizes`` (a mapping or a ``chrom.sizes`` file) or default to the
+sizes the cube stores (:func:`pitfall.cube.chrom_sizes`); a cube that stores none needs them
+given.
 
 Reading (:func:`window_means`, :func:`read_track`) follows the rules of the signal kernel
 (:func:`pitfall.kernels.window_arcsinh_means`) with the transform left to the caller
@@ -48,6 +50,7 @@ import pyBigWig
 import xarray as xr
 
 from pitfall._atomic import atomic_path
+from pitfall.cube import chrom_sizes as stored_sizes
 from pitfall.cube import open_cube
 from pitfall.loci import chrom_order
 from pitfall.sources.annotation import read_chrom_sizes
@@ -255,8 +258,8 @@ def write_track(
     overlaps
         ``"error"``, ``"max"``, ``"min"`` or ``"mean"``: see the module docstring.
     chrom_sizes
-        Chromosome sizes (mapping or ``chrom.sizes`` file); default the largest locus end of
-        each cube chromosome.
+        Chromosome sizes (mapping or ``chrom.sizes`` file); default the sizes the cube
+        stores (:func:`pitfall.cube.chrom_sizes`).
     name
         The bedGraph's track name (default: the file name's stem).
 
@@ -270,7 +273,8 @@ def write_track(
     ValueError
         For an unknown suffix, scores without the cube's integer ``locus`` coordinate,
         overlapping windows under ``overlaps="error"``, a locus starting past its
-        chromosome's size, or no finite score.
+        chromosome's size, no finite score, or no chromosome sizes (none given and none
+        stored in the cube).
     """
     path = Path(path)
     fmt = check_track_path(path)
@@ -299,12 +303,23 @@ def write_track(
     names = _strings(ds["name"].values)[pos] if "name" in ds.coords else None
     sizes = _sizes(chrom_sizes)
     if sizes is None:
-        frame = pd.DataFrame({"chrom": all_chrom, "end": all_end})
-        sizes = {str(c): int(e) for c, e in frame.groupby("chrom", sort=False)["end"].max().items()}
+        sizes = stored_sizes(ds)
+        if sizes is None:
+            raise ValueError(
+                "the cube stores no chromosome sizes (its manifest named no FASTA, sizes file "
+                "or bigWig, or it predates schema version 4): give the assembly's "
+                "chrom_sizes (CLI: --chrom-sizes FILE)"
+            )
+        what = "the cube's stored chromosome sizes lack"
+    else:
+        what = "chrom_sizes lacks"
     order = chrom_order(pd.unique(all_chrom))
     missing = [c for c in order if c not in sizes]
     if missing:
-        raise ValueError(f"chrom_sizes lacks the cube's chromosome(s) {missing}")
+        raise ValueError(
+            f"{what} the cube's chromosome(s) {missing}; give the assembly's chrom_sizes "
+            "(CLI: --chrom-sizes FILE)"
+        )
     runs = []
     for c in order:
         m = chrom == c
@@ -604,7 +619,8 @@ def read_track(
     cube : xarray.Dataset
         The cube (``chrom``, ``start``, ``end`` of each locus).
     chrom_sizes
-        Sizes to clip a bedGraph's windows to (a bigWig uses its header).
+        Sizes to clip a bedGraph's windows to (a bigWig uses its header); default the sizes
+        the cube stores, if any.
 
     Returns
     -------
@@ -619,7 +635,7 @@ def read_track(
     chrom = _strings(cube["chrom"].values)
     start = np.asarray(cube["start"].values, dtype=np.int64)
     end = np.asarray(cube["end"].values, dtype=np.int64)
-    sizes = _sizes(chrom_sizes) or {}
+    sizes = _sizes(chrom_sizes) or stored_sizes(cube) or {}
     n = chrom.size
     means = np.full(n, np.nan)
     covered = np.zeros(n, dtype=np.int64)

@@ -698,9 +698,12 @@ def test_audit__tied_baseline_is_compared_with_ties_broken_at_random(tiny: dict)
 
 def test_audit__seeded_intervals_repeat_and_depend_on_the_seed(tiny: dict) -> None:
     pred = memorising(tiny, ["E003"], seed=2)
-    a = audit_predictions(pred, tiny["ds"], seed=5).to_frame()
-    b = audit_predictions(pred, tiny["ds"], seed=5).to_frame()
-    c = audit_predictions(pred, tiny["ds"], seed=6).to_frame()
+    # 100 kb blocks: the tiny genome's three chromosomes of about 1 Mb would otherwise be
+    # three blocks, too few for resampling to vary with the seed.
+    kw = {"block_size": 100_000}
+    a = audit_predictions(pred, tiny["ds"], seed=5, **kw).to_frame()
+    b = audit_predictions(pred, tiny["ds"], seed=5, **kw).to_frame()
+    c = audit_predictions(pred, tiny["ds"], seed=6, **kw).to_frame()
     pd.testing.assert_frame_equal(a, b)
     assert a.iloc[0]["ap_model_ci"] != c.iloc[0]["ap_model_ci"]
     assert a.iloc[0]["ap_model"] == c.iloc[0]["ap_model"]

@@ -246,3 +246,59 @@ def test_bootstrap_ap__block_intervals_cover_the_truth() -> None:
     assert covered_blocks / 200 >= 0.93
     assert covered_loci / 100 < 0.88
     assert 0.01 < np.median(widths) < 0.2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["float32", "float64 exact", "float64", "signed zeros"]),
+    n=st.integers(0, 200),
+    n_values=st.integers(1, 12),
+    nan_share=st.floats(0, 0.5),
+    max_points=st.sampled_from([2, 5, 2000]),
+    seed=st.integers(0, 2**31),
+)
+def test_sorted_loci__counting_sort_and_curves_equal_the_word_sort(
+    kind: str, n: int, n_values: int, nan_share: float, max_points: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    y[rng.random(n) < nan_share] = np.nan
+    s = _scores(kind, rng, n, n_values)
+    n_blocks = 4
+    blocks = rng.integers(0, n_blocks, n).astype(np.int16)
+    weights = np.vstack([np.ones((1, n_blocks)), bs.block_weights(n_blocks, 20, seed)])
+    assert bs.few_levels(y, s) is not None
+    by_level = bs.SortedLoci.from_arrays(y, s, blocks)
+    by_word = bs.SortedLoci.from_arrays(y, s, blocks, order=bs.score_order(y, s))
+    assert by_level.tie_end.sum() == by_word.tie_end.sum()
+    a = by_level.bootstrap(weights, tied_expectation=True)
+    b = by_word.bootstrap(weights, tied_expectation=True)
+    for field in ("ap", "tied_expectation", "n", "positives"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-12, atol=1e-15)
+    want = bs.naive_precision_recall(y, s, max_points)
+    for got in (by_level.precision_recall(max_points), by_word.precision_recall(max_points)):
+        assert got[0].size <= max_points + 1
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-15)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-15)
+
+
+def test_few_levels__none_beyond_the_limit_and_nan_scores_still_refused() -> None:
+    n = bs.MAX_LEVELS + 1
+    y = np.zeros(n, np.float32)
+    assert bs.few_levels(y, np.arange(n, dtype=np.float64)) is None
+    assert bs.few_levels(y[:-1], np.arange(n - 1, dtype=np.float64)).size == bs.MAX_LEVELS
+    # an unlabelled locus's score is never read
+    levels = bs.few_levels(np.array([1, np.nan, 0.0]), np.array([0.5, 9.0, 0.25]))
+    np.testing.assert_array_equal(levels, [0.5, 0.25])
+    with pytest.raises(ValueError, match="NaN where the label is known"):
+        bs.SortedLoci.from_arrays([1.0, 0.0], [np.nan, 0.5], [0, 0])
+
+
+def test_number_runs__only_the_blocks_holding_a_locus_kept() -> None:
+    keys = np.array([5, 5, 9, 9, 2, 2, 7])
+    where = np.array([True, False, False, False, True, True, True])
+    start, run_key = bs.key_runs(keys)
+    ids, uniq = bs.number_runs(start, run_key, keys.size, dtype=np.int16, where=where)
+    np.testing.assert_array_equal(uniq, [2, 5, 7])  # block 9 holds no kept locus
+    np.testing.assert_array_equal(uniq[ids[where]], keys[where])
+    assert ids.max() < uniq.size and ids.dtype == np.int16

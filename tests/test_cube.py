@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pitfall import _repository as repository
 from pitfall import _transaction as transaction
 from pitfall import cube, storage
+from pitfall import schema as schema_mod
 from pitfall.schema import CellTypeInfo
 
 N_LOCI = 300
@@ -113,7 +116,7 @@ def test_create_cube__roundtrip_values_coords_and_chunks(cube_path: str) -> None
     _assert_values(ds, "E003", 3)
     _assert_values(ds, "E004", 4)
     assert ds.attrs["assembly"] == "hg19"
-    assert ds.attrs["cell_type_sources"]["E004"] == {"H3K4me3": "E004-H3K4me3.bw"}
+    assert cube.root_attr(ds.attrs, "cell_type_sources")["E004"] == {"H3K4me3": "E004-H3K4me3.bw"}
 
 
 def test_append_cell_type__adds_one_commit_and_keeps_old_values(cube_path: str) -> None:
@@ -127,7 +130,7 @@ def test_append_cell_type__adds_one_commit_and_keeps_old_values(cube_path: str) 
     _assert_values(ds, "E037", 37)
     log = cube.cube_log(cube_path)
     assert [c.cell_types for c in log[:2]] == [["E037"], ["E003", "E004"]]
-    assert set(ds.attrs["cell_type_sources"]) == {"E003", "E004", "E037"}
+    assert set(cube.root_attr(ds.attrs, "cell_type_sources")) == {"E003", "E004", "E037"}
 
 
 def test_append_cell_type__old_objects_stay_byte_identical(cube_path: str, request) -> None:
@@ -209,7 +212,10 @@ def test_append_experiments__one_commit_keeps_other_marks_and_cell_types(where: 
     assert (log[0].cell_types, log[0].marks) == (["E004"], ["H3K27me3"])
     assert "append experiments E004: H3K27me3" in log[0].message
     assert len(log) == 3
-    assert ds.attrs["cell_type_sources"]["E004"] == {"H3K4me3": "E004-H3K4me3.bw", "s": "x.bw"}
+    assert cube.root_attr(ds.attrs, "cell_type_sources")["E004"] == {
+        "H3K4me3": "E004-H3K4me3.bw",
+        "s": "x.bw",
+    }
     # A cell type appended later gets its own row; E003's marks can still come.
     cube.append_cell_type(where, _slab("E037", 37, observed=["H3K27me3"]))
     e003 = _slab("E003", 3)["signal"].values[0]
@@ -371,12 +377,12 @@ def test_begin_append__refuses_bad_cell_types(cube_path: str, ids, message: str)
 def _xarray_template(schema, cell_types) -> xr.Dataset:
     """The new cube as the module docstring of pitfall.schema describes it, dask-backed."""
     import dask.array as da
-    from xarray.coding.strings import create_vlen_dtype
 
     from pitfall import schema as schema_mod
 
-    vstr = create_vlen_dtype(str)
     n, c, k = schema.n_loci, schema.chunk, len(cell_types)
+    # The loci never change: their strings are fixed-width, as wide as the longest.
+    width = {"chrom": schema.chrom_width, "strand": 1, "name": schema.name_width}
 
     def lazy(shape, dtype, chunks):
         return da.empty(shape, dtype=dtype, chunks=chunks)
@@ -388,13 +394,16 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
         "cell_type": ("cell_type", np.array([ct.id for ct in cell_types], dtype=object)),
         "cell_type_name": ("cell_type", np.array([ct.name for ct in cell_types], dtype=object)),
         "cell_type_group": ("cell_type", np.array([ct.group for ct in cell_types], dtype=object)),
-        "chrom": ("locus", lazy((n,), vstr, (c,))),
+        "chrom": ("locus", lazy((n,), f"<U{width['chrom']}", (c,))),
         "start": ("locus", lazy((n,), np.int64, (c,))),
         "end": ("locus", lazy((n,), np.int64, (c,))),
     }
     for name, present in (("strand", schema.strand), ("name", schema.name)):
         if present:
-            coords[name] = ("locus", lazy((n,), vstr, (c,)))
+            coords[name] = ("locus", lazy((n,), f"<U{width[name]}", (c,)))
+    if schema.window:
+        for name in ("window_start", "window_end"):
+            coords[name] = ("locus", lazy((n,), np.int64, (c,)))
     if schema.marks:
         m = len(schema.marks)
         data_vars["signal"] = (
@@ -412,7 +421,11 @@ def _xarray_template(schema, cell_types) -> xr.Dataset:
     if schema.sequence_length:
         L = schema.sequence_length
         data_vars["sequence"] = (("locus", "position"), lazy((n, L), np.uint8, (c, L)))
-    return xr.Dataset(data_vars, coords=coords)
+    ds = xr.Dataset(data_vars, coords=coords)
+    # Every variable carries its CF attributes (the locus index gets them where it is made).
+    for name, var in ds.variables.items():
+        var.attrs.update(schema_mod.CF_ATTRS[str(name)])
+    return ds
 
 
 def _store_documents(store) -> dict[str, object]:
@@ -435,6 +448,7 @@ def _store_documents(store) -> dict[str, object]:
     [
         dict(n_loci=50, locus_chunk=16, marks=("H3K4me3", "DNase"), value=True, sequence_length=8),
         dict(n_loci=7, marks=(), strand=False, name=False),
+        dict(n_loci=9, marks=("a",), window=True, chrom_width=5, name_width=12),
         dict(n_loci=30, locus_chunk=30, marks=("a",), sequence_length=None, name=False),
     ],
 )
@@ -462,11 +476,14 @@ def test_layout__same_documents_as_xarray_to_zarr(shape) -> None:
         encoding["sequence"]["compressors"] = schema_mod.SEQUENCE_COMPRESSORS
     if "observed" in ds.coords:
         encoding["observed"] = {"chunks": (1, len(schema.marks))}
-    ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
+    from pitfall import _repository
+
+    with _repository.quiet_zarr():  # fixed-width strings warn that Zarr v3 has no spec yet
+        ds.to_zarr(theirs, mode="w-", compute=False, consolidated=False, encoding=encoding)
     # The locus index is an array xarray would load, not a lazy one: zarr makes it.
     zarr.open_group(theirs, mode="r+").create_array(
         "locus", shape=(schema.n_loci,), chunks=(schema.chunk,), dtype="int64",
-        dimension_names=("locus",), fill_value=0,
+        dimension_names=("locus",), fill_value=0, attributes=schema_mod.CF_ATTRS["locus"],
     )  # fmt: skip
     assert _store_documents(ours) == _store_documents(theirs)
 
@@ -1024,3 +1041,212 @@ def test_cube_state_machine__local(tmp_path: Path, kill_at) -> None:
 
 def test_cube_state_machine__s3(s3, kill_at) -> None:
     _run_machine(s3.url, kill_at)
+
+
+# ------------------------------------------------------------------------- CF and intervals
+
+#: Hand-made loci near chromosome ends: a TSS window starting before chr1, one inside it, one
+#: running past the end of chr2 (1,000 bp).
+EDGE_SIZES = {"chr1": 5000, "chr2": 1000}
+
+
+def _edge_loci():
+    return cube.make_loci(
+        ["chr1", "chr1", "chr2"], [-1300, 500, 900], [700, 2500, 1100], ["+", "-", "+"],
+        ["TSS_near_start", "inside", "past_end"],
+    )  # fmt: skip
+
+
+def _edge_cube(path: Path, *, sizes=EDGE_SIZES) -> str:
+    loci = _edge_loci()
+    slabs = [_slab("E003", 3, loci), _slab("E004", 4, loci)]
+    seq = np.random.default_rng(0).integers(0, 5, (3, 2000)).astype(np.uint8)
+    cube.create_cube(path, slabs, sequence=seq, chrom_sizes=sizes)
+    return str(path)
+
+
+def test_create_cube__loci_clipped_windows_kept__hand_checked(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    ds = cube.open_cube(path)
+    # [-1300, 700) starts before chr1: [0, 700); [900, 1100) ends past chr2's 1,000 bp.
+    assert ds["start"].values.tolist() == [0, 500, 900]
+    assert ds["end"].values.tolist() == [700, 2500, 1000]
+    assert ds["window_start"].values.tolist() == [-1300, 500, 900]
+    assert ds["window_end"].values.tolist() == [700, 2500, 1100]
+    assert cube.chrom_sizes(ds) == EDGE_SIZES
+    assert cube.cube_info(path)["chrom_sizes"] == EDGE_SIZES
+    # A slab with the loci as made appends: it is clipped as the cube was.
+    cube.append_cell_type(path, _slab("E037", 37, _edge_loci()))
+    got = cube.open_cube(path).sel(cell_type="E037")
+    want = _slab("E037", 37, _edge_loci())
+    for var in ("label", "value", "signal"):
+        np.testing.assert_array_equal(got[var].values, want[var].values[0])
+    # A locus with nothing inside its chromosome cannot be clipped: refused, named.
+    bad = cube.make_loci(["chr2"], [1200], [1300], ["+"], ["outside"])
+    with pytest.raises(cube.CubeError, match=r"outside at chr2:1200-1300 \(chr2 has length 1,000"):
+        cube.create_cube(tmp_path / "bad", _slab("E003", 3, bad), chrom_sizes=EDGE_SIZES)
+
+
+def test_create_cube__without_sizes_clips_at_zero_and_stores_none(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c", sizes=None)
+    ds = cube.open_cube(path)
+    assert ds["start"].values.tolist() == [0, 500, 900]
+    assert ds["end"].values.tolist() == [700, 2500, 1100]
+    assert ds["window_start"].values.tolist() == [-1300, 500, 900]
+    assert cube.chrom_sizes(ds) is None and cube.cube_info(path)["chrom_sizes"] is None
+    code, out = _cli_out("cube", "info", path)
+    assert code == 0 and "chromosome sizes: none stored" in out and "--chrom-sizes" in out
+    code, out = _cli_out("cube", "info", _edge_cube(tmp_path / "sized"))
+    assert "chromosome sizes: chr1 5,000, chr2 1,000" in out
+
+
+def _cli_out(*argv: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from pitfall import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue()
+
+
+def test_open_cube__cf_attributes_on_every_variable(tmp_path: Path) -> None:
+    from pitfall import kernels
+
+    path = _edge_cube(tmp_path / "c")
+    plain = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    for ds in (cube.open_cube(path), plain):
+        for name, var in ds.variables.items():
+            attrs = var.attrs
+            assert attrs.get("long_name"), name
+            if var.dtype.kind not in "OUT":  # numbers and flags: units, or flags with meanings
+                flags = "flag_values" in attrs and "flag_meanings" in attrs
+                assert "units" in attrs or flags, name
+                if flags:
+                    assert len(attrs["flag_values"]) == len(attrs["flag_meanings"].split()), name
+        alphabet = ds["sequence"].attrs["alphabet"]
+        # The alphabet names each code as the encoding kernel assigns it.
+        codes = kernels.encode_dna(np.frombuffer(alphabet.encode(), dtype=np.uint8))
+        assert codes.tolist() == list(range(len(alphabet))) == ds["sequence"].attrs["flag_values"]
+        assert ds["sequence"].attrs["flag_meanings"].split() == list(alphabet)
+        assert ds["label"].attrs["flag_values"] == [0.0, 1.0]
+
+
+def _as_str(values) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind not in "OTU":
+        return values
+    return np.array([str(v) for v in values.ravel()]).reshape(values.shape)
+
+
+def test_to_netcdf__cube_selection_round_trips_through_plain_xarray(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    plain = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    for k, ds in enumerate((cube.open_cube(path), plain)):
+        part = ds.sel(cell_type=["E004"]).isel(locus=[0, 2])
+        out = tmp_path / f"part{k}.nc"
+        part.to_netcdf(out, engine="scipy")  # netCDF3: the strictest writer of attributes
+        with xr.open_dataset(out, engine="scipy") as back:
+            assert set(back.variables) == set(part.variables)
+            for name, var in part.variables.items():
+                np.testing.assert_array_equal(
+                    _as_str(back[name].values), _as_str(var.values), err_msg=str(name)
+                )
+                for key, value in var.attrs.items():
+                    np.testing.assert_array_equal(back[name].attrs[key], value, err_msg=key)
+            for key in part.attrs:
+                assert cube.root_attr(back.attrs, key) == cube.root_attr(part.attrs, key), key
+            assert cube.root_attr(back.attrs, "cell_type_sources")["E004"] == {
+                "H3K4me3": "E004-H3K4me3.bw"
+            }
+            assert cube.chrom_sizes(back) == EDGE_SIZES
+
+
+def test_open_cube__locus_strings_fixed_width_cell_types_still_append(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    cube.append_cell_type(path, _slab("E037_a_much_longer_id", 37, _edge_loci()))
+    cube.export_cube(path, tmp_path / "plain.zarr")
+    opened = [
+        cube.open_cube(path),
+        xr.open_zarr(
+            repository.open_repository(path).readonly_session("main").store, consolidated=False
+        ),
+        xr.open_zarr(tmp_path / "plain.zarr"),
+    ]
+    for ds in opened:
+        for name in ("chrom", "strand", "name"):
+            assert ds[name].dtype.kind == "U", (name, ds[name].dtype)
+        assert ds["name"].values.astype(str).tolist() == ["TSS_near_start", "inside", "past_end"]
+        assert ds["chrom"].dtype.itemsize == 4 * len("chr1")  # as wide as the longest
+        # Variable-length on disk (they grow); str through pitfall, StringDType elsewhere.
+        assert ds["cell_type"].values.tolist()[-1] == "E037_a_much_longer_id"
+    assert opened[0]["cell_type"].dtype.kind == "U"
+    assert opened[0]["cell_type"].values.astype(str).tolist()[0] == "E003"
+
+
+def test_where__lazy_chrom_mask_with_the_documented_idiom(tmp_path: Path) -> None:
+    ds = cube.open_cube(_edge_cube(tmp_path / "c"))
+    want = np.flatnonzero(np.asarray(ds["chrom"].values) == "chr1")
+    # The idiom of pitfall.cube's docstring: a lazy mask is computed before dropping.
+    got = ds.where((ds.chrom == "chr1").compute(), drop=True)
+    assert got["locus"].values.tolist() == want.tolist() == [0, 1]
+    np.testing.assert_array_equal(got["label"].values, ds["label"].values[:, want])
+    assert ds.sel(locus=(ds.chrom == "chr1").values)["name"].values.tolist() == [
+        "TSS_near_start",
+        "inside",
+    ]
+
+
+def _as_version_3(path: str) -> None:
+    """Make ``path`` a cube as schema version 3 wrote it: nested root attributes, no CF."""
+    import zarr
+
+    session = repository.open_repository(path).writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    with repository.quiet_zarr():  # rewriting fixed-width strings' metadata warns
+        for _, arr in group.arrays():
+            keep = {k: v for k, v in arr.attrs.items() if k in ("coordinates", "_FillValue")}
+            arr.attrs.clear()
+            arr.attrs.update(keep)
+    group.attrs["cell_type_sources"] = json.loads(group.attrs["cell_type_sources"])
+    del group.attrs["chrom_sizes"]
+    group.attrs["pitfall_schema_version"] = 3
+    session.commit("as schema version 3")
+
+
+def test_open_cube__version_3_cube_opens_with_cf_attributes(tmp_path: Path) -> None:
+    path = _edge_cube(tmp_path / "c")
+    _as_version_3(path)
+    raw = xr.open_zarr(
+        repository.open_repository(path).readonly_session("main").store, consolidated=False
+    )
+    assert "long_name" not in raw["label"].attrs
+    ds = cube.open_cube(path)
+    assert all(var.attrs.get("long_name") for var in ds.variables.values())
+    assert cube.root_attr(ds.attrs, "cell_type_sources")["E003"] == {"H3K4me3": "E003-H3K4me3.bw"}
+    assert cube.chrom_sizes(ds) is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.dictionaries(st.sampled_from(schema_mod.JSON_ROOT_ATTRS), _JSON, max_size=4))
+def test_encode_root_attrs__netcdf_types_that_root_attr_reads_back(values: dict) -> None:
+    encoded = schema_mod.encode_root_attrs(values)
+    for value in encoded.values():
+        # What every netCDF writer takes: text and plain numbers.
+        assert isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    for key, value in values.items():
+        assert cube.root_attr(encoded, key) == value
+        assert cube.root_attr(values, key) == value  # a cube before version 4: as stored

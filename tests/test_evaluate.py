@@ -261,6 +261,17 @@ def test_partition_by_activity__matches_naive_loop() -> None:
     np.testing.assert_array_equal(got_da.values, expected)
 
 
+def test_partition_by_variance__ranked_groups_ties_in_locus_order() -> None:
+    variance = np.array([0.5, 0.1, 0.3, 0.3, 9.0, 0.0, 0.3])
+    # ranks by hand (ties 0.3 in locus order): 5->0, 1->1, 2->2, 3->3, 6->4, 0->5, 4->6
+    rank = np.array([5, 1, 2, 3, 6, 0, 4])
+    np.testing.assert_array_equal(ev.partition_by_variance(variance, 3), rank * 3 // 7)
+    np.testing.assert_array_equal(ev.partition_by_variance(variance), rank)  # 7 loci: 7 groups
+    groups = ev.partition_by_variance(np.random.default_rng(0).normal(size=1003))
+    counts = np.bincount(groups)
+    assert counts.size == 10 and set(counts) <= {100, 101} and counts.sum() == 1003
+
+
 def test_partition_by_activity__non_2d_numpy_raises() -> None:
     with pytest.raises(ValueError, match="2-D"):
         ev.partition_by_activity(np.zeros(5))

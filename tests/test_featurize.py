@@ -31,6 +31,7 @@ from pitfall import _repository as repository
 from pitfall import cube, featurize, synth
 from pitfall.featurize import writer
 from pitfall.manifest import ManifestError, dumps_manifest, load_manifest
+from pitfall.schema import root_attr
 
 INPROC = {"workers": 1, "processes": False, "progress": False}
 CODES = {"A": 0, "C": 1, "G": 2, "T": 3}
@@ -181,11 +182,15 @@ def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
     names = [str(n) for n in ds["name"].values]
     assert sorted(names) == sorted(genes.index)
     g = genes.loc[names]
-    np.testing.assert_array_equal(ds["start"].values, g["w0"])
-    np.testing.assert_array_equal(ds["end"].values, g["w1"])
+    # The windows as made; the loci themselves clipped to the chromosome.
+    length = g["chrom"].map(sizes)
+    np.testing.assert_array_equal(ds["window_start"].values, g["w0"])
+    np.testing.assert_array_equal(ds["window_end"].values, g["w1"])
+    np.testing.assert_array_equal(ds["start"].values, np.maximum(g["w0"], 0))
+    np.testing.assert_array_equal(ds["end"].values, np.minimum(g["w1"], length))
+    assert cube.chrom_sizes(ds) == {c: sizes[c] for c in cube.chrom_order(g["chrom"])}
     assert list(ds["strand"].values) == list(g["strand"])
     # synth's edge genes: one window runs past a chromosome's start, one past its end.
-    length = g["chrom"].map(sizes)
     assert (g["w0"] < 0).sum() >= 1 and (g["w1"] > length).sum() >= 1
     assert list(ds["cell_type"].values) == list(comp.cell_types)
 
@@ -208,7 +213,7 @@ def test_build__expression_cube_matches_naive_reading(comp, built) -> None:
 
 
 def test_build__records_each_input_file_checksum(comp, built) -> None:
-    sources = _load(built["expr"]).attrs["cell_type_sources"]
+    sources = root_attr(_load(built["expr"]).attrs, "cell_type_sources")
     assert sorted(sources) == sorted(comp.cell_types)
     for ct in comp.cell_types:
         want = {f"signal:{mk}": p for mk, p in comp.bigwigs[ct].items()}
@@ -277,7 +282,32 @@ def test_build__feature_window_is_the_middle_of_each_bin(comp, tmp_path) -> None
         [_naive_codes(fa, c, m - 1000, m + 1000, ".") for c, m in zip(chrom_of, mid, strict=True)]
     )
     np.testing.assert_array_equal(ds["sequence"].values, want)
-    assert ds.attrs["featurization"]["feature_window"] == 2000
+    assert root_attr(ds.attrs, "featurization")["feature_window"] == 2000
+
+
+def test_build__chrom_sizes_stored_from_sizes_file_fasta_or_bigwig_headers(
+    comp, built, tmp_path
+) -> None:
+    sizes = _chrom_sizes(comp.chrom_sizes)
+    tad = _load(built["tad"])  # genome bins: the [loci] bins sizes file
+    assert cube.chrom_sizes(tad) == {c: sizes[c] for c in cube.chrom_order(tad["chrom"].values)}
+    # Without a FASTA, the bigWig headers; the first TSS window still starts before chr1.
+    raw = _raw_manifest(comp.manifest)
+    del raw["sequence"]
+    raw["cell_types"] = {ct: raw["cell_types"][ct] for ct in list(raw["cell_types"])[:1]}
+    featurize.build(_write(raw, tmp_path / "m.toml"), tmp_path / "bw", **INPROC)
+    ds = _load(tmp_path / "bw")
+    bw = pyBigWig.open(str(next(iter(comp.bigwigs[ds["cell_type"].values[0]].values()))))
+    header = bw.chroms()
+    bw.close()
+    assert cube.chrom_sizes(ds) == {c: header[c] for c in cube.chrom_order(ds["chrom"].values)}
+    assert int(ds["window_start"].min()) < 0 <= int(ds["start"].min())
+    # With neither (no FASTA, no signal), the cube says it stores none.
+    del raw["signal"], raw["cell_types"]
+    featurize.build(_write(raw, tmp_path / "m2.toml"), tmp_path / "none", **INPROC)
+    assert cube.cube_info(tmp_path / "none")["chrom_sizes"] is None
+    ds = _load(tmp_path / "none")
+    assert int(ds["start"].min()) == 0 and int(ds["window_start"].min()) < 0
 
 
 def test_build__process_cluster_equals_in_process(comp, built, tmp_path) -> None:
@@ -920,7 +950,7 @@ def test_append_experiments__equals_the_full_build_in_one_commit(comp, built, tm
     e003 = ds["signal"].sel(cell_type="E003").values
     j = raw["signal"]["marks"].index("H3K27me3")
     assert np.isnan(e003[:, j]).all()
-    sources = ds.attrs["cell_type_sources"]["E037"]
+    sources = root_attr(ds.attrs, "cell_type_sources")["E037"]
     assert sources["signal:H3K9me3"]["path"].endswith("E037-H3K9me3.bw")
     assert "sha256" in sources["signal:H3K4me3"]
 

@@ -272,7 +272,71 @@ def test_imputation_figure__findings_from_the_table_and_the_average_by_numpy(tmp
         rows = table[(table["setting"] == setting) & (table["kind"] == "avocado")]
         assert found["families"]["avocado"]["best_mse"] == rows["mse"].min()
         assert found["avocado_trend"]["first"]["n_params"] == rows["n_params"].min()
-    assert len(result.figure.axes) == 4
+        # the Average's MSE per decile of m3's variance over the same references, by hand
+        variance = sig[others][:, loci, 3].var(axis=0)
+        order = np.argsort(variance, kind="stable")
+        avg_row = table[(table["setting"] == setting) & (table["baseline"] == "track_average")]
+        # decile d: the loci of rank r (least variable first) with r * 10 // n == d
+        k, n = figure.N_DECILES, order.size
+        deciles = [order[[r for r in range(n) if r * k // n == d]] for d in range(k)]
+        for d, members in enumerate(deciles):
+            want = mse(average[members], truth[members])
+            assert avg_row[figure.DECILE_COLUMNS[d]].iloc[0] == pytest.approx(want, rel=1e-5)
+        # every row: the deciles' MSEs weighted by their bins give the whole track's
+        n_per = np.array([m.size for m in deciles])
+        part = table[table["setting"] == setting]
+        pooled = part[list(figure.DECILE_COLUMNS)].to_numpy() @ n_per / n_per.sum()
+        np.testing.assert_allclose(pooled, part["mse"].to_numpy(), rtol=1e-6)
+        best = rows.loc[rows["mse"].idxmin()]
+        ratio = found["families"]["avocado"]["decile_ratio"]
+        np.testing.assert_allclose(
+            ratio, best[list(figure.DECILE_COLUMNS)].to_numpy(float) / avg_row[
+                list(figure.DECILE_COLUMNS)].to_numpy(float)[0], rtol=1e-12
+        )  # fmt: skip
+        assert found["families"]["avocado"]["deciles_beating_average"] == sum(r < 1 for r in ratio)
+    assert len(result.figure.axes) == 6
     assert any("Average" in s for s in result.sentences)
+    assert any("decile of the mark's variance" in s for s in result.sentences)
     result.save(tmp_path)
     assert (tmp_path / "figures" / "imputation.png").stat().st_size > 10_000
+
+
+def _rows(x: dict, y: np.ndarray) -> np.ndarray:
+    """The examples as sorted rows (inputs by name, then the target)."""
+    cols = [np.asarray(x[k], np.float64).reshape(y.size, -1) for k in sorted(x)]
+    table = np.hstack([*cols, y.astype(np.float64)[:, None]])
+    return table[np.lexsort(table.T[::-1])]
+
+
+@pytest.mark.parametrize("family", ["impute_dense", "avocado"])
+@pytest.mark.parametrize("setting", ["cross-cell-type", "hybrid"])
+def test_track_batches__an_epoch_is_the_training_data_once(family, setting) -> None:
+    from pitfall.loaders import TrackBatches
+
+    ds = imputation_cube()
+    split = _split(ds, setting)
+    model = _model(family, ds)
+    x, y = model.training_data(split)
+    stream = TrackBatches(model, split, batch_size=5, seed=3, block_loci=7, shuffle_blocks=2)
+    batches = list(stream.epoch(0))
+    assert all(b[1].size == 5 for b in batches[:-1]) and 0 < batches[-1][1].size <= 5
+    got_x = {k: np.concatenate([b[0][k] for b in batches]) for k in x}
+    got_y = np.concatenate([b[1] for b in batches])
+    np.testing.assert_array_equal(_rows(got_x, got_y), _rows(x, y))
+    # seeded: the same epoch again is the same order, another epoch another one
+    again = np.concatenate([b[1] for b in stream.epoch(0)])
+    other = np.concatenate([b[1] for b in stream.epoch(1)])
+    np.testing.assert_array_equal(again, got_y)
+    assert not np.array_equal(other, got_y)
+
+
+def test_track_batches__streamed_training_never_reads_the_whole_signal() -> None:
+    ds = imputation_cube()
+    split = _split(ds, "hybrid")
+    truth = ds["signal"].sel(cell_type=TARGET, mark=MARK).values[split.test_loci(ds)]
+    spec = ModelSpec("impute_dense", **SPECS["impute_dense"])
+    model = make_model(spec, ds, **TRAINING, stream=True).fit(split)
+    pred = model.predict(split)
+    assert model._signal is None  # never read whole
+    assert len(model.history_) == TRAINING["epochs"]
+    assert mse(pred.values[0], truth) < 0.5 * mse(0, truth)

@@ -383,7 +383,11 @@ def test_torch_dataset__batches_equal_naive_selection_with_workers(cube, split) 
             ds.set_epoch(epoch)
             got = [({k: v.numpy() for k, v in x.items()}, y.numpy()) for x, y in dl]
             assert all(isinstance(y, np.ndarray) for _, y in got)
-            assert_batches_equal(got, naive_epoch(cube, split, "both", seed=3, epoch=epoch))
+            # torch's layout: the sequence channels first, (b, 4, L)
+            want = naive_epoch(cube, split, "both", seed=3, epoch=epoch)
+            for x, _ in want:
+                x["sequence"] = x["sequence"].transpose(0, 2, 1)
+            assert_batches_equal(got, want)
 
 
 def test_torch_dataset__forked_worker_says_why_instead_of_hanging(cube, split) -> None:

@@ -239,3 +239,60 @@ def test_pipeline_run__real_ctcf(shared_data: Path, tmp_path: Path) -> None:
     _run("real_ctcf", shared_data, "--out", tmp_path, "--workers", "2", cwd=tmp_path, timeout=1800)
     rows = json.loads((tmp_path / "results" / "real_ctcf.json").read_text())
     assert len({r["cell_type"] for r in rows}) == 7
+
+
+def test_pipeline_run__figS3_encode_dream(tmp_path: Path) -> None:
+    """A ctcf/ folder in the data README's layout (tiny chromosomes, generated peaks) and two
+    generated submissions: one knows the target's binding, one scores every bin alike."""
+    import gzip
+
+    from pitfall import genome
+    from pitfall.datasets import ctcf
+
+    def gz(path: Path, text: str) -> None:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+
+    data = tmp_path / "data" / "ctcf"
+    data.mkdir(parents=True)
+    chroms = list(genome.AUTOSOMES)
+    (data / "hg19.autoX.chrom.sizes").write_text("".join(f"{c}\t1000\n" for c in chroms))
+    gz(data / "blacklist.bed.gz", "chr3\t0\t100\n")
+    target = "MCF-7"
+    # Every line binds chr2:0-50 (bin 0); two training lines also chr2:400-410 (bins starting
+    # 250-400: seen, unbound in the target); only the target chr2:790-800 (bins 600-750).
+    peaks = {line: [("chr2", 0, 50)] for line in ctcf.CTCF_CELL_LINES}
+    for line in ("A549", "H1-hESC"):
+        peaks[line].append(("chr2", 400, 410))
+    peaks[target].append(("chr2", 790, 800))
+    for line, rows in peaks.items():
+        text = "".join(f"{c}\t{s}\t{e}\t.\t0\t.\t5\t-1\t3\t5\n" for c, s, e in rows)
+        gz(data / ctcf.peak_file(line).name, text)
+    bins = [(c, s, s + 200) for c in chroms for s in range(0, 801, 50)]
+    truth = {
+        (c, s) for c, s, e in bins for pc, ps, pe in peaks[target] if c == pc and s < pe and ps < e
+    }
+    good = "".join(f"{c}\t{s}\t{e}\t{0.9 if (c, s) in truth else 0.1}\n" for c, s, e in bins)
+    gz(tmp_path / "F.CTCF.MCF-7.tab.gz", good)
+    gz(tmp_path / "flat.tab.gz", "".join(f"{c}\t{s}\t{e}\t0.5\n" for c, s, e in bins))
+    out = tmp_path / "out"
+    subs = [tmp_path / "F.CTCF.MCF-7.tab.gz", tmp_path / "flat.tab.gz"]
+    args = ["--target", target, "--name", "good", "--name", "flat", "--out", out]
+    _run("figS3_encode_dream", tmp_path / "data", *subs, *args, cwd=tmp_path)
+    _png(out, "figure_s3_encode_dream")
+    table = pd.read_csv(out / "results" / "figure_s3_encode_dream_ap.tsv", sep="\t")
+    rows = table.set_index(["predictor", "group"])
+    assert set(table["predictor"]) == {"good", "flat", "average activity"}
+    # Only chr2 has peaks (the other chromosomes are NaN): seen = bins 0 and 250-400 (the
+    # target bound at bin 0 only), not seen = the other 12 of chr2's 17 bins (4 bound).
+    seen, rest = (
+        rows.loc["good"].loc["seen in training"],
+        rows.loc["good"].loc["not seen in training"],
+    )
+    assert (seen["n_loci"], seen["n_bound"], rest["n_loci"], rest["n_bound"]) == (5, 1, 12, 4)
+    assert seen["ap"] == 1.0 and rest["ap"] == 1.0
+    # The flat submission ties every bin: its AP is each set's prevalence; the baseline
+    # ranks bin 0 (bound in all six) above bins 250-400 (in two of six) among the seen.
+    assert rows.loc[("flat", "seen in training"), "ap"] == pytest.approx(1 / 5)
+    assert rows.loc[("flat", "not seen in training"), "ap"] == pytest.approx(4 / 12)
+    assert rows.loc[("average activity", "seen in training"), "ap"] == 1.0

@@ -51,6 +51,9 @@ def test_pick_targets__one_per_group_largest_first(report: Path) -> None:
 def test_run__report_and_findings_against_naive_numbers(report: Path) -> None:
     assert (report / "report.html").stat().st_size > 10_000
     found = json.loads((report / "findings.json").read_text())
+    # no fetch there: the labels-only report, saying what the full one lacked
+    assert found["report"]["kind"] == "labels-only" and "hg19/hg19.fa" in found["report"]["why"]
+    assert "Labels-only report:" in (report / "report.html").read_text()
     ds = cube.open_cube(report / "store" / "roadmap")
     y = ds["label"].sel(cell_type="E003")
     on_chr1 = (ds["chrom"] == "chr1").values

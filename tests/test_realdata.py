@@ -134,18 +134,20 @@ def test_audit__real_roadmap_memoriser_and_perfect_predictor(roadmap) -> None:
     assert audit_predictions(perfect, ds).to_frame().iloc[0]["ap_model"] == 1.0
 
 
-def test_write_track__real_tss_windows_overlap(roadmap, tmp_path: Path) -> None:
+def test_write_track__real_tss_windows_overlap(roadmap, shared_data: Path, tmp_path: Path) -> None:
     import pyBigWig
 
     ds = roadmap
+    # The Roadmap cube is built from labels alone, so it stores no chromosome sizes.
+    sizes = shared_data / "ctcf" / "hg19.autoX.chrom.sizes"
     split = splits.Split(
         tuple(c for c in map(str, ds["cell_type"].values) if c != "E003"), AUTOSOMES, (), (),
         ("E003",), AUTOSOMES, setting="cross-cell-type",
     )  # fmt: skip
     scores = baselines.AverageActivity(ds).fit(split.train(ds)).predict(split.test(ds))
     with pytest.raises(ValueError, match=r"locus windows on chr\d+ overlap.*overlaps='max'"):
-        tracks.write_track(scores, ds, tmp_path / "avg.bw")
-    path = tracks.write_track(scores, ds, tmp_path / "avg.bw", overlaps="max")
+        tracks.write_track(scores, ds, tmp_path / "avg.bw", chrom_sizes=sizes)
+    path = tracks.write_track(scores, ds, tmp_path / "avg.bw", overlaps="max", chrom_sizes=sizes)
     chrom = np.asarray(ds["chrom"].values).astype(object)
     start, end = ds["start"].values, ds["end"].values
     value = scores.sel(cell_type="E003").values

@@ -386,3 +386,40 @@ def test_metrics_from_statistics__point_and_replicate_shapes_agree() -> None:
         assert stacked[name][0] == point[name] or (
             math.isnan(point[name]) and math.isnan(stacked[name][0])
         )
+
+
+# --------------------------------------------------------------------------- correlations
+
+
+@examples
+@given(tracks())
+def test_correlations__match_track_metrics_and_scipy(data: dict) -> None:
+    yt, yp = data["y_true"], data["y_pred"]
+    pearson, spearman = tm.correlations(yt, yp, chunk_size=data["chunk_size"])
+    full = tm.track_metrics(yt, yp)
+    # the same sums in the same order: the same Pearson
+    assert pearson == full["gwcorr"] or (math.isnan(pearson) and math.isnan(full["gwcorr"]))
+    keep = ~(np.isnan(yt) | np.isnan(yp))
+    a, b = yt[keep].astype(np.float64), yp[keep].astype(np.float64)
+    if keep.sum() < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        assert math.isnan(spearman)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = sps.spearmanr(a, b).statistic
+    assert math.isclose(spearman, want, abs_tol=1e-9)
+    assert math.isclose(spearman, full["gwspear"], abs_tol=1e-12)
+
+
+def test_correlations__one_sort_word_per_bin() -> None:
+    rng = np.random.default_rng(0)
+    n = 400_000
+    yt = rng.normal(size=n)  # float64 values float32 cannot hold: ranked first
+    yp = rng.integers(0, 7, n).astype(np.float32)
+    tm.correlations(yt[:100], yp[:100])  # compile or load the kernels outside the trace
+    tracemalloc.start()
+    tm.correlations(yt, yp)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # the 8-byte words; both tracks' ranks at once (track_metrics) would take 16 bytes a bin
+    assert peak < 9 * n

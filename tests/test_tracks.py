@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,10 @@ def test_resolve_overlaps__hand_checked() -> None:
 # ------------------------------------------------------------------------- writing
 
 
+#: The chromosome sizes :func:`small_cube` stores (as a cube stores them: a JSON root attribute).
+SMALL_SIZES = {"chr1": 600, "chr2": 50, "chr10": 20}
+
+
 def small_cube() -> xr.Dataset:
     """Five loci: two overlapping windows on chr1, one on chr2 and one on chr10."""
     chrom = np.array(["chr1", "chr1", "chr1", "chr2", "chr10"], dtype=object)
@@ -153,6 +158,7 @@ def small_cube() -> xr.Dataset:
             "end": ("locus", np.array([300, 400, 600, 50, 20])),
             "name": ("locus", np.array(["g1", "g2", "g3", "g4", "g5"], dtype=object)),
         },
+        attrs={"chrom_sizes": json.dumps(SMALL_SIZES)},
     )
 
 
@@ -250,4 +256,52 @@ def test_write_track__chrom_sizes_file_and_clipped_windows(tmp_path: Path) -> No
     # [-40, 300) is clipped at 0; [500, 600) at the chromosome's 550.
     assert bw.intervals("chr1") == ((0, 250, 1.0), (250, 300, 1.0), (300, 400, 3.0),
                                     (500, 550, 2.0))  # fmt: skip
+    bw.close()
+
+
+# ------------------------------------------------------------------------- exports and stored sizes
+
+
+def _sized_cube(path: Path, sizes: dict[str, int] | None) -> Path:
+    """A cube of three loci (one TSS window before chr1's start) storing ``sizes``."""
+    from pitfall import cube
+
+    loci = cube.make_loci(["chr1", "chr1", "chr2"], [-1300, 2000, 100], [700, 2600, 400],
+                          ["+", "-", "+"], ["a", "b", "c"])  # fmt: skip
+    slab = cube.make_slab("E003", loci, label=np.array([1.0, 0.0, 1.0]), assembly="test")
+    cube.create_cube(path, slab, chrom_sizes=sizes)
+    return path
+
+
+def test_write_track__every_export_header_equals_the_stored_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pitfall import cli, cube
+
+    sizes = {"chr1": 15_000, "chr2": 11_503}  # not the last locus ends (2,600 and 400)
+    store = _sized_cube(tmp_path / "cube", sizes)
+    ds = cube.open_cube(store)
+    assert cube.chrom_sizes(ds) == sizes
+    scores = xr.DataArray([0.5, 0.25, 2.0], dims="locus", coords={"locus": [0, 1, 2]})
+    tracks.write_track(scores, ds, tmp_path / "api.bw")
+    pred = tmp_path / "pred.tsv"
+    pred.write_text("cell_type\tlocus\tscore\nE003\ta\t0.5\nE003\tb\t0.25\nE003\tc\t2.0\n")
+    argv = ["export-predictions", str(pred), str(store), "--cell-type", "E003"]
+    assert cli.main([*argv, "--out", str(tmp_path / "cli.bw")]) == 0
+    for name in ("api.bw", "cli.bw"):
+        bw = pyBigWig.open(str(tmp_path / name))
+        assert bw.chroms() == sizes, name
+        # The locus [-1300, 700) is written clipped to the chromosome: [0, 700).
+        assert bw.intervals("chr1") == ((0, 700, 0.5), (2000, 2600, 0.25)), name
+        bw.close()
+    capsys.readouterr()
+    # A cube storing no sizes says so and takes them given.
+    bare = cube.open_cube(_sized_cube(tmp_path / "bare", None))
+    with pytest.raises(ValueError, match=r"stores no chromosome sizes.*--chrom-sizes"):
+        tracks.write_track(scores, bare, tmp_path / "x.bw")
+    assert cli.main([*argv[:2], str(tmp_path / "bare"), *argv[3:], "--out", "x.bw"]) == 2
+    assert "--chrom-sizes" in capsys.readouterr().err
+    tracks.write_track(scores, bare, tmp_path / "y.bw", chrom_sizes=sizes)
+    bw = pyBigWig.open(str(tmp_path / "y.bw"))
+    assert bw.chroms() == sizes
     bw.close()

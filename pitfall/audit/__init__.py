@@ -262,7 +262,7 @@ def audit_predictions(
         del pos, s
     # the matched table (or arrays) is not needed past here: at 14 M loci it is large
     del preds
-    rows, groups = metrics.score_all(parts, options)
+    rows, groups, curves = metrics.score_all(parts, options)
     notes = [n for ts in parts for n in ts.notes]
     settings = {
         "margin": margin,
@@ -287,7 +287,7 @@ def audit_predictions(
         "cube_snapshot": ds.attrs.get("snapshot"),
     }
     report = _finish_binary(
-        rows, groups, parts, settings, log, notes, margin, memorisation_threshold
+        rows, groups, curves, settings, log, notes, margin, memorisation_threshold
     )
     report.save(figure=figure, json_path=json_path, html_path=html_path)
     return report
@@ -296,7 +296,7 @@ def audit_predictions(
 def _finish_binary(
     rows: list[dict[str, Any]],
     groups: list[dict[str, Any]],
-    parts: list[metrics.TargetScores],
+    curves: metrics.Curves,
     settings: dict[str, Any],
     log: list[str],
     notes: list[str],
@@ -307,8 +307,6 @@ def _finish_binary(
     for row in rows:
         row["call"] = classify(row, margin, threshold, settings["alpha"])
     pooled_row = rows[-1]
-    pooled = metrics.pool(parts)
-    keep = ~np.isnan(pooled.y)
     return AuditReport(
         summary=pd.DataFrame(rows),
         partitions=pd.DataFrame(groups),
@@ -322,16 +320,7 @@ def _finish_binary(
         warnings=log,
         notes=notes,
         settings=settings,
-        curves={
-            "y": pooled.y[keep],
-            "scores": {
-                "model": pooled.model[keep],
-                **{
-                    metrics.BASELINE_LABELS[k]: None if v is None else v[keep]
-                    for k, v in pooled.baselines.items()
-                },
-            },
-        },
+        curves={"pr": {metrics.BASELINE_LABELS.get(k, k): c for k, c in curves.items()}},
     )
 
 
@@ -398,7 +387,7 @@ def _check_names(
 
 def _check_target(ts: metrics.TargetScores, warn: Any) -> None:
     """Warn about unlabelled loci and constant scores; refuse a target without positives."""
-    unlabelled = np.isnan(ts.y)
+    unlabelled = ts.y < 0
     if unlabelled.any():
         warn(
             f"{ts.name}: {int(unlabelled.sum())} of {len(ts.y)} scored loci have no label in "

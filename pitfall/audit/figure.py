@@ -20,29 +20,7 @@ from pitfall.audit.report import PALETTE
 if TYPE_CHECKING:
     from pitfall.audit.report import AuditReport
 
-__all__ = ["MAX_CURVE_POINTS", "audit_figure", "ci_suffix", "group_panel", "pr_curve"]
-
-#: Points kept of each precision-recall curve (evenly spaced in recall).
-MAX_CURVE_POINTS = 2000
-
-
-def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision at every distinct threshold, high to low (starts at recall 0),
-    thinned to at most :data:`MAX_CURVE_POINTS` points."""
-    order = np.argsort(-s, kind="stable")
-    ss, yy = s[order], (y[order] == 1)
-    tp = np.cumsum(yy)
-    last = np.append(np.flatnonzero(np.diff(ss) != 0), ss.size - 1)
-    tp, called = tp[last], last + 1
-    n_pos = max(int(yy.sum()), 1)
-    recall, precision = np.r_[0.0, tp / n_pos], np.r_[1.0, tp / called]
-    if recall.size > MAX_CURVE_POINTS:
-        keep = np.unique(
-            np.r_[np.searchsorted(recall, np.linspace(0, 1, MAX_CURVE_POINTS)), recall.size - 1]
-        )
-        keep = keep[keep < recall.size]
-        recall, precision = recall[keep], precision[keep]
-    return recall, precision
+__all__ = ["audit_figure", "ci_suffix", "group_panel"]
 
 
 def ci_suffix(ci: Any, fmt: str = ".3f") -> str:
@@ -104,7 +82,6 @@ def audit_figure(report: AuditReport):
     plt = pyplot()
     pooled = report.summary.iloc[-1]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    y = report.curves["y"]
     labels = {
         "model": ("model", "ap_model", None),
         "average activity": (
@@ -118,15 +95,12 @@ def audit_figure(report: AuditReport):
             "ap_most_similar",
         ),
     }
-    for name, s in report.curves["scores"].items():
-        if s is None:
-            continue
+    for name, (r, p) in report.curves["pr"].items():
         shown, col, tied = labels[name]
         ap = pooled[col]
         text = f"{shown}: AP {ap:.3f}{ci_suffix(pooled[col + '_ci'])}"
         if tied is not None and abs(pooled[tied] - ap) >= 5e-4:
             text += f"\n  (ties grouped {pooled[tied]:.3f})"
-        r, p = pr_curve(y, s)
         ax1.step(
             r,
             p,
@@ -136,7 +110,7 @@ def audit_figure(report: AuditReport):
             ls="-" if name == "model" else "--",
             label=text,
         )
-    prevalence = float(np.mean(y == 1))
+    prevalence = float(pooled["prevalence"])
     ax1.axhline(
         prevalence,
         color=PALETTE["random"],

@@ -32,6 +32,7 @@ from pitfall.splits import chrom_runs, take_loci
 
 __all__ = [
     "BASELINE_LABELS",
+    "MAX_CURVE_POINTS",
     "MAX_SIMILARITY_LOCI",
     "Options",
     "GroupTests",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: Loci (evenly spaced) on which cell types' signal is correlated to find the most similar.
 MAX_SIMILARITY_LOCI = 200_000
+
+#: Points kept of each precision-recall curve (evenly spaced in recall).
+MAX_CURVE_POINTS = 2000
 
 #: The baselines of a binary audit, by key, with their names in tables and figures.
 BASELINE_LABELS = {
@@ -125,7 +129,8 @@ class TargetScores:
     name : str
         The target cell type, or ``"pooled"``.
     y : numpy.ndarray
-        float32, shape (n,): the cube's labels (0, 1, NaN: unlabelled, left out of metrics).
+        int8, shape (n,): the cube's labels (0, 1; -1 unlabelled, left out of metrics: see
+        :func:`pitfall.bootstrap.labelled`).
     model : numpy.ndarray
         float32 or float64 (as the predictions gave them), shape (n,): the user's scores.
     baselines : dict
@@ -133,13 +138,15 @@ class TargetScores:
         baseline could not be computed (then ``notes`` says why). The average activity has
         no NaN: loci without a reference label get the reference prevalence.
     n_active : numpy.ndarray
-        int16 (int32 for 2**15 reference cell types or more), shape (n,): reference cell
+        uint8 (int32 for 256 reference cell types or more), shape (n,): reference cell
         types in which each locus is active.
     blocks : numpy.ndarray
         int16 (int32 beyond 2**15 blocks), shape (n,): each locus's genomic block, an index
-        into ``block_keys``.
+        into ``block_keys``, numbered over the blocks holding a labelled locus (an
+        unlabelled locus's id is in range and means nothing).
     block_keys : numpy.ndarray
-        int64, shape (n_blocks,), sorted: the blocks' keys (:func:`pitfall.bootstrap.block_keys`),
+        int64, shape (n_blocks,), sorted: the keys (:func:`pitfall.bootstrap.block_keys`) of
+        the blocks holding a labelled locus,
         the same for the same block in every target, so that a block pooled over targets is
         one block.
     most_similar_name : str or None
@@ -165,16 +172,15 @@ class TargetScores:
 
 def correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Pearson and Spearman correlation over the pairs where both are finite; NaN with
-    fewer than 3 pairs or a constant side (:func:`pitfall.track_metrics.track_metrics`'s
-    ``gwcorr`` and ``gwspear``, exact and low in memory on millions of loci)."""
+    fewer than 3 pairs or a constant side (:func:`pitfall.track_metrics.correlations`:
+    exact, one 64-bit word per pair when either side holds float32 values)."""
     ok = np.isfinite(a) & np.isfinite(b)
     if np.count_nonzero(ok) < 3:
         return float("nan"), float("nan")
     if not ok.all():
         a, b = a[ok], b[ok]
     del ok  # not held while both scorings are ranked
-    m = track_metrics.track_metrics(a, b)
-    return float(m["gwcorr"]), float(m["gwspear"])
+    return track_metrics.correlations(a, b)
 
 
 def _values(da: xr.DataArray) -> np.ndarray:
@@ -237,9 +243,9 @@ def score_target(
     """
     refs = list(refs)
     n = pos.size
-    y = np.empty(n, np.float32)
+    y = np.empty(n, np.int8)
     avg = np.empty(n, np.float32)
-    n_active = np.empty(n, np.int16 if len(refs) < 2**15 else np.int32)
+    n_active = np.empty(n, np.uint8 if len(refs) < 2**8 else np.int32)
     has_start = "start" in ds.coords
     # Block keys as runs (loci run along the genome): (first locus, key) of each.
     run_start: list[np.ndarray] = []
@@ -264,7 +270,7 @@ def score_target(
         # (cell type, locus): the references in the order of ``refs``, then the target.
         values = part["label"].values
         ref_labels = values[:-1]
-        y[a:stop] = values[-1]
+        y[a:stop] = np.nan_to_num(values[-1], nan=-1)
         avg[a:stop] = AverageActivity(part, cell_types=refs).fit(part).predict(test).values[0]
         n_active[a:stop] = evaluate.partition_by_activity(ref_labels)
         known = ~np.isnan(ref_labels)
@@ -296,8 +302,13 @@ def score_target(
     run_key_all = np.concatenate(run_key or [np.zeros(0, np.int64)])
     # Ids as small as the number of blocks allows (1 Mb blocks of a genome: int16).
     small = np.unique(run_key_all).size <= 2**15
+    # Numbered over the blocks holding a labelled locus: the bootstrap draws those alone.
     blocks, block_keys = bootstrap.number_runs(
-        run_start_all, run_key_all, n, dtype=np.int16 if small else np.int32
+        run_start_all,
+        run_key_all,
+        n,
+        dtype=np.int16 if small else np.int32,
+        where=y >= 0,
     )
     prevalence_ref = average_activity.prevalence(n_pos_ref, n_known_ref)
     np.copyto(avg, np.float32(prevalence_ref), where=np.isnan(avg))
@@ -618,8 +629,16 @@ def _within_gain(boot: bootstrap.BootstrapAP) -> np.ndarray:
         return total / np.where(both, n, 0.0).sum(axis=0)
 
 
-def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The summary row of a target (or the pool) and its groups' rows.
+Curves = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def analyse(
+    ts: TargetScores, options: Options
+) -> tuple[dict[str, Any], list[dict[str, Any]], Curves]:
+    """The summary row of a target (or the pool), its groups' rows and its curves.
+
+    A target is analysed once: its baselines' arrays are released (``ts.baselines`` keeps
+    its keys, each None) once they are scored, so that the model's sort does not hold them.
 
     Each scoring is sorted once. The bootstrap runs every replicate and, in its first
     column, the data itself (every block once), so the point estimates and the replicates
@@ -632,17 +651,16 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         are ``[low, high]`` lists.
     groups : list of dict
         :class:`GroupTests` rows.
+    curves : dict of str to (recall, precision)
+        The precision-recall curve of the model and of each baseline present (keys of
+        :data:`BASELINE_LABELS`), at most :data:`MAX_CURVE_POINTS` points each, taken from
+        the sorts the bootstrap makes.
     """
-    # First, while the loci's arrays are the target's alone: the ranks of both scorings
-    # are the largest stage.
     pearson, spearman = correlations(ts.model, ts.baselines["average_activity"])  # type: ignore[arg-type]
     _release_freed()
-    known = ~np.isnan(ts.y)
-    n_known = int(np.count_nonzero(known))
+    n_known = int(np.count_nonzero(ts.y >= 0))
     n_pos = int(np.count_nonzero(ts.y == 1))
-    # Block ids over the labelled loci, kept at every locus: the sorts skip unlabelled ones.
-    local, n_blocks = bootstrap.renumber(ts.blocks, known, dtype=ts.blocks.dtype)
-    del known
+    local, n_blocks = ts.blocks, max(ts.block_keys.size, 1)
     weights = np.vstack(
         [
             np.ones((1, n_blocks)),
@@ -651,10 +669,27 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     )
     level = options.level
     # One stage at a time, each freeing its arrays before the next allocates its own: the
-    # model's sort, its permutation tests (on both cores) with the grouped bootstrap, each
-    # baseline's sort. The largest stage sets the peak, not their sum.
+    # correlations, each baseline's sort (a counting sort: a baseline takes few values),
+    # then, the baselines released, the model's sort and its permutation tests (on both
+    # cores) with the grouped bootstrap. The largest stage sets the peak, not their sum.
+    curves: Curves = {}
+    boots = {}
+    for key, scores in ts.baselines.items():
+        if scores is not None:
+            ranked = bootstrap.SortedLoci.from_arrays(ts.y, scores, local)
+            curves[key] = ranked.precision_recall(MAX_CURVE_POINTS)
+            boots[key] = ranked.bootstrap(weights, tied_expectation=True)
+            del ranked
+    ts.baselines = dict.fromkeys(ts.baselines)
+    del scores
+    _release_freed()
+
+    def on_overall(overall: bootstrap.SortedLoci) -> np.ndarray:
+        curves["model"] = overall.precision_recall(MAX_CURVE_POINTS)
+        return overall.bootstrap(weights).ap[0]
+
     ap_model, grouped = bootstrap.SortedLoci.overall_then_by_segment(
-        ts.y, ts.model, local, ts.n_active, lambda overall: overall.bootstrap(weights).ap[0]
+        ts.y, ts.model, local, ts.n_active, on_overall
     )
     _release_freed()
     with ThreadPoolExecutor(max_workers=2) as pool_:
@@ -663,13 +698,6 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
         tests = _finish_group_tests(ts, started, options)
     del grouped, started
     _release_freed()
-    boots = {}
-    for key, scores in ts.baselines.items():
-        if scores is not None:
-            boots[key] = bootstrap.SortedLoci.from_arrays(ts.y, scores, local).bootstrap(
-                weights, tied_expectation=True
-            )
-            _release_freed()
     del local
     row: dict[str, Any] = {
         "cell_type": ts.name,
@@ -716,15 +744,16 @@ def analyse(ts: TargetScores, options: Options) -> tuple[dict[str, Any], list[di
     row["n_groups_tested"] = tests.n_tested
     row["n_groups_significant"] = int(sum(r["significant"] for r in tests.rows))
     row["leakage"] = ts.leaked / ts.y.size if ts.y.size else float("nan")
-    return row, tests.rows
+    return row, tests.rows, {"model": curves.pop("model"), **curves}
 
 
 def score_all(
     parts: Sequence[TargetScores],
     options: Options,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Summary rows (each target, then ``"pooled"``) and every group's row.
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Curves]:
+    """Summary rows (each target, then ``"pooled"``), every group's row and the pooled
+    row's curves (:func:`analyse`).
 
     The targets' combined within-group tests form one family: ``within_group_p_adjusted``
     is adjusted over the targets (the pooled row's over itself alone).
@@ -734,7 +763,7 @@ def score_all(
     for ts in [*parts, pool(parts)] if len(parts) > 1 else parts:
         if progress is not None:
             progress(ts.name)
-        row, group_rows = analyse(ts, options)
+        row, group_rows, curves = analyse(ts, options)
         rows.append(row)
         groups += group_rows
     if len(parts) == 1:
@@ -744,4 +773,4 @@ def score_all(
     for r, q in zip(rows[:-1], adjusted, strict=True):
         r["within_group_p_adjusted"] = float(q)
     rows[-1]["within_group_p_adjusted"] = rows[-1]["within_group_p"]
-    return rows, groups
+    return rows, groups, curves

@@ -11,6 +11,10 @@ Inputs (:func:`read_prediction_table`, :func:`load_predictions`):
 - an xarray DataArray with dims ``(cell_type, locus)``, or a Dataset / NetCDF (``.nc``,
   ``.nc4``, ``.netcdf``, ``.h5``, ``.cdf``) / Zarr (``.zarr``) store holding exactly one
   such variable: what every :class:`pitfall.predictor.Predictor` returns;
+- an ENCODE-DREAM challenge submission (:func:`read_submission`): ``chr start stop
+  probability``, tab separated, no header, gzipped, one file per TF and cell type, named
+  ``<L|F|B>.<TF>.<cell type>.tab.gz``; its loci are matched by coordinates and its cell type
+  taken from the file name (or ``cell_type=``);
 - a track of one cell type's scores, bigWig (``.bw``, ``.bigwig``) or bedGraph
   (``.bedgraph``, ``.bg``, optionally ``.gz``), with ``cell_type=``: each cube locus gets
   the mean score over its window (:func:`pitfall.tracks.read_track`); loci whose window
@@ -34,6 +38,7 @@ How loci are matched (``loci_by``), never guessed from the values:
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import warnings
@@ -56,6 +61,8 @@ __all__ = [
     "Predictions",
     "load_predictions",
     "read_prediction_table",
+    "read_submission",
+    "submission_cell_type",
 ]
 
 LociBy = Literal["auto", "name", "position", "coordinates"]
@@ -67,6 +74,9 @@ SCORE_COLUMNS = ("score", "prediction", "pred", "y_score", "probability")
 NA_TOKENS = ("", "NA", "N/A", "NaN", "nan", "null", "None", ".")
 _VERSION = re.compile(r"\.\d+$")
 _BIN_NAME = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>\d+)-(?P<end>\d+)$")
+#: An ENCODE-DREAM submission's name: round letter (L leaderboard, F final, B baseline), TF,
+#: cell type, ``.tab.gz``.
+_SUBMISSION_NAME = re.compile(r"^[A-Z]\.(?P<tf>[^.]+)\.(?P<cell_type>[^.]+)\.tab(\.gz)?$")
 _HOW = "choose with loci_by='name', 'position' or 'coordinates' (CLI: --loci-by)"
 
 
@@ -124,6 +134,78 @@ def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
     return pd.read_csv(
         path, sep=sep, dtype=str, keep_default_na=False, compression=compression_of(path)
     )
+
+
+def submission_cell_type(path: str | os.PathLike) -> str | None:
+    """The cell type an ENCODE-DREAM submission's file name states (``F.CTCF.iPSC.tab.gz``
+    -> ``"iPSC"``), or None for another name."""
+    match = _SUBMISSION_NAME.match(Path(path).name)
+    return match["cell_type"] if match else None
+
+
+def _is_submission(path: Path) -> bool:
+    """A headerless ``chrom start stop probability`` text file (the challenge's format)."""
+    if not path.is_file():
+        return False
+    try:
+        with gzip.open(path, "rt") if compression_of(path) == "gzip" else open(path) as fh:
+            first = fh.readline().rstrip("\r\n").split("\t")
+    except (OSError, UnicodeDecodeError, EOFError):
+        return False
+    if len(first) != 4 or not (first[1].isdigit() and first[2].isdigit()):
+        return False
+    try:
+        float(first[3])
+    except ValueError:
+        return False
+    return True
+
+
+def read_submission(path: str | os.PathLike, cell_type: str | None = None) -> pd.DataFrame:
+    """Read an ENCODE-DREAM submission: ``chr start stop probability``, no header.
+
+    Parameters
+    ----------
+    path
+        The submission, tab separated, gzipped or not.
+    cell_type
+        Its cell type; default: the one its file name states (:func:`submission_cell_type`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Shape (n_bins, 5): ``chrom`` (str), ``start``, ``end`` (int64, 0-based half-open),
+        ``score`` (float64) and ``cell_type``; without ``cell_type`` where neither the
+        argument nor the file name gives one (:func:`load_predictions`' ``cell_type=`` then
+        names it, as for any table without a cell-type column).
+
+    Raises
+    ------
+    ValueError
+        A row that is not 4 tab-separated fields with integer coordinates and a numeric
+        probability.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"submission file {path} does not exist")
+    cell_type = cell_type or submission_cell_type(path)
+    try:
+        table = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            names=["chrom", "start", "end", "score"],
+            dtype={"chrom": str, "start": np.int64, "end": np.int64, "score": np.float64},
+            compression=compression_of(path),
+        )
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(
+            f"{path}: not an ENCODE-DREAM submission (4 tab-separated fields per row: chr, "
+            f"start, stop, probability; no header): {err}"
+        ) from err
+    if cell_type is not None:
+        table["cell_type"] = str(cell_type)
+    return table
 
 
 def _dataarray_table(da: xr.DataArray) -> pd.DataFrame:
@@ -214,6 +296,8 @@ def read_prediction_table(predictions: Any) -> pd.DataFrame:
     if stem.endswith(".csv"):
         return _read_text_table(path, ",")
     if stem.endswith((".tsv", ".txt", ".tab")):
+        if _is_submission(path):
+            return read_submission(path)
         return _read_text_table(path, "\t")
     if name.endswith(".zarr") or (path.is_dir() and (path / "zarr.json").exists()):
         with warnings.catch_warnings():

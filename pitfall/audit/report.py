@@ -277,7 +277,11 @@ class AuditReport:
         Thresholds, interval and test settings, reference cell types, training data, how
         loci were matched.
     curves : dict
-        Pooled labels ``y`` and ``scores`` per predictor (for :meth:`plot`).
+        What :meth:`plot` draws besides the tables: for a binary audit ``"pr"``, the pooled
+        precision-recall curve (recall, precision; float64 arrays of at most
+        :data:`pitfall.audit.metrics.MAX_CURVE_POINTS` points) of the model and each
+        baseline by name; for a continuous audit, evenly spaced bins of the observed,
+        predicted and Average tracks.
     """
 
     summary: pd.DataFrame

@@ -17,7 +17,6 @@ TSS, strand-aware, and ``msegene`` a gene body, both from ``genes`` (a GTF or BE
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from pitfall import track_metrics as tm
 from pitfall.audit.reading import LociBy, _warn, load_predictions
 from pitfall.featurize.plan import centred_windows
 from pitfall.loci import LocusTable, strings
+from pitfall.schema import root_attr
 from pitfall.sources import bigwig
 from pitfall.sources.annotation import read_bed_regions, read_chrom_sizes, read_genes, tss_windows
 
@@ -47,13 +47,7 @@ PROMOTER_UPSTREAM = 2000
 
 def feature_window(ds: xr.Dataset) -> int | None:
     """The cube's feature window (bp centred on each locus), None for the loci themselves."""
-    feat = ds.attrs.get("featurization")
-    if isinstance(feat, str):
-        # A cube read with plain xarray keeps nested attributes as JSON strings.
-        try:
-            feat = json.loads(feat)
-        except ValueError:
-            feat = None
+    feat = root_attr(ds.attrs, "featurization")
     if not isinstance(feat, Mapping):
         return None
     window = feat.get("feature_window")
@@ -69,7 +63,17 @@ def _locus_table(ds: xr.Dataset) -> LocusTable:
         )
     start = np.asarray(ds["start"].values, dtype=np.int64)
     end = np.asarray(ds["end"].values, dtype=np.int64) if "end" in ds.coords else start + 1
-    return LocusTable(strings(ds["chrom"].values), start, end, None, None)
+    # The windows the cube's signal was read over, where they reach past a chromosome end.
+    windows = "window_start" in ds.coords and "window_end" in ds.coords
+    return LocusTable(
+        strings(ds["chrom"].values),
+        start,
+        end,
+        None,
+        None,
+        window_start=np.asarray(ds["window_start"].values, dtype=np.int64) if windows else None,
+        window_end=np.asarray(ds["window_end"].values, dtype=np.int64) if windows else None,
+    )
 
 
 def _signal_windows(ds: xr.Dataset) -> tuple[LocusTable, np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ import numpy as np
 
 from pitfall import bootstrap
 from pitfall.audit.metrics import Options
+from pitfall.evaluate import partition_by_variance
 from pitfall.multiple_testing import adjust_pvalues
 from pitfall.random_ranking import permutation_p
 
@@ -104,15 +105,6 @@ class DecileTests:
     centre: np.ndarray
 
 
-def _deciles(variance: np.ndarray) -> np.ndarray:
-    """Each bin's decile of ``variance`` by rank (ties in genomic order): int64 (n,)."""
-    n = variance.size
-    k = min(N_GROUPS, n)
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(variance, kind="stable")] = np.arange(n)
-    return rank * k // max(n, 1)
-
-
 def _group_sums(a: np.ndarray, b: np.ndarray, key: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
     """Per key: n, sum a, sum b, sum a^2, sum b^2, sum ab (float64, shape (size,))."""
 
@@ -167,7 +159,7 @@ def residual_correlations(
     cell_type : str
         The target (the rows' ``cell_type``).
     """
-    group = _deciles(variance)
+    group = partition_by_variance(variance, N_GROUPS)
     k = int(group.max()) + 1 if group.size else 0
     a, b = model - average, observed - average
     n, sa, sb, saa, sbb, sab = _group_sums(a, b, group, k)

@@ -18,6 +18,13 @@ cell type). :func:`write_manifest` is the one writer of its manifest; two caller
   data folder laid out as ``../shared/data`` (``roadmap/``: the RPKM matrix, GENCODE v10
   genes and Roadmap's epigenome summary table, whose names it uses).
 
+:func:`fetched_manifest` says whether a folder holds a complete fetch with genome and marks
+(what the full real-data report needs) and, if not, what it lacks; :func:`imputation_manifest`
+writes, from such a folder, the manifest of an imputation cube: genome bins over the
+chromosomes asked for, each epigenome's consolidated marks as signal. :func:`write_mirror`
+lays a synthetic compendium (:mod:`pitfall.synth`) out as a mirror, so that the path from
+download to figure runs on generated content.
+
 Local layout of a fetch under ``DEST``::
 
     rna/57epigenomes.RPKM.pc.gz
@@ -58,7 +65,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from pitfall import download
@@ -66,22 +75,30 @@ from pitfall._logs import progress_bars
 from pitfall.datasets._folder import require_file, write_manifest_file
 from pitfall.genome import AUTOSOMES, CORE_MARKS
 
+if TYPE_CHECKING:
+    from pitfall.synth import SynthCompendium
+
 __all__ = [
     "ANNOTATIONS",
     "DOWNSTREAM",
+    "FETCHED_MANIFEST",
     "FetchReport",
+    "IMPUTATION_BIN",
     "Plan",
     "THRESHOLD",
     "UPSTREAM",
     "builtin_epigenomes",
     "epigenome_table",
     "fetch",
+    "fetched_manifest",
+    "imputation_manifest",
     "manifest_from_folder",
     "mirror_base",
     "parse_epigenomes",
     "plan",
     "rpkm_columns",
     "write_manifest",
+    "write_mirror",
 ]
 
 #: The paper's expression task: 2 kbp upstream of each TSS, label = RPKM > 0.5.
@@ -519,3 +536,238 @@ def _chroms(annotation: Path, fasta_path: Path | None) -> list[str]:
 
         present &= set(fasta.chrom_sizes(fasta_path))
     return [c for c in AUTOSOMES if c in present]
+
+
+# --------------------------------------------------------------------------------------------
+# A fetched folder: is it complete, and the imputation cube over its signal
+
+#: The manifest ``pitfall fetch roadmap`` writes into its folder.
+FETCHED_MANIFEST = "manifest.toml"
+
+
+def fetched_manifest(data: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The manifest of a complete fetch with genome and marks in ``data``, or what is missing.
+
+    Complete means: ``manifest.toml`` (written by :func:`fetch` only when every shared file
+    and at least one epigenome's bigWigs are in place) with a ``[sequence]`` (the hg19
+    FASTA) and ``[signal]`` (the consolidated marks), and every file it names present.
+
+    Returns
+    -------
+    manifest : pathlib.Path or None
+        ``data/manifest.toml`` when complete.
+    missing : list of str
+        What is missing, one phrase each (empty when complete).
+    """
+    from pitfall.manifest import ManifestError, load_manifest
+
+    data = Path(data)
+    path = data / FETCHED_MANIFEST
+    if not path.is_file():
+        wanted = [
+            f"rna/{RPKM_FILE}",
+            "hg19/hg19.fa",
+            "bigwig/{EID}-{MARK}.pval.signal.bigwig",
+        ]
+        have = [w for w in wanted[:2] if (data / w).is_file()]
+        if (data / "bigwig").is_dir() and any((data / "bigwig").glob("*.pval.signal.bigwig")):
+            have.append(wanted[2])
+        lacking = [w for w in wanted if w not in have]
+        return None, [f"{path.name} (written by a finished `pitfall fetch roadmap`)"] + lacking
+    try:
+        m = load_manifest(path)
+    except ManifestError as err:
+        return None, [f"a readable {path.name} ({err})"]
+    missing = []
+    if m.fasta is None:
+        missing.append("hg19/hg19.fa (the fetch ran with --no-genome)")
+    if not m.marks:
+        missing.append("the consolidated mark bigWigs (the manifest has no [signal])")
+    missing += [f"{f} (named by {path.name})" for f in m.input_files() if not Path(f).is_file()]
+    return (path if not missing else None), missing
+
+
+#: The imputation cube's bins (bp): the ENCODE Imputation Challenge scored 25 bp bins; 200 bp keeps
+#: a whole chromosome's cube small and still resolves promoters.
+IMPUTATION_BIN = 200
+
+
+def imputation_manifest(
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    chroms: Sequence[str] | None = None,
+    bin_size: int = IMPUTATION_BIN,
+) -> Path:
+    """Write the manifest of an imputation cube from a fetched folder's consolidated signal.
+
+    Loci: bins of ``bin_size`` tiling ``chroms`` (their sizes from the fetched genome, else
+    from the first bigWig's header). Signal: every epigenome's marks as the fetch's manifest
+    lists them (each mark's arcsinh mean over the bin). Label (the cube needs one; the
+    imputation task reads the signal alone): 1 where the bin holds the TSS of a gene of the
+    fetched annotation expressed in that epigenome (RPKM > :data:`THRESHOLD`), else 0; one
+    BED of those TSSs per epigenome, written next to the manifest.
+
+    Parameters
+    ----------
+    data
+        A folder :func:`fetch` completed (:func:`fetched_manifest`; the genome is optional
+        here).
+    out_dir
+        Where ``manifest.toml``, ``chrom.sizes`` and ``tss/{EID}.bed`` go.
+    chroms
+        Chromosomes to tile (default: those of the fetch's manifest).
+    bin_size
+        Bin length in bp.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir/manifest.toml``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``data`` holds no fetch manifest with marks.
+    ValueError
+        For a chromosome the genome (or bigWig) lacks.
+    """
+    from pitfall.manifest import load_manifest
+    from pitfall.sources import annotation, labels
+
+    data, out = Path(data).resolve(), Path(out_dir).resolve()
+    path = data / FETCHED_MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing; run `pitfall fetch roadmap --dest {data}` (with the marks to "
+            "impute) first"
+        )
+    m = load_manifest(path)
+    if not m.marks or m.table is None:
+        raise FileNotFoundError(
+            f"{path}: no [signal] or no expression table; it is not what `pitfall fetch "
+            "roadmap` writes: fetch again into an empty folder"
+        )
+    if m.fasta is not None:
+        from pitfall.sources import fasta
+
+        sizes = fasta.chrom_sizes(m.fasta)
+    else:
+        import pyBigWig
+
+        first = next(iter(m.cell_types.values())).signal[m.marks[0]]
+        bw = pyBigWig.open(str(first))
+        sizes = dict(bw.chroms())
+        bw.close()
+    chroms = list(chroms) if chroms else list(m.chroms or AUTOSOMES)
+    lacking = [c for c in chroms if c not in sizes]
+    if lacking:
+        raise ValueError(
+            f"chromosomes {lacking} are not in the fetched genome ({', '.join(sizes)}); give "
+            "chromosomes it has"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tss").mkdir(exist_ok=True)
+    (out / "chrom.sizes").write_text("".join(f"{c}\t{sizes[c]}\n" for c in chroms))
+    genes = annotation.read_genes(m.loci_path)
+    genes = genes[genes["chrom"].isin(chroms)]
+    tss = np.where(genes["strand"] == "-", genes["end"] - 1, genes["start"]).astype(np.int64)
+    expr = labels.read_expression_table(m.table)
+    rows = expr.index.get_indexer(annotation.strip_version(genes["gene_id"]).to_numpy())
+    cell_types: dict[str, dict] = {}
+    for eid, spec in m.cell_types.items():
+        value = np.where(rows >= 0, expr[eid].to_numpy()[rows], np.nan)
+        on = value > THRESHOLD
+        order = np.lexsort((tss[on], genes["chrom"].to_numpy()[on]))
+        chrom_on, tss_on = genes["chrom"].to_numpy()[on][order], tss[on][order]
+        # A 1-bp interval at each TSS: read as a peak, its midpoint (the TSS) labels its bin.
+        (out / "tss" / f"{eid}.bed").write_text(
+            "".join(f"{c}\t{t}\t{t + 1}\n" for c, t in zip(chrom_on, tss_on, strict=True))
+        )
+        cell_types[eid] = {
+            "name": spec.name,
+            "group": spec.group,
+            "signal": {mk: str(f) for mk, f in spec.signal.items()},
+            "target": f"tss/{eid}.bed",
+        }
+    raw = {
+        "assembly": m.assembly,
+        "chroms": chroms,
+        "loci": {"bins": "chrom.sizes", "bin_size": int(bin_size)},
+        "signal": {"marks": list(m.marks)},
+        "target": {"kind": "peaks"},
+        "cell_types": cell_types,
+    }
+    header = (
+        f"# Imputation cube over the consolidated signal fetched into {data}:\n"
+        f"# {bin_size} bp bins over {', '.join(chroms)}; label = the bin holds the TSS of a\n"
+        f"# gene expressed (RPKM > {THRESHOLD}) in the epigenome (tss/{{EID}}.bed).\n"
+    )
+    return write_manifest_file(raw, out / "manifest.toml", header)
+
+
+# --------------------------------------------------------------------------------------------
+# A mirror of generated content
+
+
+def write_mirror(
+    compendium: SynthCompendium, root: str | os.PathLike, *, annotation: str = "gencode-v19"
+) -> Path:
+    """Lay a synthetic compendium out as a mirror that :func:`fetch` reads (``mirror=URL``).
+
+    Every file gets its public name and format (module doc): the RPKM matrix with an
+    ``E000`` column first (the mean of the others: Roadmap's reference is not a cell type)
+    and the stray tab at the end of each data row; the GTF as GENCODE's; the FASTA gzipped
+    as UCSC's ``hg19.fa.gz`` with its ``md5sum.txt``, the annotation's ``MD5SUMS``; each
+    (cell type, mark) bigWig as ``{EID}-{MARK}.pval.signal.bigwig``.
+
+    Parameters
+    ----------
+    compendium
+        What :func:`pitfall.synth.synthesize` wrote (its cell types are Roadmap ids).
+    root
+        The folder to serve (e.g. ``python -m http.server -d ROOT``).
+    annotation
+        Which GENCODE release's path the GTF takes.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+    """
+    import hashlib
+    import shutil
+
+    root = Path(root)
+
+    def put(rel: str, data: bytes) -> Path:
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return target
+
+    def md5(data: bytes) -> str:
+        return hashlib.md5(data).hexdigest()
+
+    with gzip.open(compendium.rpkm, "rt") as fh:
+        lines = fh.read().splitlines()
+    head = lines[0].rstrip("\t").split("\t")
+    rows = [head[0] + "\t" + "\t".join([REFERENCE_EPIGENOME, *head[1:]])]
+    for line in lines[1:]:
+        fields = line.rstrip("\t").split("\t")
+        reference = np.mean([float(v) for v in fields[1:]])
+        rows.append("\t".join([fields[0], f"{reference:.3f}", *fields[1:]]) + "\t")
+    put(RPKM_PATH, gzip.compress(("\n".join(rows) + "\n").encode(), mtime=0))
+    gtf = compendium.gtf.read_bytes()
+    ann = ANNOTATIONS[annotation]
+    put(ann, gtf)
+    put(ann.rsplit("/", 1)[0] + "/MD5SUMS", f"{md5(gtf)}  {ann.rsplit('/', 1)[1]}\n".encode())
+    genome = gzip.compress(compendium.fasta.read_bytes(), mtime=0)
+    put("hg19/hg19.fa.gz", genome)
+    put("hg19/md5sum.txt", f"{md5(genome)}  hg19.fa.gz\n".encode())
+    for eid, by_mark in compendium.bigwigs.items():
+        for mark, src in by_mark.items():
+            target = root / BIGWIG_DIR / bigwig_file(eid, mark)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+    return root

@@ -15,7 +15,7 @@ One module per responsibility, every public name re-exported here:
   too large for memory (:func:`score_counts`, :func:`merge_score_counts`,
   :func:`average_precision_from_counts`, :func:`average_precision_dask`);
 - :mod:`pitfall.evaluate.partitions`: AP within groups of loci, the paper's partitioned
-  evaluation (:func:`partition_by_activity`, :func:`ap_by_group`,
+  evaluation (:func:`partition_by_activity`, :func:`partition_by_variance`, :func:`ap_by_group`,
   :func:`partitioned_evaluation`, :func:`partitioned_ap_dask`) and per cell type
   (:func:`average_precision_by_cell_type`);
 - :mod:`pitfall.evaluate.leave_one_out`: the average-activity baseline of every line held
@@ -53,6 +53,7 @@ from pitfall.evaluate.partitions import (
     group_score_counts,
     merge_group_counts,
     partition_by_activity,
+    partition_by_variance,
     partitioned_ap_dask,
     partitioned_evaluation,
     row_score_counts,
@@ -79,6 +80,7 @@ __all__ = [
     "merge_group_counts",
     "merge_score_counts",
     "partition_by_activity",
+    "partition_by_variance",
     "partitioned_ap_dask",
     "partitioned_evaluation",
     "random_ap",

@@ -43,6 +43,7 @@ __all__ = [
     "group_score_counts",
     "merge_group_counts",
     "partition_by_activity",
+    "partition_by_variance",
     "partitioned_ap_dask",
     "partitioned_evaluation",
     "row_score_counts",
@@ -72,6 +73,33 @@ def partition_by_activity(labels_train: ArrayLike, *, dim: str = "cell_type") ->
         raise ValueError(f"labels_train must be 2-D (cell_type, locus), got shape {arr.shape}")
     # NaN == 1 is False, so unknown labels count as not active without a mask.
     return np.count_nonzero(arr == 1, axis=0).astype(np.int64)
+
+
+def partition_by_variance(variance: np.ndarray, n_groups: int = 10) -> np.ndarray:
+    """Each locus's group by rank of its cross-cell-type variance: deciles by default.
+
+    The continuous counterpart of :func:`partition_by_activity`: a track's loci grouped by
+    how much the mark varies across the training cell types there. Loci are ranked (ties
+    in locus order), so each group holds ``n / n_groups`` loci give or take one.
+
+    Parameters
+    ----------
+    variance : numpy.ndarray
+        Shape (n,), finite.
+    n_groups : int
+        Groups (at most ``n``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (n,): 0 (least variable) .. ``min(n_groups, n) - 1``.
+    """
+    variance = np.asarray(variance).ravel()
+    n = variance.size
+    k = min(n_groups, n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(variance, kind="stable")] = np.arange(n)
+    return rank * k // max(n, 1)
 
 
 def ap_by_group(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike) -> pd.Series:

@@ -10,6 +10,7 @@ module                     what it makes
 ========================== ===================================================================
 :mod:`.figure1`            Figure 1 d-f / g-i: AP against parameters in the three settings
 :mod:`.figure_s1`          Figure S1: gradient-boosted trees
+:mod:`.figure_s3`          Figure S3: the average activity against ENCODE-DREAM submissions
 :mod:`.figure_s4`          Figure S4 (preprint S3): the partitioned evaluation and its tests
 :mod:`.figure_s5`          Figure S5: the baseline's AP against the target's similarity
 :mod:`.preprint_s1`        preprint Figure S1: PCA and UMAP of the epigenomic signal

@@ -28,13 +28,24 @@ from scipy import stats
 
 from pitfall import baselines, imputation
 from pitfall._plotting import OKABE_ITO, legend_entries, log_axis, pyplot
+from pitfall.evaluate import partition_by_variance
 from pitfall.experiments._result import Result
 from pitfall.experiments.grids import IMPUTATION_TRAINING, imputation_grid
 from pitfall.models import make_model
 from pitfall.models.spec import ModelSpec
 from pitfall.track_metrics import track_metrics
 
-__all__ = ["FAMILY_NAMES", "describe", "findings", "make", "plot", "run"]
+__all__ = [
+    "DECILE_COLUMNS",
+    "FAMILY_NAMES",
+    "N_DECILES",
+    "decile_mse",
+    "describe",
+    "findings",
+    "make",
+    "plot",
+    "run",
+]
 
 #: Display name and colour of each imputation family (the random control apart).
 FAMILY_NAMES: dict[str, tuple[str, str]] = {
@@ -44,6 +55,10 @@ FAMILY_NAMES: dict[str, tuple[str, str]] = {
     "random": ("locus-constant random inputs (control)", OKABE_ITO[6]),
 }
 METRICS = ("mse", "gwcorr")
+#: Groups of test loci by the target mark's variance across the reference cell types.
+N_DECILES = 10
+#: Columns of :func:`run`'s table: the MSE within each decile of variance, least variable first.
+DECILE_COLUMNS = tuple(f"mse_decile_{i + 1}" for i in range(N_DECILES))
 _METRIC_LABELS = {"mse": "MSE (log scale; lower is better)", "gwcorr": "Pearson r (gwcorr)"}
 
 
@@ -51,9 +66,23 @@ def _kind(spec: ModelSpec) -> str:
     return "random" if spec.inputs == "random" else spec.family
 
 
-def _scores(y: np.ndarray, pred: xr.DataArray) -> dict[str, float]:
-    m = track_metrics(y, np.asarray(pred.values, np.float64).reshape(-1))
-    return {k: float(m[k]) for k in METRICS}
+def _scores(y: np.ndarray, pred: xr.DataArray, group: np.ndarray) -> dict[str, float]:
+    p = np.asarray(pred.values, np.float64).reshape(-1)
+    m = track_metrics(y, p)
+    return {**{k: float(m[k]) for k in METRICS}, **decile_mse(y, p, group)}
+
+
+def decile_mse(y: np.ndarray, pred: np.ndarray, group: np.ndarray) -> dict[str, float]:
+    """The MSE within each group of :func:`pitfall.evaluate.partition_by_variance` over the
+    bins where both are defined (NaN for a group without such a bin), by
+    :data:`DECILE_COLUMNS`."""
+    keep = np.isfinite(y) & np.isfinite(pred)
+    err = np.where(keep, (y - pred) ** 2, 0.0)
+    n = np.bincount(group, weights=keep.astype(np.float64), minlength=N_DECILES)
+    sse = np.bincount(group, weights=err, minlength=N_DECILES)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(n > 0, sse / np.maximum(n, 1), np.nan)
+    return {c: float(v) for c, v in zip(DECILE_COLUMNS, per[:N_DECILES], strict=True)}
 
 
 def run(
@@ -88,7 +117,9 @@ def run(
     pandas.DataFrame
         One row per (setting, model or baseline): ``setting``, ``kind`` (family, ``random``
         or ``baseline``), ``label``, ``n_params`` (NaN for baselines), ``mse``, ``gwcorr``,
-        ``train_seconds``.
+        ``train_seconds`` and the MSE within each decile of the target mark's variance
+        across the reference cell types (:data:`DECILE_COLUMNS`, the paper's partitioned
+        evaluation for a continuous target).
     """
     ds = ds.load()
     rows: list[dict[str, Any]] = []
@@ -98,6 +129,8 @@ def run(
     for setting in settings:
         split = imputation.imputation_split(ds, setting, cell_type, mark, test_chroms=test_chroms)
         y = track[split.test_loci(ds)]
+        variance = np.nan_to_num(split.reference_variance(ds), nan=-1.0)
+        group = partition_by_variance(variance, N_DECILES)
         for name in baselines.TRACK_BASELINES:
             b = baselines.TRACK_BASELINES[name]
             predictor = b.make(ds, split)
@@ -113,7 +146,7 @@ def run(
                     "label": b.label,
                     "baseline": name,
                     "n_params": np.nan,
-                    **_scores(y, pred),
+                    **_scores(y, pred, group),
                     "train_seconds": 0.0,
                 }
             )
@@ -128,7 +161,7 @@ def run(
                 "label": spec.label,
                 "baseline": "",
                 "n_params": int(model.n_params_),
-                **_scores(y, pred),
+                **_scores(y, pred, group),
                 "train_seconds": time.perf_counter() - t0,
             }
             rows.append(row)
@@ -145,7 +178,10 @@ def findings(table: pd.DataFrame) -> dict[str, Any]:
     dict
         ``{setting: {"baselines": {name: {mse, gwcorr}}, "families": {kind: {best_mse,
         best_mse_label, best_mse_params, best_gwcorr, beats_average_mse,
-        beats_average_gwcorr}}, "avocado_trend": {spearman_mse, first, last}}}``.
+        beats_average_gwcorr, decile_ratio, deciles_beating_average}},
+        "avocado_trend": {spearman_mse, first, last}}}``. ``decile_ratio`` is the best
+        model's MSE over the Average's in each decile of variance (least variable first);
+        ``deciles_beating_average`` counts those below 1.
     """
     out: dict[str, Any] = {}
     for setting, part in table.groupby("setting", sort=False):
@@ -164,6 +200,7 @@ def findings(table: pd.DataFrame) -> dict[str, Any]:
                 "best_gwcorr": float(rows["gwcorr"].max()),
                 "beats_average_mse": bool(best["mse"] < avg["mse"]),
                 "beats_average_gwcorr": bool(rows["gwcorr"].max() > avg["gwcorr"]),
+                **_decile_ratio(best, avg),
             }
         av = part[part["kind"] == "avocado"].sort_values("n_params")
         if len(av) >= 2:
@@ -181,8 +218,19 @@ def findings(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _decile_ratio(best: pd.Series, avg: pd.Series) -> dict[str, Any]:
+    cols = [c for c in DECILE_COLUMNS if c in best.index]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.asarray(best[cols], np.float64) / np.asarray(avg[cols], np.float64)
+    return {
+        "decile_ratio": [float(r) for r in ratio],
+        "deciles_beating_average": int(np.sum(ratio < 1)),
+    }
+
+
 def describe(f: dict[str, Any]) -> list[str]:
-    """The findings in words, one sentence per setting and one on Avocado's size."""
+    """The findings in words: a sentence per setting, one per setting on the deciles of
+    variance, and one on Avocado's size."""
     lines = []
     for setting, e in f.items():
         avg = e["baselines"]["track_average"]
@@ -199,6 +247,23 @@ def describe(f: dict[str, Any]) -> list[str]:
             + "; ".join(parts)
             + "."
         )
+    for setting, e in f.items():
+        bits = []
+        for kind, d in e["families"].items():
+            ratio = d.get("decile_ratio") or []
+            if not ratio:
+                continue
+            name = FAMILY_NAMES.get(kind, (kind, ""))[0]
+            bits.append(
+                f"the best {name} in {d['deciles_beating_average']} of {len(ratio)} (MSE "
+                f"{ratio[0]:.2f}x the Average's in the least variable decile, {ratio[-1]:.2f}x "
+                "in the most)"
+            )
+        if bits:
+            lines.append(
+                f"{setting}, by decile of the mark's variance across the reference cell types, "
+                "the MSE is below the Average's for " + "; ".join(bits) + "."
+            )
     trends = {s: e["avocado_trend"] for s, e in f.items() if "avocado_trend" in e}
     if trends:
         bits = [
@@ -211,27 +276,31 @@ def describe(f: dict[str, Any]) -> list[str]:
 
 
 def plot(table: pd.DataFrame, title: str = ""):
-    """MSE and correlation against parameters: rows metrics, columns settings.
+    """MSE and correlation against parameters, and MSE by decile of variance: rows those,
+    columns settings.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Points are models coloured by family (:data:`FAMILY_NAMES`), x log-scaled; lines
-        are the track baselines on the same loci.
+        Top rows: points are models coloured by family (:data:`FAMILY_NAMES`), x
+        log-scaled; lines are the track baselines on the same loci. Bottom row: each
+        family's best model (by MSE), its MSE over the Average's in each decile of the
+        target mark's variance across the reference cell types (1: the Average).
     """
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     plt = pyplot()
     settings = list(dict.fromkeys(table["setting"]))
+    decile_row = all(c in table.columns for c in DECILE_COLUMNS)
+    n_rows = len(METRICS) + int(decile_row)
     fig, axes = plt.subplots(
-        len(METRICS),
-        len(settings),
-        figsize=(4.4 * len(settings), 6.6),
-        squeeze=False,
-        sharex=True,
+        n_rows, len(settings), figsize=(4.4 * len(settings), 3.3 * n_rows), squeeze=False,
         sharey="row",
-    )
+    )  # fmt: skip
     models = table[table["kind"] != "baseline"]
+    for j in range(len(settings)):
+        for i in range(len(METRICS) - 1):
+            axes[i, j].sharex(axes[len(METRICS) - 1, j])
     for j, setting in enumerate(settings):
         part = table[table["setting"] == setting]
         for i, metric in enumerate(METRICS):
@@ -268,19 +337,54 @@ def plot(table: pd.DataFrame, title: str = ""):
                 ax.set_ylabel(_METRIC_LABELS[metric])
             if i == len(METRICS) - 1:
                 ax.set_xlabel("trainable parameters (XGBoost: leaves)")
+            else:
+                ax.tick_params(labelbottom=False)
+        if decile_row:
+            _decile_panel(axes[len(METRICS), j], part, first=j == 0)
     handles, labels_ = legend_entries(list(axes.ravel()))
     fig.legend(handles, labels_, loc="lower center", ncol=3, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
+
+
+def _decile_panel(ax: Any, part: pd.DataFrame, *, first: bool) -> None:
+    """Each family's best model: MSE over the Average's per decile of variance."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    base = part[part["kind"] == "baseline"].set_index("baseline")
+    avg = np.asarray(base.loc["track_average", list(DECILE_COLUMNS)], np.float64)
+    x = np.arange(1, N_DECILES + 1)
+    markers = "osD^v"
+    kinds = part[part["kind"] != "baseline"].groupby("kind", sort=False)
+    for m, (kind, rows) in enumerate(kinds):
+        best = rows.loc[rows["mse"].idxmin()]
+        name, colour = FAMILY_NAMES.get(kind, (kind, "0.3"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.asarray(best[list(DECILE_COLUMNS)], np.float64) / avg
+        ax.plot(x, ratio, color=colour, marker=markers[m % len(markers)], ms=4, lw=1.2, label=name)
+    spec = baselines.TRACK_BASELINES["track_average"]
+    ax.axhline(1.0, color=spec.color, ls=spec.linestyle, lw=1.2, label=spec.label)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(x)
+    ax.set_xlabel("decile of variance across cell types (1: least)")
+    if first:
+        ax.set_ylabel("MSE / the Average's\n(best model of each family)")
+    ax.grid(alpha=0.25, lw=0.5)
 
 
 CAPTION = (
     "Each point is one trained imputation model (x: trainable parameters, log scale; for "
     "XGBoost its leaves), coloured by family; lines are the track baselines on the same "
     "loci. Across cell types every family may read the target mark of other cell types at "
-    "every locus; in the hybrid setting the test loci are on held-out chromosomes."
+    "every locus; in the hybrid setting the test loci are on held-out chromosomes. Bottom "
+    "row: the test loci in ten groups by the target mark's variance across the reference "
+    "cell types; each family's best model's MSE there over the Average's (below 1: better "
+    "than the Average within loci of alike variability)."
 )
 
 

@@ -1,7 +1,10 @@
 """The paper's experiments on real labels: Roadmap expression and TAD boundaries.
 
-``pitfall report real DATA`` (or :func:`run`) builds the label cubes from a data folder laid
-out as ``../shared/data`` and runs, with the paper's training recipe:
+``pitfall report real DATA`` (or :func:`run`) runs the full report of
+:mod:`pitfall.experiments.real_fetched` (every family of the paper) when ``DATA`` holds a
+complete ``pitfall fetch roadmap`` with the genome and the marks. Otherwise it builds the
+label cubes from a data folder laid out as ``../shared/data`` and runs, with the paper's
+training recipe:
 
 - the memorisation curve: the locus-constant random control (a random vector per locus,
   the same in every cell type: it carries identity, no biology) over network size, across
@@ -42,7 +45,7 @@ from pitfall import baselines, cube, datasets, splits, sweep, tasks
 from pitfall._atomic import atomic_write_text
 from pitfall._html_page import write_page
 from pitfall._plotting import legend_entries, pyplot
-from pitfall.experiments import figure1, figure_s5
+from pitfall.experiments import figure1, figure_s5, real_fetched
 from pitfall.experiments._result import Result
 from pitfall.experiments.grids import TRAINING
 
@@ -530,23 +533,37 @@ def run(
     *,
     size: str = "paper",
     plan: Plan | None = None,
+    fetched_plan: real_fetched.FetchedPlan | None = None,
+    imputation_chroms: Sequence[str] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Build the real label cubes, run every experiment, write ``out/report.html``.
+    """The real-data report: every family when ``data`` holds a fetch, else the labels.
+
+    When ``data`` holds what ``pitfall fetch roadmap`` writes with the genome and the marks
+    (:func:`pitfall.datasets.roadmap.fetched_manifest`), this is
+    :func:`pitfall.experiments.real_fetched.run` (every family of the paper, Figure S4,
+    preprint S1, imputation). Otherwise it builds the real label cubes, runs the
+    label experiments and writes ``out/report.html``; its first section says which report
+    ran and what the full one lacked.
 
     Parameters
     ----------
     data
-        A folder laid out as ``../shared/data`` (``roadmap/``, ``tads/``).
+        A folder ``pitfall fetch roadmap`` filled, or one laid out as ``../shared/data``
+        (``roadmap/``, ``tads/``).
     out
         Output folder: ``store/`` (cubes), ``results/`` (the sweep table and test scores),
         ``figures/``, ``findings.json``, ``report.html``. A rerun skips what is done.
     size
         ``"paper"`` (the paper's recipe) or ``"quick"`` (a short recipe).
-    plan
-        Overrides ``size`` with an explicit :class:`Plan`.
+    plan, fetched_plan
+        Override ``size`` with an explicit :class:`Plan` (labels-only report) or
+        :class:`pitfall.experiments.real_fetched.FetchedPlan` (full report).
+    imputation_chroms
+        The full report's imputation chromosomes
+        (:func:`pitfall.experiments.real_fetched.run`).
     workers, scheduler
         Sweep workers (local processes; 0 runs in this process) or a Dask scheduler.
 
@@ -557,6 +574,19 @@ def run(
     """
     t0 = time.perf_counter()
     data, out = Path(data), Path(out).resolve()
+    fetched, lacking = datasets.roadmap.fetched_manifest(data)
+    if fetched is not None:
+        _say(f"{data} holds a complete fetch (genome and marks): the full report")
+        return real_fetched.run(
+            data,
+            out,
+            size=size,
+            plan=fetched_plan,
+            imputation_chroms=imputation_chroms,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+        )
     if plan is None:
         if size not in PLANS:
             raise ValueError(f"size {size!r} is not one of {', '.join(PLANS)}")
@@ -564,9 +594,12 @@ def run(
     missing = [d for d in ("roadmap", "tads") if not (data / d).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"{data} has no {' or '.join(d + '/' for d in missing)} folder: give the folder "
-            f"laid out as ../shared/data (see its README), or download with `pitfall fetch`"
+            f"{data} has no {' or '.join(d + '/' for d in missing)} folder (the labels-only "
+            f"report's layout, as ../shared/data: see its README) and is no complete fetch "
+            f"(missing {'; '.join(lacking)}): give either, or download with `pitfall fetch "
+            "roadmap`"
         )
+    _say(f"labels-only report: {data} lacks {'; '.join(lacking)}")
     paths = datasets.build_all_from_folder(("roadmap", "tads"), data, out, progress=progress)
     _say(f"cubes ready ({time.perf_counter() - t0:.0f} s): {paths['roadmap']}, {paths['tads']}")
     parts = plan_experiments(paths["roadmap"], paths["tads"], plan)
@@ -678,7 +711,8 @@ def run(
     )
     found["s5"] = {"n_targets": len(s5.tables["targets"]), **s5.findings}
     shown.append(s5)
-    sections = []
+    sections = [real_fetched.which_section("labels-only", data, lacking)]
+    found["report"] = {"kind": "labels-only", "data": str(data), "why": lacking}
     for exp in shown:
         exp.save_figure(figs)
         sections.append(exp.section())

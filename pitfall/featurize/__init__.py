@@ -36,7 +36,7 @@ from pitfall.featurize.plan import (
 )
 from pitfall.featurize.writer import Writer, cube_schema, jobs_for
 from pitfall.manifest import Manifest
-from pitfall.schema import CubeError
+from pitfall.schema import CubeError, decode_root_attrs
 from pitfall.storage import Location, parse_location
 
 __all__ = ["BuildError", "BuildSummary", "append", "append_experiments", "build"]
@@ -188,7 +188,16 @@ def _workers(
         return 0
     if workers is None and n_loci * n_cell_types * (len(m.marks) + 1) < IN_PROCESS_BELOW:
         return 0
+    if workers is None and _labels_only(m):
+        # Placing peaks or domains is a few vectorised passes per block: worker processes
+        # would spend longer starting and shipping each block's session than computing it.
+        return 0
     return workers
+
+
+def _labels_only(m: Manifest) -> bool:
+    """Whether a manifest's cube holds labels alone (no signal, no sequence)."""
+    return not m.marks and m.fasta is None
 
 
 def _check_per_commit(n: int | None) -> None:
@@ -203,14 +212,22 @@ SHARED_PARAMETERS = (
     "loci.upstream",
     "loci.downstream",
     "loci.bin_size",
+    "loci.stride",
     "chroms",
     "sequence_length",
     "feature_window",
     "marks",
     "target.kind",
     "target.threshold",
+    "target.rule",
+    "target.min_overlap",
     "signal_transform",
 )
+
+
+#: Peak-label parameters a cube's featurization may lack (a peaks cube that does not state
+#: them was labelled with these values).
+IMPLICIT_PARAMETERS = {"target.rule": "summit", "target.min_overlap": 1}
 
 
 def _param(tree: dict[str, Any], dotted: str) -> Any:
@@ -225,6 +242,8 @@ def _check_same_featurization(
     """Refuse an append whose manifest would featurize differently from the cube's."""
     for name in SHARED_PARAMETERS:
         a, b = _param(cube_params, name), _param(new, name)
+        if a is None and b is not None and name in IMPLICIT_PARAMETERS:
+            a = IMPLICIT_PARAMETERS[name]
         if cube_params and a != b:
             raise CubeError(
                 f"{m.path} featurizes differently from the cube at {loc}: {name} is {b!r} "
@@ -252,7 +271,7 @@ def _resume_plan(
         repo = repository.open_repository(loc, **storage_options)
     except FileNotFoundError:
         return None
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     build_state = attrs.get("build") or {}
     if not build_state or build_state.get("complete", True):
         return None
@@ -283,9 +302,16 @@ def _check_same_loci(
     """
     block = int(attrs.get("locus_fingerprint_block") or 0)
     if not block or loci_mod.fingerprint(loci, block) != attrs.get("locus_fingerprint"):
+        old = ""
+        if int(attrs.get("pitfall_schema_version") or 0) < 4:
+            # Such a cube holds its loci un-clipped; the manifest's are clipped.
+            old = (
+                f" (the cube predates schema version 4, whose loci are clipped to their "
+                f"chromosome: rebuild it with `pitfall build {m.path} --store NEW`)"
+            )
         raise CubeError(
             f"the loci of {m.path} differ from the cube's at {loc}; the manifest must use the "
-            "same loci source, windows and chromosomes as the build"
+            f"same loci source, windows and chromosomes as the build{old}"
         )
     return block
 
@@ -320,7 +346,8 @@ def build(
         Subset of the manifest's cell types; default all.
     workers
         Local Dask workers (processes, one thread each); 0 runs in this process; default:
-        in this process for small builds (:data:`IN_PROCESS_BELOW`), else ``min(2, cores)``.
+        in this process for small builds (:data:`IN_PROCESS_BELOW`) and for labels-only
+        manifests (no signal, no sequence), else ``min(2, cores)``.
     scheduler
         Address or scheduler file of a running Dask cluster; overrides ``workers``.
     client
@@ -443,7 +470,7 @@ def append(
     m = load(manifest)
     loc = parse_location(store)
     repo = repository.open_repository(loc, **storage_options)
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     cts = resolve_cell_types(m, cell_types)
     present = sorted(set(cts) & set(repository.cell_types_of(repo)))
     if present:
@@ -512,7 +539,7 @@ def append_experiments(
     loc = parse_location(store)
     marks = [str(mk) for mk in marks]
     repo = repository.open_repository(loc, **storage_options)
-    attrs = repository.root_attrs(repo)
+    attrs = decode_root_attrs(repository.root_attrs(repo))
     loci, _ = plan_loci(m)
     check_not_empty(m, loci)
     block = _check_same_loci(m, loci, attrs, loc)

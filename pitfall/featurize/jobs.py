@@ -56,6 +56,10 @@ class CellTypeJob:
     threshold: float = 0.5
     window: int | None = None  # signal over this many bp centred on each locus
     files: tuple[tuple[str, Source], ...] = ()  # what the cell type is computed from, by role
+    # Further keyword arguments of the label kind's place (LabelKind.options): values, and
+    # files read with the kind's reader.
+    place_options: tuple[tuple[str, Any], ...] = ()
+    place_files: tuple[tuple[str, Source], ...] = ()
 
 
 @dataclass
@@ -109,7 +113,9 @@ def _compute(
         place = labels.LABEL_KINDS[job.kind].place
         if place is None:
             raise BuildError(f"label kind {job.kind!r} has no place function (LabelKind.place)")
-        label, summary = place(regions, table, missing="nan", return_summary=True)
+        options = dict(job.place_options)
+        options.update({k: read_input(job.kind, f) for k, f in job.place_files})
+        label, summary = place(regions, table, missing="nan", return_summary=True, **options)
         notes += [
             f"{job.target} has no {job.kind} on {c}: its labels are NaN there"
             for c in summary.get("chroms_without", [])

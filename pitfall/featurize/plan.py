@@ -7,6 +7,7 @@ any task runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ __all__ = [
     "centred_windows",
     "check_inputs",
     "check_not_empty",
+    "chrom_sizes",
     "file_checksum",
     "load",
     "local_path",
@@ -140,11 +142,47 @@ def load(manifest: str | os.PathLike | Manifest) -> Manifest:
     return m
 
 
+def chrom_sizes(m: Manifest, chroms: Sequence[str]) -> tuple[dict[str, int], str] | None:
+    """The sizes of ``chroms`` from the first input of the manifest that states them.
+
+    The bins' sizes file, else the FASTA's index, else the bigWig headers (the first file,
+    in manifest order, holding each chromosome). Returns the sizes (natural chromosome
+    order; chromosomes no input states are left out) and where they came from, or None
+    when no input states any.
+    """
+    wanted = loci_mod.chrom_order(chroms)
+    if m.loci_kind == "bins":
+        known = _read(annotation.read_chrom_sizes, m.loci_path)
+        where = str(m.loci_path)
+    elif m.fasta is not None:
+        _exists(m.fasta, m)
+        known = _fasta_sizes(m.fasta)
+        where = f"{m.fasta} (its index)"
+    else:
+        known, files = {}, []
+        for spec in m.cell_types.values():
+            for path in spec.signal.values():
+                if all(c in known for c in wanted):
+                    break
+                _exists(path, m)  # the message check_inputs gives, naming the manifest
+                header, _ = _track_header(path)
+                if any(c in header and c not in known for c in wanted):
+                    files.append(str(path))
+                known = {**header, **known}
+        where = "bigWig headers (" + ", ".join(files) + ")"
+    sizes = {c: int(known[c]) for c in wanted if c in known}
+    return (sizes, where) if sizes else None
+
+
 def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
     """The manifest's locus set (and, for expression, the gene-matching counts).
 
     Genome bins are described by their chromosome sizes alone (:class:`~pitfall.loci.
-    GenomeBins`): no per-bin array exists until a worker builds its block.
+    GenomeBins`): no per-bin array exists until a worker builds its block. TSS windows and
+    BED regions are clipped to their chromosome (:meth:`~pitfall.loci.LocusTable.clip`,
+    at 0 where no input states the chromosome's size), each keeping its window, which the
+    features are read over; the sizes travel with the table
+    (:attr:`~pitfall.loci.LocusTable.sizes`).
     """
     if m.loci_kind == "tss":
         genes = _read(annotation.read_genes, m.loci_path)
@@ -158,7 +196,7 @@ def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
         summary = None
         if labels.label_kind(m).table:
             frame, summary = labels.match_genes(frame, read_input(m.target_kind, m.table))
-        return loci_mod.LocusTable.from_frame(frame.reset_index(drop=True)), summary
+        return _clipped(m, loci_mod.LocusTable.from_frame(frame.reset_index(drop=True))), summary
     if m.loci_kind == "bins":
         sizes = _read(annotation.read_chrom_sizes, m.loci_path)
         chroms = m.chroms or loci_mod.chrom_order(sizes)
@@ -167,9 +205,20 @@ def plan_loci(m: Manifest) -> tuple[loci_mod.LocusSet, dict[str, int] | None]:
             raise BuildError(f"{m.loci_path}: chromosomes {missing} (from the manifest) are absent")
         if m.bin_size is None:
             raise BuildError(f"{m.path}: [loci] bins needs bin_size (e.g. 40000)")
-        return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms), None
+        return loci_mod.GenomeBins.from_sizes(sizes, m.bin_size, chroms, m.stride), None
     frame = _read(annotation.read_bed_regions, m.loci_path, m.chroms)
-    return loci_mod.LocusTable.from_frame(frame), None
+    return _clipped(m, loci_mod.LocusTable.from_frame(frame)), None
+
+
+def _clipped(m: Manifest, table: loci_mod.LocusTable) -> loci_mod.LocusTable:
+    """``table`` clipped to the chromosome sizes the manifest's inputs state, carrying them."""
+    found = chrom_sizes(m, list(table.chrom_counts()))
+    sizes, where = found if found is not None else ({}, "")
+    try:
+        clipped = table.clip(sizes, what=str(m.loci_path))
+    except ValueError as err:
+        raise BuildError(f"{err} (chromosome sizes from {where or 'no input'})") from None
+    return dataclasses.replace(clipped, sizes=tuple(sizes.items()) or None)
 
 
 def resolve_cell_types(m: Manifest, cell_types: Sequence[str] | None) -> list[str]:
@@ -284,8 +333,15 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
         if kind.per_cell_type_file:
             # Read now (they are small) so an empty or malformed call set stops the build
             # before any work, not from inside a task.
-            regions = read_input(m.target_kind, spec.target)
-            labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, spec.target)
+            for region_file in (spec.target, spec.ambiguous):
+                if region_file is not None:
+                    regions = read_input(m.target_kind, region_file)
+                    labels.check_chrom_names(
+                        list(pd.unique(regions["chrom"])), loci_chroms, region_file
+                    )
+    if kind.per_cell_type_file and m.blacklist is not None:
+        regions = read_input(m.target_kind, m.blacklist)
+        labels.check_chrom_names(list(pd.unique(regions["chrom"])), loci_chroms, m.blacklist)
     if m.fasta is not None:
         fasta_sizes = _fasta_sizes(m.fasta)
         labels.check_chrom_names(list(fasta_sizes), loci_chroms, m.fasta)
@@ -321,11 +377,11 @@ def check_inputs(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) ->
 
 
 def locus_lengths(loci: loci_mod.LocusSet) -> np.ndarray:
-    """The distinct lengths of the loci (bins: the bin size and any shorter last bins)."""
+    """The distinct lengths of the loci's windows (bins: the bin size and shorter last bins)."""
     if isinstance(loci, loci_mod.GenomeBins):
         return np.unique([min(loci.bin_size, n) for _, n in loci.sizes] + [loci.bin_size])
-    t = loci.block(0, len(loci))
-    return np.unique(t.end - t.start)
+    lo, hi = loci.block(0, len(loci)).windows()
+    return np.unique(hi - lo)
 
 
 def file_checksum(path: Source) -> dict[str, Any]:
@@ -339,15 +395,18 @@ def file_checksum(path: Source) -> dict[str, Any]:
 def centred_windows(
     table: loci_mod.LocusTable, length: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The loci themselves, or ``length`` bp centred on each locus: (starts, ends) int64.
+    """The loci's windows, or ``length`` bp centred on each: (starts, ends) int64.
 
-    The centre is ``(start + end) // 2``; the window is ``[centre - length // 2, + length)``.
-    Signal is averaged over these windows (the manifest's feature window) and sequence read
-    from them (its sequence length, else the feature window).
+    A locus's window is the interval it was made from (:meth:`~pitfall.loci.LocusTable.
+    windows`: un-clipped where it reaches past a chromosome end). The centre is
+    ``(start + end) // 2`` of that window; the centred window is ``[centre - length // 2,
+    + length)``. Signal is averaged over these windows (the manifest's feature window) and
+    sequence read from them (its sequence length, else the feature window).
     """
+    start, end = table.windows()
     if length is None:
-        return table.start, table.end
-    lo = (table.start + table.end) // 2 - length // 2
+        return start, end
+    lo = (start + end) // 2 - length // 2
     return lo, lo + length
 
 

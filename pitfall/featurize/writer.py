@@ -35,7 +35,7 @@ from pitfall.featurize.jobs import (
 )
 from pitfall.featurize.plan import locus_lengths, read_input, sequence_length
 from pitfall.manifest import Manifest
-from pitfall.schema import CellTypeInfo, Schema
+from pitfall.schema import CHROM_SIZES_ATTR, CellTypeInfo, Schema
 from pitfall.sources import labels
 from pitfall.storage import Location
 
@@ -206,6 +206,7 @@ class Writer:
         self.planned = planned
         self.writer_id = writer_id
         self.n_loci = len(loci)
+        self.sizes = loci_mod.chrom_sizes(loci)
         threads = n_threads(client)
         self.limit = threads
         bytes_per_locus = 4 * (2 + len(schema.marks))  # label, value and signal, float32
@@ -271,7 +272,12 @@ class Writer:
         first = self.create and b == 0
         if first:
             self.txn = transaction.begin_create(
-                self.loc, self.schema, infos, assembly=self.m.assembly, repo=self.repo
+                self.loc,
+                self.schema,
+                infos,
+                assembly=self.m.assembly,
+                attrs={CHROM_SIZES_ATTR: self.sizes} if self.sizes else None,
+                repo=self.repo,
             )
         else:
             self.txn = transaction.begin_append(self.loc, infos, repo=self.repo)
@@ -518,8 +524,10 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
             values_of[ct] = table[ct].to_numpy(dtype=np.float32)[rows]  # a copy
             values_of[ct][rows < 0] = np.nan
     jobs = []
+    options = labels.label_kind(m).options
     for ct in cell_types:
         spec = m.cell_types.get(ct)
+        values, files = options(m, ct) if options is not None else ({}, {})
         jobs.append(
             CellTypeJob(
                 id=ct,
@@ -531,6 +539,8 @@ def jobs_for(m: Manifest, loci: loci_mod.LocusSet, cell_types: list[str]) -> lis
                 threshold=m.threshold,
                 window=m.feature_window,
                 files=_files(m, ct),
+                place_options=tuple(values.items()),
+                place_files=tuple(files.items()),
             )
         )
     return jobs
@@ -544,22 +554,39 @@ def _files(m: Manifest, ct: str) -> tuple[tuple[str, Any], ...]:
         files = {f"signal:{k}": v for k, v in spec.signal.items()}
         if spec.target is not None:
             files["target"] = spec.target
-    if m.table is not None:
-        files["table"] = m.table
+        if spec.ambiguous is not None:
+            files["ambiguous"] = spec.ambiguous
+    for role, path in (("table", m.table), ("blacklist", m.blacklist)):
+        if path is not None:
+            files[role] = path
     return tuple(files.items())
 
 
 def cube_schema(m: Manifest, loci: loci_mod.LocusSet) -> Schema:
+    """The shape of the cube of ``m`` over ``loci`` (string widths from the loci)."""
     seq_len = None
     if m.fasta is not None:
         seq_len = sequence_length(m) or int(locus_lengths(loci)[0])
-    bins = isinstance(loci, loci_mod.GenomeBins)
+    if isinstance(loci, loci_mod.GenomeBins):
+        chroms = np.array([c for c, _ in loci.sizes], dtype=object)
+        widths = {"chrom_width": loci_mod.string_width(chroms)}
+        strand = name = window = False
+    else:
+        table = loci.block(0, len(loci))
+        widths = {
+            "chrom_width": loci_mod.string_width(table.chrom),
+            "name_width": loci_mod.string_width(table.names()),
+        }
+        strand = name = True
+        window = table.window_start is not None
     return Schema(
         n_loci=len(loci),
         locus_chunk=m.locus_chunk,
         marks=tuple(m.marks),
         value=labels.label_kind(m).table,
         sequence_length=seq_len,
-        strand=not bins,
-        name=not bins,
+        strand=strand,
+        name=name,
+        window=window,
+        **widths,
     )

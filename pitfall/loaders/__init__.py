@@ -12,13 +12,23 @@
         ...
     ds = train.to_tf(epochs=None)      # tf.data.Dataset, prefetching
     py = train.to_keras()              # keras.utils.PyDataset
-    th = train.to_torch()              # torch.utils.data.IterableDataset
+    th = train.to_torch()              # torch.utils.data.IterableDataset, sequence (32, 4, L)
+
+    data = PairDataset(cube, split.train(cube), inputs="both")  # sequence (4, L)
+    x, y, meta = data[0]               # one example: map-style, for DataLoader / samplers
+    preds = to_dataarray(cube, ids, scores)   # any order -> (cell_type, locus) DataArray
 
 A loader reads the cube a zarr chunk at a time (:mod:`pitfall.loaders.readers`), draws each
 epoch from the seed alone (:mod:`pitfall.loaders.sampling`), prepares the next epoch in a
 background thread, and one-hot encodes each batch when it is served
 (:mod:`pitfall.loaders.encoding`). ``shard=(k, n)`` splits every epoch into disjoint parts
-for data-parallel workers.
+for data-parallel workers. ``layout`` puts the sequence's channels last (``"NLC"``, Keras
+and TensorFlow's default) or first (``"NCL"``, the torch adapter's); ``reverse_complement``
+and ``max_shift`` augment it; ``ids=True`` adds each batch's cube positions.
+
+:class:`~pitfall.loaders.pairs.PairDataset` is the map-style counterpart (index -> one
+example with its metadata), and :func:`~pitfall.loaders.predictions.to_dataarray` turns
+the scores of either, in any order, into the DataArray the audit reads.
 
 Importing this package imports neither TensorFlow, Keras nor PyTorch: the adapters
 (:mod:`~pitfall.loaders.to_tf`, :mod:`~pitfall.loaders.to_keras`,
@@ -30,8 +40,19 @@ from __future__ import annotations
 from typing import Any
 
 from pitfall.loaders.average import LocusAverage
-from pitfall.loaders.core import Batch, Loader
-from pitfall.loaders.encoding import InputEncoder, flatten, permute_codes, random_inputs
+from pitfall.loaders.core import Batch, IdBatch, Loader
+from pitfall.loaders.encoding import (
+    LAYOUTS,
+    Augment,
+    InputEncoder,
+    augment_codes,
+    flatten,
+    one_hot_layout,
+    permute_codes,
+    random_inputs,
+)
+from pitfall.loaders.pairs import META, PairDataset
+from pitfall.loaders.predictions import to_dataarray
 from pitfall.loaders.readers import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
@@ -48,30 +69,42 @@ from pitfall.loaders.sampling import (
     EpochSource,
     gather,
     iter_selection,
+    list_pairs,
 )
+from pitfall.loaders.tracks import TrackBatches
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "LAYOUTS",
+    "META",
     "AllPairs",
+    "Augment",
     "BalancedBatches",
     "BalancedSampler",
     "Batch",
     "ChunkReader",
     "Epoch",
     "EpochSource",
+    "IdBatch",
     "InputEncoder",
     "Loader",
     "LocusAverage",
     "MemoryReader",
+    "PairDataset",
+    "TrackBatches",
+    "augment_codes",
     "cell_type_index",
     "flatten",
     "gather",
     "iter_selection",
+    "list_pairs",
+    "one_hot_layout",
     "open_store",
     "permute_codes",
     "random_inputs",
     "selection_index",
     "tf_dataset",
+    "to_dataarray",
 ]
 
 

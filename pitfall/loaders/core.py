@@ -13,25 +13,39 @@ import numpy as np
 import xarray as xr
 
 from pitfall.loaders.average import LocusAverage
-from pitfall.loaders.encoding import InputEncoder
+from pitfall.loaders.encoding import Augment, InputEncoder, check_layout
 from pitfall.loaders.readers import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
     MemoryReader,
+    refuse_forked,
     selection_index,
 )
 from pitfall.loaders.sampling import AllPairs, BalancedBatches, Epoch, EpochSource, gather
 
-__all__ = ["INPUTS", "Loader"]
+__all__ = [
+    "INPUTS",
+    "Batch",
+    "IdBatch",
+    "Loader",
+    "make_reader",
+    "takes_cell_type",
+    "whole_number",
+]
 
+#: A batch ``(x, y)``: inputs by name ``(b, ...)`` and targets ``(b,)``.
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
+#: A batch with its ids ``(x, y, ids)``: ``ids["locus"]`` and ``ids["cell_type_index"]``,
+#: int64 ``(b,)`` cube positions (``cube.name[ids["locus"]]``,
+#: ``cube.cell_type[ids["cell_type_index"]]``).
+IdBatch = tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]
 Target = Callable[..., np.ndarray]
 
 #: What a loader's ``inputs`` may be.
 INPUTS: tuple[str, ...] = ("signal", "sequence", "both", "random")
 
 
-def _whole_number(name: str, value: Any, minimum: int) -> int:
+def whole_number(name: str, value: Any, minimum: int) -> int:
     """``value`` as an int, or a ValueError naming the argument and what it may be."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
@@ -51,13 +65,13 @@ def _check_arguments(
     if inputs not in INPUTS:
         allowed = ", ".join(repr(i) for i in INPUTS)
         raise ValueError(f"inputs must be one of {allowed}, got {inputs!r}")
-    _whole_number("seed", seed, 0)
-    _whole_number("batch_size", batch_size, 1)
-    _whole_number("batches_per_epoch", batches_per_epoch, 1)
-    _whole_number("n_random", n_random, 1)
-    _whole_number("cache_bytes", cache_bytes, 0)
+    whole_number("seed", seed, 0)
+    whole_number("batch_size", batch_size, 1)
+    whole_number("batches_per_epoch", batches_per_epoch, 1)
+    whole_number("n_random", n_random, 1)
+    whole_number("cache_bytes", cache_bytes, 0)
     try:
-        k, n = (_whole_number("shard", v, 0) for v in shard)
+        k, n = (whole_number("shard", v, 0) for v in shard)
     except (TypeError, ValueError):
         k, n = -1, 0
     if not 0 <= k < n:
@@ -65,7 +79,25 @@ def _check_arguments(
     return k, n
 
 
-def _takes_cell_type(target: Target) -> bool:
+def make_reader(
+    cube: xr.Dataset,
+    needs: Sequence[str],
+    *,
+    reader: ChunkReader | None = None,
+    store: Any = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    in_memory: bool = False,
+) -> ChunkReader:
+    """``reader``, or the reader a loader makes: a :class:`MemoryReader` of ``label`` and
+    ``needs`` when ``in_memory``, else a :class:`ChunkReader` of ``store``."""
+    if reader is not None:
+        return reader
+    if in_memory:
+        return MemoryReader(cube, ["label", *needs])
+    return ChunkReader(cube, store=store, cache_bytes=cache_bytes)
+
+
+def takes_cell_type(target: Target) -> bool:
     """Whether ``target`` takes a third positional argument (the pairs' cell types)."""
     try:
         params = inspect.signature(target).parameters.values()
@@ -79,9 +111,10 @@ class Loader:
     """Seeded numpy mini-batches ``(x, y)`` of a split role's selection of a cube.
 
     ``x`` is a dict of float32 arrays keyed by input -- ``sequence`` ``(b, L, 4)`` (one-hot,
-    encoded on the fly by the Numba kernel), ``signal`` ``(b, n_marks)``, or ``random``
-    ``(b, n_random)``, and ``average`` ``(b, 1)`` when given one -- and ``y`` the labels
-    ``(b,)`` float32 (or ``target(y, locus)``).
+    encoded on the fly by the Numba kernel; ``(b, 4, L)`` in layout ``"NCL"``), ``signal``
+    ``(b, n_marks)``, or ``random`` ``(b, n_random)``, and ``average`` ``(b, 1)`` when given
+    one -- and ``y`` the labels ``(b,)`` float32 (or ``target(y, locus)``). With ``ids``,
+    batches are ``(x, y, ids)`` (:data:`IdBatch`).
     Every batch is a pure function of ``(seed, epoch, batch)``: the same whatever the reader
     (streamed or in memory), threading, prefetching or sharding.
 
@@ -132,6 +165,17 @@ class Loader:
     prefetch
         Prepare (draw, read, gather) the next epoch in a background thread while this one
         is served.
+    layout
+        Of the one-hot sequence: ``"NLC"`` ``(b, L, 4)`` or ``"NCL"`` ``(b, 4, L)``; the
+        adapters default to their framework's (:meth:`to_torch`: ``"NCL"``).
+    reverse_complement, max_shift
+        Augment each training example's sequence: reverse-complement it with probability
+        1/2, shift it by up to ``max_shift`` bases (N beyond the stored window); drawn from
+        ``(seed, epoch, cell type, locus)`` (:class:`~pitfall.loaders.encoding.Augment`).
+        Off by default; :meth:`sample` is never augmented.
+    ids
+        Serve ``(x, y, ids)``: ``ids`` the batch's ``locus`` and ``cell_type_index`` (cube
+        positions, int64 ``(b,)``), for :func:`~pitfall.loaders.predictions.to_dataarray`.
 
     Raises
     ------
@@ -168,21 +212,36 @@ class Loader:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         in_memory: bool = False,
         prefetch: bool = True,
+        layout: str = "NLC",
+        reverse_complement: bool = False,
+        max_shift: int = 0,
+        ids: bool = False,
     ) -> None:
         k, n = _check_arguments(
             inputs, seed, batch_size, batches_per_epoch, n_random, cache_bytes, shard
         )
         self.cube = cube
         self.encoder = InputEncoder(
-            inputs, permuted=permuted, seed=seed, n_random=n_random, average=average
+            inputs,
+            permuted=permuted,
+            seed=seed,
+            n_random=n_random,
+            average=average,
+            layout=check_layout(layout),
         )
-        if reader is None:
-            reader = (
-                MemoryReader(cube, ["label", *self.encoder.needs])
-                if in_memory
-                else ChunkReader(cube, store=store, cache_bytes=cache_bytes)
-            )
-        self.reader = reader
+        self.augment = Augment(
+            reverse_complement=reverse_complement, max_shift=max_shift, seed=seed
+        )
+        self.ids = bool(ids)
+        self.reader = make_reader(
+            cube,
+            self.encoder.needs,
+            reader=reader,
+            store=store,
+            cache_bytes=cache_bytes,
+            in_memory=in_memory,
+        )
+        reader = self.reader
         cts, loci = selection_index(cube, selection)
         self.cell_types = [str(c) for c in selection["cell_type"].values]
         kw: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "prefetch": False}
@@ -198,7 +257,7 @@ class Loader:
         self.batch_size = batch_size
         self.shard = (k, n)
         self.target = target
-        self._target_cell_type = target is not None and _takes_cell_type(target)
+        self._target_cell_type = target is not None and takes_cell_type(target)
         self.prefetch = prefetch
         self.next_epoch = 0
         self._home = os.getpid()
@@ -222,15 +281,7 @@ class Loader:
         self._init_runtime()
 
     def _check_process(self) -> None:
-        # Icechunk's I/O runtime (tokio) does not survive fork(): a forked copy of a loader
-        # that has read the cube would wait forever on its first read. Say so instead.
-        if os.getpid() != self._home and not isinstance(self.reader, MemoryReader):
-            raise RuntimeError(
-                "this loader was forked from the process that opened the cube, and Icechunk "
-                "cannot read after a fork: start data workers with 'spawn' or 'forkserver' "
-                "(DataLoader(..., multiprocessing_context='spawn')), use threads, or load "
-                "the cube in memory (in_memory=True)"
-            )
+        refuse_forked(self._home, self.reader)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -246,6 +297,11 @@ class Loader:
 
     def __len__(self) -> int:
         return self.n_batches
+
+    @property
+    def layout(self) -> str:
+        """Of the one-hot sequence: ``"NLC"`` or ``"NCL"``."""
+        return self.encoder.layout
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -266,11 +322,27 @@ class Loader:
         k0, n0 = self.shard
         if not 0 <= k < n:
             raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {(k, n)}")
+        other = self._copy()
+        other.shard = (k0 + n0 * k, n0 * n)
+        return other
+
+    def with_options(self, *, layout: str | None = None, ids: bool | None = None) -> Loader:
+        """The same loader (same reader and epochs) serving ``layout`` and/or ``ids``."""
+        other = self._copy()
+        if layout is not None and layout != self.layout:
+            # Only serving a batch depends on the layout: the epochs' source stays shared.
+            encoder = object.__new__(InputEncoder)
+            encoder.__dict__.update(self.encoder.__dict__, layout=check_layout(layout), _buffers={})
+            other.encoder = encoder
+        if ids is not None:
+            other.ids = bool(ids)
+        return other
+
+    def _copy(self) -> Loader:
         # Not copy.copy: it goes through __setstate__, which would take this process (a
         # forked DataLoader worker, say) for the one that opened the cube.
         other = object.__new__(type(self))
         other.__dict__.update(self.__getstate__())
-        other.shard = (k0 + n0 * k, n0 * n)
         other._init_runtime()
         return other
 
@@ -303,9 +375,11 @@ class Loader:
 
     def _make(self, i: int) -> Epoch:
         ep = self.source.epoch(i, self.batch_ids)
+        d = ep.data
         if self.target is not None:
-            d = ep.data
             d["y"] = self._apply_target(d["y"], d["locus"], d["cell_type"])
+        if "codes" in d:
+            d["codes"] = self.augment.apply(d["codes"], i, d["cell_type"], d["locus"])
         return ep
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -333,27 +407,36 @@ class Loader:
                 self._slots.pop(old).cancel()
         return future.result()
 
-    def batch_of(self, epoch: Epoch, b: int) -> Batch:
-        """Batch ``b`` of a prepared epoch: ``(x, y)``, fresh arrays."""
+    def batch_of(self, epoch: Epoch, b: int) -> Batch | IdBatch:
+        """Batch ``b`` of a prepared epoch: ``(x, y)``, or ``(x, y, ids)`` with ``ids``;
+        fresh arrays."""
         rows = epoch.rows(b)
-        return self.encoder.inputs_of(epoch.data, rows), epoch.data["y"][rows].copy()
+        d = epoch.data
+        x, y = self.encoder.inputs_of(d, rows), d["y"][rows].copy()
+        if not self.ids:
+            return x, y
+        return (
+            x,
+            y,
+            {"locus": d["locus"][rows].copy(), "cell_type_index": d["cell_type"][rows].copy()},
+        )
 
-    def batch(self, i: int, b: int) -> Batch:
-        """Batch ``b`` (of this shard) of epoch ``i``: ``(x, y)``."""
+    def batch(self, i: int, b: int) -> Batch | IdBatch:
+        """Batch ``b`` (of this shard) of epoch ``i``: ``(x, y)`` (``(x, y, ids)``)."""
         return self.batch_of(self.prepared(i), b)
 
-    def epoch(self, i: int) -> Iterator[Batch]:
-        """The batches ``(x, y)`` of epoch ``i`` (this shard's)."""
+    def epoch(self, i: int) -> Iterator[Batch | IdBatch]:
+        """The batches ``(x, y)`` (``(x, y, ids)``) of epoch ``i`` (this shard's)."""
         ep = self.prepared(i)
         for b in range(ep.n_batches):
             yield self.batch_of(ep, b)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | IdBatch]:
         i = self.next_epoch
         self.next_epoch += 1
         return self.epoch(i)
 
-    def stream(self, epochs: int | None = None, start: int = 0) -> Iterator[Batch]:
+    def stream(self, epochs: int | None = None, start: int = 0) -> Iterator[Batch | IdBatch]:
         """The batches of epochs ``start, start + 1, ...`` one after the other (``epochs`` of
         them, or without end)."""
         i = start
@@ -388,7 +471,7 @@ class Loader:
             Labels (or ``target``), ``(n,)``.
         """
         try:
-            n = _whole_number("n", n, 1)
+            n = whole_number("n", n, 1)
         except ValueError as err:
             raise ValueError(f"sample: {err}") from None
         self._check_process()
@@ -403,27 +486,38 @@ class Loader:
         return self.encoder.inputs_of(prepared), y
 
     # ------------------------------------------------------------------------------------
-    def to_tf(self, **kw: Any) -> Any:
-        """A ``tf.data.Dataset`` of the batches (:func:`pitfall.loaders.to_tf.tf_dataset`)."""
+    def to_tf(self, *, layout: str = "NLC", **kw: Any) -> Any:
+        """A ``tf.data.Dataset`` of the batches ``(x, y)`` in ``layout``
+        (:func:`pitfall.loaders.to_tf.tf_dataset`)."""
         from pitfall._logs import quiet_tensorflow
 
         quiet_tensorflow()
         from pitfall.loaders.to_tf import tf_dataset
 
-        return tf_dataset(self, **kw)
+        return tf_dataset(self._as(layout, ids=False), **kw)
 
-    def to_keras(self, **kw: Any) -> Any:
-        """A Keras ``PyDataset`` of the batches (:class:`pitfall.loaders.to_keras.KerasBatches`)."""
+    def to_keras(self, *, layout: str = "NLC", **kw: Any) -> Any:
+        """A Keras ``PyDataset`` of the batches ``(x, y)`` in ``layout``
+        (:class:`pitfall.loaders.to_keras.KerasBatches`)."""
         from pitfall._logs import native_stderr_silenced, quiet_tensorflow
 
         quiet_tensorflow()
         with native_stderr_silenced():  # TensorFlow's oneDNN notice, printed at import
             from pitfall.loaders.to_keras import KerasBatches
 
-        return KerasBatches(self, **kw)
+        return KerasBatches(self._as(layout, ids=False), **kw)
 
-    def to_torch(self) -> Any:
-        """A PyTorch ``IterableDataset`` (:class:`pitfall.loaders.to_torch.TorchBatches`)."""
+    def to_torch(self, *, layout: str = "NCL", ids: bool | None = None) -> Any:
+        """A PyTorch ``IterableDataset`` of the batches (:class:`pitfall.loaders.to_torch.
+        TorchBatches`), the sequence channels first (``layout="NCL"``) unless told; with
+        ``ids`` (default: the loader's), ``(x, y, ids)``."""
         from pitfall.loaders.to_torch import TorchBatches
 
-        return TorchBatches(self)
+        return TorchBatches(self._as(layout, ids=self.ids if ids is None else ids))
+
+    def _as(self, layout: str, *, ids: bool) -> Loader:
+        """This loader when it serves ``layout`` and ``ids`` already, else such a copy."""
+        check_layout(layout)
+        if layout == self.layout and ids == self.ids:
+            return self
+        return self.with_options(layout=layout, ids=ids)

@@ -14,6 +14,13 @@ cell type and every process:
 - :func:`permute_codes`: each locus's sequence shuffled by its own permutation. The locus stays
   identifiable (its base composition is kept), the motif grammar is gone.
 - :func:`random_inputs`: a Gaussian vector per locus. It carries no biology, only identity.
+
+Layout: a one-hot sequence is ``(n, L, 4)`` (``"NLC"``, channels last: Keras, TensorFlow,
+JAX) or ``(n, 4, L)`` (``"NCL"``, channels first: PyTorch's ``Conv1d``), :data:`LAYOUTS`.
+
+Augmentation (:class:`Augment`, off unless asked for): each example's sequence shifted by a
+few bases and/or reverse-complemented, drawn from ``(seed, epoch, cell type, locus)`` alone,
+so every reader, worker and shard draws the same.
 """
 
 from __future__ import annotations
@@ -24,7 +31,20 @@ import numpy as np
 from pitfall import kernels
 from pitfall.loaders.average import LocusAverage
 
-__all__ = ["InputEncoder", "flatten", "permute_codes", "random_inputs"]
+__all__ = [
+    "LAYOUTS",
+    "Augment",
+    "InputEncoder",
+    "augment_codes",
+    "check_layout",
+    "flatten",
+    "one_hot_layout",
+    "permute_codes",
+    "random_inputs",
+]
+
+#: What a loader's ``layout`` may be: one-hot sequence ``(n, L, 4)`` or ``(n, 4, L)``.
+LAYOUTS: tuple[str, ...] = ("NLC", "NCL")
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -127,6 +147,186 @@ def random_inputs(loci: np.ndarray, seed: int, n_random: int = 100) -> np.ndarra
     return out.astype(np.float32)
 
 
+def check_layout(layout: str) -> str:
+    """``layout`` when it is one of :data:`LAYOUTS`, else a ValueError saying what it may be."""
+    if layout not in LAYOUTS:
+        raise ValueError(
+            f"layout must be 'NLC' (batch, length, 4: Keras, TensorFlow) or 'NCL' (batch, 4, "
+            f"length: PyTorch Conv1d), got {layout!r}"
+        )
+    return layout
+
+
+@numba.njit(cache=True)
+def _one_hot_ncl_kernel(codes: np.ndarray, out: np.ndarray) -> None:
+    n, length = codes.shape
+    for r in range(n):
+        for i in range(length):
+            c = codes[r, i]
+            out[r, 0, i] = c == 0
+            out[r, 1, i] = c == 1
+            out[r, 2, i] = c == 2
+            out[r, 3, i] = c == 3
+
+
+def one_hot_layout(
+    codes: np.ndarray, layout: str = "NLC", out: np.ndarray | None = None
+) -> np.ndarray:
+    """One-hot float32 of base codes ``(n, L)`` in ``layout``.
+
+    Parameters
+    ----------
+    codes
+        uint8 codes A=0 C=1 G=2 T=3 (anything else, N: an all-zero column), shape ``(n, L)``.
+    layout
+        ``"NLC"``: shape ``(n, L, 4)`` (:func:`pitfall.kernels.one_hot`); ``"NCL"``:
+        ``(n, 4, L)``, written directly (no transposed copy).
+    out
+        A C-contiguous float32 buffer of the result's shape to write into.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``(n, L, 4)`` or ``(n, 4, L)``; ``out`` when given.
+    """
+    if layout == "NLC":
+        return kernels.one_hot(codes, out=out)
+    check_layout(layout)
+    codes = np.ascontiguousarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be (n, L), got shape {codes.shape}")
+    shape = (codes.shape[0], 4, codes.shape[1])
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous with shape {shape}, got {out.shape}")
+    _one_hot_ncl_kernel(codes, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _augment_kernel(
+    codes: np.ndarray, flip: np.ndarray, shift: np.ndarray, out: np.ndarray
+) -> None:
+    n, length = codes.shape
+    for r in range(n):
+        s = shift[r]
+        for i in range(length):
+            j = i + s
+            c = codes[r, j] if 0 <= j < length else np.uint8(4)
+            if flip[r]:
+                # The reverse complement: position i of the result is L-1-i of the shifted
+                # window, complemented (A<->T, C<->G, N stays N).
+                out[r, length - 1 - i] = 3 - c if c <= 3 else 4
+            else:
+                out[r, i] = c
+
+
+def augment_codes(codes: np.ndarray, flip: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Each row's sequence shifted, then reverse-complemented where ``flip``.
+
+    Parameters
+    ----------
+    codes
+        uint8 base codes, shape ``(n, L)``.
+    flip
+        bool ``(n,)``: reverse-complement the (shifted) row.
+    shift
+        int ``(n,)``: position ``i`` of a row takes base ``i + shift`` of the stored window
+        (the window moved ``shift`` bases towards its end); bases from beyond the window's
+        edges are N (code 4, an all-zero one-hot column): the cube stores no flanks.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, shape ``(n, L)``: a new array.
+    """
+    codes = np.ascontiguousarray(codes)
+    n = codes.shape[0]
+    flip = np.ascontiguousarray(flip, dtype=np.bool_).reshape(-1)
+    shift = np.ascontiguousarray(shift, dtype=np.int64).reshape(-1)
+    if codes.ndim != 2 or flip.shape != (n,) or shift.shape != (n,):
+        raise ValueError(
+            f"codes must be (n, L), flip and shift (n,); got {codes.shape}, {flip.shape}, "
+            f"{shift.shape}"
+        )
+    out = np.empty_like(codes)
+    _augment_kernel(codes, flip, shift, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _augment_draws_kernel(
+    seed: np.uint64,
+    epoch: np.uint64,
+    cts: np.ndarray,
+    loci: np.ndarray,
+    max_shift: np.int64,
+    flip: np.ndarray,
+    shift: np.ndarray,
+) -> None:
+    span = np.uint64(2 * max_shift + 1)
+    for r in range(loci.size):
+        key = _splitmix64(_locus_key(seed ^ (epoch * _GOLDEN), loci[r], np.uint64(0xA06)))
+        h = _splitmix64(key + np.uint64(cts[r]) * _GOLDEN)
+        flip[r] = (h >> np.uint64(63)) == np.uint64(1)
+        shift[r] = np.int64(_splitmix64(h) % span) - max_shift
+
+
+class Augment:
+    """Random reverse complement and shift of each example's sequence (both off by default).
+
+    Parameters
+    ----------
+    reverse_complement
+        Reverse-complement each example with probability 1/2.
+    max_shift
+        Shift each example by a whole number of bases drawn uniformly from
+        ``[-max_shift, max_shift]`` (:func:`augment_codes`: N beyond the window's edges).
+    seed
+        With the epoch, the cell type and the locus (cube positions), all that a draw depends
+        on: the same example gets the same draw in every reader, worker or shard.
+    """
+
+    def __init__(self, *, reverse_complement: bool = False, max_shift: int = 0, seed: int = 0):
+        if (
+            isinstance(max_shift, bool)
+            or not isinstance(max_shift, (int, np.integer))
+            or max_shift < 0
+        ):
+            raise ValueError(f"max_shift must be a whole number of at least 0, got {max_shift!r}")
+        self.reverse_complement = bool(reverse_complement)
+        self.max_shift = int(max_shift)
+        self.seed = int(seed)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is changed."""
+        return self.reverse_complement or self.max_shift > 0
+
+    def draws(self, epoch: int, cts: np.ndarray, loci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each example's ``flip`` (bool ``(n,)``) and ``shift`` (int64 ``(n,)``) in ``epoch``.
+
+        ``cts``, ``loci``: cube positions, ``(n,)``."""
+        loci = np.ascontiguousarray(loci, dtype=np.int64).reshape(-1)
+        cts = np.ascontiguousarray(cts, dtype=np.int64).reshape(-1)
+        flip = np.empty(loci.size, dtype=np.bool_)
+        shift = np.empty(loci.size, dtype=np.int64)
+        _augment_draws_kernel(
+            np.uint64(self.seed), np.uint64(epoch), cts, loci, np.int64(self.max_shift), flip, shift
+        )
+        if not self.reverse_complement:
+            flip[:] = False
+        return flip, shift
+
+    def apply(self, codes: np.ndarray, epoch: int, cts: np.ndarray, loci: np.ndarray) -> np.ndarray:
+        """``codes`` ``(n, L)`` augmented for ``epoch`` (themselves when :attr:`active` is False)."""
+        if not self.active:
+            return codes
+        flip, shift = self.draws(epoch, cts, loci)
+        return augment_codes(codes, flip, shift)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -147,6 +347,9 @@ class InputEncoder:
         Add the input ``average`` ``(n, 1)``: each pair's locus average over the set's cell
         types other than its own (:meth:`LocusAverage.values`; rows of a cell type in the
         set need their label, ``raw["y"]``, in :meth:`prepare`).
+    layout
+        Of the one-hot sequence: ``"NLC"`` ``(n, L, 4)`` or ``"NCL"`` ``(n, 4, L)``
+        (:data:`LAYOUTS`).
 
     Notes
     -----
@@ -164,13 +367,15 @@ class InputEncoder:
         seed: int = 0,
         n_random: int = 100,
         average: LocusAverage | None = None,
+        layout: str = "NLC",
     ) -> None:
         self.inputs = inputs
+        self.layout = check_layout(layout)
         self.permuted = permuted
         self.seed = seed
         self.n_random = n_random
         self.average = average
-        self._buffers: dict[tuple[int, int], np.ndarray] = {}
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -221,10 +426,11 @@ class InputEncoder:
         return (*base, "average") if self.average is not None else base
 
     def shapes(self, *, n_marks: int = 0, seq_len: int = 0) -> dict[str, tuple[int, ...]]:
-        """Per-row shape of each input: ``sequence`` ``(seq_len, 4)``, ``signal``
-        ``(n_marks,)``, ``random`` ``(n_random,)``, ``average`` ``(1,)``; all float32."""
+        """Per-row shape of each input: ``sequence`` ``(seq_len, 4)`` (``(4, seq_len)`` in
+        layout ``"NCL"``), ``signal`` ``(n_marks,)``, ``random`` ``(n_random,)``, ``average``
+        ``(1,)``; all float32."""
         every = {
-            "sequence": (seq_len, 4),
+            "sequence": (4, seq_len) if self.layout == "NCL" else (seq_len, 4),
             "signal": (n_marks,),
             "random": (self.n_random,),
             "average": (1,),
@@ -251,8 +457,9 @@ class InputEncoder:
         Returns
         -------
         dict
-            ``sequence`` ``(n, L, 4)``, ``signal`` ``(n, n_marks)`` and/or ``random``
-            ``(n, n_random)``; ``average`` ``(n, 1)`` with an average.
+            ``sequence`` ``(n, L, 4)`` (``(n, 4, L)`` in layout ``"NCL"``), ``signal``
+            ``(n, n_marks)`` and/or ``random`` ``(n, n_random)``; ``average`` ``(n, 1)``
+            with an average.
         """
         rows = slice(None) if rows is None else rows
         out: dict[str, np.ndarray] = {}
@@ -260,10 +467,12 @@ class InputEncoder:
             codes = prepared["codes"][rows]
             buf = None
             if reuse:
-                buf = self._buffers.get(codes.shape)
+                n, length = codes.shape
+                shape = (n, 4, length) if self.layout == "NCL" else (n, length, 4)
+                buf = self._buffers.get(shape)
                 if buf is None:
-                    buf = self._buffers[codes.shape] = np.empty((*codes.shape, 4), np.float32)
-            out["sequence"] = kernels.one_hot(codes, out=buf)
+                    buf = self._buffers[shape] = np.empty(shape, np.float32)
+            out["sequence"] = one_hot_layout(codes, self.layout, out=buf)
         if "signal" in self.needs:
             sig = prepared["signal"][rows]
             out["signal"] = sig if reuse else sig.copy()

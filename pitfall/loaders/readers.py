@@ -36,6 +36,7 @@ __all__ = [
     "VARIABLES",
     "cell_type_index",
     "open_store",
+    "refuse_forked",
     "selection_index",
     "zarr_arrays",
 ]
@@ -66,6 +67,22 @@ def selection_index(cube: xr.Dataset, selection: xr.Dataset) -> tuple[np.ndarray
     if loci.size and (loci.min() < 0 or loci.max() >= n):
         raise ValueError("selection loci are not positions in this cube (open it with open_cube)")
     return cell_type_index(cube, selection["cell_type"].values), loci
+
+
+def refuse_forked(home: int, reader: ChunkReader) -> None:
+    """Raise a RuntimeError when this process is a fork of ``home`` and ``reader`` streams.
+
+    Icechunk's I/O runtime (tokio) does not survive ``fork()``: a forked process waits forever
+    on its first read of a cube opened before the fork, or even of one opened after it. A
+    :class:`MemoryReader` reads nothing after the fork.
+    """
+    if os.getpid() != home and not isinstance(reader, MemoryReader):
+        raise RuntimeError(
+            "this loader was forked from the process that opened the cube, and Icechunk "
+            "cannot read after a fork: start data workers with 'spawn' or 'forkserver' "
+            "(DataLoader(..., multiprocessing_context='spawn')), use threads, or load "
+            "the cube in memory (in_memory=True)"
+        )
 
 
 def open_store(location: str | os.PathLike[str], snapshot: str | None = None) -> Any:
@@ -161,6 +178,7 @@ class ChunkReader:
             store = open_store(store, cube.attrs.get("snapshot"))
         self.store = store
         self._stored: dict[str, Any] | None = None
+        self._chunks: dict[str, int] = {}
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
@@ -189,6 +207,13 @@ class ChunkReader:
 
     def chunk(self, var: str) -> int:
         """Loci per chunk of ``var``."""
+        # Asked for every gather, and cube[var] builds a DataArray each time: kept.
+        size = self._chunks.get(var)
+        if size is None:
+            size = self._chunks[var] = self._chunk(var)
+        return size
+
+    def _chunk(self, var: str) -> int:
         da = self.cube[var]
         axis = da.dims.index("locus")
         # The stored chunk first: a selection on top of the cube shifts Dask's chunks, the

@@ -43,6 +43,7 @@ __all__ = [
     "EpochSource",
     "gather",
     "iter_selection",
+    "list_pairs",
 ]
 
 
@@ -359,6 +360,34 @@ class BalancedBatches(EpochSource):
         return {k: v[order] for k, v in drawn.items()}
 
 
+def list_pairs(sampler: BalancedSampler, *, labelled_only: bool = True) -> dict[str, np.ndarray]:
+    """The selection's (cell type, locus) pairs, cell type by cell type (the selection's
+    order), loci ascending; only the labelled ones unless told otherwise.
+
+    Returns
+    -------
+    dict
+        ``cell_type``, ``locus`` (cube positions, int64) and ``y`` (labels, float32; NaN for
+        unlabelled pairs when kept), shape ``(n_pairs,)``.
+    """
+    s = sampler
+    parts_ct, parts_loc, parts_y = [], [], []
+    # Cell type major, then blocks in locus order: the loci ascend within a cell type.
+    for j in range(s.cts.size):
+        for b in range(s.chunk_ids.size):
+            lab = s.block_labels(j, b)
+            keep = ~np.isnan(lab) if labelled_only else np.ones(lab.size, dtype=bool)
+            parts_loc.append(s.loci[s.bounds[b] : s.bounds[b + 1]][keep])
+            parts_ct.append(np.full(int(keep.sum()), s.cts[j], dtype=np.int64))
+            parts_y.append(lab[keep].astype(np.float32))
+    cat = np.concatenate
+    return {
+        "cell_type": cat(parts_ct) if parts_ct else np.zeros(0, np.int64),
+        "locus": cat(parts_loc).astype(np.int64) if parts_loc else np.zeros(0, np.int64),
+        "y": cat(parts_y) if parts_y else np.zeros(0, np.float32),
+    }
+
+
 class AllPairs(EpochSource):
     """Every labelled pair of a selection once per epoch, in batches (the unbalanced loader).
 
@@ -395,22 +424,7 @@ class AllPairs(EpochSource):
             reader, cts, loci, encoder, batch_size=batch_size, seed=seed, prefetch=prefetch
         )
         self.shuffle = shuffle
-        s = self.sampler
-        parts_ct, parts_loc, parts_y = [], [], []
-        # Cell type major, then blocks in locus order: the loci ascend within a cell type.
-        for j in range(s.cts.size):
-            for b in range(s.chunk_ids.size):
-                lab = s.block_labels(j, b)
-                keep = ~np.isnan(lab)
-                parts_loc.append(s.loci[s.bounds[b] : s.bounds[b + 1]][keep])
-                parts_ct.append(np.full(int(keep.sum()), s.cts[j], dtype=np.int64))
-                parts_y.append(lab[keep].astype(np.float32))
-        cat = np.concatenate
-        self.pairs = {
-            "cell_type": cat(parts_ct) if parts_ct else np.zeros(0, np.int64),
-            "locus": cat(parts_loc).astype(np.int64) if parts_loc else np.zeros(0, np.int64),
-            "y": cat(parts_y) if parts_y else np.zeros(0, np.float32),
-        }
+        self.pairs = list_pairs(self.sampler)
 
     @property
     def n_batches(self) -> int:

@@ -13,7 +13,10 @@ __all__ = ["TorchBatches"]
 
 
 class TorchBatches(IterableDataset):
-    """A loader's batches as tensors ``(x, y)``: ``x`` a dict of float32 tensors ``(b, ...)``.
+    """A loader's batches as tensors ``(x, y)``: ``x`` a dict of float32 tensors ``(b, ...)``
+    (``sequence`` ``(b, 4, L)`` in the loader's layout ``"NCL"``, :meth:`Loader.to_torch`'s
+    default), ``y`` float32 ``(b,)``; ``(x, y, ids)`` when the loader serves ids, ``ids`` a
+    dict of int64 tensors ``(b,)`` (``locus``, ``cell_type_index``: cube positions).
 
     Each iteration is one epoch of the loader: the one last set by :meth:`set_epoch` (call it
     before each epoch when a ``DataLoader`` has workers, as with ``DistributedSampler``: they
@@ -40,7 +43,7 @@ class TorchBatches(IterableDataset):
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         loader = self.loader
         epoch = int(self._epoch.value)
         if epoch < 0:
@@ -49,6 +52,11 @@ class TorchBatches(IterableDataset):
         info = get_worker_info()
         if info is not None and info.num_workers > 1:
             loader = loader.with_shard(info.id, info.num_workers)
-        for x, y in loader.epoch(epoch):
+        for batch in loader.epoch(epoch):
             # Fresh numpy arrays: wrapped without a copy.
-            yield {k: torch.from_numpy(v) for k, v in x.items()}, torch.from_numpy(y)
+            yield tuple(
+                {k: torch.from_numpy(v) for k, v in part.items()}
+                if isinstance(part, dict)
+                else torch.from_numpy(part)
+                for part in batch
+            )

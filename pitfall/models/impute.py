@@ -49,6 +49,7 @@ import xarray as xr
 
 from pitfall.imputation import ImputationSplit, signal_array
 from pitfall.loaders.encoding import random_inputs
+from pitfall.loaders.tracks import TrackBatches
 from pitfall.models import devices
 from pitfall.models.gbm import count_leaves
 from pitfall.models.registry import FamilySpec, register_family
@@ -187,6 +188,10 @@ class ImputationModel:
         The networks' training: passes over the training values, mini-batch, Adam's rate.
     eta, n_jobs
         XGBoost's learning rate and threads.
+    stream
+        Networks: train on batches read from the cube a block of loci at a time
+        (:class:`pitfall.loaders.TrackBatches`), never holding the whole signal; otherwise
+        on :meth:`training_data` in memory. XGBoost always trains in memory.
 
     Attributes
     ----------
@@ -206,6 +211,7 @@ class ImputationModel:
         learning_rate: float = 1e-3,
         eta: float = 0.3,
         n_jobs: int | None = None,
+        stream: bool = False,
     ) -> None:
         if spec.family not in FAMILIES_IMPUTATION:
             raise ValueError(f"ImputationModel takes {FAMILIES_IMPUTATION}, not {spec.family!r}")
@@ -216,6 +222,7 @@ class ImputationModel:
         self.learning_rate = learning_rate
         self.eta = eta
         self.n_jobs = n_jobs
+        self.stream = stream
         self.name = spec.label
         self._signal: np.ndarray | None = None
 
@@ -231,38 +238,56 @@ class ImputationModel:
         marks = [str(m) for m in self.cube["mark"].values]
         return cts.index(split.cell_type), marks.index(split.mark)
 
-    def _dense_x(self, split: ImputationSplit, cts: np.ndarray, loci: np.ndarray) -> np.ndarray:
-        """Rows (cell type, locus) in that order: other marks (NaN -> 0) or random inputs."""
+    def _dense_x(
+        self, split: ImputationSplit, sig: np.ndarray, cts: np.ndarray, loci: np.ndarray
+    ) -> np.ndarray:
+        """Rows (cell type, locus) in that order: other marks (NaN -> 0) or random inputs.
+
+        ``sig``: the signal at ``loci`` (positions along ``locus``), ``(cell_type,
+        len(loci), mark)``; ``cts``: rows of ``sig``.
+        """
         if self.spec.inputs == "random":
             ids = np.asarray(self.cube["locus"].values)[loci]
             r = random_inputs(ids, self.spec.seed, self.spec.n_random)
             return np.tile(r, (cts.size, 1)).astype(np.float32)
         _, j = self._index(split)
-        others = np.array([k for k in range(self.signal.shape[2]) if k != j])
-        x = self.signal[np.ix_(cts, loci, others)].reshape(-1, len(others))
+        others = np.array([k for k in range(sig.shape[2]) if k != j])
+        x = sig[np.ix_(cts, np.arange(loci.size), others)].reshape(-1, len(others))
         return np.nan_to_num(x, nan=0.0).astype(np.float32)
 
-    def training_data(self, split: ImputationSplit) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Exactly the arrays the model is fed: inputs by name, each ``(n, ...)``, and the
-        targets ``(n,)`` (rows with a defined target only)."""
-        i, j = self._index(split)
-        cts = [str(c) for c in self.cube["cell_type"].values]
+    def examples(
+        self, split: ImputationSplit, sig: np.ndarray, loci: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The training examples at ``loci``: inputs by name, each ``(n, ...)``, and targets
+        ``(n,)`` (defined targets only), from ``sig``, the cube's signal there
+        ``(cell_type, len(loci), mark)``. Every locus at once gives :meth:`training_data`;
+        :class:`pitfall.loaders.TrackBatches` reads them a block of loci at a time."""
+        loci = np.asarray(loci, np.int64)
+        _, j = self._index(split)
         if self.spec.family == "avocado":
-            mask = split.train_mask(self.cube, transductive=True) & np.isfinite(self.signal)
-            c, locus, m = np.nonzero(mask)
+            mask = split.train_mask(self.cube, transductive=True, loci=loci) & np.isfinite(sig)
+            c, pos, m = np.nonzero(mask)
+            locus = loci[pos]
             x = {
                 "cell_type": c.astype(np.int32),
                 "mark": m.astype(np.int32),
                 "locus": locus.astype(np.int32),
                 "block": (locus // self.spec.block_size).astype(np.int32),
             }
-            return x, self.signal[c, locus, m].astype(np.float32)
+            return x, sig[c, pos, m].astype(np.float32)
+        cts = [str(c) for c in self.cube["cell_type"].values]
         rows = np.array([cts.index(c) for c in split.reference_cell_types(self.cube)])
-        loci = split.train_loci(self.cube)
-        y = self.signal[np.ix_(rows, loci, np.array([j]))].reshape(-1)
+        train = np.zeros(self.cube.sizes["locus"], dtype=bool)
+        train[split.train_loci(self.cube)] = True
+        at = np.flatnonzero(train[loci])
+        y = sig[np.ix_(rows, at, np.array([j]))].reshape(-1)
         keep = np.isfinite(y)
-        xd = self._dense_x(split, rows, loci)[keep]
+        xd = self._dense_x(split, sig[:, at, :], rows, loci[at])[keep]
         return {self.spec.inputs: xd}, y[keep].astype(np.float32)
+
+    def training_data(self, split: ImputationSplit) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Exactly the arrays the model is fed in memory: :meth:`examples` at every locus."""
+        return self.examples(split, self.signal, np.arange(self.cube.sizes["locus"]))
 
     def test_inputs(self, split: ImputationSplit) -> dict[str, np.ndarray]:
         """The inputs of the target track's test loci, by name, each ``(n_test, ...)``."""
@@ -276,13 +301,18 @@ class ImputationModel:
                 "locus": loci.astype(np.int32),
                 "block": (loci // self.spec.block_size).astype(np.int32),
             }
-        return {self.spec.inputs: self._dense_x(split, np.array([i]), loci)}
+        # the target cell type's signal at the test loci alone, not the whole cube's
+        if self._signal is not None:
+            sig = self._signal[i : i + 1, loci, :]
+        else:
+            sig = np.asarray(self.cube["signal"].isel(cell_type=[i], locus=loci).values)
+        return {self.spec.inputs: self._dense_x(split, sig, np.array([0]), loci)}
 
     def fit(self, split: ImputationSplit) -> ImputationModel:
         """Train on the values ``split`` allows (never the target track)."""
-        x, y = self.training_data(split)
-        n_ct, n_loci, n_marks = self.signal.shape
+        n_ct, n_loci, n_marks = (self.cube.sizes[d] for d in ("cell_type", "locus", "mark"))
         if self.spec.family == "impute_xgboost":
+            x, y = self.training_data(split)
             xgb = devices.xgboost()
             params = {
                 "objective": "reg:squarederror",
@@ -306,10 +336,23 @@ class ImputationModel:
                 learning_rate=self.learning_rate,
             )
             self.n_params_ = int(self.model_.count_params())
-            hist = self.model_.fit(
-                x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True, verbose=0
-            )
-            self.history_ = [float(v) for v in hist.history["loss"]]
+            if self.stream:
+                batches = TrackBatches(self, split, batch_size=self.batch_size, seed=self.spec.seed)
+                hist = self.model_.fit(
+                    batches.stream(self.epochs),
+                    steps_per_epoch=len(batches),
+                    epochs=self.epochs,
+                    shuffle=False,
+                    verbose=0,
+                )
+                losses = hist.history["loss"]
+            else:
+                x, y = self.training_data(split)
+                hist = self.model_.fit(
+                    x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True, verbose=0
+                )
+                losses = hist.history["loss"]
+            self.history_ = [float(v) for v in losses]
         self.fitted_ = True
         return self
 

@@ -8,7 +8,9 @@ Three label sources, each turned into one float32 value per locus of a locus tab
   :func:`expression_labels`);
 - domain boundaries: Dixon / Rao domain lists -> 1 for each bin in which a domain starts or
   ends (:func:`read_domains`, :func:`domain_boundaries`);
-- binding: narrowPeak / BED peak calls -> 1 for each bin holding a peak summit
+- binding: narrowPeak / BED peak calls -> 1 for each bin holding a peak summit, or
+  overlapping a peak by at least ``min_overlap`` bp; NaN where only a relaxed (ambiguous)
+  peak marks the bin or a blacklisted region overlaps it: the ENCODE-DREAM conventions
   (:func:`read_peaks`, :func:`peak_labels`).
 
 Rules (each tested):
@@ -20,9 +22,10 @@ Rules (each tested):
   else the midpoint ``(start + end) // 2`` (also for BED3+ files). ENCODE files hold a few
   peaks whose offset equals the peak width, i.e. one base past the peak; such summits are
   clipped to the peak's last base ``end - 1`` so a summit always lies inside its peak.
-- Points are placed by binary search on each chromosome's sorted bin starts, so bins may
-  have any size (the last bin of a chromosome is shorter) and may leave gaps; a point in no
-  bin is dropped and counted in the summary.
+- Points and intervals are placed by binary search on each chromosome's sorted bin starts,
+  so bins may have any size (the last bin of a chromosome is shorter), may leave gaps and
+  may overlap (a stride smaller than their width: a point then marks every bin holding
+  it); a point or peak in no bin is dropped and counted in the summary.
 - Chromosome names are compared as spelled. Readers take ``chroms=`` (the loci's
   chromosome names) to rename a file's ``'1'`` to ``'chr1'`` (or back) when only that makes
   them match; the label functions call :func:`check_chrom_names` and refuse a file whose
@@ -39,10 +42,11 @@ import logging
 import os
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,6 +74,7 @@ __all__ = [
     "locus_gene_ids",
     "match_genes",
     "peak_labels",
+    "peak_options",
     "read_domains",
     "read_expression_table",
     "read_peaks",
@@ -358,22 +363,36 @@ def _rename_chroms(chrom: pd.Series, chroms: Sequence[str] | None) -> pd.Series:
 # Placing points in bins
 
 
+class _Block(NamedTuple):
+    """One chromosome's bins: row positions, sorted starts, matching ends, and the running
+    maximum of those ends (what a binary search for "ends at or after" needs)."""
+
+    rows: np.ndarray | slice
+    starts: np.ndarray
+    ends: np.ndarray
+    reach: np.ndarray
+
+
+def _block(rows: np.ndarray | slice, starts: np.ndarray, ends: np.ndarray) -> _Block:
+    return _Block(rows, starts, ends, np.maximum.accumulate(ends) if len(ends) else ends)
+
+
 def _bin_blocks(
     bins: pd.DataFrame | LocusTable,
-) -> dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]]:
+) -> dict[str, _Block]:
     """Per chromosome: bin row positions, their sorted starts and matching ends."""
     if isinstance(bins, LocusTable):
         runs = bins.chrom_runs()
         if len({c for c, _, _ in runs}) == len(runs):
             # One sorted run per chromosome (bins, sorted tables): no per-locus strings needed.
-            out: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
+            out: dict[str, _Block] = {}
             for name, lo, hi in runs:
                 s = bins.start[lo:hi]
                 if np.all(s[1:] >= s[:-1]):
-                    out[name] = (slice(lo, hi), s, bins.end[lo:hi])
+                    out[name] = _block(slice(lo, hi), s, bins.end[lo:hi])
                 else:
                     order = np.argsort(s, kind="stable")
-                    out[name] = (lo + order, s[order], bins.end[lo:hi][order])
+                    out[name] = _block(lo + order, s[order], bins.end[lo:hi][order])
             return out
         chrom = pd.Series(bins.chrom.astype(object))
         starts, ends = bins.start, bins.end
@@ -391,35 +410,53 @@ def _bin_blocks(
         names = chrom.iloc[edges].astype(str).tolist()
     if len(chrom) == 0:
         return {}
-    blocks: dict[str, tuple[np.ndarray | slice, np.ndarray, np.ndarray]] = {}
+    blocks: dict[str, _Block] = {}
     if len(set(names)) == len(names):
         bounds = [*edges.tolist(), len(chrom)]
         for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             s = starts[lo:hi]
             if np.all(s[1:] >= s[:-1]):
-                blocks[name] = (slice(lo, hi), s, ends[lo:hi])
+                blocks[name] = _block(slice(lo, hi), s, ends[lo:hi])
             else:
                 order = np.argsort(s, kind="stable")
-                blocks[name] = (lo + order, s[order], ends[lo:hi][order])
+                blocks[name] = _block(lo + order, s[order], ends[lo:hi][order])
         return blocks
     codes, uniques = pd.factorize(chrom)
     for k, name in enumerate(uniques):
         rows = np.flatnonzero(codes == k)
         order = np.argsort(starts[rows], kind="stable")
         rows = rows[order]
-        blocks[str(name)] = (rows, starts[rows], ends[rows])
+        blocks[str(name)] = _block(rows, starts[rows], ends[rows])
     return blocks
 
 
-def _place(points: np.ndarray, block: tuple[np.ndarray | slice, np.ndarray, np.ndarray]):
-    """Row positions of the bins holding ``points``; also a mask of points in no bin."""
-    rows, starts, ends = block
-    i = np.searchsorted(starts, points, side="right") - 1
-    inside = i >= 0
-    inside[inside] = points[inside] < ends[i[inside]]
-    i = i[inside]
-    pos = i + rows.start if isinstance(rows, slice) else rows[i]
-    return pos, ~inside
+def _place(points: np.ndarray, block: _Block):
+    """Row positions of the bins holding ``points`` (several per point where bins overlap);
+    also a mask of points in no bin."""
+    return _overlapping(block, points, points + 1, 1)
+
+
+#: id(frame) -> (weak reference, its rows by chromosome, its length): see _rows_by_chrom.
+_ROWS_BY_CHROM: dict[int, tuple[weakref.ref[pd.DataFrame], dict[str, np.ndarray], int]] = {}
+
+
+def _rows_by_chrom(records: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions of each chromosome's records, in file order.
+
+    Remembered per frame (held weakly): a build's worker places the same cached file on
+    every block of loci, and grouping its chromosome names is most of a small block's cost.
+    """
+    key, n = id(records), len(records)
+    hit = _ROWS_BY_CHROM.get(key)
+    if hit is not None and hit[2] == n and hit[0]() is records:
+        return hit[1]
+    chrom = np.asarray(records["chrom"].astype(str).to_numpy(), dtype=object)
+    indices = pd.Series(np.arange(chrom.size)).groupby(chrom).indices
+    groups = {str(c): rows for c, rows in indices.items()}
+    if len(_ROWS_BY_CHROM) >= 64:
+        _ROWS_BY_CHROM.clear()
+    _ROWS_BY_CHROM[key] = (weakref.ref(records), groups, n)
+    return groups
 
 
 def _region_labels(
@@ -429,6 +466,7 @@ def _region_labels(
     what: str,
     missing: Literal["zero", "nan"],
     return_summary: bool,
+    blocks: dict[str, _Block] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Shared core of :func:`domain_boundaries` and :func:`peak_labels`: label 1 for every
     bin holding one of the points of a record (``what``: ``"domains"`` or ``"peaks"``).
@@ -438,15 +476,13 @@ def _region_labels(
     without any record are logged; a caller that asks for the summary reports them itself,
     once, rather than once per block of loci.
     """
-    chrom = records["chrom"].astype(str)
     path = records.attrs.get("path", what)
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
-    blocks = _bin_blocks(bins)
-    file_chroms = chrom.unique().tolist()
-    check_chrom_names(file_chroms, blocks, path)
+    blocks = _bin_blocks(bins) if blocks is None else blocks
+    by_chrom = _rows_by_chrom(records)
+    check_chrom_names(list(by_chrom), blocks, path)
     label = np.zeros(len(bins), dtype=np.float32)
-    by_chrom = pd.Series(np.arange(len(chrom))).groupby(chrom.to_numpy()).indices
     outside_bins = 0
     without = []
     for name, block in blocks.items():
@@ -462,7 +498,7 @@ def _region_labels(
             outside_bins += int(out.sum())
     off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
     summary: dict[str, Any] = {
-        f"n_{what}": len(chrom),
+        f"n_{what}": len(records),
         "chroms_without": chrom_order(without),
         "off_bins_chroms": {c: off[c] for c in chrom_order(off)},
         f"n_{what}_off_bins_chroms": sum(off.values()),
@@ -674,26 +710,45 @@ def peak_labels(
     peaks: pd.DataFrame,
     bins: pd.DataFrame | LocusTable,
     *,
+    rule: Literal["summit", "overlap"] = "summit",
+    min_overlap: int = 1,
+    ambiguous: pd.DataFrame | None = None,
+    blacklist: pd.DataFrame | None = None,
     missing: Literal["zero", "nan"] = "zero",
     return_summary: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
-    """Label each bin 1 when a peak summit falls in it (bound), else 0.
+    """Label each bin bound (1), unbound (0) or unknown (NaN) from peak calls.
 
-    Vectorised per chromosome (one ``searchsorted`` of the summits into the bin starts);
-    besides the output it allocates a boolean per bin and a few arrays per peak.
+    ``rule="summit"``: a bin is bound when a peak summit falls in it. ``rule="overlap"``:
+    when it shares at least ``min_overlap`` bp with a peak (``[s, e)`` and ``[a, b)`` share
+    ``min(e, b) - max(s, a)`` bp). Then, in this order:
+
+    - ``ambiguous`` (e.g. the ENCODE-DREAM relaxed peaks): a bin the same rule marks with
+      an ambiguous peak but not with ``peaks`` is NaN (neither bound nor unbound);
+    - ``blacklist``: a bin sharing at least 1 bp with a blacklisted region is NaN;
+    - a chromosome of the bins without any peak is 0 or NaN (``missing``).
+
+    Vectorised per chromosome (``searchsorted`` into the sorted bin starts); the overlap
+    rule expands each peak to its candidate bins, so its memory grows with the number of
+    (peak, bin) overlaps, not with the number of bins.
 
     Parameters
     ----------
     peaks
         From :func:`read_peaks` (n_peaks rows).
     bins
-        Locus table, e.g. 200 bp bins from
-        :func:`~pitfall.sources.annotation.genome_bins` (n_bins rows).
+        Locus table, e.g. 200 bp bins (n_bins rows); bins may overlap (a stride smaller than
+        their width) and differ in size.
+    rule, min_overlap
+        How a peak marks a bin (``min_overlap`` in bp, only for ``"overlap"``).
+    ambiguous, blacklist
+        From :func:`read_peaks` (a BED3 blacklist reads the same), or None.
     missing
         Label of the bins of a chromosome with no peak at all: ``"zero"`` or ``"nan"``
         (e.g. chromosomes held out of the file).
     return_summary
-        Also return the summary (as in :func:`domain_boundaries`, with ``n_peaks``).
+        Also return the summary (as in :func:`domain_boundaries`, with ``n_peaks``,
+        ``n_ambiguous`` and ``n_blacklisted`` bins).
 
     Returns
     -------
@@ -701,8 +756,130 @@ def peak_labels(
         Shape (n_bins,), float32.
     summary : dict, only when ``return_summary``
     """
-    points = [peaks["summit_pos"].to_numpy(np.int64)]
-    return _region_labels(peaks, points, bins, "peaks", missing, return_summary)
+    if rule not in ("summit", "overlap"):
+        raise LabelError(f"peak rule must be 'summit' or 'overlap', got {rule!r}")
+    if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer):
+        raise LabelError(f"min_overlap must be a whole number of bp, got {min_overlap!r}")
+    if min_overlap < 1:
+        raise LabelError(f"min_overlap must be at least 1 bp, got {min_overlap}")
+    blocks = _bin_blocks(bins)
+    if rule == "summit":
+        points = [peaks["summit_pos"].to_numpy(np.int64)]
+        label, summary = _region_labels(peaks, points, bins, "peaks", missing, True, blocks)
+    else:
+        label, summary = _interval_labels(peaks, blocks, len(bins), min_overlap, missing)
+    n_ambiguous = n_blacklisted = 0
+    if ambiguous is not None:
+        marked = _marked(ambiguous, blocks, len(bins), rule, min_overlap)
+        hit = marked & (label == 0)
+        n_ambiguous = int(hit.sum())
+        label[hit] = np.nan
+    if blacklist is not None:
+        hit = _marked(blacklist, blocks, len(bins), "overlap", 1)
+        n_blacklisted = int(hit.sum())
+        label[hit] = np.nan
+    summary.update(
+        n_ambiguous=n_ambiguous, n_blacklisted=n_blacklisted, n_positive=int(np.nansum(label))
+    )
+    if summary["chroms_without"] and not return_summary:
+        log.warning(
+            "%s: no peaks on %s (labelled %s there)",
+            peaks.attrs.get("path", "peaks"),
+            _abbrev(summary["chroms_without"], 8),
+            "NaN" if missing == "nan" else "0",
+        )
+    return (label, summary) if return_summary else label
+
+
+def _overlapping(
+    block: _Block,
+    start: np.ndarray,
+    end: np.ndarray,
+    min_overlap: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the bins sharing ``min_overlap`` bp with an interval; also a mask of
+    the intervals that share it with no bin."""
+    rows, starts, ends, reach = block
+    # Candidates: from the first bin whose running-maximum end reaches s + k (every earlier
+    # bin ends before it) to the last bin starting at or before e - k (sorted starts).
+    lo = np.searchsorted(reach, start + min_overlap, side="left")
+    hi = np.searchsorted(starts, end - min_overlap, side="right")
+    n = np.maximum(hi - lo, 0)
+    total = int(n.sum())
+    owner = np.repeat(np.arange(len(start)), n)
+    idx = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    shared = np.minimum(ends[idx], end[owner]) - np.maximum(starts[idx], start[owner])
+    ok = shared >= min_overlap
+    idx = idx[ok]
+    placed = np.zeros(len(start), dtype=bool)
+    placed[owner[ok]] = True
+    pos = idx + rows.start if isinstance(rows, slice) else rows[idx]
+    return pos, ~placed
+
+
+def _interval_labels(
+    peaks: pd.DataFrame,
+    blocks: dict[str, _Block],
+    n_bins: int,
+    min_overlap: int,
+    missing: Literal["zero", "nan"],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`peak_labels` with the overlap rule, before ambiguous and blacklisted bins."""
+    if missing not in ("zero", "nan"):
+        raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
+    path = peaks.attrs.get("path", "peaks")
+    by_chrom = _rows_by_chrom(peaks)
+    check_chrom_names(list(by_chrom), blocks, path)
+    start = peaks["start"].to_numpy(np.int64)
+    end = peaks["end"].to_numpy(np.int64)
+    label = np.zeros(n_bins, dtype=np.float32)
+    outside_bins = 0
+    without = []
+    for name, block in blocks.items():
+        rows = by_chrom.get(name)
+        if rows is None:
+            without.append(name)
+            if missing == "nan":
+                label[block[0]] = np.nan
+            continue
+        pos, out = _overlapping(block, start[rows], end[rows], min_overlap)
+        label[pos] = 1.0
+        outside_bins += int(out.sum())
+    off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
+    summary: dict[str, Any] = {
+        "n_peaks": len(peaks),
+        "chroms_without": chrom_order(without),
+        "off_bins_chroms": {c: off[c] for c in chrom_order(off)},
+        "n_peaks_off_bins_chroms": sum(off.values()),
+        "points_outside_bins": outside_bins,
+    }
+    return label, summary
+
+
+def _marked(
+    regions: pd.DataFrame,
+    blocks: dict[str, _Block],
+    n_bins: int,
+    rule: str,
+    min_overlap: int,
+) -> np.ndarray:
+    """Shape (n_bins,) bool: the bins ``regions`` mark under ``rule``."""
+    by_chrom = _rows_by_chrom(regions)
+    check_chrom_names(list(by_chrom), blocks, regions.attrs.get("path"))
+    out = np.zeros(n_bins, dtype=bool)
+    start = regions["start"].to_numpy(np.int64)
+    end = regions["end"].to_numpy(np.int64)
+    summit = regions["summit_pos"].to_numpy(np.int64) if rule == "summit" else None
+    for name, block in blocks.items():
+        rows = by_chrom.get(name)
+        if rows is None:
+            continue
+        if summit is not None:
+            pos, _ = _place(summit[rows], block)
+        else:
+            pos, _ = _overlapping(block, start[rows], end[rows], min_overlap)
+        out[pos] = True
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -730,8 +907,13 @@ class LabelKind:
     read
         Reader of the table or of one cell type's file (a path) -> a data frame.
     place
-        ``place(regions, loci, missing="nan", return_summary=True) -> (label, summary)``:
-        label shape ``(n_loci,)`` float32 over a :class:`~pitfall.loci.LocusTable` block.
+        ``place(regions, loci, missing="nan", return_summary=True, **options) ->
+        (label, summary)``: label shape ``(n_loci,)`` float32 over a
+        :class:`~pitfall.loci.LocusTable` block.
+    options
+        ``options(manifest, cell_type) -> (values, files)``: further keyword arguments of
+        ``place`` for one cell type: plain values, and files (read by ``read``, as the
+        target) passed by name. None: no further arguments.
     """
 
     name: str
@@ -741,6 +923,7 @@ class LabelKind:
     loci: tuple[str, ...] | None = None
     read: Callable[..., pd.DataFrame] | None = None
     place: Callable[..., Any] | None = None
+    options: Callable[[Manifest, str], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     def check(self, m: Manifest) -> None:
         """Raise :class:`~pitfall.manifest.ManifestError` where ``m`` does not fit this kind."""
@@ -819,12 +1002,34 @@ register_label_kind(
         place=domain_boundaries,
     )
 )
+
+
+def peak_options(m: Manifest, cell_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest's peak rule for one cell type, as :func:`peak_labels` takes it.
+
+    Returns
+    -------
+    values : dict
+        ``rule`` and ``min_overlap``.
+    files : dict
+        ``ambiguous`` (the cell type's relaxed peaks) and ``blacklist``, where given.
+    """
+    spec = m.cell_types.get(cell_type)
+    files = {"ambiguous": spec.ambiguous if spec else None, "blacklist": m.blacklist}
+    return (
+        {"rule": m.rule, "min_overlap": m.min_overlap},
+        {k: v for k, v in files.items() if v is not None},
+    )
+
+
 register_label_kind(
     LabelKind(
         "peaks",
-        "one peak file per cell type; a bin is 1 where a summit falls",
+        "one peak file per cell type; a bin is 1 where a summit falls or a peak overlaps it "
+        "([target] rule), NaN where only an ambiguous peak does or a blacklisted region",
         per_cell_type_file=True,
         read=read_peaks,
         place=peak_labels,
+        options=peak_options,
     )
 )
