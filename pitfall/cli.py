@@ -509,6 +509,35 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_tads(args: argparse.Namespace) -> int:
+    from pitfall.datasets import tads
+
+    report = tads.fetch(
+        args.dest,
+        args.compendium,
+        mirror=args.mirror,
+        dry_run=args.dry_run,
+        deep_verify=args.deep_verify,
+        retries=args.retries,
+        progress=args.progress and sys.stderr.isatty(),
+    )
+    if not args.dry_run:
+        print(
+            f"fetch into {report.dest}: {len(report.fetched)} downloaded, "
+            f"{len(report.cached)} already there (verified)"
+        )
+        for note in report.notes:
+            print(f"  note: {note}")
+        if report.manifest:
+            print(f"  manifest: {report.manifest} ({len(report.cell_types)} cell lines)")
+    if report.failures:
+        print(f"{len(report.failures)} failed:", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_fetch(sub: Any) -> None:
     from pitfall.datasets import roadmap
     from pitfall.genome import CORE_MARKS
@@ -566,6 +595,41 @@ def _add_fetch(sub: Any) -> None:
     q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
     q.add_argument("--no-progress", dest="progress", action="store_false")
     q.set_defaults(func=cmd_fetch)
+
+    from pitfall.datasets import tads
+
+    q = sources.add_parser(
+        "tads",
+        help="TAD domain lists of the paper's seven lines (Dixon et al. 2015), hg19 sizes",
+        description="Download the 3D Genome Browser's hg19 TAD archive and UCSC's hg19 "
+        "chromosome sizes into DEST, extract the compendium's domain lists, then write "
+        "DEST/manifest.toml (40 kb bins, boundary labels) for `pitfall build`.",
+        epilog="exit status: 0 every file in place; 1 some download failed or a line's list "
+        "is not in the archive (the manifest then lists the lines found); 2 bad arguments",
+    )
+    q.add_argument("--dest", required=True, help="folder to download into (also the cache)")
+    q.add_argument(
+        "--compendium",
+        choices=sorted(tads.COMPENDIA),
+        default="dixon2015",
+        help="dixon2015: H1, its four derived lineages, IMR90, GM12878 (default)",
+    )
+    q.add_argument(
+        "--mirror",
+        default=None,
+        help=f"one base URL serving the mirror layout (default ${roadmap.MIRROR_ENV}, else "
+        "the public sites)",
+    )
+    q.add_argument("--dry-run", action="store_true", help="list files, sizes and free space only")
+    q.add_argument(
+        "--no-verify",
+        dest="deep_verify",
+        action="store_false",
+        help="check files already present by size only, not sha256",
+    )
+    q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
+    q.add_argument("--no-progress", dest="progress", action="store_false")
+    q.set_defaults(func=cmd_fetch_tads)
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,16 @@ validation sample of 3,200 has not improved for 5 epochs, restoring the best wei
 (Keras's ``EarlyStopping(monitor="val_loss", restore_best_weights=True)``, fed the sample's
 loss by a callback after each epoch). Every number is a keyword of :class:`NeuralModel`.
 
+A combined (sequence + epigenome) network is warm-started (``warm_start``): its epigenomic
+branch is first trained alone by the same recipe (:func:`branch_models`), the network is set
+to compute it (:func:`start_from_branch`), then trained whole; it keeps that start unless
+training lowers the validation loss below it. Trained from scratch, its sequence branch
+memorises the training loci within an epoch or two, long before the epigenomic branch has
+learnt, and early stopping keeps a network worse than the epigenomic one alone. The
+epigenomic branch is the default start because it carries the target cell type's own
+activity and is cheap to train; ``warm_start="better"`` trains both branches alone and
+starts from the one with the lower validation loss.
+
 Batches come from :class:`pitfall.loaders.Loader` through a prefetching ``tf.data`` pipeline;
 epoch ``e`` of ``fit`` is the loader's epoch ``e``, so a fixed seed gives the batches of the
 earlier ``train_on_batch`` loop, batch for batch.
@@ -19,6 +29,7 @@ without the ``nn`` extra.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,9 +53,13 @@ from pitfall.models.spec import (
 )
 
 __all__ = [
+    "BRANCHES",
     "MAX_STEPS_PER_EXECUTION",
     "NeuralModel",
+    "WARM_STARTS",
+    "branch_models",
     "build_model",
+    "start_from_branch",
     "steps_per_execution",
     "validation_loss",
 ]
@@ -78,7 +93,9 @@ def build_model(
         Inputs named ``sequence``, ``signal`` (those the spec uses, in that order) or
         ``random``, then ``average`` ``(1,)`` when the spec has it: the keys of a loader's
         batches; one output unit, sigmoid (tanh for the residual target); compiled with Adam
-        and binary cross-entropy (mean squared error for the residual target).
+        and binary cross-entropy (mean squared error for the residual target). A combined
+        model's concatenation of its branches is the layer ``branches``, the hidden layer
+        after it ``joint`` (:func:`branch_models`).
     """
     if not spec.is_neural:
         raise ValueError(f"build_model builds neural families, not {spec.family!r}")
@@ -114,11 +131,15 @@ def build_model(
         x = layers.Flatten()(x_in[0]) if f == "seq_dense" else conv(x_in[0], spec.filters)
         x = dense(with_average(x), spec.units)
     else:
-        x_in = [keras.Input((seq_len, 4), name="sequence"), keras.Input((n_marks,), name="signal")]
-        s = conv(x_in[0], spec.filters) if spec.filters else layers.Flatten()(x_in[0])
+        seq_in = keras.Input((seq_len, 4), name="sequence")
+        sig_in = keras.Input((n_marks,), name="signal")
+        x_in = [seq_in, sig_in]
+        s = conv(seq_in, spec.filters) if spec.filters else layers.Flatten()(seq_in)
         s = dense(s, spec.seq_units)
-        e = dense(with_average(x_in[1]), spec.units)
-        x = layers.Dense(spec.joint_units, activation="relu")(layers.Concatenate()([s, e]))
+        e = dense(with_average(sig_in), spec.units)
+        x = layers.Dense(spec.joint_units, activation="relu", name="joint")(
+            layers.Concatenate(name="branches")([s, e])
+        )
     if avg_in is not None:
         x_in.append(avg_in)
     residual = spec.target == "residual"
@@ -130,6 +151,87 @@ def build_model(
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+#: The combined model's branches, in the order of its concatenation.
+BRANCHES = ("sequence", "signal")
+#: How a combined network may start (:class:`NeuralModel`'s ``warm_start``).
+WARM_STARTS = ("signal", "sequence", "better", "none")
+#: Shift that lets a single ReLU unit pass a logit through: ``relu(z + c) - c = z`` for
+#: ``z > -c``; below, the probability is under ``sigmoid(-c)`` (about 5e-5) either way.
+_PASS_SHIFT = 10.0
+
+
+def branch_models(model: Any, spec: ModelSpec, *, steps_per_execution: int = 1) -> dict[str, Any]:
+    """Each branch of a combined model alone, as a model of its own.
+
+    Parameters
+    ----------
+    model
+        A combined model from :func:`build_model`.
+    spec
+        Its spec.
+    steps_per_execution
+        As :func:`build_model`.
+
+    Returns
+    -------
+    dict
+        ``{"sequence": keras.Model, "signal": keras.Model}``: the branch's inputs (the
+        ``signal`` branch also takes ``average`` when the spec has it), its layers (shared
+        with ``model``: training a branch model trains the combined model's branch), then an
+        output unit of its own; compiled as :func:`build_model` compiles.
+    """
+    keras = devices.keras()
+    inputs = {t.name: t for t in model.inputs}
+    names = {"sequence": ["sequence"], "signal": ["signal"] + (["average"] if spec.average else [])}
+    residual = spec.target == "residual"
+    out = {}
+    for name, last in zip(BRANCHES, model.get_layer("branches").input, strict=True):
+        head = keras.layers.Dense(
+            1, activation="tanh" if residual else "sigmoid", name=f"{name}_output"
+        )
+        branch = keras.Model([inputs[n] for n in names[name]], head(last), name=name)
+        branch.compile(
+            optimizer=keras.optimizers.Adam(),
+            loss="mean_squared_error" if residual else "binary_crossentropy",
+            steps_per_execution=steps_per_execution,
+        )
+        out[name] = branch
+    return out
+
+
+def start_from_branch(model: Any, branch: Any, which: str) -> None:
+    """Set a combined model's joint and output layers so that it computes ``branch``'s output.
+
+    ``branch`` is one of :func:`branch_models` (already trained); its output unit's logit
+    ``z = w . h + b`` (``h`` the branch's last hidden layer) is passed through the joint
+    layer: with two or more joint units, ``relu(z) - relu(-z) = z`` on the first two; with
+    one, ``relu(z + c) - c`` (:data:`_PASS_SHIFT`). The joint units' weights from the other
+    branch start at zero; the remaining joint units keep their initial weights, with zero
+    weight in the output, so that they learn from the first update without changing the
+    start. The combined model then predicts exactly what ``branch`` predicts.
+    """
+    w, b = (np.asarray(a) for a in branch.get_layer(f"{which}_output").get_weights())
+    joint, output = model.get_layer("joint"), model.get_layer("output")
+    kernel, bias = (np.asarray(a).copy() for a in joint.get_weights())
+    widths = [int(t.shape[-1]) for t in model.get_layer("branches").input]
+    lo = sum(widths[: BRANCHES.index(which)])
+    rows = np.zeros(kernel.shape[0], dtype=bool)
+    rows[lo : lo + widths[BRANCHES.index(which)]] = True
+    out_kernel = np.zeros((kernel.shape[1], 1), dtype=kernel.dtype)
+    signs = (1.0, -1.0) if kernel.shape[1] >= 2 else (1.0,)
+    for unit, sign in enumerate(signs):
+        kernel[:, unit] = 0.0
+        kernel[rows, unit] = sign * w[:, 0]
+        bias[unit] = sign * b[0]
+        out_kernel[unit, 0] = sign
+    out_bias = np.zeros(1, dtype=kernel.dtype)
+    if len(signs) == 1:
+        bias[0] += _PASS_SHIFT
+        out_bias[0] = -_PASS_SHIFT
+    joint.set_weights([kernel, bias])
+    output.set_weights([out_kernel, out_bias])
 
 
 def steps_per_execution(batches_per_epoch: int, most: int = MAX_STEPS_PER_EXECUTION) -> int:
@@ -149,7 +251,13 @@ def validation_loss(y: np.ndarray, p: np.ndarray, *, residual: bool = False) -> 
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
+def _epoch_log(
+    keras: Any,
+    score: Callable[[dict[str, np.ndarray]], np.ndarray],
+    valid: Batch | None,
+    residual: bool,
+    stage: str | None = None,
+) -> Any:
     class EpochLog(keras.callbacks.Callback):
         """Per epoch: the training loss and time; the loss on the fixed validation sample,
         put in ``logs["val_loss"]`` for the callbacks after this one (early stopping).
@@ -160,22 +268,22 @@ def _epoch_log(keras: Any, model: NeuralModel, valid: Batch | None) -> Any:
         """
 
         def on_train_begin(self, logs: dict | None = None) -> None:
-            self.rows: list[dict[str, float]] = []
+            self.rows: list[dict[str, Any]] = []
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.t_epoch = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             t_valid = time.perf_counter()
-            row = {
+            row: dict[str, Any] = {} if stage is None else {"stage": stage}
+            row |= {
                 "epoch": epoch,
                 "loss": float((logs or {}).get("loss", np.nan)),
                 "seconds": t_valid - self.t_epoch,
             }
             if valid is not None:
                 x, y = valid
-                residual = model.spec.target == "residual"
-                row["val_loss"] = validation_loss(y, model.score(x), residual=residual)
+                row["val_loss"] = validation_loss(y, score(x), residual=residual)
                 row["valid_seconds"] = time.perf_counter() - t_valid
                 if logs is not None:
                     logs["val_loss"] = row["val_loss"]
@@ -198,6 +306,11 @@ class NeuralModel(TrainableModel):
     steps_per_execution
         Most mini-batches per call into TensorFlow (the largest divisor of
         ``batches_per_epoch`` up to it is used; 1: one call per batch).
+    warm_start
+        How a combined network starts (other families ignore it): ``"signal"`` or
+        ``"sequence"``, from that branch trained alone; ``"better"``, from the branch (both
+        trained alone) with the lower validation loss; ``"none"``, from scratch. Needs a
+        validation set (without one, every network starts from scratch).
     verbose
         Print one line per epoch.
     **common
@@ -209,8 +322,14 @@ class NeuralModel(TrainableModel):
     model_ : keras.Model
     history_ : list of dict
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_loss``, ``seconds``
-        (training batches, including any time blocked on data) and ``valid_seconds``.
+        (training batches, including any time blocked on data) and ``valid_seconds``; for a
+        warm-started combined network also ``stage`` (``sequence``, ``signal``: a branch
+        alone; ``combined``), the stages one after the other.
     epochs_run_, best_epoch_ : int
+        Epochs of every stage; the epoch whose weights were kept (of the last stage; -1:
+        a combined network kept its start).
+    start_ : str or None
+        The branch a combined network started from (None: not warm-started).
     stopped_early_ : bool
     train_seconds_ : float
         Wall time of the whole fit (build, sampling, training, validation).
@@ -231,17 +350,23 @@ class NeuralModel(TrainableModel):
         patience: int = 5,
         valid_size: int = 3200,
         steps_per_execution: int = MAX_STEPS_PER_EXECUTION,
+        warm_start: str = "signal",
         verbose: bool = False,
         **common: Any,
     ) -> None:
         if not spec.is_neural:
             raise ValueError(f"NeuralModel takes neural families, not {spec.family!r}")
+        if warm_start not in WARM_STARTS:
+            raise ValueError(
+                f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm_start!r}"
+            )
         super().__init__(spec, cube, valid_size=valid_size, **common)
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.max_epochs = max_epochs
         self.patience = patience
         self.steps_per_execution = steps_per_execution
+        self.warm_start = warm_start
         self.verbose = verbose
 
     def resolve_device(self) -> str:
@@ -254,7 +379,61 @@ class NeuralModel(TrainableModel):
         keras = devices.keras()
         keras.utils.set_random_seed(self.spec.seed)
         spe = steps_per_execution(len(train), self.steps_per_execution)
-        log = _epoch_log(keras, self, valid)
+        self.start_: str | None = None
+        with devices.tensorflow_scope(self.device_):
+            self.model_ = build_model(
+                self.spec, n_marks=self.n_marks, seq_len=self.seq_len, steps_per_execution=spe
+            )
+            self.n_params_ = int(self.model_.count_params())
+            rows: list[dict[str, Any]] = []
+            warm = self.spec.family == "combined" and valid is not None
+            warm = warm and self.warm_start != "none"
+            if warm:
+                assert valid is not None
+                rows, start_loss = self._warm_start(train, valid, spe)
+                start = self.model_.get_weights()
+            stage_rows, stop = self._train(self.model_, train, valid, "combined" if warm else None)
+            rows += stage_rows
+            if warm and stop is not None and stop.best > start_loss:
+                # Training from the start never beat it on the validation sample: keep it.
+                self.model_.set_weights(start)
+                self.best_epoch_ = -1
+            else:
+                self.best_epoch_ = int(stop.best_epoch) if stop is not None else 0
+        self.history_ = rows
+        if self.verbose:
+            for row in self.history_:
+                print(
+                    f"{self.name}: "
+                    + ", ".join(
+                        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in row.items()
+                    )
+                )
+        self.epochs_run_ = len(self.history_)
+        self.stopped_early_ = bool(stop is not None and stop.stopped_epoch > 0)
+
+    def _train(
+        self,
+        model: Any,
+        train: Loader,
+        valid: Batch | None,
+        stage: str | None = None,
+        inputs: Sequence[str] | None = None,
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """Train ``model`` by the recipe (early stopping on the validation sample's loss,
+        best weights restored); ``inputs``: the batch keys it takes (default all).
+
+        Returns the per-epoch rows and the early-stopping callback (None without
+        ``valid``)."""
+        keras = devices.keras()
+        keep = None if inputs is None else list(inputs)
+        residual = self.spec.target == "residual"
+
+        def score(x: dict[str, np.ndarray]) -> np.ndarray:
+            return _score(model, x if keep is None else {k: x[k] for k in keep})
+
+        log = _epoch_log(keras, score, valid, residual, stage)
         callbacks = [log]  # first: it puts val_loss in the logs the others read
         stop = None
         if valid is not None:
@@ -265,45 +444,74 @@ class NeuralModel(TrainableModel):
                 restore_best_weights=True,
             )
             callbacks.append(stop)
-        with devices.tensorflow_scope(self.device_):
-            self.model_ = build_model(
-                self.spec, n_marks=self.n_marks, seq_len=self.seq_len, steps_per_execution=spe
+        # One stream across epochs: fit's epoch e takes the loader's epoch e.
+        with train:
+            data = train.to_tf(epochs=None)
+            if keep is not None:
+
+                def only(x: dict[str, Any], y: Any) -> tuple[dict[str, Any], Any]:
+                    return {k: x[k] for k in keep}, y
+
+                data = data.map(only)
+            model.fit(
+                data,
+                epochs=self.max_epochs,
+                steps_per_epoch=len(train),
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=0,
             )
-            self.n_params_ = int(self.model_.count_params())
-            # One stream across epochs: fit's epoch e takes the loader's epoch e.
-            with train:
-                self.model_.fit(
-                    train.to_tf(epochs=None),
-                    epochs=self.max_epochs,
-                    steps_per_epoch=len(train),
-                    callbacks=callbacks,
-                    shuffle=False,
-                    verbose=0,
-                )
-        self.history_ = log.rows
-        if self.verbose:
-            for row in self.history_:
-                print(f"{self.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
-        self.epochs_run_ = len(self.history_)
-        self.best_epoch_ = int(stop.best_epoch) if stop is not None else 0
-        self.stopped_early_ = bool(stop is not None and stop.stopped_epoch > 0)
+        return log.rows, stop
+
+    def _warm_start(self, train: Loader, valid: Batch, spe: int) -> tuple[list[dict], float]:
+        """Train the ``warm_start`` branch (or both) of the combined model alone by the
+        recipe, then set the combined model to compute it (or the one whose validation loss
+        is lower; :func:`start_from_branch`). Kept there unless training improves on it
+        (:meth:`fit_loader`), the network is at least as good on the validation sample as
+        that branch alone.
+
+        Returns the branches' per-epoch rows and the start's validation loss.
+        """
+        rows: list[dict[str, Any]] = []
+        branches = branch_models(self.model_, self.spec, steps_per_execution=spe)
+        if self.warm_start != "better":
+            branches = {self.warm_start: branches[self.warm_start]}
+        residual = self.spec.target == "residual"
+        x, y = valid
+        losses = {}
+        for name, branch in branches.items():
+            keep = [t.name for t in branch.inputs]
+            stage_rows, _ = self._train(branch, train, valid, name, keep)
+            rows += stage_rows
+            p = _score(branch, {k: x[k] for k in keep})
+            losses[name] = validation_loss(y, p, residual=residual)
+        best = min(losses, key=losses.__getitem__)
+        start_from_branch(self.model_, branches[best], best)
+        self.start_ = best
+        return rows, validation_loss(y, _score(self.model_, x), residual=residual)
 
     def score(self, x: dict[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(x.values())))
-        parts = []
-        for i in range(0, n, _PREDICT_ROWS):
-            block = {k: v[i : i + _PREDICT_ROWS] for k, v in x.items()}
-            rows = len(next(iter(block.values())))
-            if rows < _PREDICT_ROWS:
-                # One input shape for every call: a short last block would make TensorFlow
-                # trace the predict function again for each new size.
-                pad = _PREDICT_ROWS - rows
-                block = {
-                    k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
-                    for k, v in block.items()
-                }
-            parts.append(np.asarray(self.model_.predict_on_batch(block))[:rows])
-        return np.concatenate(parts).reshape(-1).astype(np.float32)
+        return _score(self.model_, x)
+
+
+def _score(model: Any, x: dict[str, np.ndarray]) -> np.ndarray:
+    """A Keras model's output for inputs ``x`` (arrays ``(n, ...)`` by input name): ``(n,)``
+    float32, predicted in blocks of :data:`_PREDICT_ROWS`."""
+    n = len(next(iter(x.values())))
+    parts = []
+    for i in range(0, n, _PREDICT_ROWS):
+        block = {k: v[i : i + _PREDICT_ROWS] for k, v in x.items()}
+        rows = len(next(iter(block.values())))
+        if rows < _PREDICT_ROWS:
+            # One input shape for every call: a short last block would make TensorFlow
+            # trace the predict function again for each new size.
+            pad = _PREDICT_ROWS - rows
+            block = {
+                k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
+                for k, v in block.items()
+            }
+        parts.append(np.asarray(model.predict_on_batch(block))[:rows])
+    return np.concatenate(parts).reshape(-1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
