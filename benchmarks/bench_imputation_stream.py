@@ -9,8 +9,8 @@ times each:
 
 - ``memory`` (the anchor): the signal read whole into memory and the training arrays built
   (:meth:`pitfall.models.impute.ImputationModel.training_data`), then ``fit`` on them;
-- ``stream``: ``fit`` on :class:`pitfall.loaders.TrackBatches`, which reads the cube a
-  block of loci at a time in a background thread while the model trains.
+- ``stream``: ``fit`` on :meth:`pitfall.loaders.TrackBatches.to_tf`, which reads the cube
+  a block of loci at a time in a background thread while the model trains.
 
 Printed per family: the median batches per second of the ``fit`` call (``--steps`` batches)
 both ways and their ratio (stream / memory), and apart from it what each way pays before
@@ -98,7 +98,7 @@ def child(cube_path: str, family: str, way: str, steps: int, batch: int) -> dict
     else:
         stream = TrackBatches(model, split, batch_size=batch, seed=0)
         n = stream.n_examples()
-        data = {"x": stream.stream(1), "shuffle": False}
+        data = {"x": stream.to_tf(1), "shuffle": False}
     before = time.perf_counter() - t0
     steps = min(steps, -(-n // batch))
     t1 = time.perf_counter()

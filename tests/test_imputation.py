@@ -340,3 +340,18 @@ def test_track_batches__streamed_training_never_reads_the_whole_signal() -> None
     assert model._signal is None  # never read whole
     assert len(model.history_) == TRAINING["epochs"]
     assert mse(pred.values[0], truth) < 0.5 * mse(0, truth)
+
+
+def test_track_batches__to_tf_yields_the_epochs_batches_in_order() -> None:
+    from pitfall.loaders import TrackBatches
+
+    ds = imputation_cube()
+    split = _split(ds, "cross-cell-type")
+    model = _model("impute_dense", ds)
+    stream = TrackBatches(model, split, batch_size=6, seed=1, block_loci=9, shuffle_blocks=2)
+    want = [*stream.epoch(0), *stream.epoch(1)]
+    got = list(stream.to_tf(2).as_numpy_iterator())
+    assert len(got) == len(want) == 2 * len(stream)
+    for (gx, gy), (wx, wy) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(gy, wy)
+        np.testing.assert_array_equal(gx["signal"], wx["signal"])

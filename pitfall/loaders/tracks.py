@@ -91,17 +91,13 @@ class TrackBatches:
         return self._n_examples
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (what Keras's ``fit`` takes as ``steps_per_epoch``)."""
         return -(-self.n_examples() // self.batch_size)
 
-    def stream(self, epochs: int) -> Iterator[Batch]:
-        """Epochs ``0 .. epochs - 1`` one after the other (what Keras's ``fit`` reads with
-        ``steps_per_epoch=len(self)``)."""
-        for i in range(epochs):
-            yield from self.epoch(i)
-
-    def epoch(self, i: int) -> Iterator[Batch]:
-        """The batches of epoch ``i``: every training example once, in a seeded order."""
+    def buffers(self, i: int) -> Iterator[Batch]:
+        """Epoch ``i`` as shuffled runs of whole batches: each holds a multiple of
+        ``batch_size`` examples (the last of the epoch the rest), and cutting them in order
+        gives :meth:`epoch`'s batches."""
         rng = np.random.default_rng((self.seed, i))
         order = self.starts[rng.permutation(self.starts.size)]
         pool = ThreadPoolExecutor(max_workers=1)
@@ -124,14 +120,50 @@ class TrackBatches:
                 xs = {key: v[perm] for key, v in xs.items()}
                 ys = ys[perm]
                 full = ys.size if last else ys.size - ys.size % self.batch_size
-                for a in range(0, full, self.batch_size):
-                    b = min(a + self.batch_size, full)
-                    yield {key: v[a:b] for key, v in xs.items()}, ys[a:b]
+                if full:
+                    yield {key: v[:full] for key, v in xs.items()}, ys[:full]
                 # what did not fill a batch waits for the next blocks
                 x_parts = [{key: v[full:] for key, v in xs.items()}] if full < ys.size else []
                 y_parts = [ys[full:]] if full < ys.size else []
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def epoch(self, i: int) -> Iterator[Batch]:
+        """The batches of epoch ``i``: every training example once, in a seeded order."""
+        for xs, ys in self.buffers(i):
+            for a in range(0, ys.size, self.batch_size):
+                yield (
+                    {key: v[a : a + self.batch_size] for key, v in xs.items()},
+                    ys[a : a + self.batch_size],
+                )
+
+    def to_tf(self, epochs: int) -> Any:
+        """Epochs ``0 .. epochs - 1`` as a ``tf.data.Dataset`` of :meth:`epoch`'s batches, in
+        the same order: Python hands over a run of batches at a time and TensorFlow cuts
+        it, so a batch costs no Python call. Imports TensorFlow."""
+        from pitfall._logs import quiet_tensorflow
+
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        # shapes and dtypes from the examples of one locus (possibly none: still typed)
+        sig = np.asarray(self.model.cube["signal"].isel(locus=slice(0, 1)).values, np.float32)
+        first_x, _ = self.model.examples(self.split, sig, np.arange(1))
+        spec_x = {
+            key: tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype))
+            for key, v in first_x.items()
+        }
+        spec = (spec_x, tf.TensorSpec((None,), tf.float32))
+
+        def runs() -> Iterator[Batch]:
+            for i in range(epochs):
+                yield from self.buffers(i)
+
+        ds = tf.data.Dataset.from_generator(runs, output_signature=spec)
+        ds = ds.flat_map(
+            lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(self.batch_size)
+        )
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)

@@ -339,7 +339,7 @@ class ImputationModel:
             if self.stream:
                 batches = TrackBatches(self, split, batch_size=self.batch_size, seed=self.spec.seed)
                 hist = self.model_.fit(
-                    batches.stream(self.epochs),
+                    batches.to_tf(self.epochs),
                     steps_per_epoch=len(batches),
                     epochs=self.epochs,
                     shuffle=False,
