@@ -8,6 +8,8 @@ and says so.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -157,7 +159,9 @@ def plot(emb: pd.DataFrame, title: str = ""):
         fontsize=9,
     )
     if title:
-        fig.suptitle(title)
+        # one panel is narrow: the title wraps to the figure's width rather than run past it
+        width = int(fig.get_figwidth() * 11)
+        fig.suptitle(textwrap.fill(title, width=max(width, 30)))
     fig.tight_layout(rect=(0, 0.13 if note else 0.07, 1, 1))
     if note:
         fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.35", wrap=True)
