@@ -314,22 +314,26 @@ def _count_kept_kernel(yt: np.ndarray, yp: np.ndarray) -> tuple[int, int]:
     return count, first
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _float32_key(v: float) -> np.uint64:
+    # The order-preserving uint32 image of float32(v), as a uint64 to shift into a word.
+    f = np.float32(v) + np.float32(0.0)  # -0.0 + 0.0 is +0.0: one key, so they tie
+    b = np.uint64(np.float32(f).view(np.uint32))
+    if b >= np.uint64(0x80000000):
+        return np.uint64(0xFFFFFFFF) - b  # negative: larger magnitude sorts first
+    return b + np.uint64(0x80000000)
+
+
 @numba.njit(cache=True, nogil=True)
 def _pack_keys_kernel(
     y: np.ndarray, other: np.ndarray, start: int, out: np.ndarray, pos: int
 ) -> int:
-    # For each kept bin: (order-preserving uint32 image of float32(y)) << 32 | bin index.
-    # Sorting these 64-bit words sorts by value (float32-rounded) with no index array.
+    # For each kept bin: (float32 key of y) << 32 | bin index. Sorting these 64-bit words
+    # sorts by value (float32-rounded) with no index array.
     for i in range(y.size):
         if np.isnan(y[i]) or np.isnan(other[i]):
             continue
-        f = np.float32(y[i]) + np.float32(0.0)  # -0.0 + 0.0 is +0.0: one key, so they tie
-        b = np.uint64(np.float32(f).view(np.uint32))
-        if b >= np.uint64(0x80000000):
-            key = np.uint64(0xFFFFFFFF) - b  # negative: larger magnitude sorts first
-        else:
-            key = b + np.uint64(0x80000000)
-        out[pos] = (key << np.uint64(32)) | np.uint64(start + i)
+        out[pos] = (_float32_key(y[i]) << np.uint64(32)) | np.uint64(start + i)
         pos += 1
     return pos
 
@@ -408,32 +412,44 @@ def _count_kept(yt: np.ndarray, yp: np.ndarray, chunk_size: int) -> tuple[int, i
     return total, first
 
 
+def _check_rankable(n: int) -> None:
+    if n >= 2**31:
+        # A sort word holds a bin index and a doubled rank in 32 bits each.
+        raise ValueError(f"tracks of {n} bins: at most 2**31 - 1 bins can be ranked")
+
+
+def _rank_words(
+    y: np.ndarray, other: np.ndarray, packed: np.ndarray, top_pos: int, chunk_size: int
+) -> float:
+    """Fill ``packed`` (one word per bin kept in both tracks) with ``y``'s words, sort them
+    and walk the ties: each word becomes ``(bin index << 32) | (lo + hi)``, in rank order.
+    Returns ``y``'s value at sorted position ``top_pos`` (NaN for -1)."""
+    pos = 0
+    for start in _chunks(y.size, chunk_size):
+        pos = _pack_keys_kernel(
+            np.ascontiguousarray(y[start : start + chunk_size]),
+            np.ascontiguousarray(other[start : start + chunk_size]),
+            start,
+            packed,
+            pos,
+        )
+    packed.sort()
+    return float(_rank_walk_kernel(packed, y, top_pos, y.dtype == np.float32))
+
+
 def _ranks_and_thresholds(
     yt: np.ndarray, yp: np.ndarray, chunk_size: int
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Both tracks' centred doubled ranks and top-1% thresholds, one sort per track."""
     n = yt.size
-    if n >= 2**31:
-        # A sort word holds a bin index and a doubled rank in 32 bits each.
-        raise ValueError(f"tracks of {n} bins: at most 2**31 - 1 bins can be ranked")
+    _check_rankable(n)
     n_kept, _ = _count_kept(yt, yp, chunk_size)
     top_pos = _top_position(n_kept)
     packed = np.empty(n_kept, dtype=np.uint64)  # reused for both tracks
     results: list[np.ndarray] = []
     thresholds: list[float] = []
     for y, other in ((yt, yp), (yp, yt)):
-        pos = 0
-        for start in _chunks(n, chunk_size):
-            pos = _pack_keys_kernel(
-                np.ascontiguousarray(y[start : start + chunk_size]),
-                np.ascontiguousarray(other[start : start + chunk_size]),
-                start,
-                packed,
-                pos,
-            )
-        packed.sort()
-        exact = y.dtype == np.float32
-        thresholds.append(float(_rank_walk_kernel(packed, y, top_pos, exact)))
+        thresholds.append(_rank_words(y, other, packed, top_pos, chunk_size))
         packed.sort()  # by bin index
         ranks: np.ndarray = np.zeros(n, dtype=np.int32)
         _write_ranks_kernel(packed, ranks)
@@ -886,12 +902,7 @@ def _carry_ranks_kernel(packed: np.ndarray, y: np.ndarray) -> None:
     # orders the second track while every word keeps the first track's rank.
     for j in range(packed.size):
         word = packed[j]
-        f = np.float32(y[word >> np.uint64(32)]) + np.float32(0.0)
-        b = np.uint64(np.float32(f).view(np.uint32))
-        if b >= np.uint64(0x80000000):
-            key = np.uint64(0xFFFFFFFF) - b
-        else:
-            key = b + np.uint64(0x80000000)
+        key = _float32_key(y[word >> np.uint64(32)])
         packed[j] = (key << np.uint64(32)) | (word & _INDEX_MASK)
 
 
@@ -982,20 +993,9 @@ def correlations(
     else:
         stats = block_statistics(yt, yp, None, moments.shape[0], chunk_size=chunk_size)
         return pearson, float(metrics_from_statistics(stats.sum(axis=0))["gwspear"])
-    if n >= 2**31:
-        raise ValueError(f"tracks of {n} bins: at most 2**31 - 1 bins can be ranked")
+    _check_rankable(n)
     packed = np.empty(n_kept, dtype=np.uint64)
-    pos = 0
-    for start in _chunks(n, chunk_size):
-        pos = _pack_keys_kernel(
-            np.ascontiguousarray(first_track[start : start + chunk_size]),
-            np.ascontiguousarray(second[start : start + chunk_size]),
-            start,
-            packed,
-            pos,
-        )
-    packed.sort()
-    _rank_walk_kernel(packed, first_track, -1, first_track.dtype == np.float32)
+    _rank_words(first_track, second, packed, -1, chunk_size)
     sx, sxx = _rank_moments(packed)
     packed.sort()  # by bin index
     _carry_ranks_kernel(packed, second)
