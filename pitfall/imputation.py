@@ -141,12 +141,14 @@ class ImputationSplit:
         """Positions along ``locus`` of the loci training reads every training experiment
         at, ``(n_train,)``: every locus across cell types, those off the test chromosomes
         in the hybrid setting."""
-        n = ds.sizes["locus"]
-        if self.setting == "cross-cell-type":
-            return np.arange(n, dtype=np.int64)
-        keep = np.ones(n, dtype=bool)
-        keep[self.test_loci(ds)] = False
-        return np.flatnonzero(keep)
+        return np.flatnonzero(self.train_locus_mask(ds))
+
+    def train_locus_mask(self, ds: xr.Dataset) -> np.ndarray:
+        """:meth:`train_loci` as a mask: bool ``(n_loci,)``."""
+        keep = np.ones(ds.sizes["locus"], dtype=bool)
+        if self.setting != "cross-cell-type":
+            keep[self.test_loci(ds)] = False
+        return keep
 
     def train_experiments(self, ds: xr.Dataset) -> xr.DataArray:
         """The experiments training may read: observed, but not the target track; bool
@@ -155,9 +157,7 @@ class ImputationSplit:
         obs.loc[{"cell_type": self.cell_type, "mark": self.mark}] = False
         return obs
 
-    def train_mask(
-        self, ds: xr.Dataset, *, transductive: bool = False, loci: np.ndarray | None = None
-    ) -> np.ndarray:
+    def train_mask(self, ds: xr.Dataset, *, transductive: bool = False) -> np.ndarray:
         """Which values of the cube training may read: bool ``(cell_type, locus, mark)``.
 
         Parameters
@@ -166,20 +166,21 @@ class ImputationSplit:
             Hybrid only: also read, at the test loci, every observed experiment of a mark
             other than the target mark (what the factorization family learns the held-out
             positions' embeddings from).
-        loci
-            Positions along ``locus`` (default every locus): the mask at those loci only,
-            ``(cell_type, len(loci), mark)``, for a reader going a block of loci at a time.
         """
         self.check(ds)
-        exp = self.train_experiments(ds).values
-        n = ds.sizes["locus"]
-        train = np.zeros(n, dtype=bool)
-        train[self.train_loci(ds)] = True
-        if loci is not None:
-            train = train[np.asarray(loci)]
-        mask = exp[:, None, :] & train[None, :, None]
+        train = self.train_locus_mask(ds)
+        return self.mask_from(ds, self.train_experiments(ds).values, train, transductive)
+
+    def mask_from(
+        self, ds: xr.Dataset, experiments: np.ndarray, train: np.ndarray, transductive: bool
+    ) -> np.ndarray:
+        """:meth:`train_mask` from its parts, for a reader that computes them once and
+        goes a block of loci at a time: ``experiments`` bool ``(cell_type, mark)``
+        (:meth:`train_experiments`), ``train`` bool ``(k,)`` (:meth:`train_locus_mask` at
+        the loci wanted). Returns bool ``(cell_type, k, mark)``."""
+        mask = experiments[:, None, :] & train[None, :, None]
         if transductive and self.setting == "hybrid":
-            other = exp.copy()
+            other = experiments.copy()
             other[:, [str(m) for m in ds["mark"].values].index(self.mark)] = False
             mask |= other[:, None, :] & ~train[None, :, None]
         return mask

@@ -76,9 +76,10 @@ class TrackBatches:
         self.starts = np.arange(0, n, self.block_loci, dtype=np.int64)
         self._n_examples: int | None = None
 
-    def _read(self, start: int) -> Batch:
-        """The examples of the block of loci starting at ``start``."""
-        stop = min(start + self.block_loci, self.model.cube.sizes["locus"])
+    def _read(self, start: int, stop: int | None = None) -> Batch:
+        """The examples of the loci ``start .. stop - 1`` (default: the block at ``start``)."""
+        if stop is None:
+            stop = min(start + self.block_loci, self.model.cube.sizes["locus"])
         sig = np.asarray(
             self.model.cube["signal"].isel(locus=slice(int(start), int(stop))).values, np.float32
         )
@@ -147,8 +148,7 @@ class TrackBatches:
         import tensorflow as tf
 
         # shapes and dtypes from the examples of one locus (possibly none: still typed)
-        sig = np.asarray(self.model.cube["signal"].isel(locus=slice(0, 1)).values, np.float32)
-        first_x, _ = self.model.examples(self.split, sig, np.arange(1))
+        first_x, _ = self._read(0, 1)
         spec_x = {
             key: tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype))
             for key, v in first_x.items()

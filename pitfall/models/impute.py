@@ -225,6 +225,7 @@ class ImputationModel:
         self.stream = stream
         self.name = spec.label
         self._signal: np.ndarray | None = None
+        self._parts: tuple[Any, ...] | None = None
 
     @property
     def signal(self) -> np.ndarray:
@@ -264,8 +265,9 @@ class ImputationModel:
         :class:`pitfall.loaders.TrackBatches` reads them a block of loci at a time."""
         loci = np.asarray(loci, np.int64)
         _, j = self._index(split)
+        experiments, train, rows = self._training_parts(split)
         if self.spec.family == "avocado":
-            mask = split.train_mask(self.cube, transductive=True, loci=loci) & np.isfinite(sig)
+            mask = split.mask_from(self.cube, experiments, train[loci], True) & np.isfinite(sig)
             c, pos, m = np.nonzero(mask)
             locus = loci[pos]
             x = {
@@ -275,15 +277,27 @@ class ImputationModel:
                 "block": (locus // self.spec.block_size).astype(np.int32),
             }
             return x, sig[c, pos, m].astype(np.float32)
-        cts = [str(c) for c in self.cube["cell_type"].values]
-        rows = np.array([cts.index(c) for c in split.reference_cell_types(self.cube)])
-        train = np.zeros(self.cube.sizes["locus"], dtype=bool)
-        train[split.train_loci(self.cube)] = True
         at = np.flatnonzero(train[loci])
         y = sig[np.ix_(rows, at, np.array([j]))].reshape(-1)
         keep = np.isfinite(y)
         xd = self._dense_x(split, sig[:, at, :], rows, loci[at])[keep]
         return {self.spec.inputs: xd}, y[keep].astype(np.float32)
+
+    def _training_parts(self, split: ImputationSplit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What :meth:`examples` reads of ``split`` at every block, computed once per split:
+        the training experiments ``(cell_type, mark)``, the training loci as a mask
+        ``(n_loci,)`` and the reference cell types' rows."""
+        if self._parts is None or self._parts[0] != split:
+            split.check(self.cube)
+            cts = [str(c) for c in self.cube["cell_type"].values]
+            rows = np.array([cts.index(c) for c in split.reference_cell_types(self.cube)])
+            parts = (
+                split.train_experiments(self.cube).values,
+                split.train_locus_mask(self.cube),
+                rows,
+            )
+            self._parts = (split, *parts)
+        return self._parts[1], self._parts[2], self._parts[3]
 
     def training_data(self, split: ImputationSplit) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Exactly the arrays the model is fed in memory: :meth:`examples` at every locus."""
