@@ -477,6 +477,25 @@ def _add_export_predictions(sub: Any) -> None:
 # ---------------------------------------------------------------------------- fetch
 
 
+def _fetch_outcome(report: Any, dry_run: bool, holds: str) -> int:
+    """Print what a fetch did (``holds``: what its manifest covers); 1 if anything failed."""
+    if not dry_run:
+        print(
+            f"fetch into {report.dest}: {len(report.fetched)} downloaded, "
+            f"{len(report.cached)} already there (verified)"
+        )
+        for note in report.notes:
+            print(f"  note: {note}")
+        if report.manifest:
+            print(f"  manifest: {report.manifest} ({holds})")
+    if report.failures:
+        print(f"{len(report.failures)} failed:", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from pitfall.datasets import roadmap
 
@@ -492,21 +511,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         retries=args.retries,
         progress=args.progress and sys.stderr.isatty(),
     )
-    if not args.dry_run:
-        print(
-            f"fetch into {report.dest}: {len(report.fetched)} downloaded, "
-            f"{len(report.cached)} already there (verified)"
-        )
-        for note in report.notes:
-            print(f"  note: {note}")
-        if report.manifest:
-            print(f"  manifest: {report.manifest} ({len(report.epigenomes)} epigenomes)")
-    if report.failures:
-        print(f"{len(report.failures)} failed:", file=sys.stderr)
-        for f in report.failures:
-            print(f"  {f.message}", file=sys.stderr)
-        return 1
-    return 0
+    return _fetch_outcome(report, args.dry_run, f"{len(report.epigenomes)} epigenomes")
 
 
 def cmd_fetch_tads(args: argparse.Namespace) -> int:
@@ -521,21 +526,7 @@ def cmd_fetch_tads(args: argparse.Namespace) -> int:
         retries=args.retries,
         progress=args.progress and sys.stderr.isatty(),
     )
-    if not args.dry_run:
-        print(
-            f"fetch into {report.dest}: {len(report.fetched)} downloaded, "
-            f"{len(report.cached)} already there (verified)"
-        )
-        for note in report.notes:
-            print(f"  note: {note}")
-        if report.manifest:
-            print(f"  manifest: {report.manifest} ({len(report.cell_types)} cell lines)")
-    if report.failures:
-        print(f"{len(report.failures)} failed:", file=sys.stderr)
-        for f in report.failures:
-            print(f"  {f.message}", file=sys.stderr)
-        return 1
-    return 0
+    return _fetch_outcome(report, args.dry_run, f"{len(report.cell_types)} cell lines")
 
 
 def _add_fetch(sub: Any) -> None:
