@@ -37,7 +37,7 @@ import os
 import time
 import tomllib
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -67,6 +67,7 @@ __all__ = [
     "read_results",
     "run_experiment",
     "run_sweep",
+    "run_sweep_timed",
     "skipped_ids",
     "spec_schema",
     "sweep_from_dict",
@@ -590,3 +591,23 @@ def run_sweep(
                 fut.release()
     bar.close()
     return done
+
+
+def run_sweep_timed(
+    experiments: Sequence[Experiment],
+    results_dir: str | os.PathLike,
+    *,
+    say: Callable[[str], None],
+    **kwargs: Any,
+) -> tuple[pd.DataFrame, int, float]:
+    """:func:`run_sweep` for a report: says how many models it holds first, and returns
+    with the table how many of them ``results_dir`` already held and the sweep's seconds.
+
+    ``kwargs``: those of :func:`run_sweep`.
+    """
+    say(f"{len(experiments)} models to train or find in {results_dir}")
+    done_before = skipped_ids(results_dir)
+    n_found = sum(e.id in done_before for e in experiments)
+    t0 = time.perf_counter()
+    table = run_sweep(experiments, results_dir, **kwargs)
+    return table, n_found, time.perf_counter() - t0

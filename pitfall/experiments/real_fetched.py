@@ -260,19 +260,15 @@ def run(
         f"{ds.sizes['position']:,} bp of sequence each; target {target}"
     ]
     todo = _experiments(store, target, plan, out)
-    say(f"{len(todo)} models to train or find in {out / 'results'}")
-    done_before = sweep.skipped_ids(out / "results")
-    n_found = sum(e.id in done_before for e in todo)
-    t1 = time.perf_counter()
-    table = sweep.run_sweep(
+    table, n_found, train_seconds = sweep.run_sweep_timed(
         todo,
         out / "results",
+        say=say,
         workers=workers,
         scheduler=scheduler,
         save_predictions=True,
         progress=progress,
     )
-    train_seconds = time.perf_counter() - t1
     ids = {e.id for e in todo}
     table = table[table["id"].isin(ids)]
     failed = table[table["status"] != "ok"]

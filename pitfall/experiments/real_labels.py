@@ -604,19 +604,15 @@ def run(
     _say(f"cubes ready ({time.perf_counter() - t0:.0f} s): {paths['roadmap']}, {paths['tads']}")
     parts = plan_experiments(paths["roadmap"], paths["tads"], plan)
     todo = list(dict.fromkeys(e for exps in parts.values() for e in exps))
-    _say(f"{len(todo)} models to train or find in {out / 'results'}")
-    done_before = sweep.skipped_ids(out / "results")
-    n_found = sum(e.id in done_before for e in todo)
-    t1 = time.perf_counter()
-    table = sweep.run_sweep(
+    table, n_found, train_seconds = sweep.run_sweep_timed(
         todo,
         out / "results",
+        say=_say,
         workers=workers,
         scheduler=scheduler,
         save_predictions=True,
         progress=progress,
     )
-    train_seconds = time.perf_counter() - t1
     by_id = table.set_index("id")
     roadmap, tads = cube.open_cube(paths["roadmap"]), cube.open_cube(paths["tads"])
     tables = {}
