@@ -459,6 +459,48 @@ def _rows_by_chrom(records: pd.DataFrame) -> dict[str, np.ndarray]:
     return groups
 
 
+def _label_by_chrom(
+    records: pd.DataFrame,
+    blocks: dict[str, _Block],
+    n_bins: int,
+    place: Callable[[Any, _Block], list[tuple[np.ndarray, np.ndarray]]],
+    missing: Literal["zero", "nan"],
+    path: Any,
+) -> tuple[np.ndarray, list[str], dict[str, int], int]:
+    """Label 1 at the bins ``place(rows, block)`` marks, chromosome by chromosome: it
+    returns ``(bin positions, records outside every bin)`` pairs for one chromosome's rows.
+
+    Returns
+    -------
+    label : numpy.ndarray
+        float32, shape (n_bins,); a chromosome without records is 0, or NaN with
+        ``missing="nan"``.
+    without : list of str
+        Chromosomes of the bins without records.
+    off : dict
+        Records per chromosome the bins do not cover.
+    outside_bins : int
+        Placed records that fell outside every bin.
+    """
+    by_chrom = _rows_by_chrom(records)
+    check_chrom_names(list(by_chrom), blocks, path)
+    label = np.zeros(n_bins, dtype=np.float32)
+    outside_bins = 0
+    without = []
+    for name, block in blocks.items():
+        rows = by_chrom.get(name)
+        if rows is None:
+            without.append(name)
+            if missing == "nan":
+                label[block[0]] = np.nan
+            continue
+        for pos, out in place(rows, block):
+            label[pos] = 1.0
+            outside_bins += int(out.sum())
+    off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
+    return label, without, off, outside_bins
+
+
 def _region_labels(
     records: pd.DataFrame,
     points: list[np.ndarray],
@@ -480,23 +522,14 @@ def _region_labels(
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
     blocks = _bin_blocks(bins) if blocks is None else blocks
-    by_chrom = _rows_by_chrom(records)
-    check_chrom_names(list(by_chrom), blocks, path)
-    label = np.zeros(len(bins), dtype=np.float32)
-    outside_bins = 0
-    without = []
-    for name, block in blocks.items():
-        rows = by_chrom.get(name)
-        if rows is None:
-            without.append(name)
-            if missing == "nan":
-                label[block[0]] = np.nan
-            continue
-        for p in points:
-            pos, out = _place(p[rows], block)
-            label[pos] = 1.0
-            outside_bins += int(out.sum())
-    off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
+    label, without, off, outside_bins = _label_by_chrom(
+        records,
+        blocks,
+        len(bins),
+        lambda rows, block: [_place(p[rows], block) for p in points],
+        missing,
+        path,
+    )
     summary: dict[str, Any] = {
         f"n_{what}": len(records),
         "chroms_without": chrom_order(without),
@@ -827,25 +860,16 @@ def _interval_labels(
     """:func:`peak_labels` with the overlap rule, before ambiguous and blacklisted bins."""
     if missing not in ("zero", "nan"):
         raise LabelError(f"missing must be 'zero' or 'nan', got {missing!r}")
-    path = peaks.attrs.get("path", "peaks")
-    by_chrom = _rows_by_chrom(peaks)
-    check_chrom_names(list(by_chrom), blocks, path)
     start = peaks["start"].to_numpy(np.int64)
     end = peaks["end"].to_numpy(np.int64)
-    label = np.zeros(n_bins, dtype=np.float32)
-    outside_bins = 0
-    without = []
-    for name, block in blocks.items():
-        rows = by_chrom.get(name)
-        if rows is None:
-            without.append(name)
-            if missing == "nan":
-                label[block[0]] = np.nan
-            continue
-        pos, out = _overlapping(block, start[rows], end[rows], min_overlap)
-        label[pos] = 1.0
-        outside_bins += int(out.sum())
-    off = {c: len(r) for c, r in by_chrom.items() if c not in blocks}
+    label, without, off, outside_bins = _label_by_chrom(
+        peaks,
+        blocks,
+        n_bins,
+        lambda rows, block: [_overlapping(block, start[rows], end[rows], min_overlap)],
+        missing,
+        peaks.attrs.get("path", "peaks"),
+    )
     summary: dict[str, Any] = {
         "n_peaks": len(peaks),
         "chroms_without": chrom_order(without),
