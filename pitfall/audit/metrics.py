@@ -681,7 +681,7 @@ def analyse(
             boots[key] = ranked.bootstrap(weights, tied_expectation=True)
             del ranked
     ts.baselines = dict.fromkeys(ts.baselines)
-    del scores
+    scores = None  # the loop's last array: released with the others
     _release_freed()
 
     def on_overall(overall: bootstrap.SortedLoci) -> np.ndarray:
