@@ -477,6 +477,25 @@ def _add_export_predictions(sub: Any) -> None:
 # ---------------------------------------------------------------------------- fetch
 
 
+def _download_options(q: argparse.ArgumentParser, mirror_env: str) -> None:
+    """The options every ``pitfall fetch`` source takes: mirror, dry run, checks, retries."""
+    q.add_argument(
+        "--mirror",
+        default=None,
+        help=f"one base URL serving the mirror layout (default ${mirror_env}, else "
+        "the public sites)",
+    )
+    q.add_argument("--dry-run", action="store_true", help="list files, sizes and free space only")
+    q.add_argument(
+        "--no-verify",
+        dest="deep_verify",
+        action="store_false",
+        help="check files already present by size only, not sha256",
+    )
+    q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
+    q.add_argument("--no-progress", dest="progress", action="store_false")
+
+
 def _fetch_outcome(report: Any, dry_run: bool, holds: str) -> int:
     """Print what a fetch did (``holds``: what its manifest covers); 1 if anything failed."""
     if not dry_run:
@@ -570,21 +589,7 @@ def _add_fetch(sub: Any) -> None:
         help="fetch hg19 (gunzipped to hg19/hg19.fa) and add [sequence] (default: yes)",
     )
     q.add_argument("--annotation", choices=sorted(roadmap.ANNOTATIONS), default="gencode-v19")
-    q.add_argument(
-        "--mirror",
-        default=None,
-        help=f"one base URL serving the mirror layout (default ${roadmap.MIRROR_ENV}, else "
-        "the public sites)",
-    )
-    q.add_argument("--dry-run", action="store_true", help="list files, sizes and free space only")
-    q.add_argument(
-        "--no-verify",
-        dest="deep_verify",
-        action="store_false",
-        help="check files already present by size only, not sha256",
-    )
-    q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
-    q.add_argument("--no-progress", dest="progress", action="store_false")
+    _download_options(q, roadmap.MIRROR_ENV)
     q.set_defaults(func=cmd_fetch)
 
     from pitfall.datasets import tads
@@ -605,21 +610,7 @@ def _add_fetch(sub: Any) -> None:
         default="dixon2015",
         help="dixon2015: H1, its four derived lineages, IMR90, GM12878 (default)",
     )
-    q.add_argument(
-        "--mirror",
-        default=None,
-        help=f"one base URL serving the mirror layout (default ${roadmap.MIRROR_ENV}, else "
-        "the public sites)",
-    )
-    q.add_argument("--dry-run", action="store_true", help="list files, sizes and free space only")
-    q.add_argument(
-        "--no-verify",
-        dest="deep_verify",
-        action="store_false",
-        help="check files already present by size only, not sha256",
-    )
-    q.add_argument("--retries", type=int, default=2, help="attempts after a failure (default 2)")
-    q.add_argument("--no-progress", dest="progress", action="store_false")
+    _download_options(q, roadmap.MIRROR_ENV)
     q.set_defaults(func=cmd_fetch_tads)
 
 
