@@ -357,8 +357,10 @@ def test_distributed_sampler__two_replicas_cover_each_example_once(cube, split) 
             want_x, want_y, want_meta = data.batch(indices)
             np.testing.assert_array_equal(x["signal"].numpy(), want_x["signal"])
             np.testing.assert_array_equal(y.numpy(), want_y)
-            assert meta["index"] == indices and meta["name"] == want_meta["name"].tolist()
-            shares.append(np.asarray(meta["index"]))
+            assert meta["index"].dtype == torch.int64  # as the per-example collation gives
+            assert meta["index"].tolist() == indices
+            assert meta["name"] == want_meta["name"].tolist()
+            shares.append(meta["index"].numpy())
     assert sorted(np.concatenate(shares).tolist()) == list(range(len(data)))
 
 

@@ -28,7 +28,10 @@ and ``max_shift`` augment it; ``ids=True`` adds each batch's cube positions.
 
 :class:`~pitfall.loaders.pairs.PairDataset` is the map-style counterpart (index -> one
 example with its metadata), and :func:`~pitfall.loaders.predictions.to_dataarray` turns
-the scores of either, in any order, into the DataArray the audit reads.
+the scores of either, in any order, into the DataArray the audit reads. In a torch
+``DataLoader`` worker, a whole batch (``to_torch()``'s, or ``PairDataset``'s for a list of
+indices) leaves as one record of a slot of shared memory (:mod:`pitfall.loaders.slots`)
+rather than one file descriptor per tensor.
 
 Importing this package imports neither TensorFlow, Keras nor PyTorch: the adapters
 (:mod:`~pitfall.loaders.to_tf`, :mod:`~pitfall.loaders.to_keras`,

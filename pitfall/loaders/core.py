@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from pitfall.loaders.average import LocusAverage
-from pitfall.loaders.encoding import Augment, InputEncoder, check_layout
+from pitfall.loaders.encoding import Alloc, Augment, InputEncoder, check_layout, fresh_copy
 from pitfall.loaders.readers import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
@@ -407,19 +407,20 @@ class Loader:
                 self._slots.pop(old).cancel()
         return future.result()
 
-    def batch_of(self, epoch: Epoch, b: int) -> Batch | IdBatch:
+    def batch_of(self, epoch: Epoch, b: int, alloc: Alloc | None = None) -> Batch | IdBatch:
         """Batch ``b`` of a prepared epoch: ``(x, y)``, or ``(x, y, ids)`` with ``ids``;
-        fresh arrays."""
+        fresh arrays (made by ``alloc``, as :meth:`InputEncoder.inputs_of`, when given)."""
         rows = epoch.rows(b)
         d = epoch.data
-        x, y = self.encoder.inputs_of(d, rows), d["y"][rows].copy()
+        x = self.encoder.inputs_of(d, rows, alloc=alloc)
+        y = fresh_copy(d["y"][rows], alloc)
         if not self.ids:
             return x, y
-        return (
-            x,
-            y,
-            {"locus": d["locus"][rows].copy(), "cell_type_index": d["cell_type"][rows].copy()},
-        )
+        ids = {
+            "locus": fresh_copy(d["locus"][rows], alloc),
+            "cell_type_index": fresh_copy(d["cell_type"][rows], alloc),
+        }
+        return x, y, ids
 
     def batch(self, i: int, b: int) -> Batch | IdBatch:
         """Batch ``b`` (of this shard) of epoch ``i``: ``(x, y)`` (``(x, y, ids)``)."""

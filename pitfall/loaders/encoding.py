@@ -25,6 +25,8 @@ so every reader, worker and shard draws the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -33,11 +35,13 @@ from pitfall.loaders.average import LocusAverage
 
 __all__ = [
     "LAYOUTS",
+    "Alloc",
     "Augment",
     "InputEncoder",
     "augment_codes",
     "check_layout",
     "flatten",
+    "fresh_copy",
     "one_hot_layout",
     "permute_codes",
     "random_inputs",
@@ -161,12 +165,11 @@ def check_layout(layout: str) -> str:
 def _one_hot_ncl_kernel(codes: np.ndarray, out: np.ndarray) -> None:
     n, length = codes.shape
     for r in range(n):
-        for i in range(length):
-            c = codes[r, i]
-            out[r, 0, i] = c == 0
-            out[r, 1, i] = c == 1
-            out[r, 2, i] = c == 2
-            out[r, 3, i] = c == 3
+        # Channel by channel: each inner loop writes one contiguous row, which LLVM
+        # vectorises (a base's four channels at once wrote four strided streams).
+        for k in range(4):
+            for i in range(length):
+                out[r, k, i] = np.float32(codes[r, i] == k)
 
 
 def one_hot_layout(
@@ -330,6 +333,20 @@ class Augment:
 # --------------------------------------------------------------------------------------------
 
 
+Alloc = Callable[[tuple[int, ...], np.dtype], np.ndarray]
+"""``alloc(shape, dtype)``: an empty C-contiguous array to fill (see
+:meth:`InputEncoder.inputs_of`)."""
+
+
+def fresh_copy(a: np.ndarray, alloc: Alloc | None = None) -> np.ndarray:
+    """A copy of ``a`` in a new array, or in ``alloc(a.shape, a.dtype)``."""
+    if alloc is None:
+        return a.copy()
+    out = alloc(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 class InputEncoder:
     """Turn raw rows (signal, sequence codes, locus positions) into a model's inputs.
 
@@ -438,7 +455,12 @@ class InputEncoder:
         return {k: every[k] for k in self.names}
 
     def inputs_of(
-        self, prepared: dict[str, np.ndarray], rows: slice | None = None, *, reuse: bool = False
+        self,
+        prepared: dict[str, np.ndarray],
+        rows: slice | None = None,
+        *,
+        reuse: bool = False,
+        alloc: Alloc | None = None,
     ) -> dict[str, np.ndarray]:
         """Model inputs of ``prepared[...][rows]``, keyed as :attr:`names` (float32).
 
@@ -453,6 +475,10 @@ class InputEncoder:
             One-hot encode into a buffer reused across calls of the same size (no allocation
             per batch; consume the result before the next call). Off, every array returned
             is fresh, so it can be kept, handed to another thread or wrapped zero-copy.
+        alloc
+            Where each fresh array goes instead of a new one: ``alloc(shape, dtype)`` returns
+            an empty C-contiguous array (a torch worker's shared-memory slot,
+            :mod:`pitfall.loaders.slots`); ignored with ``reuse``.
 
         Returns
         -------
@@ -465,23 +491,19 @@ class InputEncoder:
         out: dict[str, np.ndarray] = {}
         if "sequence" in self.needs:
             codes = prepared["codes"][rows]
+            n, length = codes.shape
+            shape = (n, 4, length) if self.layout == "NCL" else (n, length, 4)
             buf = None
             if reuse:
-                n, length = codes.shape
-                shape = (n, 4, length) if self.layout == "NCL" else (n, length, 4)
                 buf = self._buffers.get(shape)
                 if buf is None:
                     buf = self._buffers[shape] = np.empty(shape, np.float32)
+            elif alloc is not None:
+                buf = alloc(shape, np.dtype(np.float32))
             out["sequence"] = one_hot_layout(codes, self.layout, out=buf)
-        if "signal" in self.needs:
-            sig = prepared["signal"][rows]
-            out["signal"] = sig if reuse else sig.copy()
-        if self.inputs == "random":
-            rnd = prepared["random"][rows]
-            out["random"] = rnd if reuse else rnd.copy()
-        if self.average is not None:
-            avg = prepared["average"][rows]
-            out["average"] = avg if reuse else avg.copy()
+        for name in self.names[1:] if "sequence" in out else self.names:
+            part = prepared[name][rows]
+            out[name] = part if reuse else fresh_copy(part, alloc)
         return out
 
     def encode(

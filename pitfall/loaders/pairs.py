@@ -28,6 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,12 @@ META: tuple[str, ...] = (
     "cell_type",
     "cell_type_index",
 )
+
+
+def _in_torch_worker() -> bool:
+    # Without importing torch: a process that has not imported it is not a torch worker.
+    torch_data = sys.modules.get("torch.utils.data")
+    return torch_data is not None and torch_data.get_worker_info() is not None
 
 
 def _shared_epoch(value: int) -> Any:
@@ -270,12 +277,18 @@ class PairDataset:
 
     def __getitems__(
         self, indices: Sequence[int]
-    ) -> list[tuple[dict[str, np.ndarray], np.float32, dict[str, Any]]]:
+    ) -> Sequence[tuple[dict[str, np.ndarray], np.float32, dict[str, Any]]]:
         """Examples ``indices`` as a list of ``data[i]`` (``DataLoader`` fetches a batch's
-        indices this way: read and encoded together)."""
+        indices this way: read and encoded together).
+
+        In a torch ``DataLoader`` worker each example also knows the whole batch it came
+        from, so that the default collation sends that batch as one record of a slot of
+        shared memory (:func:`pitfall.loaders.slots.examples`); any other ``collate_fn``
+        sees ``(x, y, meta)`` tuples (of a tuple subclass that pickles as a plain tuple).
+        """
         x, y, meta = self.batch(indices)
         columns = {k: v.tolist() for k, v in meta.items()}
-        return [
+        rows = [
             (
                 {k: v[r] for k, v in x.items()},
                 y[r],
@@ -283,19 +296,35 @@ class PairDataset:
             )
             for r in range(y.size)
         ]
+        if not _in_torch_worker():
+            return rows
+        from pitfall.loaders.slots import examples
+
+        return examples(self, rows, self._whole(x, y, meta))
+
+    @staticmethod
+    def _whole(x: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, np.ndarray]) -> Any:
+        """A batch as a ``DataLoader`` gives it: the string columns of ``meta`` as lists."""
+        return x, y, {k: v.tolist() if v.dtype == object else v for k, v in meta.items()}
 
     def __getitem__(self, i: Any) -> Any:
         """Example ``i`` (an int): ``(x, y, meta)``; or, for a list or array of indices, the
         whole batch -- what ``DataLoader(data, batch_size=None, sampler=BatchSampler(sampler,
         32, drop_last=False))`` asks for, skipping the per-example collation.
 
-        A batch is :meth:`batch`'s ``(x, y, meta)`` with ``meta``'s columns as lists: a worker
-        sends a list by pickle, a tensor through shared memory and a file descriptor each,
-        which costs the receiving process more than the list.
+        A batch is :meth:`batch`'s ``(x, y, meta)`` with ``meta``'s string columns as lists,
+        so that a ``DataLoader`` gives what its per-example collation would: tensors for the
+        arrays and the numbers, lists of ``str``. In a torch ``DataLoader`` worker the batch
+        leaves as one record of a slot of shared memory (:mod:`pitfall.loaders.slots`), which
+        the main process unpickles into those tensors without a file descriptor each.
         """
         if isinstance(i, (list, tuple, np.ndarray)):
-            x, y, meta = self.batch(i)
-            return x, y, {k: v.tolist() for k, v in meta.items()}
+            batch = self._whole(*self.batch(i))
+            if not _in_torch_worker():
+                return batch
+            from pitfall.loaders.slots import send
+
+            return send(self, batch)
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
             raise TypeError(f"a dataset index is an int or a list of ints, got {type(i).__name__}")
         return self.__getitems__([int(i)])[0]

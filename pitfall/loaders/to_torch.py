@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
+
+from pitfall.loaders.slots import claim, send
 
 __all__ = ["TorchBatches"]
 
@@ -35,6 +37,7 @@ class TorchBatches(IterableDataset):
         self.loader = loader
         # Shared memory, so a set_epoch in the main process reaches persistent workers too.
         self._epoch = multiprocessing.get_context("spawn").RawValue("q", -1)
+        self._shard: tuple[tuple[int, int, int], Any] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Serve epoch ``epoch`` from now on (in every worker)."""
@@ -51,12 +54,16 @@ class TorchBatches(IterableDataset):
             loader.next_epoch += 1
         info = get_worker_info()
         if info is not None and info.num_workers > 1:
-            loader = loader.with_shard(info.id, info.num_workers)
-        for batch in loader.epoch(epoch):
-            # Fresh numpy arrays: wrapped without a copy.
-            yield tuple(
-                {k: torch.from_numpy(v) for k, v in part.items()}
-                if isinstance(part, dict)
-                else torch.from_numpy(part)
-                for part in batch
-            )
+            # One shard loader per worker, kept across epochs: its prefetch thread has the
+            # next epoch ready when a persistent worker starts it.
+            key = (os.getpid(), info.id, info.num_workers)
+            if self._shard is None or self._shard[0] != key:
+                self._shard = (key, loader.with_shard(info.id, info.num_workers))
+            loader = self._shard[1]
+        prepared = loader.prepared(epoch)
+        for b in range(prepared.n_batches):
+            # In a worker, the batch is made in a slot of shared memory and sent as a record
+            # of it; else its fresh arrays are wrapped without a copy.
+            slot = claim(self)
+            batch = loader.batch_of(prepared, b, alloc=None if slot is None else slot.alloc)
+            yield send(self, tuple(batch), slot)
