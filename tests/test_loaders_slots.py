@@ -109,17 +109,24 @@ def test_slot__alloc_writes_in_place_and_seal_copies_the_rest() -> None:
 
 
 def test_slot__batch_too_large_leaves_the_slot_with_copies() -> None:
-    ring = slots.SlotRing(64, n_slots=1)
+    ring = slots.SlotRing(128, n_slots=1)
     slot = ring.claim()
-    a = slot.alloc((16,), np.dtype(np.float32))  # fills the slot
-    a[:] = 1.0
-    big = {"a": a, "b": np.zeros(100, np.float32)}  # cannot fit with a
+    a = slot.alloc((16,), np.dtype(np.float32))  # half the slot
+    y = slot.alloc((16,), np.dtype(np.float32))  # the other half
+    a[:], y[:] = 1.0, 2.0
+    big = ({"a": a, "b": np.zeros(100, np.float32)}, y)  # cannot fit with a and y
     assert slot.seal(big) is None
+    assert ring.flags.tolist() == [1]  # still the worker's until released
+    sent = slot.release(big)
     assert ring.flags.tolist() == [0]
-    assert not np.shares_memory(big["a"], ring.bytes)  # moved out before the slot is reused
+    # Moved out before the slot is reused, in a dict and straight in the tuple alike.
+    assert type(sent) is tuple and sent[0]["b"] is big[0]["b"]
+    assert not np.shares_memory(sent[0]["a"], ring.bytes)
+    assert not np.shares_memory(sent[1], ring.bytes)
     again = ring.claim()
-    again.alloc((16,), np.dtype(np.float32))[:] = 5.0
-    np.testing.assert_array_equal(big["a"], np.ones(16, np.float32))
+    again.alloc((32,), np.dtype(np.float32))[:] = 5.0
+    np.testing.assert_array_equal(sent[0]["a"], np.ones(16, np.float32))
+    np.testing.assert_array_equal(sent[1], np.full(16, 2.0, np.float32))
 
 
 def test_send__outside_a_worker_is_default_convert() -> None:

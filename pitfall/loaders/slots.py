@@ -160,52 +160,50 @@ class Slot:
 
     def seal(self, batch: Any) -> SlotBatch | None:
         """``batch`` (its arrays made by :meth:`alloc` or not: those are copied in) as the
-        record to send; None, and the slot freed, when it does not fit (then every array of
-        ``batch`` that lives in the slot has been replaced by a copy: send it as it is)."""
+        record to send; None when it does not fit (then :meth:`release` the slot)."""
         arrays: list[tuple[np.ndarray, int]] = []
         end = [self.end]
         spec = _plan(batch, self.made, arrays, end)
         if end[0] > self.ring.slot_bytes:
-            self._move_out(batch)
-            self.ring.flags[self.slot] = 0
             return None
         for a, offset in arrays:
             at = self.start + offset
             self.ring.bytes[at : at + a.nbytes].view(a.dtype).reshape(a.shape)[...] = a
-        return SlotBatch(self.ring, self.slot, end[0], spec)
+        return SlotBatch(self, end[0], spec)
 
-    def _move_out(self, batch: Any) -> None:
-        # The slot is about to be reused: nothing sent may still point into it.
-        if isinstance(batch, dict):
-            for k, v in batch.items():
-                if isinstance(v, np.ndarray) and id(v) in self.made:
-                    batch[k] = v.copy()
-                else:
-                    self._move_out(v)
-        elif isinstance(batch, list):
-            for i, v in enumerate(batch):
-                if isinstance(v, np.ndarray) and id(v) in self.made:
-                    batch[i] = v.copy()
-                else:
-                    self._move_out(v)
+    def release(self, batch: Any) -> Any:
+        """Free the slot unsent: ``batch`` with a copy of each array :meth:`alloc` made in
+        the slot (whatever dicts, lists or tuples hold it), since the slot is reused next."""
+        self.ring.flags[self.slot] = 0
+        return self._moved_out(batch)
+
+    def _moved_out(self, batch: Any) -> Any:
+        if isinstance(batch, np.ndarray):
+            return batch.copy() if id(batch) in self.made else batch
+        if isinstance(batch, Mapping):
+            return {k: self._moved_out(v) for k, v in batch.items()}
+        if isinstance(batch, (tuple, list)) and not hasattr(batch, "_fields"):
+            return type(batch)(self._moved_out(v) for v in batch)
+        return batch
 
 
 class SlotBatch:
     """A batch in a slot of a :class:`SlotRing`; unpickled, it is the batch itself (tensors
     viewing the slot in the receiving process)."""
 
-    __slots__ = ("nbytes", "ring", "slot", "spec")
+    __slots__ = ("nbytes", "slot", "spec")
 
-    def __init__(self, ring: SlotRing, slot: int, nbytes: int, spec: Any) -> None:
-        self.ring, self.slot, self.nbytes, self.spec = ring, slot, nbytes, spec
+    def __init__(self, slot: Slot, nbytes: int, spec: Any) -> None:
+        self.slot, self.nbytes, self.spec = slot, nbytes, spec
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Unlike torch's file_system reduction, no reference travels with the record: the
         # worker holds its ring as long as it lives, and a record left unread when the
         # DataLoader shuts down would otherwise keep the ring's name in shared memory.
-        manager, handle, size = self.ring.storage._share_filename_cpu_()
-        start = _ALIGN + self.slot * self.ring.slot_bytes
-        return (_rebuild, (manager, handle, size, self.slot, start, self.nbytes, self.spec))
+        slot = self.slot
+        manager, handle, size = slot.ring.storage._share_filename_cpu_()
+        args = (manager, handle, size, slot.slot, slot.start, self.nbytes, self.spec)
+        return (_rebuild, args)
 
 
 # The main process's view of each ring: name -> (storage, bytes, last use). Held strongly so
@@ -314,6 +312,7 @@ def send(owner: object, batch: Any, slot: Slot | None = None) -> Any:
         sealed = slot.seal(batch)
         if sealed is not None:
             return sealed
+        batch = slot.release(batch)
     return default_convert(batch)
 
 
