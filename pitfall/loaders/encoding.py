@@ -501,9 +501,10 @@ class InputEncoder:
             elif alloc is not None:
                 buf = alloc(shape, np.dtype(np.float32))
             out["sequence"] = one_hot_layout(codes, self.layout, out=buf)
-        for name in self.names[1:] if "sequence" in out else self.names:
-            part = prepared[name][rows]
-            out[name] = part if reuse else fresh_copy(part, alloc)
+        for name in self.names:
+            if name != "sequence":
+                part = prepared[name][rows]
+                out[name] = part if reuse else fresh_copy(part, alloc)
         return out
 
     def encode(
