@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _cubes import build_cube
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -83,19 +84,6 @@ class ReadyBatches(IterableDataset):
         share = range(info.id, self.n, info.num_workers) if info else range(self.n)
         for _ in share:
             yield send(self, self.batch)
-
-
-def build_cube(work: Path, preset: str) -> Path:
-    """The synthetic compendium's expression cube under ``work`` (built once)."""
-    store = work / f"{preset}_cube"
-    if not store.exists():
-        from pitfall import featurize, synth
-
-        t0 = time.perf_counter()
-        comp = synth.synthesize(work / preset, preset)
-        featurize.build(comp.manifest, store, workers=1, processes=False, progress=False)
-        print(f"built the {preset} cube in {time.perf_counter() - t0:.1f} s")
-    return store
 
 
 def anchor_loader(data: PairDataset) -> DataLoader:

@@ -43,23 +43,12 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _cubes import build_cube  # noqa: E402
+
 from pitfall import open_cube, splits  # noqa: E402
 from pitfall.models import ModelSpec, devices, make_model  # noqa: E402
 
 CONV = ModelSpec("seq_conv", filters=(32, 32), units=(64,))
-
-
-def build_cube(work: Path, preset: str) -> Path:
-    """The ``preset`` compendium's expression cube under ``work`` (built once)."""
-    store = work / f"{preset}_cube"
-    if not store.exists():
-        from pitfall import featurize, synth
-
-        t0 = time.perf_counter()
-        comp = synth.synthesize(work / preset, preset)
-        featurize.build(comp.manifest, store, workers=1, processes=False, progress=False)
-        print(f"built the {preset} cube in {time.perf_counter() - t0:.1f} s")
-    return store
 
 
 def report_devices() -> dict[str, bool]:
