@@ -28,6 +28,7 @@ __all__ = [
     "Batch",
     "IdBatch",
     "Loader",
+    "example_parts",
     "make_reader",
     "takes_cell_type",
     "whole_number",
@@ -52,24 +53,12 @@ def whole_number(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _check_arguments(
-    inputs: str,
-    seed: int,
-    batch_size: int,
-    batches_per_epoch: int,
-    n_random: int,
-    cache_bytes: int,
-    shard: tuple[int, int],
+def _check_batches(
+    batch_size: int, batches_per_epoch: int, shard: tuple[int, int]
 ) -> tuple[int, int]:
-    """Refuse a loader's arguments before any work; the shard as ``(k, n)``."""
-    if inputs not in INPUTS:
-        allowed = ", ".join(repr(i) for i in INPUTS)
-        raise ValueError(f"inputs must be one of {allowed}, got {inputs!r}")
-    whole_number("seed", seed, 0)
+    """Refuse a loader's batching arguments before any work; the shard as ``(k, n)``."""
     whole_number("batch_size", batch_size, 1)
     whole_number("batches_per_epoch", batches_per_epoch, 1)
-    whole_number("n_random", n_random, 1)
-    whole_number("cache_bytes", cache_bytes, 0)
     try:
         k, n = (whole_number("shard", v, 0) for v in shard)
     except (TypeError, ValueError):
@@ -95,6 +84,51 @@ def make_reader(
     if in_memory:
         return MemoryReader(cube, ["label", *needs])
     return ChunkReader(cube, store=store, cache_bytes=cache_bytes)
+
+
+def example_parts(
+    cube: xr.Dataset,
+    inputs: str,
+    *,
+    permuted: bool,
+    n_random: int,
+    seed: int,
+    average: LocusAverage | None,
+    layout: str,
+    reverse_complement: bool,
+    max_shift: int,
+    reader: ChunkReader | None,
+    store: Any,
+    cache_bytes: int,
+    in_memory: bool,
+) -> tuple[InputEncoder, Augment, ChunkReader]:
+    """What every source of examples (:class:`Loader`, :class:`~pitfall.loaders.pairs.
+    PairDataset`) makes of its arguments, refused before any work: the input encoder, the
+    sequence augmentation and the reader of ``cube`` (:func:`make_reader`)."""
+    if inputs not in INPUTS:
+        allowed = ", ".join(repr(i) for i in INPUTS)
+        raise ValueError(f"inputs must be one of {allowed}, got {inputs!r}")
+    whole_number("seed", seed, 0)
+    whole_number("n_random", n_random, 1)
+    whole_number("cache_bytes", cache_bytes, 0)
+    encoder = InputEncoder(
+        inputs,
+        permuted=permuted,
+        seed=seed,
+        n_random=n_random,
+        average=average,
+        layout=check_layout(layout),
+    )
+    augment = Augment(reverse_complement=reverse_complement, max_shift=max_shift, seed=seed)
+    reader = make_reader(
+        cube,
+        encoder.needs,
+        reader=reader,
+        store=store,
+        cache_bytes=cache_bytes,
+        in_memory=in_memory,
+    )
+    return encoder, augment, reader
 
 
 def takes_cell_type(target: Target) -> bool:
@@ -217,30 +251,24 @@ class Loader:
         max_shift: int = 0,
         ids: bool = False,
     ) -> None:
-        k, n = _check_arguments(
-            inputs, seed, batch_size, batches_per_epoch, n_random, cache_bytes, shard
-        )
+        k, n = _check_batches(batch_size, batches_per_epoch, shard)
         self.cube = cube
-        self.encoder = InputEncoder(
+        self.encoder, self.augment, self.reader = example_parts(
+            cube,
             inputs,
             permuted=permuted,
-            seed=seed,
             n_random=n_random,
+            seed=seed,
             average=average,
-            layout=check_layout(layout),
-        )
-        self.augment = Augment(
-            reverse_complement=reverse_complement, max_shift=max_shift, seed=seed
-        )
-        self.ids = bool(ids)
-        self.reader = make_reader(
-            cube,
-            self.encoder.needs,
+            layout=layout,
+            reverse_complement=reverse_complement,
+            max_shift=max_shift,
             reader=reader,
             store=store,
             cache_bytes=cache_bytes,
             in_memory=in_memory,
         )
+        self.ids = bool(ids)
         reader = self.reader
         cts, loci = selection_index(cube, selection)
         self.cell_types = [str(c) for c in selection["cell_type"].values]

@@ -37,8 +37,7 @@ import xarray as xr
 
 from pitfall.cube import locus_names
 from pitfall.loaders.average import LocusAverage
-from pitfall.loaders.core import INPUTS, Target, make_reader, takes_cell_type, whole_number
-from pitfall.loaders.encoding import Augment, InputEncoder, check_layout
+from pitfall.loaders.core import Target, example_parts, takes_cell_type, whole_number
 from pitfall.loaders.readers import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
@@ -137,27 +136,17 @@ class PairDataset:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         in_memory: bool = False,
     ) -> None:
-        if inputs not in INPUTS:
-            allowed = ", ".join(repr(i) for i in INPUTS)
-            raise ValueError(f"inputs must be one of {allowed}, got {inputs!r}")
-        whole_number("seed", seed, 0)
-        whole_number("n_random", n_random, 1)
-        whole_number("cache_bytes", cache_bytes, 0)
         self.cube = cube
-        self.encoder = InputEncoder(
+        self.encoder, self.augment, self.reader = example_parts(
+            cube,
             inputs,
             permuted=permuted,
-            seed=seed,
             n_random=n_random,
+            seed=seed,
             average=average,
-            layout=check_layout(layout),
-        )
-        self.augment = Augment(
-            reverse_complement=reverse_complement, max_shift=max_shift, seed=seed
-        )
-        self.reader = make_reader(
-            cube,
-            self.encoder.needs,
+            layout=layout,
+            reverse_complement=reverse_complement,
+            max_shift=max_shift,
             reader=reader,
             store=store,
             cache_bytes=cache_bytes,
